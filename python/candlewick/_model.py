@@ -1,0 +1,312 @@
+"""The Pythonic front door. Thin: arguments are checked and converted here, all work is in Rust."""
+
+import json
+import numbers
+from dataclasses import dataclass, field
+from typing import Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _native
+from ._registry import resolve
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One description of a transformer (encoder, decoder or encoder-decoder)."""
+
+    family: str
+    architecture: str
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    activation: str
+    gated_mlp: bool
+    norm: str
+    norm_eps: float
+    position: str
+    rope_theta: float
+    max_position_embeddings: int
+    tie_word_embeddings: bool
+    attention_bias: bool
+    sliding_window: Optional[int] = None
+
+    def to_dict(self):
+        return dict(self.__dict__)
+
+
+@dataclass
+class GenerationOutput:
+    """What `generate` returns: the generated part only."""
+
+    text: str
+    token_ids: List[int]
+    finish_reason: str  # "length" | "eos" | "stop"
+    prompt_tokens: int = 0
+    prompt: Optional[str] = field(default=None, repr=False)
+
+
+class Tokenizer:
+    """Text <-> ids, exactly as the model's reference tokenizer."""
+
+    def __init__(self, native):
+        self._t = native
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> List[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return self._t.encode(text, add_special_tokens)
+
+    def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = True) -> List[List[int]]:
+        texts = list(texts)
+        for t in texts:
+            if not isinstance(t, str):
+                raise TypeError(f"texts must be strings, got {type(t).__name__}")
+        return self._t.encode_batch(texts, add_special_tokens)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        return self._t.decode(_ids(ids, "ids"), skip_special_tokens)
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True) -> str:
+        if not isinstance(messages, (list, tuple)) or not all(isinstance(m, dict) for m in messages):
+            raise TypeError("messages must be a list of {'role': ..., 'content': ...} dicts")
+        return self._t.apply_chat_template_json(json.dumps(list(messages)), add_generation_prompt)
+
+    @property
+    def chat_template(self) -> Optional[str]:
+        return self._t.chat_template
+
+    @property
+    def vocab_size(self) -> int:
+        return self._t.vocab_size
+
+    @property
+    def bos_token_id(self) -> Optional[int]:
+        return self._t.bos_token_id
+
+    @property
+    def eos_token_id(self) -> Optional[int]:
+        return self._t.eos_token_id
+
+    @property
+    def eog_token_ids(self) -> List[int]:
+        """Ids that end generation (EOS, end-of-turn, ...)."""
+        return self._t.eog_token_ids
+
+    def token_to_id(self, token: str) -> Optional[int]:
+        return self._t.token_to_id(token)
+
+    def id_to_token(self, id: int) -> Optional[str]:
+        return self._t.id_to_token(id)
+
+    def __len__(self):
+        return self.vocab_size
+
+
+def _ids(ids, name):
+    if isinstance(ids, np.ndarray):
+        if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise TypeError(f"{name} must be a 1-D sequence of ints")
+        ids = ids.tolist()
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise TypeError(f"{name} must be a sequence of ints, got {type(ids).__name__}")
+    out = []
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral):
+            raise TypeError(f"{name} must contain ints, got {type(i).__name__}")
+        if i < 0:
+            raise ValueError(f"{name} must contain non-negative token ids, got {i}")
+        out.append(int(i))
+    return out
+
+
+def _is_int_seq(x):
+    return isinstance(x, (list, tuple, np.ndarray)) and all(
+        isinstance(i, (numbers.Integral, np.integer)) and not isinstance(i, bool) for i in x
+    )
+
+
+def _check_number(name, v, kind=float):
+    if isinstance(v, bool) or not isinstance(v, numbers.Real if kind is float else numbers.Integral):
+        raise TypeError(f"{name} must be {'a number' if kind is float else 'an int'}, got {type(v).__name__}")
+    return kind(v)
+
+
+class Model:
+    """A loaded model. Verbs: logits, generate, stream (decoders)."""
+
+    def __init__(self, native):
+        self._m = native
+        self.tokenizer = Tokenizer(native.tokenizer)
+        self.config = ModelConfig(**json.loads(native.config_json()))
+
+    def __repr__(self):
+        c = self.config
+        return f"<candlewick.Model {c.family} {c.architecture}: {c.num_layers} layers, d={c.hidden_size}, vocab={c.vocab_size}>"
+
+    @property
+    def info(self) -> dict:
+        """Facts about the checkpoint: path, format, tensor types, parameters, context length."""
+        return json.loads(self._m.info_json())
+
+    @property
+    def context_length(self) -> int:
+        return self._m.context_length
+
+    # ---- logits -------------------------------------------------------------------------------
+
+    def logits(self, ids, attention_mask=None, decoder_input_ids=None) -> np.ndarray:
+        """float32 logits: [seq, vocab] for 1-D ids, [batch, seq, vocab] for 2-D ids.
+        With attention_mask (same shape, 1 = real token), padded positions are skipped and their
+        rows are zeros; the real tokens of a row must be contiguous (left or right padding)."""
+        if decoder_input_ids is not None:
+            raise ValueError("decoder_input_ids is for encoder-decoder models; this model is a decoder")
+        if isinstance(ids, np.ndarray) and ids.ndim == 2 or (
+            isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray))
+        ):
+            rows = [_ids(r, "ids") for r in ids]
+            if len({len(r) for r in rows}) != 1:
+                raise ValueError("2-D ids must be rectangular (pad the rows and pass attention_mask)")
+            masks = [None] * len(rows) if attention_mask is None else [list(map(int, m)) for m in attention_mask]
+            if len(masks) != len(rows) or any(m is not None and len(m) != len(r) for m, r in zip(masks, rows)):
+                raise ValueError("attention_mask must have the same shape as ids")
+            return np.stack([self._row_logits(r, m) for r, m in zip(rows, masks)])
+        row = _ids(ids, "ids")
+        mask = None if attention_mask is None else list(map(int, attention_mask))
+        if mask is not None and len(mask) != len(row):
+            raise ValueError("attention_mask must have the same shape as ids")
+        return self._row_logits(row, mask)
+
+    def _row_logits(self, row, mask):
+        if mask is None:
+            return self._m.logits(row)
+        if any(m not in (0, 1) for m in mask):
+            raise ValueError("attention_mask must contain only 0 and 1")
+        pos = [i for i, m in enumerate(mask) if m]
+        if not pos:
+            raise ValueError("attention_mask masks every token of a row")
+        if pos != list(range(pos[0], pos[-1] + 1)):
+            raise ValueError("the unmasked tokens of a row must be contiguous (left or right padding)")
+        out = np.zeros((len(row), self.config.vocab_size), dtype=np.float32)
+        out[pos[0] : pos[-1] + 1] = self._m.logits(row[pos[0] : pos[-1] + 1])
+        return out
+
+    # ---- generation ---------------------------------------------------------------------------
+
+    def _prompt_ids(self, prompt):
+        if isinstance(prompt, str):
+            return self.tokenizer.encode(prompt, add_special_tokens=True)
+        if _is_int_seq(prompt):
+            return _ids(prompt, "prompt")
+        raise TypeError(f"prompt must be a str or a list of token ids, got {type(prompt).__name__}")
+
+    @staticmethod
+    def _args(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos):
+        if stop is None:
+            stop = []
+        elif isinstance(stop, str):
+            stop = [stop]
+        else:
+            stop = list(stop)
+            if not all(isinstance(s, str) for s in stop):
+                raise TypeError("stop must be a string or a list of strings")
+        if seed is not None:
+            seed = _check_number("seed", seed, int)
+            if seed < 0:
+                raise ValueError(f"seed must be >= 0, got {seed}")
+        return (
+            _check_number("max_new_tokens", max_new_tokens, int),
+            bool(do_sample),
+            _check_number("temperature", temperature),
+            _check_number("top_k", top_k, int),
+            _check_number("top_p", top_p),
+            _check_number("min_p", min_p),
+            _check_number("repetition_penalty", repetition_penalty),
+            seed,
+            stop,
+            bool(ignore_eos),
+        )
+
+    def generate(
+        self,
+        prompt: Union[str, Sequence[int], Sequence[str], Sequence[Sequence[int]]],
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[None, str, Sequence[str]] = None,
+        ignore_eos: bool = False,
+    ):
+        """Generate a continuation. Greedy by default; do_sample=True draws from the distribution
+        shaped by temperature, top_k, top_p and min_p (seeded by `seed`). A list of prompts gives a
+        list of results."""
+        args = self._args(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos)
+        if isinstance(prompt, (list, tuple)) and prompt and not _is_int_seq(prompt):
+            return [self.generate(p, *args) for p in prompt]
+        ids = self._prompt_ids(prompt)
+        text, token_ids, finish, n_prompt = self._m.generate(ids, *args)
+        return GenerationOutput(text, token_ids, finish, n_prompt, prompt if isinstance(prompt, str) else None)
+
+    def stream(
+        self,
+        prompt: Union[str, Sequence[int]],
+        max_new_tokens: int = 128,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: Optional[int] = None,
+        stop: Union[None, str, Sequence[str]] = None,
+        ignore_eos: bool = False,
+    ) -> Iterator[str]:
+        """Like generate, but yields text pieces as they are produced (never a split UTF-8
+        character, never part of a stop string). Breaking out of the loop frees the request."""
+        args = self._args(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos)
+        return self._m.stream(self._prompt_ids(prompt), *args)
+
+    def chat(self, messages, **kwargs):
+        """Apply the chat template to `messages` and generate the assistant's reply."""
+        return self.generate(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True), **kwargs)
+
+
+def load(source, threads: Optional[int] = None) -> Model:
+    """Load a model: a .gguf file, or the short name of an installed model package
+    (e.g. "smollm2-135m-instruct"). `threads` fixes the compute threads for this process."""
+    if threads is not None:
+        threads = _check_number("threads", threads, int)
+        if threads <= 0:
+            raise ValueError(f"threads must be a positive integer, got {threads}")
+    return Model(_native.load(resolve(source), threads))
+
+
+def sample(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, num_samples=1) -> np.ndarray:
+    """Draw token ids from one distribution (1-D logits) with the sampler `generate` uses:
+    temperature -> top-k -> top-p -> min-p -> draw. Returns an int array of num_samples ids."""
+    arr = np.ascontiguousarray(np.asarray(logits, dtype=np.float32))
+    if arr.ndim != 1:
+        raise ValueError(f"logits must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("logits is empty")
+    if seed is not None:
+        seed = _check_number("seed", seed, int)
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+    return _native.sample(
+        arr,
+        _check_number("temperature", temperature),
+        _check_number("top_k", top_k, int),
+        _check_number("top_p", top_p),
+        _check_number("min_p", min_p),
+        seed,
+        _check_number("num_samples", num_samples, int),
+    ).astype(np.int64)

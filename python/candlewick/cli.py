@@ -1,0 +1,104 @@
+"""candlewick command line: `candlewick generate "PROMPT"`, `candlewick info MODEL`."""
+
+import argparse
+import sys
+
+from ._registry import DEFAULT_MODEL
+
+
+def _generate(args):
+    from . import load
+
+    model = load(args.model, threads=args.threads)
+    prompt = args.prompt
+    if args.chat:
+        prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
+    do_sample = args.temperature is not None and args.temperature > 0 or args.sample
+    kw = dict(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=do_sample,
+        temperature=1.0 if args.temperature is None else args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop=args.stop or None,
+    )
+    for piece in model.stream(prompt, **kw):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _human(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+
+
+def _info(args):
+    from . import _native, load
+
+    model = load(args.model, threads=args.threads)
+    info, c = model.info, model.config
+    feats, paths, threads = _native.simd_report()
+    lines = [
+        f"model           {info['path']}",
+        f"name            {info.get('name') or '-'}",
+        f"format          {info['format']} ({_human(info['file_size'])})",
+        f"architecture    {info['architecture']} -> {c.family} {c.architecture}",
+        f"parameters      {info['num_parameters']:,} ({info['num_parameters'] / 1e6:.1f} M)",
+        f"weights         {_human(info['weight_bytes'])}",
+        f"layers          {c.num_layers}, hidden {c.hidden_size}, heads {c.num_heads} (kv {c.num_kv_heads}), head_dim {c.head_dim}, ffn {c.intermediate_size}",
+        f"vocabulary      {c.vocab_size}",
+        f"context length  {info['context_length']}",
+        "tensor types    " + ", ".join(f"{k} x{v}" for k, v in info["tensor_types"].items()),
+        f"threads         {threads}",
+        "cpu features    " + (" ".join(feats) or "-"),
+    ]
+    used = {k.replace("K", "_K") if "K" in k and "_" not in k else k for k in info["tensor_types"]}
+    for ty, path in paths:
+        mark = "*" if ty in used or ty.replace("_", "") in info["tensor_types"] else " "
+        lines.append(f"kernel {mark} {ty:8s} {path}")
+    print("\n".join(lines))
+    return 0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="candlewick", description="Run and inspect transformer language models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate text, streamed to stdout")
+    g.add_argument("prompt")
+    g.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"a .gguf path or model name (default {DEFAULT_MODEL})")
+    g.add_argument("--max-new-tokens", "-n", type=int, default=128)
+    g.add_argument("--temperature", "-t", type=float, default=None, help="> 0 turns sampling on (default: greedy)")
+    g.add_argument("--top-k", type=int, default=0)
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--sample", action="store_true", help="sample even at temperature 1.0")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--stop", action="append", help="stop string (repeatable)")
+    g.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    g.add_argument("--threads", type=int, default=None)
+    g.set_defaults(func=_generate)
+
+    i = sub.add_parser("info", help="describe a model and the kernels this CPU uses")
+    i.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    i.add_argument("--threads", type=int, default=None)
+    i.set_defaults(func=_info)
+
+    args = p.parse_args(argv)
+    from . import CandlewickError
+
+    try:
+        return args.func(args)
+    except (CandlewickError, ValueError, TypeError, OSError) as e:
+        print(f"candlewick: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

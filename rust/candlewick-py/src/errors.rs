@@ -1,0 +1,47 @@
+//! Engine errors -> Python exceptions. Arguments -> ValueError; bad files -> ModelFileError;
+//! missing files -> FileNotFoundError; features not built -> UnsupportedError.
+
+use candlewick::Error;
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::prelude::*;
+
+pyo3::create_exception!(candlewick, CandlewickError, PyException, "Base class of candlewick's own errors.");
+pyo3::create_exception!(candlewick, ModelFileError, CandlewickError, "A model or tokenizer file is invalid, truncated or corrupt.");
+pyo3::create_exception!(candlewick, UnsupportedError, CandlewickError, "The file or option is valid but candlewick does not support it (yet).");
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("CandlewickError", py.get_type::<CandlewickError>())?;
+    m.add("ModelFileError", py.get_type::<ModelFileError>())?;
+    m.add("UnsupportedError", py.get_type::<UnsupportedError>())?;
+    Ok(())
+}
+
+pub fn to_py(e: Error) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+        Error::Io { .. } => PyOSError::new_err(msg),
+        Error::InvalidFile { .. } => ModelFileError::new_err(msg),
+        Error::Unsupported(_) => UnsupportedError::new_err(msg),
+        Error::InvalidArgument(_) | Error::ContextOverflow(_) => PyValueError::new_err(msg),
+        Error::Template(_) => PyValueError::new_err(msg),
+        Error::Tokenizer(_) | Error::Model(_) | Error::Candle(_) => CandlewickError::new_err(msg),
+    }
+}
+
+/// `?` on engine results inside bindings.
+pub trait IntoPyResult<T> {
+    fn py(self) -> PyResult<T>;
+}
+
+impl<T> IntoPyResult<T> for candlewick::Result<T> {
+    fn py(self) -> PyResult<T> {
+        self.map_err(to_py)
+    }
+}
+
+/// A Python int that must be >= 0, named in the error.
+pub fn non_negative(name: &str, v: i64) -> PyResult<usize> {
+    usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} must be >= 0, got {v}")))
+}

@@ -1,0 +1,22 @@
+//! PyO3 bindings: conversions, GIL release and exceptions only. No model logic lives here.
+
+mod errors;
+mod model;
+mod sampling;
+mod tokenizer;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<model::PyModel>()?;
+    m.add_class::<model::PyStream>()?;
+    m.add_class::<tokenizer::PyTokenizer>()?;
+    m.add_function(wrap_pyfunction!(model::load, m)?)?;
+    m.add_function(wrap_pyfunction!(model::set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(model::simd_report, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,45 @@
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::prelude::*;
+
+use candlewick::sampling::{Sampler, SamplingParams};
+
+use crate::errors::{non_negative, IntoPyResult};
+
+/// Draw `num_samples` token ids from one row of logits with the same sampler `generate` uses.
+#[pyfunction]
+#[pyo3(signature = (logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, num_samples=1))]
+#[allow(clippy::too_many_arguments)]
+pub fn sample<'py>(
+    py: Python<'py>,
+    logits: PyReadonlyArray1<'py, f32>,
+    temperature: f32,
+    top_k: i64,
+    top_p: f32,
+    min_p: f32,
+    seed: Option<u64>,
+    num_samples: i64,
+) -> PyResult<Bound<'py, PyArray1<u32>>> {
+    let params = SamplingParams {
+        do_sample: true,
+        temperature,
+        top_k: non_negative("top_k", top_k)?,
+        top_p,
+        min_p,
+        repetition_penalty: 1.0,
+    };
+    let n = non_negative("num_samples", num_samples)?;
+    let logits = logits.as_slice()?.to_vec();
+    let out = py
+        .detach(move || -> candlewick::Result<Vec<u32>> {
+            let mut s = Sampler::new(params, seed)?;
+            let mut buf = logits.clone();
+            (0..n)
+                .map(|_| {
+                    buf.copy_from_slice(&logits);
+                    s.sample(&mut buf, &[])
+                })
+                .collect()
+        })
+        .py()?;
+    Ok(PyArray1::from_vec(py, out))
+}

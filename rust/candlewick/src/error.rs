@@ -1,0 +1,55 @@
+//! One error type for the whole engine. User input never panics: every bad file, bad argument or
+//! unsupported feature becomes one of these variants, with a message that names what was wrong.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be opened or read at all.
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    /// The file exists but is not a valid model/tokenizer file (bad magic, truncated, corrupt header).
+    #[error("invalid file {path}: {msg}")]
+    InvalidFile { path: PathBuf, msg: String },
+
+    /// The file is valid but describes something candlewick does not implement (yet).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+
+    /// A caller-supplied argument is out of range or of the wrong shape.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// The prompt (plus requested tokens) does not fit in the model's context window.
+    #[error("{0}")]
+    ContextOverflow(String),
+
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    #[error("chat template: {0}")]
+    Template(String),
+
+    #[error("model: {0}")]
+    Model(String),
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// `bail!(InvalidArgument, "top_p must be in (0, 1], got {top_p}")`
+#[macro_export]
+macro_rules! bail {
+    ($variant:ident, $($arg:tt)*) => {
+        return Err($crate::error::Error::$variant(format!($($arg)*)))
+    };
+}
+
+impl Error {
+    pub fn invalid_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::InvalidFile { path: path.into(), msg: msg.into() }
+    }
+}

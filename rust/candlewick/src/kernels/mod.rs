@@ -1,0 +1,85 @@
+//! CPU kernels and thread control.
+//!
+//! The matmuls run in candle's quantized kernels, which pick their SIMD path at run time
+//! (`is_x86_feature_detected!`). `simd_report` says which path each weight type takes on this CPU,
+//! as read from candle 0.11's dispatch: AVX-512 VNNI repacked GEMM for Q4_K/Q6_K/Q8_0, AVX2+FMA dot
+//! products for Q4_0/Q8_0/K-quants, scalar code for Q4_1/Q5_0/Q5_1 (our own kernels come with the
+//! speed issue).
+
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
+
+static THREADS: OnceLock<usize> = OnceLock::new();
+
+/// Fix the number of compute threads for this process. candle sizes its worker pool once, on first
+/// use, from CANDLE_NUM_THREADS / RAYON_NUM_THREADS, so this must run before the first forward pass;
+/// asking again for the same number is fine, a different one is an error.
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n == 0 {
+        return Err(Error::InvalidArgument("threads must be a positive integer".into()));
+    }
+    let set = *THREADS.get_or_init(|| {
+        // SAFETY (of the environment write): done once, before candle reads these variables.
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        n
+    });
+    if set != n {
+        return Err(Error::InvalidArgument(format!(
+            "threads={n} asked, but this process already runs with {set} threads (set once per process)"
+        )));
+    }
+    Ok(())
+}
+
+/// The number of compute threads candle uses.
+pub fn num_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
+#[derive(Debug, Clone)]
+pub struct SimdReport {
+    pub cpu_features: Vec<&'static str>,
+    /// (weight type, kernel path) pairs.
+    pub paths: Vec<(&'static str, String)>,
+}
+
+pub fn simd_report() -> SimdReport {
+    let mut feats = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        macro_rules! f {
+            ($($name:tt),*) => { $( if std::arch::is_x86_feature_detected!($name) { feats.push($name); } )* };
+        }
+        f!("sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avxvnni");
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            feats.push("neon");
+        }
+    }
+    let has = |f: &str| feats.contains(&f);
+    let avx2 = has("avx2") && has("fma");
+    let vnni512 = has("avx512f") && has("avx512vnni");
+    let mut paths = Vec::new();
+    for t in ["Q4_K", "Q6_K", "Q8_0"] {
+        let p = if vnni512 {
+            "avx512-vnni repacked gemm (candle)"
+        } else if avx2 {
+            "avx2+fma dot products (candle)"
+        } else {
+            "scalar"
+        };
+        paths.push((t, p.to_string()));
+    }
+    for t in ["Q4_0", "Q2_K", "Q3_K", "Q5_K"] {
+        paths.push((t, if avx2 { "avx2+fma dot products (candle)" } else { "scalar" }.to_string()));
+    }
+    for t in ["Q4_1", "Q5_0", "Q5_1"] {
+        paths.push((t, "scalar dot products (candle has no SIMD path for this type)".to_string()));
+    }
+    paths.push(("F32/F16", "gemm crate, runtime-dispatched SIMD".to_string()));
+    SimdReport { cpu_features: feats, paths }
+}

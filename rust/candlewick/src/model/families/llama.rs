@@ -1,0 +1,105 @@
+//! Llama-family decoders in GGUF (llama.cpp names): SmolLM2, Llama 2/3, TinyLlama, ...
+//! RMSNorm, RoPE on adjacent pairs (the GGUF converter permuted q/k for it), GQA, SwiGLU.
+
+use std::sync::Arc;
+
+use candle_core::Device;
+
+use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
+use crate::error::{Error, Result};
+use crate::io::gguf::GgufFile;
+use crate::model::transformer::{Block, Transformer};
+use crate::nn::{Attention, Linear, Mlp, RmsNorm, Rope};
+
+/// Read the model's shape from `llama.*` metadata.
+pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
+    let key = |k: &str| format!("llama.{k}");
+    let hidden = g.require_u64(&key("embedding_length"))? as usize;
+    let num_heads = g.require_u64(&key("attention.head_count"))? as usize;
+    let num_kv_heads = match g.get(&key("attention.head_count_kv")) {
+        Some(v) => v.as_u64().ok_or_else(|| {
+            Error::Unsupported(format!("{}: per-layer head_count_kv arrays", g.path().display()))
+        })? as usize,
+        None => num_heads,
+    };
+    if num_heads == 0 || hidden % num_heads != 0 {
+        return Err(Error::invalid_file(g.path(), format!("embedding_length {hidden} is not divisible by head_count {num_heads}")));
+    }
+    let head_dim = match g.get(&key("attention.key_length")) {
+        Some(v) => v.as_u64().unwrap_or(0) as usize,
+        None => hidden / num_heads,
+    };
+    let embed = g
+        .tensor_info("token_embd.weight")
+        .ok_or_else(|| Error::invalid_file(g.path(), "tensor token_embd.weight is missing"))?;
+    let vocab_size = embed.shape[0];
+    let cfg = ModelConfig {
+        family: "llama".into(),
+        architecture: Architecture::Decoder,
+        vocab_size,
+        hidden_size: hidden,
+        num_layers: g.require_u64(&key("block_count"))? as usize,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        intermediate_size: g.require_u64(&key("feed_forward_length"))? as usize,
+        activation: Activation::Silu,
+        gated_mlp: true,
+        norm: Norm::RmsNorm,
+        norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
+        position: Position::Rope,
+        rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
+        max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
+        tie_word_embeddings: g.tensor_info("output.weight").is_none(),
+        attention_bias: false,
+        sliding_window: None,
+    };
+    cfg.validate().map_err(|e| Error::invalid_file(g.path(), format!("inconsistent llama metadata: {e}")))?;
+    if g.get(&key("rope.scaling.type")).and_then(|v| v.as_str()).is_some_and(|t| t != "none") {
+        return Err(Error::Unsupported(format!("{}: RoPE scaling", g.path().display())));
+    }
+    Ok(cfg)
+}
+
+pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
+    let cfg = config_from_gguf(g)?;
+    let (h, q, kv, ff) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size);
+    let lin = |name: &str, out: usize, inp: usize| -> Result<Linear> {
+        Linear::from_qtensor(g.qtensor_shaped(name, &[out, inp], device)?, None)
+    };
+    let norm = |name: &str| -> Result<RmsNorm> {
+        let w = g.qtensor_shaped(name, &[h], device)?.dequantize(device)?;
+        Ok(RmsNorm::new(w, cfg.norm_eps))
+    };
+    let embed = Arc::new(g.qtensor_shaped("token_embd.weight", &[cfg.vocab_size, h], device)?);
+    let lm_head = if cfg.tie_word_embeddings {
+        Linear::from_arc(embed.clone())?
+    } else {
+        lin("output.weight", cfg.vocab_size, h)?
+    };
+    let mut blocks = Vec::with_capacity(cfg.num_layers);
+    for i in 0..cfg.num_layers {
+        let p = |s: &str| format!("blk.{i}.{s}.weight");
+        blocks.push(Block {
+            attn_norm: norm(&p("attn_norm"))?,
+            attn: Attention {
+                q: lin(&p("attn_q"), q, h)?,
+                k: lin(&p("attn_k"), kv, h)?,
+                v: lin(&p("attn_v"), kv, h)?,
+                o: lin(&p("attn_output"), h, q)?,
+                num_heads: cfg.num_heads,
+                num_kv_heads: cfg.num_kv_heads,
+                head_dim: cfg.head_dim,
+            },
+            mlp_norm: norm(&p("ffn_norm"))?,
+            mlp: Mlp {
+                gate: Some(lin(&p("ffn_gate"), ff, h)?),
+                up: lin(&p("ffn_up"), ff, h)?,
+                down: lin(&p("ffn_down"), h, ff)?,
+                activation: cfg.activation,
+            },
+        });
+    }
+    let rope = Rope::new(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings, true, device)?;
+    Ok(Transformer { norm: norm("output_norm.weight")?, config: cfg, embed, blocks, lm_head, rope, device: device.clone() })
+}

@@ -1,0 +1,2 @@
+//! Families say *what* a checkpoint is: tensor names, shapes and options, mapped onto nn/ blocks.
+pub mod llama;

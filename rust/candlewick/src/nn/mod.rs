@@ -1,0 +1,14 @@
+//! Building blocks shared by every architecture. *How* to compute lives here, once.
+pub mod attention;
+pub mod kv_cache;
+pub mod linear;
+pub mod mlp;
+pub mod norm;
+pub mod rope;
+
+pub use attention::Attention;
+pub use kv_cache::KvCache;
+pub use linear::Linear;
+pub use mlp::Mlp;
+pub use norm::RmsNorm;
+pub use rope::Rope;

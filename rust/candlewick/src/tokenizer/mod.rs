@@ -1,0 +1,162 @@
+//! Text <-> token ids.
+//!
+//! A `Tokenizer` comes from a tokenizer.json (HF tokenizers' own format, used as is) or from the
+//! vocabulary embedded in a GGUF file, which `gguf_vocab` turns into the equivalent tokenizer.json
+//! so both paths run the same, reference, encoder. `StreamDecoder` turns ids into text one token at
+//! a time without ever splitting a UTF-8 character; `ChatTemplate` renders chat messages.
+
+mod chat;
+mod gguf_vocab;
+mod stream;
+
+use std::path::Path;
+
+pub use chat::ChatTemplate;
+pub use stream::StreamDecoder;
+
+use crate::error::{Error, Result};
+use crate::io::gguf::GgufFile;
+
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos_token_id: Option<u32>,
+    eos_token_id: Option<u32>,
+    /// Ids that end generation (end of generation: eos, eot, `<|im_end|>`, ...).
+    eog_token_ids: Vec<u32>,
+    /// Prepend BOS when asked to add special tokens (GGUF `tokenizer.ggml.add_bos_token`).
+    /// tokenizer.json files do this in their own post-processor instead.
+    prepend_bos: bool,
+    append_eos: bool,
+    chat_template: Option<ChatTemplate>,
+}
+
+fn tk_err(e: impl std::fmt::Display) -> Error {
+    Error::Tokenizer(e.to_string())
+}
+
+impl Tokenizer {
+    /// Load a tokenizer.json as HF tokenizers does.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
+        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+            .map_err(|e| Error::invalid_file(path, format!("not a valid tokenizer.json: {e}")))?;
+        Ok(Self::from_parts(inner, None, None, Vec::new(), false, false, None))
+    }
+
+    /// Build the tokenizer that a GGUF file's `tokenizer.ggml.*` metadata describes.
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
+        gguf_vocab::from_gguf(gguf)
+    }
+
+    pub(crate) fn from_parts(
+        inner: tokenizers::Tokenizer,
+        bos_token_id: Option<u32>,
+        eos_token_id: Option<u32>,
+        eog_token_ids: Vec<u32>,
+        prepend_bos: bool,
+        append_eos: bool,
+        chat_template: Option<ChatTemplate>,
+    ) -> Self {
+        let mut eog = eog_token_ids;
+        if let Some(e) = eos_token_id {
+            if !eog.contains(&e) {
+                eog.push(e);
+            }
+        }
+        Self { inner, bos_token_id, eos_token_id, eog_token_ids: eog, prepend_bos, append_eos, chat_template }
+    }
+
+    /// Token ids for a text. Special tokens written in the text (e.g. `<|im_start|>`) are always
+    /// recognised, as in HF tokenizers; `add_special_tokens` adds BOS/EOS as the model asks.
+    pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
+        let enc = self.inner.encode_fast(text, add_special_tokens).map_err(tk_err)?;
+        let mut ids = Vec::with_capacity(enc.len() + 2);
+        if add_special_tokens && self.prepend_bos {
+            if let Some(b) = self.bos_token_id {
+                ids.push(b);
+            }
+        }
+        ids.extend_from_slice(enc.get_ids());
+        if add_special_tokens && self.append_eos {
+            if let Some(e) = self.eos_token_id {
+                ids.push(e);
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn encode_batch(&self, texts: &[&str], add_special_tokens: bool) -> Result<Vec<Vec<u32>>> {
+        texts.iter().map(|t| self.encode(t, add_special_tokens)).collect()
+    }
+
+    /// Text for ids. Ids outside the vocabulary are an error naming the first one.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        let n = self.vocab_size() as u32;
+        if let Some(bad) = ids.iter().find(|&&i| i >= n) {
+            return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {n}")));
+        }
+        self.inner.decode(ids, skip_special_tokens).map_err(tk_err)
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    pub fn bos_token_id(&self) -> Option<u32> {
+        self.bos_token_id
+    }
+
+    pub fn eos_token_id(&self) -> Option<u32> {
+        self.eos_token_id
+    }
+
+    pub fn eog_token_ids(&self) -> &[u32] {
+        &self.eog_token_ids
+    }
+
+    pub fn is_eog(&self, id: u32) -> bool {
+        self.eog_token_ids.contains(&id)
+    }
+
+    pub fn set_eos_token_ids(&mut self, ids: &[u32]) {
+        if let Some(&first) = ids.first() {
+            self.eos_token_id.get_or_insert(first);
+        }
+        for &i in ids {
+            if !self.eog_token_ids.contains(&i) {
+                self.eog_token_ids.push(i);
+            }
+        }
+    }
+
+    pub fn set_chat_template(&mut self, t: Option<ChatTemplate>) {
+        self.chat_template = t;
+    }
+
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    /// Render chat messages (a JSON array of {role, content}) with the model's template.
+    pub fn apply_chat_template(&self, messages: &serde_json::Value, add_generation_prompt: bool) -> Result<String> {
+        let t = self
+            .chat_template
+            .as_ref()
+            .ok_or_else(|| Error::Template("this model has no chat template".into()))?;
+        let tok = |id: Option<u32>| id.and_then(|i| self.id_to_token(i)).unwrap_or_default();
+        t.render(messages, add_generation_prompt, &tok(self.bos_token_id), &tok(self.eos_token_id))
+    }
+
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
