@@ -17,5 +17,7 @@ test: install models ## engine tests (cargo) then the Python tests
 	cargo test --release -p candlewick --quiet
 	$(PY) -m pytest -q tests
 
-bench: install models ## candlewick vs llama-cpp-python on SmolLM2 (installs llama-cpp-python, builds llama.cpp)
-	$(PY) benches/bench_generate.py
+BENCH_VENV ?= $(HOME)/.cache/candlewick/bench-venv
+bench: install models ## candlewick vs llama-cpp-python on SmolLM2 (first run builds llama.cpp: several minutes)
+	test -x $(BENCH_VENV)/bin/python || ($(PY) -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install -q llama-cpp-python numpy)
+	$(PY) benches/bench_generate.py --llama-python $(BENCH_VENV)/bin/python

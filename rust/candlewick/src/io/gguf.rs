@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::Device;
@@ -108,7 +109,7 @@ impl TensorInfo {
 /// A parsed, validated GGUF file with its data memory-mapped.
 pub struct GgufFile {
     path: PathBuf,
-    mmap: memmap2::Mmap,
+    mmap: Arc<memmap2::Mmap>,
     pub version: u32,
     pub metadata: BTreeMap<String, Value>,
     pub tensors: Vec<TensorInfo>,
@@ -407,7 +408,7 @@ impl GgufFile {
                 size_in_bytes: size as usize,
             });
         }
-        Ok(Self { path: path.to_path_buf(), mmap, version, metadata, tensors, index })
+        Ok(Self { path: path.to_path_buf(), mmap: Arc::new(mmap), version, metadata, tensors, index })
     }
 
     pub fn path(&self) -> &Path {
@@ -457,6 +458,11 @@ impl GgufFile {
         &self.mmap[info.offset..info.offset + info.size_in_bytes]
     }
 
+    /// A tensor's bytes that stay in the map (no copy), shareable across threads.
+    pub fn mapped(&self, info: &TensorInfo) -> MappedBytes {
+        MappedBytes { map: self.mmap.clone(), offset: info.offset, len: info.size_in_bytes }
+    }
+
     /// Load one tensor into candle's quantized storage (one copy from the map).
     pub fn qtensor(&self, name: &str, device: &Device) -> Result<QTensor> {
         let info = self
@@ -478,5 +484,31 @@ impl GgufFile {
             ));
         }
         self.qtensor(name, device)
+    }
+}
+
+/// A byte range of a memory-mapped file; keeps the map alive.
+#[derive(Clone)]
+pub struct MappedBytes {
+    map: Arc<memmap2::Mmap>,
+    offset: usize,
+    len: usize,
+}
+
+impl MappedBytes {
+    pub fn as_slice(&self) -> &[u8] {
+        &self.map[self.offset..self.offset + self.len]
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::fmt::Debug for MappedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MappedBytes({} bytes at {})", self.len, self.offset)
     }
 }

@@ -6,6 +6,8 @@
 //! products for Q4_0/Q8_0/K-quants, scalar code for Q4_1/Q5_0/Q5_1 (our own kernels come with the
 //! speed issue).
 
+pub mod quant;
+
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};

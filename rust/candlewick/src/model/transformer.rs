@@ -2,15 +2,12 @@
 //! residual] -> final norm -> LM head. Families (families/) decide which weights and options go in;
 //! this file only says how they are used.
 
-use std::sync::Arc;
-
-use candle_core::quantized::QTensor;
 use candle_core::{Device, IndexOp, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::nn::attention::causal_mask;
-use crate::nn::{Attention, KvCache, Linear, Mlp, RmsNorm, Rope};
+use crate::nn::{Attention, Embedding, KvCache, Linear, Mlp, RmsNorm, Rope};
 
 #[derive(Debug, Clone)]
 pub struct Block {
@@ -22,7 +19,7 @@ pub struct Block {
 
 pub struct Transformer {
     pub config: ModelConfig,
-    pub embed: Arc<QTensor>,
+    pub embed: Embedding,
     pub blocks: Vec<Block>,
     pub norm: RmsNorm,
     pub lm_head: Linear,
@@ -89,8 +86,7 @@ impl Transformer {
                 self.context_length()
             )));
         }
-        let ids_t = Tensor::new(ids, &self.device)?;
-        let mut x = self.embed.embedding(&ids_t)?.unsqueeze(0)?; // [1, seq, hidden]
+        let mut x = self.embed.forward(ids, &self.device)?.unsqueeze(0)?; // [1, seq, hidden]
         let mask = if seq > 1 { Some(causal_mask(seq, start, &self.device)?) } else { None };
         for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
             let h = block.attn.forward(&block.attn_norm.forward(&x)?, start, &self.rope, kv, mask.as_ref())?;

@@ -1,25 +1,56 @@
-//! y = x W^T (+ b), with W quantized (GGUF block types) or dense.
-use candle_core::quantized::{QMatMul, QTensor};
-use candle_core::{Module, Tensor};
+//! y = x W^T (+ b). W is either GGUF blocks read straight from the memory-mapped file and run by
+//! our ggml-exact kernels (Q4_1, Q8_0), or a candle QMatMul (other block types, dense weights).
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{Device, Module, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::io::gguf::{GgufFile, MappedBytes};
+use crate::kernels::quant::{self, QType};
+
+#[derive(Debug, Clone)]
+enum Weight {
+    Mapped { qtype: QType, bytes: MappedBytes },
+    Candle(QMatMul),
+}
 
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: QMatMul,
+    weight: Weight,
     bias: Option<Tensor>,
     out_features: usize,
+    in_features: usize,
+}
+
+pub(crate) fn own_qtype(t: GgmlDType) -> Option<QType> {
+    match t {
+        GgmlDType::Q4_1 => Some(QType::Q4_1),
+        GgmlDType::Q8_0 => Some(QType::Q8_0),
+        _ => None,
+    }
 }
 
 impl Linear {
-    pub fn from_qtensor(w: QTensor, bias: Option<Tensor>) -> Result<Self> {
-        let out_features = w.shape().dims()[0];
-        Ok(Self { weight: QMatMul::from_arc(std::sync::Arc::new(w))?, bias, out_features })
+    /// The GGUF tensor `name`, which must have shape [out, in].
+    pub fn from_gguf(g: &GgufFile, name: &str, out: usize, inp: usize, device: &Device) -> Result<Self> {
+        let info = g
+            .tensor_info(name)
+            .ok_or_else(|| Error::invalid_file(g.path(), format!("tensor {name} is missing")))?;
+        if info.shape != [out, inp] {
+            return Err(Error::invalid_file(
+                g.path(),
+                format!("tensor {name} has shape {:?}, the model expects {:?}", info.shape, [out, inp]),
+            ));
+        }
+        let weight = match own_qtype(info.dtype) {
+            Some(qtype) if device.is_cpu() => Weight::Mapped { qtype, bytes: g.mapped(info) },
+            _ => Weight::Candle(QMatMul::from_qtensor(g.qtensor(name, device)?)?),
+        };
+        Ok(Self { weight, bias: None, out_features: out, in_features: inp })
     }
 
-    pub fn from_arc(w: std::sync::Arc<QTensor>) -> Result<Self> {
-        let out_features = w.shape().dims()[0];
-        Ok(Self { weight: QMatMul::from_arc(w)?, bias: None, out_features })
+    pub fn from_qtensor(w: QTensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out_features, in_features) = w.shape().dims2()?;
+        Ok(Self { weight: Weight::Candle(QMatMul::from_qtensor(w)?), bias, out_features, in_features })
     }
 
     pub fn out_features(&self) -> usize {
@@ -27,10 +58,87 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.weight.forward(x)?;
+        let y = match &self.weight {
+            Weight::Candle(w) => w.forward(x)?,
+            Weight::Mapped { qtype, bytes } => {
+                let dims = x.dims().to_vec();
+                let k = *dims.last().unwrap_or(&0);
+                if k != self.in_features {
+                    return Err(Error::Model(format!("linear layer expects {} inputs, got {k}", self.in_features)));
+                }
+                let m = x.elem_count() / k;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let ys = quant::matmul(*qtype, bytes.as_slice(), &xs, m, k, self.out_features);
+                let mut out_dims = dims;
+                *out_dims.last_mut().expect("non-empty dims") = self.out_features;
+                Tensor::from_vec(ys, out_dims, x.device())?
+            }
+        };
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,
             None => y,
+        })
+    }
+}
+
+/// Token embedding table: rows dequantized on lookup, straight from the map when we can.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    Mapped { qtype: QType, bytes: MappedBytes, rows: usize, dim: usize },
+    Candle(std::sync::Arc<QTensor>),
+}
+
+impl Embedding {
+    pub fn from_gguf(g: &GgufFile, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
+        let info = g
+            .tensor_info(name)
+            .ok_or_else(|| Error::invalid_file(g.path(), format!("tensor {name} is missing")))?;
+        if info.shape != [rows, dim] {
+            return Err(Error::invalid_file(
+                g.path(),
+                format!("tensor {name} has shape {:?}, the model expects {:?}", info.shape, [rows, dim]),
+            ));
+        }
+        Ok(match own_qtype(info.dtype) {
+            Some(qtype) if device.is_cpu() => Embedding::Mapped { qtype, bytes: g.mapped(info), rows, dim },
+            _ => Embedding::Candle(std::sync::Arc::new(g.qtensor(name, device)?)),
+        })
+    }
+
+    /// [len(ids), dim]
+    pub fn forward(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        match self {
+            Embedding::Candle(t) => Ok(t.embedding(&Tensor::new(ids, device)?)?),
+            Embedding::Mapped { qtype, bytes, rows, dim } => {
+                let row_bytes = dim / quant::QK * qtype.block_bytes();
+                let mut out = vec![0f32; ids.len() * dim];
+                for (&id, o) in ids.iter().zip(out.chunks_exact_mut(*dim)) {
+                    let id = id as usize;
+                    if id >= *rows {
+                        return Err(Error::InvalidArgument(format!("token id {id} is out of range for {rows} embeddings")));
+                    }
+                    quant::dequantize_row(*qtype, &bytes.as_slice()[id * row_bytes..(id + 1) * row_bytes], o);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), *dim), device)?)
+            }
+        }
+    }
+
+    /// The same table used as the output projection (tied embeddings).
+    pub fn as_linear(&self) -> Result<Linear> {
+        Ok(match self {
+            Embedding::Candle(t) => Linear {
+                weight: Weight::Candle(QMatMul::from_arc(t.clone())?),
+                bias: None,
+                out_features: t.shape().dims()[0],
+                in_features: t.shape().dims()[1],
+            },
+            Embedding::Mapped { qtype, bytes, rows, dim } => Linear {
+                weight: Weight::Mapped { qtype: *qtype, bytes: bytes.clone() },
+                bias: None,
+                out_features: *rows,
+                in_features: *dim,
+            },
         })
     }
 }

@@ -8,7 +8,7 @@ pub mod rope;
 
 pub use attention::Attention;
 pub use kv_cache::KvCache;
-pub use linear::Linear;
+pub use linear::{Embedding, Linear};
 pub use mlp::Mlp;
 pub use norm::RmsNorm;
 pub use rope::Rope;

@@ -1,15 +1,13 @@
 //! Llama-family decoders in GGUF (llama.cpp names): SmolLM2, Llama 2/3, TinyLlama, ...
 //! RMSNorm, RoPE on adjacent pairs (the GGUF converter permuted q/k for it), GQA, SwiGLU.
 
-use std::sync::Arc;
-
 use candle_core::Device;
 
 use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
 use crate::model::transformer::{Block, Transformer};
-use crate::nn::{Attention, Linear, Mlp, RmsNorm, Rope};
+use crate::nn::{Attention, Embedding, Linear, Mlp, RmsNorm, Rope};
 
 /// Read the model's shape from `llama.*` metadata.
 pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
@@ -64,16 +62,14 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
 pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
     let cfg = config_from_gguf(g)?;
     let (h, q, kv, ff) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size);
-    let lin = |name: &str, out: usize, inp: usize| -> Result<Linear> {
-        Linear::from_qtensor(g.qtensor_shaped(name, &[out, inp], device)?, None)
-    };
+    let lin = |name: &str, out: usize, inp: usize| Linear::from_gguf(g, name, out, inp, device);
     let norm = |name: &str| -> Result<RmsNorm> {
         let w = g.qtensor_shaped(name, &[h], device)?.dequantize(device)?;
-        Ok(RmsNorm::new(w, cfg.norm_eps))
+        RmsNorm::new(w, cfg.norm_eps)
     };
-    let embed = Arc::new(g.qtensor_shaped("token_embd.weight", &[cfg.vocab_size, h], device)?);
+    let embed = Embedding::from_gguf(g, "token_embd.weight", cfg.vocab_size, h, device)?;
     let lm_head = if cfg.tie_word_embeddings {
-        Linear::from_arc(embed.clone())?
+        embed.as_linear()?
     } else {
         lin("output.weight", cfg.vocab_size, h)?
     };

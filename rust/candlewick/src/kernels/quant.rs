@@ -1,0 +1,349 @@
+//! Quantized matmul kernels for GGUF block types, bit-exact with ggml's CPU backend.
+//!
+//! y = x W^T with W in Q4_1 or Q8_0 blocks and x quantized on the fly to Q8_1 / Q8_0, as ggml does
+//! (`ggml_compute_forward_mul_mat` + `quantize_row_q8_1` + `ggml_vec_dot_q4_1_q8_1`). Every float
+//! operation follows the order of ggml's AVX2 code: eight lanes, each the exact integer dot of four
+//! consecutive quants, accumulated with fused multiply-add, then `hsum_float_8`. The scalar
+//! reference below follows that order too, so the SIMD path must equal it bit for bit (tested).
+//! Weights stay in the memory-mapped file: no copy, no repacking.
+
+use half::f16;
+use rayon::prelude::*;
+
+pub const QK: usize = 32;
+pub const Q4_1_BYTES: usize = 20; // d: f16, m: f16, qs: [u8; 16]
+pub const Q8_0_BYTES: usize = 34; // d: f16, qs: [i8; 32]
+
+/// Activations quantized to 8 bits, one block of 32: q = round(x / d), s = d * sum(q) (Q8_1 only).
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ8 {
+    pub d: f16,
+    pub s: f16,
+    pub qs: [i8; QK],
+}
+
+impl Default for BlockQ8 {
+    fn default() -> Self {
+        Self { d: f16::ZERO, s: f16::ZERO, qs: [0; QK] }
+    }
+}
+
+/// ggml `quantize_row_q8_1` (AVX2 path: id = 127/amax, round half to even).
+pub fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
+    debug_assert_eq!(x.len(), out.len() * QK);
+    for (xb, yb) in x.chunks_exact(QK).zip(out.iter_mut()) {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in yb.qs.iter_mut().zip(xb) {
+            let r = (v * id).round_ties_even() as i32;
+            *q = r as i8;
+            sum += r;
+        }
+        yb.d = f16::from_f32(d);
+        yb.s = f16::from_f32(d * sum as f32);
+    }
+}
+
+#[inline(always)]
+fn f16_at(b: &[u8], i: usize) -> f32 {
+    f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+/// ggml `hsum_float_8`: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
+#[inline(always)]
+fn hsum8(a: &[f32; 8]) -> f32 {
+    let r = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (r[0] + r[2]) + (r[1] + r[3])
+}
+
+/// Reference `ggml_vec_dot_q4_1_q8_1` on one weight row (raw Q4_1 bytes).
+pub fn vec_dot_q4_1_q8_1_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
+    for (wb, ab) in w.chunks_exact(Q4_1_BYTES).zip(a) {
+        let (d0, m0) = (f16_at(wb, 0), f16_at(wb, 2));
+        let qs = &wb[4..20];
+        summs = m0.mul_add(ab.s.to_f32(), summs);
+        let d0d1 = d0 * ab.d.to_f32();
+        for (l, lane) in acc.iter_mut().enumerate() {
+            let mut s = 0i32;
+            for e in 4 * l..4 * l + 4 {
+                let q = if e < 16 { qs[e] & 0x0F } else { qs[e - 16] >> 4 } as i32;
+                s += q * ab.qs[e] as i32;
+            }
+            *lane = d0d1.mul_add(s as f32, *lane);
+        }
+    }
+    hsum8(&acc) + summs
+}
+
+/// Reference `ggml_vec_dot_q8_0_q8_0` on one weight row (raw Q8_0 bytes).
+pub fn vec_dot_q8_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (wb, ab) in w.chunks_exact(Q8_0_BYTES).zip(a) {
+        let d = f16_at(wb, 0) * ab.d.to_f32();
+        for (l, lane) in acc.iter_mut().enumerate() {
+            let mut s = 0i32;
+            for e in 4 * l..4 * l + 4 {
+                s += (wb[2 + e] as i8) as i32 * ab.qs[e] as i32;
+            }
+            *lane = d.mul_add(s as f32, *lane);
+        }
+    }
+    hsum8(&acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{BlockQ8, Q4_1_BYTES, Q8_0_BYTES};
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    unsafe fn hsum8(x: __m256) -> f32 {
+        let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        _mm_cvtss_f32(r)
+    }
+
+    /// Sum of u8 x i8 products of four consecutive bytes per i32 lane (exact).
+    #[inline(always)]
+    unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
+        let p16 = _mm256_maddubs_epi16(u, s);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    }
+
+    /// SAFETY: caller checks avx2+fma; `w` holds whole Q4_1 blocks, `a` at least as many blocks.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn vec_dot_q4_1_q8_1(w: &[u8], a: &[BlockQ8]) -> f32 {
+        let nb = w.len() / Q4_1_BYTES;
+        let mut acc = _mm256_setzero_ps();
+        let mut summs = 0.0f32;
+        let low = _mm256_set1_epi8(0x0F);
+        for i in 0..nb {
+            let wb = w.as_ptr().add(i * Q4_1_BYTES);
+            let ab = a.get_unchecked(i);
+            let d0 = half::f16::from_bits(u16::from_le_bytes([*wb, *wb.add(1)])).to_f32();
+            let m0 = half::f16::from_bits(u16::from_le_bytes([*wb.add(2), *wb.add(3)])).to_f32();
+            summs = m0.mul_add(ab.s.to_f32(), summs);
+            let d0d1 = _mm256_set1_ps(d0 * ab.d.to_f32());
+            let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
+            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+            let qx = _mm256_and_si256(both, low);
+            let qy = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
+            acc = _mm256_fmadd_ps(d0d1, dot_u8_i8(qx, qy), acc);
+        }
+        hsum8(acc) + summs
+    }
+
+    /// SAFETY: caller checks avx2+fma; `w` holds whole Q8_0 blocks, `a` at least as many blocks.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn vec_dot_q8_0_q8_0(w: &[u8], a: &[BlockQ8]) -> f32 {
+        let nb = w.len() / Q8_0_BYTES;
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let wb = w.as_ptr().add(i * Q8_0_BYTES);
+            let ab = a.get_unchecked(i);
+            let dw = half::f16::from_bits(u16::from_le_bytes([*wb, *wb.add(1)])).to_f32();
+            let d = _mm256_set1_ps(dw * ab.d.to_f32());
+            let qx = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+            let qy = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
+            // |x| * sign(y, x): the u8 x i8 product of ggml's mul_sum_i8_pairs_float.
+            let ax = _mm256_sign_epi8(qx, qx);
+            let sy = _mm256_sign_epi8(qy, qx);
+            acc = _mm256_fmadd_ps(d, dot_u8_i8(ax, sy), acc);
+        }
+        hsum8(acc)
+    }
+}
+
+/// Which implementation the dot products use on this CPU.
+pub fn simd_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return "avx2+fma";
+        }
+    }
+    "scalar"
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QType {
+    Q4_1,
+    Q8_0,
+}
+
+impl QType {
+    pub fn block_bytes(self) -> usize {
+        match self {
+            QType::Q4_1 => Q4_1_BYTES,
+            QType::Q8_0 => Q8_0_BYTES,
+        }
+    }
+}
+
+type DotFn = fn(&[u8], &[BlockQ8]) -> f32;
+
+fn dot_fn(t: QType) -> DotFn {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if simd_path() == "avx2+fma" {
+            // SAFETY: the features were just detected; row/block lengths are checked by `matmul`.
+            return match t {
+                QType::Q4_1 => |w, a| unsafe { avx2::vec_dot_q4_1_q8_1(w, a) },
+                QType::Q8_0 => |w, a| unsafe { avx2::vec_dot_q8_0_q8_0(w, a) },
+            };
+        }
+    }
+    match t {
+        QType::Q4_1 => vec_dot_q4_1_q8_1_ref,
+        QType::Q8_0 => vec_dot_q8_0_q8_0_ref,
+    }
+}
+
+/// out[m, n] = x[m, k] . W[n, k]^T, W given as raw blocks (n rows of k/32 blocks).
+pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    assert!(k % QK == 0 && x.len() == m * k && w.len() == n * (k / QK) * t.block_bytes(), "quant matmul shapes");
+    let nb = k / QK;
+    let row_bytes = nb * t.block_bytes();
+    let mut xq = vec![BlockQ8::default(); m * nb];
+    for (xr, qr) in x.chunks_exact(k).zip(xq.chunks_exact_mut(nb)) {
+        quantize_row_q8(xr, qr);
+    }
+    let dot = dot_fn(t);
+    // Columns in chunks across threads; each chunk covers all m rows so a weight row is read once
+    // per chunk while it is hot. Results land transposed ([n, m]) so chunks are contiguous.
+    const COLS: usize = 16;
+    let mut out_t = vec![0f32; n * m];
+    out_t.par_chunks_mut(COLS * m).enumerate().for_each(|(ci, chunk)| {
+        let c0 = ci * COLS;
+        for (j, col) in chunk.chunks_exact_mut(m).enumerate() {
+            let wr = &w[(c0 + j) * row_bytes..(c0 + j + 1) * row_bytes];
+            for (i, o) in col.iter_mut().enumerate() {
+                *o = dot(wr, &xq[i * nb..(i + 1) * nb]);
+            }
+        }
+    });
+    if m == 1 {
+        return out_t;
+    }
+    let mut out = vec![0f32; m * n];
+    for j in 0..n {
+        for i in 0..m {
+            out[i * n + j] = out_t[j * m + i];
+        }
+    }
+    out
+}
+
+/// Dequantize rows of a Q8_0 / Q4_1 matrix (embedding lookup), as ggml `dequantize_row_*`.
+pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
+    match t {
+        QType::Q8_0 => {
+            for (b, o) in row.chunks_exact(Q8_0_BYTES).zip(out.chunks_exact_mut(QK)) {
+                let d = f16_at(b, 0);
+                for (j, v) in o.iter_mut().enumerate() {
+                    *v = (b[2 + j] as i8) as f32 * d;
+                }
+            }
+        }
+        QType::Q4_1 => {
+            for (b, o) in row.chunks_exact(Q4_1_BYTES).zip(out.chunks_exact_mut(QK)) {
+                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+                for j in 0..16 {
+                    o[j] = (b[4 + j] & 0x0F) as f32 * d + m;
+                    o[j + 16] = (b[4 + j] >> 4) as f32 * d + m;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rand_bytes(n: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 33) as u8
+            })
+            .collect()
+    }
+
+    fn blocks(t: QType, n: usize, seed: u64) -> Vec<u8> {
+        let mut b = rand_bytes(n * t.block_bytes(), seed);
+        // Sane f16 scales (random bits could be NaN/inf).
+        for blk in b.chunks_exact_mut(t.block_bytes()) {
+            let (r5, r6) = (blk[5] as f32, blk[6] as f32);
+            blk[..2].copy_from_slice(&f16::from_f32(0.01 + r5 * 1e-4).to_le_bytes());
+            if t == QType::Q4_1 {
+                blk[2..4].copy_from_slice(&f16::from_f32(-0.05 + r6 * 1e-4).to_le_bytes());
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn quantize_matches_ggml_rules() {
+        let x: Vec<f32> = (0..64).map(|i| ((i as f32) * 0.37).sin() * 3.0).collect();
+        let mut q = vec![BlockQ8::default(); 2];
+        quantize_row_q8(&x, &mut q);
+        let amax = x[..32].iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(q[0].d, f16::from_f32(amax / 127.0));
+        assert!(q[0].qs.iter().any(|&v| v == 127 || v == -127));
+        let s: i32 = q[0].qs.iter().map(|&v| v as i32).sum();
+        assert_eq!(q[0].s, f16::from_f32(amax / 127.0 * s as f32));
+        // ties go to even, as _mm256_round_ps(_MM_ROUND_NEAREST)
+        assert_eq!((2.5f32).round_ties_even(), 2.0);
+    }
+
+    #[test]
+    fn simd_equals_reference_bit_for_bit() {
+        for t in [QType::Q4_1, QType::Q8_0] {
+            let (k, n, m) = (256, 37, 3);
+            let w = blocks(t, n * k / QK, 7);
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0).collect();
+            let fast = matmul(t, &w, &x, m, k, n);
+            let mut xq = vec![BlockQ8::default(); m * k / QK];
+            for (xr, qr) in x.chunks_exact(k).zip(xq.chunks_exact_mut(k / QK)) {
+                quantize_row_q8(xr, qr);
+            }
+            let row = k / QK * t.block_bytes();
+            for i in 0..m {
+                for j in 0..n {
+                    let wr = &w[j * row..(j + 1) * row];
+                    let a = &xq[i * k / QK..(i + 1) * k / QK];
+                    let r = match t {
+                        QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, a),
+                        QType::Q8_0 => vec_dot_q8_0_q8_0_ref(wr, a),
+                    };
+                    assert_eq!(fast[i * n + j].to_bits(), r.to_bits(), "{t:?} row {i} col {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matmul_is_close_to_dequantized_f32() {
+        for t in [QType::Q4_1, QType::Q8_0] {
+            let (k, n) = (128, 5);
+            let w = blocks(t, n * k / QK, 3);
+            let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.1).cos()).collect();
+            let y = matmul(t, &w, &x, 1, k, n);
+            let row = k / QK * t.block_bytes();
+            for j in 0..n {
+                let mut wf = vec![0f32; k];
+                dequantize_row(t, &w[j * row..(j + 1) * row], &mut wf);
+                let exact: f32 = wf.iter().zip(&x).map(|(a, b)| a * b).sum();
+                let scale: f32 = wf.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
+                assert!((y[j] - exact).abs() <= 0.02 * scale.max(1e-3), "{t:?} {j}: {} vs {exact}", y[j]);
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Engine tests that need no model file: GGUF validation, sampler, config.
+use candlewick::io::gguf::GgufFile;
+use candlewick::sampling::{argmax, Sampler, SamplingParams};
+use candlewick::Error;
+
+fn gguf_bytes(n_tensors: u64, kv: &[(&str, u32)], tensors: &[(&str, &[u64], u64)], data: usize) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(n_tensors.to_le_bytes());
+    b.extend((kv.len() as u64).to_le_bytes());
+    for (k, v) in kv {
+        b.extend((k.len() as u64).to_le_bytes());
+        b.extend(k.as_bytes());
+        b.extend(4u32.to_le_bytes()); // u32
+        b.extend(v.to_le_bytes());
+    }
+    for (name, ne, off) in tensors {
+        b.extend((name.len() as u64).to_le_bytes());
+        b.extend(name.as_bytes());
+        b.extend((ne.len() as u32).to_le_bytes());
+        for d in *ne {
+            b.extend(d.to_le_bytes());
+        }
+        b.extend(0u32.to_le_bytes()); // F32
+        b.extend(off.to_le_bytes());
+    }
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    b.extend(vec![0u8; data]);
+    b
+}
+
+fn open(bytes: &[u8]) -> candlewick::Result<GgufFile> {
+    let dir = std::env::temp_dir().join(format!("cw-test-{}-{}", std::process::id(), bytes.len()));
+    std::fs::write(&dir, bytes).unwrap();
+    let r = GgufFile::open(&dir);
+    std::fs::remove_file(&dir).ok();
+    r
+}
+
+#[test]
+fn gguf_valid_file_parses() -> candlewick::Result<()> {
+    let g = open(&gguf_bytes(1, &[("a.b", 7)], &[("w", &[8, 2], 0)], 64))?;
+    assert_eq!(g.require_u64("a.b")?, 7);
+    let t = g.tensor_info("w").unwrap();
+    assert_eq!(t.shape, vec![2, 8]);
+    assert_eq!(t.size_in_bytes, 64);
+    Ok(())
+}
+
+#[test]
+fn gguf_rejects_bad_files_without_panicking() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"GGML\0\0\0\0".repeat(4), "not a GGUF file"),
+        (gguf_bytes(u64::MAX, &[], &[], 0), "tensor count"),
+        (gguf_bytes(1, &[], &[("w", &[8, 2], 0)], 10), "truncated"),
+        (gguf_bytes(1, &[], &[("w", &[8, 0], 0)], 64), "zero dimension"),
+        (gguf_bytes(1, &[], &[("w", &[u64::MAX, 4], 0)], 64), "overflow"),
+        (gguf_bytes(1, &[], &[("w", &[8, 2], 3)], 128), "not aligned"),
+        (gguf_bytes(2, &[], &[("w", &[8], 0), ("w", &[8], 32)], 128), "twice"),
+    ];
+    for (bytes, want) in cases {
+        match open(&bytes) {
+            Err(Error::InvalidFile { msg, .. }) => assert!(msg.contains(want), "{msg} should mention {want}"),
+            Err(e) => panic!("expected InvalidFile({want}), got {e}"),
+            Ok(_) => panic!("expected an error mentioning {want}"),
+        }
+    }
+}
+
+#[test]
+fn gguf_truncated_everywhere_is_an_error() {
+    let full = gguf_bytes(1, &[("k", 1)], &[("w", &[8, 2], 0)], 64);
+    for cut in 0..full.len() - 1 {
+        assert!(open(&full[..cut]).is_err(), "cut at {cut} parsed");
+    }
+}
+
+#[test]
+fn sampler_greedy_and_validation() -> candlewick::Result<()> {
+    let logits = vec![0.1f32, 2.0, -1.0, 1.9];
+    let mut s = Sampler::new(SamplingParams::default(), Some(0))?;
+    assert_eq!(s.sample(&mut logits.clone(), &[])?, 1);
+    assert_eq!(argmax(&logits), 1);
+    for bad in [
+        SamplingParams { top_p: 0.0, ..Default::default() },
+        SamplingParams { temperature: -1.0, ..Default::default() },
+        SamplingParams { min_p: 1.5, ..Default::default() },
+        SamplingParams { repetition_penalty: 0.0, ..Default::default() },
+    ] {
+        assert!(matches!(Sampler::new(bad, None), Err(Error::InvalidArgument(_))));
+    }
+    Ok(())
+}
+
+#[test]
+fn sampler_top_k_top_p_distribution() -> candlewick::Result<()> {
+    let logits: Vec<f32> = (0..100).map(|i| (i as f32) * 0.1).collect();
+    let p = SamplingParams { do_sample: true, top_k: 10, top_p: 0.5, ..Default::default() };
+    let (ids, probs) = Sampler::new(p, Some(1))?.distribution(&logits)?;
+    assert!(ids.len() <= 10 && !ids.is_empty());
+    assert_eq!(ids[0], 99);
+    assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+    // Over the top-10 distribution, the mass strictly before the last kept token is below top_p
+    // and the kept tokens hold at least top_p.
+    let z: f32 = (90..100).map(|i| (logits[i] - 9.9).exp()).sum();
+    let q = |id: u32| (logits[id as usize] - 9.9).exp() / z;
+    let before: f32 = ids[..ids.len() - 1].iter().map(|&i| q(i)).sum();
+    let kept: f32 = ids.iter().map(|&i| q(i)).sum();
+    assert!(before < 0.5 && kept >= 0.5, "{before} {kept}");
+    Ok(())
+}
