@@ -84,6 +84,7 @@ def test_stream_can_stop_early(smollm2):
     assert isinstance(first, str)
     s.close()
     assert list(s) == []
+    assert len(s.token_ids) >= 1 and s.finish_reason is None
 
 
 def test_stop_string(smollm2):

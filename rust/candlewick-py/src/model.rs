@@ -162,7 +162,7 @@ impl PyModel {
         let p = params(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos)?;
         let m = self.model.clone();
         let g = py.detach(move || Generator::new(m, ids, p)).py()?;
-        Ok(PyStream { gen: Some(g), done: false })
+        Ok(PyStream { gen: Some(g), done: false, closed: None })
     }
 }
 
@@ -172,6 +172,8 @@ impl PyModel {
 pub struct PyStream {
     gen: Option<Generator>,
     done: bool,
+    /// What stays readable after close() dropped the generator and its KV cache.
+    closed: Option<(Vec<u32>, Option<&'static str>, usize)>,
 }
 
 #[pymethods]
@@ -210,24 +212,37 @@ impl PyStream {
     /// Generated ids so far.
     #[getter]
     fn token_ids(&self) -> Vec<u32> {
-        self.gen.as_ref().map(|g| g.generated_ids().to_vec()).unwrap_or_default()
+        match (&self.gen, &self.closed) {
+            (Some(g), _) => g.generated_ids().to_vec(),
+            (None, Some(c)) => c.0.clone(),
+            _ => Vec::new(),
+        }
     }
 
-    /// "length" | "eos" | "stop", or None while running.
+    /// "length" | "eos" | "stop", or None while running (or when closed early).
     #[getter]
     fn finish_reason(&self) -> Option<&'static str> {
-        self.gen.as_ref().and_then(|g| g.finish_reason()).map(|f| f.as_str())
+        match (&self.gen, &self.closed) {
+            (Some(g), _) => g.finish_reason().map(|f| f.as_str()),
+            (None, Some(c)) => c.1,
+            _ => None,
+        }
     }
 
     #[getter]
     fn prompt_tokens(&self) -> usize {
-        self.gen.as_ref().map(|g| g.prompt_len()).unwrap_or(0)
+        match (&self.gen, &self.closed) {
+            (Some(g), _) => g.prompt_len(),
+            (None, Some(c)) => c.2,
+            _ => 0,
+        }
     }
 
-    /// Stop generating and free the request's memory.
+    /// Stop generating and free the request's memory (its KV cache) now.
     fn close(&mut self) {
         self.done = true;
-        // Keep ids/finish reason readable: only the cache is the big part, dropped with the generator
-        // when the Python object goes; closing marks it done.
+        if let Some(g) = self.gen.take() {
+            self.closed = Some((g.generated_ids().to_vec(), g.finish_reason().map(|f| f.as_str()), g.prompt_len()));
+        }
     }
 }

@@ -472,8 +472,8 @@ impl GgufFile {
         Ok(QTensor::new(storage, info.shape.as_slice())?)
     }
 
-    /// Like `qtensor`, and checks the shape the model expects.
-    pub fn qtensor_shaped(&self, name: &str, expected: &[usize], device: &Device) -> Result<QTensor> {
+    /// The tensor `name`, which must exist with the shape the model expects.
+    pub fn tensor_info_shaped(&self, name: &str, expected: &[usize]) -> Result<&TensorInfo> {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| Error::invalid_file(&self.path, format!("tensor {name} is missing")))?;
@@ -483,6 +483,12 @@ impl GgufFile {
                 format!("tensor {name} has shape {:?}, the model expects {:?}", info.shape, expected),
             ));
         }
+        Ok(info)
+    }
+
+    /// Like `qtensor`, and checks the shape the model expects.
+    pub fn qtensor_shaped(&self, name: &str, expected: &[usize], device: &Device) -> Result<QTensor> {
+        self.tensor_info_shaped(name, expected)?;
         self.qtensor(name, device)
     }
 }

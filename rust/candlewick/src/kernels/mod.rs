@@ -2,9 +2,9 @@
 //!
 //! The matmuls run in candle's quantized kernels, which pick their SIMD path at run time
 //! (`is_x86_feature_detected!`). `simd_report` says which path each weight type takes on this CPU,
-//! as read from candle 0.11's dispatch: AVX-512 VNNI repacked GEMM for Q4_K/Q6_K/Q8_0, AVX2+FMA dot
-//! products for Q4_0/Q8_0/K-quants, scalar code for Q4_1/Q5_0/Q5_1 (our own kernels come with the
-//! speed issue).
+//! as read from candle 0.11's dispatch (AVX-512 VNNI repacked GEMM for Q4_K/Q6_K, AVX2+FMA dot
+//! products for Q4_0/K-quants, scalar code for Q5_0/Q5_1), except Q4_1 and Q8_0, which run our
+//! own ggml-exact kernels in `quant`.
 
 pub mod quant;
 
@@ -79,7 +79,11 @@ pub fn simd_report() -> SimdReport {
     for t in ["Q4_0", "Q2_K", "Q3_K", "Q5_K"] {
         paths.push((t, if avx2 { "avx2+fma dot products (candle)" } else { "scalar" }.to_string()));
     }
-    for t in ["Q4_1", "Q5_0", "Q5_1"] {
+    for t in ["Q4_1", "Q8_0"] {
+        paths.retain(|(p, _)| *p != t);
+        paths.push((t, format!("candlewick kernel, bit-exact with ggml: {}", quant::simd_path())));
+    }
+    for t in ["Q5_0", "Q5_1"] {
         paths.push((t, "scalar dot products (candle has no SIMD path for this type)".to_string()));
     }
     paths.push(("F32/F16", "gemm crate, runtime-dispatched SIMD".to_string()));

@@ -32,15 +32,7 @@ pub(crate) fn own_qtype(t: GgmlDType) -> Option<QType> {
 impl Linear {
     /// The GGUF tensor `name`, which must have shape [out, in].
     pub fn from_gguf(g: &GgufFile, name: &str, out: usize, inp: usize, device: &Device) -> Result<Self> {
-        let info = g
-            .tensor_info(name)
-            .ok_or_else(|| Error::invalid_file(g.path(), format!("tensor {name} is missing")))?;
-        if info.shape != [out, inp] {
-            return Err(Error::invalid_file(
-                g.path(),
-                format!("tensor {name} has shape {:?}, the model expects {:?}", info.shape, [out, inp]),
-            ));
-        }
+        let info = g.tensor_info_shaped(name, &[out, inp])?;
         let weight = match own_qtype(info.dtype) {
             Some(qtype) if device.is_cpu() => Weight::Mapped { qtype, bytes: g.mapped(info) },
             _ => Weight::Candle(QMatMul::from_qtensor(g.qtensor(name, device)?)?),
@@ -70,7 +62,9 @@ impl Linear {
                 let xs = x.flatten_all()?.to_vec1::<f32>()?;
                 let ys = quant::matmul(*qtype, bytes.as_slice(), &xs, m, k, self.out_features);
                 let mut out_dims = dims;
-                *out_dims.last_mut().expect("non-empty dims") = self.out_features;
+                if let Some(last) = out_dims.last_mut() {
+                    *last = self.out_features;
+                }
                 Tensor::from_vec(ys, out_dims, x.device())?
             }
         };
@@ -90,15 +84,7 @@ pub enum Embedding {
 
 impl Embedding {
     pub fn from_gguf(g: &GgufFile, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
-        let info = g
-            .tensor_info(name)
-            .ok_or_else(|| Error::invalid_file(g.path(), format!("tensor {name} is missing")))?;
-        if info.shape != [rows, dim] {
-            return Err(Error::invalid_file(
-                g.path(),
-                format!("tensor {name} has shape {:?}, the model expects {:?}", info.shape, [rows, dim]),
-            ));
-        }
+        let info = g.tensor_info_shaped(name, &[rows, dim])?;
         Ok(match own_qtype(info.dtype) {
             Some(qtype) if device.is_cpu() => Embedding::Mapped { qtype, bytes: g.mapped(info), rows, dim },
             _ => Embedding::Candle(std::sync::Arc::new(g.qtensor(name, device)?)),

@@ -127,7 +127,8 @@ impl Sampler {
                 return Ok(self.idx[i]);
             }
         }
-        Ok(*self.idx.last().expect("filtered_distribution keeps at least one token"))
+        // Rounding can leave u at the very top of the range: take the last kept token.
+        self.idx.last().copied().ok_or_else(|| Error::InvalidArgument("no candidate token left".into()))
     }
 
     /// The distribution the sampler draws from: (token ids, probabilities summing to 1), most
