@@ -57,9 +57,10 @@ def _info(args):
         f"threads         {threads}",
         "cpu features    " + (" ".join(feats) or "-"),
     ]
-    used = {k.replace("K", "_K") if "K" in k and "_" not in k else k for k in info["tensor_types"]}
+    # candle names types "Q4_1", "Q4K"; the report uses ggml's "Q4_K": compare without underscores.
+    used = {k.replace("_", "") for k in info["tensor_types"]}
     for ty, path in paths:
-        mark = "*" if ty in used or ty.replace("_", "") in info["tensor_types"] else " "
+        mark = "*" if ty.replace("_", "") in used else " "
         lines.append(f"kernel {mark} {ty:8s} {path}")
     print("\n".join(lines))
     return 0

@@ -66,7 +66,7 @@ pub fn simd_report() -> SimdReport {
     let avx2 = has("avx2") && has("fma");
     let vnni512 = has("avx512f") && has("avx512vnni");
     let mut paths = Vec::new();
-    for t in ["Q4_K", "Q6_K", "Q8_0"] {
+    for t in ["Q4_K", "Q6_K"] {
         let p = if vnni512 {
             "avx512-vnni repacked gemm (candle)"
         } else if avx2 {
@@ -80,7 +80,6 @@ pub fn simd_report() -> SimdReport {
         paths.push((t, if avx2 { "avx2+fma dot products (candle)" } else { "scalar" }.to_string()));
     }
     for t in ["Q4_1", "Q8_0"] {
-        paths.retain(|(p, _)| *p != t);
         paths.push((t, format!("candlewick kernel, bit-exact with ggml: {}", quant::simd_path())));
     }
     for t in ["Q5_0", "Q5_1"] {

@@ -40,11 +40,6 @@ impl Linear {
         Ok(Self { weight, bias: None, out_features: out, in_features: inp })
     }
 
-    pub fn from_qtensor(w: QTensor, bias: Option<Tensor>) -> Result<Self> {
-        let (out_features, in_features) = w.shape().dims2()?;
-        Ok(Self { weight: Weight::Candle(QMatMul::from_qtensor(w)?), bias, out_features, in_features })
-    }
-
     pub fn out_features(&self) -> usize {
         self.out_features
     }

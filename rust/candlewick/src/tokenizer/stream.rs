@@ -8,8 +8,9 @@ use crate::error::Result;
 
 #[derive(Debug, Default, Clone)]
 pub struct StreamDecoder {
+    /// The ids of the last emitted piece (context for the next decode) followed by new ids.
     ids: Vec<u32>,
-    prefix_offset: usize,
+    /// Where the new, not yet emitted ids start.
     read_offset: usize,
     skip_special_tokens: bool,
 }
@@ -19,17 +20,20 @@ impl StreamDecoder {
         Self { skip_special_tokens, ..Default::default() }
     }
 
+    /// The text the new ids add to the context: decode(context + new) minus decode(context).
+    fn new_text(&self, tok: &Tokenizer) -> Result<Option<String>> {
+        let prefix = tok.decode(&self.ids[..self.read_offset], self.skip_special_tokens)?;
+        let full = tok.decode(&self.ids, self.skip_special_tokens)?;
+        Ok((full.len() > prefix.len() && full.is_char_boundary(prefix.len())).then(|| full[prefix.len()..].to_string()))
+    }
+
     /// Feed one id; returns the text it completes, if any.
     pub fn step(&mut self, tok: &Tokenizer, id: u32) -> Result<Option<String>> {
         self.ids.push(id);
-        let prefix = tok.decode(&self.ids[self.prefix_offset..self.read_offset], self.skip_special_tokens)?;
-        let full = tok.decode(&self.ids[self.prefix_offset..], self.skip_special_tokens)?;
-        if full.len() > prefix.len() && !full.ends_with('\u{FFFD}') && full.is_char_boundary(prefix.len()) {
-            let piece = full[prefix.len()..].to_string();
+        if let Some(piece) = self.new_text(tok)?.filter(|p| !p.ends_with('\u{FFFD}')) {
             // The ids of this piece become the context window of the next decode; older ids
             // are no longer needed.
             self.ids.drain(..self.read_offset);
-            self.prefix_offset = 0;
             self.read_offset = self.ids.len();
             return Ok(Some(piece));
         }
@@ -41,12 +45,8 @@ impl StreamDecoder {
         if self.read_offset >= self.ids.len() {
             return Ok(None);
         }
-        let prefix = tok.decode(&self.ids[self.prefix_offset..self.read_offset], self.skip_special_tokens)?;
-        let full = tok.decode(&self.ids[self.prefix_offset..], self.skip_special_tokens)?;
+        let piece = self.new_text(tok)?;
         self.read_offset = self.ids.len();
-        if full.len() > prefix.len() && full.is_char_boundary(prefix.len()) {
-            return Ok(Some(full[prefix.len()..].to_string()));
-        }
-        Ok(None)
+        Ok(piece)
     }
 }
