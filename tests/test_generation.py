@@ -5,21 +5,15 @@ import pytest
 
 import candlewick as cw
 
-# Measured against llama.cpp (f32 KV cache) on the 8 fixture prompts, SmolLM2-135M Q4_1:
-#   max |ours - llama.cpp| over the reference's top-10 first-step logits: 0.31 (0.0 on the shortest
-#   prompt: the quantized matmuls are bit-exact with ggml's; attention, softmax and SiLU are not
-#   yet, and this 135M model amplifies their last-bit differences: llama.cpp itself moves these
-#   logits by up to 0.83 when its KV cache goes from f32 to f16);
-#   top-1 equal on 8/8, top-5 as a set on 7/8, top-5 in order on 5/8 (swaps are near-ties, <0.02);
-#   identical 32-token greedy continuations on 5/8 prompts.
-# The issue asks 7/8 greedy and ordered top-5 on all: not reached yet (see the closing note).
-LOGITS_ATOL = 0.35
-MIN_SAME_GREEDY = 5
-MIN_SAME_TOP5_SET = 7
+# Measured against llama.cpp (f32 KV cache) on the 8 fixture prompts, SmolLM2-135M Q4_1: the
+# first-step logits are bit-identical (max |difference| 0.0 over the reference's top-40), so the
+# top-5 order and all 32-token greedy continuations are identical too. Every step follows ggml's
+# order of operations (quantized matmuls, RMSNorm, RoPE, attention, softmax, SwiGLU); the small
+# tolerance only leaves room for a different CPU (ggml's own paths differ between AVX2 and AVX-512).
+LOGITS_ATOL = 1e-3
 
 
 def test_first_step_logits_match_llamacpp(smollm2, llamacpp_ref):
-    same_set = 0
     for g in llamacpp_ref["generations"]:
         ids = smollm2.tokenizer.encode(g["prompt"])
         assert ids == g["prompt_ids"]
@@ -27,11 +21,8 @@ def test_first_step_logits_match_llamacpp(smollm2, llamacpp_ref):
         assert logits.shape == (len(ids), smollm2.config.vocab_size) and logits.dtype == np.float32
         last = logits[-1]
         top5 = [int(i) for i in np.argsort(-last, kind="stable")[:5]]
-        assert top5[0] == g["top_ids"][0], g["prompt"]
-        same_set += set(top5) == set(g["top_ids"][:5])
-        ref = np.array(g["top_logits"][:10])
-        np.testing.assert_allclose(last[g["top_ids"][:10]], ref, atol=LOGITS_ATOL)
-    assert same_set >= MIN_SAME_TOP5_SET
+        assert top5 == g["top_ids"][:5], g["prompt"]
+        np.testing.assert_allclose(last[g["top_ids"]], np.array(g["top_logits"]), rtol=0, atol=LOGITS_ATOL)
 
 
 def test_greedy_matches_llamacpp(smollm2, llamacpp_ref):
@@ -41,9 +32,8 @@ def test_greedy_matches_llamacpp(smollm2, llamacpp_ref):
     for g in gens:
         out = smollm2.generate(g["prompt_ids"], max_new_tokens=32, ignore_eos=True)
         assert len(out.token_ids) == 32
-        assert out.token_ids[0] == g["greedy_ids"][0]
         same += out.token_ids == g["greedy_ids"]
-    assert same >= MIN_SAME_GREEDY, f"identical greedy continuations on {same} of {len(gens)} prompts"
+    assert same == len(gens), f"identical greedy continuations on {same} of {len(gens)} prompts"
 
 
 def test_generate_text_and_finish(smollm2):

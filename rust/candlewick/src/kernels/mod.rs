@@ -6,6 +6,8 @@
 //! products for Q4_0/K-quants, scalar code for Q5_0/Q5_1), except Q4_1 and Q8_0, which run our
 //! own ggml-exact kernels in `quant`.
 
+pub mod attention;
+pub mod math;
 pub mod quant;
 
 use std::sync::OnceLock;

@@ -6,7 +6,6 @@ use candle_core::{Device, IndexOp, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::nn::attention::causal_mask;
 use crate::nn::{Attention, Embedding, KvCache, Linear, Mlp, RmsNorm, Rope};
 
 #[derive(Debug, Clone)]
@@ -61,8 +60,8 @@ impl Transformer {
         let c = &self.config;
         let capacity = capacity.clamp(1, self.context_length());
         let layers = (0..c.num_layers)
-            .map(|_| KvCache::new(1, c.num_kv_heads, c.head_dim, capacity, &self.device))
-            .collect::<Result<Vec<_>>>()?;
+            .map(|_| KvCache::new(c.num_kv_heads, c.head_dim, capacity))
+            .collect();
         Ok(Cache { layers })
     }
 
@@ -87,9 +86,8 @@ impl Transformer {
             )));
         }
         let mut x = self.embed.forward(ids, &self.device)?.unsqueeze(0)?; // [1, seq, hidden]
-        let mask = if seq > 1 { Some(causal_mask(seq, start, &self.device)?) } else { None };
         for (block, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let h = block.attn.forward(&block.attn_norm.forward(&x)?, start, &self.rope, kv, mask.as_ref())?;
+            let h = block.attn.forward(&block.attn_norm.forward(&x)?, start, &self.rope, kv)?;
             x = (x + h)?;
             let h = block.mlp.forward(&block.mlp_norm.forward(&x)?)?;
             x = (x + h)?;

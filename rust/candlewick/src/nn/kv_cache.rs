@@ -1,23 +1,22 @@
 //! Preallocated key/value cache: one buffer per layer sized for the whole request up front, written
 //! in place each step (no per-step concatenation, which would make generation quadratic).
-use candle_core::{DType, Device, Tensor};
-
+//! Layout [kv_heads][capacity][head_dim], f32.
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct KvCache {
-    k: Tensor,
-    v: Tensor,
+    pub k: Vec<f32>,
+    pub v: Vec<f32>,
     len: usize,
     capacity: usize,
+    kv_heads: usize,
+    head_dim: usize,
 }
 
 impl KvCache {
-    /// Buffers of [batch, kv_heads, capacity, head_dim].
-    pub fn new(batch: usize, kv_heads: usize, head_dim: usize, capacity: usize, device: &Device) -> Result<Self> {
-        let k = Tensor::zeros((batch, kv_heads, capacity, head_dim), DType::F32, device)?;
-        let v = k.zeros_like()?;
-        Ok(Self { k, v, len: 0, capacity })
+    pub fn new(kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
+        let n = kv_heads * capacity * head_dim;
+        Self { k: vec![0.0; n], v: vec![0.0; n], len: 0, capacity, kv_heads, head_dim }
     }
 
     pub fn len(&self) -> usize {
@@ -36,28 +35,29 @@ impl KvCache {
         self.len = 0;
     }
 
-    /// Forget everything from position `len` on.
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-
-    /// Append k, v ([batch, kv_heads, seq, head_dim]) and return all keys and values so far.
-    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let seq = k.dim(2)?;
+    /// Append `seq` positions of k and v given as [seq][kv_heads][head_dim].
+    pub fn append(&mut self, k: &[f32], v: &[f32], seq: usize) -> Result<()> {
         if self.len + seq > self.capacity {
             return Err(Error::ContextOverflow(format!(
                 "KV cache full: {} + {seq} tokens exceed its {} positions",
                 self.len, self.capacity
             )));
         }
-        self.k.slice_set(&k.contiguous()?, 2, self.len)?;
-        self.v.slice_set(&v.contiguous()?, 2, self.len)?;
+        let hd = self.head_dim;
+        for s in 0..seq {
+            for g in 0..self.kv_heads {
+                let src = (s * self.kv_heads + g) * hd;
+                let dst = (g * self.capacity + self.len + s) * hd;
+                self.k[dst..dst + hd].copy_from_slice(&k[src..src + hd]);
+                self.v[dst..dst + hd].copy_from_slice(&v[src..src + hd]);
+            }
+        }
         self.len += seq;
-        Ok((self.k.narrow(2, 0, self.len)?, self.v.narrow(2, 0, self.len)?))
+        Ok(())
     }
 
     /// Bytes held by the buffers.
     pub fn size_in_bytes(&self) -> usize {
-        2 * self.k.elem_count() * self.k.dtype().size_in_bytes()
+        (self.k.len() + self.v.len()) * std::mem::size_of::<f32>()
     }
 }

@@ -24,6 +24,16 @@ fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(g), Activation::Silu) = (&self.gate, self.activation) {
+            // SwiGLU as ggml computes it (its own expf), so activations match llama.cpp.
+            let gate = g.forward(x)?;
+            let dims = gate.dims().to_vec();
+            let gv = gate.flatten_all()?.to_vec1::<f32>()?;
+            let uv = self.up.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
+            let mut h = vec![0f32; gv.len()];
+            crate::kernels::math::swiglu(&gv, &uv, &mut h);
+            return self.down.forward(&Tensor::from_vec(h, dims, x.device())?);
+        }
         let h = match &self.gate {
             Some(g) => (act(&g.forward(x)?, self.activation)? * self.up.forward(x)?)?,
             None => act(&self.up.forward(x)?, self.activation)?,

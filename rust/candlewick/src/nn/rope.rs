@@ -1,52 +1,51 @@
 //! Rotary position embedding (Su et al. 2021). Frequencies theta^(-2i/d); the rotation pairs are
-//! either adjacent dims (GGUF llama: the converter permuted q/k, so llama.cpp uses "normal" rope on
-//! adjacent pairs) or the two halves of the head (HF layout, "neox" style).
-use candle_core::{Device, Tensor};
-
-use crate::error::Result;
+//! either adjacent dims (GGUF llama: the converter permuted q/k for it, llama.cpp's "normal" rope)
+//! or the two halves of the head (HF layout, "neox" style).
+//! The cos/sin table is built as ggml's rope cache builds it: theta_i = p * theta_scale^i by
+//! repeated f32 multiplication, theta_scale = base^(-2/d).
 
 #[derive(Debug, Clone)]
 pub struct Rope {
-    cos: Tensor,
-    sin: Tensor,
+    /// [max_len][head_dim / 2] interleaved (cos, sin) pairs.
+    table: Vec<(f32, f32)>,
+    half: usize,
     interleaved: bool,
 }
 
 impl Rope {
-    pub fn new(head_dim: usize, theta: f64, max_len: usize, interleaved: bool, device: &Device) -> Result<Self> {
-        // As ggml's rope cache: theta_i = p * theta_scale^i by repeated f32 multiplication,
-        // theta_scale = base^(-2/d); cos and sin in f32.
+    pub fn new(head_dim: usize, theta: f64, max_len: usize, interleaved: bool) -> Self {
         let half = head_dim / 2;
         let theta_scale = (theta as f32).powf(-2.0 / head_dim as f32);
-        let mut cos = Vec::with_capacity(max_len * half);
-        let mut sin = Vec::with_capacity(max_len * half);
+        let mut table = Vec::with_capacity(max_len * half);
         for p in 0..max_len {
             let mut t = p as f32;
             for _ in 0..half {
-                cos.push(t.cos());
-                sin.push(t.sin());
+                table.push((t.cos(), t.sin()));
                 t *= theta_scale;
             }
         }
-        let cos = Tensor::from_vec(cos, (max_len, half), device)?;
-        let sin = Tensor::from_vec(sin, (max_len, half), device)?;
-        Ok(Self { cos, sin, interleaved })
-    }
-
-    /// x: [batch, heads, seq, head_dim] at positions start..start+seq.
-    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
-        let seq = x.dim(2)?;
-        let cos = self.cos.narrow(0, start, seq)?;
-        let sin = self.sin.narrow(0, start, seq)?;
-        let x = x.contiguous()?;
-        Ok(if self.interleaved {
-            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)?
-        } else {
-            candle_nn::rotary_emb::rope(&x, &cos, &sin)?
-        })
+        Self { table, half, interleaved }
     }
 
     pub fn max_len(&self) -> usize {
-        self.cos.dims()[0]
+        self.table.len() / self.half.max(1)
+    }
+
+    /// Rotate x: [seq][heads][head_dim] in place, token i at position start + i.
+    pub fn apply(&self, x: &mut [f32], heads: usize, start: usize) {
+        let hd = 2 * self.half;
+        for (i, tok) in x.chunks_exact_mut(heads * hd).enumerate() {
+            let cs = &self.table[(start + i) * self.half..(start + i + 1) * self.half];
+            for head in tok.chunks_exact_mut(hd) {
+                for (j, &(c, s)) in cs.iter().enumerate() {
+                    let (a, b) = if self.interleaved { (2 * j, 2 * j + 1) } else { (j, j + self.half) };
+                    let (x0, x1) = (head[a], head[b]);
+                    // ggml `rotate_pairs`; its C++ is built with FP contraction, which fuses the
+                    // first product of each expression.
+                    head[a] = x0.mul_add(c, -(x1 * s));
+                    head[b] = x0.mul_add(s, x1 * c);
+                }
+            }
+        }
     }
 }

@@ -96,6 +96,6 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
             },
         });
     }
-    let rope = Rope::new(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings, true, device)?;
+    let rope = Rope::new(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings, true);
     Ok(Transformer { norm: norm("output_norm.weight")?, config: cfg, embed, blocks, lm_head, rope, device: device.clone() })
 }

@@ -1,0 +1,118 @@
+//! Scalar math that follows ggml's CPU backend operation by operation, so that our activations
+//! match llama.cpp's to the last bit where the reference does (each function names its twin).
+//! Lane structure is kept explicit: "8 lanes" means ggml's AVX2 `__m256` accumulation order.
+
+/// ggml `hsum_float_8` / tinyBLAS `hsum(__m256)`: ((a0+a4)+(a2+a6)) + ((a1+a5)+(a3+a7)).
+#[inline(always)]
+pub fn hsum8(a: &[f32; 8]) -> f32 {
+    let r = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (r[0] + r[2]) + (r[1] + r[3])
+}
+
+/// `GGML_F32x8_REDUCE` over four 8-lane accumulators: (x0+x2)+(x1+x3) lane-wise, then the two
+/// halves, then two horizontal adds: (t0+t1)+(t2+t3).
+#[inline(always)]
+pub fn reduce4x8(acc: &[[f32; 8]; 4]) -> f32 {
+    let mut x = [0f32; 8];
+    for (l, v) in x.iter_mut().enumerate() {
+        *v = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]);
+    }
+    let t = [x[0] + x[4], x[1] + x[5], x[2] + x[6], x[3] + x[7]];
+    (t[0] + t[1]) + (t[2] + t[3])
+}
+
+/// ggml `ggml_vec_dot_f32` (AVX: 4 accumulators of 8 lanes, step 32, fused multiply-add) on
+/// `n` terms given by `term(i) = (x_i, y_i)`.
+#[inline(always)]
+pub fn vec_dot_f32_by(n: usize, term: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let np = n & !31;
+    let mut acc = [[0f32; 8]; 4];
+    for i in (0..np).step_by(32) {
+        for (j, a) in acc.iter_mut().enumerate() {
+            for (l, lane) in a.iter_mut().enumerate() {
+                let (x, y) = term(i + 8 * j + l);
+                *lane = x.mul_add(y, *lane);
+            }
+        }
+    }
+    let mut s = reduce4x8(&acc);
+    for i in np..n {
+        let (x, y) = term(i);
+        s = x.mul_add(y, s);
+    }
+    s
+}
+
+pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    vec_dot_f32_by(x.len(), |i| (x[i], y[i]))
+}
+
+const fn f(bits: u32) -> f32 {
+    f32::from_bits(bits)
+}
+
+/// ggml `ggml_v_expf` (from ARM's optimized-routines expf: max error 1.45 + 0.5 ulp), one lane.
+/// Every step is the same f32 operation, fused where the vector code fuses.
+#[inline(always)]
+pub fn expf(x: f32) -> f32 {
+    let r = f(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f(0x3fb8_aa3b), r); // log2(e)
+    let n = z - r;
+    let b = (-n).mul_add(f(0x35bf_be8e), (-n).mul_add(f(0x3f31_7200), x)); // ln2 lo, hi
+    let e = z.to_bits() << 23;
+    let k = f32::from_bits(e.wrapping_add(1.0f32.to_bits()));
+    let u = b * b;
+    let j = f(0x3c07_2010)
+        .mul_add(b, f(0x3d2b_9f17))
+        .mul_add(u, f(0x3e2a_af33).mul_add(b, f(0x3eff_fedb)))
+        .mul_add(u, f(0x3f7f_fff6) * b);
+    if n.abs() <= 126.0 || n.is_nan() {
+        return j.mul_add(k, k);
+    }
+    let g: u32 = if n <= 0.0 { 0x8200_0000 } else { 0 };
+    let s1 = f32::from_bits(g.wrapping_add(0x7f00_0000));
+    let s2 = f32::from_bits(e.wrapping_sub(g));
+    if n.abs() > 192.0 {
+        s1 * s1
+    } else {
+        s2.mul_add(j, s2) * s1
+    }
+}
+
+/// ggml `ggml_v_silu`: x / (1 + exp(-x)).
+#[inline(always)]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + expf(0.0 - x))
+}
+
+/// ggml `ggml_vec_swiglu_f32`: y = silu(gate) * up.
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = silu(g) * u;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expf_is_accurate() {
+        for i in -1600..1700 {
+            let x = i as f32 * 0.05;
+            let (a, b) = (expf(x), (x as f64).exp());
+            assert!(((a as f64 - b) / b).abs() < 4e-7, "{x}: {a} vs {b}");
+        }
+        assert_eq!(expf(f32::NEG_INFINITY), 0.0);
+        assert_eq!(expf(-200.0), 0.0);
+        assert!(expf(100.0).is_infinite());
+    }
+
+    #[test]
+    fn dot_is_a_dot() {
+        let x: Vec<f32> = (0..100).map(|i| i as f32 * 0.5).collect();
+        let y: Vec<f32> = (0..100).map(|i| 1.0 - i as f32 * 0.01).collect();
+        let exact: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+        assert!((vec_dot_f32(&x, &y) as f64 - exact).abs() < 1e-3);
+    }
+}
