@@ -3,7 +3,7 @@
 //! and a double-precision sum of 8-lane partial sums, then P.V by tinyBLAS (8 lanes over key
 //! positions) when the batch has several tokens, by `ggml_vec_dot_f32` when it has one.
 
-use super::math::{expf, hsum8, vec_dot_f32, vec_dot_f32_by};
+use super::math::{expf, hsum8, reduce4x8, vec_dot_f32};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -15,50 +15,107 @@ pub struct Shape {
 }
 
 /// q: [seq][num_heads][head_dim] at positions start..start+seq; k, v: [num_kv_heads][capacity][head_dim]
-/// holding positions 0..start+seq. Returns [seq][num_heads][head_dim].
+/// holding positions 0..start+seq. Returns [seq][num_heads][head_dim]. The (token, head) pairs are
+/// shared out over the worker pool.
 pub fn causal(q: &[f32], k: &[f32], v: &[f32], sh: Shape, start: usize, seq: usize, scale: f32) -> Vec<f32> {
     let (nh, hd) = (sh.num_heads, sh.head_dim);
-    let n_rep = nh / sh.num_kv_heads;
     let mut out = vec![0f32; seq * nh * hd];
-    let mut p = vec![0f32; start + seq];
-    for i in 0..seq {
-        let n = start + i + 1; // keys this query may see
-        for h in 0..nh {
-            let g = h / n_rep;
-            let kh = &k[g * sh.capacity * hd..];
-            let vh = &v[g * sh.capacity * hd..];
-            let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-            // softmax(scale * q.k) over the visible keys; masked keys are exactly 0.
-            let mut max = f32::NEG_INFINITY;
-            for (t, pt) in p[..n].iter_mut().enumerate() {
-                *pt = vec_dot_f32(&kh[t * hd..(t + 1) * hd], qh) * scale;
-                max = max.max(*pt);
+    let dst = super::SharedOut(out.as_mut_ptr());
+    let work = |items: std::ops::Range<usize>| {
+        let dst = dst;
+        let mut scratch = Scratch::default();
+        for item in items {
+            let (i, h) = (item / nh, item % nh);
+            // SAFETY: item (i, h) owns out[(i * nh + h) * hd..][..hd], inside `out`.
+            let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(item * hd), hd) };
+            #[cfg(target_arch = "x86_64")]
+            if super::has_fma() {
+                // SAFETY: the CPU has FMA (checked just above).
+                unsafe { one_head_fma(q, k, v, sh, start, seq, scale, i, h, o, &mut scratch) };
+                continue;
             }
-            let mut sum = 0f64;
-            for chunk in p[..n].chunks_mut(8) {
-                let mut lanes = [0f32; 8];
-                for (l, pt) in chunk.iter_mut().enumerate() {
-                    *pt = expf(*pt - max);
-                    lanes[l] = *pt;
-                }
-                sum += hsum8(&lanes) as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            p[..n].iter_mut().for_each(|pt| *pt *= inv);
-
-            let o = &mut out[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-            for (d, od) in o.iter_mut().enumerate() {
-                *od = if seq >= 2 {
-                    let mut acc = [0f32; 8];
-                    for t in 0..n {
-                        acc[t % 8] = vh[t * hd + d].mul_add(p[t], acc[t % 8]);
-                    }
-                    hsum8(&acc)
-                } else {
-                    vec_dot_f32_by(n.next_multiple_of(32), |t| if t < n { (vh[t * hd + d], p[t]) } else { (0.0, 0.0) })
-                };
-            }
+            one_head(q, k, v, sh, start, seq, scale, i, h, o, &mut scratch);
         }
+    };
+    if seq * nh * (start + seq) < 512 {
+        work(0..seq * nh);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(seq * nh, work);
     }
     out
+}
+
+#[derive(Default)]
+struct Scratch {
+    p: Vec<f32>,
+    acc: Vec<f32>,
+}
+
+/// The same code compiled with FMA, so `mul_add` is one instruction instead of a libm call.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn one_head_fma(
+    q: &[f32], k: &[f32], v: &[f32], sh: Shape, start: usize, seq: usize, scale: f32,
+    i: usize, h: usize, o: &mut [f32], scratch: &mut Scratch,
+) {
+    one_head(q, k, v, sh, start, seq, scale, i, h, o, scratch)
+}
+
+/// Query token i, head h.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn one_head(
+    q: &[f32], k: &[f32], v: &[f32], sh: Shape, start: usize, seq: usize, scale: f32,
+    i: usize, h: usize, o: &mut [f32], scratch: &mut Scratch,
+) {
+    let (nh, hd) = (sh.num_heads, sh.head_dim);
+    let n_rep = nh / sh.num_kv_heads;
+    let n = start + i + 1; // keys this query may see
+    let Scratch { p, acc } = scratch;
+    p.clear();
+    p.resize(n, 0.0);
+    let g = h / n_rep;
+    let kh = &k[g * sh.capacity * hd..];
+    let vh = &v[g * sh.capacity * hd..];
+    let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+    // softmax(scale * q.k) over the visible keys; masked keys are exactly 0.
+    let mut max = f32::NEG_INFINITY;
+    for (t, pt) in p[..].iter_mut().enumerate() {
+        *pt = vec_dot_f32(&kh[t * hd..(t + 1) * hd], qh) * scale;
+        max = max.max(*pt);
+    }
+    let mut sum = 0f64;
+    for chunk in p[..].chunks_mut(8) {
+        let mut lanes = [0f32; 8];
+        for (l, pt) in chunk.iter_mut().enumerate() {
+            *pt = expf(*pt - max);
+            lanes[l] = *pt;
+        }
+        sum += hsum8(&lanes) as f64;
+    }
+    let inv = (1.0 / sum) as f32;
+    p[..].iter_mut().for_each(|pt| *pt *= inv);
+
+    // P.V with t outermost so the inner loop runs along a contiguous V row; each output
+    // element still receives its fused multiply-adds in increasing t, in the lane
+    // (accumulator slot) ggml would use: t % 8 for tinyBLAS (several tokens), t % 32 for
+    // ggml_vec_dot_f32's four 8-lane accumulators (one token).
+    let slots = if seq >= 2 { 8 } else { 32 };
+    acc.clear();
+    acc.resize(slots * hd, 0.0);
+    for (t, &pt) in p[..].iter().enumerate() {
+        let a = &mut acc[(t % slots) * hd..(t % slots + 1) * hd];
+        for (ad, &vd) in a.iter_mut().zip(&vh[t * hd..(t + 1) * hd]) {
+            *ad = vd.mul_add(pt, *ad);
+        }
+    }
+    for (d, od) in o.iter_mut().enumerate() {
+        let lane = |slot: usize| acc[slot * hd + d];
+        *od = if seq >= 2 {
+            hsum8(&std::array::from_fn(lane))
+        } else {
+            reduce4x8(&std::array::from_fn(|j| std::array::from_fn(|l| lane(j * 8 + l))))
+        };
+    }
 }

@@ -21,30 +21,24 @@ pub fn reduce4x8(acc: &[[f32; 8]; 4]) -> f32 {
     (t[0] + t[1]) + (t[2] + t[3])
 }
 
-/// ggml `ggml_vec_dot_f32` (AVX: 4 accumulators of 8 lanes, step 32, fused multiply-add) on
-/// `n` terms given by `term(i) = (x_i, y_i)`.
+/// ggml `ggml_vec_dot_f32` (AVX: 4 accumulators of 8 lanes, step 32, fused multiply-add).
 #[inline(always)]
-pub fn vec_dot_f32_by(n: usize, term: impl Fn(usize) -> (f32, f32)) -> f32 {
+pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len());
     let np = n & !31;
     let mut acc = [[0f32; 8]; 4];
-    for i in (0..np).step_by(32) {
+    for (xc, yc) in x[..np].chunks_exact(32).zip(y[..np].chunks_exact(32)) {
         for (j, a) in acc.iter_mut().enumerate() {
             for (l, lane) in a.iter_mut().enumerate() {
-                let (x, y) = term(i + 8 * j + l);
-                *lane = x.mul_add(y, *lane);
+                *lane = xc[8 * j + l].mul_add(yc[8 * j + l], *lane);
             }
         }
     }
     let mut s = reduce4x8(&acc);
     for i in np..n {
-        let (x, y) = term(i);
-        s = x.mul_add(y, s);
+        s = x[i].mul_add(y[i], s);
     }
     s
-}
-
-pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
-    vec_dot_f32_by(x.len(), |i| (x[i], y[i]))
 }
 
 const fn f(bits: u32) -> f32 {
@@ -87,6 +81,22 @@ pub fn silu(x: f32) -> f32 {
 
 /// ggml `ggml_vec_swiglu_f32`: y = silu(gate) * up.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_fma() {
+        // SAFETY: the CPU has FMA (checked just above).
+        return unsafe { swiglu_fma(gate, up, out) };
+    }
+    swiglu_impl(gate, up, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn swiglu_fma(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    swiglu_impl(gate, up, out)
+}
+
+#[inline(always)]
+fn swiglu_impl(gate: &[f32], up: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *o = silu(g) * u;
     }

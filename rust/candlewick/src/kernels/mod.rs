@@ -16,6 +16,23 @@ use crate::error::{Error, Result};
 
 static THREADS: OnceLock<usize> = OnceLock::new();
 
+/// An output pointer shared by the work items of one parallel kernel call, each of which writes
+/// elements no other item writes.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// SAFETY: only used by kernels whose work items write disjoint output elements, and the buffer
+// outlives the pool call that uses it.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+/// FMA is there (x86): our scalar kernels are compiled a second time with it, so that `mul_add`
+/// is one instruction rather than a software fallback; results are identical either way.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_fma() -> bool {
+    static FMA: OnceLock<bool> = OnceLock::new();
+    *FMA.get_or_init(|| std::arch::is_x86_feature_detected!("fma"))
+}
+
 /// Fix the number of compute threads for this process. candle sizes its worker pool once, on first
 /// use, from CANDLE_NUM_THREADS / RAYON_NUM_THREADS, so this must run before the first forward pass;
 /// asking again for the same number is fine, a different one is an error.

@@ -8,7 +8,6 @@
 //! Weights stay in the memory-mapped file: no copy, no repacking.
 
 use half::f16;
-use rayon::prelude::*;
 
 pub const QK: usize = 32;
 pub const Q4_1_BYTES: usize = 20; // d: f16, m: f16, qs: [u8; 16]
@@ -30,6 +29,22 @@ impl Default for BlockQ8 {
 
 /// ggml `quantize_row_q8_1` (AVX2 path: id = 127/amax, round half to even).
 pub fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd_path() == "avx2+fma" {
+        // SAFETY: avx2/fma/f16c were detected by simd_path.
+        return unsafe { quantize_row_q8_avx2(x, out) };
+    }
+    quantize_row_q8_impl(x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_row_q8_avx2(x: &[f32], out: &mut [BlockQ8]) {
+    quantize_row_q8_impl(x, out)
+}
+
+#[inline(always)]
+fn quantize_row_q8_impl(x: &[f32], out: &mut [BlockQ8]) {
     debug_assert_eq!(x.len(), out.len() * QK);
     for (xb, yb) in x.chunks_exact(QK).zip(out.iter_mut()) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -100,6 +115,12 @@ mod avx2 {
     use super::{BlockQ8, Q4_1_BYTES, Q8_0_BYTES};
     use std::arch::x86_64::*;
 
+    /// f16 -> f32 with the F16C instruction (as ggml's GGML_CPU_FP16_TO_FP32).
+    #[inline(always)]
+    unsafe fn h2f(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+    }
+
     #[inline(always)]
     unsafe fn hsum8(x: __m256) -> f32 {
         let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
@@ -115,47 +136,59 @@ mod avx2 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
     }
 
-    /// SAFETY: caller checks avx2+fma; `w` holds whole Q4_1 blocks, `a` at least as many blocks.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn vec_dot_q4_1_q8_1(w: &[u8], a: &[BlockQ8]) -> f32 {
-        let nb = w.len() / Q4_1_BYTES;
-        let mut acc = _mm256_setzero_ps();
-        let mut summs = 0.0f32;
+    /// `R` weight rows (raw Q4_1) against one quantized activation row; `ad`/`asum` are the
+    /// activation blocks' d and s already in f32. Each row keeps its own accumulators, so each
+    /// result is exactly ggml's `ggml_vec_dot_q4_1_q8_1`; the activation block is loaded once for
+    /// all R rows.
+    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q4_1 blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q4_1_rows<const R: usize>(w: [&[u8]; R], a: &[BlockQ8], ad: &[f32], asum: &[f32]) -> [f32; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut summs = [0f32; R];
         let low = _mm256_set1_epi8(0x0F);
-        for i in 0..nb {
-            let wb = w.as_ptr().add(i * Q4_1_BYTES);
-            let ab = a.get_unchecked(i);
-            let d0 = half::f16::from_bits(u16::from_le_bytes([*wb, *wb.add(1)])).to_f32();
-            let m0 = half::f16::from_bits(u16::from_le_bytes([*wb.add(2), *wb.add(3)])).to_f32();
-            summs = m0.mul_add(ab.s.to_f32(), summs);
-            let d0d1 = _mm256_set1_ps(d0 * ab.d.to_f32());
-            let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
-            let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
-            let qx = _mm256_and_si256(both, low);
-            let qy = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
-            acc = _mm256_fmadd_ps(d0d1, dot_u8_i8(qx, qy), acc);
+        for i in 0..a.len() {
+            let qy = _mm256_loadu_si256(a.get_unchecked(i).qs.as_ptr() as *const __m256i);
+            let (d1, s1) = (*ad.get_unchecked(i), *asum.get_unchecked(i));
+            for r in 0..R {
+                let wb = w[r].as_ptr().add(i * Q4_1_BYTES);
+                let d0 = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
+                let m0 = h2f(u16::from_le_bytes([*wb.add(2), *wb.add(3)]));
+                summs[r] = m0.mul_add(s1, summs[r]);
+                let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
+                let qx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * d1), dot_u8_i8(qx, qy), acc[r]);
+            }
         }
-        hsum8(acc) + summs
+        let mut out = [0f32; R];
+        for r in 0..R {
+            out[r] = hsum8(acc[r]) + summs[r];
+        }
+        out
     }
 
-    /// SAFETY: caller checks avx2+fma; `w` holds whole Q8_0 blocks, `a` at least as many blocks.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn vec_dot_q8_0_q8_0(w: &[u8], a: &[BlockQ8]) -> f32 {
-        let nb = w.len() / Q8_0_BYTES;
-        let mut acc = _mm256_setzero_ps();
-        for i in 0..nb {
-            let wb = w.as_ptr().add(i * Q8_0_BYTES);
-            let ab = a.get_unchecked(i);
-            let dw = half::f16::from_bits(u16::from_le_bytes([*wb, *wb.add(1)])).to_f32();
-            let d = _mm256_set1_ps(dw * ab.d.to_f32());
-            let qx = _mm256_loadu_si256(wb.add(2) as *const __m256i);
-            let qy = _mm256_loadu_si256(ab.qs.as_ptr() as *const __m256i);
-            // |x| * sign(y, x): the u8 x i8 product of ggml's mul_sum_i8_pairs_float.
-            let ax = _mm256_sign_epi8(qx, qx);
-            let sy = _mm256_sign_epi8(qy, qx);
-            acc = _mm256_fmadd_ps(d, dot_u8_i8(ax, sy), acc);
+    /// As `q4_1_rows` for Q8_0 weights (`ggml_vec_dot_q8_0_q8_0`).
+    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q8_0 blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q8_0_rows<const R: usize>(w: [&[u8]; R], a: &[BlockQ8], ad: &[f32], _asum: &[f32]) -> [f32; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        for i in 0..a.len() {
+            let qy = _mm256_loadu_si256(a.get_unchecked(i).qs.as_ptr() as *const __m256i);
+            let d1 = *ad.get_unchecked(i);
+            for r in 0..R {
+                let wb = w[r].as_ptr().add(i * Q8_0_BYTES);
+                let dw = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
+                let qx = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+                // |x| * sign(y, x): the u8 x i8 product of ggml's mul_sum_i8_pairs_float.
+                let ax = _mm256_sign_epi8(qx, qx);
+                let sy = _mm256_sign_epi8(qy, qx);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d1), dot_u8_i8(ax, sy), acc[r]);
+            }
         }
-        hsum8(acc)
+        let mut out = [0f32; R];
+        for r in 0..R {
+            out[r] = hsum8(acc[r]);
+        }
+        out
     }
 }
 
@@ -163,7 +196,13 @@ mod avx2 {
 pub fn simd_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let ok = *AVX2.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+                && std::arch::is_x86_feature_detected!("f16c")
+        });
+        if ok {
             return "avx2+fma";
         }
     }
@@ -185,26 +224,28 @@ impl QType {
     }
 }
 
-type DotFn = fn(&[u8], &[BlockQ8]) -> f32;
-
-fn dot_fn(t: QType) -> DotFn {
+/// `ROWS` weight rows against one activation row (ad/asum: activation d and s in f32).
+fn dot_rows<const ROWS: usize>(t: QType, w: [&[u8]; ROWS], a: &[BlockQ8], ad: &[f32], asum: &[f32]) -> [f32; ROWS] {
     #[cfg(target_arch = "x86_64")]
-    {
-        if simd_path() == "avx2+fma" {
-            // SAFETY: the features were just detected; row/block lengths are checked by `matmul`.
-            return match t {
-                QType::Q4_1 => |w, a| unsafe { avx2::vec_dot_q4_1_q8_1(w, a) },
-                QType::Q8_0 => |w, a| unsafe { avx2::vec_dot_q8_0_q8_0(w, a) },
-            };
-        }
+    if simd_path() == "avx2+fma" {
+        // SAFETY: the features were detected; `matmul` checked that rows and activations agree.
+        return unsafe {
+            match t {
+                QType::Q4_1 => avx2::q4_1_rows(w, a, ad, asum),
+                QType::Q8_0 => avx2::q8_0_rows(w, a, ad, asum),
+            }
+        };
     }
-    match t {
-        QType::Q4_1 => vec_dot_q4_1_q8_1_ref,
-        QType::Q8_0 => vec_dot_q8_0_q8_0_ref,
-    }
+    let _ = (ad, asum);
+    w.map(|wr| match t {
+        QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, a),
+        QType::Q8_0 => vec_dot_q8_0_q8_0_ref(wr, a),
+    })
 }
 
 /// out[m, n] = x[m, k] . W[n, k]^T, W given as raw blocks (n rows of k/32 blocks).
+/// Work items are groups of 4 weight rows, shared out over candle's persistent worker pool (the
+/// calling thread works too); each group meets every activation row while its weights are hot.
 pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     assert!(k % QK == 0 && x.len() == m * k && w.len() == n * (k / QK) * t.block_bytes(), "quant matmul shapes");
     let nb = k / QK;
@@ -213,28 +254,38 @@ pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Ve
     for (xr, qr) in x.chunks_exact(k).zip(xq.chunks_exact_mut(nb)) {
         quantize_row_q8(xr, qr);
     }
-    let dot = dot_fn(t);
-    // Columns in chunks across threads; each chunk covers all m rows so a weight row is read once
-    // per chunk while it is hot. Results land transposed ([n, m]) so chunks are contiguous.
-    const COLS: usize = 16;
-    let mut out_t = vec![0f32; n * m];
-    out_t.par_chunks_mut(COLS * m).enumerate().for_each(|(ci, chunk)| {
-        let c0 = ci * COLS;
-        for (j, col) in chunk.chunks_exact_mut(m).enumerate() {
-            let wr = &w[(c0 + j) * row_bytes..(c0 + j + 1) * row_bytes];
-            for (i, o) in col.iter_mut().enumerate() {
-                *o = dot(wr, &xq[i * nb..(i + 1) * nb]);
+    let ad: Vec<f32> = xq.iter().map(|b| b.d.to_f32()).collect();
+    let asum: Vec<f32> = xq.iter().map(|b| b.s.to_f32()).collect();
+    let row = |j: usize| &w[j * row_bytes..(j + 1) * row_bytes];
+
+    let mut out = vec![0f32; m * n];
+    let dst = super::SharedOut(out.as_mut_ptr());
+    let groups = n.div_ceil(4);
+    let work = |range: std::ops::Range<usize>| {
+        let dst = dst;
+        for gi in range {
+            let j0 = gi * 4;
+            for i in 0..m {
+                let (a, d, s) = (&xq[i * nb..(i + 1) * nb], &ad[i * nb..(i + 1) * nb], &asum[i * nb..(i + 1) * nb]);
+                // SAFETY: (i, j) for j in this group is written by this work item only, inside `out`.
+                unsafe {
+                    if j0 + 4 <= n {
+                        let r = dot_rows(t, [row(j0), row(j0 + 1), row(j0 + 2), row(j0 + 3)], a, d, s);
+                        std::ptr::copy_nonoverlapping(r.as_ptr(), dst.0.add(i * n + j0), 4);
+                    } else {
+                        for j in j0..n {
+                            *dst.0.add(i * n + j) = dot_rows(t, [row(j)], a, d, s)[0];
+                        }
+                    }
+                }
             }
         }
-    });
-    if m == 1 {
-        return out_t;
-    }
-    let mut out = vec![0f32; m * n];
-    for j in 0..n {
-        for i in 0..m {
-            out[i * n + j] = out_t[j * m + i];
-        }
+    };
+    // Small products are not worth waking the workers for.
+    if n * nb * m < 2048 {
+        work(0..groups);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(groups, work);
     }
     out
 }

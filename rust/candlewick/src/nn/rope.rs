@@ -33,6 +33,22 @@ impl Rope {
 
     /// Rotate x: [seq][heads][head_dim] in place, token i at position start + i.
     pub fn apply(&self, x: &mut [f32], heads: usize, start: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::has_fma() {
+            // SAFETY: the CPU has FMA (checked just above).
+            return unsafe { self.apply_fma(x, heads, start) };
+        }
+        self.apply_impl(x, heads, start)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "fma")]
+    unsafe fn apply_fma(&self, x: &mut [f32], heads: usize, start: usize) {
+        self.apply_impl(x, heads, start)
+    }
+
+    #[inline(always)]
+    fn apply_impl(&self, x: &mut [f32], heads: usize, start: usize) {
         let hd = 2 * self.half;
         for (i, tok) in x.chunks_exact_mut(heads * hd).enumerate() {
             let cs = &self.table[(start + i) * self.half..(start + i + 1) * self.half];

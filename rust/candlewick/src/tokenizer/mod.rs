@@ -19,6 +19,8 @@ use crate::io::gguf::GgufFile;
 
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
+    /// Cached: tokenizers computes it by building the whole vocabulary map.
+    vocab_size: usize,
     bos_token_id: Option<u32>,
     eos_token_id: Option<u32>,
     /// Ids that end generation (end of generation: eos, eot, `<|im_end|>`, ...).
@@ -64,7 +66,8 @@ impl Tokenizer {
                 eog.push(e);
             }
         }
-        Self { inner, bos_token_id, eos_token_id, eog_token_ids: eog, prepend_bos, append_eos, chat_template }
+        let vocab_size = inner.get_vocab_size(true);
+        Self { inner, vocab_size, bos_token_id, eos_token_id, eog_token_ids: eog, prepend_bos, append_eos, chat_template }
     }
 
     /// Token ids for a text. Special tokens written in the text (e.g. `<|im_start|>`) are always
@@ -100,7 +103,7 @@ impl Tokenizer {
     }
 
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.vocab_size
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
