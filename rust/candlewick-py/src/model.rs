@@ -76,7 +76,7 @@ fn params(
 impl PyModel {
     #[getter]
     fn tokenizer(&self) -> PyTokenizer {
-        PyTokenizer { model: self.model.clone() }
+        PyTokenizer { tok: self.model.tokenizer.clone() }
     }
 
     fn config_json(&self) -> PyResult<String> {

@@ -33,7 +33,7 @@ pub struct ModelInfo {
 
 pub struct Model {
     pub transformer: Transformer,
-    pub tokenizer: Tokenizer,
+    pub tokenizer: std::sync::Arc<Tokenizer>,
     pub info: ModelInfo,
 }
 
@@ -93,7 +93,7 @@ fn load_gguf(path: &Path) -> Result<Model> {
             )))
         }
     };
-    let tokenizer = Tokenizer::from_gguf(&g)?;
+    let tokenizer = std::sync::Arc::new(Tokenizer::from_gguf(&g)?);
     let mut tensor_types = BTreeMap::new();
     for t in &g.tensors {
         *tensor_types.entry(format!("{:?}", t.dtype)).or_insert(0) += 1;

@@ -41,8 +41,14 @@ impl Tokenizer {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
-        let inner = tokenizers::Tokenizer::from_bytes(&bytes)
+        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::invalid_file(path, format!("not a valid tokenizer.json: {e}")))?;
+        // As transformers' fast tokenizers: padding and truncation saved in the file do not apply
+        // to a plain encode (they are asked for per call).
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| Error::invalid_file(path, format!("tokenizer.json truncation: {e}")))?;
         Ok(Self::from_parts(inner, None, None, Vec::new(), false, false, None))
     }
 
