@@ -55,12 +55,27 @@ def test_chat_template_without_generation_prompt(smollm2):
     assert s.endswith("<|im_end|>\n") and "<|im_start|>assistant" not in s
 
 
-@pytest.mark.parametrize("text", ["Emoji: 😀🎉👍🏽 and 🇫🇷", "中文测试：你好，世界！", "mixed 日本 and 123"])
-def test_streaming_never_splits_characters(smollm2, text):
-    # Feed a text's ids through the model's streaming path (stream with a forced prompt
-    # is not possible), so check the invariant on the tokenizer: every prefix decode that
-    # StreamDecoder would emit is valid UTF-8 and the pieces add up to the text.
-    ids = smollm2.tokenizer.encode(text)
-    # Some single tokens are partial characters: decoding them alone gives U+FFFD.
-    partial = [i for i in ids if "\ufffd" in smollm2.tokenizer.decode([i])]
-    assert partial, "the case should contain tokens that split a character"
+@pytest.mark.parametrize(
+    "text", ["Emoji: 😀🎉👍🏽 and 🇫🇷", "中文测试：你好，世界！", "mixed 日本 and 123", "👨‍👩‍👧‍👦 family", "plain ascii"]
+)
+def test_stream_decoder_never_splits_characters(smollm2, text):
+    tok = smollm2.tokenizer
+    ids = tok.encode(text)
+    dec = tok.stream_decoder()
+    pieces = [p for p in (dec.step(i) for i in ids) if p is not None]
+    rest = dec.flush()
+    assert rest is None
+    assert all("\ufffd" not in p for p in pieces)
+    assert "".join(pieces) == text
+    if any("\ufffd" in tok.decode([i]) for i in ids):
+        # some tokens were partial characters: the decoder must have held them back
+        assert len(pieces) < len(ids)
+
+
+def test_stream_decoder_flushes_an_incomplete_tail(smollm2):
+    tok = smollm2.tokenizer
+    ids = tok.encode("😀")
+    assert len(ids) > 1
+    dec = tok.stream_decoder()
+    assert [dec.step(i) for i in ids[:-1]] == [None] * (len(ids) - 1)
+    assert dec.flush() == "\ufffd"

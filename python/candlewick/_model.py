@@ -81,6 +81,11 @@ class Tokenizer:
             raise TypeError("messages must be a list of {'role': ..., 'content': ...} dicts")
         return self._t.apply_chat_template_json(json.dumps(list(messages)), add_generation_prompt)
 
+    def stream_decoder(self, skip_special_tokens: bool = False):
+        """Incremental decoding: `d.step(id)` returns the text completed by that id, or None while
+        a character is still incomplete; `d.flush()` returns what is left."""
+        return self._t.stream_decoder(skip_special_tokens)
+
     @property
     def chat_template(self) -> Optional[str]:
         return self._t.chat_template

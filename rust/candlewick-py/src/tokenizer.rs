@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use candlewick::tokenizer::StreamDecoder;
 use candlewick::Tokenizer;
 use pyo3::prelude::*;
 
@@ -50,6 +51,12 @@ impl PyTokenizer {
         self.tok.apply_chat_template(&messages, add_generation_prompt).py()
     }
 
+    /// A UTF-8-safe incremental decoder (HF tokenizers' DecodeStream).
+    #[pyo3(signature = (skip_special_tokens=false))]
+    fn stream_decoder(&self, skip_special_tokens: bool) -> PyStreamDecoder {
+        PyStreamDecoder { tok: self.tok.clone(), dec: StreamDecoder::new(skip_special_tokens) }
+    }
+
     #[getter]
     fn chat_template(&self) -> Option<String> {
         self.tok.chat_template().map(|t| t.source().to_owned())
@@ -75,5 +82,24 @@ impl PyTokenizer {
     }
     fn id_to_token(&self, id: u32) -> Option<String> {
         self.tok.id_to_token(id)
+    }
+}
+
+/// Feed ids one at a time; `step` returns the text they complete (never half a character).
+#[pyclass(name = "StreamDecoder", module = "candlewick._native")]
+pub struct PyStreamDecoder {
+    tok: Arc<Tokenizer>,
+    dec: StreamDecoder,
+}
+
+#[pymethods]
+impl PyStreamDecoder {
+    fn step(&mut self, id: u32) -> PyResult<Option<String>> {
+        self.dec.step(&self.tok, id).py()
+    }
+
+    /// Whatever is still held back (an incomplete character at the end), decoded lossily.
+    fn flush(&mut self) -> PyResult<Option<String>> {
+        self.dec.flush(&self.tok).py()
     }
 }
