@@ -6,20 +6,26 @@
 """
 
 from ._native import CandlewickError, ModelFileError, UnsupportedError, __version__
-from ._model import GenerationOutput, Model, ModelConfig, Tokenizer, load, sample
+from . import prompts
+from ._generation import GenerationConfig
+from ._model import GenerationOutput, Model, ModelConfig, ScoreResult, TokenLogprob, Tokenizer, load, sample
 from ._registry import available_models, resolve
 
 __all__ = [
     "CandlewickError",
+    "GenerationConfig",
     "GenerationOutput",
     "Model",
     "ModelConfig",
     "ModelFileError",
+    "ScoreResult",
+    "TokenLogprob",
     "Tokenizer",
     "UnsupportedError",
     "__version__",
     "available_models",
     "load",
+    "prompts",
     "resolve",
     "sample",
 ]

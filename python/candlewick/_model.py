@@ -3,11 +3,12 @@
 import json
 import numbers
 from dataclasses import dataclass, field
-from typing import Iterator, List, Optional, Sequence, Union
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _native
+from ._generation import GenerationConfig
 from ._registry import resolve
 
 
@@ -39,6 +40,15 @@ class ModelConfig:
         return dict(self.__dict__)
 
 
+class TokenLogprob(NamedTuple):
+    """A generated token's natural-log probability under the model (before any sampling
+    processor) and the most probable alternatives at that step, as (id, logprob) pairs."""
+
+    token_id: int
+    logprob: float
+    top: List[Tuple[int, float]]
+
+
 @dataclass
 class GenerationOutput:
     """What `generate` returns: the generated part only."""
@@ -48,6 +58,17 @@ class GenerationOutput:
     finish_reason: str  # "length" | "eos" | "stop"
     prompt_tokens: int = 0
     prompt: Optional[str] = field(default=None, repr=False)
+    logprobs: Optional[List[TokenLogprob]] = field(default=None, repr=False)
+    # log p(prompt[i] | prompt[:i]); None for the first token, which has no context
+    prompt_logprobs: Optional[List[Optional[float]]] = field(default=None, repr=False)
+
+
+class ScoreResult(NamedTuple):
+    """Log-likelihood of a continuation after a context (natural log)."""
+
+    logprob: float
+    is_greedy: bool
+    token_logprobs: List[float]
 
 
 class Tokenizer:
@@ -153,6 +174,8 @@ class Model:
         self._m = native
         self.tokenizer = Tokenizer(native.tokenizer)
         self.config = ModelConfig(**json.loads(native.config_json()))
+        # Defaults for generate/stream; HF folders with a generation_config.json fill it in.
+        self.generation_config = GenerationConfig()
 
     def __repr__(self):
         c = self.config
@@ -214,75 +237,76 @@ class Model:
             return _ids(prompt, "prompt")
         raise TypeError(f"prompt must be a str or a list of token ids, got {type(prompt).__name__}")
 
-    @staticmethod
-    def _args(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos):
-        if stop is None:
-            stop = []
-        elif isinstance(stop, str):
-            stop = [stop]
-        else:
-            stop = list(stop)
-            if not all(isinstance(s, str) for s in stop):
-                raise TypeError("stop must be a string or a list of strings")
-        if seed is not None:
-            seed = _check_number("seed", seed, int)
-            if seed < 0:
-                raise ValueError(f"seed must be >= 0, got {seed}")
-        return (
-            _check_number("max_new_tokens", max_new_tokens, int),
-            bool(do_sample),
-            _check_number("temperature", temperature),
-            _check_number("top_k", top_k, int),
-            _check_number("top_p", top_p),
-            _check_number("min_p", min_p),
-            _check_number("repetition_penalty", repetition_penalty),
-            seed,
-            stop,
-            bool(ignore_eos),
-        )
+    def _config(self, generation_config, kwargs) -> GenerationConfig:
+        base = generation_config if generation_config is not None else self.generation_config
+        if not isinstance(base, GenerationConfig):
+            raise TypeError(f"generation_config must be a cw.GenerationConfig, got {type(base).__name__}")
+        return base.replace(**kwargs) if kwargs else base.validated()
 
-    def generate(
-        self,
-        prompt: Union[str, Sequence[int], Sequence[str], Sequence[Sequence[int]]],
-        max_new_tokens: int = 128,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        min_p: float = 0.0,
-        repetition_penalty: float = 1.0,
-        seed: Optional[int] = None,
-        stop: Union[None, str, Sequence[str]] = None,
-        ignore_eos: bool = False,
-    ):
-        """Generate a continuation. Greedy by default; do_sample=True draws from the distribution
-        shaped by temperature, top_k, top_p and min_p (seeded by `seed`). A list of prompts gives a
-        list of results."""
-        args = self._args(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos)
+    def generate(self, prompt, generation_config: Optional[GenerationConfig] = None, **kwargs):
+        """Generate a continuation of `prompt` (str or token ids; a list of prompts gives a list
+        of results). Greedy by default; do_sample=True draws from the distribution shaped by the
+        controls of cw.GenerationConfig (temperature, top_k, top_p, min_p, typical_p, penalties,
+        stop strings, seed, ...), given as keyword arguments or as a GenerationConfig.
+        num_return_sequences=N gives N results per prompt."""
+        cfg = self._config(generation_config, kwargs)
         if isinstance(prompt, (list, tuple)) and prompt and not _is_int_seq(prompt):
-            return [self.generate(p, *args) for p in prompt]
+            return [self.generate(p, cfg) for p in prompt]
         ids = self._prompt_ids(prompt)
-        text, token_ids, finish, n_prompt = self._m.generate(ids, *args)
-        return GenerationOutput(text, token_ids, finish, n_prompt, prompt if isinstance(prompt, str) else None)
+        outs = []
+        for i in range(cfg.num_return_sequences):
+            params = cfg.native_params(seed_offset=i)
+            text, token_ids, finish, n_prompt, lp, plp = self._m.generate(ids, params)
+            outs.append(
+                GenerationOutput(
+                    text,
+                    token_ids,
+                    finish,
+                    n_prompt,
+                    prompt if isinstance(prompt, str) else None,
+                    None if lp is None else [TokenLogprob(t, l, top) for t, l, top in lp],
+                    None if plp is None else [None] + list(plp),
+                )
+            )
+        return outs[0] if cfg.num_return_sequences == 1 else outs
 
-    def stream(
-        self,
-        prompt: Union[str, Sequence[int]],
-        max_new_tokens: int = 128,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        min_p: float = 0.0,
-        repetition_penalty: float = 1.0,
-        seed: Optional[int] = None,
-        stop: Union[None, str, Sequence[str]] = None,
-        ignore_eos: bool = False,
-    ) -> Iterator[str]:
+    def stream(self, prompt, generation_config: Optional[GenerationConfig] = None, **kwargs) -> Iterator[str]:
         """Like generate, but yields text pieces as they are produced (never a split UTF-8
-        character, never part of a stop string). Breaking out of the loop frees the request."""
-        args = self._args(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos)
-        return self._m.stream(self._prompt_ids(prompt), *args)
+        character, never part of a stop string). Breaking out of the loop, or close(), frees the
+        request. The iterator's token_ids, finish_reason and logprobs are readable as it goes."""
+        cfg = self._config(generation_config, kwargs)
+        if cfg.num_return_sequences != 1:
+            raise ValueError("stream generates one sequence: num_return_sequences must be 1")
+        return self._m.stream(self._prompt_ids(prompt), cfg.native_params())
+
+    def score(self, context: str, continuations) -> List[ScoreResult]:
+        """Log-likelihood of each continuation after `context`, with lm-evaluation-harness's
+        boundary handling: trailing spaces of the context move to the continuation, and the
+        continuation's tokens are those of tokenize(context + continuation) past the context's.
+        is_greedy tells whether greedy decoding would produce exactly that continuation."""
+        if not isinstance(context, str):
+            raise TypeError("context must be a str")
+        if isinstance(continuations, str):
+            continuations = [continuations]
+        if not continuations or not all(isinstance(c, str) and c for c in continuations):
+            raise ValueError("continuations must be a non-empty list of non-empty strings")
+        enc = lambda t: self.tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+        results = []
+        for cont in continuations:
+            ctx = context
+            n_spaces = len(ctx) - len(ctx.rstrip())
+            if n_spaces:
+                cont, ctx = ctx[-n_spaces:] + cont, ctx[:-n_spaces]
+            whole = enc(ctx + cont)
+            ctx_ids = enc(ctx) if ctx else []
+            cont_ids = whole[len(ctx_ids):]
+            if not ctx_ids:
+                # no context: condition on the start/end-of-text token, as the harness does
+                start = self.tokenizer.bos_token_id
+                ctx_ids = [start if start is not None else self.tokenizer.eos_token_id]
+            (lp, greedy, toks), = self._m.score(ctx_ids, [cont_ids])
+            results.append(ScoreResult(lp, greedy, toks))
+        return results
 
     def chat(self, messages, **kwargs):
         """Apply the chat template to `messages` and generate the assistant's reply."""
@@ -299,9 +323,10 @@ def load(source, threads: Optional[int] = None) -> Model:
     return Model(_native.load(resolve(source), threads))
 
 
-def sample(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, num_samples=1) -> np.ndarray:
+def sample(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, seed=None, num_samples=1) -> np.ndarray:
     """Draw token ids from one distribution (1-D logits) with the sampler `generate` uses:
-    temperature -> top-k -> top-p -> min-p -> draw. Returns an int array of num_samples ids."""
+    temperature -> top-k -> top-p -> min-p -> typical-p -> draw (temperature 0 or top_k 1: argmax).
+    Returns an int array of num_samples ids."""
     arr = np.ascontiguousarray(np.asarray(logits, dtype=np.float32))
     if arr.ndim != 1:
         raise ValueError(f"logits must be 1-D, got shape {arr.shape}")
@@ -317,6 +342,7 @@ def sample(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, nu
         _check_number("top_k", top_k, int),
         _check_number("top_p", top_p),
         _check_number("min_p", min_p),
+        _check_number("typical_p", typical_p),
         seed,
         _check_number("num_samples", num_samples, int),
     ).astype(np.int64)

@@ -17,6 +17,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::load, m)?)?;
     m.add_function(wrap_pyfunction!(tokenizer::tokenizer_from_file, m)?)?;
     m.add_function(wrap_pyfunction!(model::set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(model::check_generation_params, m)?)?;
     m.add_function(wrap_pyfunction!(model::simd_report, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use candlewick::generation::{GenerationParams, Generator};
 use candlewick::model::Model;
@@ -36,40 +37,58 @@ pub fn simd_report() -> (Vec<&'static str>, Vec<(&'static str, String)>, usize) 
     (r.cpu_features, r.paths, candlewick::kernels::num_threads())
 }
 
+/// Validate a generation-parameter dict (the ranges live in the engine).
+#[pyfunction]
+pub fn check_generation_params(params: &Bound<'_, PyDict>) -> PyResult<()> {
+    gen_params(params).map(|_| ())
+}
+
 #[pyclass(name = "NativeModel", module = "candlewick._native", frozen)]
 pub struct PyModel {
     model: Arc<Model>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn params(
-    max_new_tokens: i64,
-    do_sample: bool,
-    temperature: f32,
-    top_k: i64,
-    top_p: f32,
-    min_p: f32,
-    repetition_penalty: f32,
-    seed: Option<u64>,
-    stop: Vec<String>,
-    ignore_eos: bool,
-) -> PyResult<GenerationParams> {
+type Logprobs = Vec<(u32, f32, Vec<(u32, f32)>)>;
+
+fn get<'py, T: pyo3::FromPyObject<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
+    let v = d
+        .get_item(key)?
+        .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(format!("generation parameter {key} missing")))?;
+    v.extract().map_err(|e| pyo3::exceptions::PyTypeError::new_err(format!("{key}: {e}")))
+}
+
+/// Generation parameters from the dict the Python layer builds (every key present).
+fn gen_params(d: &Bound<'_, PyDict>) -> PyResult<GenerationParams> {
+    let logit_bias: std::collections::BTreeMap<u32, f32> = get(d, "logit_bias")?;
     let p = GenerationParams {
-        max_new_tokens: non_negative("max_new_tokens", max_new_tokens)?,
+        max_new_tokens: non_negative("max_new_tokens", get(d, "max_new_tokens")?)?,
+        min_new_tokens: non_negative("min_new_tokens", get(d, "min_new_tokens")?)?,
         sampling: SamplingParams {
-            do_sample,
-            temperature,
-            top_k: non_negative("top_k", top_k)?,
-            top_p,
-            min_p,
-            repetition_penalty,
+            do_sample: get(d, "do_sample")?,
+            temperature: get(d, "temperature")?,
+            top_k: non_negative("top_k", get(d, "top_k")?)?,
+            top_p: get(d, "top_p")?,
+            min_p: get(d, "min_p")?,
+            typical_p: get(d, "typical_p")?,
+            repetition_penalty: get(d, "repetition_penalty")?,
+            presence_penalty: get(d, "presence_penalty")?,
+            frequency_penalty: get(d, "frequency_penalty")?,
+            no_repeat_ngram_size: non_negative("no_repeat_ngram_size", get(d, "no_repeat_ngram_size")?)?,
+            logit_bias: logit_bias.into_iter().collect(),
         },
-        seed,
-        stop,
-        ignore_eos,
+        seed: get(d, "seed")?,
+        stop: get(d, "stop")?,
+        stop_token_ids: get(d, "stop_token_ids")?,
+        ignore_eos: get(d, "ignore_eos")?,
+        logprobs: get::<Option<i64>>(d, "logprobs")?.map(|n| non_negative("logprobs", n)).transpose()?,
+        prompt_logprobs: get(d, "prompt_logprobs")?,
     };
     p.validate().py()?;
     Ok(p)
+}
+
+fn logprobs_out(l: &Option<Vec<candlewick::generation::TokenLogprob>>) -> Option<Logprobs> {
+    l.as_ref().map(|v| v.iter().map(|t| (t.id, t.logprob, t.top.clone())).collect())
 }
 
 #[pymethods]
@@ -114,24 +133,15 @@ impl PyModel {
         Ok(PyArray1::from_vec(py, v).reshape([seq, vocab])?.into_any())
     }
 
-    #[pyo3(signature = (ids, max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos))]
-    #[allow(clippy::too_many_arguments)]
+    /// -> (text, token_ids, finish_reason, prompt_tokens, logprobs, prompt_logprobs)
+    #[allow(clippy::type_complexity)]
     fn generate(
         &self,
         py: Python<'_>,
         ids: Vec<u32>,
-        max_new_tokens: i64,
-        do_sample: bool,
-        temperature: f32,
-        top_k: i64,
-        top_p: f32,
-        min_p: f32,
-        repetition_penalty: f32,
-        seed: Option<u64>,
-        stop: Vec<String>,
-        ignore_eos: bool,
-    ) -> PyResult<(String, Vec<u32>, &'static str, usize)> {
-        let p = params(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos)?;
+        params: &Bound<'_, PyDict>,
+    ) -> PyResult<(String, Vec<u32>, &'static str, usize, Option<Logprobs>, Option<Vec<f32>>)> {
+        let p = gen_params(params)?;
         let m = self.model.clone();
         let out = py
             .detach(move || -> candlewick::Result<_> {
@@ -139,30 +149,27 @@ impl PyModel {
                 g.run(|_| Ok(()))
             })
             .py()?;
-        Ok((out.text, out.token_ids, out.finish_reason.as_str(), out.prompt_tokens))
+        let lp = logprobs_out(&out.logprobs);
+        Ok((out.text, out.token_ids, out.finish_reason.as_str(), out.prompt_tokens, lp, out.prompt_logprobs))
     }
 
-    #[pyo3(signature = (ids, max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos))]
-    #[allow(clippy::too_many_arguments)]
-    fn stream(
-        &self,
-        py: Python<'_>,
-        ids: Vec<u32>,
-        max_new_tokens: i64,
-        do_sample: bool,
-        temperature: f32,
-        top_k: i64,
-        top_p: f32,
-        min_p: f32,
-        repetition_penalty: f32,
-        seed: Option<u64>,
-        stop: Vec<String>,
-        ignore_eos: bool,
-    ) -> PyResult<PyStream> {
-        let p = params(max_new_tokens, do_sample, temperature, top_k, top_p, min_p, repetition_penalty, seed, stop, ignore_eos)?;
+    fn stream(&self, py: Python<'_>, ids: Vec<u32>, params: &Bound<'_, PyDict>) -> PyResult<PyStream> {
+        let p = gen_params(params)?;
         let m = self.model.clone();
         let g = py.detach(move || Generator::new(m, ids, p)).py()?;
         Ok(PyStream { gen: Some(g), done: false, closed: None })
+    }
+
+    /// Log-likelihood of each continuation after the context: [(logprob, is_greedy, token_logprobs)].
+    fn score(&self, py: Python<'_>, context: Vec<u32>, continuations: Vec<Vec<u32>>) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
+        let m = self.model.clone();
+        py.detach(move || {
+            continuations
+                .iter()
+                .map(|c| m.score(&context, c).map(|s| (s.logprob, s.is_greedy, s.token_logprobs)))
+                .collect::<candlewick::Result<Vec<_>>>()
+        })
+        .py()
     }
 }
 
@@ -236,6 +243,12 @@ impl PyStream {
             (None, Some(c)) => c.2,
             _ => 0,
         }
+    }
+
+    /// Per-token log-probabilities so far, when asked for with logprobs=N.
+    #[getter]
+    fn logprobs(&self) -> Option<Logprobs> {
+        self.gen.as_ref().and_then(|g| logprobs_out(&g.output().logprobs))
     }
 
     /// Stop generating and free the request's memory (its KV cache) now.

@@ -7,7 +7,7 @@ use crate::errors::{non_negative, IntoPyResult};
 
 /// Draw `num_samples` token ids from one row of logits with the same sampler `generate` uses.
 #[pyfunction]
-#[pyo3(signature = (logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=None, num_samples=1))]
+#[pyo3(signature = (logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, seed=None, num_samples=1))]
 #[allow(clippy::too_many_arguments)]
 pub fn sample<'py>(
     py: Python<'py>,
@@ -16,6 +16,7 @@ pub fn sample<'py>(
     top_k: i64,
     top_p: f32,
     min_p: f32,
+    typical_p: f32,
     seed: Option<u64>,
     num_samples: i64,
 ) -> PyResult<Bound<'py, PyArray1<u32>>> {
@@ -25,7 +26,8 @@ pub fn sample<'py>(
         top_k: non_negative("top_k", top_k)?,
         top_p,
         min_p,
-        repetition_penalty: 1.0,
+        typical_p,
+        ..Default::default()
     };
     let n = non_negative("num_samples", num_samples)?;
     let logits = logits.as_slice()?.to_vec();
@@ -36,7 +38,7 @@ pub fn sample<'py>(
             (0..n)
                 .map(|_| {
                     buf.copy_from_slice(&logits);
-                    s.sample(&mut buf, &[])
+                    s.sample(&mut buf, Default::default())
                 })
                 .collect()
         })

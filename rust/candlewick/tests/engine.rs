@@ -81,13 +81,16 @@ fn gguf_truncated_everywhere_is_an_error() {
 fn sampler_greedy_and_validation() -> candlewick::Result<()> {
     let logits = vec![0.1f32, 2.0, -1.0, 1.9];
     let mut s = Sampler::new(SamplingParams::default(), Some(0))?;
-    assert_eq!(s.sample(&mut logits.clone(), &[])?, 1);
+    assert_eq!(s.sample(&mut logits.clone(), Default::default())?, 1);
     assert_eq!(argmax(&logits), 1);
     for bad in [
         SamplingParams { top_p: 0.0, ..Default::default() },
         SamplingParams { temperature: -1.0, ..Default::default() },
         SamplingParams { min_p: 1.5, ..Default::default() },
         SamplingParams { repetition_penalty: 0.0, ..Default::default() },
+        SamplingParams { typical_p: 0.0, ..Default::default() },
+        SamplingParams { presence_penalty: f32::NAN, ..Default::default() },
+        SamplingParams { logit_bias: vec![(3, f32::NAN)], ..Default::default() },
     ] {
         assert!(matches!(Sampler::new(bad, None), Err(Error::InvalidArgument(_))));
     }
@@ -109,5 +112,28 @@ fn sampler_top_k_top_p_distribution() -> candlewick::Result<()> {
     let before: f32 = ids[..ids.len() - 1].iter().map(|&i| q(i)).sum();
     let kept: f32 = ids.iter().map(|&i| q(i)).sum();
     assert!(before < 0.5 && kept >= 0.5, "{before} {kept}");
+    Ok(())
+}
+
+#[test]
+fn processors_follow_their_definitions() -> candlewick::Result<()> {
+    use candlewick::sampling::{banned_ngram_tokens, History};
+    // no_repeat_ngram_size = 3: "1 2 3 ... 1 2" bans 3.
+    assert_eq!(banned_ngram_tokens(&[1, 2, 3, 9, 1, 2], 3), vec![3]);
+    assert!(banned_ngram_tokens(&[1, 2], 3).is_empty());
+    let p = SamplingParams {
+        logit_bias: vec![(0, 5.0)],
+        presence_penalty: 1.0,
+        frequency_penalty: 0.5,
+        repetition_penalty: 2.0,
+        ..Default::default()
+    };
+    let s = Sampler::new(p, Some(0))?;
+    let mut l = vec![1.0f32, 2.0, -2.0, 4.0];
+    s.process(&mut l, History { prompt: &[2], output: &[3, 3], suppress: &[1] })?;
+    assert_eq!(l[0], 6.0); // bias only
+    assert_eq!(l[1], f32::NEG_INFINITY); // suppressed
+    assert_eq!(l[2], -4.0); // repetition penalty on a negative logit (prompt token)
+    assert_eq!(l[3], 4.0 / 2.0 - 1.0 - 0.5 * 2.0); // repetition, then presence + 2 x frequency
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::model::{Cache, Model};
-use crate::sampling::{Sampler, SamplingParams};
+use crate::sampling::{log_sum_exp, top_logprobs, History, Sampler, SamplingParams};
 use crate::tokenizer::StreamDecoder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +38,41 @@ pub struct GenerationParams {
     pub seed: Option<u64>,
     /// Strings that end generation; they are not part of the returned text.
     pub stop: Vec<String>,
+    /// Ids that end generation like a stop string (finish reason "stop"; not in the output).
+    pub stop_token_ids: Vec<u32>,
     pub ignore_eos: bool,
+    /// End-of-generation and stop ids are suppressed until this many tokens are generated.
+    pub min_new_tokens: usize,
+    /// Natural-log probability of each generated token under the model, with this many
+    /// alternatives (None = off).
+    pub logprobs: Option<usize>,
+    /// Log-probability of each prompt token given the ones before it.
+    pub prompt_logprobs: bool,
 }
 
 impl Default for GenerationParams {
     fn default() -> Self {
-        Self { max_new_tokens: 256, sampling: SamplingParams::default(), seed: None, stop: Vec::new(), ignore_eos: false }
+        Self {
+            max_new_tokens: 256,
+            sampling: SamplingParams::default(),
+            seed: None,
+            stop: Vec::new(),
+            stop_token_ids: Vec::new(),
+            ignore_eos: false,
+            min_new_tokens: 0,
+            logprobs: None,
+            prompt_logprobs: false,
+        }
     }
+}
+
+/// One generated token's log-probability (natural log, the model's distribution before any
+/// sampling processor) and the most probable alternatives at that step.
+#[derive(Debug, Clone)]
+pub struct TokenLogprob {
+    pub id: u32,
+    pub logprob: f32,
+    pub top: Vec<(u32, f32)>,
 }
 
 impl GenerationParams {
@@ -64,6 +92,9 @@ pub struct Output {
     pub token_ids: Vec<u32>,
     pub finish_reason: FinishReason,
     pub prompt_tokens: usize,
+    pub logprobs: Option<Vec<TokenLogprob>>,
+    /// For prompt tokens 1.. (the first has no context).
+    pub prompt_logprobs: Option<Vec<f32>>,
 }
 
 pub struct Generator {
@@ -81,6 +112,8 @@ pub struct Generator {
     /// Bytes of `text` already handed out by `take_text`.
     released: usize,
     logits: Vec<f32>,
+    logprobs: Vec<TokenLogprob>,
+    prompt_logprobs: Option<Vec<f32>>,
 }
 
 impl Generator {
@@ -115,6 +148,8 @@ impl Generator {
             text: String::new(),
             released: 0,
             logits: Vec::new(),
+            logprobs: Vec::new(),
+            prompt_logprobs: None,
         })
     }
 
@@ -141,10 +176,42 @@ impl Generator {
             return Ok(None);
         }
         // Prefill on the first step (the whole prompt), then one token at a time.
+        let first = self.cache.is_empty();
         let new = &self.tokens[self.cache.len()..];
-        let logits = self.model.transformer.forward(new, &mut self.cache, true)?;
-        self.logits = logits.flatten_all()?.to_vec1::<f32>()?;
-        let tok = self.sampler.sample(&mut self.logits, &self.tokens)?;
+        let all_positions = first && self.params.prompt_logprobs;
+        let logits = self.model.transformer.forward(new, &mut self.cache, !all_positions)?;
+        let mut rows = logits.flatten_all()?.to_vec1::<f32>()?;
+        if all_positions {
+            let vocab = self.model.config().vocab_size;
+            let lp = (1..self.prompt_len)
+                .map(|i| {
+                    let row = &rows[(i - 1) * vocab..i * vocab];
+                    (row[self.tokens[i] as usize] as f64 - log_sum_exp(row)) as f32
+                })
+                .collect();
+            self.prompt_logprobs = Some(lp);
+            rows.drain(..(self.prompt_len - 1) * vocab);
+        }
+        self.logits = rows;
+        let raw_lse = self.params.logprobs.map(|_| log_sum_exp(&self.logits));
+        let raw = self.params.logprobs.map(|n| (self.logits.clone(), n));
+
+        let n_gen = self.tokens.len() - self.prompt_len;
+        let mut suppress = Vec::new();
+        if n_gen < self.params.min_new_tokens {
+            suppress.extend_from_slice(self.model.tokenizer.eog_token_ids());
+            suppress.extend_from_slice(&self.params.stop_token_ids);
+        }
+        let (prompt, output) = self.tokens.split_at(self.prompt_len);
+        let tok = self.sampler.sample(&mut self.logits, History { prompt, output, suppress: &suppress })?;
+        if let (Some((raw, n)), Some(lse)) = (raw, raw_lse) {
+            let logprob = (raw[tok as usize] as f64 - lse) as f32;
+            self.logprobs.push(TokenLogprob { id: tok, logprob, top: top_logprobs(&raw, n, lse) });
+        }
+        if self.params.stop_token_ids.contains(&tok) {
+            self.finish = Some(FinishReason::Stop);
+            return Ok(None);
+        }
         if !self.params.ignore_eos && self.model.tokenizer.is_eog(tok) {
             self.finish = Some(FinishReason::Eos);
             return Ok(None);
@@ -230,6 +297,8 @@ impl Generator {
             token_ids: self.generated_ids().to_vec(),
             finish_reason: self.finish.unwrap_or(FinishReason::Length),
             prompt_tokens: self.prompt_len,
+            logprobs: self.params.logprobs.map(|_| self.logprobs[..self.generated_ids().len()].to_vec()),
+            prompt_logprobs: self.prompt_logprobs.clone(),
         }
     }
 }

@@ -111,7 +111,54 @@ fn load_gguf(path: &Path) -> Result<Model> {
     Ok(Model { transformer, tokenizer, info })
 }
 
+/// How likely a continuation is after a context (lm-evaluation-harness `loglikelihood`).
+#[derive(Debug, Clone)]
+pub struct Score {
+    /// Sum of the continuation tokens' natural-log probabilities.
+    pub logprob: f64,
+    /// Whether greedy decoding from the context would produce exactly this continuation.
+    pub is_greedy: bool,
+    pub token_logprobs: Vec<f32>,
+}
+
 impl Model {
+    /// Score `continuation` after `context` in one forward pass. Too long an input loses tokens
+    /// from the left of the context, as lm-evaluation-harness does.
+    pub fn score(&self, context: &[u32], continuation: &[u32]) -> Result<Score> {
+        if context.is_empty() || continuation.is_empty() {
+            return Err(Error::InvalidArgument("score needs a non-empty context and continuation".into()));
+        }
+        let ctx = self.context_length();
+        if continuation.len() >= ctx {
+            return Err(Error::ContextOverflow(format!(
+                "a continuation of {} tokens does not fit the model's context of {ctx}",
+                continuation.len()
+            )));
+        }
+        let mut ids: Vec<u32> = context.iter().chain(continuation).copied().collect();
+        if ids.len() > ctx {
+            ids.drain(..ids.len() - ctx);
+        }
+        let first = ids.len() - continuation.len(); // position of the first continuation token
+        let vocab = self.config().vocab_size;
+        let mut cache = self.transformer.new_cache(ids.len())?;
+        // The context runs as one batch, exactly as generate's prefill does, and gives the row that
+        // predicts the first continuation token; the continuation (but its last token) gives the rest.
+        let mut rows = self.transformer.forward(&ids[..first], &mut cache, true)?.flatten_all()?.to_vec1::<f32>()?;
+        if continuation.len() > 1 {
+            let more = self.transformer.forward(&ids[first..ids.len() - 1], &mut cache, false)?;
+            rows.extend(more.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let mut token_logprobs = Vec::with_capacity(continuation.len());
+        let mut is_greedy = true;
+        for (j, &t) in continuation.iter().enumerate() {
+            let row = &rows[j * vocab..(j + 1) * vocab];
+            token_logprobs.push((row[t as usize] as f64 - crate::sampling::log_sum_exp(row)) as f32);
+            is_greedy &= crate::sampling::argmax(row) == t;
+        }
+        Ok(Score { logprob: token_logprobs.iter().map(|&l| l as f64).sum(), is_greedy, token_logprobs })
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.transformer.config
     }

@@ -1,8 +1,11 @@
 //! Turning logits into a token.
 //!
-//! The processor chain follows HF transformers' order: repetition penalty -> temperature -> top-k ->
-//! top-p -> min-p -> draw. Greedy (do_sample = false, or temperature 0) takes the argmax after the
-//! penalty. Works on plain slices: no tensor ops, no full sort of the vocabulary.
+//! One documented chain, HF transformers' order:
+//!   logit processors: logit_bias -> repetition_penalty (prompt + output, HF) -> presence and
+//!   frequency penalties (output only, OpenAI) -> no_repeat_ngram_size -> suppressed ids
+//!   (end-of-generation before min_new_tokens);
+//!   then greedy argmax, or the warpers: temperature -> top-k -> top-p -> min-p -> typical-p -> draw.
+//! Works on plain slices: no tensor ops, no full sort of the vocabulary.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -19,13 +22,43 @@ pub struct SamplingParams {
     pub top_p: f32,
     /// 0.0 = off.
     pub min_p: f32,
+    /// 1.0 = off (HF TypicalLogitsWarper).
+    pub typical_p: f32,
     /// 1.0 = off; HF semantics over prompt and output.
     pub repetition_penalty: f32,
+    /// OpenAI semantics over the output: logit -= presence * [count > 0] + frequency * count.
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// 0 = off; HF: no n-gram of this size may appear twice in prompt + output.
+    pub no_repeat_ngram_size: usize,
+    /// Added to the logits of these ids before anything else (-inf bans a token).
+    pub logit_bias: Vec<(u32, f32)>,
+}
+
+/// What the processors know about the sequence so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct History<'a> {
+    pub prompt: &'a [u32],
+    pub output: &'a [u32],
+    /// Ids that may not be chosen at this step (end-of-generation before min_new_tokens).
+    pub suppress: &'a [u32],
 }
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { do_sample: false, temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0 }
+        Self {
+            do_sample: false,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            typical_p: 1.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            no_repeat_ngram_size: 0,
+            logit_bias: Vec::new(),
+        }
     }
 }
 
@@ -40,6 +73,17 @@ impl SamplingParams {
         if !(0.0..=1.0).contains(&self.min_p) {
             return Err(Error::InvalidArgument(format!("min_p must be in [0, 1], got {}", self.min_p)));
         }
+        if !(self.typical_p > 0.0 && self.typical_p <= 1.0) {
+            return Err(Error::InvalidArgument(format!("typical_p must be in (0, 1], got {}", self.typical_p)));
+        }
+        for (name, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+            if !v.is_finite() {
+                return Err(Error::InvalidArgument(format!("{name} must be a finite number, got {v}")));
+            }
+        }
+        if let Some((id, b)) = self.logit_bias.iter().find(|(_, b)| b.is_nan() || *b == f32::INFINITY) {
+            return Err(Error::InvalidArgument(format!("logit_bias for token {id} must be a number or -inf, got {b}")));
+        }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
             return Err(Error::InvalidArgument(format!(
                 "repetition_penalty must be > 0, got {}",
@@ -49,7 +93,7 @@ impl SamplingParams {
         Ok(())
     }
 
-    fn is_greedy(&self) -> bool {
+    pub fn is_greedy(&self) -> bool {
         !self.do_sample || self.temperature == 0.0 || self.top_k == 1
     }
 }
@@ -75,21 +119,50 @@ pub fn argmax(xs: &[f32]) -> u32 {
     best as u32
 }
 
+/// log(sum(exp(logits))), in f64: the normaliser of the model's own distribution.
+pub fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln()
+}
+
+/// The `n` most probable ids with their natural-log probabilities, most probable first.
+pub fn top_logprobs(logits: &[f32], n: usize, lse: f64) -> Vec<(u32, f32)> {
+    let n = n.min(logits.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    let desc = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    idx.select_nth_unstable_by(n - 1, desc);
+    idx.truncate(n);
+    idx.sort_by(desc);
+    idx.into_iter().map(|i| (i, (logits[i as usize] as f64 - lse) as f32)).collect()
+}
+
 /// HF `RepetitionPenaltyLogitsProcessor`: each token seen gets its logit divided by the penalty
 /// when positive, multiplied when negative (once, however often it was seen).
-pub fn apply_repetition_penalty(logits: &mut [f32], history: &[u32], penalty: f32) {
+pub fn apply_repetition_penalty(logits: &mut [f32], seen: impl Iterator<Item = u32>, penalty: f32) {
     if penalty == 1.0 {
         return;
     }
-    let mut seen = vec![false; logits.len()];
-    for &t in history {
+    let mut done = vec![false; logits.len()];
+    for t in seen {
         let t = t as usize;
-        if t < logits.len() && !seen[t] {
-            seen[t] = true;
+        if t < logits.len() && !done[t] {
+            done[t] = true;
             let l = &mut logits[t];
             *l = if *l < 0.0 { *l * penalty } else { *l / penalty };
         }
     }
+}
+
+/// HF `NoRepeatNGramLogitsProcessor`: the tokens that would complete an n-gram already present.
+pub fn banned_ngram_tokens(seq: &[u32], n: usize) -> Vec<u32> {
+    if n == 0 || seq.len() + 1 < n {
+        return Vec::new();
+    }
+    let prefix = &seq[seq.len() + 1 - n..];
+    seq.windows(n).filter(|w| &w[..n - 1] == prefix).map(|w| w[n - 1]).collect()
 }
 
 impl Sampler {
@@ -107,12 +180,50 @@ impl Sampler {
         &self.params
     }
 
-    /// Pick the next token. `logits` is modified in place (penalties); `history` is prompt + output.
-    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Result<u32> {
+    /// The logit processors (everything before temperature), in place.
+    pub fn process(&self, logits: &mut [f32], h: History) -> Result<()> {
+        let p = &self.params;
+        let n = logits.len();
+        for &(id, b) in &p.logit_bias {
+            let l = logits.get_mut(id as usize).ok_or_else(|| {
+                Error::InvalidArgument(format!("logit_bias names token {id}, outside the vocabulary of {n}"))
+            })?;
+            *l += b;
+        }
+        apply_repetition_penalty(logits, h.prompt.iter().chain(h.output).copied(), p.repetition_penalty);
+        if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
+            let mut counts = std::collections::HashMap::<u32, u32>::new();
+            for &t in h.output {
+                *counts.entry(t).or_default() += 1;
+            }
+            for (t, c) in counts {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l -= p.presence_penalty + p.frequency_penalty * c as f32;
+                }
+            }
+        }
+        if p.no_repeat_ngram_size > 0 {
+            let seq: Vec<u32> = h.prompt.iter().chain(h.output).copied().collect();
+            for t in banned_ngram_tokens(&seq, p.no_repeat_ngram_size) {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        for &t in h.suppress {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pick the next token. `logits` is modified in place by the processors.
+    pub fn sample(&mut self, logits: &mut [f32], h: History) -> Result<u32> {
         if logits.is_empty() {
             return Err(Error::InvalidArgument("empty logits".into()));
         }
-        apply_repetition_penalty(logits, history, self.params.repetition_penalty);
+        self.process(logits, h)?;
         if self.params.is_greedy() {
             return Ok(argmax(logits));
         }
@@ -135,6 +246,7 @@ impl Sampler {
     /// probable first. Exposed for tests and `cw.sample`.
     pub fn distribution(&mut self, logits: &[f32]) -> Result<(Vec<u32>, Vec<f32>)> {
         let mut l = logits.to_vec();
+        self.process(&mut l, History::default())?;
         if self.params.is_greedy() {
             return Ok((vec![argmax(&l)], vec![1.0]));
         }
@@ -201,6 +313,37 @@ impl Sampler {
             let keep = self.probs.iter().take_while(|&&q| q >= threshold).count().max(1);
             self.idx.truncate(keep);
             self.probs.truncate(keep);
+        }
+        if p.typical_p < 1.0 && self.idx.len() > 1 {
+            // HF TypicalLogitsWarper over the remaining candidates: rank tokens by how far their
+            // information content is from the entropy, keep the closest up to typical_p mass.
+            let total: f32 = self.probs.iter().sum();
+            let logp: Vec<f32> = self.probs.iter().map(|q| (q / total).ln()).collect();
+            let ent: f32 = -logp.iter().zip(&self.probs).map(|(l, q)| l * q / total).sum::<f32>();
+            let shifted: Vec<f32> = logp.iter().map(|l| (-l - ent).abs()).collect();
+            let mut order: Vec<usize> = (0..shifted.len()).collect();
+            order.sort_by(|&a, &b| shifted[a].total_cmp(&shifted[b]));
+            let mut cum = 0.0f32;
+            let mut last = 0usize;
+            for &o in &order {
+                cum += self.probs[o] / total;
+                if cum < p.typical_p {
+                    last += 1;
+                } else {
+                    break;
+                }
+            }
+            let threshold = shifted[order[last.min(order.len() - 1)]];
+            let (idx, probs): (Vec<u32>, Vec<f32>) = self
+                .idx
+                .iter()
+                .zip(&self.probs)
+                .zip(&shifted)
+                .filter(|(_, &s)| s <= threshold)
+                .map(|((&i, &q), _)| (i, q))
+                .unzip();
+            self.idx = idx;
+            self.probs = probs;
         }
         Ok(())
     }
