@@ -23,8 +23,10 @@ def test_generation_config_reuse_and_overrides(smollm2):
     assert c.token_ids == a.token_ids[:3]
     with pytest.raises(TypeError, match="unknown generation parameter"):
         smollm2.generate("x", max_tokens=3)
-    with pytest.raises(ValueError, match="beam search"):
-        smollm2.generate("x", num_beams=4)
+    with pytest.raises(ValueError, match="num_return_sequences"):
+        smollm2.generate("x", num_beams=2, num_return_sequences=3)
+    with pytest.raises(ValueError, match="beam sampling"):
+        smollm2.generate("x", num_beams=2, do_sample=True)
 
 
 def test_generation_config_from_hf_file(tmp_path):

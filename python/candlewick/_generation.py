@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 import numbers
 import os
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ class GenerationConfig:
     Processor order (HF's): logit_bias -> repetition_penalty (prompt + output) -> presence and
     frequency penalties (output only, OpenAI semantics) -> no_repeat_ngram_size -> min_new_tokens;
     then greedy argmax, or temperature -> top_k -> top_p -> min_p -> typical_p -> draw.
+    num_beams > 1 runs beam search on the log-softmax after the same processors (HF semantics,
+    early_stopping=False), hypotheses scored sum(logprobs) / generated_len ** length_penalty.
     """
 
     max_new_tokens: int = 128
@@ -75,7 +78,16 @@ class GenerationConfig:
         if kw["num_beams"] < 1:
             raise ValueError(f"num_beams must be >= 1, got {kw['num_beams']}")
         if kw["num_beams"] > 1:
-            raise ValueError("num_beams > 1 (beam search) is not built yet in candlewick; use num_beams=1")
+            if kw["num_return_sequences"] > kw["num_beams"]:
+                raise ValueError(
+                    f"num_return_sequences ({kw['num_return_sequences']}) must be <= num_beams ({kw['num_beams']})"
+                )
+            if kw["do_sample"]:
+                raise ValueError("num_beams > 1 with do_sample=True (beam sampling) is not built yet")
+            if self.stop or self.logprobs is not None or kw["prompt_logprobs"]:
+                raise ValueError("stop strings and log-probs are not built yet for beam search (stop_token_ids work)")
+        if not math.isfinite(kw["length_penalty"]):
+            raise ValueError(f"length_penalty must be finite, got {kw['length_penalty']}")
         stop = self.stop
         if stop is None:
             stop = []

@@ -61,6 +61,8 @@ class GenerationOutput:
     logprobs: Optional[List[TokenLogprob]] = field(default=None, repr=False)
     # log p(prompt[i] | prompt[:i]); None for the first token, which has no context
     prompt_logprobs: Optional[List[Optional[float]]] = field(default=None, repr=False)
+    # beam search: the hypothesis' length-normalised score, sum(logprobs) / len ** length_penalty
+    score: Optional[float] = field(default=None, repr=False)
 
 
 class ScoreResult(NamedTuple):
@@ -167,6 +169,20 @@ def _check_number(name, v, kind=float):
     return kind(v)
 
 
+def _output(native, prompt, score=None) -> GenerationOutput:
+    text, token_ids, finish, n_prompt, lp, plp = native
+    return GenerationOutput(
+        text,
+        token_ids,
+        finish,
+        n_prompt,
+        prompt if isinstance(prompt, str) else None,
+        None if lp is None else [TokenLogprob(t, l, top) for t, l, top in lp],
+        None if plp is None else [None] + list(plp),
+        score,
+    )
+
+
 class Model:
     """A loaded model. Verbs: logits, generate, stream (decoders)."""
 
@@ -244,31 +260,31 @@ class Model:
         return base.replace(**kwargs) if kwargs else base.validated()
 
     def generate(self, prompt, generation_config: Optional[GenerationConfig] = None, **kwargs):
-        """Generate a continuation of `prompt` (str or token ids; a list of prompts gives a list
-        of results). Greedy by default; do_sample=True draws from the distribution shaped by the
-        controls of cw.GenerationConfig (temperature, top_k, top_p, min_p, typical_p, penalties,
-        stop strings, seed, ...), given as keyword arguments or as a GenerationConfig.
-        num_return_sequences=N gives N results per prompt."""
+        """Generate a continuation of `prompt` (str or token ids). A list of prompts generates
+        together as one batch (each step runs all unfinished rows through the model at once) and
+        gives a list of results, each equal to what its prompt gives alone. Greedy by default;
+        do_sample=True draws from the distribution shaped by the controls of cw.GenerationConfig
+        (temperature, top_k, top_p, min_p, typical_p, penalties, stop strings, seed, ...), given as
+        keyword arguments or as a GenerationConfig. num_return_sequences=N gives N results per
+        prompt (seeds seed, seed+1, ...); num_beams > 1 runs beam search (with length_penalty) and
+        returns its N best hypotheses."""
         cfg = self._config(generation_config, kwargs)
-        if isinstance(prompt, (list, tuple)) and prompt and not _is_int_seq(prompt):
-            return [self.generate(p, cfg) for p in prompt]
-        ids = self._prompt_ids(prompt)
-        outs = []
-        for i in range(cfg.num_return_sequences):
-            params = cfg.native_params(seed_offset=i)
-            text, token_ids, finish, n_prompt, lp, plp = self._m.generate(ids, params)
-            outs.append(
-                GenerationOutput(
-                    text,
-                    token_ids,
-                    finish,
-                    n_prompt,
-                    prompt if isinstance(prompt, str) else None,
-                    None if lp is None else [TokenLogprob(t, l, top) for t, l, top in lp],
-                    None if plp is None else [None] + list(plp),
-                )
-            )
-        return outs[0] if cfg.num_return_sequences == 1 else outs
+        batch = isinstance(prompt, (list, tuple)) and bool(prompt) and not _is_int_seq(prompt)
+        prompts = list(prompt) if batch else [prompt]
+        ids = [self._prompt_ids(p) for p in prompts]
+        n = cfg.num_return_sequences
+        if cfg.num_beams > 1:
+            params = cfg.native_params()
+            results = []
+            for p, row in zip(prompts, ids):
+                hyps = self._m.beam_search(row, params, cfg.num_beams, cfg.length_penalty, n)
+                results.append([_output(o, p, score) for o, score in hyps])
+        else:
+            requests = [(row, cfg.native_params(seed_offset=i)) for row in ids for i in range(n)]
+            outs = self._m.generate(requests)
+            results = [[_output(outs[j * n + i], p) for i in range(n)] for j, p in enumerate(prompts)]
+        results = [r[0] if n == 1 else r for r in results]
+        return results if batch else results[0]
 
     def stream(self, prompt, generation_config: Optional[GenerationConfig] = None, **kwargs) -> Iterator[str]:
         """Like generate, but yields text pieces as they are produced (never a split UTF-8
@@ -277,6 +293,8 @@ class Model:
         cfg = self._config(generation_config, kwargs)
         if cfg.num_return_sequences != 1:
             raise ValueError("stream generates one sequence: num_return_sequences must be 1")
+        if cfg.num_beams != 1:
+            raise ValueError("stream does not run beam search: num_beams must be 1")
         return self._m.stream(self._prompt_ids(prompt), cfg.native_params())
 
     def score(self, context: str, continuations) -> List[ScoreResult]:

@@ -5,7 +5,8 @@ use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use candlewick::generation::{GenerationParams, Generator};
+use candlewick::generation::beam::beam_search;
+use candlewick::generation::{run_batch, GenerationParams, Generator};
 use candlewick::model::Model;
 use candlewick::sampling::SamplingParams;
 
@@ -87,6 +88,13 @@ fn gen_params(d: &Bound<'_, PyDict>) -> PyResult<GenerationParams> {
     Ok(p)
 }
 
+type GenOut = (String, Vec<u32>, &'static str, usize, Option<Logprobs>, Option<Vec<f32>>);
+
+fn gen_out(out: candlewick::generation::Output) -> GenOut {
+    let lp = logprobs_out(&out.logprobs);
+    (out.text, out.token_ids, out.finish_reason.as_str(), out.prompt_tokens, lp, out.prompt_logprobs)
+}
+
 fn logprobs_out(l: &Option<Vec<candlewick::generation::TokenLogprob>>) -> Option<Logprobs> {
     l.as_ref().map(|v| v.iter().map(|t| (t.id, t.logprob, t.top.clone())).collect())
 }
@@ -133,24 +141,40 @@ impl PyModel {
         Ok(PyArray1::from_vec(py, v).reshape([seq, vocab])?.into_any())
     }
 
-    /// -> (text, token_ids, finish_reason, prompt_tokens, logprobs, prompt_logprobs)
-    #[allow(clippy::type_complexity)]
-    fn generate(
+    /// Generate for a batch of requests [(ids, params)] together (one forward pass per step for
+    /// all unfinished rows) -> [(text, token_ids, finish_reason, prompt_tokens, logprobs, prompt_logprobs)].
+    fn generate(&self, py: Python<'_>, requests: Vec<(Vec<u32>, Bound<'_, PyDict>)>) -> PyResult<Vec<GenOut>> {
+        let reqs = requests
+            .iter()
+            .map(|(ids, d)| Ok((ids.clone(), gen_params(d)?)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let m = self.model.clone();
+        let outs = py
+            .detach(move || -> candlewick::Result<_> {
+                let mut gens =
+                    reqs.into_iter().map(|(ids, p)| Generator::new(m.clone(), ids, p)).collect::<candlewick::Result<Vec<_>>>()?;
+                run_batch(&mut gens)
+            })
+            .py()?;
+        Ok(outs.into_iter().map(gen_out).collect())
+    }
+
+    /// Beam search -> [(output tuple as generate's, normalised score)], best first.
+    fn beam_search(
         &self,
         py: Python<'_>,
         ids: Vec<u32>,
         params: &Bound<'_, PyDict>,
-    ) -> PyResult<(String, Vec<u32>, &'static str, usize, Option<Logprobs>, Option<Vec<f32>>)> {
+        num_beams: usize,
+        length_penalty: f64,
+        num_return: usize,
+    ) -> PyResult<Vec<(GenOut, f64)>> {
         let p = gen_params(params)?;
         let m = self.model.clone();
-        let out = py
-            .detach(move || -> candlewick::Result<_> {
-                let mut g = Generator::new(m, ids, p)?;
-                g.run(|_| Ok(()))
-            })
+        let outs = py
+            .detach(move || beam_search(&m, &ids, &p, num_beams, length_penalty, num_return))
             .py()?;
-        let lp = logprobs_out(&out.logprobs);
-        Ok((out.text, out.token_ids, out.finish_reason.as_str(), out.prompt_tokens, lp, out.prompt_logprobs))
+        Ok(outs.into_iter().map(|(o, s)| (gen_out(o), s)).collect())
     }
 
     fn stream(&self, py: Python<'_>, ids: Vec<u32>, params: &Bound<'_, PyDict>) -> PyResult<PyStream> {

@@ -4,10 +4,12 @@
 //! `Generator` is a step-by-step state machine so that Python can drive it as an iterator (one
 //! step per `__next__`, GIL released inside) and stop early by dropping it; `run` loops to the end.
 
+pub mod beam;
+
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::model::{Cache, Model};
+use crate::model::{Cache, Model, Segment};
 use crate::sampling::{log_sum_exp, top_logprobs, History, Sampler, SamplingParams};
 use crate::tokenizer::StreamDecoder;
 
@@ -167,21 +169,41 @@ impl Generator {
 
     /// Produce one token. None once generation has finished.
     pub fn step(&mut self) -> Result<Option<u32>> {
-        if self.finish.is_some() {
+        if !self.begin_step() {
             return Ok(None);
+        }
+        let last_only = !self.wants_all_positions();
+        let model = self.model.clone();
+        let rows = model.transformer.forward_batch(&mut [self.segment()], last_only)?;
+        self.end_step(rows.into_iter().next().unwrap_or_default())
+    }
+
+    /// False (and the finish reason set) when no further token may be produced.
+    fn begin_step(&mut self) -> bool {
+        if self.finish.is_some() {
+            return false;
         }
         let n_gen = self.tokens.len() - self.prompt_len;
         if n_gen >= self.params.max_new_tokens || self.tokens.len() >= self.cache.capacity() {
             self.finish = Some(FinishReason::Length);
-            return Ok(None);
+            return false;
         }
-        // Prefill on the first step (the whole prompt), then one token at a time.
-        let first = self.cache.is_empty();
-        let new = &self.tokens[self.cache.len()..];
-        let all_positions = first && self.params.prompt_logprobs;
-        let logits = self.model.transformer.forward(new, &mut self.cache, !all_positions)?;
-        let mut rows = logits.flatten_all()?.to_vec1::<f32>()?;
-        if all_positions {
+        true
+    }
+
+    /// The prefill wants every prompt position's logits when prompt log-probs are asked for.
+    fn wants_all_positions(&self) -> bool {
+        self.cache.is_empty() && self.params.prompt_logprobs
+    }
+
+    /// The tokens the cache has not seen yet (the whole prompt at first, then the last token).
+    fn segment(&mut self) -> Segment<'_> {
+        Segment { ids: &self.tokens[self.cache.len()..], cache: &mut self.cache }
+    }
+
+    /// Sample from the forward pass's logits and take the token.
+    fn end_step(&mut self, mut rows: Vec<f32>) -> Result<Option<u32>> {
+        if self.prompt_logprobs.is_none() && self.params.prompt_logprobs {
             let vocab = self.model.config().vocab_size;
             let lp = (1..self.prompt_len)
                 .map(|i| {
@@ -301,4 +323,49 @@ impl Generator {
             prompt_logprobs: self.prompt_logprobs.clone(),
         }
     }
+}
+
+/// Generate for several requests together: each step runs every unfinished request's new tokens
+/// through the model as one batch (no padding; see `Transformer::forward_batch`), then samples
+/// each row with its own sampler, so every row's tokens equal what it would get alone. All
+/// generators must share one model.
+pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
+    let Some(model) = gens.first().map(|g| g.model.clone()) else {
+        return Ok(Vec::new());
+    };
+    if gens.iter().any(|g| !Arc::ptr_eq(&g.model, &model)) {
+        return Err(Error::InvalidArgument("a batch must run on one model".into()));
+    }
+    loop {
+        let active: Vec<usize> = (0..gens.len()).filter(|&i| gens[i].begin_step()).collect();
+        if active.is_empty() {
+            break;
+        }
+        // Prefills that want every position's logits go in their own pass.
+        for all_positions in [false, true] {
+            let group: Vec<usize> =
+                active.iter().copied().filter(|&i| gens[i].wants_all_positions() == all_positions).collect();
+            if group.is_empty() {
+                continue;
+            }
+            let rows = {
+                let mut segs: Vec<Segment<'_>> = gens
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(i, _)| group.contains(i))
+                    .map(|(_, g)| g.segment())
+                    .collect();
+                model.transformer.forward_batch(&mut segs, !all_positions)?
+            };
+            for (i, r) in group.into_iter().zip(rows) {
+                gens[i].end_step(r)?;
+            }
+        }
+    }
+    gens.iter_mut()
+        .map(|g| {
+            g.take_text()?;
+            Ok(g.output())
+        })
+        .collect()
 }

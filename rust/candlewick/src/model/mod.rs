@@ -12,7 +12,7 @@ use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
-pub use transformer::{Cache, Transformer};
+pub use transformer::{Cache, Segment, Transformer};
 
 /// Facts about the checkpoint, for `candlewick info` and error messages.
 #[derive(Debug, Clone)]

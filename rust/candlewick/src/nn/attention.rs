@@ -19,19 +19,32 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// x: [1, seq, hidden] at positions start..start+seq (causal).
-    pub fn forward(&self, x: &Tensor, start: usize, rope: &Rope, cache: &mut KvCache) -> Result<Tensor> {
+    /// x: [1, tokens, hidden], the new tokens of one or more sequences one after another; `seqs`
+    /// gives each sequence's (start position, number of new tokens, cache) in that order. Causal
+    /// within each sequence; sequences never see each other.
+    pub fn forward(&self, x: &Tensor, seqs: &mut [(usize, usize, &mut KvCache)], rope: &Rope) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let mut q = self.q.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
         let mut k = self.k.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
         let v = self.v.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
-        rope.apply(&mut q, nh, start);
-        rope.apply(&mut k, nkv, start);
-        cache.append(&k, &v, s)?;
-        let shape = Shape { num_heads: nh, num_kv_heads: nkv, head_dim: hd, capacity: cache.capacity() };
         let scale = 1.0 / (hd as f32).sqrt();
-        let out = attention::causal(&q, &cache.k, &cache.v, shape, start, s, scale);
+        let mut out = Vec::with_capacity(s * nh * hd);
+        let mut off = 0;
+        for (start, len, cache) in seqs.iter_mut() {
+            let (start, len) = (*start, *len);
+            let q = &mut q[off * nh * hd..(off + len) * nh * hd];
+            let k = &mut k[off * nkv * hd..(off + len) * nkv * hd];
+            rope.apply(q, nh, start);
+            rope.apply(k, nkv, start);
+            cache.append(k, &v[off * nkv * hd..(off + len) * nkv * hd], len)?;
+            let shape = Shape { num_heads: nh, num_kv_heads: nkv, head_dim: hd, capacity: cache.capacity() };
+            out.extend(attention::causal(q, &cache.k, &cache.v, shape, start, len, scale));
+            off += len;
+        }
+        if off != s {
+            return Err(crate::error::Error::Model(format!("attention got {s} tokens but sequences of {off}")));
+        }
         self.o.forward(&Tensor::from_vec(out, (b, s, nh * hd), x.device())?)
     }
 }

@@ -1,0 +1,206 @@
+//! Beam search (HF transformers' semantics, `early_stopping=False`).
+//!
+//! Each step every running beam's log-softmax goes through the sampler's processors (penalties,
+//! bias, n-gram ban, min_new_tokens), the beam's running sum is added, and the best 2 x num_beams
+//! candidates over all beams are taken in order. A candidate that ends (end-of-generation or stop
+//! id, or max_new_tokens reached) becomes a finished hypothesis if it ranks among the first
+//! num_beams, scored `sum_logprobs / generated_len ^ length_penalty` (generated_len counts the
+//! final token, as HF's current `_beam_search` does); the others fill the next running beams. The
+//! search ends when num_beams hypotheses are finished and the best running beam, normalised at its
+//! current length, cannot beat the worst of them; or at max_new_tokens.
+//!
+//! Running beams go through the model together (`Transformer::forward_batch`); a beam chosen by
+//! several candidates gets copies of its KV cache.
+
+use std::sync::Arc;
+
+use super::{FinishReason, GenerationParams, Output};
+use crate::error::{Error, Result};
+use crate::model::{Cache, Model, Segment};
+use crate::sampling::{log_sum_exp, History, Sampler};
+
+struct Beam {
+    tokens: Vec<u32>,
+    sum: f64,
+    cache: Cache,
+}
+
+struct Hypothesis {
+    tokens: Vec<u32>,
+    score: f64,
+    finish: FinishReason,
+}
+
+/// Beam search for one prompt; returns the best `num_return` hypotheses, best first, each with
+/// its length-normalised score.
+pub fn beam_search(
+    model: &Arc<Model>,
+    prompt: &[u32],
+    params: &GenerationParams,
+    num_beams: usize,
+    length_penalty: f64,
+    num_return: usize,
+) -> Result<Vec<(Output, f64)>> {
+    params.validate()?;
+    if num_beams == 0 || num_return == 0 || num_return > num_beams {
+        return Err(Error::InvalidArgument(format!(
+            "num_return_sequences ({num_return}) must be between 1 and num_beams ({num_beams})"
+        )));
+    }
+    if !length_penalty.is_finite() {
+        return Err(Error::InvalidArgument(format!("length_penalty must be finite, got {length_penalty}")));
+    }
+    if params.sampling.do_sample {
+        return Err(Error::Unsupported("beam search with do_sample=True (beam sampling) is not built yet".into()));
+    }
+    if !params.stop.is_empty() || params.logprobs.is_some() || params.prompt_logprobs {
+        return Err(Error::Unsupported(
+            "stop strings and log-probs with beam search are not built yet (stop token ids work)".into(),
+        ));
+    }
+    if prompt.is_empty() {
+        return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
+    }
+    let ctx = model.context_length();
+    if prompt.len() >= ctx {
+        return Err(Error::ContextOverflow(format!(
+            "the prompt has {} tokens; the model's context is {ctx}, leaving no room to generate",
+            prompt.len()
+        )));
+    }
+    let max_new = params.max_new_tokens.min(ctx - prompt.len());
+    if max_new == 0 {
+        return (0..num_return)
+            .map(|_| Ok((output(model, prompt, &[], FinishReason::Length)?, 0.0)))
+            .collect();
+    }
+    // Processors only: a greedy sampler never draws.
+    let mut sp = params.sampling.clone();
+    sp.do_sample = false;
+    let sampler = Sampler::new(sp, None)?;
+    let norm = |sum: f64, len: usize| sum / (len as f64).powf(length_penalty);
+
+    let mut running =
+        vec![Beam { tokens: prompt.to_vec(), sum: 0.0, cache: model.transformer.new_cache(prompt.len() + max_new)? }];
+    let mut finished: Vec<Hypothesis> = Vec::new();
+    let vocab = model.config().vocab_size;
+    for step in 0..max_new {
+        let rows = {
+            let mut segs: Vec<Segment<'_>> = running
+                .iter_mut()
+                .map(|b| {
+                    let seen = b.cache.len();
+                    Segment { ids: &b.tokens[seen..], cache: &mut b.cache }
+                })
+                .collect();
+            model.transformer.forward_batch(&mut segs, true)?
+        };
+        // (score, beam, token), best first; ties keep beam then token order.
+        let mut cands: Vec<(f64, usize, u32)> = Vec::new();
+        let keep = 2 * num_beams;
+        let mut suppress = Vec::new();
+        if step < params.min_new_tokens {
+            suppress.extend_from_slice(model.tokenizer.eog_token_ids());
+            suppress.extend_from_slice(&params.stop_token_ids);
+        }
+        for (bi, (beam, mut row)) in running.iter().zip(rows).enumerate() {
+            if row.len() != vocab {
+                return Err(Error::Model(format!("expected {vocab} logits, got {}", row.len())));
+            }
+            let lse = log_sum_exp(&row) as f32;
+            row.iter_mut().for_each(|x| *x -= lse);
+            let (p, o) = beam.tokens.split_at(prompt.len());
+            sampler.process(&mut row, History { prompt: p, output: o, suppress: &suppress })?;
+            for (t, &lp) in row.iter().enumerate() {
+                if lp == f32::NEG_INFINITY {
+                    continue;
+                }
+                cands.push((beam.sum + lp as f64, bi, t as u32));
+            }
+            // Only the best `keep` over all beams can matter.
+            if cands.len() > 4 * keep {
+                cands.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+                cands.truncate(keep);
+            }
+        }
+        cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        cands.truncate(keep);
+        if cands.is_empty() {
+            return Err(Error::InvalidArgument("every token is banned by the logits processors".into()));
+        }
+
+        let last = step + 1 == max_new;
+        let mut next: Vec<(usize, u32, f64)> = Vec::new();
+        for (rank, &(score, bi, tok)) in cands.iter().enumerate() {
+            let ends = if params.stop_token_ids.contains(&tok) {
+                Some(FinishReason::Stop)
+            } else if !params.ignore_eos && model.tokenizer.is_eog(tok) {
+                Some(FinishReason::Eos)
+            } else if last {
+                Some(FinishReason::Length)
+            } else {
+                None
+            };
+            match ends {
+                Some(finish) => {
+                    if rank < num_beams {
+                        let mut tokens = running[bi].tokens[prompt.len()..].to_vec();
+                        if finish == FinishReason::Length {
+                            tokens.push(tok);
+                        }
+                        finished.push(Hypothesis { tokens, score: norm(score, step + 1), finish });
+                    }
+                }
+                None => {
+                    if next.len() < num_beams {
+                        next.push((bi, tok, score));
+                    }
+                }
+            }
+        }
+        finished.sort_by(|a, b| b.score.total_cmp(&a.score));
+        finished.truncate(num_beams);
+        if last || next.is_empty() {
+            break;
+        }
+        // Done when the best running beam, at its current length, cannot beat the worst finished.
+        let best_running = norm(next[0].2, step + 1);
+        if finished.len() == num_beams && finished.last().is_some_and(|w| w.score >= best_running) {
+            break;
+        }
+        // New beams: move a parent's cache to its last child, copy it for the others.
+        let mut uses = vec![0usize; running.len()];
+        next.iter().for_each(|&(bi, _, _)| uses[bi] += 1);
+        let mut parents: Vec<Option<Beam>> = running.into_iter().map(Some).collect();
+        running = Vec::with_capacity(next.len());
+        for &(bi, tok, sum) in &next {
+            uses[bi] -= 1;
+            let mut beam = if uses[bi] == 0 {
+                parents[bi].take().ok_or_else(|| Error::Model("beam parent used twice".into()))?
+            } else {
+                let p = parents[bi].as_ref().ok_or_else(|| Error::Model("beam parent missing".into()))?;
+                Beam { tokens: p.tokens.clone(), sum: p.sum, cache: p.cache.clone() }
+            };
+            beam.tokens.push(tok);
+            beam.sum = sum;
+            running.push(beam);
+        }
+    }
+    finished
+        .into_iter()
+        .take(num_return)
+        .map(|h| Ok((output(model, prompt, &h.tokens, h.finish)?, h.score)))
+        .collect()
+}
+
+fn output(model: &Model, prompt: &[u32], tokens: &[u32], finish: FinishReason) -> Result<Output> {
+    let text = model.tokenizer.decode(tokens, true)?;
+    Ok(Output {
+        text,
+        token_ids: tokens.to_vec(),
+        finish_reason: finish,
+        prompt_tokens: prompt.len(),
+        logprobs: None,
+        prompt_logprobs: None,
+    })
+}
