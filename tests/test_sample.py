@@ -7,8 +7,8 @@ import pytest
 import candlewick as cw
 
 
-def exact(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0):
-    """Reference: HF order temperature -> top-k -> top-p -> min-p, in float64."""
+def exact(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0):
+    """Reference: HF order temperature -> top-k -> top-p -> min-p -> typical-p, in float64."""
     l = np.asarray(logits, dtype=np.float64) / temperature
     keep = np.ones(len(l), bool)
     if top_k:
@@ -24,6 +24,18 @@ def exact(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0):
     if min_p > 0:
         p[p < min_p * p.max()] = 0
         p /= p.sum()
+    if typical_p < 1:
+        # HF TypicalLogitsWarper: keep the tokens whose surprisal is closest to the entropy, in
+        # that order, until their mass reaches typical_p (the token that crosses it included)
+        nz = p > 0
+        logp = np.where(nz, np.log(np.where(nz, p, 1)), -np.inf)
+        ent = -(p[nz] * logp[nz]).sum()
+        shifted = np.where(nz, np.abs(-logp - ent), np.inf)
+        order = np.argsort(shifted, kind="stable")
+        last = min(int((np.cumsum(p[order]) < typical_p).sum()), len(p) - 1)
+        drop = order[last + 1 :]
+        p[drop] = 0
+        p /= p.sum()
     return p
 
 
@@ -38,6 +50,9 @@ def exact(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0):
         dict(min_p=0.1),
         dict(temperature=0.7, top_k=8, top_p=0.9),
         dict(temperature=1.5, top_p=0.95, min_p=0.05),
+        dict(typical_p=0.5),
+        dict(temperature=0.8, typical_p=0.9),
+        dict(temperature=1.2, top_k=20, top_p=0.95, min_p=0.02, typical_p=0.7),
     ],
 )
 def test_empirical_frequencies_match(kw):
