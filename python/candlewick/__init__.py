@@ -8,6 +8,7 @@
 from ._native import CandlewickError, ModelFileError, UnsupportedError, __version__
 from . import prompts
 from ._generation import GenerationConfig
+from ._memory import MemoryEstimate, estimate_memory
 from ._model import GenerationOutput, Model, ModelConfig, ScoreResult, TokenLogprob, Tokenizer, load, sample
 from ._registry import available_models, resolve
 
@@ -16,6 +17,7 @@ __all__ = [
     "GenerationConfig",
     "GenerationOutput",
     "Model",
+    "MemoryEstimate",
     "ModelConfig",
     "ModelFileError",
     "ScoreResult",
@@ -24,6 +26,7 @@ __all__ = [
     "UnsupportedError",
     "__version__",
     "available_models",
+    "estimate_memory",
     "load",
     "prompts",
     "resolve",

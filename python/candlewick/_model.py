@@ -12,32 +12,82 @@ from ._generation import GenerationConfig
 from ._registry import resolve
 
 
+_CHOICES = {
+    "architecture": ("encoder", "decoder", "encoder-decoder"),
+    "activation": ("gelu", "gelu_tanh", "relu", "silu"),
+    "norm": ("layer_norm", "rms_norm"),
+    "position": ("learned", "sinusoidal", "rope", "relative_bias"),
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
-    """One description of a transformer (encoder, decoder or encoder-decoder)."""
+    """One description of a transformer: encoder, decoder or encoder-decoder, and its options.
+    Checked on construction: an inconsistent config is a ValueError naming the field.
 
-    family: str
-    architecture: str
-    vocab_size: int
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    intermediate_size: int
-    activation: str
-    gated_mlp: bool
-    norm: str
-    norm_eps: float
-    position: str
-    rope_theta: float
-    max_position_embeddings: int
-    tie_word_embeddings: bool
-    attention_bias: bool
+    Feed-forward: activation (gelu, gelu_tanh, relu, silu) with gated_mlp=True for SwiGLU
+    (silu) or gated-GELU; norm layer_norm (norm_bias) or rms_norm; position learned,
+    sinusoidal, rope (rope_theta) or relative_bias (T5, relative_attention_num_buckets)."""
+
+    family: str = "llama"
+    architecture: str = "decoder"
+    vocab_size: int = 32000
+    hidden_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 8
+    num_kv_heads: int = 8
+    head_dim: int = 64
+    intermediate_size: int = 1376
+    activation: str = "silu"
+    gated_mlp: bool = True
+    norm: str = "rms_norm"
+    norm_eps: float = 1e-5
+    position: str = "rope"
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 2048
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
     sliding_window: Optional[int] = None
+    type_vocab_size: int = 0
+    norm_bias: bool = False
+    mlp_bias: bool = False
+    pooler: bool = False
+    mlm_head: bool = False
+    num_decoder_layers: int = 0
+    relative_attention_num_buckets: int = 0
+
+    def __post_init__(self):
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"ModelConfig.{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}")
+        for f in self.__dataclass_fields__.values():
+            v = getattr(self, f.name)
+            if f.type in (int, "int") and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+                raise TypeError(f"ModelConfig.{f.name} must be an int, got {type(v).__name__}")
+            if f.type in (int, "int") and v < 0:
+                raise ValueError(f"ModelConfig.{f.name} must be >= 0, got {v}")
+            if f.type in (bool, "bool") and not isinstance(v, bool):
+                raise TypeError(f"ModelConfig.{f.name} must be a bool, got {type(v).__name__}")
+        _, n = _native.check_model_config(json.dumps(self.to_dict()))
+        object.__setattr__(self, "_num_parameters", n)
+
+    @property
+    def num_parameters(self) -> int:
+        """Parameters of the checkpoint this config describes (tied weights once)."""
+        return self._num_parameters
 
     def to_dict(self):
-        return dict(self.__dict__)
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+    @classmethod
+    def from_hf(cls, path) -> "ModelConfig":
+        """From an HF config.json (or the folder holding it): llama, mistral, qwen2, bert, gpt2, t5."""
+        import os
+
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            path = os.path.join(path, "config.json")
+        return cls(**json.loads(_native.config_from_hf(path)))
 
 
 class TokenLogprob(NamedTuple):

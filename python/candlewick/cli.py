@@ -1,4 +1,5 @@
-"""candlewick command line: `candlewick generate "PROMPT"`, `candlewick info MODEL`."""
+"""candlewick command line: `candlewick generate "PROMPT"`, `candlewick info MODEL`,
+`candlewick memory MODEL_OR_PARAMS`."""
 
 import argparse
 import sys
@@ -66,6 +67,26 @@ def _info(args):
     return 0
 
 
+def _memory(args):
+    from . import estimate_memory
+
+    est = estimate_memory(
+        args.model,
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        training=args.train,
+        optimizer=args.optimizer,
+        mixed_precision=args.mixed_precision,
+        gradient_checkpointing={"none": False, "full": "full", "selective": "selective"}[args.checkpointing],
+        zero_stage=args.zero_stage,
+        num_devices=args.devices,
+        kv_dtype=args.kv_dtype,
+    )
+    print(est)
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="candlewick", description="Run and inspect transformer language models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -88,6 +109,20 @@ def main(argv=None):
     i.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     i.add_argument("--threads", type=int, default=None)
     i.set_defaults(func=_info)
+
+    mm = sub.add_parser("memory", help="estimate the memory to run or train a model")
+    mm.add_argument("model", help="a .gguf/.safetensors/config.json path, a model folder or name, or a parameter count (1B, 135M)")
+    mm.add_argument("--dtype", default="float32", help="float32, float16, bfloat16, int8, a GGUF type (q4_0, q8_0, q4_k ...) or auto (as stored)")
+    mm.add_argument("--kv-dtype", default=None, help="the KV cache's type (default: dtype if float, else float32)")
+    mm.add_argument("--batch-size", type=int, default=1)
+    mm.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: the model's context)")
+    mm.add_argument("--train", action="store_true", help="training instead of inference")
+    mm.add_argument("--optimizer", default="adamw", help="adamw, adamw8bit, sgd_momentum, sgd")
+    mm.add_argument("--mixed-precision", action="store_true")
+    mm.add_argument("--checkpointing", choices=("none", "full", "selective"), default="none")
+    mm.add_argument("--zero-stage", type=int, default=0)
+    mm.add_argument("--devices", type=int, default=1)
+    mm.set_defaults(func=_memory)
 
     args = p.parse_args(argv)
     from . import CandlewickError

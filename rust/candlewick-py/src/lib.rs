@@ -1,6 +1,7 @@
 //! PyO3 bindings: conversions, GIL release and exceptions only. No model logic lives here.
 
 mod errors;
+mod memory;
 mod model;
 mod sampling;
 mod tokenizer;
@@ -20,6 +21,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::check_generation_params, m)?)?;
     m.add_function(wrap_pyfunction!(model::simd_report, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::estimate_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::check_model_config, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::config_from_hf, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

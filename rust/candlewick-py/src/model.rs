@@ -276,6 +276,12 @@ impl PyStream {
     }
 
     /// Stop generating and free the request's memory (its KV cache) now.
+    /// Bytes of the KV cache this request holds (0 once closed).
+    #[getter]
+    fn kv_cache_bytes(&self) -> usize {
+        self.gen.as_ref().map(|g| g.kv_cache_bytes()).unwrap_or(0)
+    }
+
     fn close(&mut self) {
         self.done = true;
         if let Some(g) = self.gen.take() {

@@ -64,6 +64,27 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     pub attention_bias: bool,
     pub sliding_window: Option<usize>,
+    /// Token-type (segment) embeddings, BERT: 2; 0 = none.
+    #[serde(default)]
+    pub type_vocab_size: usize,
+    /// LayerNorm with a bias (BERT, GPT-2); RMSNorm never has one.
+    #[serde(default)]
+    pub norm_bias: bool,
+    /// Biases on the feed-forward projections.
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// BERT pooler (dense + tanh on the first token).
+    #[serde(default)]
+    pub pooler: bool,
+    /// BERT masked-LM head (transform + LayerNorm + decoder tied to the embeddings, with a bias).
+    #[serde(default)]
+    pub mlm_head: bool,
+    /// Encoder-decoder: layers of the decoder stack (num_layers is the encoder's).
+    #[serde(default)]
+    pub num_decoder_layers: usize,
+    /// T5 relative position buckets (per stack, stored in its first layer).
+    #[serde(default)]
+    pub relative_attention_num_buckets: usize,
 }
 
 fn field_err(field: &str, msg: String) -> Error {
@@ -102,22 +123,190 @@ impl ModelConfig {
         if self.position == Position::Rope && !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
             return Err(field_err("rope_theta", format!("must be positive, got {}", self.rope_theta)));
         }
+        if self.architecture == Architecture::EncoderDecoder && self.num_decoder_layers == 0 {
+            return Err(field_err("num_decoder_layers", "an encoder-decoder needs decoder layers".into()));
+        }
+        if self.position == Position::RelativeBias && self.relative_attention_num_buckets == 0 {
+            return Err(field_err("relative_attention_num_buckets", "relative position bias needs buckets".into()));
+        }
+        if self.mlm_head && self.architecture != Architecture::Encoder {
+            return Err(field_err("mlm_head", "a masked-LM head belongs to an encoder".into()));
+        }
         if let Some(0) = self.sliding_window {
             return Err(field_err("sliding_window", "must be positive when set".into()));
         }
         Ok(())
     }
 
-    /// Parameters of the stack as this config describes it (embeddings counted once when tied).
-    pub fn num_parameters(&self) -> usize {
-        let h = self.hidden_size;
-        let q = self.num_heads * self.head_dim;
-        let kv = self.num_kv_heads * self.head_dim;
-        let attn = h * q + 2 * h * kv + q * h + if self.attention_bias { q + 2 * kv + h } else { 0 };
-        let mlp = if self.gated_mlp { 3 } else { 2 } * h * self.intermediate_size;
-        let norms = 2 * h;
-        let embed = self.vocab_size * h;
-        let head = if self.tie_word_embeddings { 0 } else { self.vocab_size * h };
-        embed + self.num_layers * (attn + mlp + norms) + h + head
+    /// Parameters as this config describes them: the sum of the family's checkpoint tensors
+    /// (`families::hf::tensor_shapes`), tied embeddings counted once, buffers not counted.
+    pub fn num_parameters(&self) -> Result<usize> {
+        Ok(crate::model::families::hf::tensor_shapes(self)?.iter().map(|(_, s)| s.iter().product::<usize>()).sum())
+    }
+}
+
+impl ModelConfig {
+    /// A small Llama-shaped decoder; families start from it and set what differs.
+    pub fn default_for(family: &str) -> Self {
+        ModelConfig {
+            family: family.into(),
+            architecture: Architecture::Decoder,
+            vocab_size: 32000,
+            hidden_size: 512,
+            num_layers: 4,
+            num_heads: 8,
+            num_kv_heads: 8,
+            head_dim: 64,
+            intermediate_size: 1376,
+            activation: Activation::Silu,
+            gated_mlp: true,
+            norm: Norm::RmsNorm,
+            norm_eps: 1e-5,
+            position: Position::Rope,
+            rope_theta: 10_000.0,
+            max_position_embeddings: 2048,
+            tie_word_embeddings: false,
+            attention_bias: false,
+            sliding_window: None,
+            type_vocab_size: 0,
+            norm_bias: false,
+            mlp_bias: false,
+            pooler: false,
+            mlm_head: false,
+            num_decoder_layers: 0,
+            relative_attention_num_buckets: 0,
+        }
+    }
+
+    /// From an HF config.json (model_type llama, mistral, qwen2, bert, gpt2, t5); fields that
+    /// are missing take the defaults of the HF class. Unknown model types are Unsupported.
+    pub fn from_hf_json(v: &serde_json::Value) -> Result<Self> {
+        let mt = v.get("model_type").and_then(|m| m.as_str()).unwrap_or("");
+        let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
+        let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
+        let b = |k: &str| v.get(k).and_then(|x| x.as_bool());
+        let need = |k: &str| u(k).ok_or_else(|| Error::InvalidArgument(format!("config.json: {k} is missing or not a positive integer")));
+        let act = |name: &str| -> Result<Activation> {
+            Ok(match name {
+                "gelu" | "gelu_python" => Activation::Gelu,
+                "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
+                "relu" => Activation::Relu,
+                "silu" | "swish" => Activation::Silu,
+                other => return Err(Error::Unsupported(format!("config.json: activation '{other}'"))),
+            })
+        };
+        let cfg = match mt {
+            "llama" | "mistral" | "qwen2" => {
+                let h = need("hidden_size")?;
+                let nh = need("num_attention_heads")?;
+                ModelConfig {
+                    vocab_size: need("vocab_size")?,
+                    hidden_size: h,
+                    num_layers: need("num_hidden_layers")?,
+                    num_heads: nh,
+                    num_kv_heads: u("num_key_value_heads").unwrap_or(nh),
+                    head_dim: u("head_dim").unwrap_or(if nh > 0 { h / nh } else { 0 }),
+                    intermediate_size: need("intermediate_size")?,
+                    activation: act(v.get("hidden_act").and_then(|x| x.as_str()).unwrap_or("silu"))?,
+                    norm_eps: f("rms_norm_eps").unwrap_or(1e-6),
+                    rope_theta: f("rope_theta").unwrap_or(10_000.0),
+                    max_position_embeddings: u("max_position_embeddings").unwrap_or(2048),
+                    tie_word_embeddings: b("tie_word_embeddings").unwrap_or(false),
+                    attention_bias: b("attention_bias").unwrap_or(mt == "qwen2"),
+                    mlp_bias: b("mlp_bias").unwrap_or(false),
+                    sliding_window: if mt == "mistral" { u("sliding_window") } else { None },
+                    ..ModelConfig::default_for("llama")
+                }
+            }
+            "bert" => {
+                let h = need("hidden_size")?;
+                let nh = need("num_attention_heads")?;
+                let mlm = v
+                    .get("architectures")
+                    .and_then(|a| a.as_array())
+                    .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.contains("MaskedLM") || s.contains("ForPreTraining"))));
+                ModelConfig {
+                    architecture: Architecture::Encoder,
+                    vocab_size: need("vocab_size")?,
+                    hidden_size: h,
+                    num_layers: need("num_hidden_layers")?,
+                    num_heads: nh,
+                    num_kv_heads: nh,
+                    head_dim: if nh > 0 { h / nh } else { 0 },
+                    intermediate_size: need("intermediate_size")?,
+                    activation: act(v.get("hidden_act").and_then(|x| x.as_str()).unwrap_or("gelu"))?,
+                    gated_mlp: false,
+                    norm: Norm::LayerNorm,
+                    norm_eps: f("layer_norm_eps").unwrap_or(1e-12),
+                    position: Position::Learned,
+                    max_position_embeddings: u("max_position_embeddings").unwrap_or(512),
+                    tie_word_embeddings: true,
+                    attention_bias: true,
+                    type_vocab_size: u("type_vocab_size").unwrap_or(2),
+                    norm_bias: true,
+                    mlp_bias: true,
+                    pooler: !mlm,
+                    mlm_head: mlm,
+                    ..ModelConfig::default_for("bert")
+                }
+            }
+            "gpt2" => {
+                let h = need("n_embd")?;
+                let nh = need("n_head")?;
+                ModelConfig {
+                    vocab_size: need("vocab_size")?,
+                    hidden_size: h,
+                    num_layers: need("n_layer")?,
+                    num_heads: nh,
+                    num_kv_heads: nh,
+                    head_dim: if nh > 0 { h / nh } else { 0 },
+                    intermediate_size: u("n_inner").unwrap_or(4 * h),
+                    activation: act(v.get("activation_function").and_then(|x| x.as_str()).unwrap_or("gelu_new"))?,
+                    gated_mlp: false,
+                    norm: Norm::LayerNorm,
+                    norm_eps: f("layer_norm_epsilon").unwrap_or(1e-5),
+                    position: Position::Learned,
+                    max_position_embeddings: u("n_positions").unwrap_or(1024),
+                    tie_word_embeddings: b("tie_word_embeddings").unwrap_or(true),
+                    attention_bias: true,
+                    norm_bias: true,
+                    mlp_bias: true,
+                    ..ModelConfig::default_for("gpt2")
+                }
+            }
+            "t5" => {
+                let ff = v.get("feed_forward_proj").and_then(|x| x.as_str()).unwrap_or("relu");
+                let gated = ff.starts_with("gated-");
+                let layers = need("num_layers")?;
+                ModelConfig {
+                    architecture: Architecture::EncoderDecoder,
+                    vocab_size: need("vocab_size")?,
+                    hidden_size: need("d_model")?,
+                    num_layers: layers,
+                    num_decoder_layers: u("num_decoder_layers").unwrap_or(layers),
+                    num_heads: need("num_heads")?,
+                    num_kv_heads: need("num_heads")?,
+                    head_dim: need("d_kv")?,
+                    intermediate_size: need("d_ff")?,
+                    activation: act(ff.trim_start_matches("gated-"))?,
+                    gated_mlp: gated,
+                    norm: Norm::RmsNorm,
+                    norm_eps: f("layer_norm_epsilon").unwrap_or(1e-6),
+                    position: Position::RelativeBias,
+                    relative_attention_num_buckets: u("relative_attention_num_buckets").unwrap_or(32),
+                    max_position_embeddings: u("n_positions").unwrap_or(512),
+                    tie_word_embeddings: b("tie_word_embeddings").unwrap_or(true),
+                    ..ModelConfig::default_for("t5")
+                }
+            }
+            "" => return Err(Error::InvalidArgument("config.json has no model_type".into())),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "model_type '{other}' in config.json (supported: llama, mistral, qwen2, bert, gpt2, t5)"
+                )))
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 }

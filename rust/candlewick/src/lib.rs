@@ -8,6 +8,7 @@ pub mod error;
 pub mod generation;
 pub mod io;
 pub mod kernels;
+pub mod memory;
 pub mod model;
 pub mod nn;
 pub mod sampling;

@@ -137,3 +137,23 @@ fn processors_follow_their_definitions() -> candlewick::Result<()> {
     assert_eq!(l[3], 4.0 / 2.0 - 1.0 - 0.5 * 2.0); // repetition, then presence + 2 x frequency
     Ok(())
 }
+
+#[test]
+fn memory_formulas() {
+    use candlewick::memory::{estimate, MemoryOptions, Precision, Subject};
+    assert_eq!(Precision::parse("Q4_K_M").unwrap().bytes(256 * 3), 3 * 144);
+    assert_eq!(Precision::parse("q8_0").unwrap().bytes(33), 2 * 34); // whole blocks
+    assert!(Precision::parse("fp7").is_err());
+    let cfg: serde_json::Value = serde_json::json!({
+        "model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "num_hidden_layers": 3, "intermediate_size": 128, "vocab_size": 100, "tie_word_embeddings": true
+    });
+    let c = candlewick::ModelConfig::from_hf_json(&cfg).unwrap();
+    // embed 100*64; per layer q 64*64, k,v 32*64 each, o 64*64, mlp 3*64*128, norms 2*64; final norm
+    let per_layer = 64 * 64 * 2 + 2 * 32 * 64 + 3 * 64 * 128 + 2 * 64;
+    assert_eq!(c.num_parameters().unwrap(), 100 * 64 + 3 * per_layer + 64);
+    let s = Subject::from_config(&c).unwrap();
+    let e = estimate(&s, &MemoryOptions { seq_len: Some(10), batch_size: 2, ..Default::default() }).unwrap();
+    let kv = e.items.iter().find(|i| i.key == "kv_cache").unwrap().bytes;
+    assert_eq!(kv, 2 * 3 * 2 * 16 * 10 * 2 * 4);
+}

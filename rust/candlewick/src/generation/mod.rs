@@ -167,6 +167,11 @@ impl Generator {
         self.prompt_len
     }
 
+    /// Bytes held by this request's KV cache (allocated for prompt + max_new_tokens positions).
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.cache.size_in_bytes()
+    }
+
     /// Produce one token. None once generation has finished.
     pub fn step(&mut self) -> Result<Option<u32>> {
         if !self.begin_step() {

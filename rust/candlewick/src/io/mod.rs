@@ -1,2 +1,3 @@
-//! Checkpoint files: GGUF (llama.cpp) now; safetensors comes with the architectures issue.
+//! Checkpoint files: GGUF (llama.cpp) and safetensors (HF); headers validated before use.
 pub mod gguf;
+pub mod safetensors;

@@ -51,6 +51,7 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         tie_word_embeddings: g.tensor_info("output.weight").is_none(),
         attention_bias: false,
         sliding_window: None,
+        ..ModelConfig::default_for("llama")
     };
     cfg.validate().map_err(|e| Error::invalid_file(g.path(), format!("inconsistent llama metadata: {e}")))?;
     if g.get(&key("rope.scaling.type")).and_then(|v| v.as_str()).is_some_and(|t| t != "none") {

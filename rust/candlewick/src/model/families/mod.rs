@@ -1,2 +1,3 @@
 //! Families say *what* a checkpoint is: tensor names, shapes and options, mapped onto nn/ blocks.
 pub mod llama;
+pub mod hf;

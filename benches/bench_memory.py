@@ -1,0 +1,68 @@
+"""The memory estimate against what a process really holds, for models candlewick runs.
+
+    python benches/bench_memory.py [--contexts 256 1024 2048 4096]
+
+Weights: resident bytes of the model file's mapping after one run (candlewick keeps weights
+mmapped), beside the process's whole RSS growth (weights + tokenizer + tables). KV cache: RSS
+growth while one request holds a cache of N positions filled by a prefill of N - 1 tokens (after
+malloc_trim, so transient activations do not count), beside the bytes the engine allocated.
+Each figure is the median of --runs runs in fresh processes.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+WORKER = r"""
+import json, os, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+from memory_probe import measure_kv, measure_weights
+import candlewick as cw
+path, contexts = sys.argv[2], json.loads(sys.argv[3])
+model, mapped, grown = measure_weights(lambda: cw.load(path), os.path.basename(path))
+out = {"mapped": mapped, "grown": grown, "kv": {}}
+for t in contexts:
+    rss, allocated = measure_kv(model, t)
+    out["kv"][t] = [rss, allocated]
+print("RESULT" + json.dumps(out))
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--contexts", type=int, nargs="+", default=[256, 1024, 2048, 4096])
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+
+    import candlewick as cw
+
+    path = cw.resolve(args.model)
+    here = os.path.abspath(__file__)
+    runs = []
+    for _ in range(args.runs):
+        p = subprocess.run([sys.executable, "-c", WORKER, here, path, json.dumps(args.contexts)],
+                           capture_output=True, text=True, check=True)
+        runs.append(json.loads([l for l in p.stdout.splitlines() if l.startswith("RESULT")][0][6:]))
+    med = lambda xs: statistics.median(xs)  # noqa: E731
+
+    def row(what, est, measured, extra=""):
+        print(f"{what:<28}{est / 1e6:>12.2f}{measured / 1e6:>12.2f}{measured / est:>9.3f}  {extra}")
+
+    print(f"{path}\nmedians of {args.runs} fresh processes; MB = 10^6 bytes")
+    print(f"{'item':<28}{'estimate':>12}{'measured':>12}{'ratio':>9}")
+    w = cw.estimate_memory(path, dtype="auto", seq_len=16).breakdown["weights"]
+    row("weights (mapped file RSS)", w, med([r["mapped"] for r in runs]),
+        f"process RSS growth {med([r['grown'] for r in runs]) / 1e6:.1f} MB")
+    for t in args.contexts:
+        kv = cw.estimate_memory(path, dtype="auto", seq_len=t).breakdown["kv_cache"]
+        rss = med([r["kv"][str(t)][0] for r in runs])
+        alloc = med([r["kv"][str(t)][1] for r in runs])
+        row(f"kv_cache, {t} tokens (RSS)", kv, rss, f"engine allocated {alloc / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()

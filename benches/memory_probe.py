@@ -1,0 +1,58 @@
+"""Measure what the process really holds: resident memory (RSS) after freed heap memory is handed
+back to the OS, for the weights of a loaded model and for a request's KV cache. Shared by
+benches/bench_memory.py and tests/test_memory.py."""
+
+import ctypes
+import gc
+import os
+
+_libc = ctypes.CDLL(None)
+
+
+def rss_bytes() -> int:
+    """Resident bytes of this process, after malloc_trim (glibc) returns freed heap pages."""
+    gc.collect()
+    try:
+        _libc.malloc_trim(0)
+    except AttributeError:
+        pass
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def mapped_rss(path_part: str) -> int:
+    """Resident bytes of this process's mappings of files whose path contains `path_part`."""
+    total, cur = 0, ""
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                cur = head[5] if len(head) > 5 else ""
+            elif line.startswith("Rss:") and path_part in cur:
+                total += int(head[1]) * 1024
+    return total
+
+
+def measure_weights(load, path_part):
+    """After loading a model and running it once (so every weight page has been read): resident
+    bytes of the model file's mapping (the weights as candlewick holds them: mmapped, not copied),
+    and the whole process's RSS growth (weights plus tokenizer, tables and the like)."""
+    before, mapped_before = rss_bytes(), mapped_rss(path_part)
+    model = load()
+    ids = model.tokenizer.encode("Warm up: every weight is read once.")
+    model.generate(ids, max_new_tokens=2)
+    return model, mapped_rss(path_part) - mapped_before, rss_bytes() - before
+
+
+def measure_kv(model, tokens):
+    """RSS growth while a request holds a KV cache of `tokens` positions, filled by a prefill of
+    tokens - 1 prompt tokens; and the bytes the engine says it allocated."""
+    text = "The quick brown fox jumps over the lazy dog while the cat sleeps. " * (tokens // 8 + 8)
+    ids = model.tokenizer.encode(text)[: tokens - 1]
+    before = rss_bytes()
+    stream = model.stream(ids, max_new_tokens=1, ignore_eos=True)
+    next(iter(stream), None)
+    grown = rss_bytes() - before
+    allocated = stream.kv_cache_bytes
+    stream.close()
+    return grown, allocated

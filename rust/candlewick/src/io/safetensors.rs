@@ -1,0 +1,112 @@
+//! safetensors: an 8-byte little-endian header length, a JSON header naming each tensor's dtype,
+//! shape and byte range, then the data. Only the header is read here; every size it states is
+//! checked against the file before anything relies on it.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct TensorEntry {
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    /// Byte range in the data section.
+    pub start: usize,
+    pub end: usize,
+}
+
+impl TensorEntry {
+    pub fn elem_count(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SafetensorsHeader {
+    pub path: PathBuf,
+    pub tensors: BTreeMap<String, TensorEntry>,
+    pub metadata: BTreeMap<String, String>,
+    /// Offset of the data section in the file.
+    pub data_offset: usize,
+    pub file_size: usize,
+}
+
+/// Bytes per element of a safetensors dtype.
+pub fn dtype_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+        _ => return None,
+    })
+}
+
+const MAX_HEADER: u64 = 100 * 1024 * 1024;
+
+impl SafetensorsHeader {
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let io = |e| Error::Io { path: path.into(), source: e };
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let file_size = f.metadata().map_err(io)?.len();
+        let bad = |msg: String| Error::invalid_file(path, msg);
+        if file_size < 8 {
+            return Err(bad(format!("not a safetensors file: only {file_size} bytes")));
+        }
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).map_err(io)?;
+        let n = u64::from_le_bytes(len);
+        if n > MAX_HEADER || 8 + n > file_size {
+            return Err(bad(format!("header length {n} does not fit a file of {file_size} bytes (not a safetensors file?)")));
+        }
+        let mut buf = vec![0u8; n as usize];
+        f.read_exact(&mut buf).map_err(io)?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&buf).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+        let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
+        let data_offset = 8 + n as usize;
+        let data_len = file_size as usize - data_offset;
+        let mut tensors = BTreeMap::new();
+        let mut metadata = BTreeMap::new();
+        for (name, v) in obj {
+            if name == "__metadata__" {
+                if let Some(m) = v.as_object() {
+                    for (k, x) in m {
+                        metadata.insert(k.clone(), x.as_str().unwrap_or_default().to_string());
+                    }
+                }
+                continue;
+            }
+            let dtype = v.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad(format!("tensor {name}: no dtype")))?;
+            let size = dtype_size(dtype).ok_or_else(|| bad(format!("tensor {name}: unknown dtype {dtype}")))?;
+            let shape: Vec<usize> = v
+                .get("shape")
+                .and_then(|s| s.as_array())
+                .ok_or_else(|| bad(format!("tensor {name}: no shape")))?
+                .iter()
+                .map(|d| d.as_u64().map(|d| d as usize))
+                .collect::<Option<_>>()
+                .ok_or_else(|| bad(format!("tensor {name}: shape is not a list of non-negative integers")))?;
+            let offs = v
+                .get("data_offsets")
+                .and_then(|o| o.as_array())
+                .filter(|o| o.len() == 2)
+                .and_then(|o| Some((o[0].as_u64()? as usize, o[1].as_u64()? as usize)))
+                .ok_or_else(|| bad(format!("tensor {name}: data_offsets must be [start, end]")))?;
+            let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let want = count.and_then(|c| c.checked_mul(size));
+            if offs.0 > offs.1 || offs.1 > data_len || want != Some(offs.1 - offs.0) {
+                return Err(bad(format!(
+                    "tensor {name}: {dtype} {shape:?} needs {} bytes but its data_offsets are {:?} in a data section of {data_len} bytes",
+                    want.map(|w| w.to_string()).unwrap_or_else(|| "too many".into()),
+                    offs
+                )));
+            }
+            tensors.insert(name.clone(), TensorEntry { dtype: dtype.into(), shape, start: offs.0, end: offs.1 });
+        }
+        Ok(Self { path: path.into(), tensors, metadata, data_offset, file_size: file_size as usize })
+    }
+}
