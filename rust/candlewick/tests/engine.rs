@@ -157,3 +157,72 @@ fn memory_formulas() {
     let kv = e.items.iter().find(|i| i.key == "kv_cache").unwrap().bytes;
     assert_eq!(kv, 2 * 3 * 2 * 16 * 10 * 2 * 4);
 }
+
+/// Plain reference for the warpers: HF's order in f64 with full sorts.
+fn reference_distribution(logits: &[f32], t: f64, k: usize, top_p: f64, min_p: f64) -> Vec<(u32, f64)> {
+    let l: Vec<f64> = logits.iter().map(|&x| x as f64 / t).collect();
+    let mut order: Vec<usize> = (0..l.len()).collect();
+    order.sort_by(|&a, &b| l[b].total_cmp(&l[a]).then(a.cmp(&b)));
+    let mut keep: Vec<usize> = if k > 0 && k < l.len() {
+        let kth = l[order[k - 1]];
+        order.iter().copied().filter(|&i| l[i] >= kth).collect()
+    } else {
+        order.clone()
+    };
+    let m = l[keep[0]];
+    let mut p: Vec<f64> = keep.iter().map(|&i| (l[i] - m).exp()).collect();
+    let z: f64 = p.iter().sum();
+    p.iter_mut().for_each(|x| *x /= z);
+    if top_p < 1.0 {
+        let mut before = 0.0;
+        let mut n = p.len();
+        for (j, &q) in p.iter().enumerate() {
+            if before >= top_p {
+                n = j;
+                break;
+            }
+            before += q;
+        }
+        keep.truncate(n.max(1));
+        p.truncate(n.max(1));
+    }
+    if min_p > 0.0 {
+        let th = min_p * p[0];
+        let n = p.iter().take_while(|&&q| q >= th).count().max(1);
+        keep.truncate(n);
+        p.truncate(n);
+    }
+    let z: f64 = p.iter().sum();
+    keep.into_iter().zip(p).map(|(i, q)| (i as u32, q / z)).collect()
+}
+
+#[test]
+fn fast_warpers_equal_the_plain_reference() {
+    use candlewick::sampling::{Sampler, SamplingParams};
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let combos = [
+        (1.0, 0, 0.9, 0.0),
+        (0.7, 0, 0.95, 0.0),
+        (1.0, 40, 0.95, 0.0),
+        (1.3, 0, 1.0, 0.05),
+        (0.8, 50, 0.9, 0.02),
+        (1.0, 0, 0.5, 0.1),
+        (2.0, 0, 0.99, 0.0),
+    ];
+    for trial in 0..12 {
+        let n = if trial % 2 == 0 { 49152 } else { 3000 };
+        let spread = [0.5f32, 2.0, 4.0][trial % 3];
+        let logits: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() - 0.5) * 2.0 * spread * 3.0).collect();
+        for &(t, k, top_p, min_p) in &combos {
+            let params = SamplingParams { do_sample: true, temperature: t as f32, top_k: k, top_p: top_p as f32, min_p: min_p as f32, ..Default::default() };
+            let (ids, probs) = Sampler::new(params, Some(0)).unwrap().distribution(&logits).unwrap();
+            let want = reference_distribution(&logits, t, k, top_p, min_p);
+            assert_eq!(ids.len(), want.len(), "trial {trial} combo {t} {k} {top_p} {min_p}");
+            for ((i, q), (wi, wq)) in ids.iter().zip(&probs).zip(&want) {
+                assert_eq!(i, wi);
+                assert!((*q as f64 - wq).abs() < 1e-4 * wq.max(1e-3), "{q} vs {wq}");
+            }
+        }
+    }
+}

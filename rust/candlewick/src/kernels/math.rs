@@ -73,6 +73,42 @@ pub fn expf(x: f32) -> f32 {
     }
 }
 
+/// sum_i exp((x_i - max) * scale), with `expf` above; arguments below -87 (where exp is under
+/// f32's normal range) count as 0. The sampler's softmax denominator over a whole vocabulary.
+pub fn sum_exp(xs: &[f32], max: f32, scale: f32) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    if super::has_fma() {
+        // SAFETY: the CPU has FMA (checked just above).
+        return unsafe { sum_exp_fma(xs, max, scale) };
+    }
+    sum_exp_impl(xs, max, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn sum_exp_fma(xs: &[f32], max: f32, scale: f32) -> f64 {
+    sum_exp_impl(xs, max, scale)
+}
+
+#[inline(always)]
+fn sum_exp_impl(xs: &[f32], max: f32, scale: f32) -> f64 {
+    // 8 partial sums in f64 (a whole vocabulary in f32 drifts): independent chains the CPU can overlap.
+    let mut acc = [0f64; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            let t = (x - max) * scale;
+            *a += if t > -87.0 { expf(t) as f64 } else { 0.0 };
+        }
+    }
+    let mut s: f64 = acc.iter().sum();
+    for &x in chunks.remainder() {
+        let t = (x - max) * scale;
+        s += if t > -87.0 { expf(t) as f64 } else { 0.0 };
+    }
+    s
+}
+
 /// ggml `ggml_v_silu`: x / (1 + exp(-x)).
 #[inline(always)]
 pub fn silu(x: f32) -> f32 {
@@ -116,6 +152,13 @@ mod tests {
         assert_eq!(expf(f32::NEG_INFINITY), 0.0);
         assert_eq!(expf(-200.0), 0.0);
         assert!(expf(100.0).is_infinite());
+    }
+
+    #[test]
+    fn sum_exp_is_a_sum_of_exps() {
+        let xs: Vec<f32> = (0..1003).map(|i| ((i * 37) % 200) as f32 * 0.1 - 12.0).collect();
+        let exact: f64 = xs.iter().map(|&x| ((x as f64 - 8.0) * 0.7).exp()).sum();
+        assert!(((sum_exp(&xs, 8.0, 0.7) - exact) / exact).abs() < 1e-6);
     }
 
     #[test]

@@ -104,6 +104,35 @@ pub struct Sampler {
     // Scratch buffers reused across steps.
     idx: Vec<u32>,
     probs: Vec<f32>,
+    cand: Vec<(f32, u32)>,
+}
+
+/// The k-th largest value (1 <= k <= len), with a min-heap of the k largest seen so far: one
+/// comparison for most elements when k is small.
+fn kth_largest(xs: &[f32], k: usize) -> f32 {
+    use std::cmp::Reverse;
+    // f32 -> u32 with the same order (total_cmp's), so the heap compares integers.
+    let key = |x: f32| {
+        let b = x.to_bits();
+        if b >> 31 == 1 { !b } else { b | 0x8000_0000 }
+    };
+    let unkey = |u: u32| f32::from_bits(if u >> 31 == 1 { u & 0x7fff_ffff } else { !u });
+    if k > 1024 {
+        let mut v = xs.to_vec();
+        return *v.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1;
+    }
+    let mut heap = std::collections::BinaryHeap::with_capacity(k);
+    for &x in xs {
+        let u = key(x);
+        if heap.len() < k {
+            heap.push(Reverse(u));
+        } else if let Some(mut top) = heap.peek_mut() {
+            if u > top.0 {
+                *top = Reverse(u);
+            }
+        }
+    }
+    heap.peek().map(|r| unkey(r.0)).unwrap_or(f32::NEG_INFINITY)
 }
 
 /// Index of the largest value (the first one on ties, as torch.argmax and llama.cpp do).
@@ -173,7 +202,7 @@ impl Sampler {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
-        Ok(Self { params, rng, idx: Vec::new(), probs: Vec::new() })
+        Ok(Self { params, rng, idx: Vec::new(), probs: Vec::new(), cand: Vec::new() })
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -265,26 +294,67 @@ impl Sampler {
         if !max.is_finite() {
             return Err(Error::InvalidArgument("logits contain no finite value (or NaN)".into()));
         }
-        self.idx.clear();
-        self.idx.extend(0..n as u32);
-        let by_logit_desc = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
+        // Candidates are gathered in one pass over the vocabulary with a lower bound on the logit
+        // that no kept token can be under, so only they are ever sorted.
         // Softmax denominator (relative to the max logit) of the distribution top-p is taken over:
         // the full vocabulary, or the top-k candidates when top-k ran first. None = sum the candidates.
-        let mut z_full: Option<f32> = None;
-
+        let mut z_full: Option<f64> = None;
+        let mut floor = f32::NEG_INFINITY;
         if p.top_k > 0 && p.top_k < n {
-            // Partial selection: O(n) to find the k largest, then sort only those.
-            self.idx.select_nth_unstable_by(p.top_k - 1, by_logit_desc);
-            self.idx.truncate(p.top_k);
+            // The k-th largest logit (HF keeps ties with it).
+            floor = kth_largest(logits, p.top_k);
         } else if p.top_p < 1.0 && n > 1 {
             // llama2.c's trick: a token with probability below (1 - top_p) / (n - 1) can never be
-            // inside the nucleus, so drop those before sorting. Needs the softmax denominator.
-            let z: f32 = logits.iter().map(|&l| ((l - max) * inv_t).exp()).sum();
+            // inside the nucleus: p_i < c <=> logit_i < max + ln(c * z) * T.
+            let z = crate::kernels::math::sum_exp(logits, max, inv_t);
             let cutoff = (1.0 - p.top_p) / (n - 1) as f32;
-            self.idx.retain(|&i| ((logits[i as usize] - max) * inv_t).exp() / z >= cutoff);
+            floor = max + (cutoff as f64 * z).ln() as f32 / inv_t;
             z_full = Some(z);
         }
-        self.idx.sort_unstable_by(by_logit_desc);
+        // min-p keeps p >= min_p * p_max, i.e. logit >= max + ln(min_p) * T; top-k and top-p
+        // never drop the top token, so dropping those early changes nothing after. (Not before
+        // top-p's denominator over the top-k survivors is taken.)
+        let min_floor = if p.min_p > 0.0 { max + p.min_p.ln() / inv_t } else { f32::NEG_INFINITY };
+        let topk_then_topp = p.top_k > 0 && p.top_k < n && p.top_p < 1.0;
+        if !topk_then_topp {
+            floor = floor.max(min_floor);
+        }
+        // (logit, id) pairs: sorting them compares in place, without a lookup per comparison.
+        let cand = &mut self.cand;
+        cand.clear();
+        cand.extend(logits.iter().enumerate().filter(|(_, &l)| l >= floor).map(|(i, &l)| (l, i as u32)));
+        if cand.is_empty() {
+            let i = argmax(logits);
+            cand.push((logits[i as usize], i));
+        }
+        if topk_then_topp {
+            // top-p renormalises over all top-k survivors.
+            z_full = Some(cand.iter().map(|&(l, _)| ((l - max) * inv_t).exp() as f64).sum());
+            cand.retain(|&(l, _)| l >= min_floor);
+        }
+        let desc = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+        // Top-p usually ends within the first few hundred candidates: sort those first, and the
+        // rest only when their mass falls short of top_p.
+        const HEAD: usize = 256;
+        let mut sorted = false;
+        if p.top_p < 1.0 && cand.len() > 2 * HEAD {
+            let total: f64 = match z_full {
+                Some(z) => z,
+                None => cand.iter().map(|&(l, _)| ((l - max) * inv_t).exp() as f64).sum(),
+            };
+            cand.select_nth_unstable_by(HEAD - 1, desc);
+            cand[..HEAD].sort_unstable_by(desc);
+            let head: f64 = cand[..HEAD].iter().map(|&(l, _)| ((l - max) * inv_t).exp() as f64).sum();
+            if head / total >= p.top_p as f64 {
+                cand.truncate(HEAD);
+                sorted = true;
+            }
+        }
+        if !sorted {
+            cand.sort_unstable_by(desc);
+        }
+        self.idx.clear();
+        self.idx.extend(cand.iter().map(|&(_, i)| i));
 
         // Softmax with temperature over the candidates (the max is the same logit for all).
         let top = logits[self.idx[0] as usize];
@@ -294,15 +364,17 @@ impl Sampler {
         if p.top_p < 1.0 {
             // HF TopPLogitsWarper over the renormalised candidates: keep a token while the mass of
             // the tokens ahead of it is below top_p (so at least one token is kept).
-            let total: f32 = z_full.unwrap_or_else(|| self.probs.iter().sum());
-            let mut before = 0.0f32;
+            // The running mass in f64: over tens of thousands of candidates an f32 sum drifts
+            // enough to move the boundary.
+            let total: f64 = z_full.unwrap_or_else(|| self.probs.iter().map(|&q| q as f64).sum());
+            let mut before = 0.0f64;
             let mut keep = self.probs.len();
             for (i, &q) in self.probs.iter().enumerate() {
-                if before / total >= p.top_p {
+                if before / total >= p.top_p as f64 {
                     keep = i;
                     break;
                 }
-                before += q;
+                before += q as f64;
             }
             self.idx.truncate(keep.max(1));
             self.probs.truncate(keep.max(1));
