@@ -2,8 +2,9 @@
 
     python benches/bench_memory.py [--contexts 256 1024 2048 4096]
 
-Weights: resident bytes of the model file's mapping after one run (candlewick keeps weights
-mmapped), beside the process's whole RSS growth (weights + tokenizer + tables). KV cache: RSS
+Weights: for GGUF, the resident bytes of the model file's mapping after one run (candlewick
+keeps those weights mmapped); for safetensors (copied into memory as float32), the RSS growth of
+loading the model less that of loading its tokenizer alone; beside the process's whole RSS growth. KV cache: RSS
 growth while one request holds a cache of N positions filled by a prefill of N - 1 tokens (after
 malloc_trim, so transient activations do not count), beside the bytes the engine allocated.
 Each figure is the median of --runs runs in fresh processes.
@@ -22,9 +23,12 @@ sys.path.insert(0, os.path.dirname(sys.argv[1]))
 from memory_probe import measure_kv, measure_weights
 import candlewick as cw
 path, contexts = sys.argv[2], json.loads(sys.argv[3])
-model, mapped, grown = measure_weights(lambda: cw.load(path), os.path.basename(path))
+tok = None
+if os.path.isdir(path):
+    tok = lambda: cw.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+model, mapped, grown = measure_weights(lambda: cw.load(path), os.path.basename(path), tok)
 out = {"mapped": mapped, "grown": grown, "kv": {}}
-for t in contexts:
+for t in (contexts if model.config.architecture != "encoder" else []):
     rss, allocated = measure_kv(model, t)
     out["kv"][t] = [rss, allocated]
 print("RESULT" + json.dumps(out))
@@ -33,14 +37,18 @@ print("RESULT" + json.dumps(out))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--models", nargs="+", default=["smollm2-135m-instruct", "all-minilm-l6-v2"])
     ap.add_argument("--contexts", type=int, nargs="+", default=[256, 1024, 2048, 4096])
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
 
     import candlewick as cw
 
-    path = cw.resolve(args.model)
+    for name in args.models:
+        report(cw, cw.resolve(name), args)
+
+
+def report(cw, path, args):
     here = os.path.abspath(__file__)
     runs = []
     for _ in range(args.runs):
@@ -55,9 +63,9 @@ def main():
     print(f"{path}\nmedians of {args.runs} fresh processes; MB = 10^6 bytes")
     print(f"{'item':<28}{'estimate':>12}{'measured':>12}{'ratio':>9}")
     w = cw.estimate_memory(path, dtype="auto", seq_len=16).breakdown["weights"]
-    row("weights (mapped file RSS)", w, med([r["mapped"] for r in runs]),
+    row("weights (measured)", w, med([r["mapped"] for r in runs]),
         f"process RSS growth {med([r['grown'] for r in runs]) / 1e6:.1f} MB")
-    for t in args.contexts:
+    for t in (args.contexts if runs[0]["kv"] else []):
         kv = cw.estimate_memory(path, dtype="auto", seq_len=t).breakdown["kv_cache"]
         rss = med([r["kv"][str(t)][0] for r in runs])
         alloc = med([r["kv"][str(t)][1] for r in runs])

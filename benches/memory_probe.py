@@ -33,15 +33,27 @@ def mapped_rss(path_part: str) -> int:
     return total
 
 
-def measure_weights(load, path_part):
-    """After loading a model and running it once (so every weight page has been read): resident
-    bytes of the model file's mapping (the weights as candlewick holds them: mmapped, not copied),
-    and the whole process's RSS growth (weights plus tokenizer, tables and the like)."""
+def measure_weights(load, path_part, load_tokenizer=None):
+    """After loading a model and running it once (so every weight page has been read), the bytes
+    its weights take in this process, and the whole RSS growth. Weights are either mmapped (GGUF:
+    the resident bytes of the file's mapping) or copied into memory (safetensors: the RSS growth
+    less that of loading the tokenizer alone, measured first with `load_tokenizer`)."""
+    tok = 0
+    if load_tokenizer is not None:
+        load_tokenizer()  # warm: first-use allocations of the library are not the tokenizer's
+        before = rss_bytes()
+        keep = load_tokenizer()
+        tok = rss_bytes() - before
+        del keep
     before, mapped_before = rss_bytes(), mapped_rss(path_part)
     model = load()
-    ids = model.tokenizer.encode("Warm up: every weight is read once.")
-    model.generate(ids, max_new_tokens=2)
-    return model, mapped_rss(path_part) - mapped_before, rss_bytes() - before
+    if model.config.architecture == "encoder":
+        model.encode("Warm up: every weight is read once.")
+    else:
+        model.generate(model.tokenizer.encode("Warm up: every weight is read once."), max_new_tokens=2)
+    grown = rss_bytes() - before
+    mapped = mapped_rss(path_part) - mapped_before
+    return model, (mapped if mapped > 0 else grown - tok), grown
 
 
 def measure_kv(model, tokens):

@@ -108,6 +108,12 @@ def test_estimate_matches_what_the_process_holds():
     est = cw.estimate_memory(model, dtype="auto", seq_len=16)
     assert abs(mapped - est.breakdown["weights"]) <= 0.10 * est.breakdown["weights"], (mapped, est.breakdown)
     assert grown >= mapped
+    # all-MiniLM-L6-v2: safetensors weights copied into memory as float32
+    folder = cw.resolve("all-minilm-l6-v2")
+    enc, weights, _ = measure_weights(lambda: cw.load(folder), "model.safetensors",
+                                      lambda: cw.Tokenizer.from_file(os.path.join(folder, "tokenizer.json")))
+    want = cw.estimate_memory(enc).breakdown["weights"]
+    assert abs(weights - want) <= 0.10 * want, (weights, want)
     for tokens in (256, 1024):
         rss, allocated = measure_kv(model, tokens)
         want = cw.estimate_memory(model, dtype="auto", seq_len=tokens).breakdown["kv_cache"]

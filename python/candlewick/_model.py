@@ -8,6 +8,7 @@ from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import _native
+from ._native import UnsupportedError
 from ._generation import GenerationConfig
 from ._registry import resolve
 
@@ -48,6 +49,7 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     sliding_window: Optional[int] = None
+    post_norm: bool = False
     type_vocab_size: int = 0
     norm_bias: bool = False
     mlp_bias: bool = False
@@ -115,6 +117,14 @@ class GenerationOutput:
     score: Optional[float] = field(default=None, repr=False)
 
 
+class EncoderOutput(NamedTuple):
+    """What `encode` returns."""
+
+    last_hidden_state: np.ndarray  # float32 [batch, seq, hidden], zeros past each row's end
+    attention_mask: np.ndarray  # int64 [batch, seq], 1 = real token
+    input_ids: List[List[int]]
+
+
 class ScoreResult(NamedTuple):
     """Log-likelihood of a continuation after a context (natural log)."""
 
@@ -166,6 +176,15 @@ class Tokenizer:
     @property
     def vocab_size(self) -> int:
         return self._t.vocab_size
+
+    @property
+    def mask_token_id(self) -> Optional[int]:
+        """The mask token ([MASK] or <mask>) when the vocabulary has one."""
+        for tok in ("[MASK]", "<mask>"):
+            ids = self._t.encode(tok, False)
+            if len(ids) == 1 and self._t.decode(ids, False) == tok:
+                return ids[0]
+        return None
 
     @property
     def bos_token_id(self) -> Optional[int]:
@@ -256,6 +275,109 @@ class Model:
     def context_length(self) -> int:
         return self._m.context_length
 
+    # ---- encoders -----------------------------------------------------------------------------
+
+    def _require(self, verb: str, encoder: bool):
+        is_encoder = self.config.architecture == "encoder"
+        if is_encoder != encoder:
+            if encoder:
+                raise UnsupportedError(f"{verb} is for encoders; this model is a {self.config.architecture}: use generate or logits")
+            raise UnsupportedError(f"{verb} is for decoders; this model is an encoder: use encode, embed or fill_mask")
+
+    def _encode_texts(self, texts, truncation, max_length):
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if not texts or not all(isinstance(t, str) for t in texts):
+            raise TypeError("texts must be a string or a non-empty list of strings")
+        limit = self.context_length if max_length is None else _check_number("max_length", max_length, int)
+        if limit <= 0:
+            raise ValueError(f"max_length must be positive, got {limit}")
+        if limit > self.context_length:
+            raise ValueError(f"max_length {limit} exceeds the {self.context_length} positions the model has")
+        if truncation:
+            ids = [self.tokenizer._t.encode_truncated(t, True, limit) for t in texts]
+        else:
+            ids = [self.tokenizer.encode(t) for t in texts]
+            for t, row in zip(texts, ids):
+                if len(row) > limit:
+                    raise ValueError(
+                        f"a text of {len(row)} tokens is longer than the {limit} positions allowed "
+                        f"(model context {self.context_length}); pass truncation=True or shorten it: {t[:40]!r}"
+                    )
+        return single, ids
+
+    def encode(self, texts, truncation: bool = True, max_length: Optional[int] = None) -> "EncoderOutput":
+        """Encoders: one vector per token. texts: a string or a list of strings, tokenized with
+        special tokens and (by default) truncated to max_length (default: the model's positions).
+        Returns last_hidden_state float32 [batch, seq, hidden] (zero past each row's end),
+        attention_mask int64 [batch, seq] (1 = real token) and input_ids (one list per text)."""
+        self._require("encode", encoder=True)
+        _, ids = self._encode_texts(texts, truncation, max_length)
+        states = self._m.encode(ids)
+        longest = max(len(r) for r in ids)
+        out = np.zeros((len(ids), longest, self.config.hidden_size), dtype=np.float32)
+        mask = np.zeros((len(ids), longest), dtype=np.int64)
+        for i, st in enumerate(states):
+            out[i, : len(st)] = st
+            mask[i, : len(st)] = 1
+        return EncoderOutput(out, mask, ids)
+
+    def embed(self, texts, pooling: Optional[str] = None, normalize: bool = True, truncation: bool = True,
+              max_length: Optional[int] = None) -> np.ndarray:
+        """Encoders: one vector per text, as sentence-transformers computes it: tokens pooled
+        ("mean" over the text's tokens, "cls" = the first token, "max"), then L2-normalised.
+        Defaults come from the model folder's sentence-transformers files (pooling mode,
+        max_seq_length), else mean pooling and the model's positions. A string gives [hidden],
+        a list [n, hidden]."""
+        self._require("embed", encoder=True)
+        st = self._m.sentence_config
+        if pooling is None:
+            pooling = (st[1] if st else None) or "mean"
+        if pooling not in ("mean", "cls", "max"):
+            raise ValueError(f"pooling must be 'mean', 'cls' or 'max', got {pooling!r}")
+        if max_length is None and st and st[0]:
+            max_length = min(st[0], self.context_length)
+        single, ids = self._encode_texts(texts, truncation, max_length)
+        vecs = self._m.embed(ids, pooling, bool(normalize))
+        return vecs[0] if single else vecs
+
+    def fill_mask(self, text: str, top_k: int = 5):
+        """Encoders with a masked-LM head: the top_k candidates for each mask token in `text`, as
+        lists of {"token": id, "token_str": str, "score": probability, "sequence": filled text}
+        (one list per mask, in order)."""
+        self._require("fill_mask", encoder=True)
+        if not self._m.has_mlm_head:
+            raise UnsupportedError("this encoder has no masked-LM head (load a *ForMaskedLM checkpoint)")
+        if not isinstance(text, str):
+            raise TypeError("text must be a str")
+        top_k = _check_number("top_k", top_k, int)
+        if top_k <= 0:
+            raise ValueError(f"top_k must be positive, got {top_k}")
+        mask_id = self.tokenizer.mask_token_id
+        if mask_id is None:
+            raise UnsupportedError("the tokenizer has no mask token")
+        _, (ids,) = self._encode_texts(text, False, None)
+        where = [i for i, t in enumerate(ids) if t == mask_id]
+        if not where:
+            raise ValueError(f"text has no mask token ({self.tokenizer.decode([mask_id])})")
+        logits = self._m.mlm_logits(ids)
+        results = []
+        for pos in where:
+            row = logits[pos].astype(np.float64)
+            probs = np.exp(row - row.max())
+            probs /= probs.sum()
+            best = np.argsort(-probs, kind="stable")[:top_k]
+            cands = []
+            for t in best:
+                filled = list(ids)
+                filled[pos] = int(t)
+                cands.append({
+                    "token": int(t), "token_str": self.tokenizer.decode([int(t)]).strip(),
+                    "score": float(probs[t]), "sequence": self.tokenizer.decode(filled, skip_special_tokens=True),
+                })
+            results.append(cands)
+        return results
+
     # ---- logits -------------------------------------------------------------------------------
 
     def logits(self, ids, attention_mask=None, decoder_input_ids=None) -> np.ndarray:
@@ -263,7 +385,9 @@ class Model:
         With attention_mask (same shape, 1 = real token), padded positions are skipped and their
         rows are zeros; the real tokens of a row must be contiguous (left or right padding)."""
         if decoder_input_ids is not None:
-            raise ValueError("decoder_input_ids is for encoder-decoder models; this model is a decoder")
+            raise ValueError(f"decoder_input_ids is for encoder-decoder models; this model is a {self.config.architecture}")
+        if self.config.architecture == "encoder" and not self._m.has_mlm_head:
+            raise UnsupportedError("this encoder has no LM head to give logits: use encode or embed")
         if isinstance(ids, np.ndarray) and ids.ndim == 2 or (
             isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray))
         ):
@@ -281,6 +405,13 @@ class Model:
         return self._row_logits(row, mask)
 
     def _row_logits(self, row, mask):
+        if self.config.architecture == "encoder":
+            if mask is not None and not all(mask):
+                pos = [i for i, m in enumerate(mask) if m]
+                out = np.zeros((len(row), self.config.vocab_size), dtype=np.float32)
+                out[pos[0] : pos[-1] + 1] = self._m.mlm_logits(row[pos[0] : pos[-1] + 1])
+                return out
+            return self._m.mlm_logits(row)
         if mask is None:
             return self._m.logits(row)
         if any(m not in (0, 1) for m in mask):
@@ -318,6 +449,7 @@ class Model:
         keyword arguments or as a GenerationConfig. num_return_sequences=N gives N results per
         prompt (seeds seed, seed+1, ...); num_beams > 1 runs beam search (with length_penalty) and
         returns its N best hypotheses."""
+        self._require("generate", encoder=False)
         cfg = self._config(generation_config, kwargs)
         batch = isinstance(prompt, (list, tuple)) and bool(prompt) and not _is_int_seq(prompt)
         prompts = list(prompt) if batch else [prompt]
@@ -340,6 +472,7 @@ class Model:
         """Like generate, but yields text pieces as they are produced (never a split UTF-8
         character, never part of a stop string). Breaking out of the loop, or close(), frees the
         request. The iterator's token_ids, finish_reason and logprobs are readable as it goes."""
+        self._require("stream", encoder=False)
         cfg = self._config(generation_config, kwargs)
         if cfg.num_return_sequences != 1:
             raise ValueError("stream generates one sequence: num_return_sequences must be 1")
@@ -352,6 +485,7 @@ class Model:
         boundary handling: trailing spaces of the context move to the continuation, and the
         continuation's tokens are those of tokenize(context + continuation) past the context's.
         is_greedy tells whether greedy decoding would produce exactly that continuation."""
+        self._require("score", encoder=False)
         if not isinstance(context, str):
             raise TypeError("context must be a str")
         if isinstance(continuations, str):

@@ -7,7 +7,7 @@ use pyo3::types::PyDict;
 
 use candlewick::generation::beam::beam_search;
 use candlewick::generation::{run_batch, GenerationParams, Generator};
-use candlewick::model::Model;
+use candlewick::model::{Model, Pooling};
 use candlewick::sampling::SamplingParams;
 
 use crate::errors::{non_negative, IntoPyResult};
@@ -182,6 +182,54 @@ impl PyModel {
         let m = self.model.clone();
         let g = py.detach(move || Generator::new(m, ids, p)).py()?;
         Ok(PyStream { gen: Some(g), done: false, closed: None })
+    }
+
+    /// Hidden states of each sequence (encoders): a list of float32 arrays [len, hidden].
+    fn encode<'py>(&self, py: Python<'py>, seqs: Vec<Vec<u32>>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let m = self.model.clone();
+        let h = m.config().hidden_size;
+        let out = py.detach(move || m.encode(&seqs)).py()?;
+        out.into_iter()
+            .map(|v| {
+                let n = v.len() / h;
+                Ok(PyArray1::from_vec(py, v).reshape([n, h])?.into_any())
+            })
+            .collect()
+    }
+
+    /// One vector per sequence: float32 [n, hidden].
+    fn embed<'py>(&self, py: Python<'py>, seqs: Vec<Vec<u32>>, pooling: &str, normalize: bool) -> PyResult<Bound<'py, PyAny>> {
+        let pooling = Pooling::parse(pooling).py()?;
+        let m = self.model.clone();
+        let h = m.config().hidden_size;
+        let n = seqs.len();
+        let out = py.detach(move || m.embed(&seqs, pooling, normalize)).py()?;
+        Ok(PyArray1::from_vec(py, out.concat()).reshape([n, h])?.into_any())
+    }
+
+    /// Masked-LM logits [len, vocab] for one sequence.
+    fn mlm_logits<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyAny>> {
+        let m = self.model.clone();
+        let (n, vocab) = (ids.len(), m.config().vocab_size);
+        let v = py.detach(move || m.mlm_logits(&ids)).py()?;
+        Ok(PyArray1::from_vec(py, v).reshape([n, vocab])?.into_any())
+    }
+
+    /// sentence-transformers settings: (max_seq_length, pooling) or None.
+    #[getter]
+    fn sentence_config(&self) -> Option<(Option<usize>, Option<&'static str>)> {
+        self.model.sentence.map(|(max, p)| {
+            (max, p.map(|p| match p {
+                Pooling::Mean => "mean",
+                Pooling::Cls => "cls",
+                Pooling::Max => "max",
+            }))
+        })
+    }
+
+    #[getter]
+    fn has_mlm_head(&self) -> bool {
+        self.model.transformer.mlm_head.is_some()
     }
 
     /// Log-likelihood of each continuation after the context: [(logprob, is_greedy, token_logprobs)].

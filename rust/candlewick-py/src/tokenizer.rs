@@ -28,6 +28,13 @@ impl PyTokenizer {
         py.detach(move || t.encode(&text, add_special_tokens)).py()
     }
 
+    /// Encode, truncated to `max_length` ids as HF tokenizers truncates (special tokens kept).
+    fn encode_truncated(&self, py: Python<'_>, text: &str, add_special_tokens: bool, max_length: usize) -> PyResult<Vec<u32>> {
+        let t = self.tok.clone();
+        let text = text.to_owned();
+        py.detach(move || t.encode_truncated(&text, add_special_tokens, max_length)).py()
+    }
+
     #[pyo3(signature = (texts, add_special_tokens=true))]
     fn encode_batch(&self, py: Python<'_>, texts: Vec<String>, add_special_tokens: bool) -> PyResult<Vec<Vec<u32>>> {
         let t = self.tok.clone();

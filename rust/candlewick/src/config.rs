@@ -64,6 +64,10 @@ pub struct ModelConfig {
     pub tie_word_embeddings: bool,
     pub attention_bias: bool,
     pub sliding_window: Option<usize>,
+    /// Norm after each residual addition (BERT, original transformer) instead of before each
+    /// sub-layer (GPT-2, Llama).
+    #[serde(default)]
+    pub post_norm: bool,
     /// Token-type (segment) embeddings, BERT: 2; 0 = none.
     #[serde(default)]
     pub type_vocab_size: usize,
@@ -168,6 +172,7 @@ impl ModelConfig {
             tie_word_embeddings: false,
             attention_bias: false,
             sliding_window: None,
+            post_norm: false,
             type_vocab_size: 0,
             norm_bias: false,
             mlp_bias: false,
@@ -242,6 +247,7 @@ impl ModelConfig {
                     max_position_embeddings: u("max_position_embeddings").unwrap_or(512),
                     tie_word_embeddings: true,
                     attention_bias: true,
+                    post_norm: true,
                     type_vocab_size: u("type_vocab_size").unwrap_or(2),
                     norm_bias: true,
                     mlp_bias: true,

@@ -110,3 +110,49 @@ impl SafetensorsHeader {
         Ok(Self { path: path.into(), tensors, metadata, data_offset, file_size: file_size as usize })
     }
 }
+
+/// A safetensors file mapped for reading tensors by name.
+pub struct SafetensorsFile {
+    pub header: SafetensorsHeader,
+    mmap: memmap2::Mmap,
+}
+
+impl SafetensorsFile {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let header = SafetensorsHeader::read(path)?;
+        let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
+        // SAFETY: read-only map; every range read is checked against the size validated above.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io { path: path.into(), source: e })?;
+        if mmap.len() != header.file_size {
+            return Err(Error::invalid_file(path, "the file changed size while being opened"));
+        }
+        Ok(Self { header, mmap })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.header.tensors.contains_key(name)
+    }
+
+    /// The tensor `name` as f32 (F32, F16 and BF16 are read), which must have shape `expected`.
+    pub fn tensor(&self, name: &str, expected: &[usize], device: &candle_core::Device) -> Result<candle_core::Tensor> {
+        let path = &self.header.path;
+        let t = self.header.tensors.get(name).ok_or_else(|| {
+            Error::invalid_file(path, format!("tensor {name} is missing (expected shape {expected:?})"))
+        })?;
+        if t.shape != expected {
+            return Err(Error::invalid_file(
+                path,
+                format!("tensor {name} has shape {:?}, expected {expected:?}", t.shape),
+            ));
+        }
+        let bytes = &self.mmap[self.header.data_offset + t.start..self.header.data_offset + t.end];
+        let data: Vec<f32> = match t.dtype.as_str() {
+            "F32" => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            "F16" => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            "BF16" => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            other => return Err(Error::Unsupported(format!("{}: tensor {name} has dtype {other}", path.display()))),
+        };
+        Ok(candle_core::Tensor::from_vec(data, t.shape.clone(), device)?)
+    }
+}

@@ -119,3 +119,46 @@ fn one_head(
         };
     }
 }
+
+/// Bidirectional attention over one sequence (encoders): every token sees every token.
+/// q: [seq][num_heads][head_dim], k, v: [seq][num_kv_heads][head_dim]. Softmax in f32 with an f64
+/// sum. Returns [seq][num_heads][head_dim]; (token, head) pairs are shared out over the pool.
+pub fn bidirectional(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd: usize, seq: usize, scale: f32) -> Vec<f32> {
+    let mut out = vec![0f32; seq * nh * hd];
+    let dst = super::SharedOut(out.as_mut_ptr());
+    let n_rep = nh / nkv;
+    let work = |items: std::ops::Range<usize>| {
+        let dst = dst;
+        let mut p = vec![0f32; seq];
+        for item in items {
+            let (i, h) = (item / nh, item % nh);
+            let g = h / n_rep;
+            let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+            let mut max = f32::NEG_INFINITY;
+            for (t, pt) in p.iter_mut().enumerate() {
+                *pt = vec_dot_f32(&k[(t * nkv + g) * hd..(t * nkv + g + 1) * hd], qh) * scale;
+                max = max.max(*pt);
+            }
+            let mut sum = 0f64;
+            for pt in p.iter_mut() {
+                *pt = (*pt - max).exp();
+                sum += *pt as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            // SAFETY: item (i, h) owns out[item * hd..][..hd], inside `out`.
+            let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(item * hd), hd) };
+            for (t, &pt) in p.iter().enumerate() {
+                let w = pt * inv;
+                for (od, &vd) in o.iter_mut().zip(&v[(t * nkv + g) * hd..(t * nkv + g + 1) * hd]) {
+                    *od = vd.mul_add(w, *od);
+                }
+            }
+        }
+    };
+    if seq * nh * seq < 512 {
+        work(0..seq * nh);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(seq * nh, work);
+    }
+    out
+}

@@ -35,6 +35,27 @@ pub struct Model {
     pub transformer: Transformer,
     pub tokenizer: std::sync::Arc<Tokenizer>,
     pub info: ModelInfo,
+    /// sentence-transformers settings, when the folder has them: (max_seq_length, pooling).
+    pub sentence: Option<(Option<usize>, Option<Pooling>)>,
+}
+
+/// How `embed` turns token vectors into one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+    Cls,
+    Max,
+}
+
+impl Pooling {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "mean" => Ok(Pooling::Mean),
+            "cls" => Ok(Pooling::Cls),
+            "max" => Ok(Pooling::Max),
+            other => Err(Error::InvalidArgument(format!("pooling must be 'mean', 'cls' or 'max', got {other:?}"))),
+        }
+    }
 }
 
 const SUPPORTED_GGUF: &[&str] = &["llama"];
@@ -56,10 +77,10 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         )));
     }
     if path.is_dir() {
-        return Err(Error::Unsupported(format!(
-            "{}: loading HF folders (config.json + safetensors) is not built yet; pass a .gguf file",
-            path.display()
-        )));
+        return load_hf_folder(path);
+    }
+    if ext == "safetensors" || path.file_name().is_some_and(|n| n == "config.json") {
+        return load_hf_folder(path.parent().unwrap_or(Path::new(".")));
     }
     let mut magic = [0u8; 4];
     {
@@ -74,6 +95,92 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         }
     }
     load_gguf(path)
+}
+
+/// An HF folder: config.json, *.safetensors, tokenizer.json (and sentence-transformers files).
+fn load_hf_folder(dir: &Path) -> Result<Model> {
+    let cfg_path = dir.join("config.json");
+    if !cfg_path.is_file() {
+        return Err(Error::invalid_file(dir, "not a model folder: config.json is missing"));
+    }
+    let cfg = crate::memory::read_config_json(&cfg_path)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Io { path: dir.into(), source: e })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        let pickle = ["pytorch_model.bin", "model.pt", "pytorch_model.pt"].iter().any(|f| dir.join(f).exists());
+        return Err(if pickle {
+            Error::Unsupported(format!(
+                "{}: only pickle weights (pytorch_model.bin): they can run arbitrary code when loaded and are refused; save the model as safetensors (save_pretrained(..., safe_serialization=True))",
+                dir.display()
+            ))
+        } else {
+            Error::invalid_file(dir, "no *.safetensors weights in the folder")
+        });
+    }
+    let opened = files.iter().map(crate::io::safetensors::SafetensorsFile::open).collect::<Result<Vec<_>>>()?;
+    let device = Device::Cpu;
+    let tensors = families::bert::Tensors { files: &opened, device: &device };
+    let family = cfg.family.clone();
+    let transformer = match family.as_str() {
+        "bert" => families::bert::load(cfg, &tensors)?,
+        other => {
+            return Err(Error::Unsupported(format!(
+                "{}: {other} checkpoints in safetensors are not built yet (supported: bert; llama as GGUF)",
+                dir.display()
+            )))
+        }
+    };
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.is_file() {
+        return Err(Error::invalid_file(dir, "tokenizer.json is missing"));
+    }
+    let tokenizer = std::sync::Arc::new(Tokenizer::from_file(&tok_path)?);
+    let mut tensor_types = BTreeMap::new();
+    let (mut n, mut bytes, mut size) = (0usize, 0usize, 0usize);
+    for f in &opened {
+        size += f.header.file_size;
+        for t in f.header.tensors.values() {
+            *tensor_types.entry(t.dtype.clone()).or_insert(0) += 1;
+            if t.dtype.starts_with('F') || t.dtype == "BF16" {
+                n += t.elem_count();
+                bytes += t.end - t.start;
+            }
+        }
+    }
+    let json = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
+    };
+    let sentence = json("sentence_bert_config.json").map(|v| {
+        let max = v.get("max_seq_length").and_then(|m| m.as_u64()).map(|m| m as usize);
+        let pooling = json("1_Pooling/config.json").and_then(|p| {
+            let on = |k: &str| p.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+            if on("pooling_mode_mean_tokens") {
+                Some(Pooling::Mean)
+            } else if on("pooling_mode_cls_token") {
+                Some(Pooling::Cls)
+            } else if on("pooling_mode_max_tokens") {
+                Some(Pooling::Max)
+            } else {
+                None
+            }
+        });
+        (max, pooling)
+    });
+    let info = ModelInfo {
+        path: dir.into(),
+        format: "safetensors",
+        architecture: family,
+        name: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+        tensor_types,
+        num_parameters: n,
+        weight_bytes: bytes,
+        file_size: size,
+    };
+    Ok(Model { transformer, tokenizer, info, sentence })
 }
 
 fn load_gguf(path: &Path) -> Result<Model> {
@@ -108,7 +215,7 @@ fn load_gguf(path: &Path) -> Result<Model> {
         weight_bytes: g.tensors.iter().map(|t| t.size_in_bytes).sum(),
         file_size: g.file_size(),
     };
-    Ok(Model { transformer, tokenizer, info })
+    Ok(Model { transformer, tokenizer, info, sentence: None })
 }
 
 /// How likely a continuation is after a context (lm-evaluation-harness `loglikelihood`).
@@ -157,6 +264,61 @@ impl Model {
             is_greedy &= crate::sampling::argmax(row) == t;
         }
         Ok(Score { logprob: token_logprobs.iter().map(|&l| l as f64).sum(), is_greedy, token_logprobs })
+    }
+
+    fn require_encoder(&self, verb: &str) -> Result<()> {
+        if self.config().architecture != crate::config::Architecture::Encoder {
+            return Err(Error::Unsupported(format!(
+                "{verb} is for encoders; this model is a {:?} (use generate / logits)",
+                self.config().architecture
+            )));
+        }
+        Ok(())
+    }
+
+    /// Hidden state of every token of each sequence (encoders): [len, hidden] row-major each.
+    pub fn encode(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        self.require_encoder("encode")?;
+        let refs: Vec<&[u32]> = seqs.iter().map(|s| s.as_slice()).collect();
+        self.transformer.encode_batch(&refs)
+    }
+
+    /// One vector per sequence: mean over its tokens, the first token's, or the elementwise max;
+    /// L2-normalised when asked (sentence-transformers' Pooling + Normalize).
+    pub fn embed(&self, seqs: &[Vec<u32>], pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
+        let h = self.config().hidden_size;
+        let states = self.encode(seqs)?;
+        Ok(states
+            .into_iter()
+            .map(|s| {
+                let rows = s.len() / h;
+                let mut v: Vec<f32> = match pooling {
+                    Pooling::Cls => s[..h].to_vec(),
+                    Pooling::Mean => (0..h).map(|j| ((0..rows).map(|r| s[r * h + j] as f64).sum::<f64>() / rows as f64) as f32).collect(),
+                    Pooling::Max => (0..h).map(|j| (0..rows).map(|r| s[r * h + j]).fold(f32::NEG_INFINITY, f32::max)).collect(),
+                };
+                if normalize {
+                    let n = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
+                }
+                v
+            })
+            .collect())
+    }
+
+    /// Masked-LM logits [len, vocab] for one sequence (encoders with an MLM head).
+    pub fn mlm_logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        self.require_encoder("masked-LM logits")?;
+        let head = self.transformer.mlm_head.as_ref().ok_or_else(|| {
+            Error::Unsupported("this encoder has no masked-LM head (load a *ForMaskedLM checkpoint)".into())
+        })?;
+        let h = self.config().hidden_size;
+        let states = self.transformer.encode_batch(&[ids])?.pop().unwrap_or_default();
+        let hidden = candle_core::Tensor::from_vec(states, (ids.len(), h), &self.transformer.device)?;
+        let t = head.dense.forward(&hidden)?;
+        let t = crate::nn::mlp::activate(&t, head.activation)?;
+        let t = head.norm.forward(&t)?;
+        Ok(head.decoder.forward(&t)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
     pub fn config(&self) -> &ModelConfig {

@@ -1,28 +1,59 @@
-//! The generic transformer stack: embedding -> N x [norm -> attention -> residual, norm -> MLP ->
-//! residual] -> final norm -> LM head. Families (families/) decide which weights and options go in;
-//! this file only says how they are used.
+//! The generic transformer stack: token embedding (+ learned positions, token types, embedding
+//! norm) -> N x [attention, MLP, each with a residual and a norm before (pre-norm: GPT-2, Llama)
+//! or after (post-norm: BERT)] -> final norm -> LM head. Causal with a KV cache for decoders
+//! (`forward_batch`), bidirectional for encoders (`encode_batch`). Families (families/) decide
+//! which weights and options go in; this file only says how they are used.
 
 use candle_core::{Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::nn::{Attention, Embedding, KvCache, Linear, Mlp, RmsNorm, Rope};
+use crate::nn::{Attention, Embedding, KvCache, Linear, Mlp, Norm, Rope};
 
 #[derive(Debug, Clone)]
 pub struct Block {
-    pub attn_norm: RmsNorm,
+    pub attn_norm: Norm,
     pub attn: Attention,
-    pub mlp_norm: RmsNorm,
+    pub mlp_norm: Norm,
     pub mlp: Mlp,
+}
+
+impl Block {
+    /// One layer on x: [1, tokens, hidden], with `attend` doing the attention sub-layer.
+    fn forward(&self, x: Tensor, post_norm: bool, attend: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        if post_norm {
+            let x = self.attn_norm.forward(&(&x + attend(&x)?)?)?;
+            self.mlp_norm.forward(&(&x + self.mlp.forward(&x)?)?)
+        } else {
+            let x = (&x + attend(&self.attn_norm.forward(&x)?)?)?;
+            Ok((&x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?)?)
+        }
+    }
+}
+
+/// An MLM or other head on the hidden states: dense -> activation -> norm -> decoder (+ bias).
+pub struct MlmHead {
+    pub dense: Linear,
+    pub activation: crate::config::Activation,
+    pub norm: Norm,
+    pub decoder: Linear,
 }
 
 pub struct Transformer {
     pub config: ModelConfig,
     pub embed: Embedding,
+    /// Learned absolute positions (BERT, GPT-2).
+    pub positions: Option<Embedding>,
+    /// Token types (BERT segments); type 0 is added to every token.
+    pub token_types: Option<Embedding>,
+    /// Norm right after the embeddings (BERT).
+    pub embed_norm: Option<Norm>,
     pub blocks: Vec<Block>,
-    pub norm: RmsNorm,
-    pub lm_head: Linear,
-    pub rope: Rope,
+    /// Final norm (pre-norm stacks).
+    pub norm: Option<Norm>,
+    pub lm_head: Option<Linear>,
+    pub mlm_head: Option<MlmHead>,
+    pub rope: Option<Rope>,
     pub device: Device,
 }
 
@@ -106,14 +137,17 @@ impl Transformer {
         if segs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut x = self.embed.forward(&all_ids, &self.device)?.unsqueeze(0)?; // [1, tokens, hidden]
+        let rope = self
+            .rope
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("causal decoding without RoPE is not built yet".into()))?;
+        let lm_head = self.lm_head.as_ref().ok_or_else(|| Error::Unsupported("this model has no LM head".into()))?;
+        let positions: Vec<(usize, usize)> = spans.iter().map(|&(start, _, len)| (start, len)).collect();
+        let mut x = self.embeddings(&all_ids, &positions)?;
         for (l, block) in self.blocks.iter().enumerate() {
             let mut kvs: Vec<(usize, usize, &mut KvCache)> =
                 segs.iter_mut().zip(&spans).map(|(s, &(start, _, len))| (start, len, &mut s.cache.layers[l])).collect();
-            let h = block.attn.forward(&block.attn_norm.forward(&x)?, &mut kvs, &self.rope)?;
-            x = (x + h)?;
-            let h = block.mlp.forward(&block.mlp_norm.forward(&x)?)?;
-            x = (x + h)?;
+            x = block.forward(x, self.config.post_norm, |h| block.attn.forward(h, &mut kvs, rope))?;
         }
         let x = if last_only {
             let last: Vec<u32> = spans.iter().map(|&(_, off, len)| (off + len - 1) as u32).collect();
@@ -121,8 +155,11 @@ impl Transformer {
         } else {
             x
         };
-        let x = self.norm.forward(&x)?;
-        let logits = self.lm_head.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let x = match &self.norm {
+            Some(n) => n.forward(&x)?,
+            None => x,
+        };
+        let logits = lm_head.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
         let v = self.config.vocab_size;
         let mut out = Vec::with_capacity(segs.len());
         let mut row = 0;
@@ -130,6 +167,78 @@ impl Transformer {
             let n = if last_only { 1 } else { len };
             out.push(logits[row * v..(row + n) * v].to_vec());
             row += n;
+        }
+        Ok(out)
+    }
+}
+
+impl Transformer {
+    /// Token embeddings plus learned positions (each span at its own start) and token type 0,
+    /// then the embedding norm: [1, tokens, hidden].
+    fn embeddings(&self, ids: &[u32], spans: &[(usize, usize)]) -> Result<Tensor> {
+        let mut x = self.embed.forward(ids, &self.device)?;
+        if let Some(pe) = &self.positions {
+            let pos: Vec<u32> = spans.iter().flat_map(|&(start, len)| (start..start + len).map(|p| p as u32)).collect();
+            if let Some(&bad) = pos.iter().find(|&&p| p as usize >= self.config.max_position_embeddings) {
+                return Err(Error::ContextOverflow(format!(
+                    "position {bad} is past the {} positions the model has",
+                    self.config.max_position_embeddings
+                )));
+            }
+            x = (x + pe.forward(&pos, &self.device)?)?;
+        }
+        if let Some(tt) = &self.token_types {
+            let zeros = vec![0u32; ids.len()];
+            x = (x + tt.forward(&zeros, &self.device)?)?;
+        }
+        if let Some(n) = &self.embed_norm {
+            x = n.forward(&x)?;
+        }
+        Ok(x.unsqueeze(0)?)
+    }
+
+    /// Bidirectional pass over whole sequences (encoders): the hidden state of every token,
+    /// row-major [len, hidden] per sequence. Sequences go through the projections and MLPs as one
+    /// matrix and attend only to themselves, so no padding is needed.
+    pub fn encode_batch(&self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let vocab = self.config.vocab_size as u32;
+        let mut ids = Vec::new();
+        let mut lens = Vec::with_capacity(seqs.len());
+        for s in seqs {
+            if s.is_empty() {
+                return Err(Error::InvalidArgument("an input has no tokens".into()));
+            }
+            if s.len() > self.context_length() {
+                return Err(Error::ContextOverflow(format!(
+                    "an input of {} tokens is longer than the {} positions the model has (truncate it)",
+                    s.len(),
+                    self.context_length()
+                )));
+            }
+            if let Some(bad) = s.iter().find(|&&i| i >= vocab) {
+                return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
+            }
+            ids.extend_from_slice(s);
+            lens.push(s.len());
+        }
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let spans: Vec<(usize, usize)> = lens.iter().map(|&l| (0, l)).collect();
+        let mut x = self.embeddings(&ids, &spans)?;
+        for block in &self.blocks {
+            x = block.forward(x, self.config.post_norm, |h| block.attn.forward_bidirectional(h, &lens, self.rope.as_ref()))?;
+        }
+        if let Some(n) = &self.norm {
+            x = n.forward(&x)?;
+        }
+        let h = self.config.hidden_size;
+        let flat = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = Vec::with_capacity(lens.len());
+        let mut off = 0;
+        for &l in &lens {
+            out.push(flat[off * h..(off + l) * h].to_vec());
+            off += l;
         }
         Ok(out)
     }

@@ -47,4 +47,33 @@ impl Attention {
         }
         self.o.forward(&Tensor::from_vec(out, (b, s, nh * hd), x.device())?)
     }
+
+    /// Bidirectional self-attention (encoders) over sequences of `lens` tokens laid one after
+    /// another in x: [1, tokens, hidden]; no cache, no mask needed (each sequence sees exactly
+    /// its own tokens, so padding never enters). RoPE when given, at positions 0..len.
+    pub fn forward_bidirectional(&self, x: &Tensor, lens: &[usize], rope: Option<&Rope>) -> Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let mut q = self.q.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut k = self.k.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
+        let v = self.v.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut out = Vec::with_capacity(s * nh * hd);
+        let mut off = 0;
+        for &len in lens {
+            let qs = &mut q[off * nh * hd..(off + len) * nh * hd];
+            let ks = &mut k[off * nkv * hd..(off + len) * nkv * hd];
+            if let Some(r) = rope {
+                r.apply(qs, nh, 0);
+                r.apply(ks, nkv, 0);
+            }
+            let vs = &v[off * nkv * hd..(off + len) * nkv * hd];
+            out.extend(attention::bidirectional(qs, ks, vs, nh, nkv, hd, len, scale));
+            off += len;
+        }
+        if off != s {
+            return Err(crate::error::Error::Model(format!("attention got {s} tokens but sequences of {off}")));
+        }
+        self.o.forward(&Tensor::from_vec(out, (b, s, nh * hd), x.device())?)
+    }
 }

@@ -30,6 +30,12 @@ pub(crate) fn own_qtype(t: GgmlDType) -> Option<QType> {
 }
 
 impl Linear {
+    /// A dense layer: weight [out, in] (f32), optional bias [out].
+    pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let (out, inp) = weight.dims2()?;
+        Ok(Self { weight: Weight::Candle(QMatMul::Tensor(weight)), bias, out_features: out, in_features: inp })
+    }
+
     /// The GGUF tensor `name`, which must have shape [out, in].
     pub fn from_gguf(g: &GgufFile, name: &str, out: usize, inp: usize, device: &Device) -> Result<Self> {
         let info = g.tensor_info_shaped(name, &[out, inp])?;
@@ -75,6 +81,8 @@ impl Linear {
 pub enum Embedding {
     Mapped { qtype: QType, bytes: MappedBytes, rows: usize, dim: usize },
     Candle(std::sync::Arc<QTensor>),
+    /// A dense f32 table [rows, dim].
+    Dense(Tensor),
 }
 
 impl Embedding {
@@ -90,6 +98,13 @@ impl Embedding {
     pub fn forward(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
         match self {
             Embedding::Candle(t) => Ok(t.embedding(&Tensor::new(ids, device)?)?),
+            Embedding::Dense(t) => {
+                let rows = t.dim(0)?;
+                if let Some(&bad) = ids.iter().find(|&&i| i as usize >= rows) {
+                    return Err(Error::InvalidArgument(format!("index {bad} is out of range for {rows} embeddings")));
+                }
+                Ok(t.index_select(&Tensor::new(ids, device)?, 0)?)
+            }
             Embedding::Mapped { qtype, bytes, rows, dim } => {
                 let row_bytes = dim / quant::QK * qtype.block_bytes();
                 let mut out = vec![0f32; ids.len() * dim];
@@ -114,6 +129,7 @@ impl Embedding {
                 out_features: t.shape().dims()[0],
                 in_features: t.shape().dims()[1],
             },
+            Embedding::Dense(t) => Linear::dense(t.clone(), None)?,
             Embedding::Mapped { qtype, bytes, rows, dim } => Linear {
                 weight: Weight::Mapped { qtype: *qtype, bytes: bytes.clone() },
                 bias: None,

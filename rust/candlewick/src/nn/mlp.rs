@@ -13,7 +13,8 @@ pub struct Mlp {
     pub activation: Activation,
 }
 
-fn act(x: &Tensor, a: Activation) -> Result<Tensor> {
+/// The activation a config names, elementwise.
+pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
     Ok(match a {
         Activation::Silu => candle_nn::ops::silu(x)?,
         Activation::Gelu => x.gelu_erf()?,
@@ -35,8 +36,8 @@ impl Mlp {
             return self.down.forward(&Tensor::from_vec(h, dims, x.device())?);
         }
         let h = match &self.gate {
-            Some(g) => (act(&g.forward(x)?, self.activation)? * self.up.forward(x)?)?,
-            None => act(&self.up.forward(x)?, self.activation)?,
+            Some(g) => (activate(&g.forward(x)?, self.activation)? * self.up.forward(x)?)?,
+            None => activate(&self.up.forward(x)?, self.activation)?,
         };
         self.down.forward(&h)
     }

@@ -10,5 +10,5 @@ pub use attention::Attention;
 pub use kv_cache::KvCache;
 pub use linear::{Embedding, Linear};
 pub use mlp::Mlp;
-pub use norm::RmsNorm;
+pub use norm::{LayerNorm, Norm, RmsNorm};
 pub use rope::Rope;

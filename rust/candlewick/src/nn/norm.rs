@@ -31,3 +31,55 @@ impl RmsNorm {
         Ok(Tensor::from_vec(v, dims, x.device())?)
     }
 }
+
+/// LayerNorm (Ba et al. 2016): (x - mean) / sqrt(var + eps) * weight + bias, per row, with the
+/// mean and (biased) variance accumulated in f64.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, eps: f64) -> Result<Self> {
+        let weight = weight.flatten_all()?.to_vec1::<f32>()?;
+        let bias = bias.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
+        Ok(Self { weight, bias, eps })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let d = self.weight.len();
+        let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+        for row in v.chunks_exact_mut(d) {
+            let mean = row.iter().map(|&a| a as f64).sum::<f64>() / d as f64;
+            let var = row.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+            let inv = 1.0 / (var + self.eps).sqrt();
+            for (j, a) in row.iter_mut().enumerate() {
+                let y = ((*a as f64 - mean) * inv) as f32 * self.weight[j];
+                *a = match &self.bias {
+                    Some(b) => y + b[j],
+                    None => y,
+                };
+            }
+        }
+        Ok(Tensor::from_vec(v, dims, x.device())?)
+    }
+}
+
+/// The norm a config names.
+#[derive(Debug, Clone)]
+pub enum Norm {
+    Rms(RmsNorm),
+    Layer(LayerNorm),
+}
+
+impl Norm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norm::Rms(n) => n.forward(x),
+            Norm::Layer(n) => n.forward(x),
+        }
+    }
+}

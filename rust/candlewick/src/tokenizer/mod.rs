@@ -95,6 +95,38 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// Like `encode`, cut to at most `max_len` ids the way HF tokenizers truncates: the text's
+    /// tokens are cut from the right first, then the special tokens are added around them.
+    pub fn encode_truncated(&self, text: &str, add_special_tokens: bool, max_len: usize) -> Result<Vec<u32>> {
+        let mut enc = self.inner.encode_fast(text, false).map_err(tk_err)?;
+        let mut added = if add_special_tokens {
+            self.inner.get_post_processor().map(|p| tokenizers::PostProcessor::added_tokens(p, false)).unwrap_or(0)
+        } else {
+            0
+        };
+        if add_special_tokens {
+            added += self.prepend_bos as usize + self.append_eos as usize;
+        }
+        if max_len < added + 1 {
+            return Err(Error::InvalidArgument(format!("max_length {max_len} leaves no room for text")));
+        }
+        enc.truncate(max_len - added, 0, tokenizers::TruncationDirection::Right);
+        let enc = self.inner.post_process(enc, None, add_special_tokens).map_err(tk_err)?;
+        let mut ids = Vec::with_capacity(enc.len() + 2);
+        if add_special_tokens && self.prepend_bos {
+            if let Some(b) = self.bos_token_id {
+                ids.push(b);
+            }
+        }
+        ids.extend_from_slice(enc.get_ids());
+        if add_special_tokens && self.append_eos {
+            if let Some(e) = self.eos_token_id {
+                ids.push(e);
+            }
+        }
+        Ok(ids)
+    }
+
     pub fn encode_batch(&self, texts: &[&str], add_special_tokens: bool) -> Result<Vec<Vec<u32>>> {
         texts.iter().map(|t| self.encode(t, add_special_tokens)).collect()
     }

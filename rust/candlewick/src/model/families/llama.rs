@@ -7,7 +7,7 @@ use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
 use crate::model::transformer::{Block, Transformer};
-use crate::nn::{Attention, Embedding, Linear, Mlp, RmsNorm, Rope};
+use crate::nn::{self, Attention, Embedding, Linear, Mlp, RmsNorm, Rope};
 
 /// Read the model's shape from `llama.*` metadata.
 pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
@@ -64,9 +64,9 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
     let cfg = config_from_gguf(g)?;
     let (h, q, kv, ff) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size);
     let lin = |name: &str, out: usize, inp: usize| Linear::from_gguf(g, name, out, inp, device);
-    let norm = |name: &str| -> Result<RmsNorm> {
+    let norm = |name: &str| -> Result<nn::Norm> {
         let w = g.qtensor_shaped(name, &[h], device)?.dequantize(device)?;
-        RmsNorm::new(w, cfg.norm_eps)
+        Ok(nn::Norm::Rms(RmsNorm::new(w, cfg.norm_eps)?))
     };
     let embed = Embedding::from_gguf(g, "token_embd.weight", cfg.vocab_size, h, device)?;
     let lm_head = if cfg.tie_word_embeddings {
@@ -98,5 +98,17 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
         });
     }
     let rope = Rope::new(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings, true);
-    Ok(Transformer { norm: norm("output_norm.weight")?, config: cfg, embed, blocks, lm_head, rope, device: device.clone() })
+    Ok(Transformer {
+        norm: Some(norm("output_norm.weight")?),
+        config: cfg,
+        embed,
+        positions: None,
+        token_types: None,
+        embed_norm: None,
+        blocks,
+        lm_head: Some(lm_head),
+        mlm_head: None,
+        rope: Some(rope),
+        device: device.clone(),
+    })
 }
