@@ -36,8 +36,8 @@ def test_empty_file(tmp_path):
         cw.load(str(p))
 
 
-def test_directory_is_not_supported_yet(tmp_path):
-    with pytest.raises(cw.UnsupportedError, match="HF folders"):
+def test_folder_without_a_model(tmp_path):
+    with pytest.raises(cw.ModelFileError, match="config.json is missing"):
         cw.load(str(tmp_path))
 
 
