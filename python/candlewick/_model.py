@@ -1,7 +1,9 @@
 """The Pythonic front door. Thin: arguments are checked and converted here, all work is in Rust."""
 
+import dataclasses
 import json
 import numbers
+import os
 from dataclasses import dataclass, field
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -259,8 +261,13 @@ class Model:
         self._m = native
         self.tokenizer = Tokenizer(native.tokenizer)
         self.config = ModelConfig(**json.loads(native.config_json()))
-        # Defaults for generate/stream; HF folders with a generation_config.json fill it in.
+        # Defaults for generate/stream; HF folders with a generation_config.json fill it in
+        # (its end ids are the model's own end-of-generation ids, already known to the engine).
         self.generation_config = GenerationConfig()
+        info = self.info
+        gc = os.path.join(info["path"], "generation_config.json")
+        if info["format"] == "safetensors" and os.path.isfile(gc):
+            self.generation_config = dataclasses.replace(GenerationConfig.from_file(gc), stop_token_ids=[])
 
     def __repr__(self):
         c = self.config

@@ -123,13 +123,15 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
     }
     let opened = files.iter().map(crate::io::safetensors::SafetensorsFile::open).collect::<Result<Vec<_>>>()?;
     let device = Device::Cpu;
-    let tensors = families::bert::Tensors { files: &opened, device: &device };
+    let tensors = families::Tensors { files: &opened, device: &device };
     let family = cfg.family.clone();
     let transformer = match family.as_str() {
         "bert" => families::bert::load(cfg, &tensors)?,
+        "llama" => families::llama::load_safetensors(cfg, &tensors)?,
+        "gpt2" => families::gpt2::load(cfg, &tensors)?,
         other => {
             return Err(Error::Unsupported(format!(
-                "{}: {other} checkpoints in safetensors are not built yet (supported: bert; llama as GGUF)",
+                "{}: {other} checkpoints in safetensors are not built yet (supported: bert, llama, gpt2)",
                 dir.display()
             )))
         }
@@ -138,7 +140,24 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
     if !tok_path.is_file() {
         return Err(Error::invalid_file(dir, "tokenizer.json is missing"));
     }
-    let tokenizer = std::sync::Arc::new(Tokenizer::from_file(&tok_path)?);
+    let json = |name: &str| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
+    };
+    // End ids: generation_config.json first, then config.json (an int or a list).
+    let ids_of = |v: Option<&serde_json::Value>| -> Vec<u32> {
+        match v {
+            Some(serde_json::Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let (gen, conf) = (json("generation_config.json"), json("config.json"));
+    let pick = |key: &str| {
+        let a = ids_of(gen.as_ref().and_then(|g| g.get(key)));
+        if a.is_empty() { ids_of(conf.as_ref().and_then(|c| c.get(key))) } else { a }
+    };
+    let tokenizer = Tokenizer::from_file(&tok_path)?.with_special_ids(pick("bos_token_id").first().copied(), &pick("eos_token_id"));
+    let tokenizer = std::sync::Arc::new(tokenizer);
     let mut tensor_types = BTreeMap::new();
     let (mut n, mut bytes, mut size) = (0usize, 0usize, 0usize);
     for f in &opened {
@@ -151,9 +170,6 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
             }
         }
     }
-    let json = |name: &str| -> Option<serde_json::Value> {
-        serde_json::from_str(&std::fs::read_to_string(dir.join(name)).ok()?).ok()
-    };
     let sentence = json("sentence_bert_config.json").map(|v| {
         let max = v.get("max_seq_length").and_then(|m| m.as_u64()).map(|m| m as usize);
         let pooling = json("1_Pooling/config.json").and_then(|p| {

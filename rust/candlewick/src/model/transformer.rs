@@ -137,10 +137,7 @@ impl Transformer {
         if segs.is_empty() {
             return Ok(Vec::new());
         }
-        let rope = self
-            .rope
-            .as_ref()
-            .ok_or_else(|| Error::Unsupported("causal decoding without RoPE is not built yet".into()))?;
+        let rope = self.rope.as_ref();
         let lm_head = self.lm_head.as_ref().ok_or_else(|| Error::Unsupported("this model has no LM head".into()))?;
         let positions: Vec<(usize, usize)> = spans.iter().map(|&(start, _, len)| (start, len)).collect();
         let mut x = self.embeddings(&all_ids, &positions)?;

@@ -22,7 +22,7 @@ impl Attention {
     /// x: [1, tokens, hidden], the new tokens of one or more sequences one after another; `seqs`
     /// gives each sequence's (start position, number of new tokens, cache) in that order. Causal
     /// within each sequence; sequences never see each other.
-    pub fn forward(&self, x: &Tensor, seqs: &mut [(usize, usize, &mut KvCache)], rope: &Rope) -> Result<Tensor> {
+    pub fn forward(&self, x: &Tensor, seqs: &mut [(usize, usize, &mut KvCache)], rope: Option<&Rope>) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let mut q = self.q.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
@@ -35,8 +35,10 @@ impl Attention {
             let (start, len) = (*start, *len);
             let q = &mut q[off * nh * hd..(off + len) * nh * hd];
             let k = &mut k[off * nkv * hd..(off + len) * nkv * hd];
-            rope.apply(q, nh, start);
-            rope.apply(k, nkv, start);
+            if let Some(rope) = rope {
+                rope.apply(q, nh, start);
+                rope.apply(k, nkv, start);
+            }
             cache.append(k, &v[off * nkv * hd..(off + len) * nkv * hd], len)?;
             let shape = Shape { num_heads: nh, num_kv_heads: nkv, head_dim: hd, capacity: cache.capacity() };
             out.extend(attention::causal(q, &cache.k, &cache.v, shape, start, len, scale));

@@ -27,6 +27,21 @@ impl Rope {
         Self { table, half, interleaved }
     }
 
+    /// RoPE as HF transformers computes it (Llama `rotate_half`: pairs (j, j + head_dim/2)):
+    /// inv_freq_j = 1 / theta^(2j / head_dim), angle = position * inv_freq_j in f32.
+    pub fn new_hf(head_dim: usize, theta: f64, max_len: usize) -> Self {
+        let half = head_dim / 2;
+        let inv: Vec<f32> = (0..half).map(|j| (1.0 / theta.powf((2 * j) as f64 / head_dim as f64)) as f32).collect();
+        let mut table = Vec::with_capacity(max_len * half);
+        for p in 0..max_len {
+            for &f in &inv {
+                let t = p as f32 * f;
+                table.push((t.cos(), t.sin()));
+            }
+        }
+        Self { table, half, interleaved: false }
+    }
+
     pub fn max_len(&self) -> usize {
         self.table.len() / self.half.max(1)
     }

@@ -52,6 +52,23 @@ impl Tokenizer {
         Ok(Self::from_parts(inner, None, None, Vec::new(), false, false, None))
     }
 
+    /// Set the begin/end ids a model's config names (HF folders keep them in config.json and
+    /// generation_config.json, not in tokenizer.json); every end id ends generation.
+    pub fn with_special_ids(mut self, bos: Option<u32>, eos: &[u32]) -> Self {
+        if bos.is_some() {
+            self.bos_token_id = bos;
+        }
+        if let Some(&first) = eos.first() {
+            self.eos_token_id = Some(first);
+        }
+        for &e in eos {
+            if !self.eog_token_ids.contains(&e) {
+                self.eog_token_ids.push(e);
+            }
+        }
+        self
+    }
+
     /// Build the tokenizer that a GGUF file's `tokenizer.ggml.*` metadata describes.
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
         gguf_vocab::from_gguf(gguf)

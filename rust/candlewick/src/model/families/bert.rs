@@ -3,42 +3,11 @@
 //! with biased projections and a GELU MLP, optional MLM head (dense -> GELU -> LayerNorm ->
 //! decoder tied to the word embeddings, with its own bias).
 
-use candle_core::Device;
-
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::io::safetensors::SafetensorsFile;
 use crate::model::transformer::{Block, MlmHead, Transformer};
-use crate::nn::{Attention, Embedding, LayerNorm, Linear, Mlp, Norm};
-
-/// Tensors looked up across the checkpoint's files.
-pub struct Tensors<'a> {
-    pub files: &'a [SafetensorsFile],
-    pub device: &'a Device,
-}
-
-impl Tensors<'_> {
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<candle_core::Tensor> {
-        let f = self.files.iter().find(|f| f.contains(name)).unwrap_or(&self.files[0]);
-        f.tensor(name, shape, self.device)
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.files.iter().any(|f| f.contains(name))
-    }
-
-    pub fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let w = self.get(&format!("{name}.weight"), &[out, inp])?;
-        let b = if bias { Some(self.get(&format!("{name}.bias"), &[out])?) } else { None };
-        Linear::dense(w, b)
-    }
-
-    pub fn layer_norm(&self, name: &str, h: usize, bias: bool, eps: f64) -> Result<Norm> {
-        let w = self.get(&format!("{name}.weight"), &[h])?;
-        let b = if bias { Some(self.get(&format!("{name}.bias"), &[h])?) } else { None };
-        Ok(Norm::Layer(LayerNorm::new(w, b, eps)?))
-    }
-}
+use super::Tensors;
+use crate::nn::{Attention, Embedding, Linear, Mlp};
 
 pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
     let (h, ff, inner) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_heads * cfg.head_dim);

@@ -112,3 +112,51 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
         device: device.clone(),
     })
 }
+
+/// HF LlamaForCausalLM in safetensors (q/k not permuted: RoPE on (j, j + head_dim/2) pairs).
+pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transformer> {
+    let (h, q, kv, ff) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size);
+    let embed = Embedding::Dense(t.get("model.embed_tokens.weight", &[cfg.vocab_size, h])?);
+    let lm_head = if cfg.tie_word_embeddings || !t.has("lm_head.weight") {
+        embed.as_linear()?
+    } else {
+        t.linear("lm_head", cfg.vocab_size, h, false)?
+    };
+    let mut blocks = Vec::with_capacity(cfg.num_layers);
+    for i in 0..cfg.num_layers {
+        let p = format!("model.layers.{i}");
+        let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);
+        blocks.push(Block {
+            attn_norm: t.rms_norm(&format!("{p}.input_layernorm.weight"), h, cfg.norm_eps)?,
+            attn: Attention {
+                q: t.linear(&format!("{p}.self_attn.q_proj"), q, h, ab)?,
+                k: t.linear(&format!("{p}.self_attn.k_proj"), kv, h, ab)?,
+                v: t.linear(&format!("{p}.self_attn.v_proj"), kv, h, ab)?,
+                o: t.linear(&format!("{p}.self_attn.o_proj"), h, q, ab)?,
+                num_heads: cfg.num_heads,
+                num_kv_heads: cfg.num_kv_heads,
+                head_dim: cfg.head_dim,
+            },
+            mlp_norm: t.rms_norm(&format!("{p}.post_attention_layernorm.weight"), h, cfg.norm_eps)?,
+            mlp: Mlp {
+                gate: Some(t.linear(&format!("{p}.mlp.gate_proj"), ff, h, mb)?),
+                up: t.linear(&format!("{p}.mlp.up_proj"), ff, h, mb)?,
+                down: t.linear(&format!("{p}.mlp.down_proj"), h, ff, mb)?,
+                activation: cfg.activation,
+            },
+        });
+    }
+    Ok(Transformer {
+        norm: Some(t.rms_norm("model.norm.weight", h, cfg.norm_eps)?),
+        rope: Some(Rope::new_hf(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings)),
+        embed,
+        positions: None,
+        token_types: None,
+        embed_norm: None,
+        blocks,
+        lm_head: Some(lm_head),
+        mlm_head: None,
+        device: t.device.clone(),
+        config: cfg,
+    })
+}

@@ -1,4 +1,47 @@
 //! Families say *what* a checkpoint is: tensor names, shapes and options, mapped onto nn/ blocks.
-pub mod llama;
-pub mod hf;
 pub mod bert;
+pub mod gpt2;
+pub mod hf;
+pub mod llama;
+
+use candle_core::Device;
+
+use crate::error::Result;
+use crate::io::safetensors::SafetensorsFile;
+use crate::nn::{LayerNorm, Linear, Norm, RmsNorm};
+
+/// Tensors looked up across the checkpoint's files.
+pub struct Tensors<'a> {
+    pub files: &'a [SafetensorsFile],
+    pub device: &'a Device,
+}
+
+impl Tensors<'_> {
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<candle_core::Tensor> {
+        let f = self.files.iter().find(|f| f.contains(name)).unwrap_or(&self.files[0]);
+        f.tensor(name, shape, self.device)
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.files.iter().any(|f| f.contains(name))
+    }
+
+    pub fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let w = self.get(&format!("{name}.weight"), &[out, inp])?;
+        let b = if bias { Some(self.get(&format!("{name}.bias"), &[out])?) } else { None };
+        Linear::dense(w, b)
+    }
+
+    pub fn layer_norm(&self, name: &str, h: usize, bias: bool, eps: f64) -> Result<Norm> {
+        let w = self.get(&format!("{name}.weight"), &[h])?;
+        let b = if bias { Some(self.get(&format!("{name}.bias"), &[h])?) } else { None };
+        Ok(Norm::Layer(LayerNorm::new(w, b, eps)?))
+    }
+}
+
+
+impl Tensors<'_> {
+    pub fn rms_norm(&self, name: &str, h: usize, eps: f64) -> Result<Norm> {
+        Ok(Norm::Rms(RmsNorm::new(self.get(name, &[h])?, eps)?))
+    }
+}
