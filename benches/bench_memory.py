@@ -46,6 +46,39 @@ def main():
 
     for name in args.models:
         report(cw, cw.resolve(name), args)
+    built(cw, args)
+
+
+BUILT = r"""
+import json, os, sys
+sys.path.insert(0, os.path.dirname(sys.argv[1]))
+from memory_probe import measure_built, measure_kv
+import candlewick as cw
+cfg = cw.ModelConfig(**json.loads(sys.argv[2]))
+model, weights, grown = measure_built(cw, cfg)
+print("RESULT" + json.dumps({"weights": weights, "grown": grown, "kv": {t: measure_kv(model, t) for t in json.loads(sys.argv[3])}}))
+"""
+
+
+def built(cw, args):
+    cfg = cw.ModelConfig.for_family("llama", vocab_size=8000, hidden_size=256, num_layers=6, num_heads=8,
+                                    num_kv_heads=8, intermediate_size=704, max_position_embeddings=4096)
+    ctx = [t for t in args.contexts if t <= 4096] or [1024]
+    runs = []
+    for _ in range(args.runs):
+        p = subprocess.run([sys.executable, "-c", BUILT, os.path.abspath(__file__), json.dumps(cfg.to_dict()), json.dumps(ctx)],
+                           capture_output=True, text=True, check=True)
+        runs.append(json.loads([l for l in p.stdout.splitlines() if l.startswith("RESULT")][0][6:]))
+    med = statistics.median
+    print(f"built by candlewick: llama-family config, {cfg.num_parameters:,} parameters, float32")
+    print(f"{'item':<28}{'estimate':>12}{'measured':>12}{'ratio':>9}")
+    w = cw.estimate_memory(cfg).breakdown["weights"]
+    m = med([r["weights"] for r in runs])
+    print(f"{'weights (RSS)':<28}{w / 1e6:>12.2f}{m / 1e6:>12.2f}{m / w:>9.3f}  process RSS growth {med([r['grown'] for r in runs]) / 1e6:.1f} MB")
+    for t in ctx:
+        kv = cw.estimate_memory(cfg, seq_len=t).breakdown["kv_cache"]
+        rss = med([r["kv"][str(t)][0] for r in runs])
+        print(f"{'kv_cache, ' + str(t) + ' tokens (RSS)':<28}{kv / 1e6:>12.2f}{rss / 1e6:>12.2f}{rss / kv:>9.3f}")
 
 
 def report(cw, path, args):

@@ -68,3 +68,26 @@ def measure_kv(model, tokens):
     allocated = stream.kv_cache_bytes
     stream.close()
     return grown, allocated
+
+
+def measure_built(cw, cfg):
+    """RSS growth from building `cfg` with random weights and running it once, after the same
+    for a one-layer model of the same vocabulary has warmed the process up; less that small
+    model's growth beyond its own weights (the ids-only tokenizer and tables)."""
+    small = cw.ModelConfig.for_family(cfg.family, vocab_size=cfg.vocab_size, hidden_size=16, num_layers=1,
+                                      num_heads=2, intermediate_size=16, max_position_embeddings=cfg.max_position_embeddings)
+
+    def grow(c):
+        before = rss_bytes()
+        m = cw.Model.from_config(c, seed=0)
+        if c.architecture == "encoder":
+            m.encode("[1] [2] [3]")
+        else:
+            m.generate([1, 2, 3], max_new_tokens=2, ignore_eos=True)
+        return m, rss_bytes() - before
+
+    grow(small)  # warm-up: first-use allocations of the engine
+    _, small_growth = grow(small)
+    overhead = small_growth - small.num_parameters * 4
+    model, grown = grow(cfg)
+    return model, grown - overhead, grown

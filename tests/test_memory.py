@@ -11,7 +11,7 @@ import pytest
 import candlewick as cw
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benches"))
-from memory_probe import measure_kv, measure_weights  # noqa: E402
+from memory_probe import measure_built, measure_kv, measure_weights  # noqa: E402
 
 
 def test_one_billion_float32_is_four_gb():
@@ -113,6 +113,13 @@ def test_estimate_matches_what_the_process_holds():
     enc, weights, _ = measure_weights(lambda: cw.load(folder), "model.safetensors",
                                       lambda: cw.Tokenizer.from_file(os.path.join(folder, "tokenizer.json")))
     want = cw.estimate_memory(enc).breakdown["weights"]
+    assert abs(weights - want) <= 0.10 * want, (weights, want)
+    # a model candlewick builds from a config (float32 weights in memory)
+    cfg = cw.ModelConfig.for_family("llama", vocab_size=8000, hidden_size=256, num_layers=6, num_heads=8,
+                                    num_kv_heads=2, intermediate_size=704, max_position_embeddings=512)
+    _, weights, _ = measure_built(cw, cfg)
+    want = cw.estimate_memory(cfg).breakdown["weights"]
+    assert want == cfg.num_parameters * 4
     assert abs(weights - want) <= 0.10 * want, (weights, want)
     for tokens in (256, 1024):
         rss, allocated = measure_kv(model, tokens)

@@ -75,6 +75,33 @@ class ModelConfig:
         _, n = _native.check_model_config(json.dumps(self.to_dict()))
         object.__setattr__(self, "_num_parameters", n)
 
+    @classmethod
+    def for_family(cls, family: str, **overrides) -> "ModelConfig":
+        """A config with the options of a family's architecture (llama: RoPE, RMSNorm, SwiGLU,
+        GQA-ready; gpt2: learned positions, pre-norm LayerNorm, GELU-tanh, tied head; bert:
+        encoder, learned positions + token types, post-norm LayerNorm, GELU) and small default
+        sizes; every field can be overridden."""
+        base = {
+            "llama": dict(family="llama"),
+            "gpt2": dict(family="gpt2", activation="gelu_tanh", gated_mlp=False, norm="layer_norm", norm_bias=True,
+                         position="learned", tie_word_embeddings=True, attention_bias=True, mlp_bias=True,
+                         intermediate_size=2048, max_position_embeddings=1024),
+            "bert": dict(family="bert", architecture="encoder", activation="gelu", gated_mlp=False, norm="layer_norm",
+                         norm_bias=True, norm_eps=1e-12, position="learned", post_norm=True, type_vocab_size=2,
+                         tie_word_embeddings=True, attention_bias=True, mlp_bias=True, intermediate_size=2048,
+                         max_position_embeddings=512),
+        }
+        if family not in base:
+            raise ValueError(f"family must be one of {', '.join(base)}, got {family!r}")
+        kw = {**base[family], **overrides}
+        if "hidden_size" in overrides or "num_heads" in overrides:
+            kw.setdefault("head_dim", kw.get("hidden_size", 512) // kw.get("num_heads", 8))
+            if "head_dim" not in overrides:
+                kw["head_dim"] = kw.get("hidden_size", 512) // kw.get("num_heads", 8)
+        if "num_kv_heads" not in overrides and "num_heads" in overrides:
+            kw["num_kv_heads"] = overrides["num_heads"]
+        return cls(**kw)
+
     @property
     def num_parameters(self) -> int:
         """Parameters of the checkpoint this config describes (tied weights once)."""
@@ -268,6 +295,27 @@ class Model:
         gc = os.path.join(info["path"], "generation_config.json")
         if info["format"] == "safetensors" and os.path.isfile(gc):
             self.generation_config = dataclasses.replace(GenerationConfig.from_file(gc), stop_token_ids=[])
+
+    @classmethod
+    def from_config(cls, config: "ModelConfig", seed: int = 0, tokenizer=None) -> "Model":
+        """A model with random weights (HF's initialisation: N(0, 0.02) matrices, norms 1, biases
+        0; the same seed gives the same weights everywhere). config must be a llama, gpt2 or bert
+        family layout. tokenizer: a cw.Tokenizer or a tokenizer.json path; without one, token i
+        reads as the text "[i]"."""
+        if not isinstance(config, ModelConfig):
+            raise TypeError(f"config must be a cw.ModelConfig, got {type(config).__name__}")
+        seed = _check_number("seed", seed, int)
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        if tokenizer is not None and not isinstance(tokenizer, Tokenizer):
+            tokenizer = Tokenizer.from_file(tokenizer)
+        native = _native.model_from_config(json.dumps(config.to_dict()), seed, None if tokenizer is None else tokenizer._t)
+        return cls(native)
+
+    def save(self, folder) -> None:
+        """Write config.json, model.safetensors and tokenizer.json in the HF layout of the model's
+        family (transformers' from_pretrained and cw.load read it). For models from from_config."""
+        self._m.save(os.fspath(folder))
 
     def __repr__(self):
         c = self.config

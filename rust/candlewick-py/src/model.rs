@@ -44,6 +44,17 @@ pub fn check_generation_params(params: &Bound<'_, PyDict>) -> PyResult<()> {
     gen_params(params).map(|_| ())
 }
 
+/// A model with random weights from a ModelConfig (JSON), optionally with a tokenizer.
+#[pyfunction]
+#[pyo3(signature = (config_json, seed, tokenizer=None))]
+pub fn model_from_config(py: Python<'_>, config_json: &str, seed: u64, tokenizer: Option<PyRef<'_, PyTokenizer>>) -> PyResult<PyModel> {
+    let cfg: candlewick::ModelConfig = serde_json::from_str(config_json)
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("ModelConfig: {e}")))?;
+    let tok = tokenizer.map(|t| t.tok.clone());
+    let model = py.detach(move || Model::from_config(cfg, seed, tok)).py()?;
+    Ok(PyModel { model: Arc::new(model) })
+}
+
 #[pyclass(name = "NativeModel", module = "candlewick._native", frozen)]
 pub struct PyModel {
     model: Arc<Model>,
@@ -182,6 +193,12 @@ impl PyModel {
         let m = self.model.clone();
         let g = py.detach(move || Generator::new(m, ids, p)).py()?;
         Ok(PyStream { gen: Some(g), done: false, closed: None })
+    }
+
+    /// Write config.json + model.safetensors + tokenizer.json (models built from a config).
+    fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
+        let m = self.model.clone();
+        py.detach(move || m.save(&path)).py()
     }
 
     /// Hidden states of each sequence (encoders): a list of float32 arrays [len, hidden].

@@ -91,6 +91,9 @@ pub struct ModelConfig {
     pub relative_attention_num_buckets: usize,
 }
 
+/// Checkpoint layouts candlewick knows (families/hf.rs).
+pub const KNOWN_FAMILIES: &[&str] = &["llama", "gpt2", "bert", "t5"];
+
 fn field_err(field: &str, msg: String) -> Error {
     Error::InvalidArgument(format!("ModelConfig.{field}: {msg}"))
 }
@@ -98,6 +101,9 @@ fn field_err(field: &str, msg: String) -> Error {
 impl ModelConfig {
     /// Check that the options agree with each other; the error names the field.
     pub fn validate(&self) -> Result<()> {
+        if !KNOWN_FAMILIES.contains(&self.family.as_str()) {
+            return Err(field_err("family", format!("unknown family '{}' (known: {})", self.family, KNOWN_FAMILIES.join(", "))));
+        }
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -314,5 +320,84 @@ impl ModelConfig {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+impl ModelConfig {
+    /// Options a family's checkpoint layout can hold; anything else is a ValueError naming the
+    /// field (a config is built as one of the families so that it can be saved and shared).
+    pub fn check_family(&self) -> Result<()> {
+        let want = |ok: bool, field: &str, msg: &str| if ok { Ok(()) } else { Err(field_err(field, format!("{} models {msg}", self.family))) };
+        match self.family.as_str() {
+            "llama" => {
+                want(self.architecture == Architecture::Decoder, "architecture", "are decoders")?;
+                want(self.position == Position::Rope, "position", "use rope")?;
+                want(self.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
+                want(self.gated_mlp, "gated_mlp", "use a gated MLP (SwiGLU)")?;
+                want(!self.post_norm, "post_norm", "are pre-norm")?;
+                want(self.type_vocab_size == 0, "type_vocab_size", "have no token types")
+            }
+            "gpt2" => {
+                want(self.architecture == Architecture::Decoder, "architecture", "are decoders")?;
+                want(self.position == Position::Learned, "position", "use learned positions")?;
+                want(self.norm == Norm::LayerNorm && self.norm_bias, "norm", "use layer_norm with bias")?;
+                want(!self.gated_mlp, "gated_mlp", "have a plain MLP")?;
+                want(self.num_kv_heads == self.num_heads, "num_kv_heads", "use multi-head attention (num_kv_heads = num_heads)")?;
+                want(self.head_dim * self.num_heads == self.hidden_size, "head_dim", "have head_dim * num_heads = hidden_size")?;
+                want(self.attention_bias && self.mlp_bias, "attention_bias", "have biases")?;
+                want(self.tie_word_embeddings, "tie_word_embeddings", "tie the LM head to the embeddings")?;
+                want(!self.post_norm, "post_norm", "are pre-norm")
+            }
+            "bert" => {
+                want(self.architecture == Architecture::Encoder, "architecture", "are encoders")?;
+                want(self.position == Position::Learned, "position", "use learned positions")?;
+                want(self.norm == Norm::LayerNorm, "norm", "use layer_norm")?;
+                want(self.post_norm, "post_norm", "are post-norm")?;
+                want(!self.gated_mlp, "gated_mlp", "have a plain MLP")?;
+                want(self.tie_word_embeddings, "tie_word_embeddings", "tie the MLM decoder to the embeddings")?;
+                want(self.num_kv_heads == self.num_heads, "num_kv_heads", "use multi-head attention (num_kv_heads = num_heads)")
+            }
+            other => Err(field_err("family", format!("'{other}' cannot be built from a config yet (llama, gpt2, bert)"))),
+        }
+    }
+
+    /// The HF config.json of this config's family.
+    pub fn to_hf_json(&self) -> Result<serde_json::Value> {
+        self.check_family()?;
+        let act = |a: Activation| match a {
+            Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_new",
+            Activation::Relu => "relu",
+            Activation::Silu => "silu",
+        };
+        Ok(match self.family.as_str() {
+            "llama" => serde_json::json!({
+                "model_type": "llama", "architectures": ["LlamaForCausalLM"],
+                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+                "head_dim": self.head_dim, "max_position_embeddings": self.max_position_embeddings,
+                "rms_norm_eps": self.norm_eps, "rope_theta": self.rope_theta,
+                "tie_word_embeddings": self.tie_word_embeddings, "attention_bias": self.attention_bias,
+                "mlp_bias": self.mlp_bias, "hidden_act": act(self.activation),
+            }),
+            "gpt2" => serde_json::json!({
+                "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+                "vocab_size": self.vocab_size, "n_embd": self.hidden_size, "n_layer": self.num_layers,
+                "n_head": self.num_heads, "n_positions": self.max_position_embeddings,
+                "n_inner": self.intermediate_size, "layer_norm_epsilon": self.norm_eps,
+                "activation_function": act(self.activation), "tie_word_embeddings": true,
+            }),
+            _ => serde_json::json!({
+                "model_type": "bert",
+                "architectures": [if self.mlm_head { "BertForMaskedLM" } else { "BertModel" }],
+                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
+                "intermediate_size": self.intermediate_size, "hidden_act": act(self.activation),
+                "max_position_embeddings": self.max_position_embeddings,
+                "type_vocab_size": self.type_vocab_size, "layer_norm_eps": self.norm_eps,
+                "tie_word_embeddings": true,
+            }),
+        })
     }
 }

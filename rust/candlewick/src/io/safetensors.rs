@@ -156,3 +156,47 @@ impl SafetensorsFile {
         Ok(candle_core::Tensor::from_vec(data, t.shape.clone(), device)?)
     }
 }
+
+/// Write f32 tensors as a safetensors file, atomically: into a temporary file beside `path`,
+/// renamed over it only once complete, so a failure never leaves a half-written file.
+pub fn write_f32(path: &Path, tensors: &[(String, candle_core::Tensor)], metadata: &BTreeMap<String, String>) -> Result<()> {
+    use std::io::Write;
+    let io = |e| Error::Io { path: path.into(), source: e };
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::to_value(metadata).map_err(|e| Error::Model(e.to_string()))?);
+    }
+    let mut offset = 0usize;
+    let mut datas = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let data = t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let n = data.len() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": t.dims(), "data_offsets": [offset, offset + n]}),
+        );
+        offset += n;
+        datas.push(data);
+    }
+    let mut json = serde_json::to_string(&header).map_err(|e| Error::Model(e.to_string()))?;
+    while (8 + json.len()) % 8 != 0 {
+        json.push(' ');
+    }
+    let tmp = path.with_extension("safetensors.partial");
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        f.write_all(&(json.len() as u64).to_le_bytes())?;
+        f.write_all(json.as_bytes())?;
+        for d in &datas {
+            for x in d {
+                f.write_all(&x.to_le_bytes())?;
+            }
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}

@@ -37,6 +37,8 @@ pub struct Model {
     pub info: ModelInfo,
     /// sentence-transformers settings, when the folder has them: (max_seq_length, pooling).
     pub sentence: Option<(Option<usize>, Option<Pooling>)>,
+    /// The checkpoint tensors of a model built from a config (what `save` writes).
+    pub built: Option<std::collections::BTreeMap<String, candle_core::Tensor>>,
 }
 
 /// How `embed` turns token vectors into one vector.
@@ -123,7 +125,7 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
     }
     let opened = files.iter().map(crate::io::safetensors::SafetensorsFile::open).collect::<Result<Vec<_>>>()?;
     let device = Device::Cpu;
-    let tensors = families::Tensors { files: &opened, device: &device };
+    let tensors = families::Tensors { files: &opened, memory: None, device: &device };
     let family = cfg.family.clone();
     let transformer = match family.as_str() {
         "bert" => families::bert::load(cfg, &tensors)?,
@@ -196,7 +198,7 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
         weight_bytes: bytes,
         file_size: size,
     };
-    Ok(Model { transformer, tokenizer, info, sentence })
+    Ok(Model { transformer, tokenizer, info, sentence, built: None })
 }
 
 fn load_gguf(path: &Path) -> Result<Model> {
@@ -231,7 +233,96 @@ fn load_gguf(path: &Path) -> Result<Model> {
         weight_bytes: g.tensors.iter().map(|t| t.size_in_bytes).sum(),
         file_size: g.file_size(),
     };
-    Ok(Model { transformer, tokenizer, info, sentence: None })
+    Ok(Model { transformer, tokenizer, info, sentence: None, built: None })
+}
+
+/// Random checkpoint tensors for `cfg`, as HF initialises them (`_init_weights`): weight
+/// matrices and embeddings N(0, 0.02), norm weights 1, biases 0. Seeded: the same seed gives the
+/// same tensors on every machine.
+pub fn random_tensors(cfg: &ModelConfig, seed: u64) -> Result<std::collections::BTreeMap<String, candle_core::Tensor>> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut out = std::collections::BTreeMap::new();
+    for (name, shape) in families::hf::tensor_shapes(cfg)? {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = if shape.len() == 1 {
+            vec![if name.ends_with(".bias") { 0.0 } else { 1.0 }; n]
+        } else {
+            // Box-Muller, in f64.
+            (0..n)
+                .map(|_| {
+                    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+                    let u2: f64 = rng.random::<f64>();
+                    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos() * 0.02) as f32
+                })
+                .collect()
+        };
+        out.insert(name, candle_core::Tensor::from_vec(data, shape, &Device::Cpu)?);
+    }
+    Ok(out)
+}
+
+impl Model {
+    /// A model with random weights from a config (llama, gpt2 or bert family layout), with
+    /// `tokenizer` or, without one, the ids-only stand-in.
+    pub fn from_config(cfg: ModelConfig, seed: u64, tokenizer: Option<std::sync::Arc<Tokenizer>>) -> Result<Model> {
+        cfg.validate()?;
+        cfg.check_family()?;
+        let tokenizer = match tokenizer {
+            Some(t) => t,
+            None => std::sync::Arc::new(Tokenizer::ids_only(cfg.vocab_size)?),
+        };
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(Error::InvalidArgument(format!(
+                "the tokenizer has {} tokens but the config's vocab_size is {}",
+                tokenizer.vocab_size(),
+                cfg.vocab_size
+            )));
+        }
+        let tensors = random_tensors(&cfg, seed)?;
+        let device = Device::Cpu;
+        let t = families::Tensors { files: &[], memory: Some(&tensors), device: &device };
+        let family = cfg.family.clone();
+        let transformer = match family.as_str() {
+            "llama" => families::llama::load_safetensors(cfg, &t)?,
+            "gpt2" => families::gpt2::load(cfg, &t)?,
+            _ => families::bert::load(cfg, &t)?,
+        };
+        let n: usize = tensors.values().map(|x| x.elem_count()).sum();
+        let info = ModelInfo {
+            path: PathBuf::new(),
+            format: "built",
+            architecture: family,
+            name: Some(format!("random (seed {seed})")),
+            tensor_types: [("F32".to_string(), tensors.len())].into_iter().collect(),
+            num_parameters: n,
+            weight_bytes: n * 4,
+            file_size: 0,
+        };
+        Ok(Model { transformer, tokenizer, info, sentence: None, built: Some(tensors) })
+    }
+
+    /// Write config.json + model.safetensors (+ tokenizer.json) in the HF layout of the model's
+    /// family, so that transformers and `load` read it back. For models built from a config.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let tensors = self.built.as_ref().ok_or_else(|| {
+            Error::Unsupported("save writes models built with from_config; a loaded checkpoint is already saved".into())
+        })?;
+        let mut cfg = self.config().to_hf_json()?;
+        if let (Some(obj), Some(e)) = (cfg.as_object_mut(), self.tokenizer.eos_token_id()) {
+            obj.insert("eos_token_id".into(), e.into());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.into(), source: e })?;
+        let list: Vec<(String, candle_core::Tensor)> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())].into_iter().collect();
+        crate::io::safetensors::write_f32(&dir.join("model.safetensors"), &list, &meta)?;
+        let write = |name: &str, text: String| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| Error::Io { path: p, source: e })
+        };
+        self.tokenizer.save(&dir.join("tokenizer.json"))?;
+        write("config.json", serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model(e.to_string()))?)
+    }
 }
 
 /// How likely a continuation is after a context (lm-evaluation-harness `loglikelihood`).

@@ -52,6 +52,26 @@ impl Tokenizer {
         Ok(Self::from_parts(inner, None, None, Vec::new(), false, false, None))
     }
 
+    /// A stand-in for models built from a config without a tokenizer: token i is the text "[i]"
+    /// (whitespace-separated), so ids round-trip and text shows which ids were produced.
+    pub fn ids_only(vocab_size: usize) -> Result<Self> {
+        let vocab: std::collections::HashMap<String, u32> = (0..vocab_size as u32).map(|i| (format!("[{i}]"), i)).collect();
+        let model = tokenizers::models::wordlevel::WordLevel::builder()
+            .vocab(vocab.into_iter().collect())
+            .unk_token("[0]".into())
+            .build()
+            .map_err(tk_err)?;
+        let mut inner = tokenizers::Tokenizer::new(model);
+        inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::WhitespaceSplit));
+        Ok(Self::from_parts(inner, None, None, Vec::new(), false, false, None))
+    }
+
+    /// Write the tokenizer as a tokenizer.json.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = self.inner.to_string(true).map_err(tk_err)?;
+        std::fs::write(path, text).map_err(|e| Error::Io { path: path.into(), source: e })
+    }
+
     /// Set the begin/end ids a model's config names (HF folders keep them in config.json and
     /// generation_config.json, not in tokenizer.json); every end id ends generation.
     pub fn with_special_ids(mut self, bos: Option<u32>, eos: &[u32]) -> Self {

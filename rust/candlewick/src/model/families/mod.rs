@@ -10,20 +10,29 @@ use crate::error::Result;
 use crate::io::safetensors::SafetensorsFile;
 use crate::nn::{LayerNorm, Linear, Norm, RmsNorm};
 
-/// Tensors looked up across the checkpoint's files.
+/// Tensors looked up by checkpoint name: across a checkpoint's files, or in memory (models built
+/// from a config).
 pub struct Tensors<'a> {
     pub files: &'a [SafetensorsFile],
+    pub memory: Option<&'a std::collections::BTreeMap<String, candle_core::Tensor>>,
     pub device: &'a Device,
 }
 
 impl Tensors<'_> {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<candle_core::Tensor> {
+        if let Some(m) = self.memory {
+            let t = m.get(name).ok_or_else(|| crate::error::Error::Model(format!("tensor {name} is missing")))?;
+            if t.dims() != shape {
+                return Err(crate::error::Error::Model(format!("tensor {name} has shape {:?}, expected {shape:?}", t.dims())));
+            }
+            return Ok(t.clone());
+        }
         let f = self.files.iter().find(|f| f.contains(name)).unwrap_or(&self.files[0]);
         f.tensor(name, shape, self.device)
     }
 
     pub fn has(&self, name: &str) -> bool {
-        self.files.iter().any(|f| f.contains(name))
+        self.memory.is_some_and(|m| m.contains_key(name)) || self.files.iter().any(|f| f.contains(name))
     }
 
     pub fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
