@@ -439,6 +439,8 @@ class Model:
         """float32 logits: [seq, vocab] for 1-D ids, [batch, seq, vocab] for 2-D ids.
         With attention_mask (same shape, 1 = real token), padded positions are skipped and their
         rows are zeros; the real tokens of a row must be contiguous (left or right padding)."""
+        if self.config.architecture == "encoder-decoder":
+            return self._seq2seq_logits(ids, attention_mask, decoder_input_ids)
         if decoder_input_ids is not None:
             raise ValueError(f"decoder_input_ids is for encoder-decoder models; this model is a {self.config.architecture}")
         if self.config.architecture == "encoder" and not self._m.has_mlm_head:
@@ -458,6 +460,27 @@ class Model:
         if mask is not None and len(mask) != len(row):
             raise ValueError("attention_mask must have the same shape as ids")
         return self._row_logits(row, mask)
+
+    def _seq2seq_logits(self, ids, attention_mask, decoder_input_ids):
+        """Encoder-decoder: logits of the decoder tokens, [dec_seq, vocab] or [batch, dec_seq, vocab];
+        attention_mask masks padding of the encoder input."""
+        if decoder_input_ids is None:
+            raise ValueError("an encoder-decoder needs decoder_input_ids (e.g. [[decoder_start_token_id]])")
+        two_d = isinstance(ids, np.ndarray) and ids.ndim == 2 or (
+            isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray)))
+        rows = [_ids(r, "ids") for r in ids] if two_d else [_ids(ids, "ids")]
+        dec = [_ids(r, "decoder_input_ids") for r in decoder_input_ids] if two_d else [_ids(decoder_input_ids, "decoder_input_ids")]
+        masks = [None] * len(rows) if attention_mask is None else ([list(map(int, m)) for m in attention_mask] if two_d else [list(map(int, attention_mask))])
+        if len(dec) != len(rows) or len(masks) != len(rows):
+            raise ValueError("ids, attention_mask and decoder_input_ids must have the same batch size")
+        out = []
+        for r, m, d in zip(rows, masks, dec):
+            if m is not None:
+                if len(m) != len(r):
+                    raise ValueError("attention_mask must have the same shape as ids")
+                r = [t for t, k in zip(r, m) if k]
+            out.append(self._m.seq2seq_logits(r, d))
+        return np.stack(out) if two_d else out[0]
 
     def _row_logits(self, row, mask):
         if self.config.architecture == "encoder":
@@ -510,6 +533,13 @@ class Model:
         prompts = list(prompt) if batch else [prompt]
         ids = [self._prompt_ids(p) for p in prompts]
         n = cfg.num_return_sequences
+        if self.config.architecture == "encoder-decoder":
+            if cfg.num_beams > 1:
+                raise UnsupportedError("beam search for encoder-decoders is not built yet (num_beams=1)")
+            results = [[_output(self._m.seq2seq_generate(row, cfg.native_params(seed_offset=i)), p) for i in range(n)]
+                       for p, row in zip(prompts, ids)]
+            results = [r[0] if n == 1 else r for r in results]
+            return results if batch else results[0]
         if cfg.num_beams > 1:
             params = cfg.native_params()
             results = []
@@ -533,6 +563,8 @@ class Model:
             raise ValueError("stream generates one sequence: num_return_sequences must be 1")
         if cfg.num_beams != 1:
             raise ValueError("stream does not run beam search: num_beams must be 1")
+        if self.config.architecture == "encoder-decoder":
+            raise UnsupportedError("stream for encoder-decoders is not built yet: use generate")
         return self._m.stream(self._prompt_ids(prompt), cfg.native_params())
 
     def score(self, context: str, continuations) -> List[ScoreResult]:
@@ -541,6 +573,8 @@ class Model:
         continuation's tokens are those of tokenize(context + continuation) past the context's.
         is_greedy tells whether greedy decoding would produce exactly that continuation."""
         self._require("score", encoder=False)
+        if self.config.architecture == "encoder-decoder":
+            raise UnsupportedError("score for encoder-decoders is not built yet")
         if not isinstance(context, str):
             raise TypeError("context must be a str")
         if isinstance(continuations, str):

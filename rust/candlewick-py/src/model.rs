@@ -195,6 +195,22 @@ impl PyModel {
         Ok(PyStream { gen: Some(g), done: false, closed: None })
     }
 
+    /// Encoder-decoder generation for one prompt -> generate's output tuple.
+    fn seq2seq_generate(&self, py: Python<'_>, ids: Vec<u32>, params: &Bound<'_, PyDict>) -> PyResult<GenOut> {
+        let p = gen_params(params)?;
+        let m = self.model.clone();
+        let out = py.detach(move || candlewick::generation::generate_seq2seq(&m, &ids, &p)).py()?;
+        Ok(gen_out(out))
+    }
+
+    /// Encoder-decoder logits [decoder tokens, vocab].
+    fn seq2seq_logits<'py>(&self, py: Python<'py>, ids: Vec<u32>, decoder_ids: Vec<u32>) -> PyResult<Bound<'py, PyAny>> {
+        let m = self.model.clone();
+        let (n, vocab) = (decoder_ids.len(), m.config().vocab_size);
+        let v = py.detach(move || m.seq2seq_logits(&ids, &decoder_ids)).py()?;
+        Ok(PyArray1::from_vec(py, v).reshape([n, vocab])?.into_any())
+    }
+
     /// Write config.json + model.safetensors + tokenizer.json (models built from a config).
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
         let m = self.model.clone();

@@ -300,7 +300,8 @@ impl ModelConfig {
                     num_kv_heads: need("num_heads")?,
                     head_dim: need("d_kv")?,
                     intermediate_size: need("d_ff")?,
-                    activation: act(ff.trim_start_matches("gated-"))?,
+                    // HF maps "gated-gelu" to gelu_new (tanh), "relu" to relu.
+                    activation: if ff == "gated-gelu" { Activation::GeluTanh } else { act(ff.trim_start_matches("gated-"))? },
                     gated_mlp: gated,
                     norm: Norm::RmsNorm,
                     norm_eps: f("layer_norm_epsilon").unwrap_or(1e-6),

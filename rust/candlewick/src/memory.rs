@@ -268,10 +268,13 @@ fn starts_with_magic(path: &Path, magic: &[u8]) -> bool {
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf)).is_ok() && buf == magic
 }
 
-pub fn read_config_json(path: &Path) -> Result<ModelConfig> {
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))?;
+    serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))
+}
+
+pub fn read_config_json(path: &Path) -> Result<ModelConfig> {
+    let v = read_json(path)?;
     ModelConfig::from_hf_json(&v).map_err(|e| match e {
         Error::InvalidArgument(m) => Error::invalid_file(path, m),
         other => other,

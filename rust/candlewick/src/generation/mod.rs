@@ -121,6 +121,11 @@ pub struct Generator {
 impl Generator {
     pub fn new(model: Arc<Model>, prompt: Vec<u32>, params: GenerationParams) -> Result<Self> {
         params.validate()?;
+        if model.seq2seq.is_some() {
+            return Err(Error::Unsupported(
+                "streaming and batches for encoder-decoders are not built yet: use generate_seq2seq".into(),
+            ));
+        }
         if prompt.is_empty() {
             return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
         }
@@ -373,4 +378,68 @@ pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
             Ok(g.output())
         })
         .collect()
+}
+
+/// Encoder-decoder generation: the prompt is encoded once, the decoder starts from its start
+/// token and produces tokens with the same sampler and stop rules as decoders (max/min new
+/// tokens, end-of-generation and stop ids, stop strings, log-probs).
+pub fn generate_seq2seq(model: &Model, prompt: &[u32], params: &GenerationParams) -> Result<Output> {
+    params.validate()?;
+    let ed = model.seq2seq.as_ref().ok_or_else(|| Error::Unsupported("not an encoder-decoder model".into()))?;
+    if prompt.is_empty() {
+        return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
+    }
+    if prompt.len() > model.context_length() {
+        return Err(Error::ContextOverflow(format!(
+            "the prompt has {} tokens; the model has {} positions",
+            prompt.len(),
+            model.context_length()
+        )));
+    }
+    let mut sampler = Sampler::new(params.sampling.clone(), params.seed)?;
+    let mut st = ed.start(prompt)?;
+    let mut dec = vec![ed.decoder_start_token_id];
+    let mut logprobs = Vec::new();
+    let mut finish = FinishReason::Length;
+    let mut text = String::new();
+    while dec.len() - 1 < params.max_new_tokens {
+        let seen = st.len();
+        let mut logits = ed.step(&mut st, &dec[seen..])?;
+        let n_gen = dec.len() - 1;
+        let mut suppress = Vec::new();
+        if n_gen < params.min_new_tokens {
+            suppress.extend_from_slice(model.tokenizer.eog_token_ids());
+            suppress.extend_from_slice(&params.stop_token_ids);
+        }
+        let raw = params.logprobs.map(|n| (logits.clone(), n));
+        let tok = sampler.sample(&mut logits, History { prompt: &[], output: &dec, suppress: &suppress })?;
+        if let Some((raw, n)) = raw {
+            let lse = log_sum_exp(&raw);
+            logprobs.push(TokenLogprob { id: tok, logprob: (raw[tok as usize] as f64 - lse) as f32, top: top_logprobs(&raw, n, lse) });
+        }
+        if params.stop_token_ids.contains(&tok) {
+            finish = FinishReason::Stop;
+            break;
+        }
+        if !params.ignore_eos && model.tokenizer.is_eog(tok) {
+            finish = FinishReason::Eos;
+            break;
+        }
+        dec.push(tok);
+        text = model.tokenizer.decode(&dec[1..], true)?;
+        if let Some(pos) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(pos);
+            finish = FinishReason::Stop;
+            break;
+        }
+    }
+    let token_ids = dec[1..].to_vec();
+    Ok(Output {
+        text,
+        prompt_tokens: prompt.len(),
+        logprobs: params.logprobs.map(|_| logprobs[..token_ids.len()].to_vec()),
+        token_ids,
+        finish_reason: finish,
+        prompt_logprobs: None,
+    })
 }

@@ -162,3 +162,47 @@ pub fn bidirectional(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd:
     }
     out
 }
+
+/// General attention on slices: q [nq][nh][hd], k and v [nk][nkv][hd]; scores scaled by `scale`,
+/// plus `bias` [nh][nq][nk] when given (T5's relative positions); with `causal_past = Some(p)`
+/// query i sees keys 0..=p + i, else all keys. Softmax in f32 with an f64 sum.
+/// Returns [nq][nh][hd].
+#[allow(clippy::too_many_arguments)]
+pub fn general(
+    q: &[f32], k: &[f32], v: &[f32], nq: usize, nk: usize, nh: usize, nkv: usize, hd: usize, scale: f32,
+    bias: Option<&[f32]>, causal_past: Option<usize>,
+) -> Vec<f32> {
+    let mut out = vec![0f32; nq * nh * hd];
+    let n_rep = nh / nkv;
+    let mut p = vec![0f32; nk];
+    for i in 0..nq {
+        let visible = causal_past.map(|past| (past + i + 1).min(nk)).unwrap_or(nk);
+        for h in 0..nh {
+            let g = h / n_rep;
+            let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+            let mut max = f32::NEG_INFINITY;
+            for (j, pj) in p[..visible].iter_mut().enumerate() {
+                let mut s = vec_dot_f32(&k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd], qh) * scale;
+                if let Some(b) = bias {
+                    s += b[(h * nq + i) * nk + j];
+                }
+                *pj = s;
+                max = max.max(s);
+            }
+            let mut sum = 0f64;
+            for pj in p[..visible].iter_mut() {
+                *pj = (*pj - max).exp();
+                sum += *pj as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            let o = &mut out[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+            for (j, &pj) in p[..visible].iter().enumerate() {
+                let w = pj * inv;
+                for (od, &vd) in o.iter_mut().zip(&v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd]) {
+                    *od = vd.mul_add(w, *od);
+                }
+            }
+        }
+    }
+    out
+}

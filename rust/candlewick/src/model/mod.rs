@@ -1,6 +1,7 @@
 //! A loaded model: the transformer, its tokenizer and what the file said about itself.
 
 pub mod families;
+pub mod seq2seq;
 pub mod transformer;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ pub struct Model {
     pub sentence: Option<(Option<usize>, Option<Pooling>)>,
     /// The checkpoint tensors of a model built from a config (what `save` writes).
     pub built: Option<std::collections::BTreeMap<String, candle_core::Tensor>>,
+    /// The encoder-decoder (T5); `transformer` is then a shell holding its config and embeddings.
+    pub seq2seq: Option<seq2seq::EncoderDecoder>,
 }
 
 /// How `embed` turns token vectors into one vector.
@@ -127,13 +130,44 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
     let device = Device::Cpu;
     let tensors = families::Tensors { files: &opened, memory: None, device: &device };
     let family = cfg.family.clone();
+    let mut seq2seq = None;
     let transformer = match family.as_str() {
+        "t5" => {
+            let conf = crate::memory::read_json(&cfg_path)?;
+            let u = |k: &str, d: u64| conf.get(k).and_then(|v| v.as_u64()).unwrap_or(d);
+            let scale = match conf.get("scale_decoder_outputs").and_then(|v| v.as_bool()) {
+                Some(s) => s,
+                None => conf.get("tie_word_embeddings").and_then(|v| v.as_bool()) != Some(false),
+            };
+            let ed = families::t5::load(
+                cfg.clone(),
+                &tensors,
+                u("relative_attention_max_distance", 128) as usize,
+                u("decoder_start_token_id", 0) as u32,
+                scale,
+            )?;
+            let shell = Transformer {
+                config: cfg,
+                embed: ed.embed.clone(),
+                positions: None,
+                token_types: None,
+                embed_norm: None,
+                blocks: Vec::new(),
+                norm: None,
+                lm_head: None,
+                mlm_head: None,
+                rope: None,
+                device: device.clone(),
+            };
+            seq2seq = Some(ed);
+            shell
+        }
         "bert" => families::bert::load(cfg, &tensors)?,
         "llama" => families::llama::load_safetensors(cfg, &tensors)?,
         "gpt2" => families::gpt2::load(cfg, &tensors)?,
         other => {
             return Err(Error::Unsupported(format!(
-                "{}: {other} checkpoints in safetensors are not built yet (supported: bert, llama, gpt2)",
+                "{}: {other} checkpoints in safetensors are not built yet (supported: bert, llama, gpt2, t5)",
                 dir.display()
             )))
         }
@@ -198,7 +232,7 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
         weight_bytes: bytes,
         file_size: size,
     };
-    Ok(Model { transformer, tokenizer, info, sentence, built: None })
+    Ok(Model { transformer, tokenizer, info, sentence, built: None, seq2seq })
 }
 
 fn load_gguf(path: &Path) -> Result<Model> {
@@ -233,7 +267,7 @@ fn load_gguf(path: &Path) -> Result<Model> {
         weight_bytes: g.tensors.iter().map(|t| t.size_in_bytes).sum(),
         file_size: g.file_size(),
     };
-    Ok(Model { transformer, tokenizer, info, sentence: None, built: None })
+    Ok(Model { transformer, tokenizer, info, sentence: None, built: None, seq2seq: None })
 }
 
 /// Random checkpoint tensors for `cfg`, as HF initialises them (`_init_weights`): weight
@@ -299,7 +333,7 @@ impl Model {
             weight_bytes: n * 4,
             file_size: 0,
         };
-        Ok(Model { transformer, tokenizer, info, sentence: None, built: Some(tensors) })
+        Ok(Model { transformer, tokenizer, info, sentence: None, built: Some(tensors), seq2seq: None })
     }
 
     /// Write config.json + model.safetensors (+ tokenizer.json) in the HF layout of the model's
@@ -411,6 +445,20 @@ impl Model {
                 v
             })
             .collect())
+    }
+
+    fn require_seq2seq(&self) -> Result<&seq2seq::EncoderDecoder> {
+        self.seq2seq.as_ref().ok_or_else(|| Error::Unsupported("decoder_input_ids are for encoder-decoder models".into()))
+    }
+
+    /// Encoder-decoder logits [decoder tokens, vocab] for an input and decoder input ids.
+    pub fn seq2seq_logits(&self, input_ids: &[u32], decoder_input_ids: &[u32]) -> Result<Vec<f32>> {
+        let ed = self.require_seq2seq()?;
+        if input_ids.len() > self.context_length() || decoder_input_ids.len() > self.context_length() {
+            return Err(Error::ContextOverflow(format!("inputs longer than the model's {} positions", self.context_length())));
+        }
+        let mut st = ed.start(input_ids)?;
+        ed.step(&mut st, decoder_input_ids)
     }
 
     /// Masked-LM logits [len, vocab] for one sequence (encoders with an MLM head).

@@ -4,6 +4,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod mlp;
 pub mod norm;
+pub mod position;
 pub mod rope;
 
 pub use attention::Attention;
@@ -11,4 +12,5 @@ pub use kv_cache::KvCache;
 pub use linear::{Embedding, Linear};
 pub use mlp::Mlp;
 pub use norm::{LayerNorm, Norm, RmsNorm};
+pub use position::RelativeBias;
 pub use rope::Rope;

@@ -3,6 +3,7 @@ pub mod bert;
 pub mod gpt2;
 pub mod hf;
 pub mod llama;
+pub mod t5;
 
 use candle_core::Device;
 

@@ -1,0 +1,134 @@
+//! The encoder-decoder (T5): the prompt is encoded once with bidirectional attention; the decoder
+//! runs causally over its own tokens (K/V cached) and attends to the encoder output through
+//! cross-attention (its K/V computed once). Built from the same blocks as the other stacks
+//! (Linear, RmsNorm, Mlp, the attention kernel) plus T5's relative position bias; T5 neither
+//! scales attention scores by 1/sqrt(head_dim) nor adds positions to the embeddings.
+
+use candle_core::{Device, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::kernels::attention;
+use crate::nn::{Attention, Embedding, Linear, Mlp, Norm, RelativeBias};
+
+pub struct EncoderLayer {
+    pub attn_norm: Norm,
+    pub attn: Attention,
+    pub mlp_norm: Norm,
+    pub mlp: Mlp,
+}
+
+pub struct DecoderLayer {
+    pub self_norm: Norm,
+    pub self_attn: Attention,
+    pub cross_norm: Norm,
+    pub cross_attn: Attention,
+    pub mlp_norm: Norm,
+    pub mlp: Mlp,
+}
+
+pub struct EncoderDecoder {
+    pub config: ModelConfig,
+    pub embed: Embedding,
+    pub encoder: Vec<EncoderLayer>,
+    pub encoder_bias: RelativeBias,
+    pub encoder_norm: Norm,
+    pub decoder: Vec<DecoderLayer>,
+    pub decoder_bias: RelativeBias,
+    pub decoder_norm: Norm,
+    pub lm_head: Linear,
+    /// Multiplies the decoder output before a tied LM head (T5: d_model^-0.5), else 1.
+    pub lm_scale: f64,
+    pub decoder_start_token_id: u32,
+    pub device: Device,
+}
+
+/// One request's decoder state: cross-attention K/V per layer and the self-attention cache.
+pub struct Seq2SeqState {
+    enc_len: usize,
+    cross: Vec<(Vec<f32>, Vec<f32>)>,
+    cache: Vec<(Vec<f32>, Vec<f32>)>,
+    len: usize,
+}
+
+impl Seq2SeqState {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+fn rows(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+impl EncoderDecoder {
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let vocab = self.config.vocab_size as u32;
+        if ids.is_empty() {
+            return Err(Error::InvalidArgument("no input tokens".into()));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
+            return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
+        }
+        Ok(())
+    }
+
+    /// Encoder output [1, len, hidden].
+    pub fn encode(&self, ids: &[u32]) -> Result<Tensor> {
+        self.check_ids(ids)?;
+        let c = &self.config;
+        let (n, nh, hd) = (ids.len(), c.num_heads, c.head_dim);
+        let mut x = self.embed.forward(ids, &self.device)?.unsqueeze(0)?;
+        let bias = self.encoder_bias.bias(0, n, n);
+        for l in &self.encoder {
+            let h = l.attn_norm.forward(&x)?;
+            let (q, k, v) = (rows(&l.attn.q.forward(&h)?)?, rows(&l.attn.k.forward(&h)?)?, rows(&l.attn.v.forward(&h)?)?);
+            let out = attention::general(&q, &k, &v, n, n, nh, nh, hd, 1.0, Some(&bias), None);
+            x = (x + l.attn.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)?)?;
+            x = (&x + l.mlp.forward(&l.mlp_norm.forward(&x)?)?)?;
+        }
+        self.encoder_norm.forward(&x)
+    }
+
+    /// Encode the prompt and prepare the decoder's cross-attention.
+    pub fn start(&self, prompt: &[u32]) -> Result<Seq2SeqState> {
+        let enc = self.encode(prompt)?;
+        let cross = self
+            .decoder
+            .iter()
+            .map(|l| Ok((rows(&l.cross_attn.k.forward(&enc)?)?, rows(&l.cross_attn.v.forward(&enc)?)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Seq2SeqState { enc_len: prompt.len(), cross, cache: vec![(Vec::new(), Vec::new()); self.decoder.len()], len: 0 })
+    }
+
+    /// Run decoder tokens after what the state holds; logits [new tokens, vocab] row-major.
+    pub fn step(&self, st: &mut Seq2SeqState, ids: &[u32]) -> Result<Vec<f32>> {
+        self.check_ids(ids)?;
+        let c = &self.config;
+        let (n, nh, hd, past) = (ids.len(), c.num_heads, c.head_dim, st.len);
+        let mut x = self.embed.forward(ids, &self.device)?.unsqueeze(0)?;
+        let bias = self.decoder_bias.bias(past, n, past + n);
+        for (l, layer) in self.decoder.iter().enumerate() {
+            let h = layer.self_norm.forward(&x)?;
+            let q = rows(&layer.self_attn.q.forward(&h)?)?;
+            let (ck, cv) = &mut st.cache[l];
+            ck.extend(rows(&layer.self_attn.k.forward(&h)?)?);
+            cv.extend(rows(&layer.self_attn.v.forward(&h)?)?);
+            let out = attention::general(&q, ck, cv, n, past + n, nh, nh, hd, 1.0, Some(&bias), Some(past));
+            x = (x + layer.self_attn.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)?)?;
+            let h = layer.cross_norm.forward(&x)?;
+            let q = rows(&layer.cross_attn.q.forward(&h)?)?;
+            let (xk, xv) = &st.cross[l];
+            let out = attention::general(&q, xk, xv, n, st.enc_len, nh, nh, hd, 1.0, None, None);
+            x = (x + layer.cross_attn.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)?)?;
+            x = (&x + layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?)?;
+        }
+        st.len += n;
+        let x = self.decoder_norm.forward(&x)?;
+        let x = if self.lm_scale != 1.0 { (x * self.lm_scale)? } else { x };
+        rows(&self.lm_head.forward(&x)?)
+    }
+}
