@@ -9,12 +9,13 @@ from ._native import CandlewickError, ModelFileError, UnsupportedError, __versio
 from . import prompts
 from ._generation import GenerationConfig
 from ._memory import MemoryEstimate, estimate_memory
-from ._model import EncoderOutput, GenerationOutput, Model, ModelConfig, ScoreResult, TokenLogprob, Tokenizer, load, sample
+from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, ModelConfig, ScoreResult, TokenLogprob, Tokenizer, load, sample
 from ._registry import available_models, resolve
 
 __all__ = [
     "CandlewickError",
     "EncoderOutput",
+    "ForwardOutput",
     "GenerationConfig",
     "GenerationOutput",
     "Model",

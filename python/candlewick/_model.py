@@ -146,6 +146,17 @@ class GenerationOutput:
     score: Optional[float] = field(default=None, repr=False)
 
 
+class ForwardOutput(NamedTuple):
+    """What `forward` returns (HF's names): logits [seq, vocab] (None for an encoder without a
+    head), hidden_states (num_layers + 1 arrays [seq, hidden]: the embeddings, then each layer's
+    output, the last one after the final norm) and attentions (num_layers arrays
+    [heads, seq, seq], each row a probability distribution), when asked for."""
+
+    logits: Optional[np.ndarray]
+    hidden_states: Optional[List[np.ndarray]] = None
+    attentions: Optional[List[np.ndarray]] = None
+
+
 class EncoderOutput(NamedTuple):
     """What `encode` returns."""
 
@@ -432,6 +443,18 @@ class Model:
                 })
             results.append(cands)
         return results
+
+    def forward(self, ids, output_hidden_states: bool = False, output_attentions: bool = False) -> ForwardOutput:
+        """One sequence (token ids, or a str tokenized with special tokens) through the model,
+        returning its logits and, when asked, every layer's hidden states and attention weights."""
+        if isinstance(ids, str):
+            ids = self.tokenizer.encode(ids)
+        row = _ids(ids, "ids")
+        for name, v in (("output_hidden_states", output_hidden_states), ("output_attentions", output_attentions)):
+            if not isinstance(v, bool):
+                raise TypeError(f"{name} must be a bool")
+        logits, hidden, attn = self._m.inspect(row)
+        return ForwardOutput(logits, hidden if output_hidden_states else None, attn if output_attentions else None)
 
     # ---- logits -------------------------------------------------------------------------------
 

@@ -195,6 +195,35 @@ impl PyModel {
         Ok(PyStream { gen: Some(g), done: false, closed: None })
     }
 
+    /// One sequence with every layer's hidden states and attention probabilities:
+    /// (logits [n, vocab] or None, [hidden [n, h]], [attention [heads, n, n]]).
+    #[allow(clippy::type_complexity)]
+    fn inspect<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<u32>,
+    ) -> PyResult<(Option<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>)> {
+        if self.model.seq2seq.is_some() {
+            return Err(candlewick::Error::Unsupported("hidden states and attentions of encoder-decoders are not built yet".into())).py();
+        }
+        let m = self.model.clone();
+        let c = m.config().clone();
+        let n = ids.len();
+        let r = py.detach(move || m.transformer.inspect(&ids)).py()?;
+        let logits = r.logits.map(|l| PyArray1::from_vec(py, l).reshape([n, c.vocab_size]).map(|a| a.into_any())).transpose()?;
+        let hidden = r
+            .hidden_states
+            .into_iter()
+            .map(|h| Ok(PyArray1::from_vec(py, h).reshape([n, c.hidden_size])?.into_any()))
+            .collect::<PyResult<Vec<_>>>()?;
+        let attn = r
+            .attentions
+            .into_iter()
+            .map(|a| Ok(PyArray1::from_vec(py, a).reshape([c.num_heads, n, n])?.into_any()))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((logits, hidden, attn))
+    }
+
     /// Encoder-decoder generation for one prompt -> generate's output tuple.
     fn seq2seq_generate(&self, py: Python<'_>, ids: Vec<u32>, params: &Bound<'_, PyDict>) -> PyResult<GenOut> {
         let p = gen_params(params)?;

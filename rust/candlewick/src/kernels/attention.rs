@@ -206,3 +206,43 @@ pub fn general(
     }
     out
 }
+
+/// Reference attention that also returns the attention probabilities [nh][nq][nk] (for models
+/// asked to output their attention weights): q [nq][nh][hd], k and v [nk][nkv][hd], scores scaled
+/// by `scale`, causal (query i sees keys 0..=i) or not. Plain loops, f64 softmax sums.
+#[allow(clippy::too_many_arguments)]
+pub fn with_probs(
+    q: &[f32], k: &[f32], v: &[f32], nq: usize, nk: usize, nh: usize, nkv: usize, hd: usize, scale: f32, causal: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut out = vec![0f32; nq * nh * hd];
+    let mut probs = vec![0f32; nh * nq * nk];
+    let n_rep = nh / nkv;
+    for h in 0..nh {
+        let g = h / n_rep;
+        for i in 0..nq {
+            let visible = if causal { (i + 1).min(nk) } else { nk };
+            let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+            let p = &mut probs[(h * nq + i) * nk..(h * nq + i + 1) * nk];
+            let mut max = f32::NEG_INFINITY;
+            for (j, pj) in p[..visible].iter_mut().enumerate() {
+                *pj = vec_dot_f32(&k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd], qh) * scale;
+                max = max.max(*pj);
+            }
+            let mut sum = 0f64;
+            for pj in p[..visible].iter_mut() {
+                *pj = (*pj - max).exp();
+                sum += *pj as f64;
+            }
+            for pj in p[..visible].iter_mut() {
+                *pj = (*pj as f64 / sum) as f32;
+            }
+            let o = &mut out[(i * nh + h) * hd..(i * nh + h + 1) * hd];
+            for (j, &pj) in p[..visible].iter().enumerate() {
+                for (od, &vd) in o.iter_mut().zip(&v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd]) {
+                    *od = vd.mul_add(pj, *od);
+                }
+            }
+        }
+    }
+    (out, probs)
+}

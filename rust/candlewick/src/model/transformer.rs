@@ -241,6 +241,74 @@ impl Transformer {
     }
 }
 
+/// What a forward pass shows when asked: the hidden state entering the first layer and leaving
+/// each layer (the last one after the final norm, as HF reports it), [tokens, hidden] each, and
+/// each layer's attention probabilities [heads, tokens, tokens].
+pub struct Inspection {
+    pub hidden_states: Vec<Vec<f32>>,
+    pub attentions: Vec<Vec<f32>>,
+    /// Logits [tokens, vocab] when the model has an LM or MLM head.
+    pub logits: Option<Vec<f32>>,
+}
+
+impl Transformer {
+    /// One whole sequence through the stack (causal for decoders, bidirectional for encoders),
+    /// keeping every layer's hidden states and attention probabilities. Attention runs through a
+    /// plain reference kernel here, so values agree with `forward` to float rounding.
+    pub fn inspect(&self, ids: &[u32]) -> Result<Inspection> {
+        let c = &self.config;
+        let vocab = c.vocab_size as u32;
+        if ids.is_empty() {
+            return Err(Error::InvalidArgument("no input tokens".into()));
+        }
+        if ids.len() > self.context_length() {
+            return Err(Error::ContextOverflow(format!("{} tokens exceed the model's {} positions", ids.len(), self.context_length())));
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
+            return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
+        }
+        let causal = c.architecture == crate::config::Architecture::Decoder;
+        let n = ids.len();
+        let (nh, nkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let rows = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+        let mut x = self.embeddings(ids, &[(0, n)])?;
+        let mut hidden = vec![rows(&x)?];
+        let mut attentions = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let a = &block.attn;
+            x = block.forward(x, c.post_norm, |h| {
+                let mut q = rows(&a.q.forward(h)?)?;
+                let mut k = rows(&a.k.forward(h)?)?;
+                let v = rows(&a.v.forward(h)?)?;
+                if let Some(r) = &self.rope {
+                    r.apply(&mut q, nh, 0);
+                    r.apply(&mut k, nkv, 0);
+                }
+                let scale = 1.0 / (hd as f32).sqrt();
+                let (out, probs) = crate::kernels::attention::with_probs(&q, &k, &v, n, n, nh, nkv, hd, scale, causal);
+                attentions.push(probs);
+                a.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)
+            })?;
+            hidden.push(rows(&x)?);
+        }
+        if let Some(norm) = &self.norm {
+            x = norm.forward(&x)?;
+            if let Some(last) = hidden.last_mut() {
+                *last = rows(&x)?;
+            }
+        }
+        let logits = match (&self.lm_head, &self.mlm_head) {
+            (Some(head), _) => Some(rows(&head.forward(&x)?)?),
+            (None, Some(m)) => {
+                let t = crate::nn::mlp::activate(&m.dense.forward(&x)?, m.activation)?;
+                Some(rows(&m.decoder.forward(&m.norm.forward(&t)?)?)?)
+            }
+            _ => None,
+        };
+        Ok(Inspection { hidden_states: hidden, attentions, logits })
+    }
+}
+
 /// One sequence of a batch: its new tokens and its cache.
 pub struct Segment<'a> {
     pub ids: &'a [u32],
