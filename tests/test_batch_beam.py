@@ -1,5 +1,7 @@
 """Batched generation (rows equal their single-prompt results) and beam search (HF semantics)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -115,3 +117,27 @@ def test_beam_search_errors(smollm2):
         list(smollm2.stream("x", num_beams=2))
     with pytest.raises(ValueError, match="beam search"):
         smollm2.generate("x", num_beams=2, stop=["."])
+
+
+def _beam_ref(path, key):
+    return np.load(os.path.join(os.path.dirname(__file__), "fixtures", path))[key]
+
+
+@pytest.mark.parametrize("fixture, ref, key", [
+    ("tiny-llama", "tiny_decoders_reference.npz", "tiny_llama"),
+    ("tiny-gpt2", "tiny_decoders_reference.npz", "tiny_gpt2"),
+    ("tiny-t5-gated", "tiny_t5_reference.npz", "tiny_t5_gated"),
+    ("tiny-t5-relu", "tiny_t5_reference.npz", "tiny_t5_relu"),
+])
+def test_beam_search_matches_transformers(fixture, ref, key):
+    """HF generate(num_beams=3, num_return_sequences=2, length_penalty 1.0 / 0.5) on tiny random
+    decoders and encoder-decoders (seq2seq beam search encodes once, one decoder state per beam)."""
+    m = cw.load(os.path.join(os.path.dirname(__file__), "fixtures", fixture))
+    want = _beam_ref(ref, f"{key}_beams")
+    prompts = [str(p) for p in _beam_ref(ref, "prompts")]
+    for i, prompt in enumerate(prompts):
+        for j, lp in enumerate((1.0, 0.5)):
+            outs = m.generate(prompt, max_new_tokens=8, num_beams=3, num_return_sequences=2, length_penalty=lp)
+            got = [o.token_ids for o in outs]
+            exp = [[int(t) for t in row if t >= 0] for row in want[i, j]]
+            assert got == exp, (prompt, lp)

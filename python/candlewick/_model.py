@@ -556,9 +556,7 @@ class Model:
         prompts = list(prompt) if batch else [prompt]
         ids = [self._prompt_ids(p) for p in prompts]
         n = cfg.num_return_sequences
-        if self.config.architecture == "encoder-decoder":
-            if cfg.num_beams > 1:
-                raise UnsupportedError("beam search for encoder-decoders is not built yet (num_beams=1)")
+        if self.config.architecture == "encoder-decoder" and cfg.num_beams == 1:
             results = [[_output(self._m.seq2seq_generate(row, cfg.native_params(seed_offset=i)), p) for i in range(n)]
                        for p, row in zip(prompts, ids)]
             results = [r[0] if n == 1 else r for r in results]

@@ -10,19 +10,29 @@
 //! current length, cannot beat the worst of them; or at max_new_tokens.
 //!
 //! Running beams go through the model together (`Transformer::forward_batch`); a beam chosen by
-//! several candidates gets copies of its KV cache.
+//! several candidates gets copies of its KV cache. Encoder-decoders (T5) encode the prompt once;
+//! each beam carries its own decoder state.
 
 use std::sync::Arc;
 
 use super::{FinishReason, GenerationParams, Output};
 use crate::error::{Error, Result};
+use crate::model::seq2seq::Seq2SeqState;
 use crate::model::{Cache, Model, Segment};
 use crate::sampling::{log_sum_exp, History, Sampler};
+
+/// A beam's model state: the decoder's KV cache, or an encoder-decoder's decoder state (whose
+/// decoder sequence is [start token] + the generated tokens).
+#[derive(Clone)]
+enum State {
+    Decoder(Cache),
+    Seq2Seq(Seq2SeqState),
+}
 
 struct Beam {
     tokens: Vec<u32>,
     sum: f64,
-    cache: Cache,
+    state: State,
 }
 
 struct Hypothesis {
@@ -62,13 +72,17 @@ pub fn beam_search(
         return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
     }
     let ctx = model.context_length();
-    if prompt.len() >= ctx {
+    let seq2seq = model.seq2seq.as_ref();
+    if seq2seq.is_none() && prompt.len() >= ctx {
         return Err(Error::ContextOverflow(format!(
             "the prompt has {} tokens; the model's context is {ctx}, leaving no room to generate",
             prompt.len()
         )));
     }
-    let max_new = params.max_new_tokens.min(ctx - prompt.len());
+    let max_new = match seq2seq {
+        Some(_) => params.max_new_tokens,
+        None => params.max_new_tokens.min(ctx - prompt.len()),
+    };
     if max_new == 0 {
         return (0..num_return)
             .map(|_| Ok((output(model, prompt, &[], FinishReason::Length)?, 0.0)))
@@ -80,20 +94,38 @@ pub fn beam_search(
     let sampler = Sampler::new(sp, None)?;
     let norm = |sum: f64, len: usize| sum / (len as f64).powf(length_penalty);
 
-    let mut running =
-        vec![Beam { tokens: prompt.to_vec(), sum: 0.0, cache: model.transformer.new_cache(prompt.len() + max_new)? }];
+    let first = match seq2seq {
+        Some(ed) => State::Seq2Seq(ed.start(prompt)?),
+        None => State::Decoder(model.transformer.new_cache(prompt.len() + max_new)?),
+    };
+    let mut running = vec![Beam { tokens: prompt.to_vec(), sum: 0.0, state: first }];
     let mut finished: Vec<Hypothesis> = Vec::new();
     let vocab = model.config().vocab_size;
     for step in 0..max_new {
-        let rows = {
-            let mut segs: Vec<Segment<'_>> = running
-                .iter_mut()
-                .map(|b| {
-                    let seen = b.cache.len();
-                    Segment { ids: &b.tokens[seen..], cache: &mut b.cache }
-                })
-                .collect();
-            model.transformer.forward_batch(&mut segs, true)?
+        let rows = match seq2seq {
+            None => {
+                let mut segs = Vec::with_capacity(running.len());
+                for b in running.iter_mut() {
+                    if let State::Decoder(cache) = &mut b.state {
+                        let seen = cache.len();
+                        segs.push(Segment { ids: &b.tokens[seen..], cache });
+                    }
+                }
+                model.transformer.forward_batch(&mut segs, true)?
+            }
+            Some(ed) => {
+                let mut rows = Vec::with_capacity(running.len());
+                for b in running.iter_mut() {
+                    if let State::Seq2Seq(st) = &mut b.state {
+                        // decoder sequence: start token, then the generated tokens
+                        let dec: Vec<u32> =
+                            std::iter::once(ed.decoder_start_token_id).chain(b.tokens[prompt.len()..].iter().copied()).collect();
+                        let seen = st.len();
+                        rows.push(ed.step(st, &dec[seen..])?);
+                    }
+                }
+                rows
+            }
         };
         // (score, beam, token), best first; ties keep beam then token order.
         let mut cands: Vec<(f64, usize, u32)> = Vec::new();
@@ -109,7 +141,14 @@ pub fn beam_search(
             }
             let lse = log_sum_exp(&row) as f32;
             row.iter_mut().for_each(|x| *x -= lse);
+            // The processors see the decoder's own sequence: the prompt for decoders, the start
+            // token for encoder-decoders (as HF applies them to decoder_input_ids).
             let (p, o) = beam.tokens.split_at(prompt.len());
+            let start = seq2seq.map(|ed| [ed.decoder_start_token_id]);
+            let p = match &start {
+                Some(s) => &s[..],
+                None => p,
+            };
             sampler.process(&mut row, History { prompt: p, output: o, suppress: &suppress })?;
             for (t, &lp) in row.iter().enumerate() {
                 if lp == f32::NEG_INFINITY {
@@ -179,7 +218,7 @@ pub fn beam_search(
                 parents[bi].take().ok_or_else(|| Error::Model("beam parent used twice".into()))?
             } else {
                 let p = parents[bi].as_ref().ok_or_else(|| Error::Model("beam parent missing".into()))?;
-                Beam { tokens: p.tokens.clone(), sum: p.sum, cache: p.cache.clone() }
+                Beam { tokens: p.tokens.clone(), sum: p.sum, state: p.state.clone() }
             };
             beam.tokens.push(tok);
             beam.sum = sum;

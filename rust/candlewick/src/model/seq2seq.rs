@@ -44,6 +44,7 @@ pub struct EncoderDecoder {
 }
 
 /// One request's decoder state: cross-attention K/V per layer and the self-attention cache.
+#[derive(Clone)]
 pub struct Seq2SeqState {
     enc_len: usize,
     cross: Vec<(Vec<f32>, Vec<f32>)>,
