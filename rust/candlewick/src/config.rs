@@ -89,10 +89,16 @@ pub struct ModelConfig {
     /// T5 relative position buckets (per stack, stored in its first layer).
     #[serde(default)]
     pub relative_attention_num_buckets: usize,
+    /// Gemma 3: every n-th layer attends globally, the others within `sliding_window`; 0 = all global.
+    #[serde(default)]
+    pub sliding_window_pattern: usize,
+    /// RoPE base of the sliding-window layers (Gemma 3: 10000); 0 = rope_theta.
+    #[serde(default)]
+    pub rope_local_theta: f64,
 }
 
 /// Checkpoint layouts candlewick knows (families/hf.rs).
-pub const KNOWN_FAMILIES: &[&str] = &["llama", "gpt2", "bert", "t5"];
+pub const KNOWN_FAMILIES: &[&str] = &["llama", "gpt2", "bert", "t5", "gemma3"];
 
 fn field_err(field: &str, msg: String) -> Error {
     Error::InvalidArgument(format!("ModelConfig.{field}: {msg}"))
@@ -186,6 +192,8 @@ impl ModelConfig {
             mlm_head: false,
             num_decoder_layers: 0,
             relative_attention_num_buckets: 0,
+            sliding_window_pattern: 0,
+            rope_local_theta: 0.0,
         }
     }
 

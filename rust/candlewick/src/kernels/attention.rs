@@ -12,6 +12,8 @@ pub struct Shape {
     pub head_dim: usize,
     /// Positions the cache buffers hold (stride between KV heads).
     pub capacity: usize,
+    /// Sliding window: a query at position p sees keys p - window + 1 ..= p.
+    pub window: Option<usize>,
 }
 
 /// q: [seq][num_heads][head_dim] at positions start..start+seq; k, v: [num_kv_heads][capacity][head_dim]
@@ -72,6 +74,7 @@ fn one_head(
     let (nh, hd) = (sh.num_heads, sh.head_dim);
     let n_rep = nh / sh.num_kv_heads;
     let n = start + i + 1; // keys this query may see
+    let lo = sh.window.map(|w| n.saturating_sub(w)).unwrap_or(0); // first one, with a window
     let Scratch { p, acc } = scratch;
     p.clear();
     p.resize(n, 0.0);
@@ -81,15 +84,16 @@ fn one_head(
     let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
     // softmax(scale * q.k) over the visible keys; masked keys are exactly 0.
     let mut max = f32::NEG_INFINITY;
-    for (t, pt) in p[..].iter_mut().enumerate() {
+    for (t, pt) in p[..].iter_mut().enumerate().skip(lo) {
         *pt = vec_dot_f32(&kh[t * hd..(t + 1) * hd], qh) * scale;
         max = max.max(*pt);
     }
     let mut sum = 0f64;
-    for chunk in p[..].chunks_mut(8) {
+    for (c, chunk) in p[..].chunks_mut(8).enumerate() {
         let mut lanes = [0f32; 8];
         for (l, pt) in chunk.iter_mut().enumerate() {
-            *pt = expf(*pt - max);
+            // keys before the window are masked: exactly 0, as exp(-inf)
+            *pt = if c * 8 + l >= lo { expf(*pt - max) } else { 0.0 };
             lanes[l] = *pt;
         }
         sum += hsum8(&lanes) as f64;
@@ -213,6 +217,7 @@ pub fn general(
 #[allow(clippy::too_many_arguments)]
 pub fn with_probs(
     q: &[f32], k: &[f32], v: &[f32], nq: usize, nk: usize, nh: usize, nkv: usize, hd: usize, scale: f32, causal: bool,
+    window: Option<usize>,
 ) -> (Vec<f32>, Vec<f32>) {
     let mut out = vec![0f32; nq * nh * hd];
     let mut probs = vec![0f32; nh * nq * nk];
@@ -221,19 +226,20 @@ pub fn with_probs(
         let g = h / n_rep;
         for i in 0..nq {
             let visible = if causal { (i + 1).min(nk) } else { nk };
+            let lo = window.map(|w| visible.saturating_sub(w)).unwrap_or(0);
             let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
             let p = &mut probs[(h * nq + i) * nk..(h * nq + i + 1) * nk];
             let mut max = f32::NEG_INFINITY;
-            for (j, pj) in p[..visible].iter_mut().enumerate() {
+            for (j, pj) in p[..visible].iter_mut().enumerate().skip(lo) {
                 *pj = vec_dot_f32(&k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd], qh) * scale;
                 max = max.max(*pj);
             }
             let mut sum = 0f64;
-            for pj in p[..visible].iter_mut() {
+            for pj in p[lo..visible].iter_mut() {
                 *pj = (*pj - max).exp();
                 sum += *pj as f64;
             }
-            for pj in p[..visible].iter_mut() {
+            for pj in p[lo..visible].iter_mut() {
                 *pj = (*pj as f64 / sum) as f32;
             }
             let o = &mut out[(i * nh + h) * hd..(i * nh + h + 1) * hd];

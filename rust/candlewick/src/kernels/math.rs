@@ -109,6 +109,21 @@ fn sum_exp_impl(xs: &[f32], max: f32, scale: f32) -> f64 {
     s
 }
 
+/// ggml's CPU GELU (tanh form) on f32: below -10 it is 0, above 10 x, else the input rounded to
+/// f16, looked up in a table of f16 GELU values (`ggml_table_gelu_f16`), widened back.
+pub fn gelu_ggml(x: f32) -> f32 {
+    if x <= -10.0 {
+        return 0.0;
+    }
+    if x >= 10.0 {
+        return x;
+    }
+    let h = half::f16::from_f32(x).to_f32();
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let g = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (1.0 + 0.044715 * h * h)).tanh());
+    half::f16::from_f32(g).to_f32()
+}
+
 /// ggml `ggml_v_silu`: x / (1 + exp(-x)).
 #[inline(always)]
 pub fn silu(x: f32) -> f32 {

@@ -63,7 +63,7 @@ impl Pooling {
     }
 }
 
-const SUPPORTED_GGUF: &[&str] = &["llama"];
+const SUPPORTED_GGUF: &[&str] = &["llama", "gemma3"];
 
 /// Load a model from a path: a .gguf file now; HF folders come with the architectures issue.
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
@@ -147,6 +147,7 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
                 scale,
             )?;
             let shell = Transformer {
+        embed_scale: None,
                 config: cfg,
                 embed: ed.embed.clone(),
                 positions: None,
@@ -244,6 +245,7 @@ fn load_gguf(path: &Path) -> Result<Model> {
     let device = Device::Cpu;
     let transformer = match arch.as_str() {
         "llama" => families::llama::load_gguf(&g, &device)?,
+        "gemma3" => families::gemma3::load_gguf(&g, &device)?,
         other => {
             return Err(Error::Unsupported(format!(
                 "architecture '{other}' in {} (supported: {})",

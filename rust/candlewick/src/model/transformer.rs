@@ -16,6 +16,9 @@ pub struct Block {
     pub attn: Attention,
     pub mlp_norm: Norm,
     pub mlp: Mlp,
+    /// Norms on the sub-layer outputs before the residual addition (Gemma's "sandwich").
+    pub post_attn_norm: Option<Norm>,
+    pub post_mlp_norm: Option<Norm>,
 }
 
 impl Block {
@@ -25,8 +28,14 @@ impl Block {
             let x = self.attn_norm.forward(&(&x + attend(&x)?)?)?;
             self.mlp_norm.forward(&(&x + self.mlp.forward(&x)?)?)
         } else {
-            let x = (&x + attend(&self.attn_norm.forward(&x)?)?)?;
-            Ok((&x + self.mlp.forward(&self.mlp_norm.forward(&x)?)?)?)
+            let post = |n: &Option<Norm>, h: Tensor| -> Result<Tensor> {
+                match n {
+                    Some(n) => n.forward(&h),
+                    None => Ok(h),
+                }
+            };
+            let x = (&x + post(&self.post_attn_norm, attend(&self.attn_norm.forward(&x)?)?)?)?;
+            Ok((&x + post(&self.post_mlp_norm, self.mlp.forward(&self.mlp_norm.forward(&x)?)?)?)?)
         }
     }
 }
@@ -42,6 +51,8 @@ pub struct MlmHead {
 pub struct Transformer {
     pub config: ModelConfig,
     pub embed: Embedding,
+    /// Multiplies the token embeddings (Gemma: sqrt(hidden)).
+    pub embed_scale: Option<f64>,
     /// Learned absolute positions (BERT, GPT-2).
     pub positions: Option<Embedding>,
     /// Token types (BERT segments); type 0 is added to every token.
@@ -174,6 +185,9 @@ impl Transformer {
     /// then the embedding norm: [1, tokens, hidden].
     fn embeddings(&self, ids: &[u32], spans: &[(usize, usize)]) -> Result<Tensor> {
         let mut x = self.embed.forward(ids, &self.device)?;
+        if let Some(s) = self.embed_scale {
+            x = (x * s)?;
+        }
         if let Some(pe) = &self.positions {
             let pos: Vec<u32> = spans.iter().flat_map(|&(start, len)| (start..start + len).map(|p| p as u32)).collect();
             if let Some(&bad) = pos.iter().find(|&&p| p as usize >= self.config.max_position_embeddings) {
@@ -254,7 +268,8 @@ pub struct Inspection {
 impl Transformer {
     /// One whole sequence through the stack (causal for decoders, bidirectional for encoders),
     /// keeping every layer's hidden states and attention probabilities. Attention runs through a
-    /// plain reference kernel here, so values agree with `forward` to float rounding.
+    /// plain reference kernel here, so values agree with `forward` to float rounding (which deep
+    /// quantized models such as Gemma 3 can amplify to visible logit differences).
     pub fn inspect(&self, ids: &[u32]) -> Result<Inspection> {
         let c = &self.config;
         let vocab = c.vocab_size as u32;
@@ -280,12 +295,19 @@ impl Transformer {
                 let mut q = rows(&a.q.forward(h)?)?;
                 let mut k = rows(&a.k.forward(h)?)?;
                 let v = rows(&a.v.forward(h)?)?;
-                if let Some(r) = &self.rope {
+                if let Some(nq) = &a.extra.q_norm {
+                    nq.apply_rows(&mut q);
+                }
+                if let Some(nk) = &a.extra.k_norm {
+                    nk.apply_rows(&mut k);
+                }
+                if let Some(r) = a.extra.rope.as_ref().or(self.rope.as_ref()) {
                     r.apply(&mut q, nh, 0);
                     r.apply(&mut k, nkv, 0);
                 }
                 let scale = 1.0 / (hd as f32).sqrt();
-                let (out, probs) = crate::kernels::attention::with_probs(&q, &k, &v, n, n, nh, nkv, hd, scale, causal);
+                let (out, probs) =
+                    crate::kernels::attention::with_probs(&q, &k, &v, n, n, nh, nkv, hd, scale, causal, a.extra.window);
                 attentions.push(probs);
                 a.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)
             })?;

@@ -16,6 +16,17 @@ pub struct Attention {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
+    pub extra: AttentionExtras,
+}
+
+/// Options some families add (Gemma 3): per-head RMS norms on q and k before RoPE, a sliding
+/// window (a query sees its last `window` positions), and a RoPE of the layer's own.
+#[derive(Debug, Clone, Default)]
+pub struct AttentionExtras {
+    pub q_norm: Option<super::RmsNorm>,
+    pub k_norm: Option<super::RmsNorm>,
+    pub window: Option<usize>,
+    pub rope: Option<Rope>,
 }
 
 impl Attention {
@@ -35,12 +46,18 @@ impl Attention {
             let (start, len) = (*start, *len);
             let q = &mut q[off * nh * hd..(off + len) * nh * hd];
             let k = &mut k[off * nkv * hd..(off + len) * nkv * hd];
-            if let Some(rope) = rope {
+            if let Some(n) = &self.extra.q_norm {
+                n.apply_rows(q);
+            }
+            if let Some(n) = &self.extra.k_norm {
+                n.apply_rows(k);
+            }
+            if let Some(rope) = self.extra.rope.as_ref().or(rope) {
                 rope.apply(q, nh, start);
                 rope.apply(k, nkv, start);
             }
             cache.append(k, &v[off * nkv * hd..(off + len) * nkv * hd], len)?;
-            let shape = Shape { num_heads: nh, num_kv_heads: nkv, head_dim: hd, capacity: cache.capacity() };
+            let shape = Shape { num_heads: nh, num_kv_heads: nkv, head_dim: hd, capacity: cache.capacity(), window: self.extra.window };
             out.extend(attention::causal(q, &cache.k, &cache.v, shape, start, len, scale));
             off += len;
         }

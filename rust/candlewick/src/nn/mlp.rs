@@ -11,6 +11,8 @@ pub struct Mlp {
     pub up: Linear,
     pub down: Linear,
     pub activation: Activation,
+    /// GELU through ggml's f16 lookup table (llama.cpp's CPU GELU), for GGUF parity.
+    pub ggml_gelu: bool,
 }
 
 /// The activation a config names, elementwise.
@@ -33,6 +35,14 @@ impl Mlp {
             let uv = self.up.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
             let mut h = vec![0f32; gv.len()];
             crate::kernels::math::swiglu(&gv, &uv, &mut h);
+            return self.down.forward(&Tensor::from_vec(h, dims, x.device())?);
+        }
+        if let (Some(g), true) = (&self.gate, self.ggml_gelu) {
+            let gate = g.forward(x)?;
+            let dims = gate.dims().to_vec();
+            let gv = gate.flatten_all()?.to_vec1::<f32>()?;
+            let uv = self.up.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
+            let h: Vec<f32> = gv.iter().zip(&uv).map(|(&g, &u)| crate::kernels::math::gelu_ggml(g) * u).collect();
             return self.down.forward(&Tensor::from_vec(h, dims, x.device())?);
         }
         let h = match &self.gate {

@@ -18,8 +18,14 @@ impl RmsNorm {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
-        let d = self.weight.len();
         let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+        self.apply_rows(&mut v);
+        Ok(Tensor::from_vec(v, dims, x.device())?)
+    }
+
+    /// Normalise every run of `weight.len()` values in place (rows, or heads within rows).
+    pub fn apply_rows(&self, v: &mut [f32]) {
+        let d = self.weight.len();
         for row in v.chunks_exact_mut(d) {
             let sum: f64 = row.iter().map(|&a| (a * a) as f64).sum();
             let mean = (sum / d as f64) as f32;
@@ -28,7 +34,6 @@ impl RmsNorm {
                 *a = (*a * scale) * w;
             }
         }
-        Ok(Tensor::from_vec(v, dims, x.device())?)
     }
 }
 

@@ -7,7 +7,7 @@
 #[derive(Debug, Clone)]
 pub struct Rope {
     /// [max_len][head_dim / 2] interleaved (cos, sin) pairs.
-    table: Vec<(f32, f32)>,
+    table: std::sync::Arc<Vec<(f32, f32)>>,
     half: usize,
     interleaved: bool,
 }
@@ -24,7 +24,7 @@ impl Rope {
                 t *= theta_scale;
             }
         }
-        Self { table, half, interleaved }
+        Self { table: std::sync::Arc::new(table), half, interleaved }
     }
 
     /// RoPE as HF transformers computes it (Llama `rotate_half`: pairs (j, j + head_dim/2)):
@@ -39,7 +39,7 @@ impl Rope {
                 table.push((t.cos(), t.sin()));
             }
         }
-        Self { table, half, interleaved: false }
+        Self { table: std::sync::Arc::new(table), half, interleaved: false }
     }
 
     pub fn max_len(&self) -> usize {

@@ -79,9 +79,12 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
     let model = gguf
         .get_str("tokenizer.ggml.model")
         .ok_or_else(|| Error::invalid_file(gguf.path(), "no tokenizer in this GGUF (tokenizer.ggml.model is missing)"))?;
+    if model == "llama" {
+        return from_gguf_spm(gguf);
+    }
     if model != "gpt2" {
         return Err(Error::Unsupported(format!(
-            "GGUF tokenizer model '{model}': candlewick reads byte-level BPE ('gpt2') vocabularies so far"
+            "GGUF tokenizer model '{model}': candlewick reads byte-level BPE ('gpt2') and SentencePiece ('llama') vocabularies"
         )));
     }
     let tokens = string_array(gguf, "tokenizer.ggml.tokens")?;
@@ -158,4 +161,115 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
         None => None,
     };
     Ok(Tokenizer::from_parts(inner, bos, eos, eog, add_bos, add_eos, template))
+}
+
+/// The ids and flags every GGUF vocabulary shares: BOS/EOS, end-of-generation ids, add BOS/EOS,
+/// chat template.
+fn finish(gguf: &GgufFile, inner: tokenizers::Tokenizer, tokens: &[&str], types: &[i64], default_bos: bool) -> Result<Tokenizer> {
+    let n = tokens.len();
+    let bos = opt_id(gguf, "tokenizer.ggml.bos_token_id", n)?;
+    let eos = opt_id(gguf, "tokenizer.ggml.eos_token_id", n)?;
+    let mut eog = Vec::new();
+    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
+        if let Some(id) = opt_id(gguf, key, n)? {
+            eog.push(id);
+        }
+    }
+    for (id, (&tok, &ty)) in tokens.iter().zip(types).enumerate() {
+        if ty == TOKEN_TYPE_CONTROL && EOG_TEXTS.contains(&tok) && !eog.contains(&(id as u32)) {
+            eog.push(id as u32);
+        }
+    }
+    let add_bos = gguf.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(default_bos);
+    let add_eos = gguf.get("tokenizer.ggml.add_eos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+    let template = match gguf.get_str("tokenizer.chat_template") {
+        Some(src) => Some(ChatTemplate::new(src)?),
+        None => None,
+    };
+    Ok(Tokenizer::from_parts(inner, bos, eos, eog, add_bos, add_eos, template))
+}
+
+/// SentencePiece vocabularies (`tokenizer.ggml.model = "llama"`: Llama 2, Gemma, ...), tokenized
+/// as llama.cpp's SPM tokenizer does: spaces become U+2581 (with a leading one when
+/// `add_space_prefix`), the text starts as single characters, and adjacent pieces are merged
+/// while their concatenation is in the vocabulary, highest score first; characters outside the
+/// vocabulary fall back to <0xXX> byte tokens. Expressed as a BPE whose merge ranks follow the
+/// merged pieces' scores, with byte fallback.
+fn from_gguf_spm(gguf: &GgufFile) -> Result<Tokenizer> {
+    use std::collections::HashMap;
+    use tokenizers::models::bpe::BPE;
+    let tokens = string_array(gguf, "tokenizer.ggml.tokens")?;
+    let n = tokens.len();
+    let scores: Vec<f32> = match gguf.get("tokenizer.ggml.scores") {
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect(),
+        _ => return Err(Error::invalid_file(gguf.path(), "a SentencePiece vocabulary needs tokenizer.ggml.scores")),
+    };
+    let types: Vec<i64> = match gguf.get("tokenizer.ggml.token_type") {
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_i64().unwrap_or(1)).collect(),
+        _ => vec![1; n],
+    };
+    if scores.len() != n || types.len() != n {
+        return Err(Error::invalid_file(gguf.path(), format!("{} scores and {} types for {n} tokens", scores.len(), types.len())));
+    }
+    const NORMAL: i64 = 1;
+    let mut vocab: HashMap<String, u32> = HashMap::with_capacity(n);
+    for (id, &t) in tokens.iter().enumerate() {
+        vocab.entry(t.to_string()).or_insert(id as u32);
+    }
+    // Every way a normal piece splits into two vocabulary pieces, ranked by the piece's score.
+    let mut merges: Vec<(f32, u32, String, String)> = Vec::new();
+    for (id, (&t, &ty)) in tokens.iter().zip(&types).enumerate() {
+        if ty != NORMAL {
+            continue;
+        }
+        for (i, _) in t.char_indices().skip(1) {
+            let (a, b) = t.split_at(i);
+            if let (Some(&ia), Some(&ib)) = (vocab.get(a), vocab.get(b)) {
+                if types[ia as usize] == NORMAL && types[ib as usize] == NORMAL {
+                    merges.push((scores[id], id as u32, a.to_string(), b.to_string()));
+                }
+            }
+        }
+    }
+    merges.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+    let merges: Vec<(String, String)> = merges.into_iter().map(|(_, _, a, b)| (a, b)).collect();
+    let vocab_map: tokenizers::models::bpe::Vocab = vocab.clone().into_iter().collect();
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab_map, merges)
+        .byte_fallback(true)
+        .unk_token(tokens.get(opt_id(gguf, "tokenizer.ggml.unknown_token_id", n)?.unwrap_or(0) as usize).unwrap_or(&"<unk>").to_string())
+        .build()
+        .map_err(|e| Error::invalid_file(gguf.path(), format!("SentencePiece vocabulary: {e}")))?;
+    let mut inner = tokenizers::Tokenizer::new(bpe);
+    let prefix = gguf.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()).unwrap_or(true);
+    let mut norms: Vec<tokenizers::NormalizerWrapper> = Vec::new();
+    if prefix {
+        norms.push(tokenizers::normalizers::Prepend::new("▁".into()).into());
+    }
+    norms.push(
+        tokenizers::normalizers::Replace::new(" ", "▁")
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .into(),
+    );
+    inner.with_normalizer(Some(tokenizers::normalizers::Sequence::new(norms)));
+    let mut decs: Vec<tokenizers::DecoderWrapper> = Vec::new();
+    decs.push(tokenizers::normalizers::Replace::new("▁", " ").map_err(|e| Error::Tokenizer(e.to_string()))?.into());
+    decs.push(tokenizers::decoders::byte_fallback::ByteFallback::default().into());
+    decs.push(tokenizers::decoders::fuse::Fuse::default().into());
+    if prefix {
+        decs.push(tokenizers::decoders::strip::Strip::new(' ', 1, 0).into());
+    }
+    inner.with_decoder(Some(tokenizers::decoders::sequence::Sequence::new(decs)));
+    let added = |want: i64| -> Vec<tokenizers::AddedToken> {
+        tokens
+            .iter()
+            .zip(&types)
+            .filter(|(_, &ty)| ty == want)
+            .map(|(&t, _)| tokenizers::AddedToken::from(t.to_string(), want == TOKEN_TYPE_CONTROL).normalized(false))
+            .collect()
+    };
+    inner.add_special_tokens(&added(TOKEN_TYPE_CONTROL));
+    inner.add_tokens(&added(TOKEN_TYPE_USER_DEFINED));
+    // llama.cpp: SentencePiece vocabularies add BOS unless the file says otherwise.
+    finish(gguf, inner, &tokens, &types, true)
 }

@@ -37,9 +37,12 @@ fn tk_err(e: impl std::fmt::Display) -> Error {
 }
 
 impl Tokenizer {
-    /// Load a tokenizer.json as HF tokenizers does.
+    /// Load a tokenizer.json as HF tokenizers does (or the vocabulary of a .gguf file).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            return Self::from_gguf(&GgufFile::open(path)?);
+        }
         let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
         let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::invalid_file(path, format!("not a valid tokenizer.json: {e}")))?;

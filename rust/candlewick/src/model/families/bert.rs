@@ -25,6 +25,8 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
         let p = format!("{pre}encoder.layer.{i}");
         let b = cfg.attention_bias;
         blocks.push(Block {
+            post_attn_norm: None,
+            post_mlp_norm: None,
             attn: Attention {
                 q: t.linear(&format!("{p}.attention.self.query"), inner, h, b)?,
                 k: t.linear(&format!("{p}.attention.self.key"), inner, h, b)?,
@@ -33,9 +35,10 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
                 num_heads: cfg.num_heads,
                 num_kv_heads: cfg.num_kv_heads,
                 head_dim: cfg.head_dim,
+                extra: Default::default(),
             },
             attn_norm: ln(&format!("{p}.attention.output.LayerNorm"))?,
-            mlp: Mlp {
+            mlp: Mlp { ggml_gelu: false,
                 gate: None,
                 up: t.linear(&format!("{p}.intermediate.dense"), ff, h, cfg.mlp_bias)?,
                 down: t.linear(&format!("{p}.output.dense"), h, ff, cfg.mlp_bias)?,
@@ -60,6 +63,7 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
         None
     };
     Ok(Transformer {
+        embed_scale: None,
         embed: Embedding::Dense(word),
         positions: Some(Embedding::Dense(positions)),
         token_types,

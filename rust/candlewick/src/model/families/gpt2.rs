@@ -33,6 +33,8 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
         let (fw, fb) = conv1d(t, &format!("{p}.mlp.c_fc"), h, ff)?;
         let (pw, pb) = conv1d(t, &format!("{p}.mlp.c_proj"), ff, h)?;
         blocks.push(Block {
+            post_attn_norm: None,
+            post_mlp_norm: None,
             attn_norm: ln(&format!("h.{i}.ln_1"))?,
             attn: Attention {
                 q: part(0)?,
@@ -42,9 +44,10 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
                 num_heads: cfg.num_heads,
                 num_kv_heads: cfg.num_kv_heads,
                 head_dim: cfg.head_dim,
+                extra: Default::default(),
             },
             mlp_norm: ln(&format!("h.{i}.ln_2"))?,
-            mlp: Mlp { gate: None, up: Linear::dense(fw, Some(fb))?, down: Linear::dense(pw, Some(pb))?, activation: cfg.activation },
+            mlp: Mlp { ggml_gelu: false, gate: None, up: Linear::dense(fw, Some(fb))?, down: Linear::dense(pw, Some(pb))?, activation: cfg.activation },
         });
     }
     let lm_head = if !cfg.tie_word_embeddings && t.has("lm_head.weight") {
@@ -53,6 +56,7 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
         embed.as_linear()?
     };
     Ok(Transformer {
+        embed_scale: None,
         norm: Some(ln("ln_f")?),
         embed,
         positions: Some(positions),

@@ -14,6 +14,7 @@ pub fn tensor_shapes(c: &ModelConfig) -> Result<Shapes> {
         "bert" => Ok(bert(c)),
         "gpt2" => Ok(gpt2(c)),
         "t5" => Ok(t5(c)),
+        "gemma3" => Ok(gemma3(c)),
         other => Err(Error::Unsupported(format!("tensor layout of family '{other}' (known: llama, bert, gpt2, t5)"))),
     }
 }
@@ -164,6 +165,32 @@ fn t5(c: &ModelConfig) -> Shapes {
         }
         push(&mut v, "decoder.final_layer_norm.weight".into(), &[h]);
     }
+    if !c.tie_word_embeddings {
+        push(&mut v, "lm_head.weight".into(), &[c.vocab_size, h]);
+    }
+    v
+}
+
+fn gemma3(c: &ModelConfig) -> Shapes {
+    let (h, q, kv, ff, hd) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size, c.head_dim);
+    let mut v = Shapes::new();
+    push(&mut v, "model.embed_tokens.weight".into(), &[c.vocab_size, h]);
+    for i in 0..c.num_layers {
+        let p = format!("model.layers.{i}");
+        linear(&mut v, &format!("{p}.self_attn.q_proj"), q, h, false);
+        linear(&mut v, &format!("{p}.self_attn.k_proj"), kv, h, false);
+        linear(&mut v, &format!("{p}.self_attn.v_proj"), kv, h, false);
+        linear(&mut v, &format!("{p}.self_attn.o_proj"), h, q, false);
+        norm(&mut v, &format!("{p}.self_attn.q_norm"), hd, false);
+        norm(&mut v, &format!("{p}.self_attn.k_norm"), hd, false);
+        linear(&mut v, &format!("{p}.mlp.gate_proj"), ff, h, false);
+        linear(&mut v, &format!("{p}.mlp.up_proj"), ff, h, false);
+        linear(&mut v, &format!("{p}.mlp.down_proj"), h, ff, false);
+        for n in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
+            norm(&mut v, &format!("{p}.{n}"), h, false);
+        }
+    }
+    norm(&mut v, "model.norm", h, false);
     if !c.tie_word_embeddings {
         push(&mut v, "lm_head.weight".into(), &[c.vocab_size, h]);
     }

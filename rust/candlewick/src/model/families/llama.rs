@@ -78,6 +78,8 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
     for i in 0..cfg.num_layers {
         let p = |s: &str| format!("blk.{i}.{s}.weight");
         blocks.push(Block {
+            post_attn_norm: None,
+            post_mlp_norm: None,
             attn_norm: norm(&p("attn_norm"))?,
             attn: Attention {
                 q: lin(&p("attn_q"), q, h)?,
@@ -87,9 +89,10 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
                 num_heads: cfg.num_heads,
                 num_kv_heads: cfg.num_kv_heads,
                 head_dim: cfg.head_dim,
+                extra: Default::default(),
             },
             mlp_norm: norm(&p("ffn_norm"))?,
-            mlp: Mlp {
+            mlp: Mlp { ggml_gelu: false,
                 gate: Some(lin(&p("ffn_gate"), ff, h)?),
                 up: lin(&p("ffn_up"), ff, h)?,
                 down: lin(&p("ffn_down"), h, ff)?,
@@ -99,6 +102,7 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
     }
     let rope = Rope::new(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings, true);
     Ok(Transformer {
+        embed_scale: None,
         norm: Some(norm("output_norm.weight")?),
         config: cfg,
         embed,
@@ -127,6 +131,8 @@ pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transfor
         let p = format!("model.layers.{i}");
         let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);
         blocks.push(Block {
+            post_attn_norm: None,
+            post_mlp_norm: None,
             attn_norm: t.rms_norm(&format!("{p}.input_layernorm.weight"), h, cfg.norm_eps)?,
             attn: Attention {
                 q: t.linear(&format!("{p}.self_attn.q_proj"), q, h, ab)?,
@@ -136,9 +142,10 @@ pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transfor
                 num_heads: cfg.num_heads,
                 num_kv_heads: cfg.num_kv_heads,
                 head_dim: cfg.head_dim,
+                extra: Default::default(),
             },
             mlp_norm: t.rms_norm(&format!("{p}.post_attention_layernorm.weight"), h, cfg.norm_eps)?,
-            mlp: Mlp {
+            mlp: Mlp { ggml_gelu: false,
                 gate: Some(t.linear(&format!("{p}.mlp.gate_proj"), ff, h, mb)?),
                 up: t.linear(&format!("{p}.mlp.up_proj"), ff, h, mb)?,
                 down: t.linear(&format!("{p}.mlp.down_proj"), h, ff, mb)?,
@@ -147,6 +154,7 @@ pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transfor
         });
     }
     Ok(Transformer {
+        embed_scale: None,
         norm: Some(t.rms_norm("model.norm.weight", h, cfg.norm_eps)?),
         rope: Some(Rope::new_hf(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings)),
         embed,

@@ -1,5 +1,6 @@
 //! Families say *what* a checkpoint is: tensor names, shapes and options, mapped onto nn/ blocks.
 pub mod bert;
+pub mod gemma3;
 pub mod gpt2;
 pub mod hf;
 pub mod llama;

@@ -24,18 +24,19 @@ pub fn load(
             num_heads: nh,
             num_kv_heads: nh,
             head_dim: cfg.head_dim,
+                extra: Default::default(),
         })
     };
     let mlp = |p: &str| -> Result<Mlp> {
         Ok(if cfg.gated_mlp {
-            Mlp {
+            Mlp { ggml_gelu: false,
                 gate: Some(t.linear(&format!("{p}.DenseReluDense.wi_0"), ff, h, false)?),
                 up: t.linear(&format!("{p}.DenseReluDense.wi_1"), ff, h, false)?,
                 down: t.linear(&format!("{p}.DenseReluDense.wo"), h, ff, false)?,
                 activation: cfg.activation,
             }
         } else {
-            Mlp {
+            Mlp { ggml_gelu: false,
                 gate: None,
                 up: t.linear(&format!("{p}.DenseReluDense.wi"), ff, h, false)?,
                 down: t.linear(&format!("{p}.DenseReluDense.wo"), h, ff, false)?,
