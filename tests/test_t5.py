@@ -46,8 +46,12 @@ def test_t5_sampling_and_errors():
         m.logits([5, 6, 7])
     beams = m.generate("the cat", num_beams=2, num_return_sequences=2, max_new_tokens=5)
     assert len(beams) == 2 and beams[0].score >= beams[1].score
-    with pytest.raises(cw.UnsupportedError, match="stream"):
-        list(m.stream("the cat"))
+    # streaming and batches run the same loop as decoders
+    whole = m.generate("the cat sat", max_new_tokens=8, ignore_eos=True)
+    assert "".join(m.stream("the cat sat", max_new_tokens=8, ignore_eos=True)) == whole.text
+    batch = m.generate(["the cat sat", "the dog"], max_new_tokens=8, ignore_eos=True)
+    assert batch[0].token_ids == whole.token_ids
+    assert batch[1].token_ids == m.generate("the dog", max_new_tokens=8, ignore_eos=True).token_ids
     est = cw.estimate_memory(os.path.join(FIX, "tiny-t5-gated"), seq_len=16)
     c = m.config
     # decoder self-attention + cross-attention K/V

@@ -558,11 +558,6 @@ class Model:
         prompts = list(prompt) if batch else [prompt]
         ids = [self._prompt_ids(p) for p in prompts]
         n = cfg.num_return_sequences
-        if self.config.architecture == "encoder-decoder" and cfg.num_beams == 1:
-            results = [[_output(self._m.seq2seq_generate(row, cfg.native_params(seed_offset=i)), p) for i in range(n)]
-                       for p, row in zip(prompts, ids)]
-            results = [r[0] if n == 1 else r for r in results]
-            return results if batch else results[0]
         if cfg.num_beams > 1:
             params = cfg.native_params()
             results = []
@@ -586,8 +581,6 @@ class Model:
             raise ValueError("stream generates one sequence: num_return_sequences must be 1")
         if cfg.num_beams != 1:
             raise ValueError("stream does not run beam search: num_beams must be 1")
-        if self.config.architecture == "encoder-decoder":
-            raise UnsupportedError("stream for encoder-decoders is not built yet: use generate")
         return self._m.stream(self._prompt_ids(prompt), cfg.native_params())
 
     def score(self, context: str, continuations) -> List[ScoreResult]:

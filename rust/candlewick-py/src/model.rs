@@ -224,14 +224,6 @@ impl PyModel {
         Ok((logits, hidden, attn))
     }
 
-    /// Encoder-decoder generation for one prompt -> generate's output tuple.
-    fn seq2seq_generate(&self, py: Python<'_>, ids: Vec<u32>, params: &Bound<'_, PyDict>) -> PyResult<GenOut> {
-        let p = gen_params(params)?;
-        let m = self.model.clone();
-        let out = py.detach(move || candlewick::generation::generate_seq2seq(&m, &ids, &p)).py()?;
-        Ok(gen_out(out))
-    }
-
     /// Encoder-decoder logits [decoder tokens, vocab].
     fn seq2seq_logits<'py>(&self, py: Python<'py>, ids: Vec<u32>, decoder_ids: Vec<u32>) -> PyResult<Bound<'py, PyAny>> {
         let m = self.model.clone();

@@ -103,6 +103,8 @@ pub struct Generator {
     model: Arc<Model>,
     params: GenerationParams,
     cache: Cache,
+    /// Encoder-decoders: the decoder's state (the prompt was encoded once); `cache` is unused.
+    seq2seq: Option<crate::model::seq2seq::Seq2SeqState>,
     sampler: Sampler,
     /// Prompt followed by the generated tokens.
     tokens: Vec<u32>,
@@ -121,15 +123,36 @@ pub struct Generator {
 impl Generator {
     pub fn new(model: Arc<Model>, prompt: Vec<u32>, params: GenerationParams) -> Result<Self> {
         params.validate()?;
-        if model.seq2seq.is_some() {
-            return Err(Error::Unsupported(
-                "streaming and batches for encoder-decoders are not built yet: use generate_seq2seq".into(),
-            ));
-        }
         if prompt.is_empty() {
             return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
         }
         let ctx = model.context_length();
+        if let Some(ed) = &model.seq2seq {
+            if params.prompt_logprobs {
+                return Err(Error::Unsupported("prompt log-probs of an encoder-decoder's input are not built".into()));
+            }
+            if prompt.len() > ctx {
+                return Err(Error::ContextOverflow(format!("the prompt has {} tokens; the model has {ctx} positions", prompt.len())));
+            }
+            let state = ed.start(&prompt)?;
+            let sampler = Sampler::new(params.sampling.clone(), params.seed)?;
+            return Ok(Self {
+                prompt_len: prompt.len(),
+                tokens: prompt,
+                cache: model.transformer.new_cache(1)?,
+                seq2seq: Some(state),
+                model,
+                params,
+                sampler,
+                finish: None,
+                decoder: StreamDecoder::new(true),
+                text: String::new(),
+                released: 0,
+                logits: Vec::new(),
+                logprobs: Vec::new(),
+                prompt_logprobs: None,
+            });
+        }
         if prompt.len() >= ctx {
             return Err(Error::ContextOverflow(format!(
                 "the prompt has {} tokens; the model's context is {ctx}, leaving no room to generate",
@@ -149,6 +172,7 @@ impl Generator {
             model,
             params,
             cache,
+            seq2seq: None,
             sampler,
             finish: None,
             decoder: StreamDecoder::new(true),
@@ -182,6 +206,10 @@ impl Generator {
         if !self.begin_step() {
             return Ok(None);
         }
+        if self.seq2seq.is_some() {
+            let rows = self.seq2seq_forward()?;
+            return self.end_step(rows);
+        }
         let last_only = !self.wants_all_positions();
         let model = self.model.clone();
         let rows = model.transformer.forward_batch(&mut [self.segment()], last_only)?;
@@ -194,7 +222,8 @@ impl Generator {
             return false;
         }
         let n_gen = self.tokens.len() - self.prompt_len;
-        if n_gen >= self.params.max_new_tokens || self.tokens.len() >= self.cache.capacity() {
+        let full = self.seq2seq.is_none() && self.tokens.len() >= self.cache.capacity();
+        if n_gen >= self.params.max_new_tokens || full {
             self.finish = Some(FinishReason::Length);
             return false;
         }
@@ -203,7 +232,20 @@ impl Generator {
 
     /// The prefill wants every prompt position's logits when prompt log-probs are asked for.
     fn wants_all_positions(&self) -> bool {
-        self.cache.is_empty() && self.params.prompt_logprobs
+        self.seq2seq.is_none() && self.cache.is_empty() && self.params.prompt_logprobs
+    }
+
+    /// Encoder-decoders: run the decoder tokens it has not seen ([start] + generated) and return
+    /// the last position's logits.
+    fn seq2seq_forward(&mut self) -> Result<Vec<f32>> {
+        let ed = self.model.seq2seq.as_ref().ok_or_else(|| Error::Model("not an encoder-decoder".into()))?;
+        let st = self.seq2seq.as_mut().ok_or_else(|| Error::Model("no decoder state".into()))?;
+        let dec: Vec<u32> =
+            std::iter::once(ed.decoder_start_token_id).chain(self.tokens[self.prompt_len..].iter().copied()).collect();
+        let seen = st.len();
+        let rows = ed.step(st, &dec[seen..])?;
+        let vocab = self.model.config().vocab_size;
+        Ok(rows[rows.len() - vocab..].to_vec())
     }
 
     /// The tokens the cache has not seen yet (the whole prompt at first, then the last token).
@@ -235,6 +277,8 @@ impl Generator {
             suppress.extend_from_slice(&self.params.stop_token_ids);
         }
         let (prompt, output) = self.tokens.split_at(self.prompt_len);
+        // Encoder-decoders: processors see the decoder's sequence, not the encoder's input (HF).
+        let prompt = if self.seq2seq.is_some() { &[][..] } else { prompt };
         let tok = self.sampler.sample(&mut self.logits, History { prompt, output, suppress: &suppress })?;
         if let (Some((raw, n)), Some(lse)) = (raw, raw_lse) {
             let logprob = (raw[tok as usize] as f64 - lse) as f32;
@@ -351,6 +395,14 @@ pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
         if active.is_empty() {
             break;
         }
+        if model.seq2seq.is_some() {
+            // Encoder-decoders: each row's decoder steps on its own state.
+            for i in active {
+                let rows = gens[i].seq2seq_forward()?;
+                gens[i].end_step(rows)?;
+            }
+            continue;
+        }
         // Prefills that want every position's logits go in their own pass.
         for all_positions in [false, true] {
             let group: Vec<usize> =
@@ -380,66 +432,3 @@ pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
         .collect()
 }
 
-/// Encoder-decoder generation: the prompt is encoded once, the decoder starts from its start
-/// token and produces tokens with the same sampler and stop rules as decoders (max/min new
-/// tokens, end-of-generation and stop ids, stop strings, log-probs).
-pub fn generate_seq2seq(model: &Model, prompt: &[u32], params: &GenerationParams) -> Result<Output> {
-    params.validate()?;
-    let ed = model.seq2seq.as_ref().ok_or_else(|| Error::Unsupported("not an encoder-decoder model".into()))?;
-    if prompt.is_empty() {
-        return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
-    }
-    if prompt.len() > model.context_length() {
-        return Err(Error::ContextOverflow(format!(
-            "the prompt has {} tokens; the model has {} positions",
-            prompt.len(),
-            model.context_length()
-        )));
-    }
-    let mut sampler = Sampler::new(params.sampling.clone(), params.seed)?;
-    let mut st = ed.start(prompt)?;
-    let mut dec = vec![ed.decoder_start_token_id];
-    let mut logprobs = Vec::new();
-    let mut finish = FinishReason::Length;
-    let mut text = String::new();
-    while dec.len() - 1 < params.max_new_tokens {
-        let seen = st.len();
-        let mut logits = ed.step(&mut st, &dec[seen..])?;
-        let n_gen = dec.len() - 1;
-        let mut suppress = Vec::new();
-        if n_gen < params.min_new_tokens {
-            suppress.extend_from_slice(model.tokenizer.eog_token_ids());
-            suppress.extend_from_slice(&params.stop_token_ids);
-        }
-        let raw = params.logprobs.map(|n| (logits.clone(), n));
-        let tok = sampler.sample(&mut logits, History { prompt: &[], output: &dec, suppress: &suppress })?;
-        if let Some((raw, n)) = raw {
-            let lse = log_sum_exp(&raw);
-            logprobs.push(TokenLogprob { id: tok, logprob: (raw[tok as usize] as f64 - lse) as f32, top: top_logprobs(&raw, n, lse) });
-        }
-        if params.stop_token_ids.contains(&tok) {
-            finish = FinishReason::Stop;
-            break;
-        }
-        if !params.ignore_eos && model.tokenizer.is_eog(tok) {
-            finish = FinishReason::Eos;
-            break;
-        }
-        dec.push(tok);
-        text = model.tokenizer.decode(&dec[1..], true)?;
-        if let Some(pos) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-            text.truncate(pos);
-            finish = FinishReason::Stop;
-            break;
-        }
-    }
-    let token_ids = dec[1..].to_vec();
-    Ok(Output {
-        text,
-        prompt_tokens: prompt.len(),
-        logprobs: params.logprobs.map(|_| logprobs[..token_ids.len()].to_vec()),
-        token_ids,
-        finish_reason: finish,
-        prompt_logprobs: None,
-    })
-}
