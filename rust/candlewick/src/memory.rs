@@ -173,12 +173,7 @@ impl Subject {
     }
 
     fn from_folder(dir: &Path) -> Result<Self> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::Io { path: dir.into(), source: e })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        files.sort();
+        let files = crate::io::safetensors::files_in(dir)?;
         let cfg_path = dir.join("config.json");
         let cfg = if cfg_path.is_file() { Some(read_config_json(&cfg_path)?) } else { None };
         if files.is_empty() {

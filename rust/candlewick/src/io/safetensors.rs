@@ -33,6 +33,17 @@ pub struct SafetensorsHeader {
     pub file_size: usize,
 }
 
+/// The *.safetensors files of a folder (shards), sorted by name.
+pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::Io { path: dir.into(), source: e })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Bytes per element of a safetensors dtype.
 pub fn dtype_size(dtype: &str) -> Option<usize> {
     Some(match dtype {

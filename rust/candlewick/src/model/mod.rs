@@ -109,12 +109,7 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
         return Err(Error::invalid_file(dir, "not a model folder: config.json is missing"));
     }
     let cfg = crate::memory::read_config_json(&cfg_path)?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::Io { path: dir.into(), source: e })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
+    let files = crate::io::safetensors::files_in(dir)?;
     if files.is_empty() {
         let pickle = ["pytorch_model.bin", "model.pt", "pytorch_model.pt"].iter().any(|f| dir.join(f).exists());
         return Err(if pickle {

@@ -140,27 +140,8 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
         .parse()
         .map_err(|e| Error::invalid_file(gguf.path(), format!("GGUF vocabulary does not form a tokenizer: {e}")))?;
 
-    let bos = opt_id(gguf, "tokenizer.ggml.bos_token_id", n)?;
-    let eos = opt_id(gguf, "tokenizer.ggml.eos_token_id", n)?;
-    let mut eog = Vec::new();
-    for key in ["tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
-        if let Some(id) = opt_id(gguf, key, n)? {
-            eog.push(id);
-        }
-    }
-    for (id, (&tok, &ty)) in tokens.iter().zip(&types).enumerate() {
-        if ty == TOKEN_TYPE_CONTROL && EOG_TEXTS.contains(&tok) && !eog.contains(&(id as u32)) {
-            eog.push(id as u32);
-        }
-    }
     // llama.cpp: BPE vocabularies add no BOS unless the file says so.
-    let add_bos = gguf.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(false);
-    let add_eos = gguf.get("tokenizer.ggml.add_eos_token").and_then(|v| v.as_bool()).unwrap_or(false);
-    let template = match gguf.get_str("tokenizer.chat_template") {
-        Some(src) => Some(ChatTemplate::new(src)?),
-        None => None,
-    };
-    Ok(Tokenizer::from_parts(inner, bos, eos, eog, add_bos, add_eos, template))
+    finish(gguf, inner, &tokens, &types, false)
 }
 
 /// The ids and flags every GGUF vocabulary shares: BOS/EOS, end-of-generation ids, add BOS/EOS,

@@ -120,19 +120,14 @@ impl Tokenizer {
     /// recognised, as in HF tokenizers; `add_special_tokens` adds BOS/EOS as the model asks.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
         let enc = self.inner.encode_fast(text, add_special_tokens).map_err(tk_err)?;
-        let mut ids = Vec::with_capacity(enc.len() + 2);
-        if add_special_tokens && self.prepend_bos {
-            if let Some(b) = self.bos_token_id {
-                ids.push(b);
-            }
-        }
-        ids.extend_from_slice(enc.get_ids());
-        if add_special_tokens && self.append_eos {
-            if let Some(e) = self.eos_token_id {
-                ids.push(e);
-            }
-        }
-        Ok(ids)
+        Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
+    }
+
+    /// BOS/EOS around `ids` when the vocabulary asks for them (GGUF add_bos/add_eos).
+    fn with_bos_eos(&self, ids: &[u32], add_special_tokens: bool) -> Vec<u32> {
+        let bos = self.bos_token_id.filter(|_| add_special_tokens && self.prepend_bos);
+        let eos = self.eos_token_id.filter(|_| add_special_tokens && self.append_eos);
+        bos.into_iter().chain(ids.iter().copied()).chain(eos).collect()
     }
 
     /// Like `encode`, cut to at most `max_len` ids the way HF tokenizers truncates: the text's
@@ -152,19 +147,7 @@ impl Tokenizer {
         }
         enc.truncate(max_len - added, 0, tokenizers::TruncationDirection::Right);
         let enc = self.inner.post_process(enc, None, add_special_tokens).map_err(tk_err)?;
-        let mut ids = Vec::with_capacity(enc.len() + 2);
-        if add_special_tokens && self.prepend_bos {
-            if let Some(b) = self.bos_token_id {
-                ids.push(b);
-            }
-        }
-        ids.extend_from_slice(enc.get_ids());
-        if add_special_tokens && self.append_eos {
-            if let Some(e) = self.eos_token_id {
-                ids.push(e);
-            }
-        }
-        Ok(ids)
+        Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
     }
 
     pub fn encode_batch(&self, texts: &[&str], add_special_tokens: bool) -> Result<Vec<Vec<u32>>> {
