@@ -125,7 +125,7 @@ impl Subject {
         if n == 0 {
             return Err(Error::InvalidArgument("the parameter count must be positive".into()));
         }
-        Ok(Subject { label: format!("{n} parameters"), num_parameters: n, stored: None, dims: None })
+        Ok(Subject { label: "a parameter count".into(), num_parameters: n, stored: None, dims: None })
     }
 
     pub fn from_config(c: &ModelConfig) -> Result<Self> {
