@@ -98,10 +98,10 @@ pub fn simd_report() -> SimdReport {
     for t in ["Q4_0", "Q2_K", "Q3_K", "Q5_K"] {
         paths.push((t, if avx2 { "avx2+fma dot products (candle)" } else { "scalar" }.to_string()));
     }
-    for t in ["Q4_1", "Q8_0"] {
+    for t in ["Q4_1", "Q5_0", "Q8_0"] {
         paths.push((t, format!("candlewick kernel, bit-exact with ggml: {}", quant::simd_path())));
     }
-    for t in ["Q5_0", "Q5_1"] {
+    for t in ["Q5_1"] {
         paths.push((t, "scalar dot products (candle has no SIMD path for this type)".to_string()));
     }
     paths.push(("F32/F16", "gemm crate, runtime-dispatched SIMD".to_string()));

@@ -12,6 +12,7 @@ use half::f16;
 pub const QK: usize = 32;
 pub const Q4_1_BYTES: usize = 20; // d: f16, m: f16, qs: [u8; 16]
 pub const Q8_0_BYTES: usize = 34; // d: f16, qs: [i8; 32]
+pub const Q5_0_BYTES: usize = 22; // d: f16, qh: u32 (bit 4 of each value), qs: [u8; 16] (low nibbles)
 
 /// Activations quantized to 8 bits, one block of 32: q = round(x / d), s = d * sum(q) (Q8_1 only).
 #[derive(Clone, Copy, Debug)]
@@ -110,9 +111,41 @@ pub fn vec_dot_q8_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
     hsum8(&acc)
 }
 
+/// The 32 signed 5-bit values of a Q5_0 block: low nibble from qs (element j in byte j's low
+/// half, j + 16 in its high half), fifth bit from qh bit j, minus 16.
+fn q5_0_values(b: &[u8]) -> [i8; 32] {
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    let mut v = [0i8; 32];
+    for j in 0..16 {
+        let lo = (b[6 + j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4);
+        let hi = (b[6 + j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+        v[j] = lo as i8 - 16;
+        v[j + 16] = hi as i8 - 16;
+    }
+    v
+}
+
+/// ggml `ggml_vec_dot_q5_0_q8_0` as its AVX2 code orders it (8 lanes of 4-element integer sums,
+/// fused into per-lane accumulators with d_w * d_a, then summed).
+pub fn vec_dot_q5_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (wb, ab) in w.chunks_exact(Q5_0_BYTES).zip(a) {
+        let d = f16_at(wb, 0) * ab.d.to_f32();
+        let v = q5_0_values(wb);
+        for (l, lane) in acc.iter_mut().enumerate() {
+            let mut s = 0i32;
+            for e in 4 * l..4 * l + 4 {
+                s += v[e] as i32 * ab.qs[e] as i32;
+            }
+            *lane = d.mul_add(s as f32, *lane);
+        }
+    }
+    hsum8(&acc)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BlockQ8, Q4_1_BYTES, Q8_0_BYTES};
+    use super::{BlockQ8, Q4_1_BYTES, Q5_0_BYTES, Q8_0_BYTES};
     use std::arch::x86_64::*;
 
     /// How far ahead of the block being read the weights are prefetched (bytes). A prefetch past
@@ -171,6 +204,42 @@ mod avx2 {
         out
     }
 
+    /// As `q4_1_rows` for Q5_0 weights (`ggml_vec_dot_q5_0_q8_0`): nibbles widened to bytes, the
+    /// fifth bit's absence subtracting 16 (OR with 0xF0), then as Q8_0.
+    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q5_0 blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q5_0_rows<const R: usize>(w: [&[u8]; R], a: &[BlockQ8], ad: &[f32], _asum: &[f32]) -> [f32; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let low = _mm256_set1_epi8(0x0F);
+        // byte j of the expanded mask tests bit j of qh
+        let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+        let bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
+        for i in 0..a.len() {
+            let qy = _mm256_loadu_si256(a.get_unchecked(i).qs.as_ptr() as *const __m256i);
+            let d1 = *ad.get_unchecked(i);
+            for r in 0..R {
+                let wb = w[r].as_ptr().add(i * Q5_0_BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+                let dw = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
+                let qh = u32::from_le_bytes([*wb.add(2), *wb.add(3), *wb.add(4), *wb.add(5)]);
+                let raw = _mm_loadu_si128(wb.add(6) as *const __m128i);
+                let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                // ggml bytes_from_bits_32: 0xFF where the bit is set
+                let x = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
+                let set = _mm256_cmpeq_epi8(_mm256_or_si256(x, bits), _mm256_set1_epi64x(-1));
+                let qx = _mm256_or_si256(nib, _mm256_andnot_si256(set, _mm256_set1_epi8(0xF0u8 as i8)));
+                let ax = _mm256_sign_epi8(qx, qx);
+                let sy = _mm256_sign_epi8(qy, qx);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d1), dot_u8_i8(ax, sy), acc[r]);
+            }
+        }
+        let mut out = [0f32; R];
+        for r in 0..R {
+            out[r] = hsum8(acc[r]);
+        }
+        out
+    }
+
     /// As `q4_1_rows` for Q8_0 weights (`ggml_vec_dot_q8_0_q8_0`).
     /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q8_0 blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -218,6 +287,7 @@ pub fn simd_path() -> &'static str {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QType {
     Q4_1,
+    Q5_0,
     Q8_0,
 }
 
@@ -225,6 +295,7 @@ impl QType {
     pub fn block_bytes(self) -> usize {
         match self {
             QType::Q4_1 => Q4_1_BYTES,
+            QType::Q5_0 => Q5_0_BYTES,
             QType::Q8_0 => Q8_0_BYTES,
         }
     }
@@ -238,6 +309,7 @@ fn dot_rows<const ROWS: usize>(t: QType, w: [&[u8]; ROWS], a: &[BlockQ8], ad: &[
         return unsafe {
             match t {
                 QType::Q4_1 => avx2::q4_1_rows(w, a, ad, asum),
+                QType::Q5_0 => avx2::q5_0_rows(w, a, ad, asum),
                 QType::Q8_0 => avx2::q8_0_rows(w, a, ad, asum),
             }
         };
@@ -245,6 +317,7 @@ fn dot_rows<const ROWS: usize>(t: QType, w: [&[u8]; ROWS], a: &[BlockQ8], ad: &[
     let _ = (ad, asum);
     w.map(|wr| match t {
         QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, a),
+        QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, a),
         QType::Q8_0 => vec_dot_q8_0_q8_0_ref(wr, a),
     })
 }
@@ -307,6 +380,14 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        QType::Q5_0 => {
+            for (b, o) in row.chunks_exact(Q5_0_BYTES).zip(out.chunks_exact_mut(QK)) {
+                let d = f16_at(b, 0);
+                for (v, x) in q5_0_values(b).iter().zip(o.iter_mut()) {
+                    *x = *v as f32 * d;
+                }
+            }
+        }
         QType::Q4_1 => {
             for (b, o) in row.chunks_exact(Q4_1_BYTES).zip(out.chunks_exact_mut(QK)) {
                 let (d, m) = (f16_at(b, 0), f16_at(b, 2));
@@ -362,7 +443,7 @@ mod tests {
 
     #[test]
     fn simd_equals_reference_bit_for_bit() {
-        for t in [QType::Q4_1, QType::Q8_0] {
+        for t in [QType::Q4_1, QType::Q5_0, QType::Q8_0] {
             let (k, n, m) = (256, 37, 3);
             let w = blocks(t, n * k / QK, 7);
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0).collect();
@@ -378,6 +459,7 @@ mod tests {
                     let a = &xq[i * k / QK..(i + 1) * k / QK];
                     let r = match t {
                         QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, a),
+                        QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, a),
                         QType::Q8_0 => vec_dot_q8_0_q8_0_ref(wr, a),
                     };
                     assert_eq!(fast[i * n + j].to_bits(), r.to_bits(), "{t:?} row {i} col {j}");
@@ -388,7 +470,7 @@ mod tests {
 
     #[test]
     fn matmul_is_close_to_dequantized_f32() {
-        for t in [QType::Q4_1, QType::Q8_0] {
+        for t in [QType::Q4_1, QType::Q5_0, QType::Q8_0] {
             let (k, n) = (128, 5);
             let w = blocks(t, n * k / QK, 3);
             let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.1).cos()).collect();

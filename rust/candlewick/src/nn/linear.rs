@@ -24,6 +24,7 @@ pub struct Linear {
 pub(crate) fn own_qtype(t: GgmlDType) -> Option<QType> {
     match t {
         GgmlDType::Q4_1 => Some(QType::Q4_1),
+        GgmlDType::Q5_0 => Some(QType::Q5_0),
         GgmlDType::Q8_0 => Some(QType::Q8_0),
         _ => None,
     }
