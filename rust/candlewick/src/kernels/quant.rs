@@ -95,20 +95,24 @@ pub fn vec_dot_q4_1_q8_1_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
     hsum8(&acc) + summs
 }
 
-/// Reference `ggml_vec_dot_q8_0_q8_0` on one weight row (raw Q8_0 bytes).
-pub fn vec_dot_q8_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+/// The order ggml's AVX2 code sums a row of int8-valued blocks against Q8 activations: per block,
+/// 8 lanes of 4-element integer sums fused into per-lane accumulators with d_w * d_a, then the
+/// lanes summed. `blocks` gives each weight block's scale and 32 values.
+fn dot_i8_blocks(blocks: impl Iterator<Item = (f32, [i8; 32])>, a: &[BlockQ8]) -> f32 {
     let mut acc = [0.0f32; 8];
-    for (wb, ab) in w.chunks_exact(Q8_0_BYTES).zip(a) {
-        let d = f16_at(wb, 0) * ab.d.to_f32();
+    for ((dw, v), ab) in blocks.zip(a) {
+        let d = dw * ab.d.to_f32();
         for (l, lane) in acc.iter_mut().enumerate() {
-            let mut s = 0i32;
-            for e in 4 * l..4 * l + 4 {
-                s += (wb[2 + e] as i8) as i32 * ab.qs[e] as i32;
-            }
+            let s: i32 = (4 * l..4 * l + 4).map(|e| v[e] as i32 * ab.qs[e] as i32).sum();
             *lane = d.mul_add(s as f32, *lane);
         }
     }
     hsum8(&acc)
+}
+
+/// Reference `ggml_vec_dot_q8_0_q8_0` on one weight row (raw Q8_0 bytes).
+pub fn vec_dot_q8_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    dot_i8_blocks(w.chunks_exact(Q8_0_BYTES).map(|b| (f16_at(b, 0), std::array::from_fn(|e| b[2 + e] as i8))), a)
 }
 
 /// The 32 signed 5-bit values of a Q5_0 block: low nibble from qs (element j in byte j's low
@@ -125,22 +129,9 @@ fn q5_0_values(b: &[u8]) -> [i8; 32] {
     v
 }
 
-/// ggml `ggml_vec_dot_q5_0_q8_0` as its AVX2 code orders it (8 lanes of 4-element integer sums,
-/// fused into per-lane accumulators with d_w * d_a, then summed).
+/// Reference `ggml_vec_dot_q5_0_q8_0` on one weight row (raw Q5_0 bytes).
 pub fn vec_dot_q5_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut acc = [0f32; 8];
-    for (wb, ab) in w.chunks_exact(Q5_0_BYTES).zip(a) {
-        let d = f16_at(wb, 0) * ab.d.to_f32();
-        let v = q5_0_values(wb);
-        for (l, lane) in acc.iter_mut().enumerate() {
-            let mut s = 0i32;
-            for e in 4 * l..4 * l + 4 {
-                s += v[e] as i32 * ab.qs[e] as i32;
-            }
-            *lane = d.mul_add(s as f32, *lane);
-        }
-    }
-    hsum8(&acc)
+    dot_i8_blocks(w.chunks_exact(Q5_0_BYTES).map(|b| (f16_at(b, 0), q5_0_values(b))), a)
 }
 
 #[cfg(target_arch = "x86_64")]
