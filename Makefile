@@ -19,5 +19,5 @@ test: install models ## engine tests (cargo) then the Python tests
 
 BENCH_VENV ?= $(HOME)/.cache/candlewick/bench-venv
 bench: install models ## candlewick vs llama-cpp-python on SmolLM2 (first run builds llama.cpp: several minutes)
-	test -x $(BENCH_VENV)/bin/python || ($(PY) -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install -q llama-cpp-python numpy)
+	test -x $(BENCH_VENV)/bin/python || ($(PY) -m venv $(BENCH_VENV) && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF" $(BENCH_VENV)/bin/pip install -q llama-cpp-python numpy)
 	$(PY) benches/bench_generate.py --llama-python $(BENCH_VENV)/bin/python

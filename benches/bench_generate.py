@@ -73,6 +73,7 @@ def run(python, engine, path, ids, threads, runs):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m-instruct", help="a GGUF path or model name (smollm2-135m-instruct, gemma3-270m)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of each engine")
@@ -81,7 +82,7 @@ def main():
 
     import candlewick as cw
 
-    path = cw.resolve("smollm2-135m-instruct")
+    path = cw.resolve(args.model)
     ids = cw.load(path).tokenizer.encode(PROMPT)
     res = {"candlewick": [], "llama.cpp": []}
     for _ in range(args.rounds):
@@ -94,14 +95,14 @@ def main():
         dec = statistics.median(N_DECODE / r["decode_s"] for r in rs)
         med[eng] = (pre, dec)
     same = res["candlewick"][0]["tokens"][:N_DECODE] == res["llama.cpp"][0]["tokens"]
-    print(f"SmolLM2-135M-Instruct Q4_1, prompt {len(ids)} tokens, decode {N_DECODE} tokens, "
+    print(f"{os.path.basename(path)}, prompt {len(ids)} tokens, decode {N_DECODE} tokens, "
           f"{args.threads} threads, median of {args.runs * args.rounds} runs")
     print(f"{'engine':12s} {'prefill tok/s':>14s} {'decode tok/s':>13s}")
     for eng, (pre, dec) in med.items():
         print(f"{eng:12s} {pre:14.1f} {dec:13.1f}")
     (cp, cd), (lp, ld) = med["candlewick"], med["llama.cpp"]
     print(f"{'ratio cw/ll':12s} {cp / lp:14.2f} {cd / ld:13.2f}")
-    print(f"same greedy tokens: {same} (llama.cpp runs its default f16 KV cache here; with an f32 cache the tokens are identical: tests/test_generation.py)")
+    print(f"same greedy tokens: {same} (llama.cpp runs its default f16 KV cache here; for SmolLM2 with an f32 cache the tokens are identical: tests/test_generation.py)")
 
 
 if __name__ == "__main__":
