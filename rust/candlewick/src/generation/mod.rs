@@ -127,44 +127,32 @@ impl Generator {
             return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
         }
         let ctx = model.context_length();
-        if let Some(ed) = &model.seq2seq {
-            if params.prompt_logprobs {
-                return Err(Error::Unsupported("prompt log-probs of an encoder-decoder's input are not built".into()));
-            }
-            if prompt.len() > ctx {
-                return Err(Error::ContextOverflow(format!("the prompt has {} tokens; the model has {ctx} positions", prompt.len())));
-            }
-            let state = ed.start(&prompt)?;
-            let sampler = Sampler::new(params.sampling.clone(), params.seed)?;
-            return Ok(Self {
-                prompt_len: prompt.len(),
-                tokens: prompt,
-                cache: model.transformer.new_cache(1)?,
-                seq2seq: Some(state),
-                model,
-                params,
-                sampler,
-                finish: None,
-                decoder: StreamDecoder::new(true),
-                text: String::new(),
-                released: 0,
-                logits: Vec::new(),
-                logprobs: Vec::new(),
-                prompt_logprobs: None,
-            });
-        }
-        if prompt.len() >= ctx {
-            return Err(Error::ContextOverflow(format!(
-                "the prompt has {} tokens; the model's context is {ctx}, leaving no room to generate",
-                prompt.len()
-            )));
-        }
         let vocab = model.config().vocab_size as u32;
         if let Some(bad) = prompt.iter().find(|&&t| t >= vocab) {
             return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
         }
-        let capacity = (prompt.len() + params.max_new_tokens).min(ctx);
-        let cache = model.transformer.new_cache(capacity)?;
+        // Decoders keep a KV cache for prompt + output; encoder-decoders encode the prompt once
+        // and keep the decoder's state (their cache is unused).
+        let (cache, seq2seq) = match &model.seq2seq {
+            Some(ed) => {
+                if params.prompt_logprobs {
+                    return Err(Error::Unsupported("prompt log-probs of an encoder-decoder's input are not built".into()));
+                }
+                if prompt.len() > ctx {
+                    return Err(Error::ContextOverflow(format!("the prompt has {} tokens; the model has {ctx} positions", prompt.len())));
+                }
+                (model.transformer.new_cache(1)?, Some(ed.start(&prompt)?))
+            }
+            None => {
+                if prompt.len() >= ctx {
+                    return Err(Error::ContextOverflow(format!(
+                        "the prompt has {} tokens; the model's context is {ctx}, leaving no room to generate",
+                        prompt.len()
+                    )));
+                }
+                (model.transformer.new_cache((prompt.len() + params.max_new_tokens).min(ctx))?, None)
+            }
+        };
         let sampler = Sampler::new(params.sampling.clone(), params.seed)?;
         Ok(Self {
             prompt_len: prompt.len(),
@@ -172,7 +160,7 @@ impl Generator {
             model,
             params,
             cache,
-            seq2seq: None,
+            seq2seq,
             sampler,
             finish: None,
             decoder: StreamDecoder::new(true),

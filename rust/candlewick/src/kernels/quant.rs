@@ -164,6 +164,15 @@ mod avx2 {
         _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
     }
 
+    /// acc + d * (i8 . i8 in 8 lanes of 4): ggml's mul_sum_i8_pairs_float (|x| times y with x's
+    /// sign, as u8 x i8) fused into the accumulator.
+    #[inline(always)]
+    unsafe fn fma_i8_dot(acc: __m256, d: f32, qx: __m256i, qy: __m256i) -> __m256 {
+        let ax = _mm256_sign_epi8(qx, qx);
+        let sy = _mm256_sign_epi8(qy, qx);
+        _mm256_fmadd_ps(_mm256_set1_ps(d), dot_u8_i8(ax, sy), acc)
+    }
+
     /// `R` weight rows (raw Q4_1) against one quantized activation row; `ad`/`asum` are the
     /// activation blocks' d and s already in f32. Each row keeps its own accumulators, so each
     /// result is exactly ggml's `ggml_vec_dot_q4_1_q8_1`; the activation block is loaded once for
@@ -219,9 +228,7 @@ mod avx2 {
                 let x = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
                 let set = _mm256_cmpeq_epi8(_mm256_or_si256(x, bits), _mm256_set1_epi64x(-1));
                 let qx = _mm256_or_si256(nib, _mm256_andnot_si256(set, _mm256_set1_epi8(0xF0u8 as i8)));
-                let ax = _mm256_sign_epi8(qx, qx);
-                let sy = _mm256_sign_epi8(qy, qx);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d1), dot_u8_i8(ax, sy), acc[r]);
+                acc[r] = fma_i8_dot(acc[r], dw * d1, qx, qy);
             }
         }
         let mut out = [0f32; R];
@@ -244,10 +251,7 @@ mod avx2 {
                 _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
                 let dw = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
                 let qx = _mm256_loadu_si256(wb.add(2) as *const __m256i);
-                // |x| * sign(y, x): the u8 x i8 product of ggml's mul_sum_i8_pairs_float.
-                let ax = _mm256_sign_epi8(qx, qx);
-                let sy = _mm256_sign_epi8(qy, qx);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d1), dot_u8_i8(ax, sy), acc[r]);
+                acc[r] = fma_i8_dot(acc[r], dw * d1, qx, qy);
             }
         }
         let mut out = [0f32; R];

@@ -47,7 +47,8 @@ pub struct EncoderDecoder {
 #[derive(Clone)]
 pub struct Seq2SeqState {
     enc_len: usize,
-    cross: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Shared: beams forked from one request read the same encoder K/V.
+    cross: std::sync::Arc<Vec<(Vec<f32>, Vec<f32>)>>,
     cache: Vec<(Vec<f32>, Vec<f32>)>,
     len: usize,
 }
@@ -86,9 +87,9 @@ impl EncoderDecoder {
         let bias = self.encoder_bias.bias(0, n, n);
         for l in &self.encoder {
             let h = l.attn_norm.forward(&x)?;
-            let (q, k, v) = (rows(&l.attn.q.forward(&h)?)?, rows(&l.attn.k.forward(&h)?)?, rows(&l.attn.v.forward(&h)?)?);
-            let out = attention::general(&q, &k, &v, n, n, nh, nh, hd, 1.0, Some(&bias), None);
-            x = (x + l.attn.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)?)?;
+            let p = l.attn.project(&h, &[(0, n)], None)?;
+            let out = attention::general(&p.q, &p.k, &p.v, n, n, nh, nh, hd, 1.0, Some(&bias), None);
+            x = (&x + l.attn.output(out, &h)?)?;
             x = (&x + l.mlp.forward(&l.mlp_norm.forward(&x)?)?)?;
         }
         self.encoder_norm.forward(&x)
@@ -102,7 +103,7 @@ impl EncoderDecoder {
             .iter()
             .map(|l| Ok((rows(&l.cross_attn.k.forward(&enc)?)?, rows(&l.cross_attn.v.forward(&enc)?)?)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Seq2SeqState { enc_len: prompt.len(), cross, cache: vec![(Vec::new(), Vec::new()); self.decoder.len()], len: 0 })
+        Ok(Seq2SeqState { enc_len: prompt.len(), cross: std::sync::Arc::new(cross), cache: vec![(Vec::new(), Vec::new()); self.decoder.len()], len: 0 })
     }
 
     /// Run decoder tokens after what the state holds; logits [new tokens, vocab] row-major.
@@ -114,17 +115,17 @@ impl EncoderDecoder {
         let bias = self.decoder_bias.bias(past, n, past + n);
         for (l, layer) in self.decoder.iter().enumerate() {
             let h = layer.self_norm.forward(&x)?;
-            let q = rows(&layer.self_attn.q.forward(&h)?)?;
+            let p = layer.self_attn.project(&h, &[(past, n)], None)?;
             let (ck, cv) = &mut st.cache[l];
-            ck.extend(rows(&layer.self_attn.k.forward(&h)?)?);
-            cv.extend(rows(&layer.self_attn.v.forward(&h)?)?);
-            let out = attention::general(&q, ck, cv, n, past + n, nh, nh, hd, 1.0, Some(&bias), Some(past));
-            x = (x + layer.self_attn.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)?)?;
+            ck.extend(p.k);
+            cv.extend(p.v);
+            let out = attention::general(&p.q, ck, cv, n, past + n, nh, nh, hd, 1.0, Some(&bias), Some(past));
+            x = (&x + layer.self_attn.output(out, &h)?)?;
             let h = layer.cross_norm.forward(&x)?;
             let q = rows(&layer.cross_attn.q.forward(&h)?)?;
             let (xk, xv) = &st.cross[l];
             let out = attention::general(&q, xk, xv, n, st.enc_len, nh, nh, hd, 1.0, None, None);
-            x = (x + layer.cross_attn.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)?)?;
+            x = (&x + layer.cross_attn.output(out, &h)?)?;
             x = (&x + layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?)?;
         }
         st.len += n;

@@ -292,24 +292,12 @@ impl Transformer {
         for block in &self.blocks {
             let a = &block.attn;
             x = block.forward(x, c.post_norm, |h| {
-                let mut q = rows(&a.q.forward(h)?)?;
-                let mut k = rows(&a.k.forward(h)?)?;
-                let v = rows(&a.v.forward(h)?)?;
-                if let Some(nq) = &a.extra.q_norm {
-                    nq.apply_rows(&mut q);
-                }
-                if let Some(nk) = &a.extra.k_norm {
-                    nk.apply_rows(&mut k);
-                }
-                if let Some(r) = a.extra.rope.as_ref().or(self.rope.as_ref()) {
-                    r.apply(&mut q, nh, 0);
-                    r.apply(&mut k, nkv, 0);
-                }
+                let p = a.project(h, &[(0, n)], self.rope.as_ref())?;
                 let scale = 1.0 / (hd as f32).sqrt();
                 let (out, probs) =
-                    crate::kernels::attention::with_probs(&q, &k, &v, n, n, nh, nkv, hd, scale, causal, a.extra.window);
+                    crate::kernels::attention::with_probs(&p.q, &p.k, &p.v, n, n, nh, nkv, hd, scale, causal, a.extra.window);
                 attentions.push(probs);
-                a.o.forward(&Tensor::from_vec(out, (1, n, nh * hd), &self.device)?)
+                a.output(out, h)
             })?;
             hidden.push(rows(&x)?);
         }

@@ -27,22 +27,24 @@ pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let (Some(g), Activation::Silu) = (&self.gate, self.activation) {
-            // SwiGLU as ggml computes it (its own expf), so activations match llama.cpp.
+        // Gated MLPs whose activation ggml computes its own way (SwiGLU with its expf; GELU
+        // through its f16 table) run on slices, so activations match llama.cpp.
+        let ggml_act = match (&self.gate, self.activation) {
+            (Some(g), Activation::Silu) => Some((g, false)),
+            (Some(g), _) if self.ggml_gelu => Some((g, true)),
+            _ => None,
+        };
+        if let Some((g, gelu)) = ggml_act {
             let gate = g.forward(x)?;
             let dims = gate.dims().to_vec();
             let gv = gate.flatten_all()?.to_vec1::<f32>()?;
             let uv = self.up.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
             let mut h = vec![0f32; gv.len()];
-            crate::kernels::math::swiglu(&gv, &uv, &mut h);
-            return self.down.forward(&Tensor::from_vec(h, dims, x.device())?);
-        }
-        if let (Some(g), true) = (&self.gate, self.ggml_gelu) {
-            let gate = g.forward(x)?;
-            let dims = gate.dims().to_vec();
-            let gv = gate.flatten_all()?.to_vec1::<f32>()?;
-            let uv = self.up.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
-            let h: Vec<f32> = gv.iter().zip(&uv).map(|(&g, &u)| crate::kernels::math::gelu_ggml(g) * u).collect();
+            if gelu {
+                h.iter_mut().zip(gv.iter().zip(&uv)).for_each(|(o, (&g, &u))| *o = crate::kernels::math::gelu_ggml(g) * u);
+            } else {
+                crate::kernels::math::swiglu(&gv, &uv, &mut h);
+            }
             return self.down.forward(&Tensor::from_vec(h, dims, x.device())?);
         }
         let h = match &self.gate {

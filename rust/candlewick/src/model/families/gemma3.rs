@@ -20,15 +20,11 @@ const SWA_ROPE_BASE: f64 = 10_000.0;
 
 pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
     let key = |k: &str| format!("gemma3.{k}");
-    let hidden = g.require_u64(&key("embedding_length"))? as usize;
-    let heads = g.require_u64(&key("attention.head_count"))? as usize;
-    let kv = g.get(&key("attention.head_count_kv")).and_then(|v| v.as_u64()).map(|v| v as usize).unwrap_or(heads);
-    let head_dim = g.get(&key("attention.key_length")).and_then(|v| v.as_u64()).map(|v| v as usize).unwrap_or(hidden / heads.max(1));
-    let embed = g.tensor_info("token_embd.weight").ok_or_else(|| Error::invalid_file(g.path(), "tensor token_embd.weight is missing"))?;
+    let (hidden, heads, kv, head_dim, vocab_size) = super::gguf_shape(g, "gemma3")?;
     let cfg = ModelConfig {
         family: "gemma3".into(),
         architecture: Architecture::Decoder,
-        vocab_size: embed.shape[0],
+        vocab_size,
         hidden_size: hidden,
         num_layers: g.require_u64(&key("block_count"))? as usize,
         num_heads: heads,

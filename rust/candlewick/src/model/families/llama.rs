@@ -12,25 +12,7 @@ use crate::nn::{self, Attention, Embedding, Linear, Mlp, RmsNorm, Rope};
 /// Read the model's shape from `llama.*` metadata.
 pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
     let key = |k: &str| format!("llama.{k}");
-    let hidden = g.require_u64(&key("embedding_length"))? as usize;
-    let num_heads = g.require_u64(&key("attention.head_count"))? as usize;
-    let num_kv_heads = match g.get(&key("attention.head_count_kv")) {
-        Some(v) => v.as_u64().ok_or_else(|| {
-            Error::Unsupported(format!("{}: per-layer head_count_kv arrays", g.path().display()))
-        })? as usize,
-        None => num_heads,
-    };
-    if num_heads == 0 || hidden % num_heads != 0 {
-        return Err(Error::invalid_file(g.path(), format!("embedding_length {hidden} is not divisible by head_count {num_heads}")));
-    }
-    let head_dim = match g.get(&key("attention.key_length")) {
-        Some(v) => v.as_u64().unwrap_or(0) as usize,
-        None => hidden / num_heads,
-    };
-    let embed = g
-        .tensor_info("token_embd.weight")
-        .ok_or_else(|| Error::invalid_file(g.path(), "tensor token_embd.weight is missing"))?;
-    let vocab_size = embed.shape[0];
+    let (hidden, num_heads, num_kv_heads, head_dim, vocab_size) = super::gguf_shape(g, "llama")?;
     let cfg = ModelConfig {
         family: "llama".into(),
         architecture: Architecture::Decoder,

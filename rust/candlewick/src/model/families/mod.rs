@@ -56,3 +56,33 @@ impl Tensors<'_> {
         Ok(Norm::Rms(RmsNorm::new(self.get(name, &[h])?, eps)?))
     }
 }
+
+/// The attention shape and vocabulary every GGUF decoder states the same way under its
+/// architecture's keys: (hidden, heads, kv_heads, head_dim, vocab).
+pub fn gguf_shape(g: &crate::io::gguf::GgufFile, arch: &str) -> Result<(usize, usize, usize, usize, usize)> {
+    use crate::error::Error;
+    let key = |k: &str| format!("{arch}.{k}");
+    let hidden = g.require_u64(&key("embedding_length"))? as usize;
+    let heads = g.require_u64(&key("attention.head_count"))? as usize;
+    let kv_heads = match g.get(&key("attention.head_count_kv")) {
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| Error::Unsupported(format!("{}: per-layer head_count_kv arrays", g.path().display())))?
+            as usize,
+        None => heads,
+    };
+    let head_dim = match g.get(&key("attention.key_length")) {
+        Some(v) => v.as_u64().unwrap_or(0) as usize,
+        None if heads > 0 && hidden % heads == 0 => hidden / heads,
+        None => {
+            return Err(Error::invalid_file(
+                g.path(),
+                format!("embedding_length {hidden} is not divisible by head_count {heads}"),
+            ))
+        }
+    };
+    let embed = g
+        .tensor_info("token_embd.weight")
+        .ok_or_else(|| Error::invalid_file(g.path(), "tensor token_embd.weight is missing"))?;
+    Ok((hidden, heads, kv_heads, head_dim, embed.shape[0]))
+}
