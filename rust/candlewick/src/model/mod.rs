@@ -141,20 +141,8 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
                 u("decoder_start_token_id", 0) as u32,
                 scale,
             )?;
-            let shell = Transformer {
-        embed_scale: None,
-                config: cfg,
-                embed: ed.embed.clone(),
-                positions: None,
-                token_types: None,
-                embed_norm: None,
-                blocks: Vec::new(),
-                norm: None,
-                lm_head: None,
-                mlm_head: None,
-                rope: None,
-                device: device.clone(),
-            };
+            // A shell holding the config and shared embeddings; the stacks live in `seq2seq`.
+            let shell = Transformer::bare(cfg, ed.embed.clone(), Vec::new(), &device);
             seq2seq = Some(ed);
             shell
         }

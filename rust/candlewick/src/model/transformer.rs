@@ -93,6 +93,25 @@ impl Cache {
 }
 
 impl Transformer {
+    /// A stack of `blocks` over token embeddings with nothing else: no positions, norms, heads
+    /// or RoPE. Families set what they have with struct update syntax.
+    pub fn bare(config: ModelConfig, embed: Embedding, blocks: Vec<Block>, device: &Device) -> Self {
+        Transformer {
+            config,
+            embed,
+            embed_scale: None,
+            positions: None,
+            token_types: None,
+            embed_norm: None,
+            blocks,
+            norm: None,
+            lm_head: None,
+            mlm_head: None,
+            rope: None,
+            device: device.clone(),
+        }
+    }
+
     /// The context the model supports (its trained positions).
     pub fn context_length(&self) -> usize {
         self.config.max_position_embeddings

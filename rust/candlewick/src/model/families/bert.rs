@@ -62,18 +62,13 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
     } else {
         None
     };
+    let embed_norm = Some(ln(&format!("{pre}embeddings.LayerNorm"))?);
+    let device = t.device.clone();
     Ok(Transformer {
-        embed_scale: None,
-        embed: Embedding::Dense(word),
         positions: Some(Embedding::Dense(positions)),
         token_types,
-        embed_norm: Some(ln(&format!("{pre}embeddings.LayerNorm"))?),
-        blocks,
-        norm: None,
-        lm_head: None,
+        embed_norm,
         mlm_head,
-        rope: None,
-        device: t.device.clone(),
-        config: cfg,
+        ..Transformer::bare(cfg, Embedding::Dense(word), blocks, &device)
     })
 }

@@ -100,15 +100,7 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
     Ok(Transformer {
         embed_scale: Some((h as f32).sqrt() as f64),
         norm: Some(norm("output_norm.weight")?),
-        embed,
-        positions: None,
-        token_types: None,
-        embed_norm: None,
-        blocks,
         lm_head: Some(lm_head),
-        mlm_head: None,
-        rope: None,
-        device: device.clone(),
-        config: cfg,
+        ..Transformer::bare(cfg, embed, blocks, device)
     })
 }

@@ -56,17 +56,9 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
         embed.as_linear()?
     };
     Ok(Transformer {
-        embed_scale: None,
         norm: Some(ln("ln_f")?),
-        embed,
         positions: Some(positions),
-        token_types: None,
-        embed_norm: None,
-        blocks,
         lm_head: Some(lm_head),
-        mlm_head: None,
-        rope: None,
-        device: t.device.clone(),
-        config: cfg,
+        ..Transformer::bare(cfg, embed, blocks, t.device)
     })
 }

@@ -84,18 +84,10 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
     }
     let rope = Rope::new(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings, true);
     Ok(Transformer {
-        embed_scale: None,
         norm: Some(norm("output_norm.weight")?),
-        config: cfg,
-        embed,
-        positions: None,
-        token_types: None,
-        embed_norm: None,
-        blocks,
         lm_head: Some(lm_head),
-        mlm_head: None,
         rope: Some(rope),
-        device: device.clone(),
+        ..Transformer::bare(cfg, embed, blocks, device)
     })
 }
 
@@ -135,18 +127,7 @@ pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transfor
             },
         });
     }
-    Ok(Transformer {
-        embed_scale: None,
-        norm: Some(t.rms_norm("model.norm.weight", h, cfg.norm_eps)?),
-        rope: Some(Rope::new_hf(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings)),
-        embed,
-        positions: None,
-        token_types: None,
-        embed_norm: None,
-        blocks,
-        lm_head: Some(lm_head),
-        mlm_head: None,
-        device: t.device.clone(),
-        config: cfg,
-    })
+    let norm = Some(t.rms_norm("model.norm.weight", h, cfg.norm_eps)?);
+    let rope = Some(Rope::new_hf(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings));
+    Ok(Transformer { norm, rope, lm_head: Some(lm_head), ..Transformer::bare(cfg, embed, blocks, t.device) })
 }
