@@ -27,10 +27,11 @@ def test_sentencepiece_vocabulary_matches_llamacpp(gemma):
 
 def test_greedy_follows_llamacpp(gemma):
     """Gemma 3 amplifies rounding differences (residual stream in the thousands, activations
-    quantized to 8 bits before every matmul): candle's K-quant and Q5_0 dot products sum in
-    another order than ggml's, so continuations part at near-ties. Measured: identical for 32
-    tokens on 2 of the 4 prompts, 5 and 15 tokens on the others (issue 3 asks 24 on 3 of 4: not
-    met until those kernels follow ggml's order, as the Q4_1/Q8_0 ones do)."""
+    quantized to 8 bits before every matmul), so parity needs the matmuls to round as llama.cpp's
+    do: every weight type of this file (Q5_0, Q8_0, Q4_K, Q6_K) runs candlewick's ggml-exact kernels
+    (tests/fixtures/ggml_kernels.json checks them bit for bit). Issue 3 asks identical greedy
+    tokens for at least 24 steps on 3 of the 4 prompts; measured: 32, 32, 32 and 10 (the last
+    parts at a 0.2-logit near-tie: attention and norms still round differently from ggml's)."""
     agree = []
     for g in REF["generations"]:
         ids = gemma.tokenizer.encode(g["prompt"])
@@ -38,7 +39,7 @@ def test_greedy_follows_llamacpp(gemma):
         out = gemma.generate(ids, max_new_tokens=32, ignore_eos=True).token_ids
         agree.append(next((i for i, (a, b) in enumerate(zip(out, g["greedy_ids"])) if a != b), len(out)))
     assert all(n >= 1 for n in agree), agree
-    assert sum(n >= 24 for n in agree) >= 2, agree
+    assert sum(n >= 24 for n in agree) >= 3, agree
 
 
 def test_gemma3_structure(gemma):

@@ -5,9 +5,24 @@ use candlewick::Error;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 
-pyo3::create_exception!(candlewick, CandlewickError, PyException, "Base class of candlewick's own errors.");
-pyo3::create_exception!(candlewick, ModelFileError, CandlewickError, "A model or tokenizer file is invalid, truncated or corrupt.");
-pyo3::create_exception!(candlewick, UnsupportedError, CandlewickError, "The file or option is valid but candlewick does not support it (yet).");
+pyo3::create_exception!(
+    candlewick,
+    CandlewickError,
+    PyException,
+    "Base class of candlewick's own errors."
+);
+pyo3::create_exception!(
+    candlewick,
+    ModelFileError,
+    CandlewickError,
+    "A model or tokenizer file is invalid, truncated or corrupt."
+);
+pyo3::create_exception!(
+    candlewick,
+    UnsupportedError,
+    CandlewickError,
+    "The file or option is valid but candlewick does not support it (yet)."
+);
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -20,7 +35,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 pub fn to_py(e: Error) -> PyErr {
     let msg = e.to_string();
     match e {
-        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => PyFileNotFoundError::new_err(msg),
+        Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            PyFileNotFoundError::new_err(msg)
+        }
         Error::Io { .. } => PyOSError::new_err(msg),
         Error::InvalidFile { .. } => ModelFileError::new_err(msg),
         Error::Unsupported(_) => UnsupportedError::new_err(msg),

@@ -20,13 +20,17 @@ pub fn load(py: Python<'_>, path: std::path::PathBuf, threads: Option<i64>) -> P
         set_num_threads(t)?;
     }
     let model = py.detach(move || candlewick::load(&path)).py()?;
-    Ok(PyModel { model: Arc::new(model) })
+    Ok(PyModel {
+        model: Arc::new(model),
+    })
 }
 
 #[pyfunction]
 pub fn set_num_threads(threads: i64) -> PyResult<()> {
     if threads <= 0 {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!("threads must be a positive integer, got {threads}")));
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "threads must be a positive integer, got {threads}"
+        )));
     }
     candlewick::kernels::set_num_threads(threads as usize).py()
 }
@@ -47,12 +51,19 @@ pub fn check_generation_params(params: &Bound<'_, PyDict>) -> PyResult<()> {
 /// A model with random weights from a ModelConfig (JSON), optionally with a tokenizer.
 #[pyfunction]
 #[pyo3(signature = (config_json, seed, tokenizer=None))]
-pub fn model_from_config(py: Python<'_>, config_json: &str, seed: u64, tokenizer: Option<PyRef<'_, PyTokenizer>>) -> PyResult<PyModel> {
+pub fn model_from_config(
+    py: Python<'_>,
+    config_json: &str,
+    seed: u64,
+    tokenizer: Option<PyRef<'_, PyTokenizer>>,
+) -> PyResult<PyModel> {
     let cfg: candlewick::ModelConfig = serde_json::from_str(config_json)
         .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("ModelConfig: {e}")))?;
     let tok = tokenizer.map(|t| t.tok.clone());
     let model = py.detach(move || Model::from_config(cfg, seed, tok)).py()?;
-    Ok(PyModel { model: Arc::new(model) })
+    Ok(PyModel {
+        model: Arc::new(model),
+    })
 }
 
 #[pyclass(name = "NativeModel", module = "candlewick._native", frozen)]
@@ -63,10 +74,11 @@ pub struct PyModel {
 type Logprobs = Vec<(u32, f32, Vec<(u32, f32)>)>;
 
 fn get<'py, T: pyo3::FromPyObject<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    let v = d
-        .get_item(key)?
-        .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(format!("generation parameter {key} missing")))?;
-    v.extract().map_err(|e| pyo3::exceptions::PyTypeError::new_err(format!("{key}: {e}")))
+    let v = d.get_item(key)?.ok_or_else(|| {
+        pyo3::exceptions::PyKeyError::new_err(format!("generation parameter {key} missing"))
+    })?;
+    v.extract()
+        .map_err(|e| pyo3::exceptions::PyTypeError::new_err(format!("{key}: {e}")))
 }
 
 /// Generation parameters from the dict the Python layer builds (every key present).
@@ -85,40 +97,63 @@ fn gen_params(d: &Bound<'_, PyDict>) -> PyResult<GenerationParams> {
             repetition_penalty: get(d, "repetition_penalty")?,
             presence_penalty: get(d, "presence_penalty")?,
             frequency_penalty: get(d, "frequency_penalty")?,
-            no_repeat_ngram_size: non_negative("no_repeat_ngram_size", get(d, "no_repeat_ngram_size")?)?,
+            no_repeat_ngram_size: non_negative(
+                "no_repeat_ngram_size",
+                get(d, "no_repeat_ngram_size")?,
+            )?,
             logit_bias: logit_bias.into_iter().collect(),
         },
         seed: get(d, "seed")?,
         stop: get(d, "stop")?,
         stop_token_ids: get(d, "stop_token_ids")?,
         ignore_eos: get(d, "ignore_eos")?,
-        logprobs: get::<Option<i64>>(d, "logprobs")?.map(|n| non_negative("logprobs", n)).transpose()?,
+        logprobs: get::<Option<i64>>(d, "logprobs")?
+            .map(|n| non_negative("logprobs", n))
+            .transpose()?,
         prompt_logprobs: get(d, "prompt_logprobs")?,
     };
     p.validate().py()?;
     Ok(p)
 }
 
-type GenOut = (String, Vec<u32>, &'static str, usize, Option<Logprobs>, Option<Vec<f32>>);
+type GenOut = (
+    String,
+    Vec<u32>,
+    &'static str,
+    usize,
+    Option<Logprobs>,
+    Option<Vec<f32>>,
+);
 
 fn gen_out(out: candlewick::generation::Output) -> GenOut {
     let lp = logprobs_out(&out.logprobs);
-    (out.text, out.token_ids, out.finish_reason.as_str(), out.prompt_tokens, lp, out.prompt_logprobs)
+    (
+        out.text,
+        out.token_ids,
+        out.finish_reason.as_str(),
+        out.prompt_tokens,
+        lp,
+        out.prompt_logprobs,
+    )
 }
 
 fn logprobs_out(l: &Option<Vec<candlewick::generation::TokenLogprob>>) -> Option<Logprobs> {
-    l.as_ref().map(|v| v.iter().map(|t| (t.id, t.logprob, t.top.clone())).collect())
+    l.as_ref()
+        .map(|v| v.iter().map(|t| (t.id, t.logprob, t.top.clone())).collect())
 }
 
 #[pymethods]
 impl PyModel {
     #[getter]
     fn tokenizer(&self) -> PyTokenizer {
-        PyTokenizer { tok: self.model.tokenizer.clone() }
+        PyTokenizer {
+            tok: self.model.tokenizer.clone(),
+        }
     }
 
     fn config_json(&self) -> PyResult<String> {
-        serde_json::to_string(self.model.config()).map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+        serde_json::to_string(self.model.config())
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
     }
 
     /// Facts about the checkpoint as a JSON object.
@@ -154,7 +189,11 @@ impl PyModel {
 
     /// Generate for a batch of requests [(ids, params)] together (one forward pass per step for
     /// all unfinished rows) -> [(text, token_ids, finish_reason, prompt_tokens, logprobs, prompt_logprobs)].
-    fn generate(&self, py: Python<'_>, requests: Vec<(Vec<u32>, Bound<'_, PyDict>)>) -> PyResult<Vec<GenOut>> {
+    fn generate(
+        &self,
+        py: Python<'_>,
+        requests: Vec<(Vec<u32>, Bound<'_, PyDict>)>,
+    ) -> PyResult<Vec<GenOut>> {
         let reqs = requests
             .iter()
             .map(|(ids, d)| Ok((ids.clone(), gen_params(d)?)))
@@ -162,8 +201,10 @@ impl PyModel {
         let m = self.model.clone();
         let outs = py
             .detach(move || -> candlewick::Result<_> {
-                let mut gens =
-                    reqs.into_iter().map(|(ids, p)| Generator::new(m.clone(), ids, p)).collect::<candlewick::Result<Vec<_>>>()?;
+                let mut gens = reqs
+                    .into_iter()
+                    .map(|(ids, p)| Generator::new(m.clone(), ids, p))
+                    .collect::<candlewick::Result<Vec<_>>>()?;
                 run_batch(&mut gens)
             })
             .py()?;
@@ -188,11 +229,20 @@ impl PyModel {
         Ok(outs.into_iter().map(|(o, s)| (gen_out(o), s)).collect())
     }
 
-    fn stream(&self, py: Python<'_>, ids: Vec<u32>, params: &Bound<'_, PyDict>) -> PyResult<PyStream> {
+    fn stream(
+        &self,
+        py: Python<'_>,
+        ids: Vec<u32>,
+        params: &Bound<'_, PyDict>,
+    ) -> PyResult<PyStream> {
         let p = gen_params(params)?;
         let m = self.model.clone();
         let g = py.detach(move || Generator::new(m, ids, p)).py()?;
-        Ok(PyStream { gen: Some(g), done: false, closed: None })
+        Ok(PyStream {
+            gen: Some(g),
+            done: false,
+            closed: None,
+        })
     }
 
     /// One sequence with every layer's hidden states and attention probabilities:
@@ -202,33 +252,62 @@ impl PyModel {
         &self,
         py: Python<'py>,
         ids: Vec<u32>,
-    ) -> PyResult<(Option<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>)> {
+    ) -> PyResult<(
+        Option<Bound<'py, PyAny>>,
+        Vec<Bound<'py, PyAny>>,
+        Vec<Bound<'py, PyAny>>,
+    )> {
         if self.model.seq2seq.is_some() {
-            return Err(candlewick::Error::Unsupported("hidden states and attentions of encoder-decoders are not built yet".into())).py();
+            return Err(candlewick::Error::Unsupported(
+                "hidden states and attentions of encoder-decoders are not built yet".into(),
+            ))
+            .py();
         }
         let m = self.model.clone();
         let c = m.config().clone();
         let n = ids.len();
         let r = py.detach(move || m.transformer.inspect(&ids)).py()?;
-        let logits = r.logits.map(|l| PyArray1::from_vec(py, l).reshape([n, c.vocab_size]).map(|a| a.into_any())).transpose()?;
+        let logits = r
+            .logits
+            .map(|l| {
+                PyArray1::from_vec(py, l)
+                    .reshape([n, c.vocab_size])
+                    .map(|a| a.into_any())
+            })
+            .transpose()?;
         let hidden = r
             .hidden_states
             .into_iter()
-            .map(|h| Ok(PyArray1::from_vec(py, h).reshape([n, c.hidden_size])?.into_any()))
+            .map(|h| {
+                Ok(PyArray1::from_vec(py, h)
+                    .reshape([n, c.hidden_size])?
+                    .into_any())
+            })
             .collect::<PyResult<Vec<_>>>()?;
         let attn = r
             .attentions
             .into_iter()
-            .map(|a| Ok(PyArray1::from_vec(py, a).reshape([c.num_heads, n, n])?.into_any()))
+            .map(|a| {
+                Ok(PyArray1::from_vec(py, a)
+                    .reshape([c.num_heads, n, n])?
+                    .into_any())
+            })
             .collect::<PyResult<Vec<_>>>()?;
         Ok((logits, hidden, attn))
     }
 
     /// Encoder-decoder logits [decoder tokens, vocab].
-    fn seq2seq_logits<'py>(&self, py: Python<'py>, ids: Vec<u32>, decoder_ids: Vec<u32>) -> PyResult<Bound<'py, PyAny>> {
+    fn seq2seq_logits<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<u32>,
+        decoder_ids: Vec<u32>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.model.clone();
         let (n, vocab) = (decoder_ids.len(), m.config().vocab_size);
-        let v = py.detach(move || m.seq2seq_logits(&ids, &decoder_ids)).py()?;
+        let v = py
+            .detach(move || m.seq2seq_logits(&ids, &decoder_ids))
+            .py()?;
         Ok(PyArray1::from_vec(py, v).reshape([n, vocab])?.into_any())
     }
 
@@ -239,7 +318,11 @@ impl PyModel {
     }
 
     /// Hidden states of each sequence (encoders): a list of float32 arrays [len, hidden].
-    fn encode<'py>(&self, py: Python<'py>, seqs: Vec<Vec<u32>>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    fn encode<'py>(
+        &self,
+        py: Python<'py>,
+        seqs: Vec<Vec<u32>>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let m = self.model.clone();
         let h = m.config().hidden_size;
         let out = py.detach(move || m.encode(&seqs)).py()?;
@@ -252,13 +335,21 @@ impl PyModel {
     }
 
     /// One vector per sequence: float32 [n, hidden].
-    fn embed<'py>(&self, py: Python<'py>, seqs: Vec<Vec<u32>>, pooling: &str, normalize: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        seqs: Vec<Vec<u32>>,
+        pooling: &str,
+        normalize: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let pooling = Pooling::parse(pooling).py()?;
         let m = self.model.clone();
         let h = m.config().hidden_size;
         let n = seqs.len();
         let out = py.detach(move || m.embed(&seqs, pooling, normalize)).py()?;
-        Ok(PyArray1::from_vec(py, out.concat()).reshape([n, h])?.into_any())
+        Ok(PyArray1::from_vec(py, out.concat())
+            .reshape([n, h])?
+            .into_any())
     }
 
     /// Masked-LM logits [len, vocab] for one sequence.
@@ -273,11 +364,14 @@ impl PyModel {
     #[getter]
     fn sentence_config(&self) -> Option<(Option<usize>, Option<&'static str>)> {
         self.model.sentence.map(|(max, p)| {
-            (max, p.map(|p| match p {
-                Pooling::Mean => "mean",
-                Pooling::Cls => "cls",
-                Pooling::Max => "max",
-            }))
+            (
+                max,
+                p.map(|p| match p {
+                    Pooling::Mean => "mean",
+                    Pooling::Cls => "cls",
+                    Pooling::Max => "max",
+                }),
+            )
         })
     }
 
@@ -287,12 +381,20 @@ impl PyModel {
     }
 
     /// Log-likelihood of each continuation after the context: [(logprob, is_greedy, token_logprobs)].
-    fn score(&self, py: Python<'_>, context: Vec<u32>, continuations: Vec<Vec<u32>>) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
+    fn score(
+        &self,
+        py: Python<'_>,
+        context: Vec<u32>,
+        continuations: Vec<Vec<u32>>,
+    ) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
         let m = self.model.clone();
         py.detach(move || {
             continuations
                 .iter()
-                .map(|c| m.score(&context, c).map(|s| (s.logprob, s.is_greedy, s.token_logprobs)))
+                .map(|c| {
+                    m.score(&context, c)
+                        .map(|s| (s.logprob, s.is_greedy, s.token_logprobs))
+                })
                 .collect::<candlewick::Result<Vec<_>>>()
         })
         .py()
@@ -374,7 +476,9 @@ impl PyStream {
     /// Per-token log-probabilities so far, when asked for with logprobs=N.
     #[getter]
     fn logprobs(&self) -> Option<Logprobs> {
-        self.gen.as_ref().and_then(|g| logprobs_out(&g.output().logprobs))
+        self.gen
+            .as_ref()
+            .and_then(|g| logprobs_out(&g.output().logprobs))
     }
 
     /// Stop generating and free the request's memory (its KV cache) now.
@@ -387,7 +491,11 @@ impl PyStream {
     fn close(&mut self) {
         self.done = true;
         if let Some(g) = self.gen.take() {
-            self.closed = Some((g.generated_ids().to_vec(), g.finish_reason().map(|f| f.as_str()), g.prompt_len()));
+            self.closed = Some((
+                g.generated_ids().to_vec(),
+                g.finish_reason().map(|f| f.as_str()),
+                g.prompt_len(),
+            ));
         }
     }
 }

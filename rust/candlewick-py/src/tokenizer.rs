@@ -29,14 +29,26 @@ impl PyTokenizer {
     }
 
     /// Encode, truncated to `max_length` ids as HF tokenizers truncates (special tokens kept).
-    fn encode_truncated(&self, py: Python<'_>, text: &str, add_special_tokens: bool, max_length: usize) -> PyResult<Vec<u32>> {
+    fn encode_truncated(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        add_special_tokens: bool,
+        max_length: usize,
+    ) -> PyResult<Vec<u32>> {
         let t = self.tok.clone();
         let text = text.to_owned();
-        py.detach(move || t.encode_truncated(&text, add_special_tokens, max_length)).py()
+        py.detach(move || t.encode_truncated(&text, add_special_tokens, max_length))
+            .py()
     }
 
     #[pyo3(signature = (texts, add_special_tokens=true))]
-    fn encode_batch(&self, py: Python<'_>, texts: Vec<String>, add_special_tokens: bool) -> PyResult<Vec<Vec<u32>>> {
+    fn encode_batch(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        add_special_tokens: bool,
+    ) -> PyResult<Vec<Vec<u32>>> {
         let t = self.tok.clone();
         py.detach(move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -52,16 +64,25 @@ impl PyTokenizer {
     }
 
     /// messages_json: a JSON list of {"role", "content"} objects.
-    fn apply_chat_template_json(&self, messages_json: &str, add_generation_prompt: bool) -> PyResult<String> {
+    fn apply_chat_template_json(
+        &self,
+        messages_json: &str,
+        add_generation_prompt: bool,
+    ) -> PyResult<String> {
         let messages: serde_json::Value = serde_json::from_str(messages_json)
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("messages: {e}")))?;
-        self.tok.apply_chat_template(&messages, add_generation_prompt).py()
+        self.tok
+            .apply_chat_template(&messages, add_generation_prompt)
+            .py()
     }
 
     /// A UTF-8-safe incremental decoder (HF tokenizers' DecodeStream).
     #[pyo3(signature = (skip_special_tokens=false))]
     fn stream_decoder(&self, skip_special_tokens: bool) -> PyStreamDecoder {
-        PyStreamDecoder { tok: self.tok.clone(), dec: StreamDecoder::new(skip_special_tokens) }
+        PyStreamDecoder {
+            tok: self.tok.clone(),
+            dec: StreamDecoder::new(skip_special_tokens),
+        }
     }
 
     #[getter]

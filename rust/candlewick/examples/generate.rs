@@ -25,6 +25,12 @@ fn main() -> candlewick::Result<()> {
         Ok(())
     })?;
     println!();
-    eprintln!("{} tokens in {:?}; finish={:?}; ids={:?}", out.token_ids.len(), t0.elapsed(), out.finish_reason, out.token_ids);
+    eprintln!(
+        "{} tokens in {:?}; finish={:?}; ids={:?}",
+        out.token_ids.len(),
+        t0.elapsed(),
+        out.finish_reason,
+        out.token_ids
+    );
     Ok(())
 }

@@ -108,7 +108,14 @@ impl ModelConfig {
     /// Check that the options agree with each other; the error names the field.
     pub fn validate(&self) -> Result<()> {
         if !KNOWN_FAMILIES.contains(&self.family.as_str()) {
-            return Err(field_err("family", format!("unknown family '{}' (known: {})", self.family, KNOWN_FAMILIES.join(", "))));
+            return Err(field_err(
+                "family",
+                format!(
+                    "unknown family '{}' (known: {})",
+                    self.family,
+                    KNOWN_FAMILIES.join(", ")
+                ),
+            ));
         }
         for (name, v) in [
             ("vocab_size", self.vocab_size),
@@ -127,29 +134,55 @@ impl ModelConfig {
         if self.num_heads % self.num_kv_heads != 0 {
             return Err(field_err(
                 "num_kv_heads",
-                format!("{} does not divide num_heads {}", self.num_kv_heads, self.num_heads),
+                format!(
+                    "{} does not divide num_heads {}",
+                    self.num_kv_heads, self.num_heads
+                ),
             ));
         }
         if self.position == Position::Rope && self.head_dim % 2 != 0 {
-            return Err(field_err("head_dim", format!("RoPE needs an even head_dim, got {}", self.head_dim)));
+            return Err(field_err(
+                "head_dim",
+                format!("RoPE needs an even head_dim, got {}", self.head_dim),
+            ));
         }
         if !(self.norm_eps > 0.0 && self.norm_eps.is_finite()) {
-            return Err(field_err("norm_eps", format!("must be a small positive number, got {}", self.norm_eps)));
+            return Err(field_err(
+                "norm_eps",
+                format!("must be a small positive number, got {}", self.norm_eps),
+            ));
         }
-        if self.position == Position::Rope && !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
-            return Err(field_err("rope_theta", format!("must be positive, got {}", self.rope_theta)));
+        if self.position == Position::Rope
+            && !(self.rope_theta > 0.0 && self.rope_theta.is_finite())
+        {
+            return Err(field_err(
+                "rope_theta",
+                format!("must be positive, got {}", self.rope_theta),
+            ));
         }
         if self.architecture == Architecture::EncoderDecoder && self.num_decoder_layers == 0 {
-            return Err(field_err("num_decoder_layers", "an encoder-decoder needs decoder layers".into()));
+            return Err(field_err(
+                "num_decoder_layers",
+                "an encoder-decoder needs decoder layers".into(),
+            ));
         }
         if self.position == Position::RelativeBias && self.relative_attention_num_buckets == 0 {
-            return Err(field_err("relative_attention_num_buckets", "relative position bias needs buckets".into()));
+            return Err(field_err(
+                "relative_attention_num_buckets",
+                "relative position bias needs buckets".into(),
+            ));
         }
         if self.mlm_head && self.architecture != Architecture::Encoder {
-            return Err(field_err("mlm_head", "a masked-LM head belongs to an encoder".into()));
+            return Err(field_err(
+                "mlm_head",
+                "a masked-LM head belongs to an encoder".into(),
+            ));
         }
         if let Some(0) = self.sliding_window {
-            return Err(field_err("sliding_window", "must be positive when set".into()));
+            return Err(field_err(
+                "sliding_window",
+                "must be positive when set".into(),
+            ));
         }
         Ok(())
     }
@@ -157,7 +190,10 @@ impl ModelConfig {
     /// Parameters as this config describes them: the sum of the family's checkpoint tensors
     /// (`families::hf::tensor_shapes`), tied embeddings counted once, buffers not counted.
     pub fn num_parameters(&self) -> Result<usize> {
-        Ok(crate::model::families::hf::tensor_shapes(self)?.iter().map(|(_, s)| s.iter().product::<usize>()).sum())
+        Ok(crate::model::families::hf::tensor_shapes(self)?
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum())
     }
 }
 
@@ -204,14 +240,26 @@ impl ModelConfig {
         let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
         let f = |k: &str| v.get(k).and_then(|x| x.as_f64());
         let b = |k: &str| v.get(k).and_then(|x| x.as_bool());
-        let need = |k: &str| u(k).ok_or_else(|| Error::InvalidArgument(format!("config.json: {k} is missing or not a positive integer")));
+        let need = |k: &str| {
+            u(k).ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "config.json: {k} is missing or not a positive integer"
+                ))
+            })
+        };
         let act = |name: &str| -> Result<Activation> {
             Ok(match name {
                 "gelu" | "gelu_python" => Activation::Gelu,
-                "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
+                "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_tanh" => {
+                    Activation::GeluTanh
+                }
                 "relu" => Activation::Relu,
                 "silu" | "swish" => Activation::Silu,
-                other => return Err(Error::Unsupported(format!("config.json: activation '{other}'"))),
+                other => {
+                    return Err(Error::Unsupported(format!(
+                        "config.json: activation '{other}'"
+                    )))
+                }
             })
         };
         let cfg = match mt {
@@ -336,37 +384,98 @@ impl ModelConfig {
     /// Options a family's checkpoint layout can hold; anything else is a ValueError naming the
     /// field (a config is built as one of the families so that it can be saved and shared).
     pub fn check_family(&self) -> Result<()> {
-        let want = |ok: bool, field: &str, msg: &str| if ok { Ok(()) } else { Err(field_err(field, format!("{} models {msg}", self.family))) };
+        let want = |ok: bool, field: &str, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(field_err(field, format!("{} models {msg}", self.family)))
+            }
+        };
         match self.family.as_str() {
             "llama" => {
-                want(self.architecture == Architecture::Decoder, "architecture", "are decoders")?;
+                want(
+                    self.architecture == Architecture::Decoder,
+                    "architecture",
+                    "are decoders",
+                )?;
                 want(self.position == Position::Rope, "position", "use rope")?;
                 want(self.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
                 want(self.gated_mlp, "gated_mlp", "use a gated MLP (SwiGLU)")?;
                 want(!self.post_norm, "post_norm", "are pre-norm")?;
-                want(self.type_vocab_size == 0, "type_vocab_size", "have no token types")
+                want(
+                    self.type_vocab_size == 0,
+                    "type_vocab_size",
+                    "have no token types",
+                )
             }
             "gpt2" => {
-                want(self.architecture == Architecture::Decoder, "architecture", "are decoders")?;
-                want(self.position == Position::Learned, "position", "use learned positions")?;
-                want(self.norm == Norm::LayerNorm && self.norm_bias, "norm", "use layer_norm with bias")?;
+                want(
+                    self.architecture == Architecture::Decoder,
+                    "architecture",
+                    "are decoders",
+                )?;
+                want(
+                    self.position == Position::Learned,
+                    "position",
+                    "use learned positions",
+                )?;
+                want(
+                    self.norm == Norm::LayerNorm && self.norm_bias,
+                    "norm",
+                    "use layer_norm with bias",
+                )?;
                 want(!self.gated_mlp, "gated_mlp", "have a plain MLP")?;
-                want(self.num_kv_heads == self.num_heads, "num_kv_heads", "use multi-head attention (num_kv_heads = num_heads)")?;
-                want(self.head_dim * self.num_heads == self.hidden_size, "head_dim", "have head_dim * num_heads = hidden_size")?;
-                want(self.attention_bias && self.mlp_bias, "attention_bias", "have biases")?;
-                want(self.tie_word_embeddings, "tie_word_embeddings", "tie the LM head to the embeddings")?;
+                want(
+                    self.num_kv_heads == self.num_heads,
+                    "num_kv_heads",
+                    "use multi-head attention (num_kv_heads = num_heads)",
+                )?;
+                want(
+                    self.head_dim * self.num_heads == self.hidden_size,
+                    "head_dim",
+                    "have head_dim * num_heads = hidden_size",
+                )?;
+                want(
+                    self.attention_bias && self.mlp_bias,
+                    "attention_bias",
+                    "have biases",
+                )?;
+                want(
+                    self.tie_word_embeddings,
+                    "tie_word_embeddings",
+                    "tie the LM head to the embeddings",
+                )?;
                 want(!self.post_norm, "post_norm", "are pre-norm")
             }
             "bert" => {
-                want(self.architecture == Architecture::Encoder, "architecture", "are encoders")?;
-                want(self.position == Position::Learned, "position", "use learned positions")?;
+                want(
+                    self.architecture == Architecture::Encoder,
+                    "architecture",
+                    "are encoders",
+                )?;
+                want(
+                    self.position == Position::Learned,
+                    "position",
+                    "use learned positions",
+                )?;
                 want(self.norm == Norm::LayerNorm, "norm", "use layer_norm")?;
                 want(self.post_norm, "post_norm", "are post-norm")?;
                 want(!self.gated_mlp, "gated_mlp", "have a plain MLP")?;
-                want(self.tie_word_embeddings, "tie_word_embeddings", "tie the MLM decoder to the embeddings")?;
-                want(self.num_kv_heads == self.num_heads, "num_kv_heads", "use multi-head attention (num_kv_heads = num_heads)")
+                want(
+                    self.tie_word_embeddings,
+                    "tie_word_embeddings",
+                    "tie the MLM decoder to the embeddings",
+                )?;
+                want(
+                    self.num_kv_heads == self.num_heads,
+                    "num_kv_heads",
+                    "use multi-head attention (num_kv_heads = num_heads)",
+                )
             }
-            other => Err(field_err("family", format!("'{other}' cannot be built from a config yet (llama, gpt2, bert)"))),
+            other => Err(field_err(
+                "family",
+                format!("'{other}' cannot be built from a config yet (llama, gpt2, bert)"),
+            )),
         }
     }
 

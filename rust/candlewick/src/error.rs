@@ -7,7 +7,10 @@ use std::path::PathBuf;
 pub enum Error {
     /// The file could not be opened or read at all.
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     /// The file exists but is not a valid model/tokenizer file (bad magic, truncated, corrupt header).
     #[error("invalid file {path}: {msg}")]
@@ -50,6 +53,9 @@ macro_rules! bail {
 
 impl Error {
     pub fn invalid_file(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::InvalidFile { path: path.into(), msg: msg.into() }
+        Error::InvalidFile {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }

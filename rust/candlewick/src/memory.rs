@@ -23,7 +23,12 @@ pub struct Precision {
 }
 
 const fn p(name: &'static str, block_size: usize, block_bytes: usize, is_float: bool) -> Precision {
-    Precision { name, block_size, block_bytes, is_float }
+    Precision {
+        name,
+        block_size,
+        block_bytes,
+        is_float,
+    }
 }
 
 /// Plain types, and GGUF block types with their per-block scales (ggml-common.h block structs).
@@ -56,14 +61,26 @@ impl Precision {
             "float16" | "fp16" | "f16" | "half" => "float16",
             "bfloat16" | "bf16" => "bfloat16",
             "int8" | "i8" | "qint8" => "int8",
-            other => other.strip_suffix("_m").or_else(|| other.strip_suffix("_s")).or_else(|| other.strip_suffix("_l")).unwrap_or(other),
+            other => other
+                .strip_suffix("_m")
+                .or_else(|| other.strip_suffix("_s"))
+                .or_else(|| other.strip_suffix("_l"))
+                .unwrap_or(other),
         };
-        PRECISIONS.iter().copied().find(|p| p.name == canon).ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "unknown dtype '{name}' (known: {})",
-                PRECISIONS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
-            ))
-        })
+        PRECISIONS
+            .iter()
+            .copied()
+            .find(|p| p.name == canon)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "unknown dtype '{name}' (known: {})",
+                    PRECISIONS
+                        .iter()
+                        .map(|p| p.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
     }
 
     /// Bytes for `n` values (whole blocks).
@@ -123,9 +140,16 @@ pub struct Subject {
 impl Subject {
     pub fn from_params(n: u64) -> Result<Self> {
         if n == 0 {
-            return Err(Error::InvalidArgument("the parameter count must be positive".into()));
+            return Err(Error::InvalidArgument(
+                "the parameter count must be positive".into(),
+            ));
         }
-        Ok(Subject { label: "a parameter count".into(), num_parameters: n, stored: None, dims: None })
+        Ok(Subject {
+            label: "a parameter count".into(),
+            num_parameters: n,
+            stored: None,
+            dims: None,
+        })
     }
 
     pub fn from_config(c: &ModelConfig) -> Result<Self> {
@@ -144,20 +168,31 @@ impl Subject {
         if !path.exists() {
             return Err(Error::Io {
                 path: path.into(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no such file or directory",
+                ),
             });
         }
         if path.is_dir() {
             return Self::from_folder(path);
         }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if name.ends_with(".gguf") || starts_with_magic(path, b"GGUF") {
             return Self::from_gguf(path);
         }
         if name.ends_with(".safetensors") {
             let dir = path.parent().unwrap_or(Path::new("."));
             let cfg = dir.join("config.json");
-            let dims = if cfg.is_file() { Some(Dims::from_config(&read_config_json(&cfg)?)) } else { None };
+            let dims = if cfg.is_file() {
+                Some(Dims::from_config(&read_config_json(&cfg)?))
+            } else {
+                None
+            };
             return Self::from_safetensors(&[path.to_path_buf()], dims, path);
         }
         if name.ends_with(".json") {
@@ -175,10 +210,17 @@ impl Subject {
     fn from_folder(dir: &Path) -> Result<Self> {
         let files = crate::io::safetensors::files_in(dir)?;
         let cfg_path = dir.join("config.json");
-        let cfg = if cfg_path.is_file() { Some(read_config_json(&cfg_path)?) } else { None };
+        let cfg = if cfg_path.is_file() {
+            Some(read_config_json(&cfg_path)?)
+        } else {
+            None
+        };
         if files.is_empty() {
             let gguf: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| Error::Io { path: dir.into(), source: e })?
+                .map_err(|e| Error::Io {
+                    path: dir.into(),
+                    source: e,
+                })?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
                 .collect();
@@ -191,7 +233,10 @@ impl Subject {
                     s.label = dir.display().to_string();
                     Ok(s)
                 }
-                None => Err(Error::invalid_file(dir, "not a model folder: no config.json, *.safetensors or single *.gguf in it")),
+                None => Err(Error::invalid_file(
+                    dir,
+                    "not a model folder: no config.json, *.safetensors or single *.gguf in it",
+                )),
             };
         }
         Self::from_safetensors(&files, cfg.as_ref().map(Dims::from_config), dir)
@@ -204,7 +249,10 @@ impl Subject {
             let h = SafetensorsHeader::read(f)?;
             for t in h.tensors.values() {
                 // Integer tensors are buffers (BERT's position_ids), not parameters.
-                if !matches!(t.dtype.as_str(), "F64" | "F32" | "F16" | "BF16" | "F8_E4M3" | "F8_E5M2") {
+                if !matches!(
+                    t.dtype.as_str(),
+                    "F64" | "F32" | "F16" | "BF16" | "F8_E4M3" | "F8_E5M2"
+                ) {
                     continue;
                 }
                 n += t.elem_count() as u64;
@@ -213,10 +261,22 @@ impl Subject {
             }
         }
         if n == 0 {
-            return Err(Error::invalid_file(label, "holds no floating-point tensors"));
+            return Err(Error::invalid_file(
+                label,
+                "holds no floating-point tensors",
+            ));
         }
-        let types = types.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ");
-        Ok(Subject { label: label.display().to_string(), num_parameters: n, stored: Some((bytes, types)), dims })
+        let types = types
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(Subject {
+            label: label.display().to_string(),
+            num_parameters: n,
+            stored: Some((bytes, types)),
+            dims,
+        })
     }
 
     fn from_gguf(path: &Path) -> Result<Self> {
@@ -228,8 +288,16 @@ impl Subject {
         for t in &g.tensors {
             *types.entry(format!("{:?}", t.dtype)).or_default() += 1;
         }
-        let types = types.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ");
-        let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as usize);
+        let types = types
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let u = |k: &str| {
+            g.get(&format!("{arch}.{k}"))
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize)
+        };
         let dims = (|| {
             let hidden = u("embedding_length")?;
             let heads = u("attention.head_count")?;
@@ -242,30 +310,49 @@ impl Subject {
             Some(Dims {
                 architecture,
                 num_layers: layers,
-                num_decoder_layers: if architecture == Architecture::EncoderDecoder { u("decoder_block_count").unwrap_or(layers) } else { 0 },
+                num_decoder_layers: if architecture == Architecture::EncoderDecoder {
+                    u("decoder_block_count").unwrap_or(layers)
+                } else {
+                    0
+                },
                 hidden_size: hidden,
                 num_heads: heads,
                 num_kv_heads: u("attention.head_count_kv").unwrap_or(heads),
                 head_dim: u("attention.key_length").unwrap_or(hidden / heads.max(1)),
                 intermediate_size: u("feed_forward_length").unwrap_or(4 * hidden),
                 gated_mlp: architecture == Architecture::Decoder,
-                vocab_size: g.tensor_info("token_embd.weight").map(|t| t.shape[0]).unwrap_or(0),
+                vocab_size: g
+                    .tensor_info("token_embd.weight")
+                    .map(|t| t.shape[0])
+                    .unwrap_or(0),
                 context_length: u("context_length").unwrap_or(2048),
             })
         })();
-        Ok(Subject { label: path.display().to_string(), num_parameters: n, stored: Some((bytes, types)), dims })
+        Ok(Subject {
+            label: path.display().to_string(),
+            num_parameters: n,
+            stored: Some((bytes, types)),
+            dims,
+        })
     }
 }
 
 fn starts_with_magic(path: &Path, magic: &[u8]) -> bool {
     use std::io::Read;
     let mut buf = vec![0u8; magic.len()];
-    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut buf)).is_ok() && buf == magic
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok()
+        && buf == magic
 }
 
 pub fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
-    serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.into(),
+        source: e,
+    })?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))
 }
 
 pub fn read_config_json(path: &Path) -> Result<ModelConfig> {
@@ -290,17 +377,21 @@ pub enum Optimizer {
 
 impl Optimizer {
     pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s.to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
-            "adamw" | "adam" => Optimizer::AdamW,
-            "adamw8bit" | "adam8bit" | "adamw_8bit" | "adam_8bit" | "8bit_adam" => Optimizer::AdamW8bit,
-            "sgd_momentum" | "momentum" => Optimizer::SgdMomentum,
-            "sgd" => Optimizer::Sgd,
-            _ => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown optimizer '{s}' (known: adamw, adamw8bit, sgd_momentum, sgd)"
-                )))
-            }
-        })
+        Ok(
+            match s.to_ascii_lowercase().replace(['-', ' '], "_").as_str() {
+                "adamw" | "adam" => Optimizer::AdamW,
+                "adamw8bit" | "adam8bit" | "adamw_8bit" | "adam_8bit" | "8bit_adam" => {
+                    Optimizer::AdamW8bit
+                }
+                "sgd_momentum" | "momentum" => Optimizer::SgdMomentum,
+                "sgd" => Optimizer::Sgd,
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown optimizer '{s}' (known: adamw, adamw8bit, sgd_momentum, sgd)"
+                    )))
+                }
+            },
+        )
     }
 
     /// Optimizer-state bytes per parameter.
@@ -380,7 +471,14 @@ impl MemoryEstimate {
     }
 }
 
-pub const KEYS: [&str; 6] = ["weights", "kv_cache", "activations", "gradients", "optimizer_states", "master_weights"];
+pub const KEYS: [&str; 6] = [
+    "weights",
+    "kv_cache",
+    "activations",
+    "gradients",
+    "optimizer_states",
+    "master_weights",
+];
 
 /// Bytes of the KV cache: 2 (K and V) x layers x kv_heads x head_dim x tokens x batch x bytes.
 /// Grouped-query attention stores num_kv_heads, not num_heads. An encoder keeps none; an
@@ -418,17 +516,25 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
         return Err(Error::InvalidArgument("seq_len must be positive".into()));
     }
     if o.num_devices == 0 {
-        return Err(Error::InvalidArgument("num_devices must be positive".into()));
+        return Err(Error::InvalidArgument(
+            "num_devices must be positive".into(),
+        ));
     }
     if o.zero_stage > 3 {
-        return Err(Error::InvalidArgument(format!("zero_stage must be 0, 1, 2 or 3, got {}", o.zero_stage)));
+        return Err(Error::InvalidArgument(format!(
+            "zero_stage must be 0, 1, 2 or 3, got {}",
+            o.zero_stage
+        )));
     }
     if o.zero_stage > 0 && !o.training {
-        return Err(Error::InvalidArgument("zero_stage partitions training state: it needs training=True".into()));
+        return Err(Error::InvalidArgument(
+            "zero_stage partitions training state: it needs training=True".into(),
+        ));
     }
     if !o.training && (o.mixed_precision || o.recompute != Recompute::None) {
         return Err(Error::InvalidArgument(
-            "mixed_precision and gradient_checkpointing describe training: they need training=True".into(),
+            "mixed_precision and gradient_checkpointing describe training: they need training=True"
+                .into(),
         ));
     }
     let n = s.num_parameters;
@@ -438,13 +544,19 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
     let seq = o.seq_len.or(s.dims.as_ref().map(|d| d.context_length));
     if let (Some(d), Some(t)) = (&s.dims, o.seq_len) {
         if t > d.context_length {
-            notes.push(format!("seq_len {t} exceeds the model's context of {} positions", d.context_length));
+            notes.push(format!(
+                "seq_len {t} exceeds the model's context of {} positions",
+                d.context_length
+            ));
         }
     }
     let mut items = Vec::new();
     let zero = |stage: u8, bytes: u64, f: String| -> (u64, String) {
         if o.zero_stage >= stage && nd > 1 {
-            (bytes.div_ceil(nd), format!("{f} / {nd} devices (ZeRO-{})", o.zero_stage))
+            (
+                bytes.div_ceil(nd),
+                format!("{f} / {nd} devices (ZeRO-{})", o.zero_stage),
+            )
         } else {
             (bytes, f)
         }
@@ -465,15 +577,35 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
         };
         // Mixed precision (Micikevicius et al. 2018): 16-bit weights and gradients for compute,
         // fp32 master weights for the update.
-        let compute = if o.mixed_precision && wp.name == "float32" { Precision::parse("bfloat16")? } else { wp };
+        let compute = if o.mixed_precision && wp.name == "float32" {
+            Precision::parse("bfloat16")?
+        } else {
+            wp
+        };
         dtype_name = compute.name.to_string();
-        let (wb, wf) = zero(3, compute.bytes(n), format!("{n} params x {} B ({})", compute.bytes_per_value(), compute.name));
-        items.push(Item { key: "weights", bytes: wb, formula: wf });
+        let (wb, wf) = zero(
+            3,
+            compute.bytes(n),
+            format!(
+                "{n} params x {} B ({})",
+                compute.bytes_per_value(),
+                compute.name
+            ),
+        );
+        items.push(Item {
+            key: "weights",
+            bytes: wb,
+            formula: wf,
+        });
     } else {
         match (o.dtype, &s.stored) {
             (None, Some((bytes, types))) => {
                 dtype_name = "as stored".into();
-                items.push(Item { key: "weights", bytes: *bytes, formula: format!("as stored: {types}") });
+                items.push(Item {
+                    key: "weights",
+                    bytes: *bytes,
+                    formula: format!("as stored: {types}"),
+                });
             }
             (p, _) => {
                 let p = match p {
@@ -501,35 +633,66 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
     match (&s.dims, seq) {
         (Some(d), Some(t)) if !o.training => {
             let (bytes, f) = kv_cache_bytes(d, t, b, kv_p);
-            items.push(Item { key: "kv_cache", bytes, formula: f });
+            items.push(Item {
+                key: "kv_cache",
+                bytes,
+                formula: f,
+            });
         }
-        _ if o.training => items.push(Item { key: "kv_cache", bytes: 0, formula: "training keeps no KV cache".into() }),
+        _ if o.training => items.push(Item {
+            key: "kv_cache",
+            bytes: 0,
+            formula: "training keeps no KV cache".into(),
+        }),
         _ => {
-            notes.push("KV cache and activations need the model's dimensions: give a config or a file".into());
-            items.push(Item { key: "kv_cache", bytes: 0, formula: "unknown without dimensions".into() });
+            notes.push(
+                "KV cache and activations need the model's dimensions: give a config or a file"
+                    .into(),
+            );
+            items.push(Item {
+                key: "kv_cache",
+                bytes: 0,
+                formula: "unknown without dimensions".into(),
+            });
         }
     }
 
     // Activations.
     match (&s.dims, seq) {
         (Some(d), Some(t)) => {
-            let (h, q, kv, ff) = (d.hidden_size, d.num_heads * d.head_dim, d.num_kv_heads * d.head_dim, d.intermediate_size);
+            let (h, q, kv, ff) = (
+                d.hidden_size,
+                d.num_heads * d.head_dim,
+                d.num_kv_heads * d.head_dim,
+                d.intermediate_size,
+            );
             if o.training {
                 // Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
                 // Models", eq. 1: s*b*h*(34 + 5*a*s/h) bytes per layer with 16-bit activations;
                 // selective recomputation keeps 34*s*b*h; full recomputation keeps the layer
                 // input, 2*s*b*h, and recomputes one layer at a time. Output layer (their sec. 4.3):
                 // 4*s*b*h (final norm + projection input, 16-bit) + 4*s*b*v (fp32 logits for the loss).
-                let scale = if o.mixed_precision || dtype_name != "float32" { 1.0 } else { 2.0 };
+                let scale = if o.mixed_precision || dtype_name != "float32" {
+                    1.0
+                } else {
+                    2.0
+                };
                 let layers = (d.num_layers + d.num_decoder_layers) as f64;
                 let (s_, b_, h_, a_) = (t as f64, b as f64, h as f64, d.num_heads as f64);
                 let full_layer = s_ * b_ * h_ * (34.0 + 5.0 * a_ * s_ / h_);
                 let (per_layer, how) = match o.recompute {
                     Recompute::None => (full_layer * layers, "s*b*h*(34 + 5*a*s/h) per layer"),
-                    Recompute::Selective => (34.0 * s_ * b_ * h_ * layers, "34*s*b*h per layer (selective recomputation)"),
-                    Recompute::Full => (2.0 * s_ * b_ * h_ * layers + full_layer, "2*s*b*h per layer + one layer recomputed (full recomputation)"),
+                    Recompute::Selective => (
+                        34.0 * s_ * b_ * h_ * layers,
+                        "34*s*b*h per layer (selective recomputation)",
+                    ),
+                    Recompute::Full => (
+                        2.0 * s_ * b_ * h_ * layers + full_layer,
+                        "2*s*b*h per layer + one layer recomputed (full recomputation)",
+                    ),
                 };
-                let bytes = ((per_layer + 4.0 * s_ * b_ * h_) * scale + 4.0 * s_ * b_ * d.vocab_size as f64) as u64;
+                let bytes = ((per_layer + 4.0 * s_ * b_ * h_) * scale
+                    + 4.0 * s_ * b_ * d.vocab_size as f64) as u64;
                 items.push(Item {
                     key: "activations",
                     bytes,
@@ -563,34 +726,75 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                 });
             }
         }
-        _ => items.push(Item { key: "activations", bytes: 0, formula: "unknown without dimensions".into() }),
+        _ => items.push(Item {
+            key: "activations",
+            bytes: 0,
+            formula: "unknown without dimensions".into(),
+        }),
     }
 
     // Training state.
     if o.training {
-        let gp = if o.mixed_precision { 2.0 } else { Precision::parse(&dtype_name)?.bytes_per_value() };
+        let gp = if o.mixed_precision {
+            2.0
+        } else {
+            Precision::parse(&dtype_name)?.bytes_per_value()
+        };
         let (gb, gf) = zero(2, (n as f64 * gp) as u64, format!("{n} params x {gp} B"));
-        items.push(Item { key: "gradients", bytes: gb, formula: gf });
+        items.push(Item {
+            key: "gradients",
+            bytes: gb,
+            formula: gf,
+        });
         // Rajbhandari et al. 2019 (ZeRO): optimizer states (with the fp32 master copy, their K=12
         // for mixed-precision Adam) are partitioned from stage 1, gradients from stage 2,
         // parameters from stage 3.
         let ob = (n as f64 * o.optimizer.state_bytes()).ceil() as u64;
-        let (ob, of) = zero(1, ob, format!("{n} params x {} B ({:?})", o.optimizer.state_bytes(), o.optimizer));
-        items.push(Item { key: "optimizer_states", bytes: ob, formula: of });
+        let (ob, of) = zero(
+            1,
+            ob,
+            format!(
+                "{n} params x {} B ({:?})",
+                o.optimizer.state_bytes(),
+                o.optimizer
+            ),
+        );
+        items.push(Item {
+            key: "optimizer_states",
+            bytes: ob,
+            formula: of,
+        });
         let (mb, mf) = if o.mixed_precision {
             zero(1, n * 4, format!("{n} params x 4 B (fp32 master copy)"))
         } else {
             (0, "none without mixed precision".into())
         };
-        items.push(Item { key: "master_weights", bytes: mb, formula: mf });
+        items.push(Item {
+            key: "master_weights",
+            bytes: mb,
+            formula: mf,
+        });
         notes.push("training memory is a formula: candlewick does not train yet, so it is not checked against a run".into());
     } else {
         for key in ["gradients", "optimizer_states", "master_weights"] {
-            items.push(Item { key, bytes: 0, formula: "inference".into() });
+            items.push(Item {
+                key,
+                bytes: 0,
+                formula: "inference".into(),
+            });
         }
     }
     if nd > 1 && o.zero_stage == 0 && o.training {
-        notes.push(format!("data parallel without ZeRO: every one of the {nd} devices holds all of this"));
+        notes.push(format!(
+            "data parallel without ZeRO: every one of the {nd} devices holds all of this"
+        ));
     }
-    Ok(MemoryEstimate { label: s.label.clone(), num_parameters: n, items, notes, seq_len: seq, dtype: dtype_name })
+    Ok(MemoryEstimate {
+        label: s.label.clone(),
+        num_parameters: n,
+        items,
+        notes,
+        seq_len: seq,
+        dtype: dtype_name,
+    })
 }

@@ -3,7 +3,12 @@ use candlewick::io::gguf::GgufFile;
 use candlewick::sampling::{argmax, Sampler, SamplingParams};
 use candlewick::Error;
 
-fn gguf_bytes(n_tensors: u64, kv: &[(&str, u32)], tensors: &[(&str, &[u64], u64)], data: usize) -> Vec<u8> {
+fn gguf_bytes(
+    n_tensors: u64,
+    kv: &[(&str, u32)],
+    tensors: &[(&str, &[u64], u64)],
+    data: usize,
+) -> Vec<u8> {
     let mut b = b"GGUF".to_vec();
     b.extend(3u32.to_le_bytes());
     b.extend(n_tensors.to_le_bytes());
@@ -55,14 +60,25 @@ fn gguf_rejects_bad_files_without_panicking() {
         (b"GGML\0\0\0\0".repeat(4), "not a GGUF file"),
         (gguf_bytes(u64::MAX, &[], &[], 0), "tensor count"),
         (gguf_bytes(1, &[], &[("w", &[8, 2], 0)], 10), "truncated"),
-        (gguf_bytes(1, &[], &[("w", &[8, 0], 0)], 64), "zero dimension"),
-        (gguf_bytes(1, &[], &[("w", &[u64::MAX, 4], 0)], 64), "overflow"),
+        (
+            gguf_bytes(1, &[], &[("w", &[8, 0], 0)], 64),
+            "zero dimension",
+        ),
+        (
+            gguf_bytes(1, &[], &[("w", &[u64::MAX, 4], 0)], 64),
+            "overflow",
+        ),
         (gguf_bytes(1, &[], &[("w", &[8, 2], 3)], 128), "not aligned"),
-        (gguf_bytes(2, &[], &[("w", &[8], 0), ("w", &[8], 32)], 128), "twice"),
+        (
+            gguf_bytes(2, &[], &[("w", &[8], 0), ("w", &[8], 32)], 128),
+            "twice",
+        ),
     ];
     for (bytes, want) in cases {
         match open(&bytes) {
-            Err(Error::InvalidFile { msg, .. }) => assert!(msg.contains(want), "{msg} should mention {want}"),
+            Err(Error::InvalidFile { msg, .. }) => {
+                assert!(msg.contains(want), "{msg} should mention {want}")
+            }
             Err(e) => panic!("expected InvalidFile({want}), got {e}"),
             Ok(_) => panic!("expected an error mentioning {want}"),
         }
@@ -84,15 +100,39 @@ fn sampler_greedy_and_validation() -> candlewick::Result<()> {
     assert_eq!(s.sample(&mut logits.clone(), Default::default())?, 1);
     assert_eq!(argmax(&logits), 1);
     for bad in [
-        SamplingParams { top_p: 0.0, ..Default::default() },
-        SamplingParams { temperature: -1.0, ..Default::default() },
-        SamplingParams { min_p: 1.5, ..Default::default() },
-        SamplingParams { repetition_penalty: 0.0, ..Default::default() },
-        SamplingParams { typical_p: 0.0, ..Default::default() },
-        SamplingParams { presence_penalty: f32::NAN, ..Default::default() },
-        SamplingParams { logit_bias: vec![(3, f32::NAN)], ..Default::default() },
+        SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        },
+        SamplingParams {
+            temperature: -1.0,
+            ..Default::default()
+        },
+        SamplingParams {
+            min_p: 1.5,
+            ..Default::default()
+        },
+        SamplingParams {
+            repetition_penalty: 0.0,
+            ..Default::default()
+        },
+        SamplingParams {
+            typical_p: 0.0,
+            ..Default::default()
+        },
+        SamplingParams {
+            presence_penalty: f32::NAN,
+            ..Default::default()
+        },
+        SamplingParams {
+            logit_bias: vec![(3, f32::NAN)],
+            ..Default::default()
+        },
     ] {
-        assert!(matches!(Sampler::new(bad, None), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            Sampler::new(bad, None),
+            Err(Error::InvalidArgument(_))
+        ));
     }
     Ok(())
 }
@@ -100,7 +140,12 @@ fn sampler_greedy_and_validation() -> candlewick::Result<()> {
 #[test]
 fn sampler_top_k_top_p_distribution() -> candlewick::Result<()> {
     let logits: Vec<f32> = (0..100).map(|i| (i as f32) * 0.1).collect();
-    let p = SamplingParams { do_sample: true, top_k: 10, top_p: 0.5, ..Default::default() };
+    let p = SamplingParams {
+        do_sample: true,
+        top_k: 10,
+        top_p: 0.5,
+        ..Default::default()
+    };
     let (ids, probs) = Sampler::new(p, Some(1))?.distribution(&logits)?;
     assert!(ids.len() <= 10 && !ids.is_empty());
     assert_eq!(ids[0], 99);
@@ -130,7 +175,14 @@ fn processors_follow_their_definitions() -> candlewick::Result<()> {
     };
     let s = Sampler::new(p, Some(0))?;
     let mut l = vec![1.0f32, 2.0, -2.0, 4.0];
-    s.process(&mut l, History { prompt: &[2], output: &[3, 3], suppress: &[1] })?;
+    s.process(
+        &mut l,
+        History {
+            prompt: &[2],
+            output: &[3, 3],
+            suppress: &[1],
+        },
+    )?;
     assert_eq!(l[0], 6.0); // bias only
     assert_eq!(l[1], f32::NEG_INFINITY); // suppressed
     assert_eq!(l[2], -4.0); // repetition penalty on a negative logit (prompt token)
@@ -153,13 +205,27 @@ fn memory_formulas() {
     let per_layer = 64 * 64 * 2 + 2 * 32 * 64 + 3 * 64 * 128 + 2 * 64;
     assert_eq!(c.num_parameters().unwrap(), 100 * 64 + 3 * per_layer + 64);
     let s = Subject::from_config(&c).unwrap();
-    let e = estimate(&s, &MemoryOptions { seq_len: Some(10), batch_size: 2, ..Default::default() }).unwrap();
+    let e = estimate(
+        &s,
+        &MemoryOptions {
+            seq_len: Some(10),
+            batch_size: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let kv = e.items.iter().find(|i| i.key == "kv_cache").unwrap().bytes;
     assert_eq!(kv, 2 * 3 * 2 * 16 * 10 * 2 * 4);
 }
 
 /// Plain reference for the warpers: HF's order in f64 with full sorts.
-fn reference_distribution(logits: &[f32], t: f64, k: usize, top_p: f64, min_p: f64) -> Vec<(u32, f64)> {
+fn reference_distribution(
+    logits: &[f32],
+    t: f64,
+    k: usize,
+    top_p: f64,
+    min_p: f64,
+) -> Vec<(u32, f64)> {
     let l: Vec<f64> = logits.iter().map(|&x| x as f64 / t).collect();
     let mut order: Vec<usize> = (0..l.len()).collect();
     order.sort_by(|&a, &b| l[b].total_cmp(&l[a]).then(a.cmp(&b)));
@@ -193,7 +259,10 @@ fn reference_distribution(logits: &[f32], t: f64, k: usize, top_p: f64, min_p: f
         p.truncate(n);
     }
     let z: f64 = p.iter().sum();
-    keep.into_iter().zip(p).map(|(i, q)| (i as u32, q / z)).collect()
+    keep.into_iter()
+        .zip(p)
+        .map(|(i, q)| (i as u32, q / z))
+        .collect()
 }
 
 #[test]
@@ -213,12 +282,28 @@ fn fast_warpers_equal_the_plain_reference() {
     for trial in 0..12 {
         let n = if trial % 2 == 0 { 49152 } else { 3000 };
         let spread = [0.5f32, 2.0, 4.0][trial % 3];
-        let logits: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() - 0.5) * 2.0 * spread * 3.0).collect();
+        let logits: Vec<f32> = (0..n)
+            .map(|_| (rng.random::<f32>() - 0.5) * 2.0 * spread * 3.0)
+            .collect();
         for &(t, k, top_p, min_p) in &combos {
-            let params = SamplingParams { do_sample: true, temperature: t as f32, top_k: k, top_p: top_p as f32, min_p: min_p as f32, ..Default::default() };
-            let (ids, probs) = Sampler::new(params, Some(0)).unwrap().distribution(&logits).unwrap();
+            let params = SamplingParams {
+                do_sample: true,
+                temperature: t as f32,
+                top_k: k,
+                top_p: top_p as f32,
+                min_p: min_p as f32,
+                ..Default::default()
+            };
+            let (ids, probs) = Sampler::new(params, Some(0))
+                .unwrap()
+                .distribution(&logits)
+                .unwrap();
             let want = reference_distribution(&logits, t, k, top_p, min_p);
-            assert_eq!(ids.len(), want.len(), "trial {trial} combo {t} {k} {top_p} {min_p}");
+            assert_eq!(
+                ids.len(),
+                want.len(),
+                "trial {trial} combo {t} {k} {top_p} {min_p}"
+            );
             for ((i, q), (wi, wq)) in ids.iter().zip(&probs).zip(&want) {
                 assert_eq!(i, wi);
                 assert!((*q as f64 - wq).abs() < 1e-4 * wq.max(1e-3), "{q} vs {wq}");

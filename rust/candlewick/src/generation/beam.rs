@@ -58,18 +58,25 @@ pub fn beam_search(
         )));
     }
     if !length_penalty.is_finite() {
-        return Err(Error::InvalidArgument(format!("length_penalty must be finite, got {length_penalty}")));
+        return Err(Error::InvalidArgument(format!(
+            "length_penalty must be finite, got {length_penalty}"
+        )));
     }
     if params.sampling.do_sample {
-        return Err(Error::Unsupported("beam search with do_sample=True (beam sampling) is not built yet".into()));
+        return Err(Error::Unsupported(
+            "beam search with do_sample=True (beam sampling) is not built yet".into(),
+        ));
     }
     if !params.stop.is_empty() || params.logprobs.is_some() || params.prompt_logprobs {
         return Err(Error::Unsupported(
-            "stop strings and log-probs with beam search are not built yet (stop token ids work)".into(),
+            "stop strings and log-probs with beam search are not built yet (stop token ids work)"
+                .into(),
         ));
     }
     if prompt.is_empty() {
-        return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
+        return Err(Error::InvalidArgument(
+            "the prompt is empty (no tokens)".into(),
+        ));
     }
     let ctx = model.context_length();
     let seq2seq = model.seq2seq.as_ref();
@@ -98,7 +105,11 @@ pub fn beam_search(
         Some(ed) => State::Seq2Seq(ed.start(prompt)?),
         None => State::Decoder(model.transformer.new_cache(prompt.len() + max_new)?),
     };
-    let mut running = vec![Beam { tokens: prompt.to_vec(), sum: 0.0, state: first }];
+    let mut running = vec![Beam {
+        tokens: prompt.to_vec(),
+        sum: 0.0,
+        state: first,
+    }];
     let mut finished: Vec<Hypothesis> = Vec::new();
     let vocab = model.config().vocab_size;
     for step in 0..max_new {
@@ -108,7 +119,10 @@ pub fn beam_search(
                 for b in running.iter_mut() {
                     if let State::Decoder(cache) = &mut b.state {
                         let seen = cache.len();
-                        segs.push(Segment { ids: &b.tokens[seen..], cache });
+                        segs.push(Segment {
+                            ids: &b.tokens[seen..],
+                            cache,
+                        });
                     }
                 }
                 model.transformer.forward_batch(&mut segs, true)?
@@ -118,8 +132,9 @@ pub fn beam_search(
                 for b in running.iter_mut() {
                     if let State::Seq2Seq(st) = &mut b.state {
                         // decoder sequence: start token, then the generated tokens
-                        let dec: Vec<u32> =
-                            std::iter::once(ed.decoder_start_token_id).chain(b.tokens[prompt.len()..].iter().copied()).collect();
+                        let dec: Vec<u32> = std::iter::once(ed.decoder_start_token_id)
+                            .chain(b.tokens[prompt.len()..].iter().copied())
+                            .collect();
                         let seen = st.len();
                         rows.push(ed.step(st, &dec[seen..])?);
                     }
@@ -137,7 +152,10 @@ pub fn beam_search(
         }
         for (bi, (beam, mut row)) in running.iter().zip(rows).enumerate() {
             if row.len() != vocab {
-                return Err(Error::Model(format!("expected {vocab} logits, got {}", row.len())));
+                return Err(Error::Model(format!(
+                    "expected {vocab} logits, got {}",
+                    row.len()
+                )));
             }
             let lse = log_sum_exp(&row) as f32;
             row.iter_mut().for_each(|x| *x -= lse);
@@ -149,7 +167,14 @@ pub fn beam_search(
                 Some(s) => &s[..],
                 None => p,
             };
-            sampler.process(&mut row, History { prompt: p, output: o, suppress: &suppress })?;
+            sampler.process(
+                &mut row,
+                History {
+                    prompt: p,
+                    output: o,
+                    suppress: &suppress,
+                },
+            )?;
             for (t, &lp) in row.iter().enumerate() {
                 if lp == f32::NEG_INFINITY {
                     continue;
@@ -158,14 +183,18 @@ pub fn beam_search(
             }
             // Only the best `keep` over all beams can matter.
             if cands.len() > 4 * keep {
-                cands.select_nth_unstable_by(keep - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+                cands.select_nth_unstable_by(keep - 1, |a, b| {
+                    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
+                });
                 cands.truncate(keep);
             }
         }
         cands.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         cands.truncate(keep);
         if cands.is_empty() {
-            return Err(Error::InvalidArgument("every token is banned by the logits processors".into()));
+            return Err(Error::InvalidArgument(
+                "every token is banned by the logits processors".into(),
+            ));
         }
 
         let last = step + 1 == max_new;
@@ -187,7 +216,11 @@ pub fn beam_search(
                         if finish == FinishReason::Length {
                             tokens.push(tok);
                         }
-                        finished.push(Hypothesis { tokens, score: norm(score, step + 1), finish });
+                        finished.push(Hypothesis {
+                            tokens,
+                            score: norm(score, step + 1),
+                            finish,
+                        });
                     }
                 }
                 None => {
@@ -215,10 +248,18 @@ pub fn beam_search(
         for &(bi, tok, sum) in &next {
             uses[bi] -= 1;
             let mut beam = if uses[bi] == 0 {
-                parents[bi].take().ok_or_else(|| Error::Model("beam parent used twice".into()))?
+                parents[bi]
+                    .take()
+                    .ok_or_else(|| Error::Model("beam parent used twice".into()))?
             } else {
-                let p = parents[bi].as_ref().ok_or_else(|| Error::Model("beam parent missing".into()))?;
-                Beam { tokens: p.tokens.clone(), sum: p.sum, state: p.state.clone() }
+                let p = parents[bi]
+                    .as_ref()
+                    .ok_or_else(|| Error::Model("beam parent missing".into()))?;
+                Beam {
+                    tokens: p.tokens.clone(),
+                    sum: p.sum,
+                    state: p.state.clone(),
+                }
             };
             beam.tokens.push(tok);
             beam.sum = sum;

@@ -81,7 +81,9 @@ impl GenerationParams {
     pub fn validate(&self) -> Result<()> {
         self.sampling.validate()?;
         if self.stop.iter().any(|s| s.is_empty()) {
-            return Err(Error::InvalidArgument("stop strings must not be empty".into()));
+            return Err(Error::InvalidArgument(
+                "stop strings must not be empty".into(),
+            ));
         }
         Ok(())
     }
@@ -124,22 +126,31 @@ impl Generator {
     pub fn new(model: Arc<Model>, prompt: Vec<u32>, params: GenerationParams) -> Result<Self> {
         params.validate()?;
         if prompt.is_empty() {
-            return Err(Error::InvalidArgument("the prompt is empty (no tokens)".into()));
+            return Err(Error::InvalidArgument(
+                "the prompt is empty (no tokens)".into(),
+            ));
         }
         let ctx = model.context_length();
         let vocab = model.config().vocab_size as u32;
         if let Some(bad) = prompt.iter().find(|&&t| t >= vocab) {
-            return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is out of range for a vocabulary of {vocab}"
+            )));
         }
         // Decoders keep a KV cache for prompt + output; encoder-decoders encode the prompt once
         // and keep the decoder's state (their cache is unused).
         let (cache, seq2seq) = match &model.seq2seq {
             Some(ed) => {
                 if params.prompt_logprobs {
-                    return Err(Error::Unsupported("prompt log-probs of an encoder-decoder's input are not built".into()));
+                    return Err(Error::Unsupported(
+                        "prompt log-probs of an encoder-decoder's input are not built".into(),
+                    ));
                 }
                 if prompt.len() > ctx {
-                    return Err(Error::ContextOverflow(format!("the prompt has {} tokens; the model has {ctx} positions", prompt.len())));
+                    return Err(Error::ContextOverflow(format!(
+                        "the prompt has {} tokens; the model has {ctx} positions",
+                        prompt.len()
+                    )));
                 }
                 (model.transformer.new_cache(1)?, Some(ed.start(&prompt)?))
             }
@@ -150,7 +161,12 @@ impl Generator {
                         prompt.len()
                     )));
                 }
-                (model.transformer.new_cache((prompt.len() + params.max_new_tokens).min(ctx))?, None)
+                (
+                    model
+                        .transformer
+                        .new_cache((prompt.len() + params.max_new_tokens).min(ctx))?,
+                    None,
+                )
             }
         };
         let sampler = Sampler::new(params.sampling.clone(), params.seed)?;
@@ -200,7 +216,9 @@ impl Generator {
         }
         let last_only = !self.wants_all_positions();
         let model = self.model.clone();
-        let rows = model.transformer.forward_batch(&mut [self.segment()], last_only)?;
+        let rows = model
+            .transformer
+            .forward_batch(&mut [self.segment()], last_only)?;
         self.end_step(rows.into_iter().next().unwrap_or_default())
     }
 
@@ -226,10 +244,18 @@ impl Generator {
     /// Encoder-decoders: run the decoder tokens it has not seen ([start] + generated) and return
     /// the last position's logits.
     fn seq2seq_forward(&mut self) -> Result<Vec<f32>> {
-        let ed = self.model.seq2seq.as_ref().ok_or_else(|| Error::Model("not an encoder-decoder".into()))?;
-        let st = self.seq2seq.as_mut().ok_or_else(|| Error::Model("no decoder state".into()))?;
-        let dec: Vec<u32> =
-            std::iter::once(ed.decoder_start_token_id).chain(self.tokens[self.prompt_len..].iter().copied()).collect();
+        let ed = self
+            .model
+            .seq2seq
+            .as_ref()
+            .ok_or_else(|| Error::Model("not an encoder-decoder".into()))?;
+        let st = self
+            .seq2seq
+            .as_mut()
+            .ok_or_else(|| Error::Model("no decoder state".into()))?;
+        let dec: Vec<u32> = std::iter::once(ed.decoder_start_token_id)
+            .chain(self.tokens[self.prompt_len..].iter().copied())
+            .collect();
         let seen = st.len();
         let rows = ed.step(st, &dec[seen..])?;
         let vocab = self.model.config().vocab_size;
@@ -238,7 +264,10 @@ impl Generator {
 
     /// The tokens the cache has not seen yet (the whole prompt at first, then the last token).
     fn segment(&mut self) -> Segment<'_> {
-        Segment { ids: &self.tokens[self.cache.len()..], cache: &mut self.cache }
+        Segment {
+            ids: &self.tokens[self.cache.len()..],
+            cache: &mut self.cache,
+        }
     }
 
     /// Sample from the forward pass's logits and take the token.
@@ -266,11 +295,26 @@ impl Generator {
         }
         let (prompt, output) = self.tokens.split_at(self.prompt_len);
         // Encoder-decoders: processors see the decoder's sequence, not the encoder's input (HF).
-        let prompt = if self.seq2seq.is_some() { &[][..] } else { prompt };
-        let tok = self.sampler.sample(&mut self.logits, History { prompt, output, suppress: &suppress })?;
+        let prompt = if self.seq2seq.is_some() {
+            &[][..]
+        } else {
+            prompt
+        };
+        let tok = self.sampler.sample(
+            &mut self.logits,
+            History {
+                prompt,
+                output,
+                suppress: &suppress,
+            },
+        )?;
         if let (Some((raw, n)), Some(lse)) = (raw, raw_lse) {
             let logprob = (raw[tok as usize] as f64 - lse) as f32;
-            self.logprobs.push(TokenLogprob { id: tok, logprob, top: top_logprobs(&raw, n, lse) });
+            self.logprobs.push(TokenLogprob {
+                id: tok,
+                logprob,
+                top: top_logprobs(&raw, n, lse),
+            });
         }
         if self.params.stop_token_ids.contains(&tok) {
             self.finish = Some(FinishReason::Stop);
@@ -313,7 +357,10 @@ impl Generator {
     /// Text that is safe to show now: complete characters that cannot turn out to be the start of
     /// a stop string. After the end, everything that is left.
     pub fn take_text(&mut self) -> Result<String> {
-        if matches!(self.finish, Some(FinishReason::Length) | Some(FinishReason::Eos)) {
+        if matches!(
+            self.finish,
+            Some(FinishReason::Length) | Some(FinishReason::Eos)
+        ) {
             if let Some(rest) = self.decoder.flush(&self.model.tokenizer)? {
                 self.push_text(&rest);
             }
@@ -361,7 +408,10 @@ impl Generator {
             token_ids: self.generated_ids().to_vec(),
             finish_reason: self.finish.unwrap_or(FinishReason::Length),
             prompt_tokens: self.prompt_len,
-            logprobs: self.params.logprobs.map(|_| self.logprobs[..self.generated_ids().len()].to_vec()),
+            logprobs: self
+                .params
+                .logprobs
+                .map(|_| self.logprobs[..self.generated_ids().len()].to_vec()),
             prompt_logprobs: self.prompt_logprobs.clone(),
         }
     }
@@ -376,7 +426,9 @@ pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
         return Ok(Vec::new());
     };
     if gens.iter().any(|g| !Arc::ptr_eq(&g.model, &model)) {
-        return Err(Error::InvalidArgument("a batch must run on one model".into()));
+        return Err(Error::InvalidArgument(
+            "a batch must run on one model".into(),
+        ));
     }
     loop {
         let active: Vec<usize> = (0..gens.len()).filter(|&i| gens[i].begin_step()).collect();
@@ -393,8 +445,11 @@ pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
         }
         // Prefills that want every position's logits go in their own pass.
         for all_positions in [false, true] {
-            let group: Vec<usize> =
-                active.iter().copied().filter(|&i| gens[i].wants_all_positions() == all_positions).collect();
+            let group: Vec<usize> = active
+                .iter()
+                .copied()
+                .filter(|&i| gens[i].wants_all_positions() == all_positions)
+                .collect();
             if group.is_empty() {
                 continue;
             }
@@ -419,4 +474,3 @@ pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
         })
         .collect()
 }
-

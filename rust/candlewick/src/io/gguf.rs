@@ -174,7 +174,11 @@ impl<'a> Cursor<'a> {
     fn err(&self, what: &str) -> Error {
         Error::invalid_file(
             self.path,
-            format!("truncated or corrupt GGUF header: {what} at byte {} of {}", self.pos, self.buf.len()),
+            format!(
+                "truncated or corrupt GGUF header: {what} at byte {} of {}",
+                self.pos,
+                self.buf.len()
+            ),
         )
     }
     fn remaining(&self) -> usize {
@@ -228,8 +232,8 @@ fn min_value_size(ty: u32) -> usize {
         2 | 3 => 2,
         4 | 5 | 6 => 4,
         10 | 11 | 12 => 8,
-        8 => 8,       // length prefix
-        9 => 4 + 8,   // element type + count
+        8 => 8,     // length prefix
+        9 => 4 + 8, // element type + count
         _ => 1,
     }
 }
@@ -247,12 +251,20 @@ fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: usize) -> Result<Value>
         7 => match c.array::<1>(&what)?[0] {
             0 => Value::Bool(false),
             1 => Value::Bool(true),
-            b => return Err(Error::invalid_file(c.path, format!("{key}: bool byte is {b}, not 0 or 1"))),
+            b => {
+                return Err(Error::invalid_file(
+                    c.path,
+                    format!("{key}: bool byte is {b}, not 0 or 1"),
+                ))
+            }
         },
         8 => Value::String(c.string(&what)?),
         9 => {
             if depth >= MAX_ARRAY_DEPTH {
-                return Err(Error::invalid_file(c.path, format!("{key}: arrays nested deeper than {MAX_ARRAY_DEPTH}")));
+                return Err(Error::invalid_file(
+                    c.path,
+                    format!("{key}: arrays nested deeper than {MAX_ARRAY_DEPTH}"),
+                ));
             }
             let elem_ty = c.u32(&what)?;
             let n = c.count(min_value_size(elem_ty), &format!("array length of {key}"))?;
@@ -265,7 +277,12 @@ fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: usize) -> Result<Value>
         10 => Value::U64(c.u64(&what)?),
         11 => Value::I64(i64::from_le_bytes(c.array(&what)?)),
         12 => Value::F64(f64::from_le_bytes(c.array(&what)?)),
-        t => return Err(Error::invalid_file(c.path, format!("{key}: unknown metadata value type {t}"))),
+        t => {
+            return Err(Error::invalid_file(
+                c.path,
+                format!("{key}: unknown metadata value type {t}"),
+            ))
+        }
     })
 }
 
@@ -273,18 +290,30 @@ impl GgufFile {
     /// Open, map and validate a GGUF file. No tensor data is touched.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
-        let meta = file.metadata().map_err(|e| Error::Io { path: path.into(), source: e })?;
+        let file = std::fs::File::open(path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+        let meta = file.metadata().map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
         if meta.is_dir() {
             return Err(Error::invalid_file(path, "is a directory, not a GGUF file"));
         }
         if meta.len() < 24 {
-            return Err(Error::invalid_file(path, format!("not a GGUF file: only {} bytes", meta.len())));
+            return Err(Error::invalid_file(
+                path,
+                format!("not a GGUF file: only {} bytes", meta.len()),
+            ));
         }
         // SAFETY: the map is read-only. As in llama.cpp, another process truncating the file while
         // it is mapped is outside our control; everything we read is bounds-checked against the
         // length seen here.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io { path: path.into(), source: e })?;
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
         Self::parse(path, mmap)
     }
 
@@ -301,10 +330,16 @@ impl GgufFile {
         }
         let version = c.u32("version")?;
         if version == 1 {
-            return Err(Error::Unsupported(format!("{}: GGUF version 1 (re-convert with a current llama.cpp)", path.display())));
+            return Err(Error::Unsupported(format!(
+                "{}: GGUF version 1 (re-convert with a current llama.cpp)",
+                path.display()
+            )));
         }
         if version != 2 && version != 3 {
-            return Err(Error::invalid_file(path, format!("GGUF version {version} is unknown (expected 2 or 3)")));
+            return Err(Error::invalid_file(
+                path,
+                format!("GGUF version {version} is unknown (expected 2 or 3)"),
+            ));
         }
         // A tensor info takes at least 8 (name len) + 4 (n_dims) + 8 (one dim) + 4 (type) + 8 (offset) bytes.
         let n_tensors = c.count(32, "tensor count")?;
@@ -322,7 +357,12 @@ impl GgufFile {
             None => DEFAULT_ALIGNMENT,
             Some(v) => match v.as_u64() {
                 Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a,
-                _ => return Err(Error::invalid_file(path, format!("general.alignment {v:?} is not a power of two"))),
+                _ => {
+                    return Err(Error::invalid_file(
+                        path,
+                        format!("general.alignment {v:?} is not a power of two"),
+                    ))
+                }
             },
         };
 
@@ -337,7 +377,10 @@ impl GgufFile {
             let name = c.string(&format!("name of tensor {i}"))?;
             let n_dims = c.u32(&format!("dimension count of {name}"))? as usize;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(Error::invalid_file(path, format!("tensor {name} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")));
+                return Err(Error::invalid_file(
+                    path,
+                    format!("tensor {name} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)"),
+                ));
             }
             let mut ne = Vec::with_capacity(n_dims);
             for _ in 0..n_dims {
@@ -345,12 +388,20 @@ impl GgufFile {
             }
             let ty = c.u32(&format!("type of {name}"))?;
             let offset = c.u64(&format!("offset of {name}"))?;
-            raw.push(RawInfo { name, ne, ty, offset });
+            raw.push(RawInfo {
+                name,
+                ne,
+                ty,
+                offset,
+            });
         }
         let header_end = c.pos as u64;
         let data_start = header_end.div_ceil(alignment) * alignment;
         if data_start > file_len as u64 {
-            return Err(Error::invalid_file(path, "file ends before its tensor data begins"));
+            return Err(Error::invalid_file(
+                path,
+                "file ends before its tensor data begins",
+            ));
         }
 
         let mut tensors = Vec::with_capacity(raw.len());
@@ -358,16 +409,26 @@ impl GgufFile {
         for r in raw {
             let name = r.name;
             let dtype = ggml_dtype(r.ty).ok_or_else(|| {
-                Error::Unsupported(format!("tensor {name} has ggml type {} ({}), which candlewick cannot run", r.ty, ggml_type_name(r.ty)))
+                Error::Unsupported(format!(
+                    "tensor {name} has ggml type {} ({}), which candlewick cannot run",
+                    r.ty,
+                    ggml_type_name(r.ty)
+                ))
             })?;
             let mut elems: u64 = 1;
             for &d in &r.ne {
                 if d == 0 {
-                    return Err(Error::invalid_file(path, format!("tensor {name} has a zero dimension: {:?}", r.ne)));
+                    return Err(Error::invalid_file(
+                        path,
+                        format!("tensor {name} has a zero dimension: {:?}", r.ne),
+                    ));
                 }
-                elems = elems
-                    .checked_mul(d)
-                    .ok_or_else(|| Error::invalid_file(path, format!("tensor {name}: dimensions {:?} overflow", r.ne)))?;
+                elems = elems.checked_mul(d).ok_or_else(|| {
+                    Error::invalid_file(
+                        path,
+                        format!("tensor {name}: dimensions {:?} overflow", r.ne),
+                    )
+                })?;
             }
             let block = dtype.block_size() as u64;
             if r.ne[0] % block != 0 {
@@ -378,26 +439,35 @@ impl GgufFile {
             }
             let size = (elems / block)
                 .checked_mul(dtype.type_size() as u64)
-                .ok_or_else(|| Error::invalid_file(path, format!("tensor {name}: size overflows")))?;
+                .ok_or_else(|| {
+                    Error::invalid_file(path, format!("tensor {name}: size overflows"))
+                })?;
             if r.offset % alignment != 0 {
-                return Err(Error::invalid_file(path, format!("tensor {name}: offset {} is not aligned to {alignment}", r.offset)));
+                return Err(Error::invalid_file(
+                    path,
+                    format!(
+                        "tensor {name}: offset {} is not aligned to {alignment}",
+                        r.offset
+                    ),
+                ));
             }
             let start = data_start.checked_add(r.offset);
             let end = start.and_then(|s| s.checked_add(size));
             match end {
                 Some(end) if end <= file_len as u64 => {}
-                _ => {
-                    return Err(Error::invalid_file(
-                        path,
-                        format!(
-                            "truncated: tensor {name} needs bytes up to {} but the file has {file_len}",
-                            data_start as u128 + r.offset as u128 + size as u128
-                        ),
-                    ))
-                }
+                _ => return Err(Error::invalid_file(
+                    path,
+                    format!(
+                        "truncated: tensor {name} needs bytes up to {} but the file has {file_len}",
+                        data_start as u128 + r.offset as u128 + size as u128
+                    ),
+                )),
             }
             if index.insert(name.clone(), tensors.len()).is_some() {
-                return Err(Error::invalid_file(path, format!("tensor {name} appears twice")));
+                return Err(Error::invalid_file(
+                    path,
+                    format!("tensor {name} appears twice"),
+                ));
             }
             let shape = r.ne.iter().rev().map(|&d| d as usize).collect();
             tensors.push(TensorInfo {
@@ -408,7 +478,14 @@ impl GgufFile {
                 size_in_bytes: size as usize,
             });
         }
-        Ok(Self { path: path.to_path_buf(), mmap: Arc::new(mmap), version, metadata, tensors, index })
+        Ok(Self {
+            path: path.to_path_buf(),
+            mmap: Arc::new(mmap),
+            version,
+            metadata,
+            tensors,
+            index,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -425,23 +502,30 @@ impl GgufFile {
 
     /// Required metadata: a missing key is an error naming it.
     pub fn require(&self, key: &str) -> Result<&Value> {
-        self.metadata
-            .get(key)
-            .ok_or_else(|| Error::invalid_file(&self.path, format!("metadata key {key} is missing")))
+        self.metadata.get(key).ok_or_else(|| {
+            Error::invalid_file(&self.path, format!("metadata key {key} is missing"))
+        })
     }
 
     pub fn require_u64(&self, key: &str) -> Result<u64> {
         let v = self.require(key)?;
-        v.as_u64().ok_or_else(|| Error::invalid_file(&self.path, format!("metadata {key} is {v:?}, expected an unsigned integer")))
+        v.as_u64().ok_or_else(|| {
+            Error::invalid_file(
+                &self.path,
+                format!("metadata {key} is {v:?}, expected an unsigned integer"),
+            )
+        })
     }
 
     pub fn get_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.metadata.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| Error::invalid_file(&self.path, format!("metadata {key} is {v:?}, expected a number"))),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                Error::invalid_file(
+                    &self.path,
+                    format!("metadata {key} is {v:?}, expected a number"),
+                )
+            }),
         }
     }
 
@@ -460,7 +544,11 @@ impl GgufFile {
 
     /// A tensor's bytes that stay in the map (no copy), shareable across threads.
     pub fn mapped(&self, info: &TensorInfo) -> MappedBytes {
-        MappedBytes { map: self.mmap.clone(), offset: info.offset, len: info.size_in_bytes }
+        MappedBytes {
+            map: self.mmap.clone(),
+            offset: info.offset,
+            len: info.size_in_bytes,
+        }
     }
 
     /// Load one tensor into candle's quantized storage (one copy from the map).
@@ -468,7 +556,11 @@ impl GgufFile {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| Error::invalid_file(&self.path, format!("tensor {name} is missing")))?;
-        let storage = QStorage::from_data(std::borrow::Cow::Borrowed(self.tensor_bytes(info)), device, info.dtype)?;
+        let storage = QStorage::from_data(
+            std::borrow::Cow::Borrowed(self.tensor_bytes(info)),
+            device,
+            info.dtype,
+        )?;
         Ok(QTensor::new(storage, info.shape.as_slice())?)
     }
 
@@ -480,14 +572,22 @@ impl GgufFile {
         if info.shape != expected {
             return Err(Error::invalid_file(
                 &self.path,
-                format!("tensor {name} has shape {:?}, the model expects {:?}", info.shape, expected),
+                format!(
+                    "tensor {name} has shape {:?}, the model expects {:?}",
+                    info.shape, expected
+                ),
             ));
         }
         Ok(info)
     }
 
     /// Like `qtensor`, and checks the shape the model expects.
-    pub fn qtensor_shaped(&self, name: &str, expected: &[usize], device: &Device) -> Result<QTensor> {
+    pub fn qtensor_shaped(
+        &self,
+        name: &str,
+        expected: &[usize],
+        device: &Device,
+    ) -> Result<QTensor> {
         self.tensor_info_shaped(name, expected)?;
         self.qtensor(name, device)
     }

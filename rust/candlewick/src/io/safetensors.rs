@@ -36,7 +36,10 @@ pub struct SafetensorsHeader {
 /// The *.safetensors files of a folder (shards), sorted by name.
 pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::Io { path: dir.into(), source: e })?
+        .map_err(|e| Error::Io {
+            path: dir.into(),
+            source: e,
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
@@ -60,12 +63,17 @@ const MAX_HEADER: u64 = 100 * 1024 * 1024;
 impl SafetensorsHeader {
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let io = |e| Error::Io { path: path.into(), source: e };
+        let io = |e| Error::Io {
+            path: path.into(),
+            source: e,
+        };
         let mut f = std::fs::File::open(path).map_err(io)?;
         let file_size = f.metadata().map_err(io)?.len();
         let bad = |msg: String| Error::invalid_file(path, msg);
         if file_size < 8 {
-            return Err(bad(format!("not a safetensors file: only {file_size} bytes")));
+            return Err(bad(format!(
+                "not a safetensors file: only {file_size} bytes"
+            )));
         }
         let mut len = [0u8; 8];
         f.read_exact(&mut len).map_err(io)?;
@@ -75,9 +83,11 @@ impl SafetensorsHeader {
         }
         let mut buf = vec![0u8; n as usize];
         f.read_exact(&mut buf).map_err(io)?;
-        let json: serde_json::Value =
-            serde_json::from_slice(&buf).map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-        let obj = json.as_object().ok_or_else(|| bad("header is not a JSON object".into()))?;
+        let json: serde_json::Value = serde_json::from_slice(&buf)
+            .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
+        let obj = json
+            .as_object()
+            .ok_or_else(|| bad("header is not a JSON object".into()))?;
         let data_offset = 8 + n as usize;
         let data_len = file_size as usize - data_offset;
         let mut tensors = BTreeMap::new();
@@ -91,8 +101,12 @@ impl SafetensorsHeader {
                 }
                 continue;
             }
-            let dtype = v.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad(format!("tensor {name}: no dtype")))?;
-            let size = dtype_size(dtype).ok_or_else(|| bad(format!("tensor {name}: unknown dtype {dtype}")))?;
+            let dtype = v
+                .get("dtype")
+                .and_then(|d| d.as_str())
+                .ok_or_else(|| bad(format!("tensor {name}: no dtype")))?;
+            let size = dtype_size(dtype)
+                .ok_or_else(|| bad(format!("tensor {name}: unknown dtype {dtype}")))?;
             let shape: Vec<usize> = v
                 .get("shape")
                 .and_then(|s| s.as_array())
@@ -100,7 +114,11 @@ impl SafetensorsHeader {
                 .iter()
                 .map(|d| d.as_u64().map(|d| d as usize))
                 .collect::<Option<_>>()
-                .ok_or_else(|| bad(format!("tensor {name}: shape is not a list of non-negative integers")))?;
+                .ok_or_else(|| {
+                    bad(format!(
+                        "tensor {name}: shape is not a list of non-negative integers"
+                    ))
+                })?;
             let offs = v
                 .get("data_offsets")
                 .and_then(|o| o.as_array())
@@ -116,9 +134,23 @@ impl SafetensorsHeader {
                     offs
                 )));
             }
-            tensors.insert(name.clone(), TensorEntry { dtype: dtype.into(), shape, start: offs.0, end: offs.1 });
+            tensors.insert(
+                name.clone(),
+                TensorEntry {
+                    dtype: dtype.into(),
+                    shape,
+                    start: offs.0,
+                    end: offs.1,
+                },
+            );
         }
-        Ok(Self { path: path.into(), tensors, metadata, data_offset, file_size: file_size as usize })
+        Ok(Self {
+            path: path.into(),
+            tensors,
+            metadata,
+            data_offset,
+            file_size: file_size as usize,
+        })
     }
 }
 
@@ -132,11 +164,20 @@ impl SafetensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let header = SafetensorsHeader::read(path)?;
-        let file = std::fs::File::open(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
+        let file = std::fs::File::open(path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
         // SAFETY: read-only map; every range read is checked against the size validated above.
-        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io { path: path.into(), source: e })?;
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
         if mmap.len() != header.file_size {
-            return Err(Error::invalid_file(path, "the file changed size while being opened"));
+            return Err(Error::invalid_file(
+                path,
+                "the file changed size while being opened",
+            ));
         }
         Ok(Self { header, mmap })
     }
@@ -146,41 +187,83 @@ impl SafetensorsFile {
     }
 
     /// The tensor `name` as f32 (F32, F16 and BF16 are read), which must have shape `expected`.
-    pub fn tensor(&self, name: &str, expected: &[usize], device: &candle_core::Device) -> Result<candle_core::Tensor> {
+    pub fn tensor(
+        &self,
+        name: &str,
+        expected: &[usize],
+        device: &candle_core::Device,
+    ) -> Result<candle_core::Tensor> {
         let path = &self.header.path;
         let t = self.header.tensors.get(name).ok_or_else(|| {
-            Error::invalid_file(path, format!("tensor {name} is missing (expected shape {expected:?})"))
+            Error::invalid_file(
+                path,
+                format!("tensor {name} is missing (expected shape {expected:?})"),
+            )
         })?;
         if t.shape != expected {
             return Err(Error::invalid_file(
                 path,
-                format!("tensor {name} has shape {:?}, expected {expected:?}", t.shape),
+                format!(
+                    "tensor {name} has shape {:?}, expected {expected:?}",
+                    t.shape
+                ),
             ));
         }
         let bytes = &self.mmap[self.header.data_offset + t.start..self.header.data_offset + t.end];
         let data: Vec<f32> = match t.dtype.as_str() {
-            "F32" => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            "F16" => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            "BF16" => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => return Err(Error::Unsupported(format!("{}: tensor {name} has dtype {other}", path.display()))),
+            "F32" => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            "F16" => bytes
+                .chunks_exact(2)
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            "BF16" => bytes
+                .chunks_exact(2)
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "{}: tensor {name} has dtype {other}",
+                    path.display()
+                )))
+            }
         };
-        Ok(candle_core::Tensor::from_vec(data, t.shape.clone(), device)?)
+        Ok(candle_core::Tensor::from_vec(
+            data,
+            t.shape.clone(),
+            device,
+        )?)
     }
 }
 
 /// Write f32 tensors as a safetensors file, atomically: into a temporary file beside `path`,
 /// renamed over it only once complete, so a failure never leaves a half-written file.
-pub fn write_f32(path: &Path, tensors: &[(String, candle_core::Tensor)], metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn write_f32(
+    path: &Path,
+    tensors: &[(String, candle_core::Tensor)],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     use std::io::Write;
-    let io = |e| Error::Io { path: path.into(), source: e };
+    let io = |e| Error::Io {
+        path: path.into(),
+        source: e,
+    };
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
-        header.insert("__metadata__".into(), serde_json::to_value(metadata).map_err(|e| Error::Model(e.to_string()))?);
+        header.insert(
+            "__metadata__".into(),
+            serde_json::to_value(metadata).map_err(|e| Error::Model(e.to_string()))?,
+        );
     }
     let mut offset = 0usize;
     let mut datas = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
-        let data = t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let data = t
+            .flatten_all()?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
         let n = data.len() * 4;
         header.insert(
             name.clone(),

@@ -19,7 +19,15 @@ pub struct Shape {
 /// q: [seq][num_heads][head_dim] at positions start..start+seq; k, v: [num_kv_heads][capacity][head_dim]
 /// holding positions 0..start+seq. Returns [seq][num_heads][head_dim]. The (token, head) pairs are
 /// shared out over the worker pool.
-pub fn causal(q: &[f32], k: &[f32], v: &[f32], sh: Shape, start: usize, seq: usize, scale: f32) -> Vec<f32> {
+pub fn causal(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    sh: Shape,
+    start: usize,
+    seq: usize,
+    scale: f32,
+) -> Vec<f32> {
     let (nh, hd) = (sh.num_heads, sh.head_dim);
     let mut out = vec![0f32; seq * nh * hd];
     let dst = super::SharedOut(out.as_mut_ptr());
@@ -58,8 +66,17 @@ struct Scratch {
 #[target_feature(enable = "fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn one_head_fma(
-    q: &[f32], k: &[f32], v: &[f32], sh: Shape, start: usize, seq: usize, scale: f32,
-    i: usize, h: usize, o: &mut [f32], scratch: &mut Scratch,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    sh: Shape,
+    start: usize,
+    seq: usize,
+    scale: f32,
+    i: usize,
+    h: usize,
+    o: &mut [f32],
+    scratch: &mut Scratch,
 ) {
     one_head(q, k, v, sh, start, seq, scale, i, h, o, scratch)
 }
@@ -68,8 +85,17 @@ unsafe fn one_head_fma(
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn one_head(
-    q: &[f32], k: &[f32], v: &[f32], sh: Shape, start: usize, seq: usize, scale: f32,
-    i: usize, h: usize, o: &mut [f32], scratch: &mut Scratch,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    sh: Shape,
+    start: usize,
+    seq: usize,
+    scale: f32,
+    i: usize,
+    h: usize,
+    o: &mut [f32],
+    scratch: &mut Scratch,
 ) {
     let (nh, hd) = (sh.num_heads, sh.head_dim);
     let n_rep = nh / sh.num_kv_heads;
@@ -93,7 +119,11 @@ fn one_head(
         let mut lanes = [0f32; 8];
         for (l, pt) in chunk.iter_mut().enumerate() {
             // keys before the window are masked: exactly 0, as exp(-inf)
-            *pt = if c * 8 + l >= lo { expf(*pt - max) } else { 0.0 };
+            *pt = if c * 8 + l >= lo {
+                expf(*pt - max)
+            } else {
+                0.0
+            };
             lanes[l] = *pt;
         }
         sum += hsum8(&lanes) as f64;
@@ -119,7 +149,9 @@ fn one_head(
         *od = if seq >= 2 {
             hsum8(&std::array::from_fn(lane))
         } else {
-            reduce4x8(&std::array::from_fn(|j| std::array::from_fn(|l| lane(j * 8 + l))))
+            reduce4x8(&std::array::from_fn(|j| {
+                std::array::from_fn(|l| lane(j * 8 + l))
+            }))
         };
     }
 }
@@ -127,7 +159,16 @@ fn one_head(
 /// Bidirectional attention over one sequence (encoders): every token sees every token.
 /// q: [seq][num_heads][head_dim], k, v: [seq][num_kv_heads][head_dim]. Softmax in f32 with an f64
 /// sum. Returns [seq][num_heads][head_dim]; (token, head) pairs are shared out over the pool.
-pub fn bidirectional(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd: usize, seq: usize, scale: f32) -> Vec<f32> {
+pub fn bidirectional(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    seq: usize,
+    scale: f32,
+) -> Vec<f32> {
     let mut out = vec![0f32; seq * nh * hd];
     let dst = super::SharedOut(out.as_mut_ptr());
     let n_rep = nh / nkv;
@@ -153,7 +194,10 @@ pub fn bidirectional(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd:
             let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(item * hd), hd) };
             for (t, &pt) in p.iter().enumerate() {
                 let w = pt * inv;
-                for (od, &vd) in o.iter_mut().zip(&v[(t * nkv + g) * hd..(t * nkv + g + 1) * hd]) {
+                for (od, &vd) in o
+                    .iter_mut()
+                    .zip(&v[(t * nkv + g) * hd..(t * nkv + g + 1) * hd])
+                {
                     *od = vd.mul_add(w, *od);
                 }
             }
@@ -173,8 +217,17 @@ pub fn bidirectional(q: &[f32], k: &[f32], v: &[f32], nh: usize, nkv: usize, hd:
 /// Returns [nq][nh][hd].
 #[allow(clippy::too_many_arguments)]
 pub fn general(
-    q: &[f32], k: &[f32], v: &[f32], nq: usize, nk: usize, nh: usize, nkv: usize, hd: usize, scale: f32,
-    bias: Option<&[f32]>, causal_past: Option<usize>,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    nq: usize,
+    nk: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    scale: f32,
+    bias: Option<&[f32]>,
+    causal_past: Option<usize>,
 ) -> Vec<f32> {
     let mut out = vec![0f32; nq * nh * hd];
     let n_rep = nh / nkv;
@@ -202,7 +255,10 @@ pub fn general(
             let o = &mut out[(i * nh + h) * hd..(i * nh + h + 1) * hd];
             for (j, &pj) in p[..visible].iter().enumerate() {
                 let w = pj * inv;
-                for (od, &vd) in o.iter_mut().zip(&v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd]) {
+                for (od, &vd) in o
+                    .iter_mut()
+                    .zip(&v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd])
+                {
                     *od = vd.mul_add(w, *od);
                 }
             }
@@ -216,7 +272,16 @@ pub fn general(
 /// by `scale`, causal (query i sees keys 0..=i) or not. Plain loops, f64 softmax sums.
 #[allow(clippy::too_many_arguments)]
 pub fn with_probs(
-    q: &[f32], k: &[f32], v: &[f32], nq: usize, nk: usize, nh: usize, nkv: usize, hd: usize, scale: f32, causal: bool,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    nq: usize,
+    nk: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    scale: f32,
+    causal: bool,
     window: Option<usize>,
 ) -> (Vec<f32>, Vec<f32>) {
     let mut out = vec![0f32; nq * nh * hd];
@@ -244,7 +309,10 @@ pub fn with_probs(
             }
             let o = &mut out[(i * nh + h) * hd..(i * nh + h + 1) * hd];
             for (j, &pj) in p[..visible].iter().enumerate() {
-                for (od, &vd) in o.iter_mut().zip(&v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd]) {
+                for (od, &vd) in o
+                    .iter_mut()
+                    .zip(&v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd])
+                {
                     *od = vd.mul_add(pj, *od);
                 }
             }

@@ -171,7 +171,9 @@ mod tests {
 
     #[test]
     fn sum_exp_is_a_sum_of_exps() {
-        let xs: Vec<f32> = (0..1003).map(|i| ((i * 37) % 200) as f32 * 0.1 - 12.0).collect();
+        let xs: Vec<f32> = (0..1003)
+            .map(|i| ((i * 37) % 200) as f32 * 0.1 - 12.0)
+            .collect();
         let exact: f64 = xs.iter().map(|&x| ((x as f64 - 8.0) * 0.7).exp()).sum();
         assert!(((sum_exp(&xs, 8.0, 0.7) - exact) / exact).abs() < 1e-6);
     }
@@ -180,7 +182,11 @@ mod tests {
     fn dot_is_a_dot() {
         let x: Vec<f32> = (0..100).map(|i| i as f32 * 0.5).collect();
         let y: Vec<f32> = (0..100).map(|i| 1.0 - i as f32 * 0.01).collect();
-        let exact: f64 = x.iter().zip(&y).map(|(a, b)| (*a as f64) * (*b as f64)).sum();
+        let exact: f64 = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum();
         assert!((vec_dot_f32(&x, &y) as f64 - exact).abs() < 1e-3);
     }
 }

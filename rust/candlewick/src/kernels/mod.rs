@@ -1,10 +1,10 @@
 //! CPU kernels and thread control.
 //!
-//! The matmuls run in candle's quantized kernels, which pick their SIMD path at run time
+//! Q4_1, Q5_0, Q8_0, Q4_K and Q6_K weights run our own ggml-exact kernels in `quant`; other block
+//! types run candle's quantized kernels, which pick their SIMD path at run time
 //! (`is_x86_feature_detected!`). `simd_report` says which path each weight type takes on this CPU,
-//! as read from candle 0.11's dispatch (AVX-512 VNNI repacked GEMM for Q4_K/Q6_K, AVX2+FMA dot
-//! products for Q4_0/K-quants, scalar code for Q5_0/Q5_1), except Q4_1 and Q8_0, which run our
-//! own ggml-exact kernels in `quant`.
+//! as read from candle 0.11's dispatch (AVX2+FMA dot products for Q4_0 and the other K-quants,
+//! scalar code for Q5_1).
 
 pub mod attention;
 pub mod math;
@@ -38,7 +38,9 @@ pub(crate) fn has_fma() -> bool {
 /// asking again for the same number is fine, a different one is an error.
 pub fn set_num_threads(n: usize) -> Result<()> {
     if n == 0 {
-        return Err(Error::InvalidArgument("threads must be a positive integer".into()));
+        return Err(Error::InvalidArgument(
+            "threads must be a positive integer".into(),
+        ));
     }
     let set = *THREADS.get_or_init(|| {
         // SAFETY (of the environment write): done once, before candle reads these variables.
@@ -73,7 +75,17 @@ pub fn simd_report() -> SimdReport {
         macro_rules! f {
             ($($name:tt),*) => { $( if std::arch::is_x86_feature_detected!($name) { feats.push($name); } )* };
         }
-        f!("sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vnni", "avxvnni");
+        f!(
+            "sse4.2",
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vnni",
+            "avxvnni"
+        );
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -83,27 +95,36 @@ pub fn simd_report() -> SimdReport {
     }
     let has = |f: &str| feats.contains(&f);
     let avx2 = has("avx2") && has("fma");
-    let vnni512 = has("avx512f") && has("avx512vnni");
     let mut paths = Vec::new();
-    for t in ["Q4_K", "Q6_K"] {
-        let p = if vnni512 {
-            "avx512-vnni repacked gemm (candle)"
-        } else if avx2 {
-            "avx2+fma dot products (candle)"
-        } else {
-            "scalar"
-        };
-        paths.push((t, p.to_string()));
-    }
     for t in ["Q4_0", "Q2_K", "Q3_K", "Q5_K"] {
-        paths.push((t, if avx2 { "avx2+fma dot products (candle)" } else { "scalar" }.to_string()));
+        paths.push((
+            t,
+            if avx2 {
+                "avx2+fma dot products (candle)"
+            } else {
+                "scalar"
+            }
+            .to_string(),
+        ));
     }
-    for t in ["Q4_1", "Q5_0", "Q8_0"] {
-        paths.push((t, format!("candlewick kernel, bit-exact with ggml: {}", quant::simd_path())));
+    for t in ["Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"] {
+        paths.push((
+            t,
+            format!(
+                "candlewick kernel, bit-exact with ggml: {}",
+                quant::simd_path()
+            ),
+        ));
     }
     for t in ["Q5_1"] {
-        paths.push((t, "scalar dot products (candle has no SIMD path for this type)".to_string()));
+        paths.push((
+            t,
+            "scalar dot products (candle has no SIMD path for this type)".to_string(),
+        ));
     }
     paths.push(("F32/F16", "gemm crate, runtime-dispatched SIMD".to_string()));
-    SimdReport { cpu_features: feats, paths }
+    SimdReport {
+        cpu_features: feats,
+        paths,
+    }
 }

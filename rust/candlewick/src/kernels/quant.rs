@@ -1,11 +1,20 @@
 //! Quantized matmul kernels for GGUF block types, bit-exact with ggml's CPU backend.
 //!
-//! y = x W^T with W in Q4_1 or Q8_0 blocks and x quantized on the fly to Q8_1 / Q8_0, as ggml does
-//! (`ggml_compute_forward_mul_mat` + `quantize_row_q8_1` + `ggml_vec_dot_q4_1_q8_1`). Every float
-//! operation follows the order of ggml's AVX2 code: eight lanes, each the exact integer dot of four
-//! consecutive quants, accumulated with fused multiply-add, then `hsum_float_8`. The scalar
-//! reference below follows that order too, so the SIMD path must equal it bit for bit (tested).
-//! Weights stay in the memory-mapped file: no copy, no repacking.
+//! y = x W^T with W in Q4_1, Q5_0, Q8_0, Q4_K or Q6_K blocks and x quantized on the fly to 8 bits
+//! as ggml does (Q8_1 / Q8_0 blocks of 32 for the first three, Q8_K blocks of 256 for the
+//! K-quants). Every float operation follows the order of ggml's AVX2 code:
+//! - Q4_1/Q5_0/Q8_0 (`ggml_vec_dot_*`): eight lanes, each the exact integer dot of four
+//!   consecutive quants, accumulated with fused multiply-add, then `hsum_float_8`;
+//! - Q4_K (llama.cpp repacks it for AVX2 and runs `ggml_gemv/gemm_q4_K_8x8_q8_K`): per super-block
+//!   one exact integer sum of scale x dot over the eight sub-blocks and one of min x block-sum,
+//!   each fused into its own accumulator with d_w * d_a (resp. dmin_w * d_a), the second
+//!   accumulator subtracted at the end;
+//! - Q6_K (`ggml_vec_dot_q6_K_q8_K`): eight integer lanes per super-block (lane l: bytes 4l..4l+3
+//!   of each 32-quant vector, minus 32 x the scaled block sums of quants 32l..32l+31), fused into
+//!   eight float lanes with d_w * d_a, then `hsum_float_8`.
+//! The scalar references below follow those orders too, so the SIMD paths must equal them bit for
+//! bit (tested), and tests/test_ggml_kernels.py checks both against outputs of llama.cpp's own
+//! kernels. Weights stay in the memory-mapped file: no copy, no repacking.
 
 use half::f16;
 
@@ -13,6 +22,10 @@ pub const QK: usize = 32;
 pub const Q4_1_BYTES: usize = 20; // d: f16, m: f16, qs: [u8; 16]
 pub const Q8_0_BYTES: usize = 34; // d: f16, qs: [i8; 32]
 pub const Q5_0_BYTES: usize = 22; // d: f16, qh: u32 (bit 4 of each value), qs: [u8; 16] (low nibbles)
+/// Elements of a K-quant super-block.
+pub const QK_K: usize = 256;
+pub const Q4_K_BYTES: usize = 144; // d: f16, dmin: f16, scales: [u8; 12] (6-bit scale and min x 8), qs: [u8; 128]
+pub const Q6_K_BYTES: usize = 210; // ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16
 
 /// Activations quantized to 8 bits, one block of 32: q = round(x / d), s = d * sum(q) (Q8_1 only).
 #[derive(Clone, Copy, Debug)]
@@ -24,7 +37,11 @@ pub struct BlockQ8 {
 
 impl Default for BlockQ8 {
     fn default() -> Self {
-        Self { d: f16::ZERO, s: f16::ZERO, qs: [0; QK] }
+        Self {
+            d: f16::ZERO,
+            s: f16::ZERO,
+            qs: [0; QK],
+        }
     }
 }
 
@@ -62,6 +79,53 @@ fn quantize_row_q8_impl(x: &[f32], out: &mut [BlockQ8]) {
     }
 }
 
+/// Activations for the K-quants: 256 values, q = round(x / d) with d an f32 (not rounded to f16),
+/// and the sums of each 16 quants.
+#[derive(Clone, Copy, Debug)]
+pub struct BlockQ8K {
+    pub d: f32,
+    pub qs: [i8; QK_K],
+    pub bsums: [i16; QK_K / 16],
+}
+
+impl Default for BlockQ8K {
+    fn default() -> Self {
+        Self {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; QK_K / 16],
+        }
+    }
+}
+
+/// ggml `quantize_row_q8_K_ref` (what x86 runs; the 4-row variant llama.cpp uses for prompts gives
+/// the same quants): scale -127 / x_max where x_max is the first value of largest magnitude, with
+/// its sign; quants rounded half to even and capped at 127.
+pub fn quantize_row_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+    debug_assert_eq!(x.len(), out.len() * QK_K);
+    for (xb, yb) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in xb {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        if amax == 0.0 {
+            *yb = BlockQ8K::default();
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (q, &v) in yb.qs.iter_mut().zip(xb) {
+            *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        }
+        for (s, q) in yb.bsums.iter_mut().zip(yb.qs.chunks_exact(16)) {
+            *s = q.iter().map(|&v| v as i16).sum();
+        }
+        yb.d = 1.0 / iscale;
+    }
+}
+
 #[inline(always)]
 fn f16_at(b: &[u8], i: usize) -> f32 {
     f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
@@ -86,7 +150,11 @@ pub fn vec_dot_q4_1_q8_1_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
         for (l, lane) in acc.iter_mut().enumerate() {
             let mut s = 0i32;
             for e in 4 * l..4 * l + 4 {
-                let q = if e < 16 { qs[e] & 0x0F } else { qs[e - 16] >> 4 } as i32;
+                let q = if e < 16 {
+                    qs[e] & 0x0F
+                } else {
+                    qs[e - 16] >> 4
+                } as i32;
                 s += q * ab.qs[e] as i32;
             }
             *lane = d0d1.mul_add(s as f32, *lane);
@@ -103,7 +171,9 @@ fn dot_i8_blocks(blocks: impl Iterator<Item = (f32, [i8; 32])>, a: &[BlockQ8]) -
     for ((dw, v), ab) in blocks.zip(a) {
         let d = dw * ab.d.to_f32();
         for (l, lane) in acc.iter_mut().enumerate() {
-            let s: i32 = (4 * l..4 * l + 4).map(|e| v[e] as i32 * ab.qs[e] as i32).sum();
+            let s: i32 = (4 * l..4 * l + 4)
+                .map(|e| v[e] as i32 * ab.qs[e] as i32)
+                .sum();
             *lane = d.mul_add(s as f32, *lane);
         }
     }
@@ -112,7 +182,11 @@ fn dot_i8_blocks(blocks: impl Iterator<Item = (f32, [i8; 32])>, a: &[BlockQ8]) -
 
 /// Reference `ggml_vec_dot_q8_0_q8_0` on one weight row (raw Q8_0 bytes).
 pub fn vec_dot_q8_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
-    dot_i8_blocks(w.chunks_exact(Q8_0_BYTES).map(|b| (f16_at(b, 0), std::array::from_fn(|e| b[2 + e] as i8))), a)
+    dot_i8_blocks(
+        w.chunks_exact(Q8_0_BYTES)
+            .map(|b| (f16_at(b, 0), std::array::from_fn(|e| b[2 + e] as i8))),
+        a,
+    )
 }
 
 /// The 32 signed 5-bit values of a Q5_0 block: low nibble from qs (element j in byte j's low
@@ -131,12 +205,90 @@ fn q5_0_values(b: &[u8]) -> [i8; 32] {
 
 /// Reference `ggml_vec_dot_q5_0_q8_0` on one weight row (raw Q5_0 bytes).
 pub fn vec_dot_q5_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
-    dot_i8_blocks(w.chunks_exact(Q5_0_BYTES).map(|b| (f16_at(b, 0), q5_0_values(b))), a)
+    dot_i8_blocks(
+        w.chunks_exact(Q5_0_BYTES)
+            .map(|b| (f16_at(b, 0), q5_0_values(b))),
+        a,
+    )
+}
+
+/// The 6-bit scale and min of sub-block j (0..8) of a Q4_K block (ggml `get_scale_min_k4`).
+#[inline(always)]
+fn q4_k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Reference of llama.cpp's Q4_K x Q8_K product on one weight row (raw Q4_K bytes). llama.cpp
+/// repacks Q4_K for AVX2 and runs a matmul's rows in groups of four through
+/// `ggml_gemm_q4_K_8x8_q8_K`, which fuses a float accumulation per pair of sub-blocks
+/// (`per_pair`), and the last m % 4 rows through `ggml_gemv_q4_K_8x8_q8_K`, which fuses one per
+/// super-block.
+pub fn vec_dot_q4_k_q8_k_ref(w: &[u8], a: &[BlockQ8K], per_pair: bool) -> f32 {
+    let (mut acc, mut accm) = (0f32, 0f32);
+    for (wb, ab) in w.chunks_exact(Q4_K_BYTES).zip(a) {
+        let (d, dmin) = (f16_at(wb, 0), f16_at(wb, 2));
+        let (scales, qs) = (&wb[4..16], &wb[16..Q4_K_BYTES]);
+        let (mut isum, mut msum) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = q4_k_scale_min(j, scales);
+            let dot: i32 = (0..32)
+                .map(|e| {
+                    let byte = qs[32 * (j / 2) + e];
+                    let q = if j % 2 == 0 { byte & 0x0F } else { byte >> 4 };
+                    q as i32 * ab.qs[32 * j + e] as i32
+                })
+                .sum();
+            isum += sc as i32 * dot;
+            msum += m as i32 * (ab.bsums[2 * j] as i32 + ab.bsums[2 * j + 1] as i32);
+            if (per_pair && j % 2 == 1) || j == 7 {
+                acc = (isum as f32).mul_add(d * ab.d, acc);
+                accm = (msum as f32).mul_add(dmin * ab.d, accm);
+                (isum, msum) = (0, 0);
+            }
+        }
+    }
+    acc - accm
+}
+
+/// The unsigned 6-bit quant (0..64, 32 meaning zero) of element e (0..256) of a Q6_K block.
+#[inline(always)]
+fn q6_k_quant(b: &[u8], e: usize) -> u8 {
+    let (j, c, l) = (e / 128, (e % 128) / 32, e % 32);
+    let (ql, qh) = (&b[64 * j..64 * j + 64], b[128 + 32 * j + l]);
+    let low = if c % 2 == 0 { ql[l] } else { ql[32 + l] };
+    let low = if c < 2 { low & 0x0F } else { low >> 4 };
+    low | (((qh >> (2 * c)) & 3) << 4)
+}
+
+/// Reference `ggml_vec_dot_q6_K_q8_K` (AVX2 order) on one weight row (raw Q6_K bytes).
+pub fn vec_dot_q6_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (wb, ab) in w.chunks_exact(Q6_K_BYTES).zip(a) {
+        let d = ab.d * f16_at(wb, 208);
+        let sc = |g: usize| wb[192 + g] as i8 as i32;
+        let mut lanes = [0i32; 8];
+        for e in 0..QK_K {
+            lanes[(e % 32) / 4] += sc(e / 16) * q6_k_quant(wb, e) as i32 * ab.qs[e] as i32;
+        }
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane -= 32
+                * (ab.bsums[2 * l] as i32 * sc(2 * l) + ab.bsums[2 * l + 1] as i32 * sc(2 * l + 1));
+            acc[l] = d.mul_add(*lane as f32, acc[l]);
+        }
+    }
+    hsum8(&acc)
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{BlockQ8, Q4_1_BYTES, Q5_0_BYTES, Q8_0_BYTES};
+    use super::{BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, Q8_0_BYTES};
     use std::arch::x86_64::*;
 
     /// How far ahead of the block being read the weights are prefetched (bytes). A prefetch past
@@ -179,7 +331,12 @@ mod avx2 {
     /// all R rows.
     /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q4_1 blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q4_1_rows<const R: usize>(w: [&[u8]; R], a: &[BlockQ8], ad: &[f32], asum: &[f32]) -> [f32; R] {
+    pub unsafe fn q4_1_rows<const R: usize>(
+        w: [&[u8]; R],
+        a: &[BlockQ8],
+        ad: &[f32],
+        asum: &[f32],
+    ) -> [f32; R] {
         let mut acc = [_mm256_setzero_ps(); R];
         let mut summs = [0f32; R];
         let low = _mm256_set1_epi8(0x0F);
@@ -208,11 +365,21 @@ mod avx2 {
     /// fifth bit's absence subtracting 16 (OR with 0xF0), then as Q8_0.
     /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q5_0 blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q5_0_rows<const R: usize>(w: [&[u8]; R], a: &[BlockQ8], ad: &[f32], _asum: &[f32]) -> [f32; R] {
+    pub unsafe fn q5_0_rows<const R: usize>(
+        w: [&[u8]; R],
+        a: &[BlockQ8],
+        ad: &[f32],
+        _asum: &[f32],
+    ) -> [f32; R] {
         let mut acc = [_mm256_setzero_ps(); R];
         let low = _mm256_set1_epi8(0x0F);
         // byte j of the expanded mask tests bit j of qh
-        let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+        let shuf = _mm256_set_epi64x(
+            0x0303030303030303,
+            0x0202020202020202,
+            0x0101010101010101,
+            0,
+        );
         let bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
         for i in 0..a.len() {
             let qy = _mm256_loadu_si256(a.get_unchecked(i).qs.as_ptr() as *const __m256i);
@@ -227,7 +394,10 @@ mod avx2 {
                 // ggml bytes_from_bits_32: 0xFF where the bit is set
                 let x = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
                 let set = _mm256_cmpeq_epi8(_mm256_or_si256(x, bits), _mm256_set1_epi64x(-1));
-                let qx = _mm256_or_si256(nib, _mm256_andnot_si256(set, _mm256_set1_epi8(0xF0u8 as i8)));
+                let qx = _mm256_or_si256(
+                    nib,
+                    _mm256_andnot_si256(set, _mm256_set1_epi8(0xF0u8 as i8)),
+                );
                 acc[r] = fma_i8_dot(acc[r], dw * d1, qx, qy);
             }
         }
@@ -241,7 +411,12 @@ mod avx2 {
     /// As `q4_1_rows` for Q8_0 weights (`ggml_vec_dot_q8_0_q8_0`).
     /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q8_0 blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q8_0_rows<const R: usize>(w: [&[u8]; R], a: &[BlockQ8], ad: &[f32], _asum: &[f32]) -> [f32; R] {
+    pub unsafe fn q8_0_rows<const R: usize>(
+        w: [&[u8]; R],
+        a: &[BlockQ8],
+        ad: &[f32],
+        _asum: &[f32],
+    ) -> [f32; R] {
         let mut acc = [_mm256_setzero_ps(); R];
         for i in 0..a.len() {
             let qy = _mm256_loadu_si256(a.get_unchecked(i).qs.as_ptr() as *const __m256i);
@@ -259,6 +434,127 @@ mod avx2 {
             out[r] = hsum8(acc[r]);
         }
         out
+    }
+
+    #[inline(always)]
+    unsafe fn hsum_i32(x: __m256i) -> i32 {
+        let r = _mm_add_epi32(_mm256_extracti128_si256(x, 1), _mm256_castsi256_si128(x));
+        let r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0b01_00_11_10));
+        let r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0b10_11_00_01));
+        _mm_cvtsi128_si32(r)
+    }
+
+    /// `R` Q4_K weight rows against one Q8_K activation row, in the order of `vec_dot_q4_k_q8_k_ref`.
+    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q4_K blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q4_k_rows<const R: usize>(
+        w: [&[u8]; R],
+        a: &[BlockQ8K],
+        per_pair: bool,
+    ) -> [f32; R] {
+        let (mut acc, mut accm) = ([0f32; R], [0f32; R]);
+        let low = _mm256_set1_epi8(0x0F);
+        for (i, ab) in a.iter().enumerate() {
+            let q8 = ab.qs.as_ptr();
+            let bsum: [i32; 8] =
+                std::array::from_fn(|j| ab.bsums[2 * j] as i32 + ab.bsums[2 * j + 1] as i32);
+            for r in 0..R {
+                let wb = w[r].as_ptr().add(i * Q4_K_BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+                let d = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
+                let dmin = h2f(u16::from_le_bytes([*wb.add(2), *wb.add(3)]));
+                let scales = std::slice::from_raw_parts(wb.add(4), 12);
+                let mut isum = _mm256_setzero_si256();
+                let mut msum = 0i32;
+                for p in 0..4 {
+                    let (s0, m0) = super::q4_k_scale_min(2 * p, scales);
+                    let (s1, m1) = super::q4_k_scale_min(2 * p + 1, scales);
+                    msum += m0 as i32 * bsum[2 * p] + m1 as i32 * bsum[2 * p + 1];
+                    let raw = _mm256_loadu_si256(wb.add(16 + 32 * p) as *const __m256i);
+                    let lo = _mm256_and_si256(raw, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                    let y0 = _mm256_loadu_si256(q8.add(64 * p) as *const __m256i);
+                    let y1 = _mm256_loadu_si256(q8.add(64 * p + 32) as *const __m256i);
+                    let p0 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(lo, y0),
+                        _mm256_set1_epi16(s0 as i16),
+                    );
+                    let p1 = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(hi, y1),
+                        _mm256_set1_epi16(s1 as i16),
+                    );
+                    isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
+                    if per_pair || p == 3 {
+                        acc[r] = (hsum_i32(isum) as f32).mul_add(d * ab.d, acc[r]);
+                        accm[r] = (msum as f32).mul_add(dmin * ab.d, accm[r]);
+                        (isum, msum) = (_mm256_setzero_si256(), 0);
+                    }
+                }
+            }
+        }
+        std::array::from_fn(|r| acc[r] - accm[r])
+    }
+
+    /// `R` Q6_K weight rows against one Q8_K activation row (`ggml_vec_dot_q6_K_q8_K`).
+    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q6_K blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn q6_k_rows<const R: usize>(w: [&[u8]; R], a: &[BlockQ8K]) -> [f32; R] {
+        let mut acc = [_mm256_setzero_ps(); R];
+        let m15 = _mm256_set1_epi8(15);
+        let m3 = _mm256_set1_epi8(3);
+        let ones = 0x0101010101010101u64 as i64;
+        // i16 scales for vector is = 4j + c: scale 2is for its first 16 quants, 2is + 1 after
+        let shuffles: [__m128i; 8] = std::array::from_fn(|is| {
+            _mm_set_epi64x(ones * (2 * is as i64 + 1), ones * (2 * is as i64))
+        });
+        for (i, ab) in a.iter().enumerate() {
+            let q8 = ab.qs.as_ptr();
+            let bsums = _mm256_loadu_si256(ab.bsums.as_ptr() as *const __m256i);
+            for r in 0..R {
+                let wb = w[r].as_ptr().add(i * Q6_K_BYTES);
+                _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+                let d = ab.d * h2f(u16::from_le_bytes([*wb.add(208), *wb.add(209)]));
+                let scales = _mm_loadu_si128(wb.add(192) as *const __m128i);
+                let offset =
+                    _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales)), 5);
+                let mut sumi = _mm256_setzero_si256();
+                for j in 0..2 {
+                    let b1 = _mm256_loadu_si256(wb.add(64 * j) as *const __m256i);
+                    let b2 = _mm256_loadu_si256(wb.add(64 * j + 32) as *const __m256i);
+                    let bh = _mm256_loadu_si256(wb.add(128 + 32 * j) as *const __m256i);
+                    let q = [
+                        _mm256_or_si256(
+                            _mm256_and_si256(b1, m15),
+                            _mm256_slli_epi16(_mm256_and_si256(bh, m3), 4),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(b2, m15),
+                            _mm256_slli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(12)), 2),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(b1, 4), m15),
+                            _mm256_and_si256(bh, _mm256_set1_epi8(48)),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(b2, 4), m15),
+                            _mm256_srli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(-64)), 2),
+                        ),
+                    ];
+                    for (c, qc) in q.iter().enumerate() {
+                        let y = _mm256_loadu_si256(q8.add(128 * j + 32 * c) as *const __m256i);
+                        let sc =
+                            _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffles[4 * j + c]));
+                        sumi = _mm256_add_epi32(
+                            sumi,
+                            _mm256_madd_epi16(sc, _mm256_maddubs_epi16(*qc, y)),
+                        );
+                    }
+                }
+                sumi = _mm256_sub_epi32(sumi, offset);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
+            }
+        }
+        std::array::from_fn(|r| hsum8(acc[r]))
     }
 }
 
@@ -284,6 +580,8 @@ pub enum QType {
     Q4_1,
     Q5_0,
     Q8_0,
+    Q4K,
+    Q6K,
 }
 
 impl QType {
@@ -292,44 +590,131 @@ impl QType {
             QType::Q4_1 => Q4_1_BYTES,
             QType::Q5_0 => Q5_0_BYTES,
             QType::Q8_0 => Q8_0_BYTES,
+            QType::Q4K => Q4_K_BYTES,
+            QType::Q6K => Q6_K_BYTES,
+        }
+    }
+
+    /// Values per block.
+    pub fn block_elems(self) -> usize {
+        match self {
+            QType::Q4K | QType::Q6K => QK_K,
+            _ => QK,
+        }
+    }
+
+    /// Bytes of a row of `k` values (`k` a multiple of `block_elems`).
+    pub fn row_bytes(self, k: usize) -> usize {
+        k / self.block_elems() * self.block_bytes()
+    }
+}
+
+/// One activation matrix quantized the way its weight type's ggml dot product expects.
+enum Activations {
+    /// Q8_1 / Q8_0 blocks, with each block's d and s already in f32.
+    Q8 {
+        blocks: Vec<BlockQ8>,
+        d: Vec<f32>,
+        s: Vec<f32>,
+        nb: usize,
+    },
+    /// Q8_K blocks; rows below `grouped` take llama.cpp's four-row (gemm) order for Q4_K.
+    Q8K {
+        blocks: Vec<BlockQ8K>,
+        nb: usize,
+        grouped: usize,
+    },
+}
+
+impl Activations {
+    fn quantize(t: QType, x: &[f32], k: usize) -> Self {
+        let nb = k / t.block_elems();
+        match t {
+            QType::Q4K | QType::Q6K => {
+                let mut blocks = vec![BlockQ8K::default(); x.len() / QK_K];
+                for (xr, qr) in x.chunks_exact(k).zip(blocks.chunks_exact_mut(nb)) {
+                    quantize_row_q8k(xr, qr);
+                }
+                let m = x.len() / k;
+                Activations::Q8K {
+                    blocks,
+                    nb,
+                    grouped: m - m % 4,
+                }
+            }
+            _ => {
+                let mut blocks = vec![BlockQ8::default(); x.len() / QK];
+                for (xr, qr) in x.chunks_exact(k).zip(blocks.chunks_exact_mut(nb)) {
+                    quantize_row_q8(xr, qr);
+                }
+                let d = blocks.iter().map(|b| b.d.to_f32()).collect();
+                let s = blocks.iter().map(|b| b.s.to_f32()).collect();
+                Activations::Q8 { blocks, d, s, nb }
+            }
+        }
+    }
+
+    /// `ROWS` weight rows of type `t` against activation row `i`.
+    fn dot_rows<const ROWS: usize>(&self, t: QType, w: [&[u8]; ROWS], i: usize) -> [f32; ROWS] {
+        match self {
+            Activations::Q8 { blocks, d, s, nb } => {
+                let r = i * nb..(i + 1) * nb;
+                let (a, ad, asum) = (&blocks[r.clone()], &d[r.clone()], &s[r]);
+                #[cfg(target_arch = "x86_64")]
+                if simd_path() == "avx2+fma" {
+                    // SAFETY: the features were detected; `matmul` checked that rows and activations agree.
+                    unsafe {
+                        match t {
+                            QType::Q4_1 => return avx2::q4_1_rows(w, a, ad, asum),
+                            QType::Q5_0 => return avx2::q5_0_rows(w, a, ad, asum),
+                            QType::Q8_0 => return avx2::q8_0_rows(w, a, ad, asum),
+                            _ => {}
+                        }
+                    }
+                }
+                let _ = (ad, asum);
+                w.map(|wr| match t {
+                    QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, a),
+                    QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, a),
+                    _ => vec_dot_q8_0_q8_0_ref(wr, a),
+                })
+            }
+            Activations::Q8K {
+                blocks,
+                nb,
+                grouped,
+            } => {
+                let a = &blocks[i * nb..(i + 1) * nb];
+                let per_pair = i < *grouped;
+                #[cfg(target_arch = "x86_64")]
+                if simd_path() == "avx2+fma" {
+                    // SAFETY: as above.
+                    return unsafe {
+                        match t {
+                            QType::Q4K => avx2::q4_k_rows(w, a, per_pair),
+                            _ => avx2::q6_k_rows(w, a),
+                        }
+                    };
+                }
+                w.map(|wr| match t {
+                    QType::Q4K => vec_dot_q4_k_q8_k_ref(wr, a, per_pair),
+                    _ => vec_dot_q6_k_q8_k_ref(wr, a),
+                })
+            }
         }
     }
 }
 
-/// `ROWS` weight rows against one activation row (ad/asum: activation d and s in f32).
-fn dot_rows<const ROWS: usize>(t: QType, w: [&[u8]; ROWS], a: &[BlockQ8], ad: &[f32], asum: &[f32]) -> [f32; ROWS] {
-    #[cfg(target_arch = "x86_64")]
-    if simd_path() == "avx2+fma" {
-        // SAFETY: the features were detected; `matmul` checked that rows and activations agree.
-        return unsafe {
-            match t {
-                QType::Q4_1 => avx2::q4_1_rows(w, a, ad, asum),
-                QType::Q5_0 => avx2::q5_0_rows(w, a, ad, asum),
-                QType::Q8_0 => avx2::q8_0_rows(w, a, ad, asum),
-            }
-        };
-    }
-    let _ = (ad, asum);
-    w.map(|wr| match t {
-        QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, a),
-        QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, a),
-        QType::Q8_0 => vec_dot_q8_0_q8_0_ref(wr, a),
-    })
-}
-
-/// out[m, n] = x[m, k] . W[n, k]^T, W given as raw blocks (n rows of k/32 blocks).
+/// out[m, n] = x[m, k] . W[n, k]^T, W given as raw blocks (n rows of k / block_elems blocks).
 /// Work items are groups of 4 weight rows, shared out over candle's persistent worker pool (the
 /// calling thread works too); each group meets every activation row while its weights are hot.
 pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    assert!(k % QK == 0 && x.len() == m * k && w.len() == n * (k / QK) * t.block_bytes(), "quant matmul shapes");
-    let nb = k / QK;
-    let row_bytes = nb * t.block_bytes();
-    let mut xq = vec![BlockQ8::default(); m * nb];
-    for (xr, qr) in x.chunks_exact(k).zip(xq.chunks_exact_mut(nb)) {
-        quantize_row_q8(xr, qr);
-    }
-    let ad: Vec<f32> = xq.iter().map(|b| b.d.to_f32()).collect();
-    let asum: Vec<f32> = xq.iter().map(|b| b.s.to_f32()).collect();
+    assert!(
+        k % t.block_elems() == 0 && x.len() == m * k && w.len() == n * t.row_bytes(k),
+        "quant matmul shapes"
+    );
+    let row_bytes = t.row_bytes(k);
+    let act = Activations::quantize(t, x, k);
     let row = |j: usize| &w[j * row_bytes..(j + 1) * row_bytes];
 
     let mut out = vec![0f32; m * n];
@@ -340,15 +725,15 @@ pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Ve
         for gi in range {
             let j0 = gi * 4;
             for i in 0..m {
-                let (a, d, s) = (&xq[i * nb..(i + 1) * nb], &ad[i * nb..(i + 1) * nb], &asum[i * nb..(i + 1) * nb]);
                 // SAFETY: (i, j) for j in this group is written by this work item only, inside `out`.
                 unsafe {
                     if j0 + 4 <= n {
-                        let r = dot_rows(t, [row(j0), row(j0 + 1), row(j0 + 2), row(j0 + 3)], a, d, s);
+                        let r =
+                            act.dot_rows(t, [row(j0), row(j0 + 1), row(j0 + 2), row(j0 + 3)], i);
                         std::ptr::copy_nonoverlapping(r.as_ptr(), dst.0.add(i * n + j0), 4);
                     } else {
                         for j in j0..n {
-                            *dst.0.add(i * n + j) = dot_rows(t, [row(j)], a, d, s)[0];
+                            *dst.0.add(i * n + j) = act.dot_rows(t, [row(j)], i)[0];
                         }
                     }
                 }
@@ -356,7 +741,7 @@ pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Ve
         }
     };
     // Small products are not worth waking the workers for.
-    if n * nb * m < 2048 {
+    if n * k * m < 65536 {
         work(0..groups);
     } else {
         candle_core::utils::barrier_pool().execute_chunked(groups, work);
@@ -364,9 +749,31 @@ pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Ve
     out
 }
 
-/// Dequantize rows of a Q8_0 / Q4_1 matrix (embedding lookup), as ggml `dequantize_row_*`.
+/// Dequantize a row (embedding lookup), as ggml `dequantize_row_*`.
 pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
     match t {
+        QType::Q4K => {
+            for (b, o) in row.chunks_exact(Q4_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
+                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                for (j, sub) in o.chunks_exact_mut(32).enumerate() {
+                    let (sc, m) = q4_k_scale_min(j, &b[4..16]);
+                    let (d1, m1) = (d * sc as f32, dmin * m as f32);
+                    for (e, v) in sub.iter_mut().enumerate() {
+                        let byte = b[16 + 32 * (j / 2) + e];
+                        let q = if j % 2 == 0 { byte & 0x0F } else { byte >> 4 };
+                        *v = d1 * q as f32 - m1;
+                    }
+                }
+            }
+        }
+        QType::Q6K => {
+            for (b, o) in row.chunks_exact(Q6_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
+                let d = f16_at(b, 208);
+                for (e, v) in o.iter_mut().enumerate() {
+                    *v = d * (b[192 + e / 16] as i8 as f32) * (q6_k_quant(b, e) as i32 - 32) as f32;
+                }
+            }
+        }
         QType::Q8_0 => {
             for (b, o) in row.chunks_exact(Q8_0_BYTES).zip(out.chunks_exact_mut(QK)) {
                 let d = f16_at(b, 0);
@@ -403,7 +810,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (s >> 33) as u8
             })
             .collect()
@@ -414,12 +823,70 @@ mod tests {
         // Sane f16 scales (random bits could be NaN/inf).
         for blk in b.chunks_exact_mut(t.block_bytes()) {
             let (r5, r6) = (blk[5] as f32, blk[6] as f32);
-            blk[..2].copy_from_slice(&f16::from_f32(0.01 + r5 * 1e-4).to_le_bytes());
-            if t == QType::Q4_1 {
-                blk[2..4].copy_from_slice(&f16::from_f32(-0.05 + r6 * 1e-4).to_le_bytes());
+            let d_at = if t == QType::Q6K { 208 } else { 0 };
+            let d = if matches!(t, QType::Q4K | QType::Q6K) {
+                0.001
+            } else {
+                0.01
+            };
+            blk[d_at..d_at + 2].copy_from_slice(&f16::from_f32(d + r5 * 1e-5).to_le_bytes());
+            match t {
+                QType::Q4_1 => {
+                    blk[2..4].copy_from_slice(&f16::from_f32(-0.05 + r6 * 1e-4).to_le_bytes())
+                }
+                QType::Q4K => {
+                    blk[2..4].copy_from_slice(&f16::from_f32(0.002 + r6 * 1e-5).to_le_bytes())
+                }
+                _ => {}
             }
         }
         b
+    }
+
+    const ALL: [QType; 5] = [
+        QType::Q4_1,
+        QType::Q5_0,
+        QType::Q8_0,
+        QType::Q4K,
+        QType::Q6K,
+    ];
+
+    fn reference(t: QType, w: &[u8], x: &[f32], k: usize, per_pair: bool) -> f32 {
+        if matches!(t, QType::Q4K | QType::Q6K) {
+            let mut a = vec![BlockQ8K::default(); k / QK_K];
+            quantize_row_q8k(x, &mut a);
+            return if t == QType::Q4K {
+                vec_dot_q4_k_q8_k_ref(w, &a, per_pair)
+            } else {
+                vec_dot_q6_k_q8_k_ref(w, &a)
+            };
+        }
+        let mut a = vec![BlockQ8::default(); k / QK];
+        quantize_row_q8(x, &mut a);
+        match t {
+            QType::Q4_1 => vec_dot_q4_1_q8_1_ref(w, &a),
+            QType::Q5_0 => vec_dot_q5_0_q8_0_ref(w, &a),
+            _ => vec_dot_q8_0_q8_0_ref(w, &a),
+        }
+    }
+
+    #[test]
+    fn q8k_quantize_matches_ggml_rules() {
+        let mut x: Vec<f32> = (0..256).map(|i| ((i as f32) * 0.37).sin() * 3.0).collect();
+        x[17] = -4.0; // the largest magnitude, negative
+        let mut q = [BlockQ8K::default()];
+        quantize_row_q8k(&x, &mut q);
+        assert_eq!(q[0].d, 1.0 / (-127.0 / -4.0));
+        assert_eq!(q[0].qs[17], -127);
+        assert_eq!(
+            q[0].bsums[1],
+            q[0].qs[16..32].iter().map(|&v| v as i16).sum::<i16>()
+        );
+        x[3] = 5.0; // now positive: the quants change sign with the scale
+        quantize_row_q8k(&x, &mut q);
+        assert!(q[0].d < 0.0 && q[0].qs[3] == -127);
+        quantize_row_q8k(&[0.0; 256], &mut q);
+        assert_eq!((q[0].d, q[0].qs[0], q[0].bsums[0]), (0.0, 0, 0));
     }
 
     #[test]
@@ -438,26 +905,28 @@ mod tests {
 
     #[test]
     fn simd_equals_reference_bit_for_bit() {
-        for t in [QType::Q4_1, QType::Q5_0, QType::Q8_0] {
-            let (k, n, m) = (256, 37, 3);
-            let w = blocks(t, n * k / QK, 7);
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0).collect();
+        for t in ALL {
+            let (k, n, m) = (512, 37, 6);
+            let w = blocks(t, n * k / t.block_elems(), 7);
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0)
+                .collect();
             let fast = matmul(t, &w, &x, m, k, n);
-            let mut xq = vec![BlockQ8::default(); m * k / QK];
-            for (xr, qr) in x.chunks_exact(k).zip(xq.chunks_exact_mut(k / QK)) {
-                quantize_row_q8(xr, qr);
-            }
-            let row = k / QK * t.block_bytes();
+            let row = t.row_bytes(k);
             for i in 0..m {
                 for j in 0..n {
-                    let wr = &w[j * row..(j + 1) * row];
-                    let a = &xq[i * k / QK..(i + 1) * k / QK];
-                    let r = match t {
-                        QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, a),
-                        QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, a),
-                        QType::Q8_0 => vec_dot_q8_0_q8_0_ref(wr, a),
-                    };
-                    assert_eq!(fast[i * n + j].to_bits(), r.to_bits(), "{t:?} row {i} col {j}");
+                    let r = reference(
+                        t,
+                        &w[j * row..(j + 1) * row],
+                        &x[i * k..(i + 1) * k],
+                        k,
+                        i < 4,
+                    );
+                    assert_eq!(
+                        fast[i * n + j].to_bits(),
+                        r.to_bits(),
+                        "{t:?} row {i} col {j}"
+                    );
                 }
             }
         }
@@ -465,18 +934,22 @@ mod tests {
 
     #[test]
     fn matmul_is_close_to_dequantized_f32() {
-        for t in [QType::Q4_1, QType::Q5_0, QType::Q8_0] {
-            let (k, n) = (128, 5);
-            let w = blocks(t, n * k / QK, 3);
+        for t in ALL {
+            let (k, n) = (512, 5);
+            let w = blocks(t, n * k / t.block_elems(), 3);
             let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.1).cos()).collect();
             let y = matmul(t, &w, &x, 1, k, n);
-            let row = k / QK * t.block_bytes();
+            let row = t.row_bytes(k);
             for j in 0..n {
                 let mut wf = vec![0f32; k];
                 dequantize_row(t, &w[j * row..(j + 1) * row], &mut wf);
                 let exact: f32 = wf.iter().zip(&x).map(|(a, b)| a * b).sum();
                 let scale: f32 = wf.iter().zip(&x).map(|(a, b)| (a * b).abs()).sum();
-                assert!((y[j] - exact).abs() <= 0.02 * scale.max(1e-3), "{t:?} {j}: {} vs {exact}", y[j]);
+                assert!(
+                    (y[j] - exact).abs() <= 0.02 * scale.max(1e-3),
+                    "{t:?} {j}: {} vs {exact}",
+                    y[j]
+                );
             }
         }
     }

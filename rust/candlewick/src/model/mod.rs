@@ -58,7 +58,9 @@ impl Pooling {
             "mean" => Ok(Pooling::Mean),
             "cls" => Ok(Pooling::Cls),
             "max" => Ok(Pooling::Max),
-            other => Err(Error::InvalidArgument(format!("pooling must be 'mean', 'cls' or 'max', got {other:?}"))),
+            other => Err(Error::InvalidArgument(format!(
+                "pooling must be 'mean', 'cls' or 'max', got {other:?}"
+            ))),
         }
     }
 }
@@ -74,7 +76,11 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
         });
     }
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if matches!(ext.as_str(), "bin" | "pt" | "pth" | "ckpt" | "pkl") {
         return Err(Error::Unsupported(format!(
             "{}: pickle checkpoints can run arbitrary code when loaded and are refused; convert to .safetensors or .gguf",
@@ -90,8 +96,14 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
     let mut magic = [0u8; 4];
     {
         use std::io::Read;
-        let mut f = std::fs::File::open(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
-        let n = f.read(&mut magic).map_err(|e| Error::Io { path: path.into(), source: e })?;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+        let n = f.read(&mut magic).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
         if n < 4 || &magic != b"GGUF" {
             return Err(Error::invalid_file(
                 path,
@@ -106,12 +118,17 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
 fn load_hf_folder(dir: &Path) -> Result<Model> {
     let cfg_path = dir.join("config.json");
     if !cfg_path.is_file() {
-        return Err(Error::invalid_file(dir, "not a model folder: config.json is missing"));
+        return Err(Error::invalid_file(
+            dir,
+            "not a model folder: config.json is missing",
+        ));
     }
     let cfg = crate::memory::read_config_json(&cfg_path)?;
     let files = crate::io::safetensors::files_in(dir)?;
     if files.is_empty() {
-        let pickle = ["pytorch_model.bin", "model.pt", "pytorch_model.pt"].iter().any(|f| dir.join(f).exists());
+        let pickle = ["pytorch_model.bin", "model.pt", "pytorch_model.pt"]
+            .iter()
+            .any(|f| dir.join(f).exists());
         return Err(if pickle {
             Error::Unsupported(format!(
                 "{}: only pickle weights (pytorch_model.bin): they can run arbitrary code when loaded and are refused; save the model as safetensors (save_pretrained(..., safe_serialization=True))",
@@ -121,9 +138,16 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
             Error::invalid_file(dir, "no *.safetensors weights in the folder")
         });
     }
-    let opened = files.iter().map(crate::io::safetensors::SafetensorsFile::open).collect::<Result<Vec<_>>>()?;
+    let opened = files
+        .iter()
+        .map(crate::io::safetensors::SafetensorsFile::open)
+        .collect::<Result<Vec<_>>>()?;
     let device = Device::Cpu;
-    let tensors = families::Tensors { files: &opened, memory: None, device: &device };
+    let tensors = families::Tensors {
+        files: &opened,
+        memory: None,
+        device: &device,
+    };
     let family = cfg.family.clone();
     let mut seq2seq = None;
     let transformer = match family.as_str() {
@@ -166,17 +190,27 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
     // End ids: generation_config.json first, then config.json (an int or a list).
     let ids_of = |v: Option<&serde_json::Value>| -> Vec<u32> {
         match v {
-            Some(serde_json::Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect(),
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|x| vec![x as u32]).unwrap_or_default()
+            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_u64().map(|x| x as u32))
+                .collect(),
             _ => Vec::new(),
         }
     };
     let (gen, conf) = (json("generation_config.json"), json("config.json"));
     let pick = |key: &str| {
         let a = ids_of(gen.as_ref().and_then(|g| g.get(key)));
-        if a.is_empty() { ids_of(conf.as_ref().and_then(|c| c.get(key))) } else { a }
+        if a.is_empty() {
+            ids_of(conf.as_ref().and_then(|c| c.get(key)))
+        } else {
+            a
+        }
     };
-    let tokenizer = Tokenizer::from_file(&tok_path)?.with_special_ids(pick("bos_token_id").first().copied(), &pick("eos_token_id"));
+    let tokenizer = Tokenizer::from_file(&tok_path)?
+        .with_special_ids(pick("bos_token_id").first().copied(), &pick("eos_token_id"));
     let tokenizer = std::sync::Arc::new(tokenizer);
     let mut tensor_types = BTreeMap::new();
     let (mut n, mut bytes, mut size) = (0usize, 0usize, 0usize);
@@ -191,7 +225,10 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
         }
     }
     let sentence = json("sentence_bert_config.json").map(|v| {
-        let max = v.get("max_seq_length").and_then(|m| m.as_u64()).map(|m| m as usize);
+        let max = v
+            .get("max_seq_length")
+            .and_then(|m| m.as_u64())
+            .map(|m| m as usize);
         let pooling = json("1_Pooling/config.json").and_then(|p| {
             let on = |k: &str| p.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
             if on("pooling_mode_mean_tokens") {
@@ -216,7 +253,14 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
         weight_bytes: bytes,
         file_size: size,
     };
-    Ok(Model { transformer, tokenizer, info, sentence, built: None, seq2seq })
+    Ok(Model {
+        transformer,
+        tokenizer,
+        info,
+        sentence,
+        built: None,
+        seq2seq,
+    })
 }
 
 fn load_gguf(path: &Path) -> Result<Model> {
@@ -252,13 +296,23 @@ fn load_gguf(path: &Path) -> Result<Model> {
         weight_bytes: g.tensors.iter().map(|t| t.size_in_bytes).sum(),
         file_size: g.file_size(),
     };
-    Ok(Model { transformer, tokenizer, info, sentence: None, built: None, seq2seq: None })
+    Ok(Model {
+        transformer,
+        tokenizer,
+        info,
+        sentence: None,
+        built: None,
+        seq2seq: None,
+    })
 }
 
 /// Random checkpoint tensors for `cfg`, as HF initialises them (`_init_weights`): weight
 /// matrices and embeddings N(0, 0.02), norm weights 1, biases 0. Seeded: the same seed gives the
 /// same tensors on every machine.
-pub fn random_tensors(cfg: &ModelConfig, seed: u64) -> Result<std::collections::BTreeMap<String, candle_core::Tensor>> {
+pub fn random_tensors(
+    cfg: &ModelConfig,
+    seed: u64,
+) -> Result<std::collections::BTreeMap<String, candle_core::Tensor>> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut out = std::collections::BTreeMap::new();
@@ -276,7 +330,10 @@ pub fn random_tensors(cfg: &ModelConfig, seed: u64) -> Result<std::collections::
                 })
                 .collect()
         };
-        out.insert(name, candle_core::Tensor::from_vec(data, shape, &Device::Cpu)?);
+        out.insert(
+            name,
+            candle_core::Tensor::from_vec(data, shape, &Device::Cpu)?,
+        );
     }
     Ok(out)
 }
@@ -284,7 +341,11 @@ pub fn random_tensors(cfg: &ModelConfig, seed: u64) -> Result<std::collections::
 impl Model {
     /// A model with random weights from a config (llama, gpt2 or bert family layout), with
     /// `tokenizer` or, without one, the ids-only stand-in.
-    pub fn from_config(cfg: ModelConfig, seed: u64, tokenizer: Option<std::sync::Arc<Tokenizer>>) -> Result<Model> {
+    pub fn from_config(
+        cfg: ModelConfig,
+        seed: u64,
+        tokenizer: Option<std::sync::Arc<Tokenizer>>,
+    ) -> Result<Model> {
         cfg.validate()?;
         cfg.check_family()?;
         let tokenizer = match tokenizer {
@@ -300,7 +361,11 @@ impl Model {
         }
         let tensors = random_tensors(&cfg, seed)?;
         let device = Device::Cpu;
-        let t = families::Tensors { files: &[], memory: Some(&tensors), device: &device };
+        let t = families::Tensors {
+            files: &[],
+            memory: Some(&tensors),
+            device: &device,
+        };
         let family = cfg.family.clone();
         let transformer = match family.as_str() {
             "llama" => families::llama::load_safetensors(cfg, &t)?,
@@ -318,29 +383,50 @@ impl Model {
             weight_bytes: n * 4,
             file_size: 0,
         };
-        Ok(Model { transformer, tokenizer, info, sentence: None, built: Some(tensors), seq2seq: None })
+        Ok(Model {
+            transformer,
+            tokenizer,
+            info,
+            sentence: None,
+            built: Some(tensors),
+            seq2seq: None,
+        })
     }
 
     /// Write config.json + model.safetensors (+ tokenizer.json) in the HF layout of the model's
     /// family, so that transformers and `load` read it back. For models built from a config.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let tensors = self.built.as_ref().ok_or_else(|| {
-            Error::Unsupported("save writes models built with from_config; a loaded checkpoint is already saved".into())
+            Error::Unsupported(
+                "save writes models built with from_config; a loaded checkpoint is already saved"
+                    .into(),
+            )
         })?;
         let mut cfg = self.config().to_hf_json()?;
         if let (Some(obj), Some(e)) = (cfg.as_object_mut(), self.tokenizer.eos_token_id()) {
             obj.insert("eos_token_id".into(), e.into());
         }
-        std::fs::create_dir_all(dir).map_err(|e| Error::Io { path: dir.into(), source: e })?;
-        let list: Vec<(String, candle_core::Tensor)> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())].into_iter().collect();
+        std::fs::create_dir_all(dir).map_err(|e| Error::Io {
+            path: dir.into(),
+            source: e,
+        })?;
+        let list: Vec<(String, candle_core::Tensor)> = tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())]
+            .into_iter()
+            .collect();
         crate::io::safetensors::write_f32(&dir.join("model.safetensors"), &list, &meta)?;
         let write = |name: &str, text: String| {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(|e| Error::Io { path: p, source: e })
         };
         self.tokenizer.save(&dir.join("tokenizer.json"))?;
-        write("config.json", serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model(e.to_string()))?)
+        write(
+            "config.json",
+            serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model(e.to_string()))?,
+        )
     }
 }
 
@@ -359,7 +445,9 @@ impl Model {
     /// from the left of the context, as lm-evaluation-harness does.
     pub fn score(&self, context: &[u32], continuation: &[u32]) -> Result<Score> {
         if context.is_empty() || continuation.is_empty() {
-            return Err(Error::InvalidArgument("score needs a non-empty context and continuation".into()));
+            return Err(Error::InvalidArgument(
+                "score needs a non-empty context and continuation".into(),
+            ));
         }
         let ctx = self.context_length();
         if continuation.len() >= ctx {
@@ -377,19 +465,30 @@ impl Model {
         let mut cache = self.transformer.new_cache(ids.len())?;
         // The context runs as one batch, exactly as generate's prefill does, and gives the row that
         // predicts the first continuation token; the continuation (but its last token) gives the rest.
-        let mut rows = self.transformer.forward(&ids[..first], &mut cache, true)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut rows = self
+            .transformer
+            .forward(&ids[..first], &mut cache, true)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         if continuation.len() > 1 {
-            let more = self.transformer.forward(&ids[first..ids.len() - 1], &mut cache, false)?;
+            let more = self
+                .transformer
+                .forward(&ids[first..ids.len() - 1], &mut cache, false)?;
             rows.extend(more.flatten_all()?.to_vec1::<f32>()?);
         }
         let mut token_logprobs = Vec::with_capacity(continuation.len());
         let mut is_greedy = true;
         for (j, &t) in continuation.iter().enumerate() {
             let row = &rows[j * vocab..(j + 1) * vocab];
-            token_logprobs.push((row[t as usize] as f64 - crate::sampling::log_sum_exp(row)) as f32);
+            token_logprobs
+                .push((row[t as usize] as f64 - crate::sampling::log_sum_exp(row)) as f32);
             is_greedy &= crate::sampling::argmax(row) == t;
         }
-        Ok(Score { logprob: token_logprobs.iter().map(|&l| l as f64).sum(), is_greedy, token_logprobs })
+        Ok(Score {
+            logprob: token_logprobs.iter().map(|&l| l as f64).sum(),
+            is_greedy,
+            token_logprobs,
+        })
     }
 
     fn require_encoder(&self, verb: &str) -> Result<()> {
@@ -411,7 +510,12 @@ impl Model {
 
     /// One vector per sequence: mean over its tokens, the first token's, or the elementwise max;
     /// L2-normalised when asked (sentence-transformers' Pooling + Normalize).
-    pub fn embed(&self, seqs: &[Vec<u32>], pooling: Pooling, normalize: bool) -> Result<Vec<Vec<f32>>> {
+    pub fn embed(
+        &self,
+        seqs: &[Vec<u32>],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let h = self.config().hidden_size;
         let states = self.encode(seqs)?;
         Ok(states
@@ -420,11 +524,27 @@ impl Model {
                 let rows = s.len() / h;
                 let mut v: Vec<f32> = match pooling {
                     Pooling::Cls => s[..h].to_vec(),
-                    Pooling::Mean => (0..h).map(|j| ((0..rows).map(|r| s[r * h + j] as f64).sum::<f64>() / rows as f64) as f32).collect(),
-                    Pooling::Max => (0..h).map(|j| (0..rows).map(|r| s[r * h + j]).fold(f32::NEG_INFINITY, f32::max)).collect(),
+                    Pooling::Mean => (0..h)
+                        .map(|j| {
+                            ((0..rows).map(|r| s[r * h + j] as f64).sum::<f64>() / rows as f64)
+                                as f32
+                        })
+                        .collect(),
+                    Pooling::Max => (0..h)
+                        .map(|j| {
+                            (0..rows)
+                                .map(|r| s[r * h + j])
+                                .fold(f32::NEG_INFINITY, f32::max)
+                        })
+                        .collect(),
                 };
                 if normalize {
-                    let n = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt().max(1e-12);
+                    let n = v
+                        .iter()
+                        .map(|&x| (x as f64) * (x as f64))
+                        .sum::<f64>()
+                        .sqrt()
+                        .max(1e-12);
                     v.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
                 }
                 v
@@ -433,14 +553,21 @@ impl Model {
     }
 
     fn require_seq2seq(&self) -> Result<&seq2seq::EncoderDecoder> {
-        self.seq2seq.as_ref().ok_or_else(|| Error::Unsupported("decoder_input_ids are for encoder-decoder models".into()))
+        self.seq2seq.as_ref().ok_or_else(|| {
+            Error::Unsupported("decoder_input_ids are for encoder-decoder models".into())
+        })
     }
 
     /// Encoder-decoder logits [decoder tokens, vocab] for an input and decoder input ids.
     pub fn seq2seq_logits(&self, input_ids: &[u32], decoder_input_ids: &[u32]) -> Result<Vec<f32>> {
         let ed = self.require_seq2seq()?;
-        if input_ids.len() > self.context_length() || decoder_input_ids.len() > self.context_length() {
-            return Err(Error::ContextOverflow(format!("inputs longer than the model's {} positions", self.context_length())));
+        if input_ids.len() > self.context_length()
+            || decoder_input_ids.len() > self.context_length()
+        {
+            return Err(Error::ContextOverflow(format!(
+                "inputs longer than the model's {} positions",
+                self.context_length()
+            )));
         }
         let mut st = ed.start(input_ids)?;
         ed.step(&mut st, decoder_input_ids)
@@ -450,11 +577,18 @@ impl Model {
     pub fn mlm_logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
         self.require_encoder("masked-LM logits")?;
         let head = self.transformer.mlm_head.as_ref().ok_or_else(|| {
-            Error::Unsupported("this encoder has no masked-LM head (load a *ForMaskedLM checkpoint)".into())
+            Error::Unsupported(
+                "this encoder has no masked-LM head (load a *ForMaskedLM checkpoint)".into(),
+            )
         })?;
         let h = self.config().hidden_size;
-        let states = self.transformer.encode_batch(&[ids])?.pop().unwrap_or_default();
-        let hidden = candle_core::Tensor::from_vec(states, (ids.len(), h), &self.transformer.device)?;
+        let states = self
+            .transformer
+            .encode_batch(&[ids])?
+            .pop()
+            .unwrap_or_default();
+        let hidden =
+            candle_core::Tensor::from_vec(states, (ids.len(), h), &self.transformer.device)?;
         let t = head.dense.forward(&hidden)?;
         let t = crate::nn::mlp::activate(&t, head.activation)?;
         let t = head.norm.forward(&t)?;

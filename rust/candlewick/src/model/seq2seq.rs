@@ -73,7 +73,9 @@ impl EncoderDecoder {
             return Err(Error::InvalidArgument("no input tokens".into()));
         }
         if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
-            return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is out of range for a vocabulary of {vocab}"
+            )));
         }
         Ok(())
     }
@@ -88,7 +90,8 @@ impl EncoderDecoder {
         for l in &self.encoder {
             let h = l.attn_norm.forward(&x)?;
             let p = l.attn.project(&h, &[(0, n)], None)?;
-            let out = attention::general(&p.q, &p.k, &p.v, n, n, nh, nh, hd, 1.0, Some(&bias), None);
+            let out =
+                attention::general(&p.q, &p.k, &p.v, n, n, nh, nh, hd, 1.0, Some(&bias), None);
             x = (&x + l.attn.output(out, &h)?)?;
             x = (&x + l.mlp.forward(&l.mlp_norm.forward(&x)?)?)?;
         }
@@ -101,9 +104,19 @@ impl EncoderDecoder {
         let cross = self
             .decoder
             .iter()
-            .map(|l| Ok((rows(&l.cross_attn.k.forward(&enc)?)?, rows(&l.cross_attn.v.forward(&enc)?)?)))
+            .map(|l| {
+                Ok((
+                    rows(&l.cross_attn.k.forward(&enc)?)?,
+                    rows(&l.cross_attn.v.forward(&enc)?)?,
+                ))
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Seq2SeqState { enc_len: prompt.len(), cross: std::sync::Arc::new(cross), cache: vec![(Vec::new(), Vec::new()); self.decoder.len()], len: 0 })
+        Ok(Seq2SeqState {
+            enc_len: prompt.len(),
+            cross: std::sync::Arc::new(cross),
+            cache: vec![(Vec::new(), Vec::new()); self.decoder.len()],
+            len: 0,
+        })
     }
 
     /// Run decoder tokens after what the state holds; logits [new tokens, vocab] row-major.
@@ -119,7 +132,19 @@ impl EncoderDecoder {
             let (ck, cv) = &mut st.cache[l];
             ck.extend(p.k);
             cv.extend(p.v);
-            let out = attention::general(&p.q, ck, cv, n, past + n, nh, nh, hd, 1.0, Some(&bias), Some(past));
+            let out = attention::general(
+                &p.q,
+                ck,
+                cv,
+                n,
+                past + n,
+                nh,
+                nh,
+                hd,
+                1.0,
+                Some(&bias),
+                Some(past),
+            );
             x = (&x + layer.self_attn.output(out, &h)?)?;
             let h = layer.cross_norm.forward(&x)?;
             let q = rows(&layer.cross_attn.q.forward(&h)?)?;
@@ -130,7 +155,11 @@ impl EncoderDecoder {
         }
         st.len += n;
         let x = self.decoder_norm.forward(&x)?;
-        let x = if self.lm_scale != 1.0 { (x * self.lm_scale)? } else { x };
+        let x = if self.lm_scale != 1.0 {
+            (x * self.lm_scale)?
+        } else {
+            x
+        };
         rows(&self.lm_head.forward(&x)?)
     }
 }

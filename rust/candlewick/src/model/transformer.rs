@@ -23,7 +23,12 @@ pub struct Block {
 
 impl Block {
     /// One layer on x: [1, tokens, hidden], with `attend` doing the attention sub-layer.
-    fn forward(&self, x: Tensor, post_norm: bool, attend: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: Tensor,
+        post_norm: bool,
+        attend: impl FnOnce(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         if post_norm {
             let x = self.attn_norm.forward(&(&x + attend(&x)?)?)?;
             self.mlp_norm.forward(&(&x + self.mlp.forward(&x)?)?)
@@ -35,7 +40,11 @@ impl Block {
                 }
             };
             let x = (&x + post(&self.post_attn_norm, attend(&self.attn_norm.forward(&x)?)?)?)?;
-            Ok((&x + post(&self.post_mlp_norm, self.mlp.forward(&self.mlp_norm.forward(&x)?)?)?)?)
+            Ok((&x
+                + post(
+                    &self.post_mlp_norm,
+                    self.mlp.forward(&self.mlp_norm.forward(&x)?)?,
+                )?)?)
         }
     }
 }
@@ -95,7 +104,12 @@ impl Cache {
 impl Transformer {
     /// A stack of `blocks` over token embeddings with nothing else: no positions, norms, heads
     /// or RoPE. Families set what they have with struct update syntax.
-    pub fn bare(config: ModelConfig, embed: Embedding, blocks: Vec<Block>, device: &Device) -> Self {
+    pub fn bare(
+        config: ModelConfig,
+        embed: Embedding,
+        blocks: Vec<Block>,
+        device: &Device,
+    ) -> Self {
         Transformer {
             config,
             embed,
@@ -132,7 +146,11 @@ impl Transformer {
     pub fn forward(&self, ids: &[u32], cache: &mut Cache, last_only: bool) -> Result<Tensor> {
         let mut rows = self.forward_batch(&mut [Segment { ids, cache }], last_only)?;
         let n = if last_only { 1 } else { ids.len() };
-        Ok(Tensor::from_vec(rows.pop().unwrap_or_default(), (n, self.config.vocab_size), &self.device)?)
+        Ok(Tensor::from_vec(
+            rows.pop().unwrap_or_default(),
+            (n, self.config.vocab_size),
+            &self.device,
+        )?)
     }
 
     /// Run several sequences together, each after what its own cache holds, with no padding: the
@@ -141,7 +159,11 @@ impl Transformer {
     /// work on each sequence's own rows. Every computation is row-wise, so a sequence's logits do
     /// not depend on the batch it is in. Returns each sequence's logits, row-major
     /// [new tokens or 1, vocab].
-    pub fn forward_batch(&self, segs: &mut [Segment<'_>], last_only: bool) -> Result<Vec<Vec<f32>>> {
+    pub fn forward_batch(
+        &self,
+        segs: &mut [Segment<'_>],
+        last_only: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let vocab = self.config.vocab_size as u32;
         let mut all_ids = Vec::new();
         let mut spans = Vec::with_capacity(segs.len()); // (start position, offset in batch, len)
@@ -150,7 +172,9 @@ impl Transformer {
                 return Err(Error::InvalidArgument("no input tokens".into()));
             }
             if let Some(bad) = seg.ids.iter().find(|&&i| i >= vocab) {
-                return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
+                return Err(Error::InvalidArgument(format!(
+                    "token id {bad} is out of range for a vocabulary of {vocab}"
+                )));
             }
             let start = seg.cache.len();
             if start + seg.ids.len() > seg.cache.capacity() {
@@ -168,16 +192,28 @@ impl Transformer {
             return Ok(Vec::new());
         }
         let rope = self.rope.as_ref();
-        let lm_head = self.lm_head.as_ref().ok_or_else(|| Error::Unsupported("this model has no LM head".into()))?;
-        let positions: Vec<(usize, usize)> = spans.iter().map(|&(start, _, len)| (start, len)).collect();
+        let lm_head = self
+            .lm_head
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported("this model has no LM head".into()))?;
+        let positions: Vec<(usize, usize)> =
+            spans.iter().map(|&(start, _, len)| (start, len)).collect();
         let mut x = self.embeddings(&all_ids, &positions)?;
         for (l, block) in self.blocks.iter().enumerate() {
-            let mut kvs: Vec<(usize, usize, &mut KvCache)> =
-                segs.iter_mut().zip(&spans).map(|(s, &(start, _, len))| (start, len, &mut s.cache.layers[l])).collect();
-            x = block.forward(x, self.config.post_norm, |h| block.attn.forward(h, &mut kvs, rope))?;
+            let mut kvs: Vec<(usize, usize, &mut KvCache)> = segs
+                .iter_mut()
+                .zip(&spans)
+                .map(|(s, &(start, _, len))| (start, len, &mut s.cache.layers[l]))
+                .collect();
+            x = block.forward(x, self.config.post_norm, |h| {
+                block.attn.forward(h, &mut kvs, rope)
+            })?;
         }
         let x = if last_only {
-            let last: Vec<u32> = spans.iter().map(|&(_, off, len)| (off + len - 1) as u32).collect();
+            let last: Vec<u32> = spans
+                .iter()
+                .map(|&(_, off, len)| (off + len - 1) as u32)
+                .collect();
             x.index_select(&Tensor::new(last.as_slice(), &self.device)?, 1)?
         } else {
             x
@@ -208,8 +244,14 @@ impl Transformer {
             x = (x * s)?;
         }
         if let Some(pe) = &self.positions {
-            let pos: Vec<u32> = spans.iter().flat_map(|&(start, len)| (start..start + len).map(|p| p as u32)).collect();
-            if let Some(&bad) = pos.iter().find(|&&p| p as usize >= self.config.max_position_embeddings) {
+            let pos: Vec<u32> = spans
+                .iter()
+                .flat_map(|&(start, len)| (start..start + len).map(|p| p as u32))
+                .collect();
+            if let Some(&bad) = pos
+                .iter()
+                .find(|&&p| p as usize >= self.config.max_position_embeddings)
+            {
                 return Err(Error::ContextOverflow(format!(
                     "position {bad} is past the {} positions the model has",
                     self.config.max_position_embeddings
@@ -246,7 +288,9 @@ impl Transformer {
                 )));
             }
             if let Some(bad) = s.iter().find(|&&i| i >= vocab) {
-                return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
+                return Err(Error::InvalidArgument(format!(
+                    "token id {bad} is out of range for a vocabulary of {vocab}"
+                )));
             }
             ids.extend_from_slice(s);
             lens.push(s.len());
@@ -257,7 +301,11 @@ impl Transformer {
         let spans: Vec<(usize, usize)> = lens.iter().map(|&l| (0, l)).collect();
         let mut x = self.embeddings(&ids, &spans)?;
         for block in &self.blocks {
-            x = block.forward(x, self.config.post_norm, |h| block.attn.forward_bidirectional(h, &lens, self.rope.as_ref()))?;
+            x = block.forward(x, self.config.post_norm, |h| {
+                block
+                    .attn
+                    .forward_bidirectional(h, &lens, self.rope.as_ref())
+            })?;
         }
         if let Some(n) = &self.norm {
             x = n.forward(&x)?;
@@ -296,10 +344,16 @@ impl Transformer {
             return Err(Error::InvalidArgument("no input tokens".into()));
         }
         if ids.len() > self.context_length() {
-            return Err(Error::ContextOverflow(format!("{} tokens exceed the model's {} positions", ids.len(), self.context_length())));
+            return Err(Error::ContextOverflow(format!(
+                "{} tokens exceed the model's {} positions",
+                ids.len(),
+                self.context_length()
+            )));
         }
         if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
-            return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {vocab}")));
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is out of range for a vocabulary of {vocab}"
+            )));
         }
         let causal = c.architecture == crate::config::Architecture::Decoder;
         let n = ids.len();
@@ -313,8 +367,19 @@ impl Transformer {
             x = block.forward(x, c.post_norm, |h| {
                 let p = a.project(h, &[(0, n)], self.rope.as_ref())?;
                 let scale = 1.0 / (hd as f32).sqrt();
-                let (out, probs) =
-                    crate::kernels::attention::with_probs(&p.q, &p.k, &p.v, n, n, nh, nkv, hd, scale, causal, a.extra.window);
+                let (out, probs) = crate::kernels::attention::with_probs(
+                    &p.q,
+                    &p.k,
+                    &p.v,
+                    n,
+                    n,
+                    nh,
+                    nkv,
+                    hd,
+                    scale,
+                    causal,
+                    a.extra.window,
+                );
                 attentions.push(probs);
                 a.output(out, h)
             })?;
@@ -334,7 +399,11 @@ impl Transformer {
             }
             _ => None,
         };
-        Ok(Inspection { hidden_states: hidden, attentions, logits })
+        Ok(Inspection {
+            hidden_states: hidden,
+            attentions,
+            logits,
+        })
     }
 }
 

@@ -16,7 +16,14 @@ pub struct KvCache {
 impl KvCache {
     pub fn new(kv_heads: usize, head_dim: usize, capacity: usize) -> Self {
         let n = kv_heads * capacity * head_dim;
-        Self { k: vec![0.0; n], v: vec![0.0; n], len: 0, capacity, kv_heads, head_dim }
+        Self {
+            k: vec![0.0; n],
+            v: vec![0.0; n],
+            len: 0,
+            capacity,
+            kv_heads,
+            head_dim,
+        }
     }
 
     pub fn len(&self) -> usize {

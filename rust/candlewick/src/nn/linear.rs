@@ -1,5 +1,5 @@
 //! y = x W^T (+ b). W is either GGUF blocks read straight from the memory-mapped file and run by
-//! our ggml-exact kernels (Q4_1, Q8_0), or a candle QMatMul (other block types, dense weights).
+//! our ggml-exact kernels (Q4_1, Q5_0, Q8_0, Q4_K, Q6_K), or a candle QMatMul (other block types, dense weights).
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
@@ -26,6 +26,8 @@ pub(crate) fn own_qtype(t: GgmlDType) -> Option<QType> {
         GgmlDType::Q4_1 => Some(QType::Q4_1),
         GgmlDType::Q5_0 => Some(QType::Q5_0),
         GgmlDType::Q8_0 => Some(QType::Q8_0),
+        GgmlDType::Q4K => Some(QType::Q4K),
+        GgmlDType::Q6K => Some(QType::Q6K),
         _ => None,
     }
 }
@@ -34,17 +36,36 @@ impl Linear {
     /// A dense layer: weight [out, in] (f32), optional bias [out].
     pub fn dense(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let (out, inp) = weight.dims2()?;
-        Ok(Self { weight: Weight::Candle(QMatMul::Tensor(weight)), bias, out_features: out, in_features: inp })
+        Ok(Self {
+            weight: Weight::Candle(QMatMul::Tensor(weight)),
+            bias,
+            out_features: out,
+            in_features: inp,
+        })
     }
 
     /// The GGUF tensor `name`, which must have shape [out, in].
-    pub fn from_gguf(g: &GgufFile, name: &str, out: usize, inp: usize, device: &Device) -> Result<Self> {
+    pub fn from_gguf(
+        g: &GgufFile,
+        name: &str,
+        out: usize,
+        inp: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let info = g.tensor_info_shaped(name, &[out, inp])?;
         let weight = match own_qtype(info.dtype) {
-            Some(qtype) if device.is_cpu() => Weight::Mapped { qtype, bytes: g.mapped(info) },
+            Some(qtype) if device.is_cpu() => Weight::Mapped {
+                qtype,
+                bytes: g.mapped(info),
+            },
             _ => Weight::Candle(QMatMul::from_qtensor(g.qtensor(name, device)?)?),
         };
-        Ok(Self { weight, bias: None, out_features: out, in_features: inp })
+        Ok(Self {
+            weight,
+            bias: None,
+            out_features: out,
+            in_features: inp,
+        })
     }
 
     pub fn out_features(&self) -> usize {
@@ -58,7 +79,10 @@ impl Linear {
                 let dims = x.dims().to_vec();
                 let k = *dims.last().unwrap_or(&0);
                 if k != self.in_features {
-                    return Err(Error::Model(format!("linear layer expects {} inputs, got {k}", self.in_features)));
+                    return Err(Error::Model(format!(
+                        "linear layer expects {} inputs, got {k}",
+                        self.in_features
+                    )));
                 }
                 let m = x.elem_count() / k;
                 let xs = x.flatten_all()?.to_vec1::<f32>()?;
@@ -80,17 +104,33 @@ impl Linear {
 /// Token embedding table: rows dequantized on lookup, straight from the map when we can.
 #[derive(Debug, Clone)]
 pub enum Embedding {
-    Mapped { qtype: QType, bytes: MappedBytes, rows: usize, dim: usize },
+    Mapped {
+        qtype: QType,
+        bytes: MappedBytes,
+        rows: usize,
+        dim: usize,
+    },
     Candle(std::sync::Arc<QTensor>),
     /// A dense f32 table [rows, dim].
     Dense(Tensor),
 }
 
 impl Embedding {
-    pub fn from_gguf(g: &GgufFile, name: &str, rows: usize, dim: usize, device: &Device) -> Result<Self> {
+    pub fn from_gguf(
+        g: &GgufFile,
+        name: &str,
+        rows: usize,
+        dim: usize,
+        device: &Device,
+    ) -> Result<Self> {
         let info = g.tensor_info_shaped(name, &[rows, dim])?;
         Ok(match own_qtype(info.dtype) {
-            Some(qtype) if device.is_cpu() => Embedding::Mapped { qtype, bytes: g.mapped(info), rows, dim },
+            Some(qtype) if device.is_cpu() => Embedding::Mapped {
+                qtype,
+                bytes: g.mapped(info),
+                rows,
+                dim,
+            },
             _ => Embedding::Candle(std::sync::Arc::new(g.qtensor(name, device)?)),
         })
     }
@@ -102,19 +142,32 @@ impl Embedding {
             Embedding::Dense(t) => {
                 let rows = t.dim(0)?;
                 if let Some(&bad) = ids.iter().find(|&&i| i as usize >= rows) {
-                    return Err(Error::InvalidArgument(format!("index {bad} is out of range for {rows} embeddings")));
+                    return Err(Error::InvalidArgument(format!(
+                        "index {bad} is out of range for {rows} embeddings"
+                    )));
                 }
                 Ok(t.index_select(&Tensor::new(ids, device)?, 0)?)
             }
-            Embedding::Mapped { qtype, bytes, rows, dim } => {
-                let row_bytes = dim / quant::QK * qtype.block_bytes();
+            Embedding::Mapped {
+                qtype,
+                bytes,
+                rows,
+                dim,
+            } => {
+                let row_bytes = qtype.row_bytes(*dim);
                 let mut out = vec![0f32; ids.len() * dim];
                 for (&id, o) in ids.iter().zip(out.chunks_exact_mut(*dim)) {
                     let id = id as usize;
                     if id >= *rows {
-                        return Err(Error::InvalidArgument(format!("token id {id} is out of range for {rows} embeddings")));
+                        return Err(Error::InvalidArgument(format!(
+                            "token id {id} is out of range for {rows} embeddings"
+                        )));
                     }
-                    quant::dequantize_row(*qtype, &bytes.as_slice()[id * row_bytes..(id + 1) * row_bytes], o);
+                    quant::dequantize_row(
+                        *qtype,
+                        &bytes.as_slice()[id * row_bytes..(id + 1) * row_bytes],
+                        o,
+                    );
                 }
                 Ok(Tensor::from_vec(out, (ids.len(), *dim), device)?)
             }
@@ -131,8 +184,16 @@ impl Embedding {
                 in_features: t.shape().dims()[1],
             },
             Embedding::Dense(t) => Linear::dense(t.clone(), None)?,
-            Embedding::Mapped { qtype, bytes, rows, dim } => Linear {
-                weight: Weight::Mapped { qtype: *qtype, bytes: bytes.clone() },
+            Embedding::Mapped {
+                qtype,
+                bytes,
+                rows,
+                dim,
+            } => Linear {
+                weight: Weight::Mapped {
+                    qtype: *qtype,
+                    bytes: bytes.clone(),
+                },
                 bias: None,
                 out_features: *rows,
                 in_features: *dim,

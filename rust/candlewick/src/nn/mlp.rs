@@ -41,7 +41,9 @@ impl Mlp {
             let uv = self.up.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
             let mut h = vec![0f32; gv.len()];
             if gelu {
-                h.iter_mut().zip(gv.iter().zip(&uv)).for_each(|(o, (&g, &u))| *o = crate::kernels::math::gelu_ggml(g) * u);
+                h.iter_mut()
+                    .zip(gv.iter().zip(&uv))
+                    .for_each(|(o, (&g, &u))| *o = crate::kernels::math::gelu_ggml(g) * u);
             } else {
                 crate::kernels::math::swiglu(&gv, &uv, &mut h);
             }

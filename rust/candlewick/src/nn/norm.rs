@@ -13,7 +13,10 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn new(weight: Tensor, eps: f64) -> Result<Self> {
-        Ok(Self { weight: weight.flatten_all()?.to_vec1::<f32>()?, eps: eps as f32 })
+        Ok(Self {
+            weight: weight.flatten_all()?.to_vec1::<f32>()?,
+            eps: eps as f32,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -49,7 +52,9 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn new(weight: Tensor, bias: Option<Tensor>, eps: f64) -> Result<Self> {
         let weight = weight.flatten_all()?.to_vec1::<f32>()?;
-        let bias = bias.map(|b| b.flatten_all()?.to_vec1::<f32>()).transpose()?;
+        let bias = bias
+            .map(|b| b.flatten_all()?.to_vec1::<f32>())
+            .transpose()?;
         Ok(Self { weight, bias, eps })
     }
 

@@ -32,7 +32,8 @@ impl RelativeBias {
             ret += n;
         } else {
             let large = max_exact
-                + ((n as f32 / max_exact as f32).ln() / (self.max_distance as f32 / max_exact as f32).ln()
+                + ((n as f32 / max_exact as f32).ln()
+                    / (self.max_distance as f32 / max_exact as f32).ln()
                     * (buckets - max_exact) as f32) as i64;
             ret += large.min(buckets - 1);
         }

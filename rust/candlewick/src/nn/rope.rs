@@ -24,14 +24,20 @@ impl Rope {
                 t *= theta_scale;
             }
         }
-        Self { table: std::sync::Arc::new(table), half, interleaved }
+        Self {
+            table: std::sync::Arc::new(table),
+            half,
+            interleaved,
+        }
     }
 
     /// RoPE as HF transformers computes it (Llama `rotate_half`: pairs (j, j + head_dim/2)):
     /// inv_freq_j = 1 / theta^(2j / head_dim), angle = position * inv_freq_j in f32.
     pub fn new_hf(head_dim: usize, theta: f64, max_len: usize) -> Self {
         let half = head_dim / 2;
-        let inv: Vec<f32> = (0..half).map(|j| (1.0 / theta.powf((2 * j) as f64 / head_dim as f64)) as f32).collect();
+        let inv: Vec<f32> = (0..half)
+            .map(|j| (1.0 / theta.powf((2 * j) as f64 / head_dim as f64)) as f32)
+            .collect();
         let mut table = Vec::with_capacity(max_len * half);
         for p in 0..max_len {
             for &f in &inv {
@@ -39,7 +45,11 @@ impl Rope {
                 table.push((t.cos(), t.sin()));
             }
         }
-        Self { table: std::sync::Arc::new(table), half, interleaved: false }
+        Self {
+            table: std::sync::Arc::new(table),
+            half,
+            interleaved: false,
+        }
     }
 
     pub fn max_len(&self) -> usize {
@@ -69,7 +79,11 @@ impl Rope {
             let cs = &self.table[(start + i) * self.half..(start + i + 1) * self.half];
             for head in tok.chunks_exact_mut(hd) {
                 for (j, &(c, s)) in cs.iter().enumerate() {
-                    let (a, b) = if self.interleaved { (2 * j, 2 * j + 1) } else { (j, j + self.half) };
+                    let (a, b) = if self.interleaved {
+                        (2 * j, 2 * j + 1)
+                    } else {
+                        (j, j + self.half)
+                    };
                     let (x0, x1) = (head[a], head[b]);
                     // ggml `rotate_pairs`; its C++ is built with FP contraction, which fuses the
                     // first product of each expression.

@@ -65,24 +65,47 @@ impl Default for SamplingParams {
 impl SamplingParams {
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(Error::InvalidArgument(format!("temperature must be >= 0, got {}", self.temperature)));
+            return Err(Error::InvalidArgument(format!(
+                "temperature must be >= 0, got {}",
+                self.temperature
+            )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::InvalidArgument(format!("top_p must be in (0, 1], got {}", self.top_p)));
+            return Err(Error::InvalidArgument(format!(
+                "top_p must be in (0, 1], got {}",
+                self.top_p
+            )));
         }
         if !(0.0..=1.0).contains(&self.min_p) {
-            return Err(Error::InvalidArgument(format!("min_p must be in [0, 1], got {}", self.min_p)));
+            return Err(Error::InvalidArgument(format!(
+                "min_p must be in [0, 1], got {}",
+                self.min_p
+            )));
         }
         if !(self.typical_p > 0.0 && self.typical_p <= 1.0) {
-            return Err(Error::InvalidArgument(format!("typical_p must be in (0, 1], got {}", self.typical_p)));
+            return Err(Error::InvalidArgument(format!(
+                "typical_p must be in (0, 1], got {}",
+                self.typical_p
+            )));
         }
-        for (name, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
             if !v.is_finite() {
-                return Err(Error::InvalidArgument(format!("{name} must be a finite number, got {v}")));
+                return Err(Error::InvalidArgument(format!(
+                    "{name} must be a finite number, got {v}"
+                )));
             }
         }
-        if let Some((id, b)) = self.logit_bias.iter().find(|(_, b)| b.is_nan() || *b == f32::INFINITY) {
-            return Err(Error::InvalidArgument(format!("logit_bias for token {id} must be a number or -inf, got {b}")));
+        if let Some((id, b)) = self
+            .logit_bias
+            .iter()
+            .find(|(_, b)| b.is_nan() || *b == f32::INFINITY)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "logit_bias for token {id} must be a number or -inf, got {b}"
+            )));
         }
         if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
             return Err(Error::InvalidArgument(format!(
@@ -114,7 +137,11 @@ fn kth_largest(xs: &[f32], k: usize) -> f32 {
     // f32 -> u32 with the same order (total_cmp's), so the heap compares integers.
     let key = |x: f32| {
         let b = x.to_bits();
-        if b >> 31 == 1 { !b } else { b | 0x8000_0000 }
+        if b >> 31 == 1 {
+            !b
+        } else {
+            b | 0x8000_0000
+        }
     };
     let unkey = |u: u32| f32::from_bits(if u >> 31 == 1 { u & 0x7fff_ffff } else { !u });
     if k > 1024 {
@@ -151,7 +178,11 @@ pub fn argmax(xs: &[f32]) -> u32 {
 /// log(sum(exp(logits))), in f64: the normaliser of the model's own distribution.
 pub fn log_sum_exp(logits: &[f32]) -> f64 {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    max + logits.iter().map(|&l| (l as f64 - max).exp()).sum::<f64>().ln()
+    max + logits
+        .iter()
+        .map(|&l| (l as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
 }
 
 /// The `n` most probable ids with their natural-log probabilities, most probable first.
@@ -161,11 +192,17 @@ pub fn top_logprobs(logits: &[f32], n: usize, lse: f64) -> Vec<(u32, f32)> {
         return Vec::new();
     }
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-    let desc = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]).then(a.cmp(b));
+    let desc = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
     idx.select_nth_unstable_by(n - 1, desc);
     idx.truncate(n);
     idx.sort_by(desc);
-    idx.into_iter().map(|i| (i, (logits[i as usize] as f64 - lse) as f32)).collect()
+    idx.into_iter()
+        .map(|i| (i, (logits[i as usize] as f64 - lse) as f32))
+        .collect()
 }
 
 /// HF `RepetitionPenaltyLogitsProcessor`: each token seen gets its logit divided by the penalty
@@ -191,7 +228,10 @@ pub fn banned_ngram_tokens(seq: &[u32], n: usize) -> Vec<u32> {
         return Vec::new();
     }
     let prefix = &seq[seq.len() + 1 - n..];
-    seq.windows(n).filter(|w| &w[..n - 1] == prefix).map(|w| w[n - 1]).collect()
+    seq.windows(n)
+        .filter(|w| &w[..n - 1] == prefix)
+        .map(|w| w[n - 1])
+        .collect()
 }
 
 impl Sampler {
@@ -202,7 +242,13 @@ impl Sampler {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
         };
-        Ok(Self { params, rng, idx: Vec::new(), probs: Vec::new(), cand: Vec::new() })
+        Ok(Self {
+            params,
+            rng,
+            idx: Vec::new(),
+            probs: Vec::new(),
+            cand: Vec::new(),
+        })
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -215,11 +261,17 @@ impl Sampler {
         let n = logits.len();
         for &(id, b) in &p.logit_bias {
             let l = logits.get_mut(id as usize).ok_or_else(|| {
-                Error::InvalidArgument(format!("logit_bias names token {id}, outside the vocabulary of {n}"))
+                Error::InvalidArgument(format!(
+                    "logit_bias names token {id}, outside the vocabulary of {n}"
+                ))
             })?;
             *l += b;
         }
-        apply_repetition_penalty(logits, h.prompt.iter().chain(h.output).copied(), p.repetition_penalty);
+        apply_repetition_penalty(
+            logits,
+            h.prompt.iter().chain(h.output).copied(),
+            p.repetition_penalty,
+        );
         if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
             let mut counts = std::collections::HashMap::<u32, u32>::new();
             for &t in h.output {
@@ -268,7 +320,10 @@ impl Sampler {
             }
         }
         // Rounding can leave u at the very top of the range: take the last kept token.
-        self.idx.last().copied().ok_or_else(|| Error::InvalidArgument("no candidate token left".into()))
+        self.idx
+            .last()
+            .copied()
+            .ok_or_else(|| Error::InvalidArgument("no candidate token left".into()))
     }
 
     /// The distribution the sampler draws from: (token ids, probabilities summing to 1), most
@@ -281,7 +336,10 @@ impl Sampler {
         }
         self.filtered_distribution(&mut l)?;
         let total: f32 = self.probs.iter().sum();
-        Ok((self.idx.clone(), self.probs.iter().map(|p| p / total).collect()))
+        Ok((
+            self.idx.clone(),
+            self.probs.iter().map(|p| p / total).collect(),
+        ))
     }
 
     /// Fill `idx`/`probs` with the candidates left after temperature, top-k, top-p and min-p,
@@ -292,7 +350,9 @@ impl Sampler {
         let inv_t = 1.0 / p.temperature;
         let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         if !max.is_finite() {
-            return Err(Error::InvalidArgument("logits contain no finite value (or NaN)".into()));
+            return Err(Error::InvalidArgument(
+                "logits contain no finite value (or NaN)".into(),
+            ));
         }
         // Candidates are gathered in one pass over the vocabulary with a lower bound on the logit
         // that no kept token can be under, so only they are ever sorted.
@@ -314,7 +374,11 @@ impl Sampler {
         // min-p keeps p >= min_p * p_max, i.e. logit >= max + ln(min_p) * T; top-k and top-p
         // never drop the top token, so dropping those early changes nothing after. (Not before
         // top-p's denominator over the top-k survivors is taken.)
-        let min_floor = if p.min_p > 0.0 { max + p.min_p.ln() / inv_t } else { f32::NEG_INFINITY };
+        let min_floor = if p.min_p > 0.0 {
+            max + p.min_p.ln() / inv_t
+        } else {
+            f32::NEG_INFINITY
+        };
         let topk_then_topp = p.top_k > 0 && p.top_k < n && p.top_p < 1.0;
         if !topk_then_topp {
             floor = floor.max(min_floor);
@@ -322,14 +386,24 @@ impl Sampler {
         // (logit, id) pairs: sorting them compares in place, without a lookup per comparison.
         let cand = &mut self.cand;
         cand.clear();
-        cand.extend(logits.iter().enumerate().filter(|(_, &l)| l >= floor).map(|(i, &l)| (l, i as u32)));
+        cand.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|(_, &l)| l >= floor)
+                .map(|(i, &l)| (l, i as u32)),
+        );
         if cand.is_empty() {
             let i = argmax(logits);
             cand.push((logits[i as usize], i));
         }
         if topk_then_topp {
             // top-p renormalises over all top-k survivors.
-            z_full = Some(cand.iter().map(|&(l, _)| ((l - max) * inv_t).exp() as f64).sum());
+            z_full = Some(
+                cand.iter()
+                    .map(|&(l, _)| ((l - max) * inv_t).exp() as f64)
+                    .sum(),
+            );
             cand.retain(|&(l, _)| l >= min_floor);
         }
         let desc = |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
@@ -340,11 +414,17 @@ impl Sampler {
         if p.top_p < 1.0 && cand.len() > 2 * HEAD {
             let total: f64 = match z_full {
                 Some(z) => z,
-                None => cand.iter().map(|&(l, _)| ((l - max) * inv_t).exp() as f64).sum(),
+                None => cand
+                    .iter()
+                    .map(|&(l, _)| ((l - max) * inv_t).exp() as f64)
+                    .sum(),
             };
             cand.select_nth_unstable_by(HEAD - 1, desc);
             cand[..HEAD].sort_unstable_by(desc);
-            let head: f64 = cand[..HEAD].iter().map(|&(l, _)| ((l - max) * inv_t).exp() as f64).sum();
+            let head: f64 = cand[..HEAD]
+                .iter()
+                .map(|&(l, _)| ((l - max) * inv_t).exp() as f64)
+                .sum();
             if head / total >= p.top_p as f64 {
                 cand.truncate(HEAD);
                 sorted = true;
@@ -359,7 +439,11 @@ impl Sampler {
         // Softmax with temperature over the candidates (the max is the same logit for all).
         let top = logits[self.idx[0] as usize];
         self.probs.clear();
-        self.probs.extend(self.idx.iter().map(|&i| ((logits[i as usize] - top) * inv_t).exp()));
+        self.probs.extend(
+            self.idx
+                .iter()
+                .map(|&i| ((logits[i as usize] - top) * inv_t).exp()),
+        );
 
         if p.top_p < 1.0 {
             // HF TopPLogitsWarper over the renormalised candidates: keep a token while the mass of
@@ -382,7 +466,12 @@ impl Sampler {
         if p.min_p > 0.0 {
             // HF MinPLogitsWarper: keep tokens with probability >= min_p * the top probability.
             let threshold = p.min_p * self.probs[0];
-            let keep = self.probs.iter().take_while(|&&q| q >= threshold).count().max(1);
+            let keep = self
+                .probs
+                .iter()
+                .take_while(|&&q| q >= threshold)
+                .count()
+                .max(1);
             self.idx.truncate(keep);
             self.probs.truncate(keep);
         }
@@ -391,7 +480,11 @@ impl Sampler {
             // information content is from the entropy, keep the closest up to typical_p mass.
             let total: f32 = self.probs.iter().sum();
             let logp: Vec<f32> = self.probs.iter().map(|q| (q / total).ln()).collect();
-            let ent: f32 = -logp.iter().zip(&self.probs).map(|(l, q)| l * q / total).sum::<f32>();
+            let ent: f32 = -logp
+                .iter()
+                .zip(&self.probs)
+                .map(|(l, q)| l * q / total)
+                .sum::<f32>();
             let shifted: Vec<f32> = logp.iter().map(|l| (-l - ent).abs()).collect();
             let mut order: Vec<usize> = (0..shifted.len()).collect();
             order.sort_by(|&a, &b| shifted[a].total_cmp(&shifted[b]));

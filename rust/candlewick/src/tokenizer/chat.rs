@@ -11,7 +11,10 @@ pub struct ChatTemplate {
 }
 
 fn raise_exception(msg: String) -> std::result::Result<String, minijinja::Error> {
-    Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+    Err(minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        msg,
+    ))
 }
 
 fn strftime_now(_fmt: String) -> String {
@@ -22,7 +25,9 @@ fn strftime_now(_fmt: String) -> String {
 
 impl ChatTemplate {
     pub fn new(source: impl Into<String>) -> Result<Self> {
-        let t = Self { source: source.into() };
+        let t = Self {
+            source: source.into(),
+        };
         // Compile once now so a broken template is reported at load time.
         t.env()?;
         Ok(t)
@@ -51,17 +56,23 @@ impl ChatTemplate {
         bos_token: &str,
         eos_token: &str,
     ) -> Result<String> {
-        let list = messages
-            .as_array()
-            .ok_or_else(|| Error::InvalidArgument("messages must be a list of {'role': ..., 'content': ...} dicts".into()))?;
+        let list = messages.as_array().ok_or_else(|| {
+            Error::InvalidArgument(
+                "messages must be a list of {'role': ..., 'content': ...} dicts".into(),
+            )
+        })?;
         for (i, m) in list.iter().enumerate() {
             let ok = m.get("role").map(|r| r.is_string()).unwrap_or(false);
             if !ok {
-                return Err(Error::InvalidArgument(format!("message {i} has no string 'role'")));
+                return Err(Error::InvalidArgument(format!(
+                    "message {i} has no string 'role'"
+                )));
             }
         }
         let env = self.env()?;
-        let tmpl = env.get_template("chat").map_err(|e| Error::Template(e.to_string()))?;
+        let tmpl = env
+            .get_template("chat")
+            .map_err(|e| Error::Template(e.to_string()))?;
         tmpl.render(minijinja::context! {
             messages => minijinja::Value::from_serialize(messages),
             add_generation_prompt => add_generation_prompt,

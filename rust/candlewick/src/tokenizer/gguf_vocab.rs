@@ -20,8 +20,15 @@ const QWEN2_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]
 
 /// Texts llama.cpp also treats as end-of-generation when they are control tokens.
 const EOG_TEXTS: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>", "<|eom_id|>",
-    "<|end_of_text|>", "<｜end▁of▁sentence｜>",
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<EOT>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<｜end▁of▁sentence｜>",
 ];
 
 fn split(pattern: &str) -> Json {
@@ -59,7 +66,11 @@ fn string_array<'a>(gguf: &'a GgufFile, key: &str) -> Result<Vec<&'a str>> {
         .as_array()
         .ok_or_else(|| Error::invalid_file(gguf.path(), format!("{key} is not an array")))?;
     arr.iter()
-        .map(|v| v.as_str().ok_or_else(|| Error::invalid_file(gguf.path(), format!("{key} holds a non-string"))))
+        .map(|v| {
+            v.as_str().ok_or_else(|| {
+                Error::invalid_file(gguf.path(), format!("{key} holds a non-string"))
+            })
+        })
         .collect()
 }
 
@@ -70,15 +81,21 @@ fn opt_id(gguf: &GgufFile, key: &str, n_vocab: usize) -> Result<Option<u32>> {
             // llama.cpp writes -1 (as u32 max) for "none".
             Some(i) if i >= 0 && (i as usize) < n_vocab => Ok(Some(i as u32)),
             Some(i) if i < 0 || i == u32::MAX as i64 => Ok(None),
-            _ => Err(Error::invalid_file(gguf.path(), format!("{key} = {v:?} is not a token id below {n_vocab}"))),
+            _ => Err(Error::invalid_file(
+                gguf.path(),
+                format!("{key} = {v:?} is not a token id below {n_vocab}"),
+            )),
         },
     }
 }
 
 pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
-    let model = gguf
-        .get_str("tokenizer.ggml.model")
-        .ok_or_else(|| Error::invalid_file(gguf.path(), "no tokenizer in this GGUF (tokenizer.ggml.model is missing)"))?;
+    let model = gguf.get_str("tokenizer.ggml.model").ok_or_else(|| {
+        Error::invalid_file(
+            gguf.path(),
+            "no tokenizer in this GGUF (tokenizer.ggml.model is missing)",
+        )
+    })?;
     if model == "llama" {
         return from_gguf_spm(gguf);
     }
@@ -96,7 +113,10 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
     if types.len() != n {
         return Err(Error::invalid_file(
             gguf.path(),
-            format!("tokenizer.ggml.token_type has {} entries for {n} tokens", types.len()),
+            format!(
+                "tokenizer.ggml.token_type has {} entries for {n} tokens",
+                types.len()
+            ),
         ));
     }
     let merges = string_array(gguf, "tokenizer.ggml.merges")?;
@@ -114,9 +134,9 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
     }
     let mut merge_pairs = Vec::with_capacity(merges.len());
     for m in &merges {
-        let (a, b) = m
-            .split_once(' ')
-            .ok_or_else(|| Error::invalid_file(gguf.path(), format!("merge {m:?} is not two tokens")))?;
+        let (a, b) = m.split_once(' ').ok_or_else(|| {
+            Error::invalid_file(gguf.path(), format!("merge {m:?} is not two tokens"))
+        })?;
         merge_pairs.push(json!([a, b]));
     }
     let pre = gguf.get_str("tokenizer.ggml.pre").unwrap_or("default");
@@ -136,9 +156,12 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
         },
     });
     let text = serde_json::to_string(&spec).map_err(|e| Error::Tokenizer(e.to_string()))?;
-    let inner: tokenizers::Tokenizer = text
-        .parse()
-        .map_err(|e| Error::invalid_file(gguf.path(), format!("GGUF vocabulary does not form a tokenizer: {e}")))?;
+    let inner: tokenizers::Tokenizer = text.parse().map_err(|e| {
+        Error::invalid_file(
+            gguf.path(),
+            format!("GGUF vocabulary does not form a tokenizer: {e}"),
+        )
+    })?;
 
     // llama.cpp: BPE vocabularies add no BOS unless the file says so.
     finish(gguf, inner, &tokens, &types, false)
@@ -146,7 +169,13 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
 
 /// The ids and flags every GGUF vocabulary shares: BOS/EOS, end-of-generation ids, add BOS/EOS,
 /// chat template.
-fn finish(gguf: &GgufFile, inner: tokenizers::Tokenizer, tokens: &[&str], types: &[i64], default_bos: bool) -> Result<Tokenizer> {
+fn finish(
+    gguf: &GgufFile,
+    inner: tokenizers::Tokenizer,
+    tokens: &[&str],
+    types: &[i64],
+    default_bos: bool,
+) -> Result<Tokenizer> {
     let n = tokens.len();
     let bos = opt_id(gguf, "tokenizer.ggml.bos_token_id", n)?;
     let eos = opt_id(gguf, "tokenizer.ggml.eos_token_id", n)?;
@@ -161,13 +190,21 @@ fn finish(gguf: &GgufFile, inner: tokenizers::Tokenizer, tokens: &[&str], types:
             eog.push(id as u32);
         }
     }
-    let add_bos = gguf.get("tokenizer.ggml.add_bos_token").and_then(|v| v.as_bool()).unwrap_or(default_bos);
-    let add_eos = gguf.get("tokenizer.ggml.add_eos_token").and_then(|v| v.as_bool()).unwrap_or(false);
+    let add_bos = gguf
+        .get("tokenizer.ggml.add_bos_token")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(default_bos);
+    let add_eos = gguf
+        .get("tokenizer.ggml.add_eos_token")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     let template = match gguf.get_str("tokenizer.chat_template") {
         Some(src) => Some(ChatTemplate::new(src)?),
         None => None,
     };
-    Ok(Tokenizer::from_parts(inner, bos, eos, eog, add_bos, add_eos, template))
+    Ok(Tokenizer::from_parts(
+        inner, bos, eos, eog, add_bos, add_eos, template,
+    ))
 }
 
 /// SentencePiece vocabularies (`tokenizer.ggml.model = "llama"`: Llama 2, Gemma, ...), tokenized
@@ -183,14 +220,26 @@ fn from_gguf_spm(gguf: &GgufFile) -> Result<Tokenizer> {
     let n = tokens.len();
     let scores: Vec<f32> = match gguf.get("tokenizer.ggml.scores") {
         Some(Value::Array(a)) => a.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect(),
-        _ => return Err(Error::invalid_file(gguf.path(), "a SentencePiece vocabulary needs tokenizer.ggml.scores")),
+        _ => {
+            return Err(Error::invalid_file(
+                gguf.path(),
+                "a SentencePiece vocabulary needs tokenizer.ggml.scores",
+            ))
+        }
     };
     let types: Vec<i64> = match gguf.get("tokenizer.ggml.token_type") {
         Some(Value::Array(a)) => a.iter().map(|v| v.as_i64().unwrap_or(1)).collect(),
         _ => vec![1; n],
     };
     if scores.len() != n || types.len() != n {
-        return Err(Error::invalid_file(gguf.path(), format!("{} scores and {} types for {n} tokens", scores.len(), types.len())));
+        return Err(Error::invalid_file(
+            gguf.path(),
+            format!(
+                "{} scores and {} types for {n} tokens",
+                scores.len(),
+                types.len()
+            ),
+        ));
     }
     const NORMAL: i64 = 1;
     let mut vocab: HashMap<String, u32> = HashMap::with_capacity(n);
@@ -218,11 +267,19 @@ fn from_gguf_spm(gguf: &GgufFile) -> Result<Tokenizer> {
     let bpe = BPE::builder()
         .vocab_and_merges(vocab_map, merges)
         .byte_fallback(true)
-        .unk_token(tokens.get(opt_id(gguf, "tokenizer.ggml.unknown_token_id", n)?.unwrap_or(0) as usize).unwrap_or(&"<unk>").to_string())
+        .unk_token(
+            tokens
+                .get(opt_id(gguf, "tokenizer.ggml.unknown_token_id", n)?.unwrap_or(0) as usize)
+                .unwrap_or(&"<unk>")
+                .to_string(),
+        )
         .build()
         .map_err(|e| Error::invalid_file(gguf.path(), format!("SentencePiece vocabulary: {e}")))?;
     let mut inner = tokenizers::Tokenizer::new(bpe);
-    let prefix = gguf.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()).unwrap_or(true);
+    let prefix = gguf
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
     let mut norms: Vec<tokenizers::NormalizerWrapper> = Vec::new();
     if prefix {
         norms.push(tokenizers::normalizers::Prepend::new("▁".into()).into());
@@ -234,7 +291,11 @@ fn from_gguf_spm(gguf: &GgufFile) -> Result<Tokenizer> {
     );
     inner.with_normalizer(Some(tokenizers::normalizers::Sequence::new(norms)));
     let mut decs: Vec<tokenizers::DecoderWrapper> = Vec::new();
-    decs.push(tokenizers::normalizers::Replace::new("▁", " ").map_err(|e| Error::Tokenizer(e.to_string()))?.into());
+    decs.push(
+        tokenizers::normalizers::Replace::new("▁", " ")
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .into(),
+    );
     decs.push(tokenizers::decoders::byte_fallback::ByteFallback::default().into());
     decs.push(tokenizers::decoders::fuse::Fuse::default().into());
     if prefix {
@@ -246,7 +307,10 @@ fn from_gguf_spm(gguf: &GgufFile) -> Result<Tokenizer> {
             .iter()
             .zip(&types)
             .filter(|(_, &ty)| ty == want)
-            .map(|(&t, _)| tokenizers::AddedToken::from(t.to_string(), want == TOKEN_TYPE_CONTROL).normalized(false))
+            .map(|(&t, _)| {
+                tokenizers::AddedToken::from(t.to_string(), want == TOKEN_TYPE_CONTROL)
+                    .normalized(false)
+            })
             .collect()
     };
     inner.add_special_tokens(&added(TOKEN_TYPE_CONTROL));

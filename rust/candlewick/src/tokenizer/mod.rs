@@ -40,10 +40,16 @@ impl Tokenizer {
     /// Load a tokenizer.json as HF tokenizers does (or the vocabulary of a .gguf file).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             return Self::from_gguf(&GgufFile::open(path)?);
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
         let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
             .map_err(|e| Error::invalid_file(path, format!("not a valid tokenizer.json: {e}")))?;
         // As transformers' fast tokenizers: padding and truncation saved in the file do not apply
@@ -52,27 +58,50 @@ impl Tokenizer {
         inner
             .with_truncation(None)
             .map_err(|e| Error::invalid_file(path, format!("tokenizer.json truncation: {e}")))?;
-        Ok(Self::from_parts(inner, None, None, Vec::new(), false, false, None))
+        Ok(Self::from_parts(
+            inner,
+            None,
+            None,
+            Vec::new(),
+            false,
+            false,
+            None,
+        ))
     }
 
     /// A stand-in for models built from a config without a tokenizer: token i is the text "[i]"
     /// (whitespace-separated), so ids round-trip and text shows which ids were produced.
     pub fn ids_only(vocab_size: usize) -> Result<Self> {
-        let vocab: std::collections::HashMap<String, u32> = (0..vocab_size as u32).map(|i| (format!("[{i}]"), i)).collect();
+        let vocab: std::collections::HashMap<String, u32> = (0..vocab_size as u32)
+            .map(|i| (format!("[{i}]"), i))
+            .collect();
         let model = tokenizers::models::wordlevel::WordLevel::builder()
             .vocab(vocab.into_iter().collect())
             .unk_token("[0]".into())
             .build()
             .map_err(tk_err)?;
         let mut inner = tokenizers::Tokenizer::new(model);
-        inner.with_pre_tokenizer(Some(tokenizers::pre_tokenizers::whitespace::WhitespaceSplit));
-        Ok(Self::from_parts(inner, None, None, Vec::new(), false, false, None))
+        inner.with_pre_tokenizer(Some(
+            tokenizers::pre_tokenizers::whitespace::WhitespaceSplit,
+        ));
+        Ok(Self::from_parts(
+            inner,
+            None,
+            None,
+            Vec::new(),
+            false,
+            false,
+            None,
+        ))
     }
 
     /// Write the tokenizer as a tokenizer.json.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = self.inner.to_string(true).map_err(tk_err)?;
-        std::fs::write(path, text).map_err(|e| Error::Io { path: path.into(), source: e })
+        std::fs::write(path, text).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })
     }
 
     /// Set the begin/end ids a model's config names (HF folders keep them in config.json and
@@ -113,29 +142,56 @@ impl Tokenizer {
             }
         }
         let vocab_size = inner.get_vocab_size(true);
-        Self { inner, vocab_size, bos_token_id, eos_token_id, eog_token_ids: eog, prepend_bos, append_eos, chat_template }
+        Self {
+            inner,
+            vocab_size,
+            bos_token_id,
+            eos_token_id,
+            eog_token_ids: eog,
+            prepend_bos,
+            append_eos,
+            chat_template,
+        }
     }
 
     /// Token ids for a text. Special tokens written in the text (e.g. `<|im_start|>`) are always
     /// recognised, as in HF tokenizers; `add_special_tokens` adds BOS/EOS as the model asks.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode_fast(text, add_special_tokens).map_err(tk_err)?;
+        let enc = self
+            .inner
+            .encode_fast(text, add_special_tokens)
+            .map_err(tk_err)?;
         Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
     }
 
     /// BOS/EOS around `ids` when the vocabulary asks for them (GGUF add_bos/add_eos).
     fn with_bos_eos(&self, ids: &[u32], add_special_tokens: bool) -> Vec<u32> {
-        let bos = self.bos_token_id.filter(|_| add_special_tokens && self.prepend_bos);
-        let eos = self.eos_token_id.filter(|_| add_special_tokens && self.append_eos);
-        bos.into_iter().chain(ids.iter().copied()).chain(eos).collect()
+        let bos = self
+            .bos_token_id
+            .filter(|_| add_special_tokens && self.prepend_bos);
+        let eos = self
+            .eos_token_id
+            .filter(|_| add_special_tokens && self.append_eos);
+        bos.into_iter()
+            .chain(ids.iter().copied())
+            .chain(eos)
+            .collect()
     }
 
     /// Like `encode`, cut to at most `max_len` ids the way HF tokenizers truncates: the text's
     /// tokens are cut from the right first, then the special tokens are added around them.
-    pub fn encode_truncated(&self, text: &str, add_special_tokens: bool, max_len: usize) -> Result<Vec<u32>> {
+    pub fn encode_truncated(
+        &self,
+        text: &str,
+        add_special_tokens: bool,
+        max_len: usize,
+    ) -> Result<Vec<u32>> {
         let mut enc = self.inner.encode_fast(text, false).map_err(tk_err)?;
         let mut added = if add_special_tokens {
-            self.inner.get_post_processor().map(|p| tokenizers::PostProcessor::added_tokens(p, false)).unwrap_or(0)
+            self.inner
+                .get_post_processor()
+                .map(|p| tokenizers::PostProcessor::added_tokens(p, false))
+                .unwrap_or(0)
         } else {
             0
         };
@@ -143,22 +199,32 @@ impl Tokenizer {
             added += self.prepend_bos as usize + self.append_eos as usize;
         }
         if max_len < added + 1 {
-            return Err(Error::InvalidArgument(format!("max_length {max_len} leaves no room for text")));
+            return Err(Error::InvalidArgument(format!(
+                "max_length {max_len} leaves no room for text"
+            )));
         }
         enc.truncate(max_len - added, 0, tokenizers::TruncationDirection::Right);
-        let enc = self.inner.post_process(enc, None, add_special_tokens).map_err(tk_err)?;
+        let enc = self
+            .inner
+            .post_process(enc, None, add_special_tokens)
+            .map_err(tk_err)?;
         Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
     }
 
     pub fn encode_batch(&self, texts: &[&str], add_special_tokens: bool) -> Result<Vec<Vec<u32>>> {
-        texts.iter().map(|t| self.encode(t, add_special_tokens)).collect()
+        texts
+            .iter()
+            .map(|t| self.encode(t, add_special_tokens))
+            .collect()
     }
 
     /// Text for ids. Ids outside the vocabulary are an error naming the first one.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
         let n = self.vocab_size() as u32;
         if let Some(bad) = ids.iter().find(|&&i| i >= n) {
-            return Err(Error::InvalidArgument(format!("token id {bad} is out of range for a vocabulary of {n}")));
+            return Err(Error::InvalidArgument(format!(
+                "token id {bad} is out of range for a vocabulary of {n}"
+            )));
         }
         self.inner.decode(ids, skip_special_tokens).map_err(tk_err)
     }
@@ -211,13 +277,22 @@ impl Tokenizer {
     }
 
     /// Render chat messages (a JSON array of {role, content}) with the model's template.
-    pub fn apply_chat_template(&self, messages: &serde_json::Value, add_generation_prompt: bool) -> Result<String> {
+    pub fn apply_chat_template(
+        &self,
+        messages: &serde_json::Value,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let t = self
             .chat_template
             .as_ref()
             .ok_or_else(|| Error::Template("this model has no chat template".into()))?;
         let tok = |id: Option<u32>| id.and_then(|i| self.id_to_token(i)).unwrap_or_default();
-        t.render(messages, add_generation_prompt, &tok(self.bos_token_id), &tok(self.eos_token_id))
+        t.render(
+            messages,
+            add_generation_prompt,
+            &tok(self.bos_token_id),
+            &tok(self.eos_token_id),
+        )
     }
 
     pub fn inner(&self) -> &tokenizers::Tokenizer {

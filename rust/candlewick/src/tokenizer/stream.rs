@@ -17,14 +17,20 @@ pub struct StreamDecoder {
 
 impl StreamDecoder {
     pub fn new(skip_special_tokens: bool) -> Self {
-        Self { skip_special_tokens, ..Default::default() }
+        Self {
+            skip_special_tokens,
+            ..Default::default()
+        }
     }
 
     /// The text the new ids add to the context: decode(context + new) minus decode(context).
     fn new_text(&self, tok: &Tokenizer) -> Result<Option<String>> {
         let prefix = tok.decode(&self.ids[..self.read_offset], self.skip_special_tokens)?;
         let full = tok.decode(&self.ids, self.skip_special_tokens)?;
-        Ok((full.len() > prefix.len() && full.is_char_boundary(prefix.len())).then(|| full[prefix.len()..].to_string()))
+        Ok(
+            (full.len() > prefix.len() && full.is_char_boundary(prefix.len()))
+                .then(|| full[prefix.len()..].to_string()),
+        )
     }
 
     /// Feed one id; returns the text it completes, if any.

@@ -3,20 +3,37 @@
 //! with biased projections and a GELU MLP, optional MLM head (dense -> GELU -> LayerNorm ->
 //! decoder tied to the word embeddings, with its own bias).
 
+use super::Tensors;
 use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::model::transformer::{Block, MlmHead, Transformer};
-use super::Tensors;
 use crate::nn::{Attention, Embedding, Linear, Mlp};
 
 pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
-    let (h, ff, inner) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_heads * cfg.head_dim);
-    let pre = if t.has("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+    let (h, ff, inner) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_heads * cfg.head_dim,
+    );
+    let pre = if t.has("bert.embeddings.word_embeddings.weight") {
+        "bert."
+    } else {
+        ""
+    };
     let ln = |name: &str| t.layer_norm(name, h, cfg.norm_bias, cfg.norm_eps);
-    let word = t.get(&format!("{pre}embeddings.word_embeddings.weight"), &[cfg.vocab_size, h])?;
-    let positions = t.get(&format!("{pre}embeddings.position_embeddings.weight"), &[cfg.max_position_embeddings, h])?;
+    let word = t.get(
+        &format!("{pre}embeddings.word_embeddings.weight"),
+        &[cfg.vocab_size, h],
+    )?;
+    let positions = t.get(
+        &format!("{pre}embeddings.position_embeddings.weight"),
+        &[cfg.max_position_embeddings, h],
+    )?;
     let token_types = if cfg.type_vocab_size > 0 {
-        Some(Embedding::Dense(t.get(&format!("{pre}embeddings.token_type_embeddings.weight"), &[cfg.type_vocab_size, h])?))
+        Some(Embedding::Dense(t.get(
+            &format!("{pre}embeddings.token_type_embeddings.weight"),
+            &[cfg.type_vocab_size, h],
+        )?))
     } else {
         None
     };
@@ -38,7 +55,8 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
                 extra: Default::default(),
             },
             attn_norm: ln(&format!("{p}.attention.output.LayerNorm"))?,
-            mlp: Mlp { ggml_gelu: false,
+            mlp: Mlp {
+                ggml_gelu: false,
                 gate: None,
                 up: t.linear(&format!("{p}.intermediate.dense"), ff, h, cfg.mlp_bias)?,
                 down: t.linear(&format!("{p}.output.dense"), h, ff, cfg.mlp_bias)?,
@@ -57,7 +75,10 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
             dense: t.linear("cls.predictions.transform.dense", h, h, true)?,
             activation: cfg.activation,
             norm: ln("cls.predictions.transform.LayerNorm")?,
-            decoder: Linear::dense(decoder_w, Some(t.get("cls.predictions.bias", &[cfg.vocab_size])?))?,
+            decoder: Linear::dense(
+                decoder_w,
+                Some(t.get("cls.predictions.bias", &[cfg.vocab_size])?),
+            )?,
         })
     } else {
         None

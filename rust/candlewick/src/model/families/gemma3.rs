@@ -11,7 +11,9 @@ use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
 use crate::model::transformer::{Block, Transformer};
-use crate::nn::{self, attention::AttentionExtras, Attention, Embedding, Linear, Mlp, RmsNorm, Rope};
+use crate::nn::{
+    self, attention::AttentionExtras, Attention, Embedding, Linear, Mlp, RmsNorm, Rope,
+};
 
 /// llama.cpp: Gemma 3 uses a sliding-window pattern of 6 (layer il is global when il % 6 == 5)
 /// and a base of 10000 for the sliding layers' RoPE.
@@ -34,33 +36,59 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         activation: Activation::GeluTanh,
         gated_mlp: true,
         norm: Norm::RmsNorm,
-        norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6),
+        norm_eps: g
+            .get_f64(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-6),
         position: Position::Rope,
         rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(1_000_000.0),
         max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
         tie_word_embeddings: g.tensor_info("output.weight").is_none(),
-        sliding_window: g.get(&key("attention.sliding_window")).and_then(|v| v.as_u64()).map(|v| v as usize),
+        sliding_window: g
+            .get(&key("attention.sliding_window"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize),
         sliding_window_pattern: SWA_PATTERN,
         rope_local_theta: SWA_ROPE_BASE,
         ..ModelConfig::default_for("gemma3")
     };
-    cfg.validate().map_err(|e| Error::invalid_file(g.path(), format!("inconsistent gemma3 metadata: {e}")))?;
-    if g.get(&key("final_logit_softcapping")).is_some() || g.get(&key("rope.scaling.type")).and_then(|v| v.as_str()).is_some_and(|t| t != "none") {
-        return Err(Error::Unsupported(format!("{}: logit soft-capping or RoPE scaling", g.path().display())));
+    cfg.validate()
+        .map_err(|e| Error::invalid_file(g.path(), format!("inconsistent gemma3 metadata: {e}")))?;
+    if g.get(&key("final_logit_softcapping")).is_some()
+        || g.get(&key("rope.scaling.type"))
+            .and_then(|v| v.as_str())
+            .is_some_and(|t| t != "none")
+    {
+        return Err(Error::Unsupported(format!(
+            "{}: logit soft-capping or RoPE scaling",
+            g.path().display()
+        )));
     }
     Ok(cfg)
 }
 
 pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
     let cfg = config_from_gguf(g)?;
-    let (h, q, kv, ff, hd) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size, cfg.head_dim);
+    let (h, q, kv, ff, hd) = (
+        cfg.hidden_size,
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_kv_heads * cfg.head_dim,
+        cfg.intermediate_size,
+        cfg.head_dim,
+    );
     let lin = |name: &str, out: usize, inp: usize| Linear::from_gguf(g, name, out, inp, device);
     let rms = |name: &str, d: usize| -> Result<RmsNorm> {
-        RmsNorm::new(g.qtensor_shaped(name, &[d], device)?.dequantize(device)?, cfg.norm_eps)
+        RmsNorm::new(
+            g.qtensor_shaped(name, &[d], device)?.dequantize(device)?,
+            cfg.norm_eps,
+        )
     };
     let norm = |name: &str| -> Result<nn::Norm> { Ok(nn::Norm::Rms(rms(name, h)?)) };
     let embed = Embedding::from_gguf(g, "token_embd.weight", cfg.vocab_size, h, device)?;
-    let lm_head = if cfg.tie_word_embeddings { embed.as_linear()? } else { lin("output.weight", cfg.vocab_size, h)? };
+    let lm_head = if cfg.tie_word_embeddings {
+        embed.as_linear()?
+    } else {
+        lin("output.weight", cfg.vocab_size, h)?
+    };
     let ctx = cfg.max_position_embeddings;
     let global_rope = Rope::new(hd, cfg.rope_theta, ctx, false);
     let local_rope = Rope::new(hd, cfg.rope_local_theta, ctx, false);
@@ -82,7 +110,11 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
                     q_norm: Some(rms(&p("attn_q_norm"), hd)?),
                     k_norm: Some(rms(&p("attn_k_norm"), hd)?),
                     window: if global { None } else { cfg.sliding_window },
-                    rope: Some(if global { global_rope.clone() } else { local_rope.clone() }),
+                    rope: Some(if global {
+                        global_rope.clone()
+                    } else {
+                        local_rope.clone()
+                    }),
                 },
             },
             post_attn_norm: Some(norm(&p("post_attention_norm"))?),

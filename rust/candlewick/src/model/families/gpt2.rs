@@ -12,7 +12,10 @@ use crate::nn::{Attention, Embedding, Linear, Mlp};
 
 /// A Conv1D: weight [in, out] -> Linear with weight [out, in].
 fn conv1d(t: &Tensors, name: &str, inp: usize, out: usize) -> Result<(Tensor, Tensor)> {
-    let w = t.get(&format!("{name}.weight"), &[inp, out])?.t()?.contiguous()?;
+    let w = t
+        .get(&format!("{name}.weight"), &[inp, out])?
+        .t()?
+        .contiguous()?;
     let b = t.get(&format!("{name}.bias"), &[out])?;
     Ok((w, b))
 }
@@ -20,15 +23,27 @@ fn conv1d(t: &Tensors, name: &str, inp: usize, out: usize) -> Result<(Tensor, Te
 pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
     let (h, ff) = (cfg.hidden_size, cfg.intermediate_size);
     // Some exports prefix everything with "transformer." (GPT2LMHeadModel), some do not (GPT2Model).
-    let pre = if t.has("transformer.wte.weight") { "transformer." } else { "" };
+    let pre = if t.has("transformer.wte.weight") {
+        "transformer."
+    } else {
+        ""
+    };
     let ln = |name: &str| t.layer_norm(&format!("{pre}{name}"), h, true, cfg.norm_eps);
     let embed = Embedding::Dense(t.get(&format!("{pre}wte.weight"), &[cfg.vocab_size, h])?);
-    let positions = Embedding::Dense(t.get(&format!("{pre}wpe.weight"), &[cfg.max_position_embeddings, h])?);
+    let positions = Embedding::Dense(t.get(
+        &format!("{pre}wpe.weight"),
+        &[cfg.max_position_embeddings, h],
+    )?);
     let mut blocks = Vec::with_capacity(cfg.num_layers);
     for i in 0..cfg.num_layers {
         let p = format!("{pre}h.{i}");
         let (w, b) = conv1d(t, &format!("{p}.attn.c_attn"), h, 3 * h)?;
-        let part = |j: usize| -> Result<Linear> { Linear::dense(w.i(j * h..(j + 1) * h)?.contiguous()?, Some(b.i(j * h..(j + 1) * h)?.contiguous()?)) };
+        let part = |j: usize| -> Result<Linear> {
+            Linear::dense(
+                w.i(j * h..(j + 1) * h)?.contiguous()?,
+                Some(b.i(j * h..(j + 1) * h)?.contiguous()?),
+            )
+        };
         let (ow, ob) = conv1d(t, &format!("{p}.attn.c_proj"), h, h)?;
         let (fw, fb) = conv1d(t, &format!("{p}.mlp.c_fc"), h, ff)?;
         let (pw, pb) = conv1d(t, &format!("{p}.mlp.c_proj"), ff, h)?;
@@ -47,7 +62,13 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
                 extra: Default::default(),
             },
             mlp_norm: ln(&format!("h.{i}.ln_2"))?,
-            mlp: Mlp { ggml_gelu: false, gate: None, up: Linear::dense(fw, Some(fb))?, down: Linear::dense(pw, Some(pb))?, activation: cfg.activation },
+            mlp: Mlp {
+                ggml_gelu: false,
+                gate: None,
+                up: Linear::dense(fw, Some(fb))?,
+                down: Linear::dense(pw, Some(pb))?,
+                activation: cfg.activation,
+            },
         });
     }
     let lm_head = if !cfg.tie_word_embeddings && t.has("lm_head.weight") {

@@ -15,7 +15,9 @@ pub fn tensor_shapes(c: &ModelConfig) -> Result<Shapes> {
         "gpt2" => Ok(gpt2(c)),
         "t5" => Ok(t5(c)),
         "gemma3" => Ok(gemma3(c)),
-        other => Err(Error::Unsupported(format!("tensor layout of family '{other}' (known: llama, bert, gpt2, t5)"))),
+        other => Err(Error::Unsupported(format!(
+            "tensor layout of family '{other}' (known: llama, bert, gpt2, t5)"
+        ))),
     }
 }
 
@@ -38,15 +40,48 @@ fn norm(v: &mut Shapes, name: &str, h: usize, bias: bool) {
 }
 
 fn llama(c: &ModelConfig) -> Shapes {
-    let (h, q, kv, ff) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size);
+    let (h, q, kv, ff) = (
+        c.hidden_size,
+        c.num_heads * c.head_dim,
+        c.num_kv_heads * c.head_dim,
+        c.intermediate_size,
+    );
     let mut v = Shapes::new();
-    push(&mut v, "model.embed_tokens.weight".into(), &[c.vocab_size, h]);
+    push(
+        &mut v,
+        "model.embed_tokens.weight".into(),
+        &[c.vocab_size, h],
+    );
     for i in 0..c.num_layers {
         let p = format!("model.layers.{i}");
-        linear(&mut v, &format!("{p}.self_attn.q_proj"), q, h, c.attention_bias);
-        linear(&mut v, &format!("{p}.self_attn.k_proj"), kv, h, c.attention_bias);
-        linear(&mut v, &format!("{p}.self_attn.v_proj"), kv, h, c.attention_bias);
-        linear(&mut v, &format!("{p}.self_attn.o_proj"), h, q, c.attention_bias);
+        linear(
+            &mut v,
+            &format!("{p}.self_attn.q_proj"),
+            q,
+            h,
+            c.attention_bias,
+        );
+        linear(
+            &mut v,
+            &format!("{p}.self_attn.k_proj"),
+            kv,
+            h,
+            c.attention_bias,
+        );
+        linear(
+            &mut v,
+            &format!("{p}.self_attn.v_proj"),
+            kv,
+            h,
+            c.attention_bias,
+        );
+        linear(
+            &mut v,
+            &format!("{p}.self_attn.o_proj"),
+            h,
+            q,
+            c.attention_bias,
+        );
         linear(&mut v, &format!("{p}.mlp.gate_proj"), ff, h, c.mlp_bias);
         linear(&mut v, &format!("{p}.mlp.up_proj"), ff, h, c.mlp_bias);
         linear(&mut v, &format!("{p}.mlp.down_proj"), h, ff, c.mlp_bias);
@@ -65,22 +100,74 @@ fn bert(c: &ModelConfig) -> Shapes {
     let inner = c.num_heads * c.head_dim;
     let pre = if c.mlm_head { "bert." } else { "" };
     let mut v = Shapes::new();
-    push(&mut v, format!("{pre}embeddings.word_embeddings.weight"), &[c.vocab_size, h]);
+    push(
+        &mut v,
+        format!("{pre}embeddings.word_embeddings.weight"),
+        &[c.vocab_size, h],
+    );
     if c.position == Position::Learned {
-        push(&mut v, format!("{pre}embeddings.position_embeddings.weight"), &[c.max_position_embeddings, h]);
+        push(
+            &mut v,
+            format!("{pre}embeddings.position_embeddings.weight"),
+            &[c.max_position_embeddings, h],
+        );
     }
     if c.type_vocab_size > 0 {
-        push(&mut v, format!("{pre}embeddings.token_type_embeddings.weight"), &[c.type_vocab_size, h]);
+        push(
+            &mut v,
+            format!("{pre}embeddings.token_type_embeddings.weight"),
+            &[c.type_vocab_size, h],
+        );
     }
-    norm(&mut v, &format!("{pre}embeddings.LayerNorm"), h, c.norm_bias);
+    norm(
+        &mut v,
+        &format!("{pre}embeddings.LayerNorm"),
+        h,
+        c.norm_bias,
+    );
     for i in 0..c.num_layers {
         let p = format!("{pre}encoder.layer.{i}");
-        linear(&mut v, &format!("{p}.attention.self.query"), inner, h, c.attention_bias);
-        linear(&mut v, &format!("{p}.attention.self.key"), inner, h, c.attention_bias);
-        linear(&mut v, &format!("{p}.attention.self.value"), inner, h, c.attention_bias);
-        linear(&mut v, &format!("{p}.attention.output.dense"), h, inner, c.attention_bias);
-        norm(&mut v, &format!("{p}.attention.output.LayerNorm"), h, c.norm_bias);
-        linear(&mut v, &format!("{p}.intermediate.dense"), ff, h, c.mlp_bias);
+        linear(
+            &mut v,
+            &format!("{p}.attention.self.query"),
+            inner,
+            h,
+            c.attention_bias,
+        );
+        linear(
+            &mut v,
+            &format!("{p}.attention.self.key"),
+            inner,
+            h,
+            c.attention_bias,
+        );
+        linear(
+            &mut v,
+            &format!("{p}.attention.self.value"),
+            inner,
+            h,
+            c.attention_bias,
+        );
+        linear(
+            &mut v,
+            &format!("{p}.attention.output.dense"),
+            h,
+            inner,
+            c.attention_bias,
+        );
+        norm(
+            &mut v,
+            &format!("{p}.attention.output.LayerNorm"),
+            h,
+            c.norm_bias,
+        );
+        linear(
+            &mut v,
+            &format!("{p}.intermediate.dense"),
+            ff,
+            h,
+            c.mlp_bias,
+        );
         linear(&mut v, &format!("{p}.output.dense"), h, ff, c.mlp_bias);
         norm(&mut v, &format!("{p}.output.LayerNorm"), h, c.norm_bias);
     }
@@ -89,10 +176,19 @@ fn bert(c: &ModelConfig) -> Shapes {
     }
     if c.mlm_head {
         linear(&mut v, "cls.predictions.transform.dense", h, h, true);
-        norm(&mut v, "cls.predictions.transform.LayerNorm", h, c.norm_bias);
+        norm(
+            &mut v,
+            "cls.predictions.transform.LayerNorm",
+            h,
+            c.norm_bias,
+        );
         push(&mut v, "cls.predictions.bias".into(), &[c.vocab_size]);
         if !c.tie_word_embeddings {
-            push(&mut v, "cls.predictions.decoder.weight".into(), &[c.vocab_size, h]);
+            push(
+                &mut v,
+                "cls.predictions.decoder.weight".into(),
+                &[c.vocab_size, h],
+            );
         }
     }
     v
@@ -134,7 +230,11 @@ fn t5(c: &ModelConfig) -> Shapes {
         }
         push(v, format!("{p}.o.weight"), &[h, inner]);
         if first {
-            push(v, format!("{p}.relative_attention_bias.weight"), &[c.relative_attention_num_buckets, c.num_heads]);
+            push(
+                v,
+                format!("{p}.relative_attention_bias.weight"),
+                &[c.relative_attention_num_buckets, c.num_heads],
+            );
         }
     };
     let mlp = |v: &mut Shapes, p: &str| {
@@ -172,9 +272,19 @@ fn t5(c: &ModelConfig) -> Shapes {
 }
 
 fn gemma3(c: &ModelConfig) -> Shapes {
-    let (h, q, kv, ff, hd) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim, c.intermediate_size, c.head_dim);
+    let (h, q, kv, ff, hd) = (
+        c.hidden_size,
+        c.num_heads * c.head_dim,
+        c.num_kv_heads * c.head_dim,
+        c.intermediate_size,
+        c.head_dim,
+    );
     let mut v = Shapes::new();
-    push(&mut v, "model.embed_tokens.weight".into(), &[c.vocab_size, h]);
+    push(
+        &mut v,
+        "model.embed_tokens.weight".into(),
+        &[c.vocab_size, h],
+    );
     for i in 0..c.num_layers {
         let p = format!("model.layers.{i}");
         linear(&mut v, &format!("{p}.self_attn.q_proj"), q, h, false);
@@ -186,7 +296,12 @@ fn gemma3(c: &ModelConfig) -> Shapes {
         linear(&mut v, &format!("{p}.mlp.gate_proj"), ff, h, false);
         linear(&mut v, &format!("{p}.mlp.up_proj"), ff, h, false);
         linear(&mut v, &format!("{p}.mlp.down_proj"), h, ff, false);
-        for n in ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"] {
+        for n in [
+            "input_layernorm",
+            "post_attention_layernorm",
+            "pre_feedforward_layernorm",
+            "post_feedforward_layernorm",
+        ] {
             norm(&mut v, &format!("{p}.{n}"), h, false);
         }
     }

@@ -26,7 +26,9 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         activation: Activation::Silu,
         gated_mlp: true,
         norm: Norm::RmsNorm,
-        norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
+        norm_eps: g
+            .get_f64(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(1e-5),
         position: Position::Rope,
         rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
         max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
@@ -35,16 +37,28 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         sliding_window: None,
         ..ModelConfig::default_for("llama")
     };
-    cfg.validate().map_err(|e| Error::invalid_file(g.path(), format!("inconsistent llama metadata: {e}")))?;
-    if g.get(&key("rope.scaling.type")).and_then(|v| v.as_str()).is_some_and(|t| t != "none") {
-        return Err(Error::Unsupported(format!("{}: RoPE scaling", g.path().display())));
+    cfg.validate()
+        .map_err(|e| Error::invalid_file(g.path(), format!("inconsistent llama metadata: {e}")))?;
+    if g.get(&key("rope.scaling.type"))
+        .and_then(|v| v.as_str())
+        .is_some_and(|t| t != "none")
+    {
+        return Err(Error::Unsupported(format!(
+            "{}: RoPE scaling",
+            g.path().display()
+        )));
     }
     Ok(cfg)
 }
 
 pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
     let cfg = config_from_gguf(g)?;
-    let (h, q, kv, ff) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size);
+    let (h, q, kv, ff) = (
+        cfg.hidden_size,
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_kv_heads * cfg.head_dim,
+        cfg.intermediate_size,
+    );
     let lin = |name: &str, out: usize, inp: usize| Linear::from_gguf(g, name, out, inp, device);
     let norm = |name: &str| -> Result<nn::Norm> {
         let w = g.qtensor_shaped(name, &[h], device)?.dequantize(device)?;
@@ -74,7 +88,8 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
                 extra: Default::default(),
             },
             mlp_norm: norm(&p("ffn_norm"))?,
-            mlp: Mlp { ggml_gelu: false,
+            mlp: Mlp {
+                ggml_gelu: false,
                 gate: Some(lin(&p("ffn_gate"), ff, h)?),
                 up: lin(&p("ffn_up"), ff, h)?,
                 down: lin(&p("ffn_down"), h, ff)?,
@@ -82,7 +97,12 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
             },
         });
     }
-    let rope = Rope::new(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings, true);
+    let rope = Rope::new(
+        cfg.head_dim,
+        cfg.rope_theta,
+        cfg.max_position_embeddings,
+        true,
+    );
     Ok(Transformer {
         norm: Some(norm("output_norm.weight")?),
         lm_head: Some(lm_head),
@@ -93,7 +113,12 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
 
 /// HF LlamaForCausalLM in safetensors (q/k not permuted: RoPE on (j, j + head_dim/2) pairs).
 pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transformer> {
-    let (h, q, kv, ff) = (cfg.hidden_size, cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim, cfg.intermediate_size);
+    let (h, q, kv, ff) = (
+        cfg.hidden_size,
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_kv_heads * cfg.head_dim,
+        cfg.intermediate_size,
+    );
     let embed = Embedding::Dense(t.get("model.embed_tokens.weight", &[cfg.vocab_size, h])?);
     let lm_head = if cfg.tie_word_embeddings || !t.has("lm_head.weight") {
         embed.as_linear()?
@@ -118,8 +143,13 @@ pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transfor
                 head_dim: cfg.head_dim,
                 extra: Default::default(),
             },
-            mlp_norm: t.rms_norm(&format!("{p}.post_attention_layernorm.weight"), h, cfg.norm_eps)?,
-            mlp: Mlp { ggml_gelu: false,
+            mlp_norm: t.rms_norm(
+                &format!("{p}.post_attention_layernorm.weight"),
+                h,
+                cfg.norm_eps,
+            )?,
+            mlp: Mlp {
+                ggml_gelu: false,
                 gate: Some(t.linear(&format!("{p}.mlp.gate_proj"), ff, h, mb)?),
                 up: t.linear(&format!("{p}.mlp.up_proj"), ff, h, mb)?,
                 down: t.linear(&format!("{p}.mlp.down_proj"), h, ff, mb)?,
@@ -128,6 +158,15 @@ pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transfor
         });
     }
     let norm = Some(t.rms_norm("model.norm.weight", h, cfg.norm_eps)?);
-    let rope = Some(Rope::new_hf(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings));
-    Ok(Transformer { norm, rope, lm_head: Some(lm_head), ..Transformer::bare(cfg, embed, blocks, t.device) })
+    let rope = Some(Rope::new_hf(
+        cfg.head_dim,
+        cfg.rope_theta,
+        cfg.max_position_embeddings,
+    ));
+    Ok(Transformer {
+        norm,
+        rope,
+        lm_head: Some(lm_head),
+        ..Transformer::bare(cfg, embed, blocks, t.device)
+    })
 }

@@ -11,9 +11,18 @@ use crate::nn::{Attention, Embedding, Mlp, RelativeBias};
 /// `scale_outputs`: multiply the decoder output by d_model^-0.5 before the head (T5 v1.0; the
 /// config says so with `scale_decoder_outputs`, or in older files with tie_word_embeddings).
 pub fn load(
-    cfg: ModelConfig, t: &Tensors, max_distance: usize, decoder_start_token_id: u32, scale_outputs: bool,
+    cfg: ModelConfig,
+    t: &Tensors,
+    max_distance: usize,
+    decoder_start_token_id: u32,
+    scale_outputs: bool,
 ) -> Result<EncoderDecoder> {
-    let (h, ff, inner, nh) = (cfg.hidden_size, cfg.intermediate_size, cfg.num_heads * cfg.head_dim, cfg.num_heads);
+    let (h, ff, inner, nh) = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_heads * cfg.head_dim,
+        cfg.num_heads,
+    );
     let norm = |name: &str| t.rms_norm(name, h, cfg.norm_eps);
     let attn = |p: &str| -> Result<Attention> {
         Ok(Attention {
@@ -24,19 +33,21 @@ pub fn load(
             num_heads: nh,
             num_kv_heads: nh,
             head_dim: cfg.head_dim,
-                extra: Default::default(),
+            extra: Default::default(),
         })
     };
     let mlp = |p: &str| -> Result<Mlp> {
         Ok(if cfg.gated_mlp {
-            Mlp { ggml_gelu: false,
+            Mlp {
+                ggml_gelu: false,
                 gate: Some(t.linear(&format!("{p}.DenseReluDense.wi_0"), ff, h, false)?),
                 up: t.linear(&format!("{p}.DenseReluDense.wi_1"), ff, h, false)?,
                 down: t.linear(&format!("{p}.DenseReluDense.wo"), h, ff, false)?,
                 activation: cfg.activation,
             }
         } else {
-            Mlp { ggml_gelu: false,
+            Mlp {
+                ggml_gelu: false,
                 gate: None,
                 up: t.linear(&format!("{p}.DenseReluDense.wi"), ff, h, false)?,
                 down: t.linear(&format!("{p}.DenseReluDense.wo"), h, ff, false)?,
@@ -46,8 +57,17 @@ pub fn load(
     };
     let bias = |stack: &str, bidirectional: bool| -> Result<RelativeBias> {
         let name = format!("{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
-        let table = t.get(&name, &[cfg.relative_attention_num_buckets, nh])?.flatten_all()?.to_vec1::<f32>()?;
-        Ok(RelativeBias { table, num_buckets: cfg.relative_attention_num_buckets, num_heads: nh, max_distance, bidirectional })
+        let table = t
+            .get(&name, &[cfg.relative_attention_num_buckets, nh])?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(RelativeBias {
+            table,
+            num_buckets: cfg.relative_attention_num_buckets,
+            num_heads: nh,
+            max_distance,
+            bidirectional,
+        })
     };
     let mut encoder = Vec::with_capacity(cfg.num_layers);
     for i in 0..cfg.num_layers {
@@ -77,7 +97,11 @@ pub fn load(
     } else {
         embed.as_linear()?
     };
-    let lm_scale = if scale_outputs { (h as f64).powf(-0.5) } else { 1.0 };
+    let lm_scale = if scale_outputs {
+        (h as f64).powf(-0.5)
+    } else {
+        1.0
+    };
     Ok(EncoderDecoder {
         encoder_bias: bias("encoder", true)?,
         encoder_norm: norm("encoder.final_layer_norm.weight")?,
