@@ -16,26 +16,37 @@ from make_candlewick_models import CONFIGS, build  # noqa: E402
 REF = np.load(os.path.join(FIX, "cw_built_reference.npz"))
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "bert"])
-def test_transformers_reads_what_candlewick_saved(family):
-    m = cw.load(os.path.join(FIX, "cw-built", family))
-    assert m.config.family == family
-    logits = m.logits(REF["input_ids"])
-    assert np.abs(logits - REF[family]).max() < 1e-4
+def logits(m, name):
+    if name.startswith("t5"):
+        return m.logits(REF["input_ids"], decoder_input_ids=REF["decoder_input_ids"])
+    return m.logits(REF["input_ids"])
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "bert"])
-def test_same_seed_same_model_and_save_load_is_exact(family, tmp_path):
-    built = build(cw, family)
-    saved = cw.load(os.path.join(FIX, "cw-built", family))
-    ids = REF["input_ids"]
-    assert np.array_equal(built.logits(ids), saved.logits(ids))  # seeded init is reproducible
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_transformers_reads_what_candlewick_saved(name):
+    m = cw.load(os.path.join(FIX, "cw-built", name))
+    assert m.config.family == CONFIGS[name][0]
+    assert np.abs(logits(m, name) - REF[name]).max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ["t5", "t5-gated"])
+def test_built_encoder_decoder_generates_as_transformers(name):
+    m = cw.load(os.path.join(FIX, "cw-built", name))
+    out = m.generate(REF["input_ids"][0].tolist(), max_new_tokens=8, ignore_eos=True)
+    assert out.token_ids == REF[name + "/greedy"].tolist()
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_same_seed_same_model_and_save_load_is_exact(name, tmp_path):
+    built = build(cw, name)
+    saved = cw.load(os.path.join(FIX, "cw-built", name))
+    assert np.array_equal(logits(built, name), logits(saved, name))  # seeded init is reproducible
     built.save(tmp_path / "m")
     back = cw.load(tmp_path / "m")
     assert back.config == built.config
-    assert np.array_equal(back.logits(ids), built.logits(ids))
-    other = cw.Model.from_config(built.config, seed=CONFIGS[family][1] + 1)
-    assert not np.array_equal(other.logits(ids), built.logits(ids))
+    assert np.array_equal(logits(back, name), logits(built, name))
+    other = cw.Model.from_config(built.config, seed=CONFIGS[name][2] + 1)
+    assert not np.array_equal(logits(other, name), logits(built, name))
 
 
 def test_built_decoder_generates_and_encoder_embeds():
@@ -72,3 +83,10 @@ def test_config_errors(smollm2, tmp_path):
         smollm2.save(tmp_path / "x")
     with pytest.raises(TypeError):
         cw.Model.from_config({"family": "llama"})
+    with pytest.raises(ValueError, match="architecture"):
+        cw.Model.from_config(cw.ModelConfig.for_family("t5", architecture="decoder", hidden_size=32, num_heads=4))
+    with pytest.raises(ValueError, match="relative_attention_max_distance"):
+        cw.ModelConfig.for_family("t5", relative_attention_max_distance=0)
+    with pytest.raises(ValueError, match="activation"):
+        cw.Model.from_config(cw.ModelConfig.for_family("t5", gated_mlp=True, activation="gelu", hidden_size=32,
+                                                       num_heads=4))

@@ -30,7 +30,8 @@ class ModelConfig:
 
     Feed-forward: activation (gelu, gelu_tanh, relu, silu) with gated_mlp=True for SwiGLU
     (silu) or gated-GELU; norm layer_norm (norm_bias) or rms_norm; position learned,
-    sinusoidal, rope (rope_theta) or relative_bias (T5, relative_attention_num_buckets)."""
+    sinusoidal, rope (rope_theta) or relative_bias (T5, relative_attention_num_buckets and
+    relative_attention_max_distance)."""
 
     family: str = "llama"
     architecture: str = "decoder"
@@ -59,6 +60,7 @@ class ModelConfig:
     mlm_head: bool = False
     num_decoder_layers: int = 0
     relative_attention_num_buckets: int = 0
+    relative_attention_max_distance: int = 128
     sliding_window_pattern: int = 0
     rope_local_theta: float = 0.0
 
@@ -81,7 +83,9 @@ class ModelConfig:
     def for_family(cls, family: str, **overrides) -> "ModelConfig":
         """A config with the options of a family's architecture (llama: RoPE, RMSNorm, SwiGLU,
         GQA-ready; gpt2: learned positions, pre-norm LayerNorm, GELU-tanh, tied head; bert:
-        encoder, learned positions + token types, post-norm LayerNorm, GELU) and small default
+        encoder, learned positions + token types, post-norm LayerNorm, GELU; t5: encoder-decoder,
+        relative position bias, pre-norm RMSNorm, ReLU MLP (gated_mlp=True with gelu_tanh for
+        T5 v1.1's gated-GELU), tied head, as many decoder as encoder layers) and small default
         sizes; every field can be overridden."""
         base = {
             "llama": dict(family="llama"),
@@ -92,6 +96,9 @@ class ModelConfig:
                          norm_bias=True, norm_eps=1e-12, position="learned", post_norm=True, type_vocab_size=2,
                          tie_word_embeddings=True, attention_bias=True, mlp_bias=True, intermediate_size=2048,
                          max_position_embeddings=512),
+            "t5": dict(family="t5", architecture="encoder-decoder", activation="relu", gated_mlp=False,
+                       norm_eps=1e-6, position="relative_bias", relative_attention_num_buckets=32,
+                       tie_word_embeddings=True, intermediate_size=2048, max_position_embeddings=512),
         }
         if family not in base:
             raise ValueError(f"family must be one of {', '.join(base)}, got {family!r}")
@@ -102,6 +109,8 @@ class ModelConfig:
                 kw["head_dim"] = kw.get("hidden_size", 512) // kw.get("num_heads", 8)
         if "num_kv_heads" not in overrides and "num_heads" in overrides:
             kw["num_kv_heads"] = overrides["num_heads"]
+        if family == "t5" and "num_decoder_layers" not in overrides:
+            kw["num_decoder_layers"] = kw.get("num_layers", 4)
         return cls(**kw)
 
     @property
@@ -312,8 +321,8 @@ class Model:
     @classmethod
     def from_config(cls, config: "ModelConfig", seed: int = 0, tokenizer=None) -> "Model":
         """A model with random weights (HF's initialisation: N(0, 0.02) matrices, norms 1, biases
-        0; the same seed gives the same weights everywhere). config must be a llama, gpt2 or bert
-        family layout. tokenizer: a cw.Tokenizer or a tokenizer.json path; without one, token i
+        0; the same seed gives the same weights everywhere). config must be a llama, gpt2, bert or
+        t5 family layout. tokenizer: a cw.Tokenizer or a tokenizer.json path; without one, token i
         reads as the text "[i]"."""
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a cw.ModelConfig, got {type(config).__name__}")

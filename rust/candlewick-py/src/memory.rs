@@ -58,9 +58,11 @@ pub fn estimate_memory(
             "none" => Recompute::None,
             "selective" => Recompute::Selective,
             "full" => Recompute::Full,
-            other => return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "gradient_checkpointing must be False, True, 'full' or 'selective', got {other:?}"
-            ))),
+            )))
+            }
         },
         zero_stage: opt(options, "zero_stage")?.unwrap_or(0),
         num_devices: opt(options, "num_devices")?.unwrap_or(1),

@@ -89,12 +89,19 @@ pub struct ModelConfig {
     /// T5 relative position buckets (per stack, stored in its first layer).
     #[serde(default)]
     pub relative_attention_num_buckets: usize,
+    /// T5: distances from this on share the last logarithmic bucket.
+    #[serde(default = "default_max_distance")]
+    pub relative_attention_max_distance: usize,
     /// Gemma 3: every n-th layer attends globally, the others within `sliding_window`; 0 = all global.
     #[serde(default)]
     pub sliding_window_pattern: usize,
     /// RoPE base of the sliding-window layers (Gemma 3: 10000); 0 = rope_theta.
     #[serde(default)]
     pub rope_local_theta: f64,
+}
+
+fn default_max_distance() -> usize {
+    128
 }
 
 /// Checkpoint layouts candlewick knows (families/hf.rs).
@@ -166,10 +173,16 @@ impl ModelConfig {
                 "an encoder-decoder needs decoder layers".into(),
             ));
         }
-        if self.position == Position::RelativeBias && self.relative_attention_num_buckets == 0 {
+        if self.position == Position::RelativeBias && self.relative_attention_num_buckets < 2 {
             return Err(field_err(
                 "relative_attention_num_buckets",
-                "relative position bias needs buckets".into(),
+                "relative position bias needs at least 2 buckets".into(),
+            ));
+        }
+        if self.position == Position::RelativeBias && self.relative_attention_max_distance == 0 {
+            return Err(field_err(
+                "relative_attention_max_distance",
+                "must be positive".into(),
             ));
         }
         if self.mlm_head && self.architecture != Architecture::Encoder {
@@ -228,6 +241,7 @@ impl ModelConfig {
             mlm_head: false,
             num_decoder_layers: 0,
             relative_attention_num_buckets: 0,
+            relative_attention_max_distance: default_max_distance(),
             sliding_window_pattern: 0,
             rope_local_theta: 0.0,
         }
@@ -363,6 +377,7 @@ impl ModelConfig {
                     norm_eps: f("layer_norm_epsilon").unwrap_or(1e-6),
                     position: Position::RelativeBias,
                     relative_attention_num_buckets: u("relative_attention_num_buckets").unwrap_or(32),
+                    relative_attention_max_distance: u("relative_attention_max_distance").unwrap_or(128),
                     max_position_embeddings: u("n_positions").unwrap_or(512),
                     tie_word_embeddings: b("tie_word_embeddings").unwrap_or(true),
                     ..ModelConfig::default_for("t5")
@@ -472,9 +487,43 @@ impl ModelConfig {
                     "use multi-head attention (num_kv_heads = num_heads)",
                 )
             }
+            "t5" => {
+                want(
+                    self.architecture == Architecture::EncoderDecoder,
+                    "architecture",
+                    "are encoder-decoders",
+                )?;
+                want(
+                    self.position == Position::RelativeBias,
+                    "position",
+                    "use relative_bias",
+                )?;
+                want(self.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
+                want(!self.post_norm, "post_norm", "are pre-norm")?;
+                want(
+                    self.num_kv_heads == self.num_heads,
+                    "num_kv_heads",
+                    "use multi-head attention (num_kv_heads = num_heads)",
+                )?;
+                want(
+                    !self.attention_bias && !self.mlp_bias,
+                    "attention_bias",
+                    "have no biases",
+                )?;
+                want(
+                    !(self.gated_mlp && self.activation == Activation::Gelu),
+                    "activation",
+                    "gate GELU with its tanh form (gelu_tanh, T5's gated-gelu)",
+                )?;
+                want(
+                    self.type_vocab_size == 0,
+                    "type_vocab_size",
+                    "have no token types",
+                )
+            }
             other => Err(field_err(
                 "family",
-                format!("'{other}' cannot be built from a config yet (llama, gpt2, bert)"),
+                format!("'{other}' cannot be built from a config yet (llama, gpt2, bert, t5)"),
             )),
         }
     }
@@ -506,6 +555,28 @@ impl ModelConfig {
                 "n_inner": self.intermediate_size, "layer_norm_epsilon": self.norm_eps,
                 "activation_function": act(self.activation), "tie_word_embeddings": true,
             }),
+            "t5" => {
+                let ff = match (self.gated_mlp, self.activation) {
+                    (true, Activation::GeluTanh) => "gated-gelu",
+                    (true, Activation::Relu) => "gated-relu",
+                    (true, _) => "gated-silu",
+                    (false, a) => act(a),
+                };
+                serde_json::json!({
+                    "model_type": "t5", "architectures": ["T5ForConditionalGeneration"],
+                    "is_encoder_decoder": true, "vocab_size": self.vocab_size, "d_model": self.hidden_size,
+                    "d_kv": self.head_dim, "d_ff": self.intermediate_size, "num_layers": self.num_layers,
+                    "num_decoder_layers": self.num_decoder_layers, "num_heads": self.num_heads,
+                    "relative_attention_num_buckets": self.relative_attention_num_buckets,
+                    "relative_attention_max_distance": self.relative_attention_max_distance,
+                    "feed_forward_proj": ff, "layer_norm_epsilon": self.norm_eps,
+                    "n_positions": self.max_position_embeddings,
+                    "tie_word_embeddings": self.tie_word_embeddings,
+                    // transformers 5 always ties T5's head and reads whether to scale from here
+                    "scale_decoder_outputs": self.tie_word_embeddings,
+                    "decoder_start_token_id": 0, "pad_token_id": 0, "dropout_rate": 0.0,
+                })
+            }
             _ => serde_json::json!({
                 "model_type": "bert",
                 "architectures": [if self.mlm_head { "BertForMaskedLM" } else { "BertModel" }],

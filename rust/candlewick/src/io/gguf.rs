@@ -455,13 +455,15 @@ impl GgufFile {
             let end = start.and_then(|s| s.checked_add(size));
             match end {
                 Some(end) if end <= file_len as u64 => {}
-                _ => return Err(Error::invalid_file(
-                    path,
-                    format!(
+                _ => {
+                    return Err(Error::invalid_file(
+                        path,
+                        format!(
                         "truncated: tensor {name} needs bytes up to {} but the file has {file_len}",
                         data_start as u128 + r.offset as u128 + size as u128
                     ),
-                )),
+                    ))
+                }
             }
             if index.insert(name.clone(), tensors.len()).is_some() {
                 return Err(Error::invalid_file(

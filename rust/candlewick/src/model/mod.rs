@@ -153,20 +153,12 @@ fn load_hf_folder(dir: &Path) -> Result<Model> {
     let transformer = match family.as_str() {
         "t5" => {
             let conf = crate::memory::read_json(&cfg_path)?;
-            let u = |k: &str, d: u64| conf.get(k).and_then(|v| v.as_u64()).unwrap_or(d);
             let scale = match conf.get("scale_decoder_outputs").and_then(|v| v.as_bool()) {
                 Some(s) => s,
                 None => conf.get("tie_word_embeddings").and_then(|v| v.as_bool()) != Some(false),
             };
-            let ed = families::t5::load(
-                cfg.clone(),
-                &tensors,
-                u("relative_attention_max_distance", 128) as usize,
-                u("decoder_start_token_id", 0) as u32,
-                scale,
-            )?;
-            // A shell holding the config and shared embeddings; the stacks live in `seq2seq`.
-            let shell = Transformer::bare(cfg, ed.embed.clone(), Vec::new(), &device);
+            let start = conf.get("decoder_start_token_id").and_then(|v| v.as_u64()).unwrap_or(0);
+            let (shell, ed) = t5_model(cfg, &tensors, start as u32, scale)?;
             seq2seq = Some(ed);
             shell
         }
@@ -306,6 +298,19 @@ fn load_gguf(path: &Path) -> Result<Model> {
     })
 }
 
+/// A T5 model: a `Transformer` shell holding the config and shared embeddings, and the
+/// encoder-decoder stacks.
+fn t5_model(
+    cfg: ModelConfig,
+    t: &families::Tensors,
+    decoder_start_token_id: u32,
+    scale_outputs: bool,
+) -> Result<(Transformer, seq2seq::EncoderDecoder)> {
+    let ed = families::t5::load(cfg.clone(), t, decoder_start_token_id, scale_outputs)?;
+    let shell = Transformer::bare(cfg, ed.embed.clone(), Vec::new(), &Device::Cpu);
+    Ok((shell, ed))
+}
+
 /// Random checkpoint tensors for `cfg`, as HF initialises them (`_init_weights`): weight
 /// matrices and embeddings N(0, 0.02), norm weights 1, biases 0. Seeded: the same seed gives the
 /// same tensors on every machine.
@@ -339,7 +344,7 @@ pub fn random_tensors(
 }
 
 impl Model {
-    /// A model with random weights from a config (llama, gpt2 or bert family layout), with
+    /// A model with random weights from a config (llama, gpt2, bert or t5 family layout), with
     /// `tokenizer` or, without one, the ids-only stand-in.
     pub fn from_config(
         cfg: ModelConfig,
@@ -367,9 +372,17 @@ impl Model {
             device: &device,
         };
         let family = cfg.family.clone();
+        let mut seq2seq = None;
         let transformer = match family.as_str() {
             "llama" => families::llama::load_safetensors(cfg, &t)?,
             "gpt2" => families::gpt2::load(cfg, &t)?,
+            "t5" => {
+                // decoder start = pad = 0, as HF's T5Config; a tied head scales the decoder output
+                let tied = cfg.tie_word_embeddings;
+                let (shell, ed) = t5_model(cfg, &t, 0, tied)?;
+                seq2seq = Some(ed);
+                shell
+            }
             _ => families::bert::load(cfg, &t)?,
         };
         let n: usize = tensors.values().map(|x| x.elem_count()).sum();
@@ -389,7 +402,7 @@ impl Model {
             info,
             sentence: None,
             built: Some(tensors),
-            seq2seq: None,
+            seq2seq,
         })
     }
 

@@ -13,7 +13,6 @@ use crate::nn::{Attention, Embedding, Mlp, RelativeBias};
 pub fn load(
     cfg: ModelConfig,
     t: &Tensors,
-    max_distance: usize,
     decoder_start_token_id: u32,
     scale_outputs: bool,
 ) -> Result<EncoderDecoder> {
@@ -65,7 +64,7 @@ pub fn load(
             table,
             num_buckets: cfg.relative_attention_num_buckets,
             num_heads: nh,
-            max_distance,
+            max_distance: cfg.relative_attention_max_distance,
             bidirectional,
         })
     };
