@@ -1,6 +1,8 @@
 """Models candlewick builds from a config: saved in the HF layout, read by transformers (the
 fixture script loads them with no missing weight and records its logits), read back bit-exactly."""
 
+import dataclasses
+import json
 import os
 import sys
 
@@ -47,6 +49,26 @@ def test_same_seed_same_model_and_save_load_is_exact(name, tmp_path):
     assert np.array_equal(logits(back, name), logits(built, name))
     other = cw.Model.from_config(built.config, seed=CONFIGS[name][2] + 1)
     assert not np.array_equal(logits(other, name), logits(built, name))
+
+
+def test_sinusoidal_positions_are_the_original_transformers(tmp_path):
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...): stored as GPT-2's position
+    table (transformers runs it, see test_transformers_reads_what_candlewick_saved), read back as
+    sinusoidal."""
+    m = build(cw, "gpt2-sinusoidal")
+    m.save(tmp_path / "m")
+    raw = open(tmp_path / "m" / "model.safetensors", "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    meta = json.loads(raw[8:8 + n])["wpe.weight"]
+    a, b = meta["data_offsets"]
+    table = np.frombuffer(raw[8 + n + a:8 + n + b], np.float32).reshape(meta["shape"])
+    pos, j = np.arange(64)[:, None], np.arange(32)[None, :]
+    angle = pos / np.power(10000.0, 2 * (j // 2) / 32)
+    assert np.abs(table - np.where(j % 2 == 0, np.sin(angle), np.cos(angle))).max() < 1e-6
+    back = cw.load(tmp_path / "m")
+    assert back.config.position == "sinusoidal" and back.config == m.config
+    learned = cw.Model.from_config(dataclasses.replace(m.config, position="learned"), seed=CONFIGS["gpt2-sinusoidal"][2])
+    assert not np.array_equal(logits(learned, "gpt2"), logits(m, "gpt2"))
 
 
 def test_built_decoder_generates_and_encoder_embeds():

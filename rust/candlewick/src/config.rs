@@ -261,6 +261,10 @@ impl ModelConfig {
                 ))
             })
         };
+        let learned_or_sinusoidal = match v.get("candlewick_position").and_then(|x| x.as_str()) {
+            Some("sinusoidal") => Position::Sinusoidal,
+            _ => Position::Learned,
+        };
         let act = |name: &str| -> Result<Activation> {
             Ok(match name {
                 "gelu" | "gelu_python" => Activation::Gelu,
@@ -319,7 +323,7 @@ impl ModelConfig {
                     gated_mlp: false,
                     norm: Norm::LayerNorm,
                     norm_eps: f("layer_norm_eps").unwrap_or(1e-12),
-                    position: Position::Learned,
+                    position: learned_or_sinusoidal,
                     max_position_embeddings: u("max_position_embeddings").unwrap_or(512),
                     tie_word_embeddings: true,
                     attention_bias: true,
@@ -347,7 +351,7 @@ impl ModelConfig {
                     gated_mlp: false,
                     norm: Norm::LayerNorm,
                     norm_eps: f("layer_norm_epsilon").unwrap_or(1e-5),
-                    position: Position::Learned,
+                    position: learned_or_sinusoidal,
                     max_position_embeddings: u("n_positions").unwrap_or(1024),
                     tie_word_embeddings: b("tie_word_embeddings").unwrap_or(true),
                     attention_bias: true,
@@ -430,9 +434,9 @@ impl ModelConfig {
                     "are decoders",
                 )?;
                 want(
-                    self.position == Position::Learned,
+                    matches!(self.position, Position::Learned | Position::Sinusoidal),
                     "position",
-                    "use learned positions",
+                    "use learned (or, built by candlewick, sinusoidal) positions",
                 )?;
                 want(
                     self.norm == Norm::LayerNorm && self.norm_bias,
@@ -469,9 +473,9 @@ impl ModelConfig {
                     "are encoders",
                 )?;
                 want(
-                    self.position == Position::Learned,
+                    matches!(self.position, Position::Learned | Position::Sinusoidal),
                     "position",
-                    "use learned positions",
+                    "use learned (or, built by candlewick, sinusoidal) positions",
                 )?;
                 want(self.norm == Norm::LayerNorm, "norm", "use layer_norm")?;
                 want(self.post_norm, "post_norm", "are post-norm")?;
@@ -537,7 +541,7 @@ impl ModelConfig {
             Activation::Relu => "relu",
             Activation::Silu => "silu",
         };
-        Ok(match self.family.as_str() {
+        let mut json = match self.family.as_str() {
             "llama" => serde_json::json!({
                 "model_type": "llama", "architectures": ["LlamaForCausalLM"],
                 "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
@@ -587,6 +591,13 @@ impl ModelConfig {
                 "type_vocab_size": self.type_vocab_size, "layer_norm_eps": self.norm_eps,
                 "tie_word_embeddings": true,
             }),
-        })
+        };
+        if self.position == Position::Sinusoidal {
+            // transformers reads the table as learned positions; candlewick restores the option
+            if let Some(obj) = json.as_object_mut() {
+                obj.insert("candlewick_position".into(), "sinusoidal".into());
+            }
+        }
+        Ok(json)
     }
 }

@@ -312,7 +312,8 @@ fn t5_model(
 }
 
 /// Random checkpoint tensors for `cfg`, as HF initialises them (`_init_weights`): weight
-/// matrices and embeddings N(0, 0.02), norm weights 1, biases 0. Seeded: the same seed gives the
+/// matrices and embeddings N(0, 0.02), norm weights 1, biases 0; with sinusoidal positions the
+/// position table holds the sinusoids. Seeded: the same seed gives the
 /// same tensors on every machine.
 pub fn random_tensors(
     cfg: &ModelConfig,
@@ -321,9 +322,12 @@ pub fn random_tensors(
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut out = std::collections::BTreeMap::new();
+    let sinusoidal = cfg.position == crate::config::Position::Sinusoidal;
     for (name, shape) in families::hf::tensor_shapes(cfg)? {
         let n: usize = shape.iter().product();
-        let data: Vec<f32> = if shape.len() == 1 {
+        let data: Vec<f32> = if sinusoidal && families::hf::is_position_table(&name) {
+            crate::nn::position::sinusoidal_table(shape[0], shape[1])
+        } else if shape.len() == 1 {
             vec![if name.ends_with(".bias") { 0.0 } else { 1.0 }; n]
         } else {
             // Box-Muller, in f64.

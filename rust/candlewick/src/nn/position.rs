@@ -1,3 +1,8 @@
+//! Fixed sinusoidal positions (Vaswani et al. 2017, "Attention is all you need", 3.5):
+//! PE(pos, 2i) = sin(pos / 10000^(2i / d)), PE(pos, 2i + 1) = cos(pos / 10000^(2i / d)), added to
+//! the token embeddings like a learned table (and stored as one, so that a checkpoint in a
+//! learned-position layout carries it).
+//!
 //! T5's relative position bias (Raffel et al. 2020): each (query, key) distance falls into one of
 //! `num_buckets` log-spaced buckets (half per direction when bidirectional), and each bucket has a
 //! learned bias per head, added to the attention scores. Computed as HF transformers'
@@ -54,4 +59,16 @@ impl RelativeBias {
         }
         out
     }
+}
+
+/// The [n_pos, dim] sinusoidal table, row-major, computed in f64.
+pub fn sinusoidal_table(n_pos: usize, dim: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n_pos * dim);
+    for pos in 0..n_pos {
+        for j in 0..dim {
+            let angle = pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / dim as f64);
+            out.push(if j % 2 == 0 { angle.sin() } else { angle.cos() } as f32);
+        }
+    }
+    out
 }

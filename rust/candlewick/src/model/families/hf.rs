@@ -21,6 +21,11 @@ pub fn tensor_shapes(c: &ModelConfig) -> Result<Shapes> {
     }
 }
 
+/// The learned position table of a gpt2 or bert layout (sinusoidal positions are stored there).
+pub fn is_position_table(name: &str) -> bool {
+    name == "wpe.weight" || name.ends_with("embeddings.position_embeddings.weight")
+}
+
 fn push(v: &mut Shapes, name: String, shape: &[usize]) {
     v.push((name, shape.to_vec()));
 }
@@ -105,7 +110,7 @@ fn bert(c: &ModelConfig) -> Shapes {
         format!("{pre}embeddings.word_embeddings.weight"),
         &[c.vocab_size, h],
     );
-    if c.position == Position::Learned {
+    if matches!(c.position, Position::Learned | Position::Sinusoidal) {
         push(
             &mut v,
             format!("{pre}embeddings.position_embeddings.weight"),
