@@ -110,14 +110,26 @@ fn sum_exp_impl(xs: &[f32], max: f32, scale: f32) -> f64 {
 }
 
 /// ggml's CPU GELU (tanh form) on f32: below -10 it is 0, above 10 x, else the input rounded to
-/// f16, looked up in a table of f16 GELU values (`ggml_table_gelu_f16`), widened back.
+/// f16, looked up in a table of f16 GELU values (`ggml_table_gelu_f16`), widened back. The table
+/// (65536 entries, built once) holds exactly what `gelu_ggml_uncached` gives.
 pub fn gelu_ggml(x: f32) -> f32 {
+    static TABLE: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
     if x <= -10.0 {
         return 0.0;
     }
     if x >= 10.0 {
         return x;
     }
+    let table = TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|b| gelu_ggml_uncached(half::f16::from_bits(b).to_f32()))
+            .collect()
+    });
+    table[half::f16::from_f32(x).to_bits() as usize]
+}
+
+/// `gelu_ggml` computed for one value (|x| < 10), without the table.
+pub fn gelu_ggml_uncached(x: f32) -> f32 {
     let h = half::f16::from_f32(x).to_f32();
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let g = 0.5 * h * (1.0 + (SQRT_2_OVER_PI * h * (1.0 + 0.044715 * h * h)).tanh());
@@ -156,6 +168,21 @@ fn swiglu_impl(gate: &[f32], up: &[f32], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gelu_table_equals_the_formula() {
+        for i in 0..200_000 {
+            let x = -10.5 + i as f32 * 1.05e-4;
+            let want = if x <= -10.0 {
+                0.0
+            } else if x >= 10.0 {
+                x
+            } else {
+                gelu_ggml_uncached(x)
+            };
+            assert_eq!(gelu_ggml(x).to_bits(), want.to_bits(), "{x}");
+        }
+    }
 
     #[test]
     fn expf_is_accurate() {

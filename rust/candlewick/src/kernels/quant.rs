@@ -12,11 +12,17 @@
 //! - Q6_K (`ggml_vec_dot_q6_K_q8_K`): eight integer lanes per super-block (lane l: bytes 4l..4l+3
 //!   of each 32-quant vector, minus 32 x the scaled block sums of quants 32l..32l+31), fused into
 //!   eight float lanes with d_w * d_a, then `hsum_float_8`.
-//! The scalar references below follow those orders too, so the SIMD paths must equal them bit for
-//! bit (tested), and tests/test_ggml_kernels.py checks both against outputs of llama.cpp's own
-//! kernels. Weights stay in the memory-mapped file: no copy, no repacking.
+//!
+//! The scalar references below follow those orders too, so the SIMD paths (`quant_x86`: tiles of
+//! 4 weight rows x 1-4 activation rows, AVX2 or AVX-512 VNNI) must equal them bit for bit
+//! (tested), and rust/candlewick/tests/ggml_kernels.rs checks them against outputs of llama.cpp's
+//! own kernels. Weights stay in the memory-mapped file: no copy, no repacking.
 
 use half::f16;
+
+#[cfg(target_arch = "x86_64")]
+#[path = "quant_x86.rs"]
+mod quant_x86;
 
 pub const QK: usize = 32;
 pub const Q4_1_BYTES: usize = 20; // d: f16, m: f16, qs: [u8; 16]
@@ -48,8 +54,8 @@ impl Default for BlockQ8 {
 /// ggml `quantize_row_q8_1` (AVX2 path: id = 127/amax, round half to even).
 pub fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
     #[cfg(target_arch = "x86_64")]
-    if simd_path() == "avx2+fma" {
-        // SAFETY: avx2/fma/f16c were detected by simd_path.
+    if level() != Level::Scalar {
+        // SAFETY: avx2/fma/f16c were detected.
         return unsafe { quantize_row_q8_avx2(x, out) };
     }
     quantize_row_q8_impl(x, out)
@@ -102,6 +108,23 @@ impl Default for BlockQ8K {
 /// the same quants): scale -127 / x_max where x_max is the first value of largest magnitude, with
 /// its sign; quants rounded half to even and capped at 127.
 pub fn quantize_row_q8k(x: &[f32], out: &mut [BlockQ8K]) {
+    #[cfg(target_arch = "x86_64")]
+    if level() != Level::Scalar {
+        // SAFETY: avx2/fma/f16c were detected.
+        return unsafe { quantize_row_q8k_avx2(x, out) };
+    }
+    quantize_row_q8k_impl(x, out)
+}
+
+/// The same code, compiled for AVX2 (rounding becomes one instruction; results are identical).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_row_q8k_avx2(x: &[f32], out: &mut [BlockQ8K]) {
+    quantize_row_q8k_impl(x, out)
+}
+
+#[inline(always)]
+fn quantize_row_q8k_impl(x: &[f32], out: &mut [BlockQ8K]) {
     debug_assert_eq!(x.len(), out.len() * QK_K);
     for (xb, yb) in x.chunks_exact(QK_K).zip(out.iter_mut()) {
         let (mut amax, mut max) = (0f32, 0f32);
@@ -286,293 +309,53 @@ pub fn vec_dot_q6_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
     hsum8(&acc)
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, Q8_0_BYTES};
-    use std::arch::x86_64::*;
-
-    /// How far ahead of the block being read the weights are prefetched (bytes). A prefetch past
-    /// the end of a row is harmless: prefetches never fault.
-    const PREFETCH: usize = 384;
-
-    /// f16 -> f32 with the F16C instruction (as ggml's GGML_CPU_FP16_TO_FP32).
-    #[inline(always)]
-    unsafe fn h2f(bits: u16) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
-    }
-
-    #[inline(always)]
-    unsafe fn hsum8(x: __m256) -> f32 {
-        let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-        r = _mm_add_ss(r, _mm_movehdup_ps(r));
-        _mm_cvtss_f32(r)
-    }
-
-    /// Sum of u8 x i8 products of four consecutive bytes per i32 lane (exact).
-    #[inline(always)]
-    unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
-        let p16 = _mm256_maddubs_epi16(u, s);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
-    }
-
-    /// acc + d * (i8 . i8 in 8 lanes of 4): ggml's mul_sum_i8_pairs_float (|x| times y with x's
-    /// sign, as u8 x i8) fused into the accumulator.
-    #[inline(always)]
-    unsafe fn fma_i8_dot(acc: __m256, d: f32, qx: __m256i, qy: __m256i) -> __m256 {
-        let ax = _mm256_sign_epi8(qx, qx);
-        let sy = _mm256_sign_epi8(qy, qx);
-        _mm256_fmadd_ps(_mm256_set1_ps(d), dot_u8_i8(ax, sy), acc)
-    }
-
-    /// `R` weight rows (raw Q4_1) against one quantized activation row; `ad`/`asum` are the
-    /// activation blocks' d and s already in f32. Each row keeps its own accumulators, so each
-    /// result is exactly ggml's `ggml_vec_dot_q4_1_q8_1`; the activation block is loaded once for
-    /// all R rows.
-    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q4_1 blocks.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q4_1_rows<const R: usize>(
-        w: [&[u8]; R],
-        a: &[BlockQ8],
-        ad: &[f32],
-        asum: &[f32],
-    ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let mut summs = [0f32; R];
-        let low = _mm256_set1_epi8(0x0F);
-        for i in 0..a.len() {
-            let qy = _mm256_loadu_si256(a.get_unchecked(i).qs.as_ptr() as *const __m256i);
-            let (d1, s1) = (*ad.get_unchecked(i), *asum.get_unchecked(i));
-            for r in 0..R {
-                let wb = w[r].as_ptr().add(i * Q4_1_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
-                let d0 = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
-                let m0 = h2f(u16::from_le_bytes([*wb.add(2), *wb.add(3)]));
-                summs[r] = m0.mul_add(s1, summs[r]);
-                let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
-                let qx = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d0 * d1), dot_u8_i8(qx, qy), acc[r]);
-            }
-        }
-        let mut out = [0f32; R];
-        for r in 0..R {
-            out[r] = hsum8(acc[r]) + summs[r];
-        }
-        out
-    }
-
-    /// As `q4_1_rows` for Q5_0 weights (`ggml_vec_dot_q5_0_q8_0`): nibbles widened to bytes, the
-    /// fifth bit's absence subtracting 16 (OR with 0xF0), then as Q8_0.
-    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q5_0 blocks.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q5_0_rows<const R: usize>(
-        w: [&[u8]; R],
-        a: &[BlockQ8],
-        ad: &[f32],
-        _asum: &[f32],
-    ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let low = _mm256_set1_epi8(0x0F);
-        // byte j of the expanded mask tests bit j of qh
-        let shuf = _mm256_set_epi64x(
-            0x0303030303030303,
-            0x0202020202020202,
-            0x0101010101010101,
-            0,
-        );
-        let bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
-        for i in 0..a.len() {
-            let qy = _mm256_loadu_si256(a.get_unchecked(i).qs.as_ptr() as *const __m256i);
-            let d1 = *ad.get_unchecked(i);
-            for r in 0..R {
-                let wb = w[r].as_ptr().add(i * Q5_0_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
-                let dw = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
-                let qh = u32::from_le_bytes([*wb.add(2), *wb.add(3), *wb.add(4), *wb.add(5)]);
-                let raw = _mm_loadu_si128(wb.add(6) as *const __m128i);
-                let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-                // ggml bytes_from_bits_32: 0xFF where the bit is set
-                let x = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
-                let set = _mm256_cmpeq_epi8(_mm256_or_si256(x, bits), _mm256_set1_epi64x(-1));
-                let qx = _mm256_or_si256(
-                    nib,
-                    _mm256_andnot_si256(set, _mm256_set1_epi8(0xF0u8 as i8)),
-                );
-                acc[r] = fma_i8_dot(acc[r], dw * d1, qx, qy);
-            }
-        }
-        let mut out = [0f32; R];
-        for r in 0..R {
-            out[r] = hsum8(acc[r]);
-        }
-        out
-    }
-
-    /// As `q4_1_rows` for Q8_0 weights (`ggml_vec_dot_q8_0_q8_0`).
-    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q8_0 blocks.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q8_0_rows<const R: usize>(
-        w: [&[u8]; R],
-        a: &[BlockQ8],
-        ad: &[f32],
-        _asum: &[f32],
-    ) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        for i in 0..a.len() {
-            let qy = _mm256_loadu_si256(a.get_unchecked(i).qs.as_ptr() as *const __m256i);
-            let d1 = *ad.get_unchecked(i);
-            for r in 0..R {
-                let wb = w[r].as_ptr().add(i * Q8_0_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
-                let dw = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
-                let qx = _mm256_loadu_si256(wb.add(2) as *const __m256i);
-                acc[r] = fma_i8_dot(acc[r], dw * d1, qx, qy);
-            }
-        }
-        let mut out = [0f32; R];
-        for r in 0..R {
-            out[r] = hsum8(acc[r]);
-        }
-        out
-    }
-
-    #[inline(always)]
-    unsafe fn hsum_i32(x: __m256i) -> i32 {
-        let r = _mm_add_epi32(_mm256_extracti128_si256(x, 1), _mm256_castsi256_si128(x));
-        let r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0b01_00_11_10));
-        let r = _mm_add_epi32(r, _mm_shuffle_epi32(r, 0b10_11_00_01));
-        _mm_cvtsi128_si32(r)
-    }
-
-    /// `R` Q4_K weight rows against one Q8_K activation row, in the order of `vec_dot_q4_k_q8_k_ref`.
-    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q4_K blocks.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q4_k_rows<const R: usize>(
-        w: [&[u8]; R],
-        a: &[BlockQ8K],
-        per_pair: bool,
-    ) -> [f32; R] {
-        let (mut acc, mut accm) = ([0f32; R], [0f32; R]);
-        let low = _mm256_set1_epi8(0x0F);
-        for (i, ab) in a.iter().enumerate() {
-            let q8 = ab.qs.as_ptr();
-            let bsum: [i32; 8] =
-                std::array::from_fn(|j| ab.bsums[2 * j] as i32 + ab.bsums[2 * j + 1] as i32);
-            for r in 0..R {
-                let wb = w[r].as_ptr().add(i * Q4_K_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
-                let d = h2f(u16::from_le_bytes([*wb, *wb.add(1)]));
-                let dmin = h2f(u16::from_le_bytes([*wb.add(2), *wb.add(3)]));
-                let scales = std::slice::from_raw_parts(wb.add(4), 12);
-                let mut isum = _mm256_setzero_si256();
-                let mut msum = 0i32;
-                for p in 0..4 {
-                    let (s0, m0) = super::q4_k_scale_min(2 * p, scales);
-                    let (s1, m1) = super::q4_k_scale_min(2 * p + 1, scales);
-                    msum += m0 as i32 * bsum[2 * p] + m1 as i32 * bsum[2 * p + 1];
-                    let raw = _mm256_loadu_si256(wb.add(16 + 32 * p) as *const __m256i);
-                    let lo = _mm256_and_si256(raw, low);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
-                    let y0 = _mm256_loadu_si256(q8.add(64 * p) as *const __m256i);
-                    let y1 = _mm256_loadu_si256(q8.add(64 * p + 32) as *const __m256i);
-                    let p0 = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(lo, y0),
-                        _mm256_set1_epi16(s0 as i16),
-                    );
-                    let p1 = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(hi, y1),
-                        _mm256_set1_epi16(s1 as i16),
-                    );
-                    isum = _mm256_add_epi32(isum, _mm256_add_epi32(p0, p1));
-                    if per_pair || p == 3 {
-                        acc[r] = (hsum_i32(isum) as f32).mul_add(d * ab.d, acc[r]);
-                        accm[r] = (msum as f32).mul_add(dmin * ab.d, accm[r]);
-                        (isum, msum) = (_mm256_setzero_si256(), 0);
-                    }
-                }
-            }
-        }
-        std::array::from_fn(|r| acc[r] - accm[r])
-    }
-
-    /// `R` Q6_K weight rows against one Q8_K activation row (`ggml_vec_dot_q6_K_q8_K`).
-    /// SAFETY: caller checks avx2+fma+f16c; every row holds `a.len()` Q6_K blocks.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn q6_k_rows<const R: usize>(w: [&[u8]; R], a: &[BlockQ8K]) -> [f32; R] {
-        let mut acc = [_mm256_setzero_ps(); R];
-        let m15 = _mm256_set1_epi8(15);
-        let m3 = _mm256_set1_epi8(3);
-        let ones = 0x0101010101010101u64 as i64;
-        // i16 scales for vector is = 4j + c: scale 2is for its first 16 quants, 2is + 1 after
-        let shuffles: [__m128i; 8] = std::array::from_fn(|is| {
-            _mm_set_epi64x(ones * (2 * is as i64 + 1), ones * (2 * is as i64))
-        });
-        for (i, ab) in a.iter().enumerate() {
-            let q8 = ab.qs.as_ptr();
-            let bsums = _mm256_loadu_si256(ab.bsums.as_ptr() as *const __m256i);
-            for r in 0..R {
-                let wb = w[r].as_ptr().add(i * Q6_K_BYTES);
-                _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
-                let d = ab.d * h2f(u16::from_le_bytes([*wb.add(208), *wb.add(209)]));
-                let scales = _mm_loadu_si128(wb.add(192) as *const __m128i);
-                let offset =
-                    _mm256_slli_epi32(_mm256_madd_epi16(bsums, _mm256_cvtepi8_epi16(scales)), 5);
-                let mut sumi = _mm256_setzero_si256();
-                for j in 0..2 {
-                    let b1 = _mm256_loadu_si256(wb.add(64 * j) as *const __m256i);
-                    let b2 = _mm256_loadu_si256(wb.add(64 * j + 32) as *const __m256i);
-                    let bh = _mm256_loadu_si256(wb.add(128 + 32 * j) as *const __m256i);
-                    let q = [
-                        _mm256_or_si256(
-                            _mm256_and_si256(b1, m15),
-                            _mm256_slli_epi16(_mm256_and_si256(bh, m3), 4),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(b2, m15),
-                            _mm256_slli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(12)), 2),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16(b1, 4), m15),
-                            _mm256_and_si256(bh, _mm256_set1_epi8(48)),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16(b2, 4), m15),
-                            _mm256_srli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(-64)), 2),
-                        ),
-                    ];
-                    for (c, qc) in q.iter().enumerate() {
-                        let y = _mm256_loadu_si256(q8.add(128 * j + 32 * c) as *const __m256i);
-                        let sc =
-                            _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffles[4 * j + c]));
-                        sumi = _mm256_add_epi32(
-                            sumi,
-                            _mm256_madd_epi16(sc, _mm256_maddubs_epi16(*qc, y)),
-                        );
-                    }
-                }
-                sumi = _mm256_sub_epi32(sumi, offset);
-                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc[r]);
-            }
-        }
-        std::array::from_fn(|r| hsum8(acc[r]))
-    }
+/// The SIMD level of the quantized kernels on this CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// AVX2 + AVX-512 VNNI on 256-bit vectors (with AVX-512VL's 32 registers).
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
 }
 
-/// Which implementation the dot products use on this CPU.
-pub fn simd_path() -> &'static str {
+fn level() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let ok = *AVX2.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
+        static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        return *LEVEL.get_or_init(|| {
+            use std::arch::is_x86_feature_detected as has;
+            if std::env::var_os("CANDLEWICK_NO_VNNI").is_none()
+                && has!("avx2")
+                && has!("fma")
+                && has!("f16c")
+                && has!("avx512f")
+                && has!("avx512bw")
+                && has!("avx512vl")
+                && has!("avx512vnni")
+            {
+                Level::Vnni
+            } else if has!("avx2") && has!("fma") && has!("f16c") {
+                Level::Avx2
+            } else {
+                Level::Scalar
+            }
         });
-        if ok {
-            return "avx2+fma";
-        }
     }
-    "scalar"
+    #[allow(unreachable_code)]
+    Level::Scalar
+}
+
+/// Which implementation the dot products use on this CPU (every path gives the same bits).
+pub fn simd_path() -> &'static str {
+    match level() {
+        Level::Scalar => "scalar",
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => "avx2+fma",
+        #[cfg(target_arch = "x86_64")]
+        Level::Vnni => "avx512-vnni (256-bit)",
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -611,11 +394,12 @@ impl QType {
 
 /// One activation matrix quantized the way its weight type's ggml dot product expects.
 enum Activations {
-    /// Q8_1 / Q8_0 blocks, with each block's d and s already in f32.
+    /// Q8_1 / Q8_0 blocks, with each block's d and s in f32 and its sums of each 4 quants.
     Q8 {
         blocks: Vec<BlockQ8>,
         d: Vec<f32>,
         s: Vec<f32>,
+        ls: Vec<[i32; 8]>,
         nb: usize,
     },
     /// Q8_K blocks; rows below `grouped` take llama.cpp's four-row (gemm) order for Q4_K.
@@ -649,34 +433,65 @@ impl Activations {
                 }
                 let d = blocks.iter().map(|b| b.d.to_f32()).collect();
                 let s = blocks.iter().map(|b| b.s.to_f32()).collect();
-                Activations::Q8 { blocks, d, s, nb }
+                let ls = blocks
+                    .iter()
+                    .map(|b| {
+                        std::array::from_fn(|l| {
+                            b.qs[4 * l..4 * l + 4].iter().map(|&q| q as i32).sum()
+                        })
+                    })
+                    .collect();
+                Activations::Q8 {
+                    blocks,
+                    d,
+                    s,
+                    ls,
+                    nb,
+                }
             }
         }
     }
 
-    /// `ROWS` weight rows of type `t` against activation row `i`.
-    fn dot_rows<const ROWS: usize>(&self, t: QType, w: [&[u8]; ROWS], i: usize) -> [f32; ROWS] {
+    /// 4 weight rows of type `t` against activation rows i0..i0 + A (`A` rows from i0 exist; for
+    /// Q4_K they lie all below or all at or above `grouped`).
+    fn tile<const A: usize>(&self, t: QType, w: [&[u8]; 4], i0: usize) -> [[f32; 4]; A] {
         match self {
-            Activations::Q8 { blocks, d, s, nb } => {
-                let r = i * nb..(i + 1) * nb;
-                let (a, ad, asum) = (&blocks[r.clone()], &d[r.clone()], &s[r]);
+            Activations::Q8 {
+                blocks,
+                d,
+                s,
+                ls,
+                nb,
+            } => {
                 #[cfg(target_arch = "x86_64")]
-                if simd_path() == "avx2+fma" {
-                    // SAFETY: the features were detected; `matmul` checked that rows and activations agree.
-                    unsafe {
-                        match t {
-                            QType::Q4_1 => return avx2::q4_1_rows(w, a, ad, asum),
-                            QType::Q5_0 => return avx2::q5_0_rows(w, a, ad, asum),
-                            QType::Q8_0 => return avx2::q8_0_rows(w, a, ad, asum),
-                            _ => {}
+                if level() != Level::Scalar {
+                    let acts: [quant_x86::Act32; A] = std::array::from_fn(|a| {
+                        let r = (i0 + a) * nb..(i0 + a + 1) * nb;
+                        quant_x86::Act32 {
+                            qs: &blocks[r.clone()],
+                            d: &d[r.clone()],
+                            s: &s[r.clone()],
+                            ls: &ls[r],
                         }
-                    }
+                    });
+                    let refs: [&quant_x86::Act32; A] = std::array::from_fn(|a| &acts[a]);
+                    // SAFETY: the level's features were detected; `matmul` checked the shapes.
+                    return unsafe {
+                        if level() == Level::Vnni {
+                            quant_x86::tile_vnni(t, w, Some(refs), None, false)
+                        } else {
+                            quant_x86::tile_avx2(t, w, Some(refs), None, false)
+                        }
+                    };
                 }
-                let _ = (ad, asum);
-                w.map(|wr| match t {
-                    QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, a),
-                    QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, a),
-                    _ => vec_dot_q8_0_q8_0_ref(wr, a),
+                let _ = (d, s, ls);
+                std::array::from_fn(|a| {
+                    let act = &blocks[(i0 + a) * nb..(i0 + a + 1) * nb];
+                    w.map(|wr| match t {
+                        QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, act),
+                        QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, act),
+                        _ => vec_dot_q8_0_q8_0_ref(wr, act),
+                    })
                 })
             }
             Activations::Q8K {
@@ -684,21 +499,25 @@ impl Activations {
                 nb,
                 grouped,
             } => {
-                let a = &blocks[i * nb..(i + 1) * nb];
-                let per_pair = i < *grouped;
+                let per_pair = i0 < *grouped;
+                let acts: [&[BlockQ8K]; A] =
+                    std::array::from_fn(|a| &blocks[(i0 + a) * nb..(i0 + a + 1) * nb]);
                 #[cfg(target_arch = "x86_64")]
-                if simd_path() == "avx2+fma" {
+                if level() != Level::Scalar {
                     // SAFETY: as above.
                     return unsafe {
-                        match t {
-                            QType::Q4K => avx2::q4_k_rows(w, a, per_pair),
-                            _ => avx2::q6_k_rows(w, a),
+                        if level() == Level::Vnni {
+                            quant_x86::tile_vnni(t, w, None, Some(acts), per_pair)
+                        } else {
+                            quant_x86::tile_avx2(t, w, None, Some(acts), per_pair)
                         }
                     };
                 }
-                w.map(|wr| match t {
-                    QType::Q4K => vec_dot_q4_k_q8_k_ref(wr, a, per_pair),
-                    _ => vec_dot_q6_k_q8_k_ref(wr, a),
+                acts.map(|act| {
+                    w.map(|wr| match t {
+                        QType::Q4K => vec_dot_q4_k_q8_k_ref(wr, act, per_pair),
+                        _ => vec_dot_q6_k_q8_k_ref(wr, act),
+                    })
                 })
             }
         }
@@ -707,15 +526,35 @@ impl Activations {
 
 /// out[m, n] = x[m, k] . W[n, k]^T, W given as raw blocks (n rows of k / block_elems blocks).
 /// Work items are groups of 4 weight rows, shared out over candle's persistent worker pool (the
-/// calling thread works too); each group meets every activation row while its weights are hot.
+/// calling thread works too); each group meets the activation rows A at a time (4 with VNNI's
+/// 32 registers, else 2) while its weights are hot.
 pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
     assert!(
-        k % t.block_elems() == 0 && x.len() == m * k && w.len() == n * t.row_bytes(k),
+        k.is_multiple_of(t.block_elems()) && x.len() == m * k && w.len() == n * t.row_bytes(k),
         "quant matmul shapes"
     );
+    if m == 0 || n == 0 {
+        return Vec::new();
+    }
     let row_bytes = t.row_bytes(k);
     let act = Activations::quantize(t, x, k);
-    let row = |j: usize| &w[j * row_bytes..(j + 1) * row_bytes];
+    // a group's 4 rows; past the end the last row stands in (its outputs are dropped)
+    let row = |j: usize| {
+        let j = j.min(n - 1);
+        &w[j * row_bytes..(j + 1) * row_bytes]
+    };
+    // Q4_K rows below `grouped` take another order than the rest: tiles never straddle it
+    // (it is a multiple of 4).
+    let wide = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            level() == Level::Vnni
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
 
     let mut out = vec![0f32; m * n];
     let dst = super::SharedOut(out.as_mut_ptr());
@@ -724,19 +563,28 @@ pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Ve
         let dst = dst;
         for gi in range {
             let j0 = gi * 4;
-            for i in 0..m {
-                // SAFETY: (i, j) for j in this group is written by this work item only, inside `out`.
-                unsafe {
-                    if j0 + 4 <= n {
-                        let r =
-                            act.dot_rows(t, [row(j0), row(j0 + 1), row(j0 + 2), row(j0 + 3)], i);
-                        std::ptr::copy_nonoverlapping(r.as_ptr(), dst.0.add(i * n + j0), 4);
-                    } else {
-                        for j in j0..n {
-                            *dst.0.add(i * n + j) = act.dot_rows(t, [row(j)], i)[0];
-                        }
-                    }
+            let w4 = [row(j0), row(j0 + 1), row(j0 + 2), row(j0 + 3)];
+            let cols = (n - j0).min(4);
+            let put = |i: usize, r: &[f32; 4]| {
+                // SAFETY: (i, j0..j0 + cols) is written by this work item only, inside `out`.
+                unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), dst.0.add(i * n + j0), cols) };
+            };
+            let mut i = 0;
+            if wide {
+                while i + 4 <= m {
+                    let r = act.tile::<4>(t, w4, i);
+                    (0..4).for_each(|a| put(i + a, &r[a]));
+                    i += 4;
                 }
+            }
+            while i + 2 <= m {
+                let r = act.tile::<2>(t, w4, i);
+                (0..2).for_each(|a| put(i + a, &r[a]));
+                i += 2;
+            }
+            while i < m {
+                put(i, &act.tile::<1>(t, w4, i)[0]);
+                i += 1;
             }
         }
     };

@@ -1,0 +1,371 @@
+//! x86 SIMD paths of the quantized matmuls in `quant`: tiles of 4 weight rows x A activation
+//! rows, so that each weight block is loaded and unpacked once for A activation rows and each
+//! activation block once for 4 weight rows.
+//!
+//! Every output keeps its own float accumulators, fed in the order of the scalar references in
+//! `quant` (which follow ggml's AVX2 code), so tiling changes no bit. The integer parts are exact,
+//! so they may be computed any way: with AVX-512 VNNI (`vpdpbusd`/`vpdpwssd` on 256-bit vectors,
+//! which also gives 32 vector registers) or with AVX2 (`vpmaddubsw` + `vpmaddwd`). Signed
+//! weights are offset to unsigned bytes where that fits (Q5_0: +16; Q8_0 with VNNI: +128) and the
+//! offset is taken back through the activation block's sums of each 4 quants.
+use std::arch::x86_64::*;
+
+use super::{BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, Q8_0_BYTES};
+
+/// How far ahead of the block being read the weights are prefetched (bytes). A prefetch past the
+/// end of a row is harmless: prefetches never fault.
+const PREFETCH: usize = 384;
+
+pub const T_Q4_1: u8 = 0;
+pub const T_Q5_0: u8 = 1;
+pub const T_Q8_0: u8 = 2;
+
+/// One activation row quantized to 32-blocks: the blocks, their d and s in f32, and for each
+/// block the sums of each 4 consecutive quants (one per 32-bit lane).
+pub struct Act32<'a> {
+    pub qs: &'a [BlockQ8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub ls: &'a [[i32; 8]],
+}
+
+/// f16 -> f32 with the F16C instruction (as ggml's GGML_CPU_FP16_TO_FP32).
+#[inline(always)]
+unsafe fn h2f(p: *const u8) -> f32 {
+    let bits = u16::from_le_bytes([*p, *p.add(1)]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+}
+
+/// ggml `hsum_float_8`.
+#[inline(always)]
+unsafe fn hsum8(x: __m256) -> f32 {
+    let mut r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+/// acc + per 32-bit lane the sum of four u8 x i8 products.
+#[inline(always)]
+unsafe fn dot_u8<const VNNI: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    if VNNI {
+        _mm256_dpbusd_epi32(acc, u, s)
+    } else {
+        _mm256_add_epi32(
+            acc,
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)),
+        )
+    }
+}
+
+/// acc + per 32-bit lane the sum of two i16 x i16 products.
+#[inline(always)]
+unsafe fn dot_i16<const VNNI: bool>(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    if VNNI {
+        _mm256_dpwssd_epi32(acc, a, b)
+    } else {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+    }
+}
+
+/// The totals of four i32x8 vectors, as one i32x4.
+#[inline(always)]
+unsafe fn hsum4x8(v: [__m256i; 4]) -> __m128i {
+    let h = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
+}
+
+/// Q4_1 / Q5_0 / Q8_0 (`T`): 4 weight rows x A activation rows.
+#[inline(always)]
+unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
+    w: [&[u8]; 4],
+    a: [&Act32; A],
+) -> [[f32; 4]; A] {
+    let bytes = match T {
+        T_Q4_1 => Q4_1_BYTES,
+        T_Q5_0 => Q5_0_BYTES,
+        _ => Q8_0_BYTES,
+    };
+    let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let mut summs = [[0f32; 4]; A];
+    let low = _mm256_set1_epi8(0x0F);
+    // Q5_0: byte j of the expanded qh tests bit j (ggml bytes_from_bits_32)
+    let shuf = _mm256_set_epi64x(
+        0x0303030303030303,
+        0x0202020202020202,
+        0x0101010101010101,
+        0,
+    );
+    let bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
+    for i in 0..a[0].qs.len() {
+        let mut u = [_mm256_setzero_si256(); 4];
+        let (mut dw, mut mw) = ([0f32; 4], [0f32; 4]);
+        for r in 0..4 {
+            let wb = w[r].as_ptr().add(i * bytes);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            dw[r] = h2f(wb);
+            u[r] = match T {
+                T_Q4_1 => {
+                    mw[r] = h2f(wb.add(2));
+                    let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
+                    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low)
+                }
+                T_Q5_0 => {
+                    // nibble + 16 x fifth bit, 0..31 (the value is that - 16)
+                    let qh = u32::from_le_bytes([*wb.add(2), *wb.add(3), *wb.add(4), *wb.add(5)]);
+                    let raw = _mm_loadu_si128(wb.add(6) as *const __m128i);
+                    let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                    let x = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
+                    let set = _mm256_cmpeq_epi8(_mm256_or_si256(x, bits), _mm256_set1_epi64x(-1));
+                    _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
+                }
+                _ => {
+                    let q = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+                    if VNNI {
+                        _mm256_xor_si256(q, _mm256_set1_epi8(0x80u8 as i8)) // q + 128
+                    } else {
+                        q
+                    }
+                }
+            };
+        }
+        for (ai, act) in a.iter().enumerate() {
+            let qy = _mm256_loadu_si256(act.qs.get_unchecked(i).qs.as_ptr() as *const __m256i);
+            let da = *act.d.get_unchecked(i);
+            let ls = _mm256_loadu_si256(act.ls.get_unchecked(i).as_ptr() as *const __m256i);
+            let init = match T {
+                T_Q5_0 => _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(ls, 4)),
+                T_Q8_0 if VNNI => {
+                    _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(ls, 7))
+                }
+                _ => _mm256_setzero_si256(),
+            };
+            for r in 0..4 {
+                let int = if T == T_Q8_0 && !VNNI {
+                    // ggml's sign trick: |w| x (a with w's sign), as u8 x i8
+                    let p = _mm256_maddubs_epi16(
+                        _mm256_sign_epi8(u[r], u[r]),
+                        _mm256_sign_epi8(qy, u[r]),
+                    );
+                    _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+                } else {
+                    dot_u8::<VNNI>(init, u[r], qy)
+                };
+                acc[ai][r] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(dw[r] * da),
+                    _mm256_cvtepi32_ps(int),
+                    acc[ai][r],
+                );
+                if T == T_Q4_1 {
+                    summs[ai][r] = mw[r].mul_add(*act.s.get_unchecked(i), summs[ai][r]);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; A];
+    for ai in 0..A {
+        for r in 0..4 {
+            out[ai][r] = if T == T_Q4_1 {
+                hsum8(acc[ai][r]) + summs[ai][r]
+            } else {
+                hsum8(acc[ai][r])
+            };
+        }
+    }
+    out
+}
+
+/// The 6-bit scales and mins of a Q4_K block, as i16 (scales) and i32 (mins).
+#[inline(always)]
+unsafe fn q4_k_scales(q: *const u8) -> ([i16; 8], [i32; 8]) {
+    let q = std::slice::from_raw_parts(q, 12);
+    let (mut sc, mut mn) = ([0i16; 8], [0i32; 8]);
+    for j in 0..8 {
+        let (s, m) = super::q4_k_scale_min(j, q);
+        sc[j] = s as i16;
+        mn[j] = m as i32;
+    }
+    (sc, mn)
+}
+
+/// Q4_K: 4 weight rows x A activation rows (rows of Q8_K blocks); `per_pair`: llama.cpp's gemm
+/// order (a float accumulation per pair of sub-blocks) rather than its gemv order (one per
+/// super-block).
+#[inline(always)]
+unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
+    w: [&[u8]; 4],
+    a: [&[BlockQ8K]; A],
+    per_pair: bool,
+) -> [[f32; 4]; A] {
+    let mut acc = [_mm_setzero_ps(); A]; // the 4 weight rows in the 4 lanes
+    let mut accm = [_mm_setzero_ps(); A];
+    let low = _mm256_set1_epi8(0x0F);
+    for i in 0..a[0].len() {
+        let mut wb = [std::ptr::null::<u8>(); 4];
+        let (mut d, mut dmin) = ([0f32; 4], [0f32; 4]);
+        let mut sc = [[0i16; 8]; 4];
+        let mut mn = [[0i32; 8]; 4];
+        for r in 0..4 {
+            wb[r] = w[r].as_ptr().add(i * Q4_K_BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(wb[r].wrapping_add(PREFETCH) as *const i8);
+            d[r] = h2f(wb[r]);
+            dmin[r] = h2f(wb[r].add(2));
+            (sc[r], mn[r]) = q4_k_scales(wb[r].add(4));
+        }
+        let (dv, dminv) = (_mm_loadu_ps(d.as_ptr()), _mm_loadu_ps(dmin.as_ptr()));
+        let mins: [__m128i; 8] =
+            std::array::from_fn(|j| _mm_set_epi32(mn[3][j], mn[2][j], mn[1][j], mn[0][j]));
+        for ai in 0..A {
+            let ab = a[ai].get_unchecked(i);
+            let q8 = ab.qs.as_ptr();
+            let da = _mm_set1_ps(ab.d);
+            let (scale, scale_min) = (_mm_mul_ps(dv, da), _mm_mul_ps(dminv, da));
+            let mut isum = [_mm256_setzero_si256(); 4];
+            let mut msum = _mm_setzero_si128();
+            for p in 0..4 {
+                let y0 = _mm256_loadu_si256(q8.add(64 * p) as *const __m256i);
+                let y1 = _mm256_loadu_si256(q8.add(64 * p + 32) as *const __m256i);
+                for r in 0..4 {
+                    let raw = _mm256_loadu_si256(wb[r].add(16 + 32 * p) as *const __m256i);
+                    let lo = _mm256_and_si256(raw, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                    isum[r] = dot_i16::<VNNI>(
+                        isum[r],
+                        _mm256_maddubs_epi16(lo, y0),
+                        _mm256_set1_epi16(sc[r][2 * p]),
+                    );
+                    isum[r] = dot_i16::<VNNI>(
+                        isum[r],
+                        _mm256_maddubs_epi16(hi, y1),
+                        _mm256_set1_epi16(sc[r][2 * p + 1]),
+                    );
+                }
+                let b0 = ab.bsums[4 * p] as i32 + ab.bsums[4 * p + 1] as i32;
+                let b1 = ab.bsums[4 * p + 2] as i32 + ab.bsums[4 * p + 3] as i32;
+                msum = _mm_add_epi32(
+                    msum,
+                    _mm_add_epi32(
+                        _mm_mullo_epi32(mins[2 * p], _mm_set1_epi32(b0)),
+                        _mm_mullo_epi32(mins[2 * p + 1], _mm_set1_epi32(b1)),
+                    ),
+                );
+                if per_pair || p == 3 {
+                    acc[ai] = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4x8(isum)), scale, acc[ai]);
+                    accm[ai] = _mm_fmadd_ps(_mm_cvtepi32_ps(msum), scale_min, accm[ai]);
+                    isum = [_mm256_setzero_si256(); 4];
+                    msum = _mm_setzero_si128();
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; A];
+    for ai in 0..A {
+        _mm_storeu_ps(out[ai].as_mut_ptr(), _mm_sub_ps(acc[ai], accm[ai]));
+    }
+    out
+}
+
+/// Q6_K (`ggml_vec_dot_q6_K_q8_K`'s lanes): 4 weight rows x A activation rows.
+#[inline(always)]
+unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
+    w: [&[u8]; 4],
+    a: [&[BlockQ8K]; A],
+) -> [[f32; 4]; A] {
+    let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let m15 = _mm256_set1_epi8(15);
+    let m3 = _mm256_set1_epi8(3);
+    let ones = 0x0101010101010101u64 as i64;
+    for i in 0..a[0].len() {
+        for r in 0..4 {
+            let wb = w[r].as_ptr().add(i * Q6_K_BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            let dw = h2f(wb.add(208));
+            let scales = _mm_loadu_si128(wb.add(192) as *const __m128i);
+            let sc16 = _mm256_cvtepi8_epi16(scales);
+            // the 8 vectors of 32 unsigned quants (0..63) and their i16 scales
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut s = [_mm256_setzero_si256(); 8];
+            for j in 0..2 {
+                let b1 = _mm256_loadu_si256(wb.add(64 * j) as *const __m256i);
+                let b2 = _mm256_loadu_si256(wb.add(64 * j + 32) as *const __m256i);
+                let bh = _mm256_loadu_si256(wb.add(128 + 32 * j) as *const __m256i);
+                q[4 * j] = _mm256_or_si256(
+                    _mm256_and_si256(b1, m15),
+                    _mm256_slli_epi16(_mm256_and_si256(bh, m3), 4),
+                );
+                q[4 * j + 1] = _mm256_or_si256(
+                    _mm256_and_si256(b2, m15),
+                    _mm256_slli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(12)), 2),
+                );
+                q[4 * j + 2] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(b1, 4), m15),
+                    _mm256_and_si256(bh, _mm256_set1_epi8(48)),
+                );
+                q[4 * j + 3] = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(b2, 4), m15),
+                    _mm256_srli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(-64)), 2),
+                );
+            }
+            for (v, sv) in s.iter_mut().enumerate() {
+                // scale 2v for the vector's first 16 quants, 2v + 1 for the rest
+                let shuffle = _mm_set_epi64x(ones * (2 * v as i64 + 1), ones * (2 * v as i64));
+                *sv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle));
+            }
+            for ai in 0..A {
+                let ab = a[ai].get_unchecked(i);
+                let bsums = _mm256_loadu_si256(ab.bsums.as_ptr() as *const __m256i);
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(bsums, sc16), 5);
+                let mut sumi = _mm256_setzero_si256();
+                for v in 0..8 {
+                    let y = _mm256_loadu_si256(ab.qs.as_ptr().add(32 * v) as *const __m256i);
+                    sumi = dot_i16::<VNNI>(sumi, s[v], _mm256_maddubs_epi16(q[v], y));
+                }
+                sumi = _mm256_sub_epi32(sumi, offset);
+                acc[ai][r] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(ab.d * dw),
+                    _mm256_cvtepi32_ps(sumi),
+                    acc[ai][r],
+                );
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; A];
+    for ai in 0..A {
+        for r in 0..4 {
+            out[ai][r] = hsum8(acc[ai][r]);
+        }
+    }
+    out
+}
+
+macro_rules! entry {
+    ($name:ident, $feat:literal, $vnni:literal) => {
+        /// 4 weight rows x A activation rows. SAFETY: the caller checked the CPU features of
+        /// this path, and every row holds as many blocks as the activation rows.
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $name<const A: usize>(
+            t: super::QType,
+            w: [&[u8]; 4],
+            a32: Option<[&Act32; A]>,
+            ak: Option<[&[BlockQ8K]; A]>,
+            per_pair: bool,
+        ) -> [[f32; 4]; A] {
+            use super::QType;
+            match (t, a32, ak) {
+                (QType::Q4_1, Some(a), _) => tile32::<T_Q4_1, $vnni, A>(w, a),
+                (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, a),
+                (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, a),
+                (QType::Q4K, _, Some(a)) => tile_q4k::<$vnni, A>(w, a, per_pair),
+                (QType::Q6K, _, Some(a)) => tile_q6k::<$vnni, A>(w, a),
+                _ => [[f32::NAN; 4]; A], // unreachable: matmul pairs each type with its activations
+            }
+        }
+    };
+}
+
+entry!(tile_avx2, "avx2,fma,f16c", false);
+entry!(
+    tile_vnni,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    true
+);
