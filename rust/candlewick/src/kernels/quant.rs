@@ -9,9 +9,11 @@
 //!   one exact integer sum of scale x dot over the eight sub-blocks and one of min x block-sum,
 //!   each fused into its own accumulator with d_w * d_a (resp. dmin_w * d_a), the second
 //!   accumulator subtracted at the end;
-//! - Q6_K (`ggml_vec_dot_q6_K_q8_K`): eight integer lanes per super-block (lane l: bytes 4l..4l+3
-//!   of each 32-quant vector, minus 32 x the scaled block sums of quants 32l..32l+31), fused into
-//!   eight float lanes with d_w * d_a, then `hsum_float_8`.
+//! - Q6_K: for fewer than 8 activation rows `ggml_vec_dot_q6_K_q8_K`: eight integer lanes per
+//!   super-block (lane l: bytes 4l..4l+3 of each 32-quant vector, minus 32 x the scaled block sums
+//!   of quants 32l..32l+31), fused into eight float lanes with d_w * d_a, then `hsum_float_8`;
+//!   from 8 rows on llama.cpp's tiled K-quant matmul: per super-block the exact integer total,
+//!   times d_w, fused into one accumulator with d_a.
 //!
 //! The scalar references below follow those orders too, so the SIMD paths (`quant_x86`: tiles of
 //! 4 weight rows x 1-4 activation rows, AVX2 or AVX-512 VNNI) must equal them bit for bit
@@ -290,6 +292,22 @@ fn q6_k_quant(b: &[u8], e: usize) -> u8 {
     low | (((qh >> (2 * c)) & 3) << 4)
 }
 
+/// Reference of llama.cpp's tiled Q6_K matmul (`ggml_compute_forward_mul_mat_tiled`, used from 8
+/// activation rows on) on one weight row: per super-block res = d_w * total, acc += res * d_a fused.
+pub fn tiled_dot_q6_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (wb, ab) in w.chunks_exact(Q6_K_BYTES).zip(a) {
+        let total: i32 = (0..QK_K)
+            .map(|e| {
+                (wb[192 + e / 16] as i8 as i32) * (q6_k_quant(wb, e) as i32 - 32) * ab.qs[e] as i32
+            })
+            .sum();
+        let res = f16_at(wb, 208) * total as f32;
+        acc = res.mul_add(ab.d, acc);
+    }
+    acc
+}
+
 /// Reference `ggml_vec_dot_q6_K_q8_K` (AVX2 order) on one weight row (raw Q6_K bytes).
 pub fn vec_dot_q6_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
     let mut acc = [0f32; 8];
@@ -402,11 +420,13 @@ enum Activations {
         ls: Vec<[i32; 8]>,
         nb: usize,
     },
-    /// Q8_K blocks; rows below `grouped` take llama.cpp's four-row (gemm) order for Q4_K.
+    /// Q8_K blocks; rows below `grouped` take llama.cpp's four-row (gemm) order for Q4_K;
+    /// `tiled`: 8 rows or more, where llama.cpp runs Q6_K through its tiled matmul.
     Q8K {
         blocks: Vec<BlockQ8K>,
         nb: usize,
         grouped: usize,
+        tiled: bool,
     },
 }
 
@@ -424,6 +444,7 @@ impl Activations {
                     blocks,
                     nb,
                     grouped: m - m % 4,
+                    tiled: m >= 8,
                 }
             }
             _ => {
@@ -498,8 +519,14 @@ impl Activations {
                 blocks,
                 nb,
                 grouped,
+                tiled,
             } => {
-                let per_pair = i0 < *grouped;
+                // Q4_K: per pair of sub-blocks (gemm) or not; Q6_K: tiled order or not
+                let per_pair = if t == QType::Q4K {
+                    i0 < *grouped
+                } else {
+                    *tiled
+                };
                 let acts: [&[BlockQ8K]; A] =
                     std::array::from_fn(|a| &blocks[(i0 + a) * nb..(i0 + a + 1) * nb]);
                 #[cfg(target_arch = "x86_64")]
@@ -516,6 +543,7 @@ impl Activations {
                 acts.map(|act| {
                     w.map(|wr| match t {
                         QType::Q4K => vec_dot_q4_k_q8_k_ref(wr, act, per_pair),
+                        _ if *tiled => tiled_dot_q6_k_q8_k_ref(wr, act),
                         _ => vec_dot_q6_k_q8_k_ref(wr, act),
                     })
                 })
@@ -699,14 +727,14 @@ mod tests {
         QType::Q6K,
     ];
 
-    fn reference(t: QType, w: &[u8], x: &[f32], k: usize, per_pair: bool) -> f32 {
+    fn reference(t: QType, w: &[u8], x: &[f32], k: usize, per_pair: bool, tiled: bool) -> f32 {
         if matches!(t, QType::Q4K | QType::Q6K) {
             let mut a = vec![BlockQ8K::default(); k / QK_K];
             quantize_row_q8k(x, &mut a);
-            return if t == QType::Q4K {
-                vec_dot_q4_k_q8_k_ref(w, &a, per_pair)
-            } else {
-                vec_dot_q6_k_q8_k_ref(w, &a)
+            return match t {
+                QType::Q4K => vec_dot_q4_k_q8_k_ref(w, &a, per_pair),
+                _ if tiled => tiled_dot_q6_k_q8_k_ref(w, &a),
+                _ => vec_dot_q6_k_q8_k_ref(w, &a),
             };
         }
         let mut a = vec![BlockQ8::default(); k / QK];
@@ -753,28 +781,26 @@ mod tests {
 
     #[test]
     fn simd_equals_reference_bit_for_bit() {
+        // 6 rows: Q4_K's gemm order for 4, gemv for 2; 11 rows: Q6_K's tiled order
         for t in ALL {
-            let (k, n, m) = (512, 37, 6);
-            let w = blocks(t, n * k / t.block_elems(), 7);
-            let x: Vec<f32> = (0..m * k)
-                .map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0)
-                .collect();
-            let fast = matmul(t, &w, &x, m, k, n);
-            let row = t.row_bytes(k);
-            for i in 0..m {
-                for j in 0..n {
-                    let r = reference(
-                        t,
-                        &w[j * row..(j + 1) * row],
-                        &x[i * k..(i + 1) * k],
-                        k,
-                        i < 4,
-                    );
-                    assert_eq!(
-                        fast[i * n + j].to_bits(),
-                        r.to_bits(),
-                        "{t:?} row {i} col {j}"
-                    );
+            for m in [6, 11] {
+                let (k, n) = (512, 37);
+                let w = blocks(t, n * k / t.block_elems(), 7);
+                let x: Vec<f32> = (0..m * k)
+                    .map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0)
+                    .collect();
+                let fast = matmul(t, &w, &x, m, k, n);
+                let row = t.row_bytes(k);
+                for i in 0..m {
+                    for j in 0..n {
+                        let (wr, xr) = (&w[j * row..(j + 1) * row], &x[i * k..(i + 1) * k]);
+                        let r = reference(t, wr, xr, k, i < m - m % 4, m >= 8);
+                        assert_eq!(
+                            fast[i * n + j].to_bits(),
+                            r.to_bits(),
+                            "{t:?} m {m} row {i} col {j}"
+                        );
+                    }
                 }
             }
         }

@@ -265,13 +265,16 @@ unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
     out
 }
 
-/// Q6_K (`ggml_vec_dot_q6_K_q8_K`'s lanes): 4 weight rows x A activation rows.
+/// Q6_K: 4 weight rows x A activation rows, in `ggml_vec_dot_q6_K_q8_K`'s lanes or (`tiled`)
+/// llama.cpp's tiled order (one integer total per super-block).
 #[inline(always)]
 unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
     w: [&[u8]; 4],
     a: [&[BlockQ8K]; A],
+    tiled: bool,
 ) -> [[f32; 4]; A] {
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let mut acc1 = [[0f32; 4]; A];
     let m15 = _mm256_set1_epi8(15);
     let m3 = _mm256_set1_epi8(3);
     let ones = 0x0101010101010101u64 as i64;
@@ -321,13 +324,29 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
                     sumi = dot_i16::<VNNI>(sumi, s[v], _mm256_maddubs_epi16(q[v], y));
                 }
                 sumi = _mm256_sub_epi32(sumi, offset);
-                acc[ai][r] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(ab.d * dw),
-                    _mm256_cvtepi32_ps(sumi),
-                    acc[ai][r],
-                );
+                if tiled {
+                    let r128 = _mm_add_epi32(
+                        _mm256_castsi256_si128(sumi),
+                        _mm256_extracti128_si256(sumi, 1),
+                    );
+                    let r64 = _mm_add_epi32(r128, _mm_shuffle_epi32(r128, 0b01_00_11_10));
+                    let total = _mm_cvtsi128_si32(_mm_add_epi32(
+                        r64,
+                        _mm_shuffle_epi32(r64, 0b10_11_00_01),
+                    ));
+                    acc1[ai][r] = (dw * total as f32).mul_add(ab.d, acc1[ai][r]);
+                } else {
+                    acc[ai][r] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(ab.d * dw),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[ai][r],
+                    );
+                }
             }
         }
+    }
+    if tiled {
+        return acc1;
     }
     let mut out = [[0f32; 4]; A];
     for ai in 0..A {
@@ -340,8 +359,9 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
 
 macro_rules! entry {
     ($name:ident, $feat:literal, $vnni:literal) => {
-        /// 4 weight rows x A activation rows. SAFETY: the caller checked the CPU features of
-        /// this path, and every row holds as many blocks as the activation rows.
+        /// 4 weight rows x A activation rows (`per_pair`: Q4_K's gemm order, Q6_K's tiled
+        /// order). SAFETY: the caller checked the CPU features of this path, and every row
+        /// holds as many blocks as the activation rows.
         #[target_feature(enable = $feat)]
         pub unsafe fn $name<const A: usize>(
             t: super::QType,
@@ -356,7 +376,7 @@ macro_rules! entry {
                 (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, a),
                 (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, a),
                 (QType::Q4K, _, Some(a)) => tile_q4k::<$vnni, A>(w, a, per_pair),
-                (QType::Q6K, _, Some(a)) => tile_q6k::<$vnni, A>(w, a),
+                (QType::Q6K, _, Some(a)) => tile_q6k::<$vnni, A>(w, a, per_pair),
                 _ => [[f32::NAN; 4]; A], // unreachable: matmul pairs each type with its activations
             }
         }

@@ -43,7 +43,7 @@ impl Mlp {
             if gelu {
                 h.iter_mut()
                     .zip(gv.iter().zip(&uv))
-                    .for_each(|(o, (&g, &u))| *o = crate::kernels::math::gelu_ggml(g) * u);
+                    .for_each(|(o, (&g, &u))| *o = crate::kernels::math::geglu_ggml(g, u));
             } else {
                 crate::kernels::math::swiglu(&gv, &uv, &mut h);
             }
