@@ -52,3 +52,14 @@ def test_gemma3_structure(gemma):
     assert c.num_parameters == gemma.info["num_parameters"]
     out = gemma.forward("The sky is", output_attentions=True)
     assert len(out.attentions) == 18
+
+
+def test_forward_with_states_is_the_same_computation(gemma):
+    """model.forward(output_hidden_states/attentions) runs the kernels logits and generate run:
+    the same bits."""
+    ids = gemma.tokenizer.encode("Once upon a time, in a land far away,")
+    out = gemma.forward(ids, output_hidden_states=True, output_attentions=True)
+    assert np.array_equal(out.logits, gemma.logits(ids))
+    probs = out.attentions[0]
+    assert probs.shape == (4, len(ids), len(ids))
+    assert np.allclose(probs.sum(-1), 1, atol=1e-5) and np.all(np.triu(probs[0], 1) == 0)

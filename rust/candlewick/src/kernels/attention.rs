@@ -28,11 +28,50 @@ pub fn causal(
     seq: usize,
     scale: f32,
 ) -> Vec<f32> {
+    causal_impl(q, k, v, sh, start, seq, scale, None)
+}
+
+/// `causal`, also returning the attention probabilities it used: [num_heads][seq][start + seq]
+/// (0 for keys a query does not see).
+pub fn causal_with_probs(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    sh: Shape,
+    start: usize,
+    seq: usize,
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut probs = vec![0f32; sh.num_heads * seq * (start + seq)];
+    let out = causal_impl(
+        q,
+        k,
+        v,
+        sh,
+        start,
+        seq,
+        scale,
+        Some(super::SharedOut(probs.as_mut_ptr())),
+    );
+    (out, probs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn causal_impl(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    sh: Shape,
+    start: usize,
+    seq: usize,
+    scale: f32,
+    probs: Option<super::SharedOut>,
+) -> Vec<f32> {
     let (nh, hd) = (sh.num_heads, sh.head_dim);
     let mut out = vec![0f32; seq * nh * hd];
     let dst = super::SharedOut(out.as_mut_ptr());
     let work = |items: std::ops::Range<usize>| {
-        let dst = dst;
+        let (dst, probs) = (dst, probs);
         let mut scratch = Scratch::default();
         for item in items {
             let (i, h) = (item / nh, item % nh);
@@ -42,9 +81,17 @@ pub fn causal(
             if super::has_fma() {
                 // SAFETY: the CPU has FMA (checked just above).
                 unsafe { one_head_fma(q, k, v, sh, start, seq, scale, i, h, o, &mut scratch) };
-                continue;
+            } else {
+                one_head(q, k, v, sh, start, seq, scale, i, h, o, &mut scratch);
             }
+            #[cfg(not(target_arch = "x86_64"))]
             one_head(q, k, v, sh, start, seq, scale, i, h, o, &mut scratch);
+            if let Some(pr) = probs {
+                let n = start + seq;
+                // SAFETY: item (i, h) owns row (h, i) of the [nh][seq][n] probabilities.
+                let row = unsafe { std::slice::from_raw_parts_mut(pr.0.add((h * seq + i) * n), n) };
+                row[..scratch.p.len()].copy_from_slice(&scratch.p);
+            }
         }
     };
     if seq * nh * (start + seq) < 512 {

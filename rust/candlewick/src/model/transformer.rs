@@ -334,9 +334,9 @@ pub struct Inspection {
 
 impl Transformer {
     /// One whole sequence through the stack (causal for decoders, bidirectional for encoders),
-    /// keeping every layer's hidden states and attention probabilities. Attention runs through a
-    /// plain reference kernel here, so values agree with `forward` to float rounding (which deep
-    /// quantized models such as Gemma 3 can amplify to visible logit differences).
+    /// keeping every layer's hidden states and attention probabilities. Decoders run the same
+    /// causal kernel as `forward` (so hidden states and logits are the same bits); encoders a
+    /// plain reference kernel that agrees with `encode` to float rounding.
     pub fn inspect(&self, ids: &[u32]) -> Result<Inspection> {
         let c = &self.config;
         let vocab = c.vocab_size as u32;
@@ -367,6 +367,33 @@ impl Transformer {
             x = block.forward(x, c.post_norm, |h| {
                 let p = a.project(h, &[(0, n)], self.rope.as_ref())?;
                 let scale = 1.0 / (hd as f32).sqrt();
+                if causal {
+                    // k, v as the cache holds them: [kv head][position][head_dim]
+                    let by_head = |t: &[f32]| -> Vec<f32> {
+                        (0..nkv)
+                            .flat_map(|g| (0..n).flat_map(move |j| (0..hd).map(move |d| (j, g, d))))
+                            .map(|(j, g, d)| t[(j * nkv + g) * hd + d])
+                            .collect()
+                    };
+                    let shape = crate::kernels::attention::Shape {
+                        num_heads: nh,
+                        num_kv_heads: nkv,
+                        head_dim: hd,
+                        capacity: n,
+                        window: a.extra.window,
+                    };
+                    let (out, probs) = crate::kernels::attention::causal_with_probs(
+                        &p.q,
+                        &by_head(&p.k),
+                        &by_head(&p.v),
+                        shape,
+                        0,
+                        n,
+                        scale,
+                    );
+                    attentions.push(probs);
+                    return a.output(out, h);
+                }
                 let (out, probs) = crate::kernels::attention::with_probs(
                     &p.q,
                     &p.k,
