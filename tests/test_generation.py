@@ -25,6 +25,16 @@ def test_first_step_logits_match_llamacpp(smollm2, llamacpp_ref):
         np.testing.assert_allclose(last[g["top_ids"]], np.array(g["top_logits"]), rtol=0, atol=LOGITS_ATOL)
 
 
+def test_logits_to_keep(smollm2):
+    ids = smollm2.tokenizer.encode("The quick brown fox jumps over the lazy dog")
+    full = smollm2.logits(ids)
+    last = smollm2.logits(ids, logits_to_keep=1)
+    assert last.shape == (1, full.shape[1]) and np.array_equal(last[0], full[-1])
+    assert np.array_equal(smollm2.logits(ids, logits_to_keep=3), full[-3:])
+    with pytest.raises(ValueError, match="logits_to_keep"):
+        smollm2.logits(ids, logits_to_keep=-1)
+
+
 def test_greedy_matches_llamacpp(smollm2, llamacpp_ref):
     gens = llamacpp_ref["generations"]
     assert len(gens) >= 8

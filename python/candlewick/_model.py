@@ -469,10 +469,23 @@ class Model:
 
     # ---- logits -------------------------------------------------------------------------------
 
-    def logits(self, ids, attention_mask=None, decoder_input_ids=None) -> np.ndarray:
+    def logits(self, ids, attention_mask=None, decoder_input_ids=None, logits_to_keep: int = 0) -> np.ndarray:
         """float32 logits: [seq, vocab] for 1-D ids, [batch, seq, vocab] for 2-D ids.
         With attention_mask (same shape, 1 = real token), padded positions are skipped and their
-        rows are zeros; the real tokens of a row must be contiguous (left or right padding)."""
+        rows are zeros; the real tokens of a row must be contiguous (left or right padding).
+        logits_to_keep (as in transformers): only the last n positions (0 = all); a decoder
+        asked for the last one alone runs its LM head on that row only."""
+        keep = _check_number("logits_to_keep", logits_to_keep, int)
+        if keep < 0:
+            raise ValueError(f"logits_to_keep must be >= 0, got {keep}")
+        if keep:
+            if keep == 1 and self.config.architecture == "decoder" and attention_mask is None and not (
+                isinstance(ids, np.ndarray) and ids.ndim == 2
+                or isinstance(ids, (list, tuple)) and ids and isinstance(ids[0], (list, tuple, np.ndarray))
+            ):
+                return self._m.logits(_ids(ids, "ids"), True)
+            full = self.logits(ids, attention_mask, decoder_input_ids)
+            return full[..., -keep:, :]
         if self.config.architecture == "encoder-decoder":
             return self._seq2seq_logits(ids, attention_mask, decoder_input_ids)
         if decoder_input_ids is not None:

@@ -179,11 +179,17 @@ impl PyModel {
     }
 
     /// Logits [seq, vocab] (float32) for one sequence of ids.
-    fn logits<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyAny>> {
+    #[pyo3(signature = (ids, last_only=false))]
+    fn logits<'py>(
+        &self,
+        py: Python<'py>,
+        ids: Vec<u32>,
+        last_only: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.model.clone();
-        let seq = ids.len();
+        let seq = if last_only { 1 } else { ids.len() };
         let vocab = m.config().vocab_size;
-        let v = py.detach(move || m.logits(&ids)).py()?;
+        let v = py.detach(move || m.logits(&ids, last_only)).py()?;
         Ok(PyArray1::from_vec(py, v).reshape([seq, vocab])?.into_any())
     }
 

@@ -620,8 +620,9 @@ impl Model {
         self.transformer.context_length()
     }
 
-    /// Logits [seq, vocab] (row-major) for every position of one sequence.
-    pub fn logits(&self, ids: &[u32]) -> Result<Vec<f32>> {
+    /// Logits [seq, vocab] (row-major) for every position of one sequence, or with `last_only`
+    /// [1, vocab] for its last position (the head runs on that row only).
+    pub fn logits(&self, ids: &[u32], last_only: bool) -> Result<Vec<f32>> {
         if ids.is_empty() {
             return Err(Error::InvalidArgument("ids is empty".into()));
         }
@@ -633,7 +634,7 @@ impl Model {
             )));
         }
         let mut cache = self.transformer.new_cache(ids.len())?;
-        let logits = self.transformer.forward(ids, &mut cache, false)?;
+        let logits = self.transformer.forward(ids, &mut cache, last_only)?;
         Ok(logits.flatten_all()?.to_vec1::<f32>()?)
     }
 }

@@ -158,8 +158,36 @@ impl Transformer {
     /// as one matrix (weights are read once for the whole batch); RoPE, the cache and attention
     /// work on each sequence's own rows. Every computation is row-wise, so a sequence's logits do
     /// not depend on the batch it is in. Returns each sequence's logits, row-major
-    /// [new tokens or 1, vocab].
+    /// [new tokens or 1, vocab]. A single sequence longer than `UBATCH` tokens runs in pieces of
+    /// that size, one after another, as llama.cpp splits a prompt into micro-batches (so that
+    /// every matmul sees the rows llama.cpp's does).
     pub fn forward_batch(
+        &self,
+        segs: &mut [Segment<'_>],
+        last_only: bool,
+    ) -> Result<Vec<Vec<f32>>> {
+        if let [seg] = segs {
+            if seg.ids.len() > UBATCH {
+                let mut rows = Vec::new();
+                let chunks: Vec<&[u32]> = seg.ids.chunks(UBATCH).collect();
+                for (c, ids) in chunks.iter().enumerate() {
+                    let last = c + 1 == chunks.len();
+                    let mut piece = [Segment {
+                        ids,
+                        cache: &mut *seg.cache,
+                    }];
+                    let r = self.forward_batch_once(&mut piece, last_only)?;
+                    if !last_only || last {
+                        rows.extend(r.into_iter().next().unwrap_or_default());
+                    }
+                }
+                return Ok(vec![rows]);
+            }
+        }
+        self.forward_batch_once(segs, last_only)
+    }
+
+    fn forward_batch_once(
         &self,
         segs: &mut [Segment<'_>],
         last_only: bool,
@@ -433,6 +461,10 @@ impl Transformer {
         })
     }
 }
+
+/// llama.cpp's default micro-batch (`n_ubatch`): the most tokens of one sequence that go through
+/// the model as one matrix.
+pub const UBATCH: usize = 512;
 
 /// One sequence of a batch: its new tokens and its cache.
 pub struct Segment<'a> {
