@@ -474,7 +474,8 @@ class Model:
         With attention_mask (same shape, 1 = real token), padded positions are skipped and their
         rows are zeros; the real tokens of a row must be contiguous (left or right padding).
         logits_to_keep (as in transformers): only the last n positions (0 = all); a decoder
-        asked for the last one alone runs its LM head on that row only."""
+        asked for the last one alone runs its LM head on that row only, as generate's prefill
+        does (a matmul over one row may round differently from one over many, as in llama.cpp)."""
         keep = _check_number("logits_to_keep", logits_to_keep, int)
         if keep < 0:
             raise ValueError(f"logits_to_keep must be >= 0, got {keep}")

@@ -311,3 +311,64 @@ fn fast_warpers_equal_the_plain_reference() {
         }
     }
 }
+
+fn tiny_llama() -> candlewick::Result<candlewick::Model> {
+    let mut cfg = candlewick::ModelConfig::default_for("llama");
+    (
+        cfg.vocab_size,
+        cfg.hidden_size,
+        cfg.num_layers,
+        cfg.num_heads,
+        cfg.num_kv_heads,
+    ) = (64, 32, 2, 4, 2);
+    (
+        cfg.head_dim,
+        cfg.intermediate_size,
+        cfg.max_position_embeddings,
+    ) = (8, 48, 2048);
+    candlewick::Model::from_config(cfg, 1, None)
+}
+
+#[test]
+fn long_prompts_run_in_micro_batches_and_bad_ids_change_nothing() -> candlewick::Result<()> {
+    use candlewick::model::{transformer::UBATCH, Segment};
+    let m = tiny_llama()?;
+    let t = &m.transformer;
+    let ids: Vec<u32> = (0..(2 * UBATCH + 37) as u32).map(|i| i * 7 % 64).collect();
+    // all positions: pieces one after another give every row
+    let mut cache = t.new_cache(ids.len())?;
+    let all = t.forward_batch(
+        &mut [Segment {
+            ids: &ids,
+            cache: &mut cache,
+        }],
+        false,
+    )?;
+    assert_eq!((all[0].len(), cache.len()), (ids.len() * 64, ids.len()));
+    // last position only: the same last row (to rounding: the head runs on 1 row, not 37)
+    let mut cache = t.new_cache(ids.len())?;
+    let last = t.forward_batch(
+        &mut [Segment {
+            ids: &ids,
+            cache: &mut cache,
+        }],
+        true,
+    )?;
+    let want = &all[0][(ids.len() - 1) * 64..];
+    assert!(last[0].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5));
+    // a bad id in the last piece is refused before the first piece touches the cache
+    let mut bad = ids.clone();
+    bad[2 * UBATCH + 5] = 64;
+    let mut cache = t.new_cache(bad.len())?;
+    assert!(t
+        .forward_batch(
+            &mut [Segment {
+                ids: &bad,
+                cache: &mut cache
+            }],
+            true
+        )
+        .is_err());
+    assert_eq!(cache.len(), 0);
+    Ok(())
+}

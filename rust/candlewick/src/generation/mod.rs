@@ -274,6 +274,13 @@ impl Generator {
     fn end_step(&mut self, mut rows: Vec<f32>) -> Result<Option<u32>> {
         if self.prompt_logprobs.is_none() && self.params.prompt_logprobs {
             let vocab = self.model.config().vocab_size;
+            if rows.len() < self.prompt_len * vocab {
+                // only after a failed step left the prompt half in the cache
+                return Err(Error::Model(
+                    "prompt log-probs need the whole prompt in one pass; an earlier step failed"
+                        .into(),
+                ));
+            }
             let lp = (1..self.prompt_len)
                 .map(|i| {
                     let row = &rows[(i - 1) * vocab..i * vocab];

@@ -157,45 +157,49 @@ impl Transformer {
     /// new tokens of all sequences go through the embedding, the projections, the MLPs and the head
     /// as one matrix (weights are read once for the whole batch); RoPE, the cache and attention
     /// work on each sequence's own rows. Every computation is row-wise, so a sequence's logits do
-    /// not depend on the batch it is in. Returns each sequence's logits, row-major
-    /// [new tokens or 1, vocab]. A single sequence longer than `UBATCH` tokens runs in pieces of
-    /// that size, one after another, as llama.cpp splits a prompt into micro-batches (so that
-    /// every matmul sees the rows llama.cpp's does).
+    /// not depend on the other sequences, but for weight types whose summation order llama.cpp
+    /// chooses by the number of rows of a matmul (Q4_K, Q6_K), which batching changes: there the
+    /// last bits follow the batch, as they do in llama.cpp. Returns each sequence's logits,
+    /// row-major [new tokens or 1, vocab]. A single sequence longer than `UBATCH` tokens runs in
+    /// pieces of that size, one after another, as llama.cpp splits a prompt into micro-batches
+    /// (so that every matmul sees the rows llama.cpp's does); the pieces before the last skip the
+    /// LM head when only the last position is wanted. Bad input is refused before anything is run.
     pub fn forward_batch(
         &self,
         segs: &mut [Segment<'_>],
         last_only: bool,
     ) -> Result<Vec<Vec<f32>>> {
+        self.check_segments(segs)?;
         if let [seg] = segs {
             if seg.ids.len() > UBATCH {
                 let mut rows = Vec::new();
                 let chunks: Vec<&[u32]> = seg.ids.chunks(UBATCH).collect();
                 for (c, ids) in chunks.iter().enumerate() {
                     let last = c + 1 == chunks.len();
+                    let head = if last_only && !last {
+                        Head::Skip
+                    } else if last_only {
+                        Head::Last
+                    } else {
+                        Head::All
+                    };
                     let mut piece = [Segment {
                         ids,
                         cache: &mut *seg.cache,
                     }];
-                    let r = self.forward_batch_once(&mut piece, last_only)?;
-                    if !last_only || last {
-                        rows.extend(r.into_iter().next().unwrap_or_default());
-                    }
+                    let r = self.forward_batch_once(&mut piece, head)?;
+                    rows.extend(r.into_iter().next().unwrap_or_default());
                 }
                 return Ok(vec![rows]);
             }
         }
-        self.forward_batch_once(segs, last_only)
+        self.forward_batch_once(segs, if last_only { Head::Last } else { Head::All })
     }
 
-    fn forward_batch_once(
-        &self,
-        segs: &mut [Segment<'_>],
-        last_only: bool,
-    ) -> Result<Vec<Vec<f32>>> {
+    /// Every sequence has tokens, in the vocabulary, that fit its cache.
+    fn check_segments(&self, segs: &[Segment<'_>]) -> Result<()> {
         let vocab = self.config.vocab_size as u32;
-        let mut all_ids = Vec::new();
-        let mut spans = Vec::with_capacity(segs.len()); // (start position, offset in batch, len)
-        for seg in segs.iter() {
+        for seg in segs {
             if seg.ids.is_empty() {
                 return Err(Error::InvalidArgument("no input tokens".into()));
             }
@@ -213,7 +217,17 @@ impl Transformer {
                     self.context_length()
                 )));
             }
-            spans.push((start, all_ids.len(), seg.ids.len()));
+        }
+        Ok(())
+    }
+
+    fn forward_batch_once(&self, segs: &mut [Segment<'_>], head: Head) -> Result<Vec<Vec<f32>>> {
+        self.check_segments(segs)?;
+        let last_only = head != Head::All;
+        let mut all_ids = Vec::new();
+        let mut spans = Vec::with_capacity(segs.len()); // (start position, offset in batch, len)
+        for seg in segs.iter() {
+            spans.push((seg.cache.len(), all_ids.len(), seg.ids.len()));
             all_ids.extend_from_slice(seg.ids);
         }
         if segs.is_empty() {
@@ -236,6 +250,9 @@ impl Transformer {
             x = block.forward(x, self.config.post_norm, |h| {
                 block.attn.forward(h, &mut kvs, rope)
             })?;
+        }
+        if head == Head::Skip {
+            return Ok(vec![Vec::new(); segs.len()]);
         }
         let x = if last_only {
             let last: Vec<u32> = spans
@@ -363,8 +380,9 @@ pub struct Inspection {
 impl Transformer {
     /// One whole sequence through the stack (causal for decoders, bidirectional for encoders),
     /// keeping every layer's hidden states and attention probabilities. Decoders run the same
-    /// causal kernel as `forward` (so hidden states and logits are the same bits); encoders a
-    /// plain reference kernel that agrees with `encode` to float rounding.
+    /// causal kernel as `forward` (so hidden states and logits are the same bits, up to
+    /// `UBATCH` tokens: a longer sequence runs here as one piece, in `forward` in several);
+    /// encoders a plain reference kernel that agrees with `encode` to float rounding.
     pub fn inspect(&self, ids: &[u32]) -> Result<Inspection> {
         let c = &self.config;
         let vocab = c.vocab_size as u32;
@@ -460,6 +478,15 @@ impl Transformer {
             logits,
         })
     }
+}
+
+/// Which logits a forward pass computes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Head {
+    All,
+    Last,
+    /// None: only the cache is filled (a piece of a long prompt before its last).
+    Skip,
 }
 
 /// llama.cpp's default micro-batch (`n_ubatch`): the most tokens of one sequence that go through
