@@ -1,39 +1,27 @@
 //! The encoder-decoder (T5): the prompt is encoded once with bidirectional attention; the decoder
 //! runs causally over its own tokens (K/V cached) and attends to the encoder output through
-//! cross-attention (its K/V computed once). Built from the same blocks as the other stacks
-//! (Linear, RmsNorm, Mlp, the attention kernel) plus T5's relative position bias; T5 neither
-//! scales attention scores by 1/sqrt(head_dim) nor adds positions to the embeddings.
+//! cross-attention (its K/V computed once). Both stacks are made of the transformer's own `Block`
+//! (pre-norm attention and MLP with residuals; the decoder's blocks add their cross-attention
+//! sub-layer) run by `Block::forward_cross`, plus T5's relative position bias; T5 neither scales
+//! attention scores by 1/sqrt(head_dim) nor adds positions to the embeddings.
 
 use candle_core::{Device, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::kernels::attention;
-use crate::nn::{Attention, Embedding, Linear, Mlp, Norm, RelativeBias};
-
-pub struct EncoderLayer {
-    pub attn_norm: Norm,
-    pub attn: Attention,
-    pub mlp_norm: Norm,
-    pub mlp: Mlp,
-}
-
-pub struct DecoderLayer {
-    pub self_norm: Norm,
-    pub self_attn: Attention,
-    pub cross_norm: Norm,
-    pub cross_attn: Attention,
-    pub mlp_norm: Norm,
-    pub mlp: Mlp,
-}
+use crate::model::transformer::Block;
+use crate::nn::{Embedding, Linear, Norm, RelativeBias};
 
 pub struct EncoderDecoder {
     pub config: ModelConfig,
     pub embed: Embedding,
-    pub encoder: Vec<EncoderLayer>,
+    /// Pre-norm blocks, bidirectional self-attention.
+    pub encoder: Vec<Block>,
     pub encoder_bias: RelativeBias,
     pub encoder_norm: Norm,
-    pub decoder: Vec<DecoderLayer>,
+    /// Pre-norm blocks, causal self-attention and cross-attention (`Block::cross`).
+    pub decoder: Vec<Block>,
     pub decoder_bias: RelativeBias,
     pub decoder_norm: Norm,
     pub lm_head: Linear,
@@ -88,12 +76,12 @@ impl EncoderDecoder {
         let mut x = self.embed.forward(ids, &self.device)?.unsqueeze(0)?;
         let bias = self.encoder_bias.bias(0, n, n);
         for l in &self.encoder {
-            let h = l.attn_norm.forward(&x)?;
-            let p = l.attn.project(&h, &[(0, n)], None)?;
-            let out =
-                attention::general(&p.q, &p.k, &p.v, n, n, nh, nh, hd, 1.0, Some(&bias), None);
-            x = (&x + l.attn.output(out, &h)?)?;
-            x = (&x + l.mlp.forward(&l.mlp_norm.forward(&x)?)?)?;
+            x = l.forward(x, false, |h| {
+                let p = l.attn.project(h, &[(0, n)], None)?;
+                let out =
+                    attention::general(&p.q, &p.k, &p.v, n, n, nh, nh, hd, 1.0, Some(&bias), None);
+                l.attn.output(out, h)
+            })?;
         }
         self.encoder_norm.forward(&x)
     }
@@ -105,9 +93,12 @@ impl EncoderDecoder {
             .decoder
             .iter()
             .map(|l| {
+                let (_, cross) = l.cross.as_ref().ok_or_else(|| {
+                    Error::Model("a decoder layer without cross-attention".into())
+                })?;
                 Ok((
-                    rows(&l.cross_attn.k.forward(&enc)?)?,
-                    rows(&l.cross_attn.v.forward(&enc)?)?,
+                    rows(&cross.k.forward(&enc)?)?,
+                    rows(&cross.v.forward(&enc)?)?,
                 ))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -127,31 +118,37 @@ impl EncoderDecoder {
         let mut x = self.embed.forward(ids, &self.device)?.unsqueeze(0)?;
         let bias = self.decoder_bias.bias(past, n, past + n);
         for (l, layer) in self.decoder.iter().enumerate() {
-            let h = layer.self_norm.forward(&x)?;
-            let p = layer.self_attn.project(&h, &[(past, n)], None)?;
             let (ck, cv) = &mut st.cache[l];
-            ck.extend(p.k);
-            cv.extend(p.v);
-            let out = attention::general(
-                &p.q,
-                ck,
-                cv,
-                n,
-                past + n,
-                nh,
-                nh,
-                hd,
-                1.0,
-                Some(&bias),
-                Some(past),
-            );
-            x = (&x + layer.self_attn.output(out, &h)?)?;
-            let h = layer.cross_norm.forward(&x)?;
-            let q = rows(&layer.cross_attn.q.forward(&h)?)?;
             let (xk, xv) = &st.cross[l];
-            let out = attention::general(&q, xk, xv, n, st.enc_len, nh, nh, hd, 1.0, None, None);
-            x = (&x + layer.cross_attn.output(out, &h)?)?;
-            x = (&x + layer.mlp.forward(&layer.mlp_norm.forward(&x)?)?)?;
+            x = layer.forward_cross(
+                x,
+                false,
+                |h| {
+                    let p = layer.attn.project(h, &[(past, n)], None)?;
+                    ck.extend(p.k);
+                    cv.extend(p.v);
+                    let out = attention::general(
+                        &p.q,
+                        ck,
+                        cv,
+                        n,
+                        past + n,
+                        nh,
+                        nh,
+                        hd,
+                        1.0,
+                        Some(&bias),
+                        Some(past),
+                    );
+                    layer.attn.output(out, h)
+                },
+                |cross, h| {
+                    let q = rows(&cross.q.forward(h)?)?;
+                    let out =
+                        attention::general(&q, xk, xv, n, st.enc_len, nh, nh, hd, 1.0, None, None);
+                    cross.output(out, h)
+                },
+            )?;
         }
         st.len += n;
         let x = self.decoder_norm.forward(&x)?;

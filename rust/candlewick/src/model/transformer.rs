@@ -19,33 +19,67 @@ pub struct Block {
     /// Norms on the sub-layer outputs before the residual addition (Gemma's "sandwich").
     pub post_attn_norm: Option<Norm>,
     pub post_mlp_norm: Option<Norm>,
+    /// Cross-attention to an encoder's output between self-attention and the MLP (the decoder
+    /// of an encoder-decoder), with its own pre-norm.
+    pub cross: Option<(Norm, Attention)>,
 }
 
 impl Block {
-    /// One layer on x: [1, tokens, hidden], with `attend` doing the attention sub-layer.
-    fn forward(
+    /// A block with the four parts every layer has and none of the optional ones.
+    pub fn new(attn_norm: Norm, attn: Attention, mlp_norm: Norm, mlp: Mlp) -> Self {
+        Block {
+            attn_norm,
+            attn,
+            mlp_norm,
+            mlp,
+            post_attn_norm: None,
+            post_mlp_norm: None,
+            cross: None,
+        }
+    }
+
+    /// One layer on x: [1, tokens, hidden], with `attend` doing the self-attention sub-layer.
+    pub(crate) fn forward(
         &self,
         x: Tensor,
         post_norm: bool,
         attend: impl FnOnce(&Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
+        self.forward_cross(x, post_norm, attend, |_, _| {
+            Err(Error::Model(
+                "this layer has cross-attention but no encoder output was given".into(),
+            ))
+        })
+    }
+
+    /// As `forward`, with `cross(attention, normed x)` doing the cross-attention sub-layer of a
+    /// layer that has one.
+    pub(crate) fn forward_cross(
+        &self,
+        x: Tensor,
+        post_norm: bool,
+        attend: impl FnOnce(&Tensor) -> Result<Tensor>,
+        cross: impl FnOnce(&Attention, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         if post_norm {
             let x = self.attn_norm.forward(&(&x + attend(&x)?)?)?;
-            self.mlp_norm.forward(&(&x + self.mlp.forward(&x)?)?)
-        } else {
-            let post = |n: &Option<Norm>, h: Tensor| -> Result<Tensor> {
-                match n {
-                    Some(n) => n.forward(&h),
-                    None => Ok(h),
-                }
-            };
-            let x = (&x + post(&self.post_attn_norm, attend(&self.attn_norm.forward(&x)?)?)?)?;
-            Ok((&x
-                + post(
-                    &self.post_mlp_norm,
-                    self.mlp.forward(&self.mlp_norm.forward(&x)?)?,
-                )?)?)
+            return self.mlp_norm.forward(&(&x + self.mlp.forward(&x)?)?);
         }
+        let post = |n: &Option<Norm>, h: Tensor| -> Result<Tensor> {
+            match n {
+                Some(n) => n.forward(&h),
+                None => Ok(h),
+            }
+        };
+        let mut x = (&x + post(&self.post_attn_norm, attend(&self.attn_norm.forward(&x)?)?)?)?;
+        if let Some((norm, attn)) = &self.cross {
+            x = (&x + cross(attn, &norm.forward(&x)?)?)?;
+        }
+        Ok((&x
+            + post(
+                &self.post_mlp_norm,
+                self.mlp.forward(&self.mlp_norm.forward(&x)?)?,
+            )?)?)
     }
 }
 

@@ -44,6 +44,7 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
         blocks.push(Block {
             post_attn_norm: None,
             post_mlp_norm: None,
+            cross: None,
             attn: Attention {
                 q: t.linear(&format!("{p}.attention.self.query"), inner, h, b)?,
                 k: t.linear(&format!("{p}.attention.self.key"), inner, h, b)?,

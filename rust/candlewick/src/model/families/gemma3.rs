@@ -127,6 +127,7 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
                 ggml_gelu: true,
             },
             post_mlp_norm: Some(norm(&p("post_ffw_norm"))?),
+            cross: None,
         });
     }
     Ok(Transformer {

@@ -50,6 +50,7 @@ pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
         blocks.push(Block {
             post_attn_norm: None,
             post_mlp_norm: None,
+            cross: None,
             attn_norm: ln(&format!("h.{i}.ln_1"))?,
             attn: Attention {
                 q: part(0)?,

@@ -76,6 +76,7 @@ pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
         blocks.push(Block {
             post_attn_norm: None,
             post_mlp_norm: None,
+            cross: None,
             attn_norm: norm(&p("attn_norm"))?,
             attn: Attention {
                 q: lin(&p("attn_q"), q, h)?,
@@ -132,6 +133,7 @@ pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transfor
         blocks.push(Block {
             post_attn_norm: None,
             post_mlp_norm: None,
+            cross: None,
             attn_norm: t.rms_norm(&format!("{p}.input_layernorm.weight"), h, cfg.norm_eps)?,
             attn: Attention {
                 q: t.linear(&format!("{p}.self_attn.q_proj"), q, h, ab)?,

@@ -5,7 +5,8 @@
 use super::Tensors;
 use crate::config::ModelConfig;
 use crate::error::Result;
-use crate::model::seq2seq::{DecoderLayer, EncoderDecoder, EncoderLayer};
+use crate::model::seq2seq::EncoderDecoder;
+use crate::model::transformer::Block;
 use crate::nn::{Attention, Embedding, Mlp, RelativeBias};
 
 /// `scale_outputs`: multiply the decoder output by d_model^-0.5 before the head (T5 v1.0; the
@@ -71,23 +72,27 @@ pub fn load(
     let mut encoder = Vec::with_capacity(cfg.num_layers);
     for i in 0..cfg.num_layers {
         let p = format!("encoder.block.{i}.layer");
-        encoder.push(EncoderLayer {
-            attn_norm: norm(&format!("{p}.0.layer_norm.weight"))?,
-            attn: attn(&format!("{p}.0.SelfAttention"))?,
-            mlp_norm: norm(&format!("{p}.1.layer_norm.weight"))?,
-            mlp: mlp(&format!("{p}.1"))?,
-        });
+        encoder.push(Block::new(
+            norm(&format!("{p}.0.layer_norm.weight"))?,
+            attn(&format!("{p}.0.SelfAttention"))?,
+            norm(&format!("{p}.1.layer_norm.weight"))?,
+            mlp(&format!("{p}.1"))?,
+        ));
     }
     let mut decoder = Vec::with_capacity(cfg.num_decoder_layers);
     for i in 0..cfg.num_decoder_layers {
         let p = format!("decoder.block.{i}.layer");
-        decoder.push(DecoderLayer {
-            self_norm: norm(&format!("{p}.0.layer_norm.weight"))?,
-            self_attn: attn(&format!("{p}.0.SelfAttention"))?,
-            cross_norm: norm(&format!("{p}.1.layer_norm.weight"))?,
-            cross_attn: attn(&format!("{p}.1.EncDecAttention"))?,
-            mlp_norm: norm(&format!("{p}.2.layer_norm.weight"))?,
-            mlp: mlp(&format!("{p}.2"))?,
+        decoder.push(Block {
+            cross: Some((
+                norm(&format!("{p}.1.layer_norm.weight"))?,
+                attn(&format!("{p}.1.EncDecAttention"))?,
+            )),
+            ..Block::new(
+                norm(&format!("{p}.0.layer_norm.weight"))?,
+                attn(&format!("{p}.0.SelfAttention"))?,
+                norm(&format!("{p}.2.layer_norm.weight"))?,
+                mlp(&format!("{p}.2"))?,
+            )
         });
     }
     let embed = Embedding::Dense(t.get("shared.weight", &[cfg.vocab_size, h])?);
