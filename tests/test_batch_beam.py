@@ -116,7 +116,22 @@ def test_beam_search_errors(smollm2):
     with pytest.raises(ValueError, match="num_beams"):
         list(smollm2.stream("x", num_beams=2))
     with pytest.raises(ValueError, match="beam search"):
-        smollm2.generate("x", num_beams=2, stop=["."])
+        smollm2.generate("x", num_beams=2, prompt_logprobs=True)
+
+
+def test_beam_search_stop_strings_and_logprobs(smollm2):
+    prompt = "List three colors:\n1."
+    plain = smollm2.generate(prompt, num_beams=3, max_new_tokens=16)
+    assert "\n" in plain.text  # the best beam writes a new line: a stop string can end it
+    out = smollm2.generate(prompt, num_beams=3, max_new_tokens=16, stop=["\n"], logprobs=2)
+    assert out.finish_reason == "stop" and "\n" not in out.text
+    assert out.text == plain.text[: len(out.text)] or out.score >= plain.score - 1e-6
+    # the hypothesis' score is its summed processed log-probs over its length (length_penalty 1);
+    # without processors those are the raw log-probs reported per token
+    lps = [t.logprob for t in out.logprobs]
+    assert len(lps) == len(out.token_ids)
+    assert abs(sum(lps) / len(lps) - out.score) < 1e-4
+    assert all(len(t.top) == 2 and t.top[0][1] >= t.top[1][1] for t in out.logprobs)
 
 
 def _beam_ref(path, key):

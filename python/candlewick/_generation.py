@@ -31,7 +31,9 @@ class GenerationConfig:
     frequency penalties (output only, OpenAI semantics) -> no_repeat_ngram_size -> min_new_tokens;
     then greedy argmax, or temperature -> top_k -> top_p -> min_p -> typical_p -> draw.
     num_beams > 1 runs beam search on the log-softmax after the same processors (HF semantics,
-    early_stopping=False), hypotheses scored sum(logprobs) / generated_len ** length_penalty.
+    early_stopping=False), hypotheses scored sum(logprobs) / generated_len ** length_penalty; a
+    beam whose text comes to contain a stop string ends there (text cut before it), and logprobs
+    gives each chosen token's raw log-probability with its top alternatives.
     """
 
     max_new_tokens: int = 128
@@ -84,8 +86,8 @@ class GenerationConfig:
                 )
             if kw["do_sample"]:
                 raise ValueError("num_beams > 1 with do_sample=True (beam sampling) is not built yet")
-            if self.stop or self.logprobs is not None or kw["prompt_logprobs"]:
-                raise ValueError("stop strings and log-probs are not built yet for beam search (stop_token_ids work)")
+            if kw["prompt_logprobs"]:
+                raise ValueError("prompt_logprobs are not built yet for beam search")
         if not math.isfinite(kw["length_penalty"]):
             raise ValueError(f"length_penalty must be finite, got {kw['length_penalty']}")
         stop = self.stop

@@ -9,17 +9,21 @@
 //! search ends when num_beams hypotheses are finished and the best running beam, normalised at its
 //! current length, cannot beat the worst of them; or at max_new_tokens.
 //!
+//! A candidate whose generated text comes to contain a stop string ends like an end-of-generation
+//! token (finish reason "stop"; its text is cut before the stop string). Log-probs, when asked
+//! for, are each chosen token's raw log-softmax (before processors, as in sampling) with the top n.
+//!
 //! Running beams go through the model together (`Transformer::forward_batch`); a beam chosen by
 //! several candidates gets copies of its KV cache. Encoder-decoders (T5) encode the prompt once;
 //! each beam carries its own decoder state.
 
 use std::sync::Arc;
 
-use super::{FinishReason, GenerationParams, Output};
+use super::{FinishReason, GenerationParams, Output, TokenLogprob};
 use crate::error::{Error, Result};
 use crate::model::seq2seq::Seq2SeqState;
 use crate::model::{Cache, Model, Segment};
-use crate::sampling::{log_sum_exp, History, Sampler};
+use crate::sampling::{log_sum_exp, top_logprobs, History, Sampler};
 
 /// A beam's model state: the decoder's KV cache, or an encoder-decoder's decoder state (whose
 /// decoder sequence is [start token] + the generated tokens).
@@ -33,12 +37,14 @@ struct Beam {
     tokens: Vec<u32>,
     sum: f64,
     state: State,
+    logprobs: Vec<TokenLogprob>,
 }
 
 struct Hypothesis {
     tokens: Vec<u32>,
     score: f64,
     finish: FinishReason,
+    logprobs: Vec<TokenLogprob>,
 }
 
 /// Beam search for one prompt; returns the best `num_return` hypotheses, best first, each with
@@ -67,10 +73,9 @@ pub fn beam_search(
             "beam search with do_sample=True (beam sampling) is not built yet".into(),
         ));
     }
-    if !params.stop.is_empty() || params.logprobs.is_some() || params.prompt_logprobs {
+    if params.prompt_logprobs {
         return Err(Error::Unsupported(
-            "stop strings and log-probs with beam search are not built yet (stop token ids work)"
-                .into(),
+            "prompt log-probs with beam search are not built yet".into(),
         ));
     }
     if prompt.is_empty() {
@@ -92,7 +97,19 @@ pub fn beam_search(
     };
     if max_new == 0 {
         return (0..num_return)
-            .map(|_| Ok((output(model, prompt, &[], FinishReason::Length)?, 0.0)))
+            .map(|_| {
+                Ok((
+                    output(
+                        model,
+                        prompt,
+                        params,
+                        Vec::new(),
+                        FinishReason::Length,
+                        Vec::new(),
+                    )?,
+                    0.0,
+                ))
+            })
             .collect();
     }
     // Processors only: a greedy sampler never draws.
@@ -109,6 +126,7 @@ pub fn beam_search(
         tokens: prompt.to_vec(),
         sum: 0.0,
         state: first,
+        logprobs: Vec::new(),
     }];
     let mut finished: Vec<Hypothesis> = Vec::new();
     let vocab = model.config().vocab_size;
@@ -150,6 +168,8 @@ pub fn beam_search(
             suppress.extend_from_slice(model.tokenizer.eog_token_ids());
             suppress.extend_from_slice(&params.stop_token_ids);
         }
+        // each beam's raw log-softmax, kept when log-probs are asked for
+        let mut raw_rows: Vec<Vec<f32>> = Vec::new();
         for (bi, (beam, mut row)) in running.iter().zip(rows).enumerate() {
             if row.len() != vocab {
                 return Err(Error::Model(format!(
@@ -159,6 +179,9 @@ pub fn beam_search(
             }
             let lse = log_sum_exp(&row) as f32;
             row.iter_mut().for_each(|x| *x -= lse);
+            if params.logprobs.is_some() {
+                raw_rows.push(row.clone());
+            }
             // The processors see the decoder's own sequence: the prompt for decoders, the start
             // token for encoder-decoders (as HF applies them to decoder_input_ids).
             let (p, o) = beam.tokens.split_at(prompt.len());
@@ -198,12 +221,31 @@ pub fn beam_search(
         }
 
         let last = step + 1 == max_new;
-        let mut next: Vec<(usize, u32, f64)> = Vec::new();
+        let mut next: Vec<(usize, u32, f64, Option<TokenLogprob>)> = Vec::new();
+        let token_logprob = |bi: usize, tok: u32| -> Option<TokenLogprob> {
+            let (row, n) = (raw_rows.get(bi)?, params.logprobs?);
+            Some(TokenLogprob {
+                id: tok,
+                logprob: row[tok as usize],
+                top: top_logprobs(row, n, 0.0),
+            })
+        };
         for (rank, &(score, bi, tok)) in cands.iter().enumerate() {
+            let stop_string = || -> Result<bool> {
+                if params.stop.is_empty() {
+                    return Ok(false);
+                }
+                let mut gen = running[bi].tokens[prompt.len()..].to_vec();
+                gen.push(tok);
+                let text = model.tokenizer.decode(&gen, true)?;
+                Ok(params.stop.iter().any(|s| text.contains(s.as_str())))
+            };
             let ends = if params.stop_token_ids.contains(&tok) {
                 Some(FinishReason::Stop)
             } else if !params.ignore_eos && model.tokenizer.is_eog(tok) {
                 Some(FinishReason::Eos)
+            } else if (rank < num_beams || next.len() < num_beams) && stop_string()? {
+                Some(FinishReason::Stop)
             } else if last {
                 Some(FinishReason::Length)
             } else {
@@ -213,19 +255,26 @@ pub fn beam_search(
                 Some(finish) => {
                     if rank < num_beams {
                         let mut tokens = running[bi].tokens[prompt.len()..].to_vec();
-                        if finish == FinishReason::Length {
+                        let mut logprobs = running[bi].logprobs.clone();
+                        // an ending id is not part of the output; a token that completes a stop
+                        // string is (its text is cut), as in sampling
+                        let id_ends =
+                            params.stop_token_ids.contains(&tok) || (finish == FinishReason::Eos);
+                        if !id_ends {
                             tokens.push(tok);
                         }
+                        logprobs.extend(token_logprob(bi, tok));
                         finished.push(Hypothesis {
                             tokens,
                             score: norm(score, step + 1),
                             finish,
+                            logprobs,
                         });
                     }
                 }
                 None => {
                     if next.len() < num_beams {
-                        next.push((bi, tok, score));
+                        next.push((bi, tok, score, token_logprob(bi, tok)));
                     }
                 }
             }
@@ -242,10 +291,10 @@ pub fn beam_search(
         }
         // New beams: move a parent's cache to its last child, copy it for the others.
         let mut uses = vec![0usize; running.len()];
-        next.iter().for_each(|&(bi, _, _)| uses[bi] += 1);
+        next.iter().for_each(|&(bi, _, _, _)| uses[bi] += 1);
         let mut parents: Vec<Option<Beam>> = running.into_iter().map(Some).collect();
         running = Vec::with_capacity(next.len());
-        for &(bi, tok, sum) in &next {
+        for (bi, tok, sum, lp) in next {
             uses[bi] -= 1;
             let mut beam = if uses[bi] == 0 {
                 parents[bi]
@@ -259,28 +308,50 @@ pub fn beam_search(
                     tokens: p.tokens.clone(),
                     sum: p.sum,
                     state: p.state.clone(),
+                    logprobs: p.logprobs.clone(),
                 }
             };
             beam.tokens.push(tok);
             beam.sum = sum;
+            beam.logprobs.extend(lp);
             running.push(beam);
         }
     }
     finished
         .into_iter()
         .take(num_return)
-        .map(|h| Ok((output(model, prompt, &h.tokens, h.finish)?, h.score)))
+        .map(|h| {
+            Ok((
+                output(model, prompt, params, h.tokens, h.finish, h.logprobs)?,
+                h.score,
+            ))
+        })
         .collect()
 }
 
-fn output(model: &Model, prompt: &[u32], tokens: &[u32], finish: FinishReason) -> Result<Output> {
-    let text = model.tokenizer.decode(tokens, true)?;
+fn output(
+    model: &Model,
+    prompt: &[u32],
+    params: &GenerationParams,
+    tokens: Vec<u32>,
+    finish: FinishReason,
+    logprobs: Vec<TokenLogprob>,
+) -> Result<Output> {
+    let mut text = model.tokenizer.decode(&tokens, true)?;
+    if let Some(cut) = params
+        .stop
+        .iter()
+        .filter_map(|s| text.find(s.as_str()))
+        .min()
+    {
+        text.truncate(cut);
+    }
     Ok(Output {
         text,
-        token_ids: tokens.to_vec(),
+        token_ids: tokens,
         finish_reason: finish,
         prompt_tokens: prompt.len(),
-        logprobs: None,
+        logprobs: params.logprobs.map(|_| logprobs),
         prompt_logprobs: None,
     })
 }
