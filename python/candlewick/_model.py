@@ -31,7 +31,9 @@ class ModelConfig:
     Feed-forward: activation (gelu, gelu_tanh, relu, silu) with gated_mlp=True for SwiGLU
     (silu) or gated-GELU; norm layer_norm (norm_bias) or rms_norm; position learned,
     sinusoidal, rope (rope_theta) or relative_bias (T5, relative_attention_num_buckets and
-    relative_attention_max_distance)."""
+    relative_attention_max_distance). Biases: attention_bias (q, k, v and output projections),
+    qkv_bias (q, k and v only, as Qwen2), mlp_bias, norm_bias. A llama-family config with qkv_bias
+    saves as Qwen2, with a sliding_window as Mistral."""
 
     family: str = "llama"
     architecture: str = "decoder"
@@ -51,6 +53,7 @@ class ModelConfig:
     max_position_embeddings: int = 2048
     tie_word_embeddings: bool = False
     attention_bias: bool = False
+    qkv_bias: bool = False
     sliding_window: Optional[int] = None
     post_norm: bool = False
     type_vocab_size: int = 0
@@ -472,7 +475,9 @@ class Model:
     def logits(self, ids, attention_mask=None, decoder_input_ids=None, logits_to_keep: int = 0) -> np.ndarray:
         """float32 logits: [seq, vocab] for 1-D ids, [batch, seq, vocab] for 2-D ids.
         With attention_mask (same shape, 1 = real token), padded positions are skipped and their
-        rows are zeros; the real tokens of a row must be contiguous (left or right padding).
+        rows are zeros; the real tokens of a row must be contiguous (left or right padding), and
+        their positions count from the row's first real token (as transformers' generate sets
+        position_ids; a plain transformers forward without position_ids would shift them).
         logits_to_keep (as in transformers): only the last n positions (0 = all); a decoder
         asked for the last one alone runs its LM head on that row only, as generate's prefill
         does (a matmul over one row may round differently from one over many, as in llama.cpp)."""

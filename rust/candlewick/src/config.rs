@@ -63,6 +63,9 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     pub tie_word_embeddings: bool,
     pub attention_bias: bool,
+    /// Biases on the q, k and v projections only, none on the output projection (Qwen2).
+    #[serde(default)]
+    pub qkv_bias: bool,
     pub sliding_window: Option<usize>,
     /// Norm after each residual addition (BERT, original transformer) instead of before each
     /// sub-layer (GPT-2, Llama).
@@ -98,6 +101,33 @@ pub struct ModelConfig {
     /// RoPE base of the sliding-window layers (Gemma 3: 10000); 0 = rope_theta.
     #[serde(default)]
     pub rope_local_theta: f64,
+}
+
+/// RoPE base from an HF config: `rope_theta`, or transformers 5's `rope_parameters.rope_theta`.
+/// Scaled RoPE (`rope_type` / `rope_scaling` other than "default") is refused rather than run
+/// wrong.
+fn rope_theta(v: &serde_json::Value) -> Result<f64> {
+    let params = v.get("rope_parameters").filter(|p| p.is_object());
+    for scaling in [params, v.get("rope_scaling").filter(|p| p.is_object())]
+        .into_iter()
+        .flatten()
+    {
+        let kind = scaling
+            .get("rope_type")
+            .or_else(|| scaling.get("type"))
+            .and_then(|t| t.as_str())
+            .unwrap_or("default");
+        if kind != "default" {
+            return Err(Error::Unsupported(format!(
+                "config.json: RoPE scaling '{kind}' is not built yet (only plain RoPE)"
+            )));
+        }
+    }
+    Ok(params
+        .and_then(|p| p.get("rope_theta"))
+        .or_else(|| v.get("rope_theta"))
+        .and_then(|x| x.as_f64())
+        .unwrap_or(10_000.0))
 }
 
 fn default_max_distance() -> usize {
@@ -232,6 +262,7 @@ impl ModelConfig {
             max_position_embeddings: 2048,
             tie_word_embeddings: false,
             attention_bias: false,
+            qkv_bias: false,
             sliding_window: None,
             post_norm: false,
             type_vocab_size: 0,
@@ -294,10 +325,11 @@ impl ModelConfig {
                     intermediate_size: need("intermediate_size")?,
                     activation: act(v.get("hidden_act").and_then(|x| x.as_str()).unwrap_or("silu"))?,
                     norm_eps: f("rms_norm_eps").unwrap_or(1e-6),
-                    rope_theta: f("rope_theta").unwrap_or(10_000.0),
+                    rope_theta: rope_theta(v)?,
                     max_position_embeddings: u("max_position_embeddings").unwrap_or(2048),
                     tie_word_embeddings: b("tie_word_embeddings").unwrap_or(false),
-                    attention_bias: b("attention_bias").unwrap_or(mt == "qwen2"),
+                    attention_bias: b("attention_bias").unwrap_or(false),
+                    qkv_bias: mt == "qwen2",
                     mlp_bias: b("mlp_bias").unwrap_or(false),
                     sliding_window: if mt == "mistral" { u("sliding_window") } else { None },
                     ..ModelConfig::default_for("llama")
@@ -421,6 +453,17 @@ impl ModelConfig {
                 want(self.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
                 want(self.gated_mlp, "gated_mlp", "use a gated MLP (SwiGLU)")?;
                 want(!self.post_norm, "post_norm", "are pre-norm")?;
+                // saved as Llama, Qwen2 (q/k/v biases) or Mistral (a sliding window)
+                want(
+                    !self.qkv_bias || (!self.mlp_bias && self.sliding_window.is_none()),
+                    "qkv_bias",
+                    "with q/k/v biases (Qwen2) have no MLP bias and no sliding window",
+                )?;
+                want(
+                    self.sliding_window.is_none() || !(self.attention_bias || self.mlp_bias),
+                    "sliding_window",
+                    "with a sliding window (Mistral) have no biases",
+                )?;
                 want(
                     self.type_vocab_size == 0,
                     "type_vocab_size",
@@ -542,6 +585,26 @@ impl ModelConfig {
             Activation::Silu => "silu",
         };
         let mut json = match self.family.as_str() {
+            "llama" if self.sliding_window.is_some() => serde_json::json!({
+                "model_type": "mistral", "architectures": ["MistralForCausalLM"],
+                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+                "head_dim": self.head_dim, "max_position_embeddings": self.max_position_embeddings,
+                "rms_norm_eps": self.norm_eps, "rope_theta": self.rope_theta,
+                "tie_word_embeddings": self.tie_word_embeddings, "hidden_act": act(self.activation),
+                "sliding_window": self.sliding_window,
+            }),
+            "llama" if self.qkv_bias && !self.attention_bias => serde_json::json!({
+                "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
+                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+                "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+                "head_dim": self.head_dim, "max_position_embeddings": self.max_position_embeddings,
+                "rms_norm_eps": self.norm_eps, "rope_theta": self.rope_theta,
+                "tie_word_embeddings": self.tie_word_embeddings, "hidden_act": act(self.activation),
+                "use_sliding_window": false,
+            }),
             "llama" => serde_json::json!({
                 "model_type": "llama", "architectures": ["LlamaForCausalLM"],
                 "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,

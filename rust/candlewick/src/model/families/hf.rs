@@ -64,21 +64,21 @@ fn llama(c: &ModelConfig) -> Shapes {
             &format!("{p}.self_attn.q_proj"),
             q,
             h,
-            c.attention_bias,
+            c.attention_bias || c.qkv_bias,
         );
         linear(
             &mut v,
             &format!("{p}.self_attn.k_proj"),
             kv,
             h,
-            c.attention_bias,
+            c.attention_bias || c.qkv_bias,
         );
         linear(
             &mut v,
             &format!("{p}.self_attn.v_proj"),
             kv,
             h,
-            c.attention_bias,
+            c.attention_bias || c.qkv_bias,
         );
         linear(
             &mut v,

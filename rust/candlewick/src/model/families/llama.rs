@@ -130,20 +130,25 @@ pub fn load_safetensors(cfg: ModelConfig, t: &super::Tensors) -> Result<Transfor
     for i in 0..cfg.num_layers {
         let p = format!("model.layers.{i}");
         let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);
+        let qkv = ab || cfg.qkv_bias; // Qwen2: biases on q, k and v only
         blocks.push(Block {
             post_attn_norm: None,
             post_mlp_norm: None,
             cross: None,
             attn_norm: t.rms_norm(&format!("{p}.input_layernorm.weight"), h, cfg.norm_eps)?,
             attn: Attention {
-                q: t.linear(&format!("{p}.self_attn.q_proj"), q, h, ab)?,
-                k: t.linear(&format!("{p}.self_attn.k_proj"), kv, h, ab)?,
-                v: t.linear(&format!("{p}.self_attn.v_proj"), kv, h, ab)?,
+                q: t.linear(&format!("{p}.self_attn.q_proj"), q, h, qkv)?,
+                k: t.linear(&format!("{p}.self_attn.k_proj"), kv, h, qkv)?,
+                v: t.linear(&format!("{p}.self_attn.v_proj"), kv, h, qkv)?,
                 o: t.linear(&format!("{p}.self_attn.o_proj"), h, q, ab)?,
                 num_heads: cfg.num_heads,
                 num_kv_heads: cfg.num_kv_heads,
                 head_dim: cfg.head_dim,
-                extra: Default::default(),
+                // Mistral: every layer attends within its window
+                extra: nn::attention::AttentionExtras {
+                    window: cfg.sliding_window,
+                    ..Default::default()
+                },
             },
             mlp_norm: t.rms_norm(
                 &format!("{p}.post_attention_layernorm.weight"),
