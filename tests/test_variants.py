@@ -50,6 +50,20 @@ def test_scaled_rope_is_refused(tmp_path):
         cw.load(tmp_path)
 
 
+def test_gpt2_attention_scaling_options_are_refused(tmp_path):
+    src = os.path.join(FIX, "variants", "gpt2-relu")
+    for key, value in (("scale_attn_weights", False), ("scale_attn_by_inverse_layer_idx", True)):
+        d = tmp_path / key
+        d.mkdir()
+        conf = json.load(open(os.path.join(src, "config.json")))
+        conf[key] = value
+        json.dump(conf, open(d / "config.json", "w"))
+        for f in ("model.safetensors", "tokenizer.json"):
+            os.symlink(os.path.join(src, f), d / f)
+        with pytest.raises(cw.UnsupportedError, match=key):
+            cw.load(d)
+
+
 def test_qwen2_and_mistral_configs_build_and_save(tmp_path):
     for kw, model_type in ((dict(qkv_bias=True), "qwen2"), (dict(sliding_window=8), "mistral")):
         cfg = cw.ModelConfig.for_family("llama", vocab_size=64, hidden_size=32, num_layers=1, num_heads=4,

@@ -369,6 +369,14 @@ impl ModelConfig {
                 }
             }
             "gpt2" => {
+                for (key, standard) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false)] {
+                    if b(key).is_some_and(|x| x != standard) {
+                        return Err(Error::Unsupported(format!(
+                            "config.json: GPT-2 with {key}={} is not built yet",
+                            !standard
+                        )));
+                    }
+                }
                 let h = need("n_embd")?;
                 let nh = need("n_head")?;
                 ModelConfig {
