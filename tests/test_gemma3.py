@@ -64,3 +64,17 @@ def test_forward_with_states_is_the_same_computation(gemma):
     probs = out.attentions[0]
     assert probs.shape == (4, len(ids), len(ids))
     assert np.allclose(probs.sum(-1), 1, atol=1e-5) and np.all(np.triu(probs[0], 1) == 0)
+
+
+def test_chat_format_without_a_template_in_the_file(gemma):
+    """This GGUF carries no chat template: Gemma's turn format stands in (system text at the head
+    of the first user turn), and the rendered BOS is not doubled when the prompt is encoded."""
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "A color?"}]
+    text = gemma.tokenizer.apply_chat_template(msgs)
+    assert text == ("<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n"
+                    "<start_of_turn>user\nA color?<end_of_turn>\n<start_of_turn>model\n")
+    ids = gemma.tokenizer.encode(text)
+    assert ids[0] == 2 and ids[1] != 2
+    with pytest.raises(ValueError, match="alternate"):
+        gemma.tokenizer.apply_chat_template([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])

@@ -167,6 +167,25 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
     finish(gguf, inner, &tokens, &types, false)
 }
 
+/// Gemma's chat format, for Gemma files that carry no template: turns between
+/// `<start_of_turn>user` / `<start_of_turn>model` and `<end_of_turn>`, a system message put at
+/// the head of the first user turn, roles alternating.
+const GEMMA_TEMPLATE: &str = "{{ bos_token }}\
+{%- set sys = '' -%}
+{%- set msgs = messages -%}
+{%- if messages and messages[0]['role'] == 'system' -%}
+{%- set sys = messages[0]['content'] ~ '\n\n' -%}
+{%- set msgs = messages[1:] -%}
+{%- endif -%}
+{%- for m in msgs -%}
+{%- if (m['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}
+{%- endif -%}
+{{ '<start_of_turn>' ~ ('model' if m['role'] == 'assistant' else m['role']) ~ '\n' }}
+{{- (sys if loop.first else '') ~ (m['content'] | trim) ~ '<end_of_turn>\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}";
+
 /// The ids and flags every GGUF vocabulary shares: BOS/EOS, end-of-generation ids, add BOS/EOS,
 /// chat template.
 fn finish(
@@ -198,8 +217,11 @@ fn finish(
         .get("tokenizer.ggml.add_eos_token")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
+    let arch = gguf.get_str("general.architecture").unwrap_or("");
     let template = match gguf.get_str("tokenizer.chat_template") {
         Some(src) => Some(ChatTemplate::new(src)?),
+        // Gemma files without a template still speak Gemma's turn format
+        None if arch.starts_with("gemma") => Some(ChatTemplate::new(GEMMA_TEMPLATE)?),
         None => None,
     };
     Ok(Tokenizer::from_parts(

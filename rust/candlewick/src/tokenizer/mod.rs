@@ -164,11 +164,12 @@ impl Tokenizer {
         Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
     }
 
-    /// BOS/EOS around `ids` when the vocabulary asks for them (GGUF add_bos/add_eos).
+    /// BOS/EOS around `ids` when the vocabulary asks for them (GGUF add_bos/add_eos). A text
+    /// that already starts with BOS (a chat template's `{{ bos_token }}`) does not get a second.
     fn with_bos_eos(&self, ids: &[u32], add_special_tokens: bool) -> Vec<u32> {
         let bos = self
             .bos_token_id
-            .filter(|_| add_special_tokens && self.prepend_bos);
+            .filter(|b| add_special_tokens && self.prepend_bos && ids.first() != Some(b));
         let eos = self
             .eos_token_id
             .filter(|_| add_special_tokens && self.append_eos);
