@@ -20,6 +20,8 @@ fn qtype(name: &str) -> QType {
     match name {
         "Q4_1" => QType::Q4_1,
         "Q5_0" => QType::Q5_0,
+        "Q5_1" => QType::Q5_1,
+        "Q5_K" => QType::Q5K,
         "Q8_0" => QType::Q8_0,
         "Q4_K" => QType::Q4K,
         "Q6_K" => QType::Q6K,

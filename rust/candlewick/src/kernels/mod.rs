@@ -1,10 +1,9 @@
 //! CPU kernels and thread control.
 //!
-//! Q4_1, Q5_0, Q8_0, Q4_K and Q6_K weights run our own ggml-exact kernels in `quant`; other block
-//! types run candle's quantized kernels, which pick their SIMD path at run time
+//! Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights run our own ggml-exact kernels in `quant`;
+//! other block types run candle's quantized kernels, which pick their SIMD path at run time
 //! (`is_x86_feature_detected!`). `simd_report` says which path each weight type takes on this CPU,
-//! as read from candle 0.11's dispatch (AVX2+FMA dot products for Q4_0 and the other K-quants,
-//! scalar code for Q5_1).
+//! as read from candle 0.11's dispatch (AVX2+FMA dot products for Q4_0, Q2_K and Q3_K).
 
 pub mod attention;
 pub mod math;
@@ -96,7 +95,7 @@ pub fn simd_report() -> SimdReport {
     let has = |f: &str| feats.contains(&f);
     let avx2 = has("avx2") && has("fma");
     let mut paths = Vec::new();
-    for t in ["Q4_0", "Q2_K", "Q3_K", "Q5_K"] {
+    for t in ["Q4_0", "Q2_K", "Q3_K"] {
         paths.push((
             t,
             if avx2 {
@@ -107,19 +106,13 @@ pub fn simd_report() -> SimdReport {
             .to_string(),
         ));
     }
-    for t in ["Q4_1", "Q5_0", "Q8_0", "Q4_K", "Q6_K"] {
+    for t in ["Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"] {
         paths.push((
             t,
             format!(
                 "candlewick kernel, bit-exact with ggml: {}",
                 quant::simd_path()
             ),
-        ));
-    }
-    for t in ["Q5_1"] {
-        paths.push((
-            t,
-            "scalar dot products (candle has no SIMD path for this type)".to_string(),
         ));
     }
     paths.push(("F32/F16", "gemm crate, runtime-dispatched SIMD".to_string()));

@@ -1,10 +1,11 @@
 //! Quantized matmul kernels for GGUF block types, bit-exact with ggml's CPU backend.
 //!
-//! y = x W^T with W in Q4_1, Q5_0, Q8_0, Q4_K or Q6_K blocks and x quantized on the fly to 8 bits
-//! as ggml does (Q8_1 / Q8_0 blocks of 32 for the first three, Q8_K blocks of 256 for the
-//! K-quants). Every float operation follows the order of ggml's AVX2 code:
-//! - Q4_1/Q5_0/Q8_0 (`ggml_vec_dot_*`): eight lanes, each the exact integer dot of four
-//!   consecutive quants, accumulated with fused multiply-add, then `hsum_float_8`;
+//! y = x W^T with W in Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K blocks and x quantized on the
+//! fly to 8 bits as ggml does (Q8_1 / Q8_0 blocks of 32 for the first four, Q8_K blocks of 256 for
+//! the K-quants). Every float operation follows the order of ggml's AVX2 code:
+//! - Q4_1/Q5_0/Q5_1/Q8_0 (`ggml_vec_dot_*`): eight lanes, each the exact integer dot of four
+//!   consecutive quants, accumulated with fused multiply-add, then `hsum_float_8` (+ the mins'
+//!   sum for Q4_1/Q5_1);
 //! - Q4_K (llama.cpp repacks it for AVX2 and runs `ggml_gemv/gemm_q4_K_8x8_q8_K`): per super-block
 //!   one exact integer sum of scale x dot over the eight sub-blocks and one of min x block-sum,
 //!   each fused into its own accumulator with d_w * d_a (resp. dmin_w * d_a), the second
@@ -13,7 +14,9 @@
 //!   super-block (lane l: bytes 4l..4l+3 of each 32-quant vector, minus 32 x the scaled block sums
 //!   of quants 32l..32l+31), fused into eight float lanes with d_w * d_a, then `hsum_float_8`;
 //!   from 8 rows on llama.cpp's tiled K-quant matmul: per super-block the exact integer total,
-//!   times d_w, fused into one accumulator with d_a.
+//!   times d_w, fused into one accumulator with d_a;
+//! - Q5_K: below 8 rows `ggml_vec_dot_q5_K_q8_K` (lanes as Q6_K, the mins through a fused float
+//!   sum), from 8 on the tiled matmul (d_w * S1 - dmin_w * S2 fused, then fused with d_a).
 //!
 //! The scalar references below follow those orders too, so the SIMD paths (`quant_x86`: tiles of
 //! 4 weight rows x 1-4 activation rows, AVX2 or AVX-512 VNNI) must equal them bit for bit
@@ -30,10 +33,12 @@ pub const QK: usize = 32;
 pub const Q4_1_BYTES: usize = 20; // d: f16, m: f16, qs: [u8; 16]
 pub const Q8_0_BYTES: usize = 34; // d: f16, qs: [i8; 32]
 pub const Q5_0_BYTES: usize = 22; // d: f16, qh: u32 (bit 4 of each value), qs: [u8; 16] (low nibbles)
+pub const Q5_1_BYTES: usize = 24; // d: f16, m: f16, qh: u32, qs: [u8; 16]
 /// Elements of a K-quant super-block.
 pub const QK_K: usize = 256;
 pub const Q4_K_BYTES: usize = 144; // d: f16, dmin: f16, scales: [u8; 12] (6-bit scale and min x 8), qs: [u8; 128]
-pub const Q6_K_BYTES: usize = 210; // ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16
+pub const Q6_K_BYTES: usize = 210;
+pub const Q5_K_BYTES: usize = 176; // d: f16, dmin: f16, scales: [u8; 12], qh: [u8; 32] (fifth bits), qs: [u8; 128] // ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16
 
 /// Activations quantized to 8 bits, one block of 32: q = round(x / d), s = d * sum(q) (Q8_1 only).
 #[derive(Clone, Copy, Debug)]
@@ -228,6 +233,37 @@ fn q5_0_values(b: &[u8]) -> [i8; 32] {
     v
 }
 
+/// Reference `ggml_vec_dot_q5_1_q8_1` on one weight row (raw Q5_1 bytes): as Q4_1 with the fifth
+/// bit from qh (values 0..31).
+pub fn vec_dot_q5_1_q8_1_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut summs = 0.0f32;
+    for (wb, ab) in w.chunks_exact(Q5_1_BYTES).zip(a) {
+        let (d0, m0) = (f16_at(wb, 0), f16_at(wb, 2));
+        summs = m0.mul_add(ab.s.to_f32(), summs);
+        let v = q5_1_values(wb);
+        let d0d1 = d0 * ab.d.to_f32();
+        for (l, lane) in acc.iter_mut().enumerate() {
+            let s: i32 = (4 * l..4 * l + 4)
+                .map(|e| v[e] as i32 * ab.qs[e] as i32)
+                .sum();
+            *lane = d0d1.mul_add(s as f32, *lane);
+        }
+    }
+    hsum8(&acc) + summs
+}
+
+/// The 32 unsigned 5-bit values of a Q5_1 block (nibbles as Q5_0, fifth bit from qh).
+fn q5_1_values(b: &[u8]) -> [u8; 32] {
+    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    let mut v = [0u8; 32];
+    for j in 0..16 {
+        v[j] = (b[8 + j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4);
+        v[j + 16] = (b[8 + j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
+    }
+    v
+}
+
 /// Reference `ggml_vec_dot_q5_0_q8_0` on one weight row (raw Q5_0 bytes).
 pub fn vec_dot_q5_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
     dot_i8_blocks(
@@ -280,6 +316,64 @@ pub fn vec_dot_q4_k_q8_k_ref(w: &[u8], a: &[BlockQ8K], per_pair: bool) -> f32 {
         }
     }
     acc - accm
+}
+
+/// The 5-bit quant (0..32) of element e (0..256) of a Q5_K block: a nibble of qs (low for the
+/// first 32 of each 64, high for the second) and bit 2j (resp. 2j + 1) of qh for 64-chunk j.
+#[inline(always)]
+fn q5_k_quant(b: &[u8], e: usize) -> u8 {
+    let (j, l, hi) = (e / 64, e % 32, (e % 64) >= 32);
+    let byte = b[48 + 32 * j + l];
+    let low = if hi { byte >> 4 } else { byte & 0x0F };
+    low | (((b[16 + l] >> (2 * j + hi as usize)) & 1) << 4)
+}
+
+/// Reference `ggml_vec_dot_q5_K_q8_K` (AVX2 order; llama.cpp below 8 rows) on one weight row:
+/// eight integer lanes of scale x quant x activation fused into eight float lanes with
+/// d_a * d_w; the mins through one float sum fused with -d_a * dmin_w; hsum_float_8 + mins.
+pub fn vec_dot_q5_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let (mut acc, mut summs) = ([0f32; 8], 0f32);
+    for (wb, ab) in w.chunks_exact(Q5_K_BYTES).zip(a) {
+        let d = ab.d * f16_at(wb, 0);
+        let dmin = -ab.d * f16_at(wb, 2);
+        let msum: i32 = (0..8)
+            .map(|j| {
+                q4_k_scale_min(j, &wb[4..16]).1 as i32
+                    * (ab.bsums[2 * j] as i32 + ab.bsums[2 * j + 1] as i32)
+            })
+            .sum();
+        summs = dmin.mul_add(msum as f32, summs);
+        let mut lanes = [0i32; 8];
+        for e in 0..QK_K {
+            let sc = q4_k_scale_min(e / 32, &wb[4..16]).0 as i32;
+            lanes[(e % 32) / 4] += sc * q5_k_quant(wb, e) as i32 * ab.qs[e] as i32;
+        }
+        for (l, lane) in lanes.iter().enumerate() {
+            acc[l] = d.mul_add(*lane as f32, acc[l]);
+        }
+    }
+    hsum8(&acc) + summs
+}
+
+/// Reference of llama.cpp's tiled Q5_K matmul (from 8 activation rows on): per super-block
+/// res = d_w * S1 - dmin_w * S2 (fused), acc += res * d_a (fused), S1 = sum of scale x dot over
+/// the sub-blocks, S2 = sum of min x block sum.
+pub fn tiled_dot_q5_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (wb, ab) in w.chunks_exact(Q5_K_BYTES).zip(a) {
+        let (mut s1, mut s2) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = q4_k_scale_min(j, &wb[4..16]);
+            let dot: i32 = (32 * j..32 * j + 32)
+                .map(|e| q5_k_quant(wb, e) as i32 * ab.qs[e] as i32)
+                .sum();
+            s1 += sc as i32 * dot;
+            s2 += m as i32 * (ab.bsums[2 * j] as i32 + ab.bsums[2 * j + 1] as i32);
+        }
+        let res = (-f16_at(wb, 2)).mul_add(s2 as f32, f16_at(wb, 0) * s1 as f32);
+        acc = res.mul_add(ab.d, acc);
+    }
+    acc
 }
 
 /// The unsigned 6-bit quant (0..64, 32 meaning zero) of element e (0..256) of a Q6_K block.
@@ -380,8 +474,10 @@ pub fn simd_path() -> &'static str {
 pub enum QType {
     Q4_1,
     Q5_0,
+    Q5_1,
     Q8_0,
     Q4K,
+    Q5K,
     Q6K,
 }
 
@@ -390,8 +486,10 @@ impl QType {
         match self {
             QType::Q4_1 => Q4_1_BYTES,
             QType::Q5_0 => Q5_0_BYTES,
+            QType::Q5_1 => Q5_1_BYTES,
             QType::Q8_0 => Q8_0_BYTES,
             QType::Q4K => Q4_K_BYTES,
+            QType::Q5K => Q5_K_BYTES,
             QType::Q6K => Q6_K_BYTES,
         }
     }
@@ -399,7 +497,7 @@ impl QType {
     /// Values per block.
     pub fn block_elems(self) -> usize {
         match self {
-            QType::Q4K | QType::Q6K => QK_K,
+            QType::Q4K | QType::Q5K | QType::Q6K => QK_K,
             _ => QK,
         }
     }
@@ -434,7 +532,7 @@ impl Activations {
     fn quantize(t: QType, x: &[f32], k: usize) -> Self {
         let nb = k / t.block_elems();
         match t {
-            QType::Q4K | QType::Q6K => {
+            QType::Q4K | QType::Q5K | QType::Q6K => {
                 let mut blocks = vec![BlockQ8K::default(); x.len() / QK_K];
                 for (xr, qr) in x.chunks_exact(k).zip(blocks.chunks_exact_mut(nb)) {
                     quantize_row_q8k(xr, qr);
@@ -511,6 +609,7 @@ impl Activations {
                     w.map(|wr| match t {
                         QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, act),
                         QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, act),
+                        QType::Q5_1 => vec_dot_q5_1_q8_1_ref(wr, act),
                         _ => vec_dot_q8_0_q8_0_ref(wr, act),
                     })
                 })
@@ -543,6 +642,8 @@ impl Activations {
                 acts.map(|act| {
                     w.map(|wr| match t {
                         QType::Q4K => vec_dot_q4_k_q8_k_ref(wr, act, per_pair),
+                        QType::Q5K if *tiled => tiled_dot_q5_k_q8_k_ref(wr, act),
+                        QType::Q5K => vec_dot_q5_k_q8_k_ref(wr, act),
                         _ if *tiled => tiled_dot_q6_k_q8_k_ref(wr, act),
                         _ => vec_dot_q6_k_q8_k_ref(wr, act),
                     })
@@ -642,6 +743,15 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        QType::Q5K => {
+            for (b, o) in row.chunks_exact(Q5_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
+                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                for (e, v) in o.iter_mut().enumerate() {
+                    let (sc, m) = q4_k_scale_min(e / 32, &b[4..16]);
+                    *v = d * sc as f32 * q5_k_quant(b, e) as f32 - dmin * m as f32;
+                }
+            }
+        }
         QType::Q6K => {
             for (b, o) in row.chunks_exact(Q6_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
                 let d = f16_at(b, 208);
@@ -663,6 +773,14 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
                 let d = f16_at(b, 0);
                 for (v, x) in q5_0_values(b).iter().zip(o.iter_mut()) {
                     *x = *v as f32 * d;
+                }
+            }
+        }
+        QType::Q5_1 => {
+            for (b, o) in row.chunks_exact(Q5_1_BYTES).zip(out.chunks_exact_mut(QK)) {
+                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+                for (v, x) in q5_1_values(b).iter().zip(o.iter_mut()) {
+                    *x = *v as f32 * d + m;
                 }
             }
         }
@@ -700,17 +818,17 @@ mod tests {
         for blk in b.chunks_exact_mut(t.block_bytes()) {
             let (r5, r6) = (blk[5] as f32, blk[6] as f32);
             let d_at = if t == QType::Q6K { 208 } else { 0 };
-            let d = if matches!(t, QType::Q4K | QType::Q6K) {
+            let d = if matches!(t, QType::Q4K | QType::Q5K | QType::Q6K) {
                 0.001
             } else {
                 0.01
             };
             blk[d_at..d_at + 2].copy_from_slice(&f16::from_f32(d + r5 * 1e-5).to_le_bytes());
             match t {
-                QType::Q4_1 => {
+                QType::Q4_1 | QType::Q5_1 => {
                     blk[2..4].copy_from_slice(&f16::from_f32(-0.05 + r6 * 1e-4).to_le_bytes())
                 }
-                QType::Q4K => {
+                QType::Q4K | QType::Q5K => {
                     blk[2..4].copy_from_slice(&f16::from_f32(0.002 + r6 * 1e-5).to_le_bytes())
                 }
                 _ => {}
@@ -719,20 +837,24 @@ mod tests {
         b
     }
 
-    const ALL: [QType; 5] = [
+    const ALL: [QType; 7] = [
         QType::Q4_1,
         QType::Q5_0,
+        QType::Q5_1,
         QType::Q8_0,
         QType::Q4K,
+        QType::Q5K,
         QType::Q6K,
     ];
 
     fn reference(t: QType, w: &[u8], x: &[f32], k: usize, per_pair: bool, tiled: bool) -> f32 {
-        if matches!(t, QType::Q4K | QType::Q6K) {
+        if matches!(t, QType::Q4K | QType::Q5K | QType::Q6K) {
             let mut a = vec![BlockQ8K::default(); k / QK_K];
             quantize_row_q8k(x, &mut a);
             return match t {
                 QType::Q4K => vec_dot_q4_k_q8_k_ref(w, &a, per_pair),
+                QType::Q5K if tiled => tiled_dot_q5_k_q8_k_ref(w, &a),
+                QType::Q5K => vec_dot_q5_k_q8_k_ref(w, &a),
                 _ if tiled => tiled_dot_q6_k_q8_k_ref(w, &a),
                 _ => vec_dot_q6_k_q8_k_ref(w, &a),
             };
@@ -742,6 +864,7 @@ mod tests {
         match t {
             QType::Q4_1 => vec_dot_q4_1_q8_1_ref(w, &a),
             QType::Q5_0 => vec_dot_q5_0_q8_0_ref(w, &a),
+            QType::Q5_1 => vec_dot_q5_1_q8_1_ref(w, &a),
             _ => vec_dot_q8_0_q8_0_ref(w, &a),
         }
     }

@@ -10,7 +10,10 @@
 //! offset is taken back through the activation block's sums of each 4 quants.
 use std::arch::x86_64::*;
 
-use super::{BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q6_K_BYTES, Q8_0_BYTES};
+use super::{
+    BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES,
+    Q8_0_BYTES,
+};
 
 /// How far ahead of the block being read the weights are prefetched (bytes). A prefetch past the
 /// end of a row is harmless: prefetches never fault.
@@ -19,6 +22,7 @@ const PREFETCH: usize = 384;
 pub const T_Q4_1: u8 = 0;
 pub const T_Q5_0: u8 = 1;
 pub const T_Q8_0: u8 = 2;
+pub const T_Q5_1: u8 = 3;
 
 /// One activation row quantized to 32-blocks: the blocks, their d and s in f32, and for each
 /// block the sums of each 4 consecutive quants (one per 32-bit lane).
@@ -84,6 +88,7 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
     let bytes = match T {
         T_Q4_1 => Q4_1_BYTES,
         T_Q5_0 => Q5_0_BYTES,
+        T_Q5_1 => Q5_1_BYTES,
         _ => Q8_0_BYTES,
     };
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
@@ -110,10 +115,19 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
                     let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
                     _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low)
                 }
-                T_Q5_0 => {
-                    // nibble + 16 x fifth bit, 0..31 (the value is that - 16)
-                    let qh = u32::from_le_bytes([*wb.add(2), *wb.add(3), *wb.add(4), *wb.add(5)]);
-                    let raw = _mm_loadu_si128(wb.add(6) as *const __m128i);
+                T_Q5_0 | T_Q5_1 => {
+                    // nibble + 16 x fifth bit, 0..31 (for Q5_0 the value is that - 16)
+                    let at = if T == T_Q5_1 { 4 } else { 2 };
+                    if T == T_Q5_1 {
+                        mw[r] = h2f(wb.add(2));
+                    }
+                    let qh = u32::from_le_bytes([
+                        *wb.add(at),
+                        *wb.add(at + 1),
+                        *wb.add(at + 2),
+                        *wb.add(at + 3),
+                    ]);
+                    let raw = _mm_loadu_si128(wb.add(at + 4) as *const __m128i);
                     let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
                     let x = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
                     let set = _mm256_cmpeq_epi8(_mm256_or_si256(x, bits), _mm256_set1_epi64x(-1));
@@ -156,7 +170,7 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
                     _mm256_cvtepi32_ps(int),
                     acc[ai][r],
                 );
-                if T == T_Q4_1 {
+                if T == T_Q4_1 || T == T_Q5_1 {
                     summs[ai][r] = mw[r].mul_add(*act.s.get_unchecked(i), summs[ai][r]);
                 }
             }
@@ -165,7 +179,7 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
     let mut out = [[0f32; 4]; A];
     for ai in 0..A {
         for r in 0..4 {
-            out[ai][r] = if T == T_Q4_1 {
+            out[ai][r] = if T == T_Q4_1 || T == T_Q5_1 {
                 hsum8(acc[ai][r]) + summs[ai][r]
             } else {
                 hsum8(acc[ai][r])
@@ -357,6 +371,79 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
     out
 }
 
+/// Q5_K: 4 weight rows x A activation rows, in `ggml_vec_dot_q5_K_q8_K`'s lanes or (`tiled`)
+/// llama.cpp's tiled order (`tiled_dot_q5_k_q8_k_ref`).
+#[inline(always)]
+unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
+    w: [&[u8]; 4],
+    a: [&[BlockQ8K]; A],
+    tiled: bool,
+) -> [[f32; 4]; A] {
+    let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let mut summs = [[0f32; 4]; A];
+    let mut acc1 = [[0f32; 4]; A];
+    let low = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    for i in 0..a[0].len() {
+        for r in 0..4 {
+            let wb = w[r].as_ptr().add(i * Q5_K_BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            let (d, dmin) = (h2f(wb), h2f(wb.add(2)));
+            let (sc, mn) = q4_k_scales(wb.add(4));
+            let qh = _mm256_loadu_si256(wb.add(16) as *const __m256i);
+            // the 8 sub-blocks' 32 quants (0..31): a nibble plus the sub-block's bit of qh as 16
+            let q: [__m256i; 8] = std::array::from_fn(|s| {
+                let raw = _mm256_loadu_si256(wb.add(48 + 32 * (s / 2)) as *const __m256i);
+                let nib = if s % 2 == 0 {
+                    raw
+                } else {
+                    _mm256_srli_epi16(raw, 4)
+                };
+                let bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(s as i32)), one);
+                _mm256_or_si256(_mm256_and_si256(nib, low), _mm256_slli_epi16(bit, 4))
+            });
+            for ai in 0..A {
+                let ab = a[ai].get_unchecked(i);
+                let mut sumi = _mm256_setzero_si256();
+                let mut msum = 0i32;
+                for s in 0..8 {
+                    let y = _mm256_loadu_si256(ab.qs.as_ptr().add(32 * s) as *const __m256i);
+                    sumi = dot_i16::<VNNI>(
+                        sumi,
+                        _mm256_set1_epi16(sc[s]),
+                        _mm256_maddubs_epi16(q[s], y),
+                    );
+                    msum += mn[s] * (ab.bsums[2 * s] as i32 + ab.bsums[2 * s + 1] as i32);
+                }
+                if tiled {
+                    let r128 = _mm_add_epi32(
+                        _mm256_castsi256_si128(sumi),
+                        _mm256_extracti128_si256(sumi, 1),
+                    );
+                    let r64 = _mm_add_epi32(r128, _mm_shuffle_epi32(r128, 0b01_00_11_10));
+                    let s1 = _mm_cvtsi128_si32(_mm_add_epi32(
+                        r64,
+                        _mm_shuffle_epi32(r64, 0b10_11_00_01),
+                    ));
+                    let res = (-dmin).mul_add(msum as f32, d * s1 as f32);
+                    acc1[ai][r] = res.mul_add(ab.d, acc1[ai][r]);
+                } else {
+                    summs[ai][r] = (-ab.d * dmin).mul_add(msum as f32, summs[ai][r]);
+                    acc[ai][r] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(ab.d * d),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[ai][r],
+                    );
+                }
+            }
+        }
+    }
+    if tiled {
+        return acc1;
+    }
+    std::array::from_fn(|ai| std::array::from_fn(|r| hsum8(acc[ai][r]) + summs[ai][r]))
+}
+
 macro_rules! entry {
     ($name:ident, $feat:literal, $vnni:literal) => {
         /// 4 weight rows x A activation rows (`per_pair`: Q4_K's gemm order, Q6_K's tiled
@@ -374,8 +461,10 @@ macro_rules! entry {
             match (t, a32, ak) {
                 (QType::Q4_1, Some(a), _) => tile32::<T_Q4_1, $vnni, A>(w, a),
                 (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, a),
+                (QType::Q5_1, Some(a), _) => tile32::<T_Q5_1, $vnni, A>(w, a),
                 (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, a),
                 (QType::Q4K, _, Some(a)) => tile_q4k::<$vnni, A>(w, a, per_pair),
+                (QType::Q5K, _, Some(a)) => tile_q5k::<$vnni, A>(w, a, per_pair),
                 (QType::Q6K, _, Some(a)) => tile_q6k::<$vnni, A>(w, a, per_pair),
                 _ => [[f32::NAN; 4]; A], // unreachable: matmul pairs each type with its activations
             }

@@ -25,8 +25,10 @@ pub(crate) fn own_qtype(t: GgmlDType) -> Option<QType> {
     match t {
         GgmlDType::Q4_1 => Some(QType::Q4_1),
         GgmlDType::Q5_0 => Some(QType::Q5_0),
+        GgmlDType::Q5_1 => Some(QType::Q5_1),
         GgmlDType::Q8_0 => Some(QType::Q8_0),
         GgmlDType::Q4K => Some(QType::Q4K),
+        GgmlDType::Q5K => Some(QType::Q5K),
         GgmlDType::Q6K => Some(QType::Q6K),
         _ => None,
     }
