@@ -288,7 +288,10 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
     tiled: bool,
 ) -> [[f32; 4]; A] {
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
-    let mut acc1 = [[0f32; 4]; A];
+    // tiled order: the 4 rows' accumulators in the lanes of one vector per activation row
+    let mut acc4 = [_mm_setzero_ps(); A];
+    let mut totals = [[_mm256_setzero_si256(); 4]; A];
+    let mut dws = [0f32; 4];
     let m15 = _mm256_set1_epi8(15);
     let m3 = _mm256_set1_epi8(3);
     let ones = 0x0101010101010101u64 as i64;
@@ -297,6 +300,7 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
             let wb = w[r].as_ptr().add(i * Q6_K_BYTES);
             _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
             let dw = h2f(wb.add(208));
+            dws[r] = dw;
             let scales = _mm_loadu_si128(wb.add(192) as *const __m128i);
             let sc16 = _mm256_cvtepi8_epi16(scales);
             // the 8 vectors of 32 unsigned quants (0..63) and their i16 scales
@@ -339,16 +343,7 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
                 }
                 sumi = _mm256_sub_epi32(sumi, offset);
                 if tiled {
-                    let r128 = _mm_add_epi32(
-                        _mm256_castsi256_si128(sumi),
-                        _mm256_extracti128_si256(sumi, 1),
-                    );
-                    let r64 = _mm_add_epi32(r128, _mm_shuffle_epi32(r128, 0b01_00_11_10));
-                    let total = _mm_cvtsi128_si32(_mm_add_epi32(
-                        r64,
-                        _mm_shuffle_epi32(r64, 0b10_11_00_01),
-                    ));
-                    acc1[ai][r] = (dw * total as f32).mul_add(ab.d, acc1[ai][r]);
+                    totals[ai][r] = sumi;
                 } else {
                     acc[ai][r] = _mm256_fmadd_ps(
                         _mm256_set1_ps(ab.d * dw),
@@ -358,9 +353,22 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
                 }
             }
         }
+        if tiled {
+            // res = d_w * total, acc += res * d_a: four rows at once, lane by lane as scalars
+            let dw4 = _mm_loadu_ps(dws.as_ptr());
+            for ai in 0..A {
+                let s4 = _mm_cvtepi32_ps(hsum4x8(totals[ai]));
+                let da = _mm_set1_ps(a[ai].get_unchecked(i).d);
+                acc4[ai] = _mm_fmadd_ps(_mm_mul_ps(dw4, s4), da, acc4[ai]);
+            }
+        }
     }
     if tiled {
-        return acc1;
+        let mut out = [[0f32; 4]; A];
+        for ai in 0..A {
+            _mm_storeu_ps(out[ai].as_mut_ptr(), acc4[ai]);
+        }
+        return out;
     }
     let mut out = [[0f32; 4]; A];
     for ai in 0..A {
@@ -381,7 +389,11 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
 ) -> [[f32; 4]; A] {
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
     let mut summs = [[0f32; 4]; A];
-    let mut acc1 = [[0f32; 4]; A];
+    // tiled order: the 4 rows in the lanes of one vector per activation row
+    let mut acc4 = [_mm_setzero_ps(); A];
+    let mut totals = [[_mm256_setzero_si256(); 4]; A];
+    let mut msums = [[0i32; 4]; A];
+    let (mut ds, mut dmins) = ([0f32; 4], [0f32; 4]);
     let low = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
     for i in 0..a[0].len() {
@@ -389,6 +401,7 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
             let wb = w[r].as_ptr().add(i * Q5_K_BYTES);
             _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
             let (d, dmin) = (h2f(wb), h2f(wb.add(2)));
+            (ds[r], dmins[r]) = (d, dmin);
             let (sc, mn) = q4_k_scales(wb.add(4));
             let qh = _mm256_loadu_si256(wb.add(16) as *const __m256i);
             // the 8 sub-blocks' 32 quants (0..31): a nibble plus the sub-block's bit of qh as 16
@@ -416,17 +429,7 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
                     msum += mn[s] * (ab.bsums[2 * s] as i32 + ab.bsums[2 * s + 1] as i32);
                 }
                 if tiled {
-                    let r128 = _mm_add_epi32(
-                        _mm256_castsi256_si128(sumi),
-                        _mm256_extracti128_si256(sumi, 1),
-                    );
-                    let r64 = _mm_add_epi32(r128, _mm_shuffle_epi32(r128, 0b01_00_11_10));
-                    let s1 = _mm_cvtsi128_si32(_mm_add_epi32(
-                        r64,
-                        _mm_shuffle_epi32(r64, 0b10_11_00_01),
-                    ));
-                    let res = (-dmin).mul_add(msum as f32, d * s1 as f32);
-                    acc1[ai][r] = res.mul_add(ab.d, acc1[ai][r]);
+                    (totals[ai][r], msums[ai][r]) = (sumi, msum);
                 } else {
                     summs[ai][r] = (-ab.d * dmin).mul_add(msum as f32, summs[ai][r]);
                     acc[ai][r] = _mm256_fmadd_ps(
@@ -437,9 +440,24 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
                 }
             }
         }
+        if tiled {
+            // res = d_w * S1 - dmin_w * S2 (fused), acc += res * d_a: lane by lane as scalars
+            let (d4, dmin4) = (_mm_loadu_ps(ds.as_ptr()), _mm_loadu_ps(dmins.as_ptr()));
+            let neg_dmin4 = _mm_sub_ps(_mm_setzero_ps(), dmin4);
+            for ai in 0..A {
+                let s1 = _mm_cvtepi32_ps(hsum4x8(totals[ai]));
+                let s2 = _mm_cvtepi32_ps(_mm_loadu_si128(msums[ai].as_ptr() as *const __m128i));
+                let res = _mm_fmadd_ps(neg_dmin4, s2, _mm_mul_ps(d4, s1));
+                acc4[ai] = _mm_fmadd_ps(res, _mm_set1_ps(a[ai].get_unchecked(i).d), acc4[ai]);
+            }
+        }
     }
     if tiled {
-        return acc1;
+        let mut out = [[0f32; 4]; A];
+        for ai in 0..A {
+            _mm_storeu_ps(out[ai].as_mut_ptr(), acc4[ai]);
+        }
+        return out;
     }
     std::array::from_fn(|ai| std::array::from_fn(|r| hsum8(acc[ai][r]) + summs[ai][r]))
 }
