@@ -339,7 +339,9 @@ class Model:
 
     def save(self, folder) -> None:
         """Write config.json, model.safetensors and tokenizer.json in the HF layout of the model's
-        family (transformers' from_pretrained and cw.load read it). For models from from_config."""
+        family (transformers' from_pretrained and cw.load read it). A model from from_config
+        writes its tensors; one loaded from an HF folder copies its checkpoint files unchanged;
+        GGUF models are refused (converting them is not built yet)."""
         self._m.save(os.fspath(folder))
 
     def __repr__(self):

@@ -411,14 +411,14 @@ impl Model {
     }
 
     /// Write config.json + model.safetensors (+ tokenizer.json) in the HF layout of the model's
-    /// family, so that transformers and `load` read it back. For models built from a config.
+    /// family, so that transformers and `load` read it back. A model built from a config writes
+    /// its tensors; one loaded from an HF folder copies its checkpoint files (weights, config,
+    /// tokenizer and generation files, sentence-transformers settings), unchanged. GGUF models are
+    /// refused: converting quantized GGUF weights to safetensors is not built.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let tensors = self.built.as_ref().ok_or_else(|| {
-            Error::Unsupported(
-                "save writes models built with from_config; a loaded checkpoint is already saved"
-                    .into(),
-            )
-        })?;
+        let Some(tensors) = self.built.as_ref() else {
+            return self.save_copy(dir);
+        };
         let mut cfg = self.config().to_hf_json()?;
         if let (Some(obj), Some(e)) = (cfg.as_object_mut(), self.tokenizer.eos_token_id()) {
             obj.insert("eos_token_id".into(), e.into());
@@ -444,6 +444,60 @@ impl Model {
             "config.json",
             serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model(e.to_string()))?,
         )
+    }
+}
+
+impl Model {
+    /// `save` for a model loaded from an HF folder: its checkpoint files, each copied through a
+    /// temporary file and renamed (never a half-written file under the real name).
+    fn save_copy(&self, dir: &Path) -> Result<()> {
+        if self.info.format != "safetensors" {
+            return Err(Error::Unsupported(format!(
+                "save writes HF safetensors folders; this model was loaded from {} ({}): converting it is not built yet",
+                self.info.format,
+                self.info.path.display()
+            )));
+        }
+        let src = &self.info.path;
+        if src.canonicalize().ok() == dir.canonicalize().ok() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is the folder the model was loaded from",
+                dir.display()
+            )));
+        }
+        let io = |path: &Path, e: std::io::Error| Error::Io {
+            path: path.into(),
+            source: e,
+        };
+        let mut files: Vec<PathBuf> = Vec::new();
+        for entry in std::fs::read_dir(src).map_err(|e| io(src, e))? {
+            let p = entry.map_err(|e| io(src, e))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let keep = name.ends_with(".safetensors")
+                || name == "model.safetensors.index.json"
+                || name.ends_with(".json") && !name.starts_with('.')
+                || name == "tokenizer.model";
+            if p.is_file() && keep {
+                files.push(p);
+            }
+        }
+        let pooling = src.join("1_Pooling").join("config.json");
+        if pooling.is_file() {
+            files.push(pooling);
+        }
+        for f in files {
+            let rel = f.strip_prefix(src).unwrap_or(&f);
+            let to = dir.join(rel);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            let tmp = to.with_extension("partial");
+            if let Err(e) = std::fs::copy(&f, &tmp).and_then(|_| std::fs::rename(&tmp, &to)) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(&to, e));
+            }
+        }
+        Ok(())
     }
 }
 
