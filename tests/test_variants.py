@@ -40,28 +40,27 @@ def test_variant_configs():
     assert load("llama-tied-bias").rope_theta == 500000.0  # from transformers 5's rope_parameters
 
 
-def test_scaled_rope_is_refused(tmp_path):
-    conf = json.load(open(os.path.join(FIX, "variants", "llama-head-dim", "config.json")))
-    conf["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0}
+def with_config(variant, folder, **changes):
+    """A copy of a variant's folder (weights linked) whose config.json has `changes`."""
+    src = os.path.join(FIX, "variants", variant)
+    folder.mkdir()
+    conf = json.load(open(os.path.join(src, "config.json")))
+    json.dump({**conf, **changes}, open(folder / "config.json", "w"))
     for f in ("model.safetensors", "tokenizer.json"):
-        os.symlink(os.path.join(FIX, "variants", "llama-head-dim", f), tmp_path / f)
-    json.dump(conf, open(tmp_path / "config.json", "w"))
+        os.symlink(os.path.join(src, f), folder / f)
+    return folder
+
+
+def test_scaled_rope_is_refused(tmp_path):
+    scaled = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0}
     with pytest.raises(cw.UnsupportedError, match="llama3"):
-        cw.load(tmp_path)
+        cw.load(with_config("llama-head-dim", tmp_path / "m", rope_parameters=scaled))
 
 
 def test_gpt2_attention_scaling_options_are_refused(tmp_path):
-    src = os.path.join(FIX, "variants", "gpt2-relu")
     for key, value in (("scale_attn_weights", False), ("scale_attn_by_inverse_layer_idx", True)):
-        d = tmp_path / key
-        d.mkdir()
-        conf = json.load(open(os.path.join(src, "config.json")))
-        conf[key] = value
-        json.dump(conf, open(d / "config.json", "w"))
-        for f in ("model.safetensors", "tokenizer.json"):
-            os.symlink(os.path.join(src, f), d / f)
         with pytest.raises(cw.UnsupportedError, match=key):
-            cw.load(d)
+            cw.load(with_config("gpt2-relu", tmp_path / key, **{key: value}))
 
 
 def test_qwen2_and_mistral_configs_build_and_save(tmp_path):

@@ -593,36 +593,43 @@ impl ModelConfig {
             Activation::Silu => "silu",
         };
         let mut json = match self.family.as_str() {
-            "llama" if self.sliding_window.is_some() => serde_json::json!({
-                "model_type": "mistral", "architectures": ["MistralForCausalLM"],
-                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-                "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
-                "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-                "head_dim": self.head_dim, "max_position_embeddings": self.max_position_embeddings,
-                "rms_norm_eps": self.norm_eps, "rope_theta": self.rope_theta,
-                "tie_word_embeddings": self.tie_word_embeddings, "hidden_act": act(self.activation),
-                "sliding_window": self.sliding_window,
-            }),
-            "llama" if self.qkv_bias && !self.attention_bias => serde_json::json!({
-                "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
-                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-                "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
-                "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-                "head_dim": self.head_dim, "max_position_embeddings": self.max_position_embeddings,
-                "rms_norm_eps": self.norm_eps, "rope_theta": self.rope_theta,
-                "tie_word_embeddings": self.tie_word_embeddings, "hidden_act": act(self.activation),
-                "use_sliding_window": false,
-            }),
-            "llama" => serde_json::json!({
-                "model_type": "llama", "architectures": ["LlamaForCausalLM"],
-                "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-                "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
-                "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
-                "head_dim": self.head_dim, "max_position_embeddings": self.max_position_embeddings,
-                "rms_norm_eps": self.norm_eps, "rope_theta": self.rope_theta,
-                "tie_word_embeddings": self.tie_word_embeddings, "attention_bias": self.attention_bias,
-                "mlp_bias": self.mlp_bias, "hidden_act": act(self.activation),
-            }),
+            "llama" => {
+                // one layout, three HF classes: Mistral (a sliding window), Qwen2 (q/k/v biases
+                // only), else Llama (attention and MLP biases as flags)
+                let mut j = serde_json::json!({
+                    "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+                    "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_layers,
+                    "num_attention_heads": self.num_heads, "num_key_value_heads": self.num_kv_heads,
+                    "head_dim": self.head_dim, "max_position_embeddings": self.max_position_embeddings,
+                    "rms_norm_eps": self.norm_eps, "rope_theta": self.rope_theta,
+                    "tie_word_embeddings": self.tie_word_embeddings, "hidden_act": act(self.activation),
+                });
+                let (model_type, class, extra) = if self.sliding_window.is_some() {
+                    (
+                        "mistral",
+                        "MistralForCausalLM",
+                        serde_json::json!({"sliding_window": self.sliding_window}),
+                    )
+                } else if self.qkv_bias && !self.attention_bias {
+                    (
+                        "qwen2",
+                        "Qwen2ForCausalLM",
+                        serde_json::json!({"use_sliding_window": false}),
+                    )
+                } else {
+                    (
+                        "llama",
+                        "LlamaForCausalLM",
+                        serde_json::json!({"attention_bias": self.attention_bias, "mlp_bias": self.mlp_bias}),
+                    )
+                };
+                if let (Some(obj), Some(more)) = (j.as_object_mut(), extra.as_object()) {
+                    obj.insert("model_type".into(), model_type.into());
+                    obj.insert("architectures".into(), serde_json::json!([class]));
+                    obj.extend(more.clone());
+                }
+                j
+            }
             "gpt2" => serde_json::json!({
                 "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
                 "vocab_size": self.vocab_size, "n_embd": self.hidden_size, "n_layer": self.num_layers,

@@ -170,23 +170,38 @@ fn hsum8(a: &[f32; 8]) -> f32 {
 
 /// Reference `ggml_vec_dot_q4_1_q8_1` on one weight row (raw Q4_1 bytes).
 pub fn vec_dot_q4_1_q8_1_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    dot_u_blocks(
+        w.chunks_exact(Q4_1_BYTES)
+            .map(|b| (f16_at(b, 0), f16_at(b, 2), q4_1_values(b))),
+        a,
+    )
+}
+
+/// The 32 unsigned 4-bit values of a Q4_1 block (element j in byte j's low half, j + 16 in its
+/// high half).
+fn q4_1_values(b: &[u8]) -> [u8; 32] {
+    std::array::from_fn(|e| {
+        if e < 16 {
+            b[4 + e] & 0x0F
+        } else {
+            b[4 + e - 16] >> 4
+        }
+    })
+}
+
+/// The order ggml's AVX2 code sums a row of unsigned-valued blocks with a min (Q4_1, Q5_1)
+/// against Q8_1 activations: per block 8 lanes of 4-element integer sums fused with d_w * d_a,
+/// and the mins fused into one float sum with m_w * s_a; then the lanes summed, plus the mins.
+fn dot_u_blocks(blocks: impl Iterator<Item = (f32, f32, [u8; 32])>, a: &[BlockQ8]) -> f32 {
     let mut acc = [0.0f32; 8];
     let mut summs = 0.0f32;
-    for (wb, ab) in w.chunks_exact(Q4_1_BYTES).zip(a) {
-        let (d0, m0) = (f16_at(wb, 0), f16_at(wb, 2));
-        let qs = &wb[4..20];
-        summs = m0.mul_add(ab.s.to_f32(), summs);
-        let d0d1 = d0 * ab.d.to_f32();
+    for ((d, m, v), ab) in blocks.zip(a) {
+        summs = m.mul_add(ab.s.to_f32(), summs);
+        let d0d1 = d * ab.d.to_f32();
         for (l, lane) in acc.iter_mut().enumerate() {
-            let mut s = 0i32;
-            for e in 4 * l..4 * l + 4 {
-                let q = if e < 16 {
-                    qs[e] & 0x0F
-                } else {
-                    qs[e - 16] >> 4
-                } as i32;
-                s += q * ab.qs[e] as i32;
-            }
+            let s: i32 = (4 * l..4 * l + 4)
+                .map(|e| v[e] as i32 * ab.qs[e] as i32)
+                .sum();
             *lane = d0d1.mul_add(s as f32, *lane);
         }
     }
@@ -222,46 +237,36 @@ pub fn vec_dot_q8_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
 /// The 32 signed 5-bit values of a Q5_0 block: low nibble from qs (element j in byte j's low
 /// half, j + 16 in its high half), fifth bit from qh bit j, minus 16.
 fn q5_0_values(b: &[u8]) -> [i8; 32] {
-    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-    let mut v = [0i8; 32];
-    for j in 0..16 {
-        let lo = (b[6 + j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4);
-        let hi = (b[6 + j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
-        v[j] = lo as i8 - 16;
-        v[j + 16] = hi as i8 - 16;
-    }
-    v
+    five_bit_values(&b[2..6], &b[6..22]).map(|v| v as i8 - 16)
+}
+
+/// 32 five-bit values: a nibble of `qs` (element j in byte j's low half, j + 16 in its high
+/// half) and bit j of the little-endian `qh` word as the fifth bit.
+fn five_bit_values(qh: &[u8], qs: &[u8]) -> [u8; 32] {
+    let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    std::array::from_fn(|e| {
+        let nib = if e < 16 {
+            qs[e] & 0x0F
+        } else {
+            qs[e - 16] >> 4
+        };
+        nib | ((((qh >> e) & 1) as u8) << 4)
+    })
 }
 
 /// Reference `ggml_vec_dot_q5_1_q8_1` on one weight row (raw Q5_1 bytes): as Q4_1 with the fifth
 /// bit from qh (values 0..31).
 pub fn vec_dot_q5_1_q8_1_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut summs = 0.0f32;
-    for (wb, ab) in w.chunks_exact(Q5_1_BYTES).zip(a) {
-        let (d0, m0) = (f16_at(wb, 0), f16_at(wb, 2));
-        summs = m0.mul_add(ab.s.to_f32(), summs);
-        let v = q5_1_values(wb);
-        let d0d1 = d0 * ab.d.to_f32();
-        for (l, lane) in acc.iter_mut().enumerate() {
-            let s: i32 = (4 * l..4 * l + 4)
-                .map(|e| v[e] as i32 * ab.qs[e] as i32)
-                .sum();
-            *lane = d0d1.mul_add(s as f32, *lane);
-        }
-    }
-    hsum8(&acc) + summs
+    dot_u_blocks(
+        w.chunks_exact(Q5_1_BYTES)
+            .map(|b| (f16_at(b, 0), f16_at(b, 2), q5_1_values(b))),
+        a,
+    )
 }
 
 /// The 32 unsigned 5-bit values of a Q5_1 block (nibbles as Q5_0, fifth bit from qh).
 fn q5_1_values(b: &[u8]) -> [u8; 32] {
-    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    let mut v = [0u8; 32];
-    for j in 0..16 {
-        v[j] = (b[8 + j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4);
-        v[j + 16] = (b[8 + j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4);
-    }
-    v
+    five_bit_values(&b[4..8], &b[8..24])
 }
 
 /// Reference `ggml_vec_dot_q5_0_q8_0` on one weight row (raw Q5_0 bytes).
@@ -776,20 +781,19 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
-        QType::Q5_1 => {
-            for (b, o) in row.chunks_exact(Q5_1_BYTES).zip(out.chunks_exact_mut(QK)) {
+        QType::Q4_1 | QType::Q5_1 => {
+            let values = if t == QType::Q4_1 {
+                q4_1_values
+            } else {
+                q5_1_values
+            };
+            for (b, o) in row
+                .chunks_exact(t.block_bytes())
+                .zip(out.chunks_exact_mut(QK))
+            {
                 let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                for (v, x) in q5_1_values(b).iter().zip(o.iter_mut()) {
+                for (v, x) in values(b).iter().zip(o.iter_mut()) {
                     *x = *v as f32 * d + m;
-                }
-            }
-        }
-        QType::Q4_1 => {
-            for (b, o) in row.chunks_exact(Q4_1_BYTES).zip(out.chunks_exact_mut(QK)) {
-                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                for j in 0..16 {
-                    o[j] = (b[4 + j] & 0x0F) as f32 * d + m;
-                    o[j + 16] = (b[4 + j] >> 4) as f32 * d + m;
                 }
             }
         }

@@ -255,8 +255,9 @@ impl Transformer {
         Ok(())
     }
 
+    /// One pass over segments `forward_batch` has checked (each piece of a long prompt fits the
+    /// cache because the whole prompt does).
     fn forward_batch_once(&self, segs: &mut [Segment<'_>], head: Head) -> Result<Vec<Vec<f32>>> {
-        self.check_segments(segs)?;
         let last_only = head != Head::All;
         let mut all_ids = Vec::new();
         let mut spans = Vec::with_capacity(segs.len()); // (start position, offset in batch, len)
