@@ -5,11 +5,10 @@
     print(model.generate("The capital of France is", max_new_tokens=16).text)
 """
 
-from ._native import CandlewickError, ModelFileError, UnsupportedError, __version__
+from ._native import CandlewickError, GenerationConfig, ModelConfig, ModelFileError, UnsupportedError, __version__
 from . import prompts
-from ._generation import GenerationConfig
 from ._memory import MemoryEstimate, estimate_memory
-from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, ModelConfig, ScoreResult, TokenLogprob, Tokenizer, load, sample
+from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, ScoreResult, TokenLogprob, Tokenizer, load, sample
 from ._registry import available_models, resolve
 
 __all__ = [

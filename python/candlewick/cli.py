@@ -112,7 +112,7 @@ def main(argv=None):
 
     mm = sub.add_parser("memory", help="estimate the memory to run or train a model")
     mm.add_argument("model", help="a .gguf/.safetensors/config.json path, a model folder or name, or a parameter count (1B, 135M)")
-    mm.add_argument("--dtype", default="float32", help="float32, float16, bfloat16, int8, a GGUF type (q4_0, q8_0, q4_k ...) or auto (as stored)")
+    mm.add_argument("--dtype", default=None, help="float32, float16, bfloat16, int8, a GGUF type (q4_0, q8_0, q4_k ...) or auto (the default: a file as stored, a count or config as float32)")
     mm.add_argument("--kv-dtype", default=None, help="the KV cache's type (default: dtype if float, else float32)")
     mm.add_argument("--batch-size", type=int, default=1)
     mm.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: the model's context)")

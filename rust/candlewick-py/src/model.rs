@@ -1,16 +1,18 @@
+//! `NativeModel` (what `cw.Model` wraps) and `Stream`: conversions, GIL release and signal checks
+//! around the engine's model verbs.
+
 use std::sync::Arc;
 
 use numpy::{PyArray1, PyArrayMethods};
-use pyo3::exceptions::PyStopIteration;
+use pyo3::exceptions::{PyStopIteration, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyString};
 
-use candlewick::generation::beam::beam_search;
-use candlewick::generation::{run_batch, GenerationParams, Generator};
+use candlewick::generation::{self, Generator, Output, Prompt};
 use candlewick::model::{Model, Pooling};
-use candlewick::sampling::SamplingParams;
 
-use crate::errors::{non_negative, IntoPyResult};
+use crate::config::{PyGenerationConfig, PyModelConfig};
+use crate::errors::{interrupted, IntoPyResult};
 use crate::tokenizer::PyTokenizer;
 
 #[pyfunction]
@@ -42,23 +44,16 @@ pub fn simd_report() -> (Vec<&'static str>, Vec<(&'static str, String)>, usize) 
     (r.cpu_features, r.paths, candlewick::kernels::num_threads())
 }
 
-/// Validate a generation-parameter dict (the ranges live in the engine).
+/// A model with random weights from a ModelConfig, optionally with a tokenizer.
 #[pyfunction]
-pub fn check_generation_params(params: &Bound<'_, PyDict>) -> PyResult<()> {
-    gen_params(params).map(|_| ())
-}
-
-/// A model with random weights from a ModelConfig (JSON), optionally with a tokenizer.
-#[pyfunction]
-#[pyo3(signature = (config_json, seed, tokenizer=None))]
+#[pyo3(signature = (config, seed, tokenizer=None))]
 pub fn model_from_config(
     py: Python<'_>,
-    config_json: &str,
+    config: PyRef<'_, PyModelConfig>,
     seed: u64,
     tokenizer: Option<PyRef<'_, PyTokenizer>>,
 ) -> PyResult<PyModel> {
-    let cfg: candlewick::ModelConfig = serde_json::from_str(config_json)
-        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("ModelConfig: {e}")))?;
+    let cfg = config.cfg.clone();
     let tok = tokenizer.map(|t| t.tok.clone());
     let model = py.detach(move || Model::from_config(cfg, seed, tok)).py()?;
     Ok(PyModel {
@@ -68,54 +63,15 @@ pub fn model_from_config(
 
 #[pyclass(name = "NativeModel", module = "candlewick._native", frozen)]
 pub struct PyModel {
-    model: Arc<Model>,
+    pub model: Arc<Model>,
 }
 
 type Logprobs = Vec<(u32, f32, Vec<(u32, f32)>)>;
 
-fn get<'py, T: pyo3::FromPyObject<'py>>(d: &Bound<'py, PyDict>, key: &str) -> PyResult<T> {
-    let v = d.get_item(key)?.ok_or_else(|| {
-        pyo3::exceptions::PyKeyError::new_err(format!("generation parameter {key} missing"))
-    })?;
-    v.extract()
-        .map_err(|e| pyo3::exceptions::PyTypeError::new_err(format!("{key}: {e}")))
-}
+/// (last_hidden_state, attention_mask, input_ids)
+type Encoded<'py> = (Bound<'py, PyAny>, Bound<'py, PyAny>, Vec<Vec<u32>>);
 
-/// Generation parameters from the dict the Python layer builds (every key present).
-fn gen_params(d: &Bound<'_, PyDict>) -> PyResult<GenerationParams> {
-    let logit_bias: std::collections::BTreeMap<u32, f32> = get(d, "logit_bias")?;
-    let p = GenerationParams {
-        max_new_tokens: non_negative("max_new_tokens", get(d, "max_new_tokens")?)?,
-        min_new_tokens: non_negative("min_new_tokens", get(d, "min_new_tokens")?)?,
-        sampling: SamplingParams {
-            do_sample: get(d, "do_sample")?,
-            temperature: get(d, "temperature")?,
-            top_k: non_negative("top_k", get(d, "top_k")?)?,
-            top_p: get(d, "top_p")?,
-            min_p: get(d, "min_p")?,
-            typical_p: get(d, "typical_p")?,
-            repetition_penalty: get(d, "repetition_penalty")?,
-            presence_penalty: get(d, "presence_penalty")?,
-            frequency_penalty: get(d, "frequency_penalty")?,
-            no_repeat_ngram_size: non_negative(
-                "no_repeat_ngram_size",
-                get(d, "no_repeat_ngram_size")?,
-            )?,
-            logit_bias: logit_bias.into_iter().collect(),
-        },
-        seed: get(d, "seed")?,
-        stop: get(d, "stop")?,
-        stop_token_ids: get(d, "stop_token_ids")?,
-        ignore_eos: get(d, "ignore_eos")?,
-        logprobs: get::<Option<i64>>(d, "logprobs")?
-            .map(|n| non_negative("logprobs", n))
-            .transpose()?,
-        prompt_logprobs: get(d, "prompt_logprobs")?,
-    };
-    p.validate().py()?;
-    Ok(p)
-}
-
+/// (text, token_ids, finish_reason, prompt_tokens, logprobs, prompt_logprobs, score)
 type GenOut = (
     String,
     Vec<u32>,
@@ -123,9 +79,10 @@ type GenOut = (
     usize,
     Option<Logprobs>,
     Option<Vec<f32>>,
+    Option<f64>,
 );
 
-fn gen_out(out: candlewick::generation::Output) -> GenOut {
+fn gen_out(out: Output) -> GenOut {
     let lp = logprobs_out(&out.logprobs);
     (
         out.text,
@@ -134,43 +91,74 @@ fn gen_out(out: candlewick::generation::Output) -> GenOut {
         out.prompt_tokens,
         lp,
         out.prompt_logprobs,
+        out.score,
     )
 }
 
-fn logprobs_out(l: &Option<Vec<candlewick::generation::TokenLogprob>>) -> Option<Logprobs> {
+fn logprobs_out(l: &Option<Vec<generation::TokenLogprob>>) -> Option<Logprobs> {
     l.as_ref()
         .map(|v| v.iter().map(|t| (t.id, t.logprob, t.top.clone())).collect())
 }
 
+/// A prompt: a str, or a sequence of token ids.
+fn prompt(p: &Bound<'_, PyAny>) -> PyResult<Prompt> {
+    if let Ok(s) = p.downcast::<PyString>() {
+        return Ok(Prompt::Text(s.extract::<String>()?));
+    }
+    p.extract::<Vec<u32>>()
+        .map(Prompt::Ids)
+        .map_err(|_| PyTypeError::new_err("a prompt must be a str or a list of non-negative token ids"))
+}
+
+fn array2<'py>(py: Python<'py>, v: Vec<f32>, rows: usize, cols: usize) -> PyResult<Bound<'py, PyAny>> {
+    Ok(PyArray1::from_vec(py, v).reshape([rows, cols])?.into_any())
+}
+
 #[pymethods]
 impl PyModel {
+    /// The tokenizer, or None for a folder without tokenizer.json.
     #[getter]
-    fn tokenizer(&self) -> PyTokenizer {
-        PyTokenizer {
-            tok: self.model.tokenizer.clone(),
+    fn tokenizer(&self) -> Option<PyTokenizer> {
+        self.model.tokenizer.clone().map(|tok| PyTokenizer { tok })
+    }
+
+    /// The tokenizer, or the engine's error saying the model has none.
+    fn require_tokenizer(&self) -> PyResult<PyTokenizer> {
+        Ok(PyTokenizer {
+            tok: self.model.shared_tokenizer().py()?,
+        })
+    }
+
+    #[getter]
+    fn config(&self) -> PyModelConfig {
+        PyModelConfig {
+            cfg: self.model.config.clone(),
         }
     }
 
-    fn config_json(&self) -> PyResult<String> {
-        serde_json::to_string(self.model.config())
-            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))
+    /// Generation defaults (a folder's generation_config.json).
+    #[getter]
+    fn generation_config(&self) -> PyGenerationConfig {
+        PyGenerationConfig {
+            cfg: self.model.generation.clone(),
+        }
     }
 
-    /// Facts about the checkpoint as a JSON object.
-    fn info_json(&self) -> String {
+    /// Facts about the checkpoint.
+    #[getter]
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let i = &self.model.info;
-        serde_json::json!({
-            "path": i.path.display().to_string(),
-            "format": i.format,
-            "architecture": i.architecture,
-            "name": i.name,
-            "tensor_types": i.tensor_types,
-            "num_parameters": i.num_parameters,
-            "weight_bytes": i.weight_bytes,
-            "file_size": i.file_size,
-            "context_length": self.model.context_length(),
-        })
-        .to_string()
+        let d = PyDict::new(py);
+        d.set_item("path", i.path.display().to_string())?;
+        d.set_item("format", i.format)?;
+        d.set_item("architecture", &i.architecture)?;
+        d.set_item("name", &i.name)?;
+        d.set_item("tensor_types", i.tensor_types.clone())?;
+        d.set_item("num_parameters", i.num_parameters)?;
+        d.set_item("weight_bytes", i.weight_bytes)?;
+        d.set_item("file_size", i.file_size)?;
+        d.set_item("context_length", self.model.context_length())?;
+        Ok(d)
     }
 
     #[getter]
@@ -178,72 +166,66 @@ impl PyModel {
         self.model.context_length()
     }
 
-    /// Logits [seq, vocab] (float32) for one sequence of ids.
-    #[pyo3(signature = (ids, last_only=false))]
+    /// Logits of a batch of rows: [batch, positions, vocab] (or [positions, vocab] when
+    /// `single`), float32.
+    #[pyo3(signature = (rows, masks=None, decoder=None, keep=0, single=false))]
     fn logits<'py>(
         &self,
         py: Python<'py>,
-        ids: Vec<u32>,
-        last_only: bool,
+        rows: Vec<Vec<u32>>,
+        masks: Option<Vec<Vec<i64>>>,
+        decoder: Option<Vec<Vec<u32>>>,
+        keep: usize,
+        single: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.model.clone();
-        let seq = if last_only { 1 } else { ids.len() };
-        let vocab = m.config().vocab_size;
-        let v = py.detach(move || m.logits(&ids, last_only)).py()?;
-        Ok(PyArray1::from_vec(py, v).reshape([seq, vocab])?.into_any())
+        let b = rows.len();
+        let out = py
+            .detach(move || m.logits(&rows, masks.as_deref(), decoder.as_deref(), keep))
+            .py()?;
+        let v = self.model.config.vocab_size;
+        let n = out.first().map(|r| r.len() / v).unwrap_or(0);
+        let flat = out.concat();
+        let arr = PyArray1::from_vec(py, flat);
+        Ok(if single {
+            arr.reshape([n, v])?.into_any()
+        } else {
+            arr.reshape([b, n, v])?.into_any()
+        })
     }
 
-    /// Generate for a batch of requests [(ids, params)] together (one forward pass per step for
-    /// all unfinished rows) -> [(text, token_ids, finish_reason, prompt_tokens, logprobs, prompt_logprobs)].
-    fn generate(
-        &self,
-        py: Python<'_>,
-        requests: Vec<(Vec<u32>, Bound<'_, PyDict>)>,
-    ) -> PyResult<Vec<GenOut>> {
-        let reqs = requests
-            .iter()
-            .map(|(ids, d)| Ok((ids.clone(), gen_params(d)?)))
-            .collect::<PyResult<Vec<_>>>()?;
+    /// Generate for each prompt (a str or token ids) -> one list of output tuples per prompt.
+    fn generate(&self, py: Python<'_>, prompts: Vec<Bound<'_, PyAny>>, config: PyRef<'_, PyGenerationConfig>) -> PyResult<Vec<Vec<GenOut>>> {
+        let prompts = prompts.iter().map(prompt).collect::<PyResult<Vec<_>>>()?;
+        let cfg = config.cfg.clone();
         let m = self.model.clone();
         let outs = py
             .detach(move || -> candlewick::Result<_> {
-                let mut gens = reqs
-                    .into_iter()
-                    .map(|(ids, p)| Generator::new(m.clone(), ids, p))
-                    .collect::<candlewick::Result<Vec<_>>>()?;
-                run_batch(&mut gens)
+                m.require_decoder("generate")?;
+                let ids = prompts.iter().map(|p| p.ids(&m)).collect::<candlewick::Result<Vec<_>>>()?;
+                generation::generate(&m, &ids, &cfg, &interrupted)
             })
             .py()?;
-        Ok(outs.into_iter().map(gen_out).collect())
+        Ok(outs.into_iter().map(|o| o.into_iter().map(gen_out).collect()).collect())
     }
 
-    /// Beam search -> [(output tuple as generate's, normalised score)], best first.
-    fn beam_search(
-        &self,
-        py: Python<'_>,
-        ids: Vec<u32>,
-        params: &Bound<'_, PyDict>,
-        num_beams: usize,
-        length_penalty: f64,
-        num_return: usize,
-    ) -> PyResult<Vec<(GenOut, f64)>> {
-        let p = gen_params(params)?;
+    /// A stream of text pieces for one prompt.
+    fn stream(&self, py: Python<'_>, prompt_: Bound<'_, PyAny>, config: PyRef<'_, PyGenerationConfig>) -> PyResult<PyStream> {
+        let p = prompt(&prompt_)?;
+        let cfg = config.cfg.clone();
         let m = self.model.clone();
-        let outs = py
-            .detach(move || beam_search(&m, &ids, &p, num_beams, length_penalty, num_return))
+        let g = py
+            .detach(move || -> candlewick::Result<_> {
+                m.require_decoder("stream")?;
+                if m.tokenizer.is_none() {
+                    return Err(candlewick::Error::Unsupported(
+                        "stream yields text, and this model has no tokenizer: use generate with token ids".into(),
+                    ));
+                }
+                let ids = p.ids(&m)?;
+                generation::stream(m, ids, cfg)
+            })
             .py()?;
-        Ok(outs.into_iter().map(|(o, s)| (gen_out(o), s)).collect())
-    }
-
-    fn stream(
-        &self,
-        py: Python<'_>,
-        ids: Vec<u32>,
-        params: &Bound<'_, PyDict>,
-    ) -> PyResult<PyStream> {
-        let p = gen_params(params)?;
-        let m = self.model.clone();
-        let g = py.detach(move || Generator::new(m, ids, p)).py()?;
         Ok(PyStream {
             gen: Some(g),
             done: false,
@@ -253,155 +235,116 @@ impl PyModel {
 
     /// One sequence with every layer's hidden states and attention probabilities:
     /// (logits [n, vocab] or None, [hidden [n, h]], [attention [heads, n, n]]).
-    #[allow(clippy::type_complexity)]
-    fn inspect<'py>(
+    #[allow(clippy::type_complexity)] // (logits, hidden states, attentions), as Python sees them
+    fn forward<'py>(
         &self,
         py: Python<'py>,
         ids: Vec<u32>,
-    ) -> PyResult<(
-        Option<Bound<'py, PyAny>>,
-        Vec<Bound<'py, PyAny>>,
-        Vec<Bound<'py, PyAny>>,
-    )> {
-        if self.model.seq2seq.is_some() {
-            return Err(candlewick::Error::Unsupported(
-                "hidden states and attentions of encoder-decoders are not built yet".into(),
-            ))
-            .py();
-        }
+    ) -> PyResult<(Option<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>)> {
         let m = self.model.clone();
-        let c = m.config().clone();
+        let c = m.config.clone();
         let n = ids.len();
-        let r = py.detach(move || m.transformer.inspect(&ids)).py()?;
-        let logits = r
-            .logits
-            .map(|l| {
-                PyArray1::from_vec(py, l)
-                    .reshape([n, c.vocab_size])
-                    .map(|a| a.into_any())
-            })
-            .transpose()?;
-        let hidden = r
+        let (logits, trace) = py.detach(move || m.forward_traced(&ids)).py()?;
+        let logits = logits.map(|l| array2(py, l, n, c.vocab_size)).transpose()?;
+        let hidden = trace
             .hidden_states
             .into_iter()
-            .map(|h| {
-                Ok(PyArray1::from_vec(py, h)
-                    .reshape([n, c.hidden_size])?
-                    .into_any())
-            })
+            .map(|h| array2(py, h, n, c.hidden_size))
             .collect::<PyResult<Vec<_>>>()?;
-        let attn = r
+        let attn = trace
             .attentions
             .into_iter()
-            .map(|a| {
-                Ok(PyArray1::from_vec(py, a)
-                    .reshape([c.num_heads, n, n])?
-                    .into_any())
-            })
+            .map(|a| Ok(PyArray1::from_vec(py, a).reshape([c.num_heads, n, n])?.into_any()))
             .collect::<PyResult<Vec<_>>>()?;
         Ok((logits, hidden, attn))
     }
 
-    /// Encoder-decoder logits [decoder tokens, vocab].
-    fn seq2seq_logits<'py>(
-        &self,
-        py: Python<'py>,
-        ids: Vec<u32>,
-        decoder_ids: Vec<u32>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.model.clone();
-        let (n, vocab) = (decoder_ids.len(), m.config().vocab_size);
-        let v = py
-            .detach(move || m.seq2seq_logits(&ids, &decoder_ids))
-            .py()?;
-        Ok(PyArray1::from_vec(py, v).reshape([n, vocab])?.into_any())
-    }
-
-    /// Write config.json + model.safetensors + tokenizer.json (models built from a config).
+    /// Write config.json + model.safetensors + tokenizer.json (or copy an HF folder's files).
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
         let m = self.model.clone();
         py.detach(move || m.save(&path)).py()
     }
 
-    /// Hidden states of each sequence (encoders): a list of float32 arrays [len, hidden].
+    /// Encoders: (last_hidden_state [batch, longest, hidden], attention_mask [batch, longest],
+    /// input_ids) for texts.
+    #[pyo3(signature = (texts, truncation=true, max_length=None))]
     fn encode<'py>(
         &self,
         py: Python<'py>,
-        seqs: Vec<Vec<u32>>,
-    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        texts: Vec<String>,
+        truncation: bool,
+        max_length: Option<usize>,
+    ) -> PyResult<Encoded<'py>> {
         let m = self.model.clone();
-        let h = m.config().hidden_size;
-        let out = py.detach(move || m.encode(&seqs)).py()?;
-        out.into_iter()
-            .map(|v| {
-                let n = v.len() / h;
-                Ok(PyArray1::from_vec(py, v).reshape([n, h])?.into_any())
+        let e = py.detach(move || m.encode_padded(&texts, truncation, max_length)).py()?;
+        let (b, h) = (e.input_ids.len(), self.model.config.hidden_size);
+        let hidden = PyArray1::from_vec(py, e.hidden).reshape([b, e.longest, h])?.into_any();
+        let mask = PyArray1::from_vec(py, e.attention_mask).reshape([b, e.longest])?.into_any();
+        Ok((hidden, mask, e.input_ids))
+    }
+
+    /// Encoders: one vector per text, float32 [n, hidden].
+    #[pyo3(signature = (texts, pooling=None, normalize=true, truncation=true, max_length=None))]
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Vec<String>,
+        pooling: Option<&str>,
+        normalize: bool,
+        truncation: bool,
+        max_length: Option<usize>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pooling = pooling.map(Pooling::parse).transpose().py()?;
+        let m = self.model.clone();
+        let n = texts.len();
+        let out = py
+            .detach(move || m.embed(&texts, pooling, normalize, truncation, max_length))
+            .py()?;
+        array2(py, out.concat(), n, self.model.config.hidden_size)
+    }
+
+    /// Encoders with a masked-LM head: for each mask token, the top_k candidates as dicts.
+    fn fill_mask<'py>(&self, py: Python<'py>, text: String, top_k: usize) -> PyResult<Vec<Vec<Bound<'py, PyDict>>>> {
+        let m = self.model.clone();
+        let fills = py.detach(move || m.fill_mask(&text, top_k)).py()?;
+        fills
+            .into_iter()
+            .map(|cands| {
+                cands
+                    .into_iter()
+                    .map(|c| {
+                        let d = PyDict::new(py);
+                        d.set_item("token", c.token)?;
+                        d.set_item("token_str", c.token_str)?;
+                        d.set_item("score", c.score)?;
+                        d.set_item("sequence", c.sequence)?;
+                        Ok(d)
+                    })
+                    .collect()
             })
             .collect()
     }
 
-    /// One vector per sequence: float32 [n, hidden].
-    fn embed<'py>(
-        &self,
-        py: Python<'py>,
-        seqs: Vec<Vec<u32>>,
-        pooling: &str,
-        normalize: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let pooling = Pooling::parse(pooling).py()?;
+    /// Log-likelihood of each continuation after the context (lm-evaluation-harness'
+    /// boundaries): [(logprob, is_greedy, token_logprobs)].
+    fn score(&self, py: Python<'_>, context: String, continuations: Vec<String>) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
         let m = self.model.clone();
-        let h = m.config().hidden_size;
-        let n = seqs.len();
-        let out = py.detach(move || m.embed(&seqs, pooling, normalize)).py()?;
-        Ok(PyArray1::from_vec(py, out.concat())
-            .reshape([n, h])?
-            .into_any())
-    }
-
-    /// Masked-LM logits [len, vocab] for one sequence.
-    fn mlm_logits<'py>(&self, py: Python<'py>, ids: Vec<u32>) -> PyResult<Bound<'py, PyAny>> {
-        let m = self.model.clone();
-        let (n, vocab) = (ids.len(), m.config().vocab_size);
-        let v = py.detach(move || m.mlm_logits(&ids)).py()?;
-        Ok(PyArray1::from_vec(py, v).reshape([n, vocab])?.into_any())
-    }
-
-    /// sentence-transformers settings: (max_seq_length, pooling) or None.
-    #[getter]
-    fn sentence_config(&self) -> Option<(Option<usize>, Option<&'static str>)> {
-        self.model.sentence.map(|(max, p)| {
-            (
-                max,
-                p.map(|p| match p {
-                    Pooling::Mean => "mean",
-                    Pooling::Cls => "cls",
-                    Pooling::Max => "max",
-                }),
-            )
-        })
-    }
-
-    #[getter]
-    fn has_mlm_head(&self) -> bool {
-        self.model.transformer.mlm_head.is_some()
-    }
-
-    /// Log-likelihood of each continuation after the context: [(logprob, is_greedy, token_logprobs)].
-    fn score(
-        &self,
-        py: Python<'_>,
-        context: Vec<u32>,
-        continuations: Vec<Vec<u32>>,
-    ) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
-        let m = self.model.clone();
-        py.detach(move || {
+        py.detach(move || -> candlewick::Result<_> {
+            m.require_decoder("score")?;
+            if continuations.is_empty() {
+                return Err(candlewick::Error::InvalidArgument(
+                    "continuations must be a non-empty list of non-empty strings".into(),
+                ));
+            }
             continuations
                 .iter()
                 .map(|c| {
-                    m.score(&context, c)
-                        .map(|s| (s.logprob, s.is_greedy, s.token_logprobs))
+                    if interrupted() {
+                        return Err(candlewick::Error::Interrupted);
+                    }
+                    m.score_text(&context, c).map(|s| (s.logprob, s.is_greedy, s.token_logprobs))
                 })
-                .collect::<candlewick::Result<Vec<_>>>()
+                .collect()
         })
         .py()
     }
@@ -437,6 +380,9 @@ impl PyStream {
                     let t = g.take_text()?;
                     if !t.is_empty() || !more {
                         return Ok((t, !more));
+                    }
+                    if interrupted() {
+                        return Err(candlewick::Error::Interrupted);
                     }
                 }
             })
@@ -482,18 +428,16 @@ impl PyStream {
     /// Per-token log-probabilities so far, when asked for with logprobs=N.
     #[getter]
     fn logprobs(&self) -> Option<Logprobs> {
-        self.gen
-            .as_ref()
-            .and_then(|g| logprobs_out(&g.output().logprobs))
+        self.gen.as_ref().and_then(|g| logprobs_out(&g.output().logprobs))
     }
 
-    /// Stop generating and free the request's memory (its KV cache) now.
     /// Bytes of the KV cache this request holds (0 once closed).
     #[getter]
     fn kv_cache_bytes(&self) -> usize {
         self.gen.as_ref().map(|g| g.kv_cache_bytes()).unwrap_or(0)
     }
 
+    /// Stop generating and free the request's memory (its KV cache) now.
     fn close(&mut self) {
         self.done = true;
         if let Some(g) = self.gen.take() {

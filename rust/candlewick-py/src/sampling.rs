@@ -1,7 +1,8 @@
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-use candlewick::sampling::{Sampler, SamplingParams};
+use candlewick::sampling::Sampler;
+use candlewick::GenerationConfig;
 
 use crate::errors::{non_negative, IntoPyResult};
 
@@ -12,15 +13,15 @@ use crate::errors::{non_negative, IntoPyResult};
 pub fn sample<'py>(
     py: Python<'py>,
     logits: PyReadonlyArray1<'py, f32>,
-    temperature: f32,
+    temperature: f64,
     top_k: i64,
-    top_p: f32,
-    min_p: f32,
-    typical_p: f32,
+    top_p: f64,
+    min_p: f64,
+    typical_p: f64,
     seed: Option<u64>,
     num_samples: i64,
 ) -> PyResult<Bound<'py, PyArray1<u32>>> {
-    let params = SamplingParams {
+    let params = GenerationConfig {
         do_sample: true,
         temperature,
         top_k: non_negative("top_k", top_k)?,
@@ -33,7 +34,7 @@ pub fn sample<'py>(
     let logits = logits.as_slice()?.to_vec();
     let out = py
         .detach(move || -> candlewick::Result<Vec<u32>> {
-            let mut s = Sampler::new(params, seed)?;
+            let mut s = Sampler::new(&params, seed)?;
             let mut buf = logits.clone();
             (0..n)
                 .map(|_| {

@@ -101,6 +101,11 @@ impl PyTokenizer {
     fn eos_token_id(&self) -> Option<u32> {
         self.tok.eos_token_id()
     }
+    /// The mask token ([MASK] or <mask>) when the vocabulary has one.
+    #[getter]
+    fn mask_token_id(&self) -> Option<u32> {
+        self.tok.mask_token_id()
+    }
     #[getter]
     fn eog_token_ids(&self) -> Vec<u32> {
         self.tok.eog_token_ids().to_vec()

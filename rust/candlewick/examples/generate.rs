@@ -11,9 +11,9 @@ fn main() -> candlewick::Result<()> {
     let t0 = std::time::Instant::now();
     let model = Arc::new(candlewick::load(&args[1])?);
     eprintln!("loaded in {:?}", t0.elapsed());
-    let ids = model.tokenizer.encode(&args[2], true)?;
+    let ids = model.tokenizer()?.encode(&args[2], true)?;
     eprintln!("prompt ids: {ids:?}");
-    let params = candlewick::GenerationParams {
+    let params = candlewick::GenerationConfig {
         max_new_tokens: args.get(3).and_then(|s| s.parse().ok()).unwrap_or(32),
         ..Default::default()
     };

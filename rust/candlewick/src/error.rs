@@ -24,6 +24,10 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// A caller-supplied argument has the wrong type (Python: TypeError), or names no field.
+    #[error("{0}")]
+    WrongType(String),
+
     /// The prompt (plus requested tokens) does not fit in the model's context window.
     #[error("{0}")]
     ContextOverflow(String),
@@ -36,6 +40,10 @@ pub enum Error {
 
     #[error("model: {0}")]
     Model(String),
+
+    /// The caller asked to stop (Ctrl-C) between steps of a long call.
+    #[error("interrupted")]
+    Interrupted,
 
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -1,7 +1,9 @@
 //! candlewick: transformer language models on candle, from tokenizer to sampler.
 //!
-//! Data flows one way: text -> `Tokenizer::encode` -> ids -> `Transformer::forward` -> logits ->
-//! `Sampler` -> id -> `StreamDecoder` -> text. `generation::Generator` runs that loop.
+//! Data flows one way: text -> `Tokenizer::encode` -> ids -> `Model::start` / `Model::step`
+//! (embeddings -> N blocks -> norm -> head) -> logits -> `Sampler` -> id -> `StreamDecoder` ->
+//! text. `generation::Generator` runs that loop; `io::checkpoint` reads every checkpoint kind;
+//! `model::families` says what each family's checkpoints hold.
 
 pub mod config;
 pub mod error;
@@ -14,9 +16,9 @@ pub mod nn;
 pub mod sampling;
 pub mod tokenizer;
 
-pub use config::ModelConfig;
+pub use config::{GenerationConfig, ModelConfig};
 pub use error::{Error, Result};
-pub use generation::{FinishReason, GenerationParams, Generator};
+pub use generation::{FinishReason, Generator, Prompt};
 pub use model::{load, Model};
-pub use sampling::{Sampler, SamplingParams};
+pub use sampling::Sampler;
 pub use tokenizer::Tokenizer;

@@ -1,96 +1,30 @@
 //! Memory estimation: what a model needs to run or to train, item by item, each formula once
 //! and with its source.
 //!
-//! A `Subject` is what is being sized: a parameter count, and where known the bytes its file
-//! really stores and the dimensions that size the KV cache and activations. It comes from a
-//! ModelConfig, a GGUF / safetensors / config.json path (headers only: no weight is read) or a
-//! bare count. `estimate` turns it and the run's options into a `MemoryEstimate`.
+//! A `Subject` is what is being sized: a parameter count, and where known the bytes its weights
+//! really take and the config that sizes the KV cache and activations. It comes from a
+//! ModelConfig, a loaded model, a checkpoint path (read by the one checkpoint reader,
+//! io::checkpoint: headers only, no weight is read) or a bare count. `estimate` turns it and the
+//! run's options into a `MemoryEstimate`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
-use crate::io::gguf::GgufFile;
-use crate::io::safetensors::SafetensorsHeader;
+use crate::io::checkpoint::Checkpoint;
+use crate::io::types::{self, TensorType};
+use crate::model::Model;
 
-/// A storage type: `block_bytes` bytes hold `block_size` values (1 for plain types).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Precision {
-    pub name: &'static str,
-    pub block_size: usize,
-    pub block_bytes: usize,
-    pub is_float: bool,
-}
+/// A storage type from the one table (io::types): float32, bfloat16, q4_k, ...
+pub type Precision = &'static TensorType;
 
-const fn p(name: &'static str, block_size: usize, block_bytes: usize, is_float: bool) -> Precision {
-    Precision {
-        name,
-        block_size,
-        block_bytes,
-        is_float,
-    }
-}
-
-/// Plain types, and GGUF block types with their per-block scales (ggml-common.h block structs).
-pub const PRECISIONS: &[Precision] = &[
-    p("float32", 1, 4, true),
-    p("float16", 1, 2, true),
-    p("bfloat16", 1, 2, true),
-    p("int8", 1, 1, false),
-    p("q4_0", 32, 18, false),  // f16 d + 16 bytes of nibbles
-    p("q4_1", 32, 20, false),  // f16 d, m + 16 bytes
-    p("q5_0", 32, 22, false),  // f16 d + 4 bytes high bits + 16 bytes
-    p("q5_1", 32, 24, false),  // f16 d, m + 4 + 16
-    p("q8_0", 32, 34, false),  // f16 d + 32 int8
-    p("q2_k", 256, 84, false), // 16 scales + 64 quants + f16 d, dmin
-    p("q3_k", 256, 110, false),
-    p("q4_k", 256, 144, false), // f16 d, dmin + 12 scale bytes + 128
-    p("q5_k", 256, 176, false),
-    p("q6_k", 256, 210, false),
-    p("q8_k", 256, 292, false),
-];
-
-impl Precision {
-    /// Names as users write them: float32/fp32/f32, float16/fp16/f16/half, bfloat16/bf16,
-    /// int8/i8, and GGUF type names (q4_k, Q4_K, q4_k_m, ...; the _s/_m/_l mix suffix is read as
-    /// its main type).
-    pub fn parse(name: &str) -> Result<Precision> {
-        let n = name.trim().to_ascii_lowercase();
-        let canon = match n.as_str() {
-            "float32" | "fp32" | "f32" | "float" => "float32",
-            "float16" | "fp16" | "f16" | "half" => "float16",
-            "bfloat16" | "bf16" => "bfloat16",
-            "int8" | "i8" | "qint8" => "int8",
-            other => other
-                .strip_suffix("_m")
-                .or_else(|| other.strip_suffix("_s"))
-                .or_else(|| other.strip_suffix("_l"))
-                .unwrap_or(other),
-        };
-        PRECISIONS
-            .iter()
-            .copied()
-            .find(|p| p.name == canon)
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "unknown dtype '{name}' (known: {})",
-                    PRECISIONS
-                        .iter()
-                        .map(|p| p.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })
-    }
-
-    /// Bytes for `n` values (whole blocks).
-    pub fn bytes(&self, n: u64) -> u64 {
-        n.div_ceil(self.block_size as u64) * self.block_bytes as u64
-    }
-
-    pub fn bytes_per_value(&self) -> f64 {
-        self.block_bytes as f64 / self.block_size as f64
-    }
+/// Bytes of physical memory (Linux: MemTotal of /proc/meminfo), for checking sizes read from
+/// files or asked for by users before allocating them. None where it cannot be read.
+pub fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 /// The dimensions that size the KV cache and activations.
@@ -132,9 +66,14 @@ impl Dims {
 pub struct Subject {
     pub label: String,
     pub num_parameters: u64,
-    /// Bytes of parameter data the checkpoint really stores, and a description of its types.
+    /// Bytes the weights really take, and how that was read ("as stored: 211 Q4_1, 61 F32").
     pub stored: Option<(u64, String)>,
     pub dims: Option<Dims>,
+}
+
+/// "3 F32, 211 Q4_1": tensor counts by type.
+fn describe_types<'a>(types: impl Iterator<Item = (&'a String, &'a usize)>) -> String {
+    types.map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
 }
 
 impl Subject {
@@ -153,214 +92,65 @@ impl Subject {
     }
 
     pub fn from_config(c: &ModelConfig) -> Result<Self> {
-        c.validate()?;
         Ok(Subject {
-            label: format!("{} {:?} config", c.family, c.architecture),
-            num_parameters: c.num_parameters()? as u64,
+            label: format!("{} {} config", c.family, c.architecture),
+            num_parameters: crate::model::families::num_parameters(c)?,
             stored: None,
             dims: Some(Dims::from_config(c)),
         })
     }
 
-    /// A .gguf or .safetensors file, a config.json, or a folder holding config.json and/or
-    /// *.safetensors. Only headers are read.
+    /// A checkpoint: a .gguf or .safetensors file, a config.json, or a model folder. Its weights
+    /// are sized as stored; the KV cache and activations from its config.
     pub fn from_path(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::Io {
-                path: path.into(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no such file or directory",
-                ),
-            });
-        }
-        if path.is_dir() {
-            return Self::from_folder(path);
-        }
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if name.ends_with(".gguf") || starts_with_magic(path, b"GGUF") {
-            return Self::from_gguf(path);
-        }
-        if name.ends_with(".safetensors") {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            let cfg = dir.join("config.json");
-            let dims = if cfg.is_file() {
-                Some(Dims::from_config(&read_config_json(&cfg)?))
-            } else {
-                None
-            };
-            return Self::from_safetensors(&[path.to_path_buf()], dims, path);
-        }
-        if name.ends_with(".json") {
-            let c = read_config_json(path)?;
-            let mut s = Self::from_config(&c)?;
-            s.label = path.display().to_string();
-            return Ok(s);
-        }
-        Err(Error::invalid_file(
-            path,
-            "not a model: candlewick sizes .gguf and .safetensors files, config.json, or a folder holding them",
-        ))
+        Self::from_checkpoint(&Checkpoint::open(path)?)
     }
 
-    fn from_folder(dir: &Path) -> Result<Self> {
-        let files = crate::io::safetensors::files_in(dir)?;
-        let cfg_path = dir.join("config.json");
-        let cfg = if cfg_path.is_file() {
-            Some(read_config_json(&cfg_path)?)
+    pub fn from_checkpoint(ck: &Checkpoint) -> Result<Self> {
+        let label = ck.path().display().to_string();
+        let config = ck.sizing_config()?;
+        let info = ck.info();
+        if info.tensor_types.is_empty() {
+            // a config alone (or a folder without weights): counted from the config
+            let c = config.ok_or_else(|| Error::invalid_file(ck.path(), "holds no tensors and no config"))?;
+            return Ok(Subject { label, ..Self::from_config(&c)? });
+        }
+        if info.num_parameters == 0 {
+            return Err(Error::invalid_file(ck.path(), "holds no floating-point tensors"));
+        }
+        let floats = info
+            .tensor_types
+            .iter()
+            .filter(|(k, _)| matches!(ck, Checkpoint::Gguf(_)) || TensorType::named(k).is_some_and(|t| t.is_float));
+        Ok(Subject {
+            label,
+            num_parameters: info.num_parameters as u64,
+            stored: Some((info.weight_bytes as u64, format!("as stored: {}", describe_types(floats)))),
+            dims: config.as_ref().map(Dims::from_config),
+        })
+    }
+
+    /// A loaded model, as it holds its weights: a GGUF file's stay in its memory map as stored;
+    /// safetensors weights (and models built from a config) are held as float32.
+    pub fn from_model(m: &Model) -> Result<Self> {
+        let i = &m.info;
+        let n = i.num_parameters as u64;
+        let stored = if i.format == "gguf" {
+            (i.weight_bytes as u64, format!("as stored: {}", describe_types(i.tensor_types.iter())))
         } else {
-            None
+            (types::F32.bytes(n), format!("as held in memory: {n} params x 4 B (float32)"))
         };
-        if files.is_empty() {
-            let gguf: Vec<PathBuf> = std::fs::read_dir(dir)
-                .map_err(|e| Error::Io {
-                    path: dir.into(),
-                    source: e,
-                })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-                .collect();
-            if let [one] = gguf.as_slice() {
-                return Self::from_gguf(one);
-            }
-            return match cfg {
-                Some(c) => {
-                    let mut s = Self::from_config(&c)?;
-                    s.label = dir.display().to_string();
-                    Ok(s)
-                }
-                None => Err(Error::invalid_file(
-                    dir,
-                    "not a model folder: no config.json, *.safetensors or single *.gguf in it",
-                )),
-            };
-        }
-        Self::from_safetensors(&files, cfg.as_ref().map(Dims::from_config), dir)
-    }
-
-    fn from_safetensors(files: &[PathBuf], dims: Option<Dims>, label: &Path) -> Result<Self> {
-        let (mut n, mut bytes) = (0u64, 0u64);
-        let mut types = std::collections::BTreeMap::<String, usize>::new();
-        for f in files {
-            let h = SafetensorsHeader::read(f)?;
-            for t in h.tensors.values() {
-                // Integer tensors are buffers (BERT's position_ids), not parameters.
-                if !matches!(
-                    t.dtype.as_str(),
-                    "F64" | "F32" | "F16" | "BF16" | "F8_E4M3" | "F8_E5M2"
-                ) {
-                    continue;
-                }
-                n += t.elem_count() as u64;
-                bytes += (t.end - t.start) as u64;
-                *types.entry(t.dtype.clone()).or_default() += 1;
-            }
-        }
-        if n == 0 {
-            return Err(Error::invalid_file(
-                label,
-                "holds no floating-point tensors",
-            ));
-        }
-        let types = types
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", ");
         Ok(Subject {
-            label: label.display().to_string(),
+            label: if i.path.as_os_str().is_empty() {
+                format!("a {} model built from a config", m.config.family)
+            } else {
+                i.path.display().to_string()
+            },
             num_parameters: n,
-            stored: Some((bytes, types)),
-            dims,
+            stored: Some(stored),
+            dims: Some(Dims::from_config(&m.config)),
         })
     }
-
-    fn from_gguf(path: &Path) -> Result<Self> {
-        let g = GgufFile::open(path)?;
-        let arch = g.get_str("general.architecture").unwrap_or("").to_string();
-        let n: u64 = g.tensors.iter().map(|t| t.elem_count() as u64).sum();
-        let bytes: u64 = g.tensors.iter().map(|t| t.size_in_bytes as u64).sum();
-        let mut types = std::collections::BTreeMap::<String, usize>::new();
-        for t in &g.tensors {
-            *types.entry(format!("{:?}", t.dtype)).or_default() += 1;
-        }
-        let types = types
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let u = |k: &str| {
-            g.get(&format!("{arch}.{k}"))
-                .and_then(|v| v.as_u64())
-                .map(|v| v as usize)
-        };
-        let dims = (|| {
-            let hidden = u("embedding_length")?;
-            let heads = u("attention.head_count")?;
-            let layers = u("block_count")?;
-            let architecture = match arch.as_str() {
-                "bert" | "nomic-bert" | "jina-bert-v2" => Architecture::Encoder,
-                "t5" => Architecture::EncoderDecoder,
-                _ => Architecture::Decoder,
-            };
-            Some(Dims {
-                architecture,
-                num_layers: layers,
-                num_decoder_layers: if architecture == Architecture::EncoderDecoder {
-                    u("decoder_block_count").unwrap_or(layers)
-                } else {
-                    0
-                },
-                hidden_size: hidden,
-                num_heads: heads,
-                num_kv_heads: u("attention.head_count_kv").unwrap_or(heads),
-                head_dim: u("attention.key_length").unwrap_or(hidden / heads.max(1)),
-                intermediate_size: u("feed_forward_length").unwrap_or(4 * hidden),
-                gated_mlp: architecture == Architecture::Decoder,
-                vocab_size: g
-                    .tensor_info("token_embd.weight")
-                    .map(|t| t.shape[0])
-                    .unwrap_or(0),
-                context_length: u("context_length").unwrap_or(2048),
-            })
-        })();
-        Ok(Subject {
-            label: path.display().to_string(),
-            num_parameters: n,
-            stored: Some((bytes, types)),
-            dims,
-        })
-    }
-}
-
-fn starts_with_magic(path: &Path, magic: &[u8]) -> bool {
-    use std::io::Read;
-    let mut buf = vec![0u8; magic.len()];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok()
-        && buf == magic
-}
-
-pub fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-        path: path.into(),
-        source: e,
-    })?;
-    serde_json::from_str(&text)
-        .map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))
-}
-
-pub fn read_config_json(path: &Path) -> Result<ModelConfig> {
-    let v = read_json(path)?;
-    ModelConfig::from_hf_json(&v).map_err(|e| match e {
-        Error::InvalidArgument(m) => Error::invalid_file(path, m),
-        other => other,
-    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -501,7 +291,7 @@ pub fn kv_cache_bytes(d: &Dims, tokens: usize, batch: usize, kv: Precision) -> (
             d.num_kv_heads,
             d.head_dim,
             kv.bytes_per_value(),
-            kv.name
+            kv.user_name
         )
     };
     (bytes, f)
@@ -569,27 +359,27 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
             Some(p) if !p.is_float => {
                 return Err(Error::InvalidArgument(format!(
                     "training needs float weights (float32, float16, bfloat16), not {}; quantized fine-tuning (QLoRA) is not modelled",
-                    p.name
+                    p.user_name
                 )))
             }
             Some(p) => p,
-            None => Precision::parse("float32")?,
+            None => &types::F32,
         };
         // Mixed precision (Micikevicius et al. 2018): 16-bit weights and gradients for compute,
         // fp32 master weights for the update.
-        let compute = if o.mixed_precision && wp.name == "float32" {
-            Precision::parse("bfloat16")?
+        let compute = if o.mixed_precision && wp.user_name == "float32" {
+            &types::BF16
         } else {
             wp
         };
-        dtype_name = compute.name.to_string();
+        dtype_name = compute.user_name.to_string();
         let (wb, wf) = zero(
             3,
             compute.bytes(n),
             format!(
                 "{n} params x {} B ({})",
                 compute.bytes_per_value(),
-                compute.name
+                compute.user_name
             ),
         );
         items.push(Item {
@@ -599,24 +389,25 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
         });
     } else {
         match (o.dtype, &s.stored) {
-            (None, Some((bytes, types))) => {
-                dtype_name = "as stored".into();
+            (None, Some((bytes, how))) => {
+                // a file's weights as stored; a loaded model's as it holds them
+                dtype_name = if how.starts_with("as stored") { "as stored" } else { "float32" }.into();
                 items.push(Item {
                     key: "weights",
                     bytes: *bytes,
-                    formula: format!("as stored: {types}"),
+                    formula: how.clone(),
                 });
             }
             (p, _) => {
                 let p = match p {
                     Some(p) => p,
-                    None => Precision::parse("float32")?,
+                    None => &types::F32,
                 };
-                dtype_name = p.name.into();
+                dtype_name = p.user_name.into();
                 items.push(Item {
                     key: "weights",
                     bytes: p.bytes(n),
-                    formula: format!("{n} params x {} B ({})", p.bytes_per_value(), p.name),
+                    formula: format!("{n} params x {} B ({})", p.bytes_per_value(), p.user_name),
                 });
             }
         }
@@ -627,7 +418,7 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
         Some(p) => p,
         None => match o.dtype {
             Some(p) if p.is_float => p,
-            _ => Precision::parse("float32")?,
+            _ => &types::F32,
         },
     };
     match (&s.dims, seq) {
@@ -738,7 +529,7 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
         let gp = if o.mixed_precision {
             2.0
         } else {
-            Precision::parse(&dtype_name)?.bytes_per_value()
+            TensorType::parse(&dtype_name)?.bytes_per_value()
         };
         let (gb, gf) = zero(2, (n as f64 * gp) as u64, format!("{n} params x {gp} B"));
         items.push(Item {

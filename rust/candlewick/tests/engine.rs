@@ -1,6 +1,7 @@
 //! Engine tests that need no model file: GGUF validation, sampler, config.
 use candlewick::io::gguf::GgufFile;
-use candlewick::sampling::{argmax, Sampler, SamplingParams};
+use candlewick::sampling::{argmax, Sampler};
+use candlewick::GenerationConfig;
 use candlewick::Error;
 
 fn gguf_bytes(
@@ -96,41 +97,41 @@ fn gguf_truncated_everywhere_is_an_error() {
 #[test]
 fn sampler_greedy_and_validation() -> candlewick::Result<()> {
     let logits = vec![0.1f32, 2.0, -1.0, 1.9];
-    let mut s = Sampler::new(SamplingParams::default(), Some(0))?;
+    let mut s = Sampler::new(&GenerationConfig::default(), Some(0))?;
     assert_eq!(s.sample(&mut logits.clone(), Default::default())?, 1);
     assert_eq!(argmax(&logits), 1);
     for bad in [
-        SamplingParams {
+        GenerationConfig {
             top_p: 0.0,
             ..Default::default()
         },
-        SamplingParams {
+        GenerationConfig {
             temperature: -1.0,
             ..Default::default()
         },
-        SamplingParams {
+        GenerationConfig {
             min_p: 1.5,
             ..Default::default()
         },
-        SamplingParams {
+        GenerationConfig {
             repetition_penalty: 0.0,
             ..Default::default()
         },
-        SamplingParams {
+        GenerationConfig {
             typical_p: 0.0,
             ..Default::default()
         },
-        SamplingParams {
-            presence_penalty: f32::NAN,
+        GenerationConfig {
+            presence_penalty: f64::NAN,
             ..Default::default()
         },
-        SamplingParams {
-            logit_bias: vec![(3, f32::NAN)],
+        GenerationConfig {
+            logit_bias: [(3, f64::NAN)].into_iter().collect(),
             ..Default::default()
         },
     ] {
         assert!(matches!(
-            Sampler::new(bad, None),
+            Sampler::new(&bad, None),
             Err(Error::InvalidArgument(_))
         ));
     }
@@ -140,13 +141,13 @@ fn sampler_greedy_and_validation() -> candlewick::Result<()> {
 #[test]
 fn sampler_top_k_top_p_distribution() -> candlewick::Result<()> {
     let logits: Vec<f32> = (0..100).map(|i| (i as f32) * 0.1).collect();
-    let p = SamplingParams {
+    let p = GenerationConfig {
         do_sample: true,
         top_k: 10,
         top_p: 0.5,
         ..Default::default()
     };
-    let (ids, probs) = Sampler::new(p, Some(1))?.distribution(&logits)?;
+    let (ids, probs) = Sampler::new(&p, Some(1))?.distribution(&logits)?;
     assert!(ids.len() <= 10 && !ids.is_empty());
     assert_eq!(ids[0], 99);
     assert!((probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
@@ -166,14 +167,14 @@ fn processors_follow_their_definitions() -> candlewick::Result<()> {
     // no_repeat_ngram_size = 3: "1 2 3 ... 1 2" bans 3.
     assert_eq!(banned_ngram_tokens(&[1, 2, 3, 9, 1, 2], 3), vec![3]);
     assert!(banned_ngram_tokens(&[1, 2], 3).is_empty());
-    let p = SamplingParams {
-        logit_bias: vec![(0, 5.0)],
+    let p = GenerationConfig {
+        logit_bias: [(0, 5.0)].into_iter().collect(),
         presence_penalty: 1.0,
         frequency_penalty: 0.5,
         repetition_penalty: 2.0,
         ..Default::default()
     };
-    let s = Sampler::new(p, Some(0))?;
+    let s = Sampler::new(&p, Some(0))?;
     let mut l = vec![1.0f32, 2.0, -2.0, 4.0];
     s.process(
         &mut l,
@@ -192,18 +193,22 @@ fn processors_follow_their_definitions() -> candlewick::Result<()> {
 
 #[test]
 fn memory_formulas() {
-    use candlewick::memory::{estimate, MemoryOptions, Precision, Subject};
-    assert_eq!(Precision::parse("Q4_K_M").unwrap().bytes(256 * 3), 3 * 144);
-    assert_eq!(Precision::parse("q8_0").unwrap().bytes(33), 2 * 34); // whole blocks
-    assert!(Precision::parse("fp7").is_err());
+    use candlewick::io::types::TensorType;
+    use candlewick::memory::{estimate, MemoryOptions, Subject};
+    assert_eq!(TensorType::parse("Q4_K_M").unwrap().bytes(256 * 3), 3 * 144);
+    assert_eq!(TensorType::parse("q8_0").unwrap().bytes(33), 2 * 34); // whole blocks
+    assert!(TensorType::parse("fp7").is_err());
     let cfg: serde_json::Value = serde_json::json!({
         "model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
         "num_hidden_layers": 3, "intermediate_size": 128, "vocab_size": 100, "tie_word_embeddings": true
     });
-    let c = candlewick::ModelConfig::from_hf_json(&cfg).unwrap();
+    let c = candlewick::model::families::from_hf_json(&cfg).unwrap();
     // embed 100*64; per layer q 64*64, k,v 32*64 each, o 64*64, mlp 3*64*128, norms 2*64; final norm
     let per_layer = 64 * 64 * 2 + 2 * 32 * 64 + 3 * 64 * 128 + 2 * 64;
-    assert_eq!(c.num_parameters().unwrap(), 100 * 64 + 3 * per_layer + 64);
+    assert_eq!(
+        candlewick::model::families::num_parameters(&c).unwrap(),
+        100 * 64 + 3 * per_layer + 64
+    );
     let s = Subject::from_config(&c).unwrap();
     let e = estimate(
         &s,
@@ -267,7 +272,7 @@ fn reference_distribution(
 
 #[test]
 fn fast_warpers_equal_the_plain_reference() {
-    use candlewick::sampling::{Sampler, SamplingParams};
+    use candlewick::sampling::Sampler;
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let combos = [
@@ -286,15 +291,15 @@ fn fast_warpers_equal_the_plain_reference() {
             .map(|_| (rng.random::<f32>() - 0.5) * 2.0 * spread * 3.0)
             .collect();
         for &(t, k, top_p, min_p) in &combos {
-            let params = SamplingParams {
+            let params = GenerationConfig {
                 do_sample: true,
-                temperature: t as f32,
+                temperature: t,
                 top_k: k,
-                top_p: top_p as f32,
-                min_p: min_p as f32,
+                top_p,
+                min_p,
                 ..Default::default()
             };
-            let (ids, probs) = Sampler::new(params, Some(0))
+            let (ids, probs) = Sampler::new(&params, Some(0))
                 .unwrap()
                 .distribution(&logits)
                 .unwrap();
@@ -313,62 +318,97 @@ fn fast_warpers_equal_the_plain_reference() {
 }
 
 fn tiny_llama() -> candlewick::Result<candlewick::Model> {
-    let mut cfg = candlewick::ModelConfig::default_for("llama");
-    (
-        cfg.vocab_size,
-        cfg.hidden_size,
-        cfg.num_layers,
-        cfg.num_heads,
-        cfg.num_kv_heads,
-    ) = (64, 32, 2, 4, 2);
-    (
-        cfg.head_dim,
-        cfg.intermediate_size,
-        cfg.max_position_embeddings,
-    ) = (8, 48, 2048);
+    let cfg = candlewick::ModelConfig {
+        vocab_size: 64,
+        hidden_size: 32,
+        num_layers: 2,
+        num_heads: 4,
+        num_kv_heads: 2,
+        head_dim: 8,
+        intermediate_size: 48,
+        max_position_embeddings: 2048,
+        ..Default::default()
+    };
     candlewick::Model::from_config(cfg, 1, None)
 }
 
 #[test]
 fn long_prompts_run_in_micro_batches_and_bad_ids_change_nothing() -> candlewick::Result<()> {
-    use candlewick::model::{transformer::UBATCH, Segment};
+    use candlewick::model::{Logits, Step, UBATCH};
     let m = tiny_llama()?;
-    let t = &m.transformer;
     let ids: Vec<u32> = (0..(2 * UBATCH + 37) as u32).map(|i| i * 7 % 64).collect();
     // all positions: pieces one after another give every row
-    let mut cache = t.new_cache(ids.len())?;
-    let all = t.forward_batch(
-        &mut [Segment {
-            ids: &ids,
-            cache: &mut cache,
-        }],
-        false,
-    )?;
-    assert_eq!((all[0].len(), cache.len()), (ids.len() * 64, ids.len()));
+    let mut state = m.start(&ids, 0)?;
+    let all = m.step(&mut [Step { state: &mut state, ids: &ids }], Logits::All)?;
+    assert_eq!((all[0].len(), state.len()), (ids.len() * 64, ids.len()));
     // last position only: the same last row (to rounding: the head runs on 1 row, not 37)
-    let mut cache = t.new_cache(ids.len())?;
-    let last = t.forward_batch(
-        &mut [Segment {
-            ids: &ids,
-            cache: &mut cache,
-        }],
-        true,
-    )?;
+    let mut state = m.start(&ids, 0)?;
+    let last = m.step(&mut [Step { state: &mut state, ids: &ids }], Logits::Last)?;
     let want = &all[0][(ids.len() - 1) * 64..];
     assert!(last[0].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5));
     // a bad id in the last piece is refused before the first piece touches the cache
     let mut bad = ids.clone();
     bad[2 * UBATCH + 5] = 64;
-    let mut cache = t.new_cache(bad.len())?;
-    assert!(t
-        .forward_batch(
-            &mut [Segment {
-                ids: &bad,
-                cache: &mut cache
-            }],
-            true
-        )
-        .is_err());
-    assert_eq!(cache.len(), 0);
+    let mut state = m.start(&ids, 0)?;
+    assert!(m.step(&mut [Step { state: &mut state, ids: &bad }], Logits::Last).is_err());
+    assert_eq!(state.len(), 0);
+    Ok(())
+}
+
+/// Every family's build lists the tensors it reads (names once, through the prefix path), and
+/// the random initialisation makes exactly those.
+#[test]
+fn families_list_what_they_build() -> candlewick::Result<()> {
+    use candlewick::model::families;
+    for name in families::names() {
+        let over: Vec<(String, candlewick::config::Value)> = [
+            ("vocab_size", 50),
+            ("hidden_size", 16),
+            ("num_heads", 2),
+            ("num_layers", 2),
+            ("intermediate_size", 24),
+            ("max_position_embeddings", 32),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), candlewick::config::Value::Int(v)))
+        .collect();
+        let c = families::for_family(name, over)?;
+        let shapes = families::tensor_shapes(&c)?;
+        assert!(!shapes.is_empty(), "{name}");
+        let mut names: Vec<&String> = shapes.iter().map(|(n, _)| n).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), shapes.len(), "{name}: a tensor listed twice");
+        if families::get(name)?.check(&c).is_err() {
+            continue; // read from files only (gemma3)
+        }
+        let m = candlewick::Model::from_config(c.clone(), 3, None)?;
+        let built = m.built.as_ref().unwrap();
+        assert_eq!(built.len(), shapes.len(), "{name}");
+        for (n, shape) in &shapes {
+            assert_eq!(built[n].dims(), shape.as_slice(), "{name}: {n}");
+        }
+        assert_eq!(m.info.num_parameters as u64, families::num_parameters(&c)?);
+    }
+    Ok(())
+}
+
+/// Each HF model type maps to a family, and a config written back reads to the same config.
+#[test]
+fn hf_configs_round_trip() -> candlewick::Result<()> {
+    use candlewick::model::families;
+    assert_eq!(families::hf_model_types(), ["llama", "mistral", "qwen2", "gpt2", "bert", "t5"]);
+    for (name, extra) in [("llama", vec![]), ("llama", vec![("qkv_bias", true)]), ("gpt2", vec![]), ("bert", vec![("mlm_head", true)]), ("t5", vec![])] {
+        let mut over: Vec<(String, candlewick::config::Value)> =
+            vec![("hidden_size".into(), candlewick::config::Value::Int(32)), ("num_heads".into(), candlewick::config::Value::Int(4))];
+        over.extend(extra.into_iter().map(|(k, v)| (k.to_string(), candlewick::config::Value::Bool(v))));
+        let c = families::for_family(name, over)?;
+        let back = families::from_hf_json(&families::to_hf_json(&c)?)?;
+        assert_eq!(back, c, "{name}");
+    }
+    assert!(matches!(
+        families::from_hf_json(&serde_json::json!({"model_type": "mamba"})),
+        Err(Error::Unsupported(m)) if m.contains("llama, mistral, qwen2, gpt2, bert, t5")
+    ));
     Ok(())
 }

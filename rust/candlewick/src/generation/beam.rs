@@ -13,25 +13,17 @@
 //! token (finish reason "stop"; its text is cut before the stop string). Log-probs, when asked
 //! for, are each chosen token's raw log-softmax (before processors, as in sampling) with the top n.
 //!
-//! Running beams go through the model together (`Transformer::forward_batch`); a beam chosen by
-//! several candidates gets copies of its KV cache. Encoder-decoders (T5) encode the prompt once;
-//! each beam carries its own decoder state.
+//! Running beams go through the model together (`Model::step`); a beam chosen by several
+//! candidates gets copies of its state. An encoder-decoder's prompt is encoded once, by
+//! `Model::start`: its beams share the encoder's keys and values.
 
 use std::sync::Arc;
 
-use super::{FinishReason, GenerationParams, Output, TokenLogprob};
+use super::{FinishReason, Output, TokenLogprob};
+use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
-use crate::model::seq2seq::Seq2SeqState;
-use crate::model::{Cache, Model, Segment};
+use crate::model::{Logits, Model, State, Step};
 use crate::sampling::{log_sum_exp, top_logprobs, History, Sampler};
-
-/// A beam's model state: the decoder's KV cache, or an encoder-decoder's decoder state (whose
-/// decoder sequence is [start token] + the generated tokens).
-#[derive(Clone)]
-enum State {
-    Decoder(Cache),
-    Seq2Seq(Seq2SeqState),
-}
 
 struct Beam {
     tokens: Vec<u32>,
@@ -47,125 +39,67 @@ struct Hypothesis {
     logprobs: Vec<TokenLogprob>,
 }
 
-/// Beam search for one prompt; returns the best `num_return` hypotheses, best first, each with
-/// its length-normalised score.
-pub fn beam_search(
-    model: &Arc<Model>,
-    prompt: &[u32],
-    params: &GenerationParams,
-    num_beams: usize,
-    length_penalty: f64,
-    num_return: usize,
-) -> Result<Vec<(Output, f64)>> {
+/// Beam search for one prompt with `params.num_beams` beams: the best `num_return_sequences`
+/// hypotheses, best first, each with its length-normalised score.
+pub fn beam_search(model: &Arc<Model>, prompt: &[u32], params: &GenerationConfig, interrupted: &dyn Fn() -> bool) -> Result<Vec<Output>> {
     params.validate()?;
-    if num_beams == 0 || num_return == 0 || num_return > num_beams {
-        return Err(Error::InvalidArgument(format!(
-            "num_return_sequences ({num_return}) must be between 1 and num_beams ({num_beams})"
-        )));
-    }
-    if !length_penalty.is_finite() {
-        return Err(Error::InvalidArgument(format!(
-            "length_penalty must be finite, got {length_penalty}"
-        )));
-    }
-    if params.sampling.do_sample {
+    let (num_beams, num_return, length_penalty) = (params.num_beams, params.num_return_sequences, params.length_penalty);
+    if !params.stop.is_empty() && model.tokenizer.is_none() {
         return Err(Error::Unsupported(
-            "beam search with do_sample=True (beam sampling) is not built yet".into(),
+            "stop strings are found in the text, and this model has no tokenizer to write it: use stop_token_ids".into(),
         ));
     }
-    if params.prompt_logprobs {
-        return Err(Error::Unsupported(
-            "prompt log-probs with beam search are not built yet".into(),
-        ));
-    }
-    if prompt.is_empty() {
-        return Err(Error::InvalidArgument(
-            "the prompt is empty (no tokens)".into(),
-        ));
-    }
+    let first = model.start(prompt, params.max_new_tokens)?;
     let ctx = model.context_length();
-    let seq2seq = model.seq2seq.as_ref();
-    if seq2seq.is_none() && prompt.len() >= ctx {
+    let prefix = first.prefix().to_vec();
+    if prefix.len() >= ctx {
         return Err(Error::ContextOverflow(format!(
             "the prompt has {} tokens; the model's context is {ctx}, leaving no room to generate",
             prompt.len()
         )));
     }
-    let max_new = match seq2seq {
-        Some(_) => params.max_new_tokens,
-        None => params.max_new_tokens.min(ctx - prompt.len()),
-    };
+    let max_new = params.max_new_tokens.min(first.capacity() - prefix.len());
     if max_new == 0 {
         return (0..num_return)
-            .map(|_| {
-                Ok((
-                    output(
-                        model,
-                        prompt,
-                        params,
-                        Vec::new(),
-                        FinishReason::Length,
-                        Vec::new(),
-                    )?,
-                    0.0,
-                ))
-            })
+            .map(|_| output(model, prompt, params, Vec::new(), FinishReason::Length, Vec::new(), 0.0))
             .collect();
     }
     // Processors only: a greedy sampler never draws.
-    let mut sp = params.sampling.clone();
+    let mut sp = params.clone();
     sp.do_sample = false;
-    let sampler = Sampler::new(sp, None)?;
+    let sampler = Sampler::new(&sp, None)?;
     let norm = |sum: f64, len: usize| sum / (len as f64).powf(length_penalty);
 
-    let first = match seq2seq {
-        Some(ed) => State::Seq2Seq(ed.start(prompt)?),
-        None => State::Decoder(model.transformer.new_cache(prompt.len() + max_new)?),
-    };
+    // each beam's tokens: the decoder's sequence (its prefix, then the generated tokens)
     let mut running = vec![Beam {
-        tokens: prompt.to_vec(),
+        tokens: prefix.clone(),
         sum: 0.0,
         state: first,
         logprobs: Vec::new(),
     }];
+    let p_len = prefix.len();
     let mut finished: Vec<Hypothesis> = Vec::new();
     let vocab = model.config().vocab_size;
     for step in 0..max_new {
-        let rows = match seq2seq {
-            None => {
-                let mut segs = Vec::with_capacity(running.len());
-                for b in running.iter_mut() {
-                    if let State::Decoder(cache) = &mut b.state {
-                        let seen = cache.len();
-                        segs.push(Segment {
-                            ids: &b.tokens[seen..],
-                            cache,
-                        });
-                    }
-                }
-                model.transformer.forward_batch(&mut segs, true)?
-            }
-            Some(ed) => {
-                let mut rows = Vec::with_capacity(running.len());
-                for b in running.iter_mut() {
-                    if let State::Seq2Seq(st) = &mut b.state {
-                        // decoder sequence: start token, then the generated tokens
-                        let dec: Vec<u32> = std::iter::once(ed.decoder_start_token_id)
-                            .chain(b.tokens[prompt.len()..].iter().copied())
-                            .collect();
-                        let seen = st.len();
-                        rows.push(ed.step(st, &dec[seen..])?);
-                    }
-                }
-                rows
-            }
+        if interrupted() {
+            return Err(Error::Interrupted);
+        }
+        let rows = {
+            let mut steps: Vec<Step<'_>> = running
+                .iter_mut()
+                .map(|b| Step {
+                    ids: &b.tokens[b.state.len()..],
+                    state: &mut b.state,
+                })
+                .collect();
+            model.step(&mut steps, Logits::Last)?
         };
         // (score, beam, token), best first; ties keep beam then token order.
         let mut cands: Vec<(f64, usize, u32)> = Vec::new();
         let keep = 2 * num_beams;
         let mut suppress = Vec::new();
         if step < params.min_new_tokens {
-            suppress.extend_from_slice(model.tokenizer.eog_token_ids());
+            suppress.extend_from_slice(model.eog_token_ids());
             suppress.extend_from_slice(&params.stop_token_ids);
         }
         // each beam's raw log-softmax, kept when log-probs are asked for
@@ -184,12 +118,7 @@ pub fn beam_search(
             }
             // The processors see the decoder's own sequence: the prompt for decoders, the start
             // token for encoder-decoders (as HF applies them to decoder_input_ids).
-            let (p, o) = beam.tokens.split_at(prompt.len());
-            let start = seq2seq.map(|ed| [ed.decoder_start_token_id]);
-            let p = match &start {
-                Some(s) => &s[..],
-                None => p,
-            };
+            let (p, o) = beam.tokens.split_at(p_len);
             sampler.process(
                 &mut row,
                 History {
@@ -235,14 +164,14 @@ pub fn beam_search(
                 if params.stop.is_empty() {
                     return Ok(false);
                 }
-                let mut gen = running[bi].tokens[prompt.len()..].to_vec();
+                let mut gen = running[bi].tokens[p_len..].to_vec();
                 gen.push(tok);
-                let text = model.tokenizer.decode(&gen, true)?;
+                let text = model.tokenizer()?.decode(&gen, true)?;
                 Ok(params.stop.iter().any(|s| text.contains(s.as_str())))
             };
             let ends = if params.stop_token_ids.contains(&tok) {
                 Some(FinishReason::Stop)
-            } else if !params.ignore_eos && model.tokenizer.is_eog(tok) {
+            } else if !params.ignore_eos && model.is_eog(tok) {
                 Some(FinishReason::Eos)
             } else if (rank < num_beams || next.len() < num_beams) && stop_string()? {
                 Some(FinishReason::Stop)
@@ -254,7 +183,7 @@ pub fn beam_search(
             match ends {
                 Some(finish) => {
                     if rank < num_beams {
-                        let mut tokens = running[bi].tokens[prompt.len()..].to_vec();
+                        let mut tokens = running[bi].tokens[p_len..].to_vec();
                         let mut logprobs = running[bi].logprobs.clone();
                         // an ending id is not part of the output; a token that completes a stop
                         // string is (its text is cut), as in sampling
@@ -320,24 +249,23 @@ pub fn beam_search(
     finished
         .into_iter()
         .take(num_return)
-        .map(|h| {
-            Ok((
-                output(model, prompt, params, h.tokens, h.finish, h.logprobs)?,
-                h.score,
-            ))
-        })
+        .map(|h| output(model, prompt, params, h.tokens, h.finish, h.logprobs, h.score))
         .collect()
 }
 
 fn output(
     model: &Model,
     prompt: &[u32],
-    params: &GenerationParams,
+    params: &GenerationConfig,
     tokens: Vec<u32>,
     finish: FinishReason,
     logprobs: Vec<TokenLogprob>,
+    score: f64,
 ) -> Result<Output> {
-    let mut text = model.tokenizer.decode(&tokens, true)?;
+    let mut text = match &model.tokenizer {
+        Some(t) => t.decode(&tokens, true)?,
+        None => String::new(),
+    };
     if let Some(cut) = params
         .stop
         .iter()
@@ -353,5 +281,6 @@ fn output(
         prompt_tokens: prompt.len(),
         logprobs: params.logprobs.map(|_| logprobs),
         prompt_logprobs: None,
+        score: Some(score),
     })
 }

@@ -1,5 +1,7 @@
-//! The decode loop: prefill the prompt once, then one token per step through the KV cache, until
-//! max_new_tokens, an end-of-generation token or a stop string.
+//! The decode loop: start a request from its prompt, run the decoder's prefix once (a decoder's
+//! prompt, an encoder-decoder's start id), then one token per step, until max_new_tokens, an
+//! end-of-generation token or a stop string. The model is run only through `Model::start` and
+//! `Model::step`, so the loop is the same for every architecture.
 //!
 //! `Generator` is a step-by-step state machine so that Python can drive it as an iterator (one
 //! step per `__next__`, GIL released inside) and stop early by dropping it; `run` loops to the end.
@@ -8,9 +10,10 @@ pub mod beam;
 
 use std::sync::Arc;
 
+use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
-use crate::model::{Cache, Model, Segment};
-use crate::sampling::{log_sum_exp, top_logprobs, History, Sampler, SamplingParams};
+use crate::model::{Logits, Model, State, Step};
+use crate::sampling::{log_sum_exp, top_logprobs, History, Sampler};
 use crate::tokenizer::StreamDecoder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +22,7 @@ pub enum FinishReason {
     Length,
     /// The model produced an end-of-generation token.
     Eos,
-    /// A stop string appeared in the text.
+    /// A stop string appeared in the text, or a stop id was produced.
     Stop,
 }
 
@@ -33,41 +36,6 @@ impl FinishReason {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct GenerationParams {
-    pub max_new_tokens: usize,
-    pub sampling: SamplingParams,
-    pub seed: Option<u64>,
-    /// Strings that end generation; they are not part of the returned text.
-    pub stop: Vec<String>,
-    /// Ids that end generation like a stop string (finish reason "stop"; not in the output).
-    pub stop_token_ids: Vec<u32>,
-    pub ignore_eos: bool,
-    /// End-of-generation and stop ids are suppressed until this many tokens are generated.
-    pub min_new_tokens: usize,
-    /// Natural-log probability of each generated token under the model, with this many
-    /// alternatives (None = off).
-    pub logprobs: Option<usize>,
-    /// Log-probability of each prompt token given the ones before it.
-    pub prompt_logprobs: bool,
-}
-
-impl Default for GenerationParams {
-    fn default() -> Self {
-        Self {
-            max_new_tokens: 256,
-            sampling: SamplingParams::default(),
-            seed: None,
-            stop: Vec::new(),
-            stop_token_ids: Vec::new(),
-            ignore_eos: false,
-            min_new_tokens: 0,
-            logprobs: None,
-            prompt_logprobs: false,
-        }
-    }
-}
-
 /// One generated token's log-probability (natural log, the model's distribution before any
 /// sampling processor) and the most probable alternatives at that step.
 #[derive(Debug, Clone)]
@@ -77,21 +45,26 @@ pub struct TokenLogprob {
     pub top: Vec<(u32, f32)>,
 }
 
-impl GenerationParams {
-    pub fn validate(&self) -> Result<()> {
-        self.sampling.validate()?;
-        if self.stop.iter().any(|s| s.is_empty()) {
-            return Err(Error::InvalidArgument(
-                "stop strings must not be empty".into(),
-            ));
+/// A prompt as text (tokenized with the model's special tokens) or as token ids.
+#[derive(Debug, Clone)]
+pub enum Prompt {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+impl Prompt {
+    pub fn ids(&self, model: &Model) -> Result<Vec<u32>> {
+        match self {
+            Prompt::Text(t) => model.tokenizer()?.encode(t, true),
+            Prompt::Ids(ids) => Ok(ids.clone()),
         }
-        Ok(())
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Output {
-    /// The generated text only (no prompt, no stop string, no end-of-generation token).
+    /// The generated text only (no prompt, no stop string, no end-of-generation token); empty
+    /// for a model without a tokenizer.
     pub text: String,
     pub token_ids: Vec<u32>,
     pub finish_reason: FinishReason,
@@ -99,18 +72,20 @@ pub struct Output {
     pub logprobs: Option<Vec<TokenLogprob>>,
     /// For prompt tokens 1.. (the first has no context).
     pub prompt_logprobs: Option<Vec<f32>>,
+    /// Beam search: the hypothesis' length-normalised score.
+    pub score: Option<f64>,
 }
 
 pub struct Generator {
     model: Arc<Model>,
-    params: GenerationParams,
-    cache: Cache,
-    /// Encoder-decoders: the decoder's state (the prompt was encoded once); `cache` is unused.
-    seq2seq: Option<crate::model::seq2seq::Seq2SeqState>,
+    params: GenerationConfig,
+    state: State,
     sampler: Sampler,
-    /// Prompt followed by the generated tokens.
-    tokens: Vec<u32>,
-    prompt_len: usize,
+    /// The decoder's sequence: its prefix (a decoder's prompt, an encoder-decoder's start id),
+    /// then the generated tokens.
+    seq: Vec<u32>,
+    prefix_len: usize,
+    prompt_tokens: usize,
     finish: Option<FinishReason>,
     decoder: StreamDecoder,
     /// Generated text so far (cut at a stop string once one is found).
@@ -123,60 +98,36 @@ pub struct Generator {
 }
 
 impl Generator {
-    pub fn new(model: Arc<Model>, prompt: Vec<u32>, params: GenerationParams) -> Result<Self> {
+    pub fn new(model: Arc<Model>, prompt: Vec<u32>, params: GenerationConfig) -> Result<Self> {
         params.validate()?;
-        if prompt.is_empty() {
-            return Err(Error::InvalidArgument(
-                "the prompt is empty (no tokens)".into(),
+        model.require_decoder("generate")?;
+        if !params.stop.is_empty() && model.tokenizer.is_none() {
+            return Err(Error::Unsupported(
+                "stop strings are found in the text, and this model has no tokenizer to write it: use stop_token_ids".into(),
             ));
         }
+        if params.prompt_logprobs && model.encoder.is_some() {
+            return Err(Error::Unsupported(
+                "prompt log-probs of an encoder-decoder's input are not built".into(),
+            ));
+        }
+        let state = model.start(&prompt, params.max_new_tokens)?;
         let ctx = model.context_length();
-        let vocab = model.config().vocab_size as u32;
-        if let Some(bad) = prompt.iter().find(|&&t| t >= vocab) {
-            return Err(Error::InvalidArgument(format!(
-                "token id {bad} is out of range for a vocabulary of {vocab}"
+        if state.prefix().len() >= ctx {
+            return Err(Error::ContextOverflow(format!(
+                "the prompt has {} tokens; the model's context is {ctx}, leaving no room to generate",
+                prompt.len()
             )));
         }
-        // Decoders keep a KV cache for prompt + output; encoder-decoders encode the prompt once
-        // and keep the decoder's state (their cache is unused).
-        let (cache, seq2seq) = match &model.seq2seq {
-            Some(ed) => {
-                if params.prompt_logprobs {
-                    return Err(Error::Unsupported(
-                        "prompt log-probs of an encoder-decoder's input are not built".into(),
-                    ));
-                }
-                if prompt.len() > ctx {
-                    return Err(Error::ContextOverflow(format!(
-                        "the prompt has {} tokens; the model has {ctx} positions",
-                        prompt.len()
-                    )));
-                }
-                (model.transformer.new_cache(1)?, Some(ed.start(&prompt)?))
-            }
-            None => {
-                if prompt.len() >= ctx {
-                    return Err(Error::ContextOverflow(format!(
-                        "the prompt has {} tokens; the model's context is {ctx}, leaving no room to generate",
-                        prompt.len()
-                    )));
-                }
-                (
-                    model
-                        .transformer
-                        .new_cache((prompt.len() + params.max_new_tokens).min(ctx))?,
-                    None,
-                )
-            }
-        };
-        let sampler = Sampler::new(params.sampling.clone(), params.seed)?;
+        let sampler = Sampler::new(&params, params.seed)?;
+        let seq = state.prefix().to_vec();
         Ok(Self {
-            prompt_len: prompt.len(),
-            tokens: prompt,
+            prefix_len: seq.len(),
+            prompt_tokens: prompt.len(),
+            seq,
             model,
             params,
-            cache,
-            seq2seq,
+            state,
             sampler,
             finish: None,
             decoder: StreamDecoder::new(true),
@@ -193,16 +144,16 @@ impl Generator {
     }
 
     pub fn generated_ids(&self) -> &[u32] {
-        &self.tokens[self.prompt_len..]
+        &self.seq[self.prefix_len..]
     }
 
     pub fn prompt_len(&self) -> usize {
-        self.prompt_len
+        self.prompt_tokens
     }
 
-    /// Bytes held by this request's KV cache (allocated for prompt + max_new_tokens positions).
+    /// Bytes held by this request's caches (allocated for its prefix + max_new_tokens positions).
     pub fn kv_cache_bytes(&self) -> usize {
-        self.cache.size_in_bytes()
+        self.state.size_in_bytes()
     }
 
     /// Produce one token. None once generation has finished.
@@ -210,15 +161,9 @@ impl Generator {
         if !self.begin_step() {
             return Ok(None);
         }
-        if self.seq2seq.is_some() {
-            let rows = self.seq2seq_forward()?;
-            return self.end_step(rows);
-        }
-        let last_only = !self.wants_all_positions();
+        let want = self.logits_wanted();
         let model = self.model.clone();
-        let rows = model
-            .transformer
-            .forward_batch(&mut [self.segment()], last_only)?;
+        let rows = model.step(&mut [self.pending()], want)?;
         self.end_step(rows.into_iter().next().unwrap_or_default())
     }
 
@@ -227,9 +172,8 @@ impl Generator {
         if self.finish.is_some() {
             return false;
         }
-        let n_gen = self.tokens.len() - self.prompt_len;
-        let full = self.seq2seq.is_none() && self.tokens.len() >= self.cache.capacity();
-        if n_gen >= self.params.max_new_tokens || full {
+        let full = self.seq.len() >= self.state.capacity();
+        if self.generated_ids().len() >= self.params.max_new_tokens || full {
             self.finish = Some(FinishReason::Length);
             return false;
         }
@@ -237,76 +181,53 @@ impl Generator {
     }
 
     /// The prefill wants every prompt position's logits when prompt log-probs are asked for.
-    fn wants_all_positions(&self) -> bool {
-        self.seq2seq.is_none() && self.cache.is_empty() && self.params.prompt_logprobs
+    fn logits_wanted(&self) -> Logits {
+        if self.state.is_empty() && self.params.prompt_logprobs {
+            Logits::All
+        } else {
+            Logits::Last
+        }
     }
 
-    /// Encoder-decoders: run the decoder tokens it has not seen ([start] + generated) and return
-    /// the last position's logits.
-    fn seq2seq_forward(&mut self) -> Result<Vec<f32>> {
-        let ed = self
-            .model
-            .seq2seq
-            .as_ref()
-            .ok_or_else(|| Error::Model("not an encoder-decoder".into()))?;
-        let st = self
-            .seq2seq
-            .as_mut()
-            .ok_or_else(|| Error::Model("no decoder state".into()))?;
-        let dec: Vec<u32> = std::iter::once(ed.decoder_start_token_id)
-            .chain(self.tokens[self.prompt_len..].iter().copied())
-            .collect();
-        let seen = st.len();
-        let rows = ed.step(st, &dec[seen..])?;
-        let vocab = self.model.config().vocab_size;
-        Ok(rows[rows.len() - vocab..].to_vec())
-    }
-
-    /// The tokens the cache has not seen yet (the whole prompt at first, then the last token).
-    fn segment(&mut self) -> Segment<'_> {
-        Segment {
-            ids: &self.tokens[self.cache.len()..],
-            cache: &mut self.cache,
+    /// The ids the state has not seen yet (the whole prefix at first, then the last token).
+    fn pending(&mut self) -> Step<'_> {
+        Step {
+            ids: &self.seq[self.state.len()..],
+            state: &mut self.state,
         }
     }
 
     /// Sample from the forward pass's logits and take the token.
     fn end_step(&mut self, mut rows: Vec<f32>) -> Result<Option<u32>> {
+        let vocab = self.model.config().vocab_size;
         if self.prompt_logprobs.is_none() && self.params.prompt_logprobs {
-            let vocab = self.model.config().vocab_size;
-            if rows.len() < self.prompt_len * vocab {
+            let n = self.prefix_len;
+            if rows.len() < n * vocab {
                 // only after a failed step left the prompt half in the cache
                 return Err(Error::Model(
-                    "prompt log-probs need the whole prompt in one pass; an earlier step failed"
-                        .into(),
+                    "prompt log-probs need the whole prompt in one pass; an earlier step failed".into(),
                 ));
             }
-            let lp = (1..self.prompt_len)
+            let lp = (1..n)
                 .map(|i| {
                     let row = &rows[(i - 1) * vocab..i * vocab];
-                    (row[self.tokens[i] as usize] as f64 - log_sum_exp(row)) as f32
+                    (row[self.seq[i] as usize] as f64 - log_sum_exp(row)) as f32
                 })
                 .collect();
             self.prompt_logprobs = Some(lp);
-            rows.drain(..(self.prompt_len - 1) * vocab);
+            rows.drain(..(n - 1) * vocab);
         }
         self.logits = rows;
         let raw_lse = self.params.logprobs.map(|_| log_sum_exp(&self.logits));
         let raw = self.params.logprobs.map(|n| (self.logits.clone(), n));
 
-        let n_gen = self.tokens.len() - self.prompt_len;
         let mut suppress = Vec::new();
-        if n_gen < self.params.min_new_tokens {
-            suppress.extend_from_slice(self.model.tokenizer.eog_token_ids());
+        if self.generated_ids().len() < self.params.min_new_tokens {
+            suppress.extend_from_slice(self.model.eog_token_ids());
             suppress.extend_from_slice(&self.params.stop_token_ids);
         }
-        let (prompt, output) = self.tokens.split_at(self.prompt_len);
-        // Encoder-decoders: processors see the decoder's sequence, not the encoder's input (HF).
-        let prompt = if self.seq2seq.is_some() {
-            &[][..]
-        } else {
-            prompt
-        };
+        // the processors see the decoder's own sequence (HF: decoder_input_ids)
+        let (prompt, output) = self.seq.split_at(self.prefix_len);
         let tok = self.sampler.sample(
             &mut self.logits,
             History {
@@ -327,13 +248,15 @@ impl Generator {
             self.finish = Some(FinishReason::Stop);
             return Ok(None);
         }
-        if !self.params.ignore_eos && self.model.tokenizer.is_eog(tok) {
+        if !self.params.ignore_eos && self.model.is_eog(tok) {
             self.finish = Some(FinishReason::Eos);
             return Ok(None);
         }
-        self.tokens.push(tok);
-        if let Some(piece) = self.decoder.step(&self.model.tokenizer, tok)? {
-            self.push_text(&piece);
+        self.seq.push(tok);
+        if let Some(tk) = self.model.tokenizer.clone() {
+            if let Some(piece) = self.decoder.step(&tk, tok)? {
+                self.push_text(&piece);
+            }
         }
         Ok(Some(tok))
     }
@@ -364,12 +287,11 @@ impl Generator {
     /// Text that is safe to show now: complete characters that cannot turn out to be the start of
     /// a stop string. After the end, everything that is left.
     pub fn take_text(&mut self) -> Result<String> {
-        if matches!(
-            self.finish,
-            Some(FinishReason::Length) | Some(FinishReason::Eos)
-        ) {
-            if let Some(rest) = self.decoder.flush(&self.model.tokenizer)? {
-                self.push_text(&rest);
+        if matches!(self.finish, Some(FinishReason::Length) | Some(FinishReason::Eos)) {
+            if let Some(tk) = self.model.tokenizer.clone() {
+                if let Some(rest) = self.decoder.flush(&tk)? {
+                    self.push_text(&rest);
+                }
             }
         }
         let mut end = self.text.len();
@@ -414,60 +336,50 @@ impl Generator {
             text: self.text.clone(),
             token_ids: self.generated_ids().to_vec(),
             finish_reason: self.finish.unwrap_or(FinishReason::Length),
-            prompt_tokens: self.prompt_len,
+            prompt_tokens: self.prompt_tokens,
             logprobs: self
                 .params
                 .logprobs
                 .map(|_| self.logprobs[..self.generated_ids().len()].to_vec()),
             prompt_logprobs: self.prompt_logprobs.clone(),
+            score: None,
         }
     }
 }
 
 /// Generate for several requests together: each step runs every unfinished request's new tokens
-/// through the model as one batch (no padding; see `Transformer::forward_batch`), then samples
-/// each row with its own sampler, so every row's tokens equal what it would get alone. All
-/// generators must share one model.
-pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
+/// through the model as one batch (no padding; see `Model::step`), then samples each row with its
+/// own sampler, so every row's tokens equal what it would get alone. All generators must share
+/// one model. `interrupted` is asked between steps (Ctrl-C from Python); true stops with an error.
+pub fn run_batch(gens: &mut [Generator], interrupted: &dyn Fn() -> bool) -> Result<Vec<Output>> {
     let Some(model) = gens.first().map(|g| g.model.clone()) else {
         return Ok(Vec::new());
     };
     if gens.iter().any(|g| !Arc::ptr_eq(&g.model, &model)) {
-        return Err(Error::InvalidArgument(
-            "a batch must run on one model".into(),
-        ));
+        return Err(Error::InvalidArgument("a batch must run on one model".into()));
     }
     loop {
+        if interrupted() {
+            return Err(Error::Interrupted);
+        }
         let active: Vec<usize> = (0..gens.len()).filter(|&i| gens[i].begin_step()).collect();
         if active.is_empty() {
             break;
         }
-        if model.seq2seq.is_some() {
-            // Encoder-decoders: each row's decoder steps on its own state.
-            for i in active {
-                let rows = gens[i].seq2seq_forward()?;
-                gens[i].end_step(rows)?;
-            }
-            continue;
-        }
         // Prefills that want every position's logits go in their own pass.
-        for all_positions in [false, true] {
-            let group: Vec<usize> = active
-                .iter()
-                .copied()
-                .filter(|&i| gens[i].wants_all_positions() == all_positions)
-                .collect();
+        for want in [Logits::Last, Logits::All] {
+            let group: Vec<usize> = active.iter().copied().filter(|&i| gens[i].logits_wanted() == want).collect();
             if group.is_empty() {
                 continue;
             }
             let rows = {
-                let mut segs: Vec<Segment<'_>> = gens
+                let mut steps: Vec<Step<'_>> = gens
                     .iter_mut()
                     .enumerate()
                     .filter(|(i, _)| group.contains(i))
-                    .map(|(_, g)| g.segment())
+                    .map(|(_, g)| g.pending())
                     .collect();
-                model.transformer.forward_batch(&mut segs, !all_positions)?
+                model.step(&mut steps, want)?
             };
             for (i, r) in group.into_iter().zip(rows) {
                 gens[i].end_step(r)?;
@@ -480,4 +392,45 @@ pub fn run_batch(gens: &mut [Generator]) -> Result<Vec<Output>> {
             Ok(g.output())
         })
         .collect()
+}
+
+/// Generate for each prompt with one config: `num_return_sequences` results per prompt (request
+/// i drawn with seed + i), all requests run together as one batch; or, with num_beams > 1, beam
+/// search's best hypotheses. One list of results per prompt.
+pub fn generate(model: &Arc<Model>, prompts: &[Vec<u32>], cfg: &GenerationConfig, interrupted: &dyn Fn() -> bool) -> Result<Vec<Vec<Output>>> {
+    cfg.validate()?;
+    model.require_decoder("generate")?;
+    let n = cfg.num_return_sequences;
+    if cfg.num_beams > 1 {
+        return prompts
+            .iter()
+            .map(|p| beam::beam_search(model, p, cfg, interrupted))
+            .collect();
+    }
+    let mut gens = Vec::with_capacity(prompts.len() * n);
+    for p in prompts {
+        for i in 0..n {
+            let mut c = cfg.clone();
+            c.seed = cfg.seed.map(|s| s.wrapping_add(i as u64));
+            gens.push(Generator::new(model.clone(), p.clone(), c)?);
+        }
+    }
+    let mut outs = run_batch(&mut gens, interrupted)?.into_iter();
+    Ok(prompts.iter().map(|_| outs.by_ref().take(n).collect()).collect())
+}
+
+/// A generator for streaming one sequence.
+pub fn stream(model: Arc<Model>, prompt: Vec<u32>, cfg: GenerationConfig) -> Result<Generator> {
+    cfg.validate()?;
+    if cfg.num_return_sequences != 1 {
+        return Err(Error::InvalidArgument(
+            "stream generates one sequence: num_return_sequences must be 1".into(),
+        ));
+    }
+    if cfg.num_beams != 1 {
+        return Err(Error::InvalidArgument(
+            "stream does not run beam search: num_beams must be 1".into(),
+        ));
+    }
+    Generator::new(model, prompt, cfg)
 }

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::quantized::{QStorage, QTensor};
 use candle_core::Device;
 
+use super::types::TensorType;
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -94,7 +95,7 @@ pub struct TensorInfo {
     pub name: String,
     /// Shape in candle order (outermost first): GGUF stores `ne` innermost first.
     pub shape: Vec<usize>,
-    pub dtype: GgmlDType,
+    pub dtype: &'static TensorType,
     /// Absolute offset of the first byte in the file.
     pub offset: usize,
     pub size_in_bytes: usize,
@@ -114,53 +115,6 @@ pub struct GgufFile {
     pub metadata: BTreeMap<String, Value>,
     pub tensors: Vec<TensorInfo>,
     index: BTreeMap<String, usize>,
-}
-
-/// Map a GGUF type id onto candle's quantized dtype.
-pub fn ggml_dtype(id: u32) -> Option<GgmlDType> {
-    Some(match id {
-        0 => GgmlDType::F32,
-        1 => GgmlDType::F16,
-        2 => GgmlDType::Q4_0,
-        3 => GgmlDType::Q4_1,
-        6 => GgmlDType::Q5_0,
-        7 => GgmlDType::Q5_1,
-        8 => GgmlDType::Q8_0,
-        9 => GgmlDType::Q8_1,
-        10 => GgmlDType::Q2K,
-        11 => GgmlDType::Q3K,
-        12 => GgmlDType::Q4K,
-        13 => GgmlDType::Q5K,
-        14 => GgmlDType::Q6K,
-        15 => GgmlDType::Q8K,
-        30 => GgmlDType::BF16,
-        _ => return None,
-    })
-}
-
-/// ggml's name for a type id, for error messages about types we cannot run.
-fn ggml_type_name(id: u32) -> &'static str {
-    match id {
-        4 | 5 => "Q4_2/Q4_3 (removed from ggml)",
-        16 => "IQ2_XXS",
-        17 => "IQ2_XS",
-        18 => "IQ3_XXS",
-        19 => "IQ1_S",
-        20 => "IQ4_NL",
-        21 => "IQ3_S",
-        22 => "IQ2_S",
-        23 => "IQ4_XS",
-        24 => "I8",
-        25 => "I16",
-        26 => "I32",
-        27 => "I64",
-        28 => "F64",
-        29 => "IQ1_M",
-        34 => "TQ1_0",
-        35 => "TQ2_0",
-        39 => "MXFP4",
-        _ => "unknown",
-    }
 }
 
 /// Bounds-checked little-endian reader over the header bytes.
@@ -230,8 +184,8 @@ fn min_value_size(ty: u32) -> usize {
     match ty {
         0 | 1 | 7 => 1,
         2 | 3 => 2,
-        4 | 5 | 6 => 4,
-        10 | 11 | 12 => 8,
+        4..=6 => 4,
+        10..=12 => 8,
         8 => 8,     // length prefix
         9 => 4 + 8, // element type + count
         _ => 1,
@@ -408,11 +362,10 @@ impl GgufFile {
         let mut index = BTreeMap::new();
         for r in raw {
             let name = r.name;
-            let dtype = ggml_dtype(r.ty).ok_or_else(|| {
+            let dtype = TensorType::from_gguf(r.ty).ok_or_else(|| {
                 Error::Unsupported(format!(
-                    "tensor {name} has ggml type {} ({}), which candlewick cannot run",
-                    r.ty,
-                    ggml_type_name(r.ty)
+                    "tensor {name} has ggml type {}, which candlewick does not know",
+                    r.ty
                 ))
             })?;
             let mut elems: u64 = 1;
@@ -430,15 +383,15 @@ impl GgufFile {
                     )
                 })?;
             }
-            let block = dtype.block_size() as u64;
+            let block = dtype.block_size as u64;
             if r.ne[0] % block != 0 {
                 return Err(Error::invalid_file(
                     path,
-                    format!("tensor {name}: row length {} is not a multiple of the {dtype:?} block size {block}", r.ne[0]),
+                    format!("tensor {name}: row length {} is not a multiple of the {dtype} block size {block}", r.ne[0]),
                 ));
             }
             let size = (elems / block)
-                .checked_mul(dtype.type_size() as u64)
+                .checked_mul(dtype.block_bytes as u64)
                 .ok_or_else(|| {
                     Error::invalid_file(path, format!("tensor {name}: size overflows"))
                 })?;
@@ -558,10 +511,17 @@ impl GgufFile {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| Error::invalid_file(&self.path, format!("tensor {name} is missing")))?;
+        let dtype = info.dtype.candle().ok_or_else(|| {
+            Error::Unsupported(format!(
+                "{}: tensor {name} has type {}, which candlewick cannot run",
+                self.path.display(),
+                info.dtype
+            ))
+        })?;
         let storage = QStorage::from_data(
             std::borrow::Cow::Borrowed(self.tensor_bytes(info)),
             device,
-            info.dtype,
+            dtype,
         )?;
         Ok(QTensor::new(storage, info.shape.as_slice())?)
     }

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::types::TensorType;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct TensorEntry {
-    pub dtype: String,
+    pub dtype: &'static TensorType,
     pub shape: Vec<usize>,
     /// Byte range in the data section.
     pub start: usize,
@@ -31,31 +32,6 @@ pub struct SafetensorsHeader {
     /// Offset of the data section in the file.
     pub data_offset: usize,
     pub file_size: usize,
-}
-
-/// The *.safetensors files of a folder (shards), sorted by name.
-pub fn files_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::Io {
-            path: dir.into(),
-            source: e,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    Ok(files)
-}
-
-/// Bytes per element of a safetensors dtype.
-pub fn dtype_size(dtype: &str) -> Option<usize> {
-    Some(match dtype {
-        "F64" | "I64" | "U64" => 8,
-        "F32" | "I32" | "U32" => 4,
-        "F16" | "BF16" | "I16" | "U16" => 2,
-        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
-        _ => return None,
-    })
 }
 
 const MAX_HEADER: u64 = 100 * 1024 * 1024;
@@ -105,8 +81,9 @@ impl SafetensorsHeader {
                 .get("dtype")
                 .and_then(|d| d.as_str())
                 .ok_or_else(|| bad(format!("tensor {name}: no dtype")))?;
-            let size = dtype_size(dtype)
+            let ty = TensorType::from_safetensors(dtype)
                 .ok_or_else(|| bad(format!("tensor {name}: unknown dtype {dtype}")))?;
+            let size = ty.block_bytes;
             let shape: Vec<usize> = v
                 .get("shape")
                 .and_then(|s| s.as_array())
@@ -137,7 +114,7 @@ impl SafetensorsHeader {
             tensors.insert(
                 name.clone(),
                 TensorEntry {
-                    dtype: dtype.into(),
+                    dtype: ty,
                     shape,
                     start: offs.0,
                     end: offs.1,
@@ -210,7 +187,7 @@ impl SafetensorsFile {
             ));
         }
         let bytes = &self.mmap[self.header.data_offset + t.start..self.header.data_offset + t.end];
-        let data: Vec<f32> = match t.dtype.as_str() {
+        let data: Vec<f32> = match t.dtype.name {
             "F32" => bytes
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))

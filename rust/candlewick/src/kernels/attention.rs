@@ -1,7 +1,13 @@
-//! Causal self-attention over a KV cache, on plain slices, in ggml's order of operations
-//! (llama.cpp without flash attention): scores by `ggml_vec_dot_f32`, softmax with `ggml_v_expf`
-//! and a double-precision sum of 8-lane partial sums, then P.V by tinyBLAS (8 lanes over key
-//! positions) when the batch has several tokens, by `ggml_vec_dot_f32` when it has one.
+//! Attention over a KV cache, on plain slices: one kernel for every attention kind, in ggml's
+//! order of operations (llama.cpp without flash attention): scores by `ggml_vec_dot_f32`, softmax
+//! with `ggml_v_expf` and a double-precision sum of 8-lane partial sums, then P.V by tinyBLAS (8
+//! lanes over key positions) when the batch has several tokens, by `ggml_vec_dot_f32` when it has
+//! one. `attend_ref` is its plain twin (f64 throughout), and the tests below compare the two.
+//!
+//! Keys and values are laid out as the cache holds them, [kv head][capacity][head_dim]; queries
+//! [token][head][head_dim]. A query sees the keys before and at its own position (`Keys::Causal`,
+//! decoders; optionally only the last `window` of them) or every key the cache holds
+//! (`Keys::All`: encoders, cross-attention). T5 adds a bias per head and distance to the scores.
 
 use super::math::{expf, hsum8, reduce4x8, vec_dot_f32};
 
@@ -12,64 +18,80 @@ pub struct Shape {
     pub head_dim: usize,
     /// Positions the cache buffers hold (stride between KV heads).
     pub capacity: usize,
-    /// Sliding window: a query at position p sees keys p - window + 1 ..= p.
+    /// Sliding window (causal keys only): a query at position p sees keys p - window + 1 ..= p.
     pub window: Option<usize>,
 }
 
-/// q: [seq][num_heads][head_dim] at positions start..start+seq; k, v: [num_kv_heads][capacity][head_dim]
-/// holding positions 0..start+seq. Returns [seq][num_heads][head_dim]. The (token, head) pairs are
+/// Which cached keys a query sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// Positions up to and including its own.
+    Causal,
+    /// The first `n` positions, whatever the query's own.
+    All(usize),
+}
+
+/// A bias added to the scores by head and distance (key position - query position): T5's
+/// relative positions. `values[h * span + (distance - min_distance)]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Bias<'a> {
+    pub values: &'a [f32],
+    pub min_distance: i64,
+    pub span: usize,
+}
+
+impl Bias<'_> {
+    #[inline(always)]
+    fn at(&self, h: usize, distance: i64) -> f32 {
+        self.values[h * self.span + (distance - self.min_distance) as usize]
+    }
+}
+
+/// One attention call: queries at positions start..start+seq of one sequence.
+#[derive(Debug, Clone, Copy)]
+pub struct Job<'a> {
+    pub shape: Shape,
+    pub start: usize,
+    pub seq: usize,
+    pub keys: Keys,
+    pub scale: f32,
+    pub bias: Option<Bias<'a>>,
+}
+
+impl Job<'_> {
+    /// Keys query i sees: [lo, n).
+    #[inline(always)]
+    fn visible(&self, i: usize) -> (usize, usize) {
+        match self.keys {
+            Keys::Causal => {
+                let n = self.start + i + 1;
+                (self.shape.window.map(|w| n.saturating_sub(w)).unwrap_or(0), n)
+            }
+            Keys::All(n) => (0, n),
+        }
+    }
+
+    /// Key positions in a row of the probabilities: [head][query][key].
+    pub fn key_span(&self) -> usize {
+        match self.keys {
+            Keys::Causal => self.start + self.seq,
+            Keys::All(n) => n,
+        }
+    }
+}
+
+/// Attention values [seq][num_heads][head_dim]; with `probs`, also the probabilities used,
+/// [num_heads][seq][key_span] (0 for keys a query does not see). The (token, head) pairs are
 /// shared out over the worker pool.
-pub fn causal(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    sh: Shape,
-    start: usize,
-    seq: usize,
-    scale: f32,
-) -> Vec<f32> {
-    causal_impl(q, k, v, sh, start, seq, scale, None)
-}
-
-/// `causal`, also returning the attention probabilities it used: [num_heads][seq][start + seq]
-/// (0 for keys a query does not see).
-pub fn causal_with_probs(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    sh: Shape,
-    start: usize,
-    seq: usize,
-    scale: f32,
-) -> (Vec<f32>, Vec<f32>) {
-    let mut probs = vec![0f32; sh.num_heads * seq * (start + seq)];
-    let out = causal_impl(
-        q,
-        k,
-        v,
-        sh,
-        start,
-        seq,
-        scale,
-        Some(super::SharedOut(probs.as_mut_ptr())),
-    );
-    (out, probs)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn causal_impl(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    sh: Shape,
-    start: usize,
-    seq: usize,
-    scale: f32,
-    probs: Option<super::SharedOut>,
-) -> Vec<f32> {
-    let (nh, hd) = (sh.num_heads, sh.head_dim);
+pub fn attend(job: &Job, q: &[f32], k: &[f32], v: &[f32], probs: Option<&mut [f32]>) -> Vec<f32> {
+    let (nh, hd, seq) = (job.shape.num_heads, job.shape.head_dim, job.seq);
+    let span = job.key_span();
     let mut out = vec![0f32; seq * nh * hd];
     let dst = super::SharedOut(out.as_mut_ptr());
+    let probs = probs.map(|p| {
+        assert!(p.len() >= nh * seq * span, "probability buffer too small");
+        super::SharedOut(p.as_mut_ptr())
+    });
     let work = |items: std::ops::Range<usize>| {
         let (dst, probs) = (dst, probs);
         let mut scratch = Scratch::default();
@@ -80,21 +102,21 @@ fn causal_impl(
             #[cfg(target_arch = "x86_64")]
             if super::has_fma() {
                 // SAFETY: the CPU has FMA (checked just above).
-                unsafe { one_head_fma(q, k, v, sh, start, seq, scale, i, h, o, &mut scratch) };
+                unsafe { one_head_fma(job, q, k, v, i, h, o, &mut scratch) };
             } else {
-                one_head(q, k, v, sh, start, seq, scale, i, h, o, &mut scratch);
+                one_head(job, q, k, v, i, h, o, &mut scratch);
             }
             #[cfg(not(target_arch = "x86_64"))]
-            one_head(q, k, v, sh, start, seq, scale, i, h, o, &mut scratch);
+            one_head(job, q, k, v, i, h, o, &mut scratch);
             if let Some(pr) = probs {
-                let n = start + seq;
-                // SAFETY: item (i, h) owns row (h, i) of the [nh][seq][n] probabilities.
-                let row = unsafe { std::slice::from_raw_parts_mut(pr.0.add((h * seq + i) * n), n) };
+                // SAFETY: item (i, h) owns row (h, i) of the [nh][seq][span] probabilities,
+                // inside the buffer (checked above).
+                let row = unsafe { std::slice::from_raw_parts_mut(pr.0.add((h * seq + i) * span), span) };
                 row[..scratch.p.len()].copy_from_slice(&scratch.p);
             }
         }
     };
-    if seq * nh * (start + seq) < 512 {
+    if seq * nh * span < 512 {
         work(0..seq * nh);
     } else {
         candle_core::utils::barrier_pool().execute_chunked(seq * nh, work);
@@ -113,41 +135,35 @@ struct Scratch {
 #[target_feature(enable = "fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn one_head_fma(
+    job: &Job,
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    sh: Shape,
-    start: usize,
-    seq: usize,
-    scale: f32,
     i: usize,
     h: usize,
     o: &mut [f32],
     scratch: &mut Scratch,
 ) {
-    one_head(q, k, v, sh, start, seq, scale, i, h, o, scratch)
+    one_head(job, q, k, v, i, h, o, scratch)
 }
 
 /// Query token i, head h.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn one_head(
+    job: &Job,
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    sh: Shape,
-    start: usize,
-    seq: usize,
-    scale: f32,
     i: usize,
     h: usize,
     o: &mut [f32],
     scratch: &mut Scratch,
 ) {
+    let sh = job.shape;
     let (nh, hd) = (sh.num_heads, sh.head_dim);
     let n_rep = nh / sh.num_kv_heads;
-    let n = start + i + 1; // keys this query may see
-    let lo = sh.window.map(|w| n.saturating_sub(w)).unwrap_or(0); // first one, with a window
+    let (lo, n) = job.visible(i);
     let Scratch { p, acc } = scratch;
     p.clear();
     p.resize(n, 0.0);
@@ -155,10 +171,14 @@ fn one_head(
     let kh = &k[g * sh.capacity * hd..];
     let vh = &v[g * sh.capacity * hd..];
     let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-    // softmax(scale * q.k) over the visible keys; masked keys are exactly 0.
+    let pos = (job.start + i) as i64;
+    // softmax(scale * q.k + bias) over the visible keys; masked keys are exactly 0.
     let mut max = f32::NEG_INFINITY;
     for (t, pt) in p[..].iter_mut().enumerate().skip(lo) {
-        *pt = vec_dot_f32(&kh[t * hd..(t + 1) * hd], qh) * scale;
+        *pt = vec_dot_f32(&kh[t * hd..(t + 1) * hd], qh) * job.scale;
+        if let Some(b) = &job.bias {
+            *pt += b.at(h, t as i64 - pos);
+        }
         max = max.max(*pt);
     }
     let mut sum = 0f64;
@@ -182,6 +202,7 @@ fn one_head(
     // element still receives its fused multiply-adds in increasing t, in the lane
     // (accumulator slot) ggml would use: t % 8 for tinyBLAS (several tokens), t % 32 for
     // ggml_vec_dot_f32's four 8-lane accumulators (one token).
+    let seq = job.seq;
     let slots = if seq >= 2 { 8 } else { 32 };
     acc.clear();
     acc.resize(slots * hd, 0.0);
@@ -203,167 +224,105 @@ fn one_head(
     }
 }
 
-/// Bidirectional attention over one sequence (encoders): every token sees every token.
-/// q: [seq][num_heads][head_dim], k, v: [seq][num_kv_heads][head_dim]. Softmax in f32 with an f64
-/// sum. Returns [seq][num_heads][head_dim]; (token, head) pairs are shared out over the pool.
-pub fn bidirectional(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    seq: usize,
-    scale: f32,
-) -> Vec<f32> {
+/// The plain twin of `attend`: the same attention with every sum in f64, in the obvious order.
+/// Returns (values [seq][num_heads][head_dim], probabilities [num_heads][seq][key_span]).
+pub fn attend_ref(job: &Job, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let sh = job.shape;
+    let (nh, hd, seq, span) = (sh.num_heads, sh.head_dim, job.seq, job.key_span());
+    let n_rep = nh / sh.num_kv_heads;
     let mut out = vec![0f32; seq * nh * hd];
-    let dst = super::SharedOut(out.as_mut_ptr());
-    let n_rep = nh / nkv;
-    let work = |items: std::ops::Range<usize>| {
-        let dst = dst;
-        let mut p = vec![0f32; seq];
-        for item in items {
-            let (i, h) = (item / nh, item % nh);
-            let g = h / n_rep;
-            let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-            let mut max = f32::NEG_INFINITY;
-            for (t, pt) in p.iter_mut().enumerate() {
-                *pt = vec_dot_f32(&k[(t * nkv + g) * hd..(t * nkv + g + 1) * hd], qh) * scale;
-                max = max.max(*pt);
-            }
-            let mut sum = 0f64;
-            for pt in p.iter_mut() {
-                *pt = (*pt - max).exp();
-                sum += *pt as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            // SAFETY: item (i, h) owns out[item * hd..][..hd], inside `out`.
-            let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(item * hd), hd) };
-            for (t, &pt) in p.iter().enumerate() {
-                let w = pt * inv;
-                for (od, &vd) in o
-                    .iter_mut()
-                    .zip(&v[(t * nkv + g) * hd..(t * nkv + g + 1) * hd])
-                {
-                    *od = vd.mul_add(w, *od);
-                }
-            }
-        }
-    };
-    if seq * nh * seq < 512 {
-        work(0..seq * nh);
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(seq * nh, work);
-    }
-    out
-}
-
-/// General attention on slices: q [nq][nh][hd], k and v [nk][nkv][hd]; scores scaled by `scale`,
-/// plus `bias` [nh][nq][nk] when given (T5's relative positions); with `causal_past = Some(p)`
-/// query i sees keys 0..=p + i, else all keys. Softmax in f32 with an f64 sum.
-/// Returns [nq][nh][hd].
-#[allow(clippy::too_many_arguments)]
-pub fn general(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    nq: usize,
-    nk: usize,
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    scale: f32,
-    bias: Option<&[f32]>,
-    causal_past: Option<usize>,
-) -> Vec<f32> {
-    let mut out = vec![0f32; nq * nh * hd];
-    let n_rep = nh / nkv;
-    let mut p = vec![0f32; nk];
-    for i in 0..nq {
-        let visible = causal_past.map(|past| (past + i + 1).min(nk)).unwrap_or(nk);
+    let mut probs = vec![0f32; nh * seq * span];
+    for i in 0..seq {
+        let (lo, n) = job.visible(i);
         for h in 0..nh {
             let g = h / n_rep;
             let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-            let mut max = f32::NEG_INFINITY;
-            for (j, pj) in p[..visible].iter_mut().enumerate() {
-                let mut s = vec_dot_f32(&k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd], qh) * scale;
-                if let Some(b) = bias {
-                    s += b[(h * nq + i) * nk + j];
-                }
-                *pj = s;
-                max = max.max(s);
+            let key = |t: usize| &k[(g * sh.capacity + t) * hd..(g * sh.capacity + t + 1) * hd];
+            let scores: Vec<f64> = (lo..n)
+                .map(|t| {
+                    let dot: f64 = key(t).iter().zip(qh).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let bias = job
+                        .bias
+                        .map(|b| b.at(h, t as i64 - (job.start + i) as i64) as f64)
+                        .unwrap_or(0.0);
+                    dot * job.scale as f64 + bias
+                })
+                .collect();
+            let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..hd {
+                let val: f64 = (lo..n)
+                    .map(|t| e[t - lo] / z * v[(g * sh.capacity + t) * hd + d] as f64)
+                    .sum();
+                out[(i * nh + h) * hd + d] = val as f32;
             }
-            let mut sum = 0f64;
-            for pj in p[..visible].iter_mut() {
-                *pj = (*pj - max).exp();
-                sum += *pj as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            let o = &mut out[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-            for (j, &pj) in p[..visible].iter().enumerate() {
-                let w = pj * inv;
-                for (od, &vd) in o
-                    .iter_mut()
-                    .zip(&v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd])
-                {
-                    *od = vd.mul_add(w, *od);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Reference attention that also returns the attention probabilities [nh][nq][nk] (for models
-/// asked to output their attention weights): q [nq][nh][hd], k and v [nk][nkv][hd], scores scaled
-/// by `scale`, causal (query i sees keys 0..=i) or not. Plain loops, f64 softmax sums.
-#[allow(clippy::too_many_arguments)]
-pub fn with_probs(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    nq: usize,
-    nk: usize,
-    nh: usize,
-    nkv: usize,
-    hd: usize,
-    scale: f32,
-    causal: bool,
-    window: Option<usize>,
-) -> (Vec<f32>, Vec<f32>) {
-    let mut out = vec![0f32; nq * nh * hd];
-    let mut probs = vec![0f32; nh * nq * nk];
-    let n_rep = nh / nkv;
-    for h in 0..nh {
-        let g = h / n_rep;
-        for i in 0..nq {
-            let visible = if causal { (i + 1).min(nk) } else { nk };
-            let lo = window.map(|w| visible.saturating_sub(w)).unwrap_or(0);
-            let qh = &q[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-            let p = &mut probs[(h * nq + i) * nk..(h * nq + i + 1) * nk];
-            let mut max = f32::NEG_INFINITY;
-            for (j, pj) in p[..visible].iter_mut().enumerate().skip(lo) {
-                *pj = vec_dot_f32(&k[(j * nkv + g) * hd..(j * nkv + g + 1) * hd], qh) * scale;
-                max = max.max(*pj);
-            }
-            let mut sum = 0f64;
-            for pj in p[lo..visible].iter_mut() {
-                *pj = (*pj - max).exp();
-                sum += *pj as f64;
-            }
-            for pj in p[lo..visible].iter_mut() {
-                *pj = (*pj as f64 / sum) as f32;
-            }
-            let o = &mut out[(i * nh + h) * hd..(i * nh + h + 1) * hd];
-            for (j, &pj) in p[..visible].iter().enumerate() {
-                for (od, &vd) in o
-                    .iter_mut()
-                    .zip(&v[(j * nkv + g) * hd..(j * nkv + g + 1) * hd])
-                {
-                    *od = vd.mul_add(pj, *od);
-                }
+            for t in lo..n {
+                probs[(h * seq + i) * span + t] = (e[t - lo] / z) as f32;
             }
         }
     }
     (out, probs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn randn(rng: &mut rand::rngs::StdRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+    }
+
+    /// Every kind the models use: causal prefill and decode steps (with a window, with GQA),
+    /// all keys (encoders, cross-attention), and T5's bias without scaling.
+    #[test]
+    fn attend_equals_its_plain_twin() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (nh, nkv, hd, cap) = (4, 2, 16, 40);
+        for (start, seq, keys, window, scale, with_bias) in [
+            (0, 12, Keys::Causal, None, 0.25, false),
+            (5, 1, Keys::Causal, None, 0.25, false),
+            (3, 9, Keys::Causal, Some(4), 0.25, false),
+            (30, 1, Keys::Causal, Some(7), 0.25, false),
+            (0, 10, Keys::All(10), None, 0.25, false),
+            (0, 3, Keys::All(17), None, 0.25, false),
+            (4, 6, Keys::Causal, None, 1.0, true),
+            (0, 8, Keys::All(8), None, 1.0, true),
+        ] {
+            let q = randn(&mut rng, seq * nh * hd);
+            let k = randn(&mut rng, nkv * cap * hd);
+            let v = randn(&mut rng, nkv * cap * hd);
+            let (min_distance, span) = (-40i64, 81usize);
+            let values = randn(&mut rng, nh * span);
+            let job = Job {
+                shape: Shape {
+                    num_heads: nh,
+                    num_kv_heads: nkv,
+                    head_dim: hd,
+                    capacity: cap,
+                    window,
+                },
+                start,
+                seq,
+                keys,
+                scale,
+                bias: with_bias.then_some(Bias {
+                    values: &values,
+                    min_distance,
+                    span,
+                }),
+            };
+            let mut probs = vec![0f32; nh * seq * job.key_span()];
+            let fast = attend(&job, &q, &k, &v, Some(&mut probs));
+            let (want, want_probs) = attend_ref(&job, &q, &k, &v);
+            let err = |a: &[f32], b: &[f32]| {
+                a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+            };
+            assert!(err(&fast, &want) < 1e-5, "{keys:?} {start} {seq}: {}", err(&fast, &want));
+            assert!(err(&probs, &want_probs) < 1e-6, "{keys:?} probs");
+            // without probabilities: the same values, bit for bit
+            assert_eq!(attend(&job, &q, &k, &v, None), fast);
+        }
+    }
 }

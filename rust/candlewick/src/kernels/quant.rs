@@ -25,20 +25,27 @@
 
 use half::f16;
 
+use crate::io::types::{self, TensorType};
+
 #[cfg(target_arch = "x86_64")]
 #[path = "quant_x86.rs"]
 mod quant_x86;
 
-pub const QK: usize = 32;
-pub const Q4_1_BYTES: usize = 20; // d: f16, m: f16, qs: [u8; 16]
-pub const Q8_0_BYTES: usize = 34; // d: f16, qs: [i8; 32]
-pub const Q5_0_BYTES: usize = 22; // d: f16, qh: u32 (bit 4 of each value), qs: [u8; 16] (low nibbles)
-pub const Q5_1_BYTES: usize = 24; // d: f16, m: f16, qh: u32, qs: [u8; 16]
+// Block layouts (sizes from the one table, io::types): Q4_1 d: f16, m: f16, qs: [u8; 16];
+// Q8_0 d: f16, qs: [i8; 32]; Q5_0 d: f16, qh: u32 (bit 4 of each value), qs: [u8; 16] (low
+// nibbles); Q5_1 d, m: f16, qh: u32, qs: [u8; 16]; Q4_K d, dmin: f16, scales: [u8; 12] (6-bit
+// scale and min x 8), qs: [u8; 128]; Q5_K as Q4_K plus qh: [u8; 32] (fifth bits) before qs;
+// Q6_K ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16.
+pub const QK: usize = types::Q4_1.block_size;
+pub const Q4_1_BYTES: usize = types::Q4_1.block_bytes;
+pub const Q8_0_BYTES: usize = types::Q8_0.block_bytes;
+pub const Q5_0_BYTES: usize = types::Q5_0.block_bytes;
+pub const Q5_1_BYTES: usize = types::Q5_1.block_bytes;
 /// Elements of a K-quant super-block.
-pub const QK_K: usize = 256;
-pub const Q4_K_BYTES: usize = 144; // d: f16, dmin: f16, scales: [u8; 12] (6-bit scale and min x 8), qs: [u8; 128]
-pub const Q6_K_BYTES: usize = 210;
-pub const Q5_K_BYTES: usize = 176; // d: f16, dmin: f16, scales: [u8; 12], qh: [u8; 32] (fifth bits), qs: [u8; 128] // ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16
+pub const QK_K: usize = types::Q4_K.block_size;
+pub const Q4_K_BYTES: usize = types::Q4_K.block_bytes;
+pub const Q6_K_BYTES: usize = types::Q6_K.block_bytes;
+pub const Q5_K_BYTES: usize = types::Q5_K.block_bytes;
 
 /// Activations quantized to 8 bits, one block of 32: q = round(x / d), s = d * sum(q) (Q8_1 only).
 #[derive(Clone, Copy, Debug)]
@@ -487,24 +494,40 @@ pub enum QType {
 }
 
 impl QType {
-    pub fn block_bytes(self) -> usize {
+    /// The weight types these kernels run (the others go to candle's kernels).
+    pub fn of(t: &TensorType) -> Option<QType> {
+        Some(match t.name {
+            "Q4_1" => QType::Q4_1,
+            "Q5_0" => QType::Q5_0,
+            "Q5_1" => QType::Q5_1,
+            "Q8_0" => QType::Q8_0,
+            "Q4_K" => QType::Q4K,
+            "Q5_K" => QType::Q5K,
+            "Q6_K" => QType::Q6K,
+            _ => return None,
+        })
+    }
+
+    /// This type's row of the tensor-type table.
+    pub fn tensor_type(self) -> &'static TensorType {
         match self {
-            QType::Q4_1 => Q4_1_BYTES,
-            QType::Q5_0 => Q5_0_BYTES,
-            QType::Q5_1 => Q5_1_BYTES,
-            QType::Q8_0 => Q8_0_BYTES,
-            QType::Q4K => Q4_K_BYTES,
-            QType::Q5K => Q5_K_BYTES,
-            QType::Q6K => Q6_K_BYTES,
+            QType::Q4_1 => &types::Q4_1,
+            QType::Q5_0 => &types::Q5_0,
+            QType::Q5_1 => &types::Q5_1,
+            QType::Q8_0 => &types::Q8_0,
+            QType::Q4K => &types::Q4_K,
+            QType::Q5K => &types::Q5_K,
+            QType::Q6K => &types::Q6_K,
         }
+    }
+
+    pub fn block_bytes(self) -> usize {
+        self.tensor_type().block_bytes
     }
 
     /// Values per block.
     pub fn block_elems(self) -> usize {
-        match self {
-            QType::Q4K | QType::Q5K | QType::Q6K => QK_K,
-            _ => QK,
-        }
+        self.tensor_type().block_size
     }
 
     /// Bytes of a row of `k` values (`k` a multiple of `block_elems`).

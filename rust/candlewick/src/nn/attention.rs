@@ -1,11 +1,34 @@
-//! Multi-head self-attention with grouped-query attention (num_kv_heads divides num_heads; MHA and
-//! MQA are the two ends), rotary positions and a KV cache. The score/softmax/value part is the
-//! slice kernel in kernels::attention.
+//! Multi-head attention with grouped-query attention (num_kv_heads divides num_heads; MHA and
+//! MQA are the two ends), in three kinds: causal self-attention (decoders), bidirectional
+//! self-attention (encoders) and cross-attention to an encoder's output. Every kind keeps its
+//! keys and values in a `KvCache` and runs the one kernel in kernels::attention.
 use candle_core::Tensor;
 
-use super::{KvCache, Linear, Rope};
-use crate::error::Result;
-use crate::kernels::attention::{self, Shape};
+use super::{KvCache, Linear, RelativeBias, RmsNorm, Rope};
+use crate::error::{Error, Result};
+use crate::kernels::attention::{self, Bias, Job, Keys, Shape};
+
+/// Which keys a query attends to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKind {
+    /// Its own sequence up to its own position (decoders).
+    Causal,
+    /// Its whole own sequence (encoders).
+    Bidirectional,
+    /// Every position of the encoder's output (an encoder-decoder's decoder).
+    Cross,
+}
+
+/// How attention knows where tokens are (learned and sinusoidal positions are added to the
+/// embeddings instead, before the first layer).
+#[derive(Debug, Clone)]
+pub enum AttentionPositions {
+    None,
+    /// q and k rotated by their positions.
+    Rope(Rope),
+    /// A learned bias per head and distance bucket added to the scores (T5).
+    RelativeBias(RelativeBias),
+}
 
 #[derive(Debug, Clone)]
 pub struct Attention {
@@ -16,44 +39,83 @@ pub struct Attention {
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
-    pub extra: AttentionExtras,
+    pub kind: AttentionKind,
+    /// Multiplies q.k: 1/sqrt(head_dim), or 1 (T5, whose initialisation absorbs it).
+    pub scale: f32,
+    pub positions: AttentionPositions,
+    /// Per-head RMS norms on q and k before RoPE (Gemma 3).
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    /// A query sees only its last `window` positions (Mistral, Gemma 3's local layers).
+    pub window: Option<usize>,
 }
 
-/// Options some families add (Gemma 3): per-head RMS norms on q and k before RoPE, a sliding
-/// window (a query sees its last `window` positions), and a RoPE of the layer's own.
-#[derive(Debug, Clone, Default)]
-pub struct AttentionExtras {
-    pub q_norm: Option<super::RmsNorm>,
-    pub k_norm: Option<super::RmsNorm>,
-    pub window: Option<usize>,
-    pub rope: Option<Rope>,
+/// One sequence's part of a self-attention call: its new tokens (at positions start..start+len)
+/// and this layer's cache of it, which the new keys and values are appended to.
+pub struct SelfKv<'a> {
+    pub start: usize,
+    pub len: usize,
+    pub cache: &'a mut KvCache,
+}
+
+/// One sequence's part of a cross-attention call: its new decoder tokens and the encoder's keys
+/// and values for this layer.
+pub struct CrossKv<'a> {
+    pub len: usize,
+    pub encoder: &'a KvCache,
 }
 
 /// q, k, v of a run of tokens: [tokens][heads][head_dim] each, q and k normed and rotated.
-pub struct Projected {
-    pub q: Vec<f32>,
-    pub k: Vec<f32>,
-    pub v: Vec<f32>,
+struct Projected {
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+}
+
+fn rows(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
 }
 
 impl Attention {
-    /// Project x: [1, tokens, hidden] (sequences laid one after another, `spans` giving each one's
-    /// (start position, tokens)) to q, k and v, then per sequence the q/k norms and RoPE (the
-    /// layer's own, else `rope`) at its positions. One place for every attention path.
-    pub fn project(
-        &self,
-        x: &Tensor,
-        spans: &[(usize, usize)],
-        rope: Option<&Rope>,
-    ) -> Result<Projected> {
+    /// A plain multi-head attention of `kind` (no norms, window or positions).
+    pub fn new(q: Linear, k: Linear, v: Linear, o: Linear, heads: (usize, usize, usize), kind: AttentionKind) -> Self {
+        let (num_heads, num_kv_heads, head_dim) = heads;
+        Attention {
+            q,
+            k,
+            v,
+            o,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            kind,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            positions: AttentionPositions::None,
+            q_norm: None,
+            k_norm: None,
+            window: None,
+        }
+    }
+
+    fn shape(&self, capacity: usize) -> Shape {
+        Shape {
+            num_heads: self.num_heads,
+            num_kv_heads: self.num_kv_heads,
+            head_dim: self.head_dim,
+            capacity,
+            window: self.window,
+        }
+    }
+
+    /// Project x: [1, tokens, hidden] (sequences laid one after another, `spans` giving each
+    /// one's (start position, tokens)) to q, k and v, then per sequence the q/k norms and RoPE at
+    /// its positions.
+    fn project(&self, x: &Tensor, spans: &[(usize, usize)]) -> Result<Projected> {
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let rows = |l: &super::Linear| -> Result<Vec<f32>> {
-            Ok(l.forward(x)?.flatten_all()?.to_vec1::<f32>()?)
-        };
-        let (mut q, mut k, v) = (rows(&self.q)?, rows(&self.k)?, rows(&self.v)?);
+        let (mut q, mut k, v) = (rows(&self.q.forward(x)?)?, rows(&self.k.forward(x)?)?, rows(&self.v.forward(x)?)?);
         let tokens: usize = spans.iter().map(|&(_, len)| len).sum();
         if tokens * nh * hd != q.len() {
-            return Err(crate::error::Error::Model(format!(
+            return Err(Error::Model(format!(
                 "attention got {} tokens but sequences of {tokens}",
                 q.len() / (nh * hd)
             )));
@@ -62,13 +124,13 @@ impl Attention {
         for &(start, len) in spans {
             let qs = &mut q[off * nh * hd..(off + len) * nh * hd];
             let ks = &mut k[off * nkv * hd..(off + len) * nkv * hd];
-            if let Some(n) = &self.extra.q_norm {
+            if let Some(n) = &self.q_norm {
                 n.apply_rows(qs);
             }
-            if let Some(n) = &self.extra.k_norm {
+            if let Some(n) = &self.k_norm {
                 n.apply_rows(ks);
             }
-            if let Some(r) = self.extra.rope.as_ref().or(rope) {
+            if let AttentionPositions::Rope(r) = &self.positions {
                 r.apply(qs, nh, start);
                 r.apply(ks, nkv, start);
             }
@@ -78,7 +140,7 @@ impl Attention {
     }
 
     /// The output projection of attention values [tokens][heads][head_dim].
-    pub fn output(&self, values: Vec<f32>, x: &Tensor) -> Result<Tensor> {
+    fn output(&self, values: Vec<f32>, x: &Tensor) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
         self.o.forward(&Tensor::from_vec(
             values,
@@ -87,76 +149,96 @@ impl Attention {
         )?)
     }
 
-    /// x: [1, tokens, hidden], the new tokens of one or more sequences one after another; `seqs`
-    /// gives each sequence's (start position, number of new tokens, cache) in that order. Causal
-    /// within each sequence; sequences never see each other.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        seqs: &mut [(usize, usize, &mut KvCache)],
-        rope: Option<&Rope>,
-    ) -> Result<Tensor> {
-        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let spans: Vec<(usize, usize)> =
-            seqs.iter().map(|(start, len, _)| (*start, *len)).collect();
-        let p = self.project(x, &spans, rope)?;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let mut out = Vec::with_capacity(p.q.len());
-        let mut off = 0;
-        for (start, len, cache) in seqs.iter_mut() {
-            let (start, len) = (*start, *len);
-            cache.append(
-                &p.k[off * nkv * hd..(off + len) * nkv * hd],
-                &p.v[off * nkv * hd..(off + len) * nkv * hd],
-                len,
-            )?;
-            let shape = Shape {
-                num_heads: nh,
-                num_kv_heads: nkv,
-                head_dim: hd,
-                capacity: cache.capacity(),
-                window: self.extra.window,
-            };
-            out.extend(attention::causal(
-                &p.q[off * nh * hd..(off + len) * nh * hd],
-                &cache.k,
-                &cache.v,
-                shape,
-                start,
-                len,
-                scale,
-            ));
-            off += len;
+    /// One sequence's attention over `cache`, with the bias of its positions when the layer has
+    /// relative positions; `probs` [heads][len][keys] when asked for.
+    fn attend(&self, q: &[f32], start: usize, len: usize, keys: Keys, cache: &KvCache, want_probs: bool) -> (Vec<f32>, Vec<f32>) {
+        let mut job = Job {
+            shape: self.shape(cache.capacity()),
+            start,
+            seq: len,
+            keys,
+            scale: self.scale,
+            bias: None,
+        };
+        let span = job.key_span();
+        // distances key - query run from -(last query position) to the last key's
+        let min_distance = -((start + len) as i64 - 1);
+        let max_distance = span as i64 - 1 - start as i64;
+        let bias_values = match &self.positions {
+            AttentionPositions::RelativeBias(rb) => rb.by_distance(min_distance, max_distance),
+            _ => Vec::new(),
+        };
+        if !bias_values.is_empty() {
+            job.bias = Some(Bias {
+                values: &bias_values,
+                min_distance,
+                span: (max_distance - min_distance + 1) as usize,
+            });
         }
-        self.output(out, x)
+        let mut probs = if want_probs {
+            vec![0f32; self.num_heads * len * span]
+        } else {
+            Vec::new()
+        };
+        let out = attention::attend(&job, q, &cache.k, &cache.v, want_probs.then_some(&mut probs[..]));
+        (out, probs)
     }
 
-    /// Bidirectional self-attention (encoders) over sequences of `lens` tokens laid one after
-    /// another in x: [1, tokens, hidden]; no cache, no mask needed (each sequence sees exactly
-    /// its own tokens, so padding never enters). RoPE when given, at positions 0..len.
-    pub fn forward_bidirectional(
-        &self,
-        x: &Tensor,
-        lens: &[usize],
-        rope: Option<&Rope>,
-    ) -> Result<Tensor> {
+    /// Self-attention (causal or bidirectional) of x: [1, tokens, hidden], the new tokens of one
+    /// or more sequences one after another, each appending its keys and values to its own cache
+    /// and attending only to itself. Returns the output and, when asked, each sequence's
+    /// attention probabilities.
+    pub fn forward(&self, x: &Tensor, seqs: &mut [SelfKv<'_>], want_probs: bool) -> Result<(Tensor, Vec<Vec<f32>>)> {
+        let keys_of = |cache: &KvCache| match self.kind {
+            AttentionKind::Causal => Ok(Keys::Causal),
+            AttentionKind::Bidirectional => Ok(Keys::All(cache.len())),
+            AttentionKind::Cross => Err(Error::Model(
+                "a cross-attention layer was run as self-attention".into(),
+            )),
+        };
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let spans: Vec<(usize, usize)> = lens.iter().map(|&len| (0, len)).collect();
-        let p = self.project(x, &spans, rope)?;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let spans: Vec<(usize, usize)> = seqs.iter().map(|s| (s.start, s.len)).collect();
+        let p = self.project(x, &spans)?;
         let mut out = Vec::with_capacity(p.q.len());
+        let mut all_probs = Vec::new();
         let mut off = 0;
-        for &len in lens {
-            let (qs, ks, vs) = (
-                &p.q[off * nh * hd..(off + len) * nh * hd],
-                &p.k[off * nkv * hd..(off + len) * nkv * hd],
-                &p.v[off * nkv * hd..(off + len) * nkv * hd],
-            );
-            out.extend(attention::bidirectional(
-                qs, ks, vs, nh, nkv, hd, len, scale,
-            ));
-            off += len;
+        for s in seqs.iter_mut() {
+            let kv = off * nkv * hd..(off + s.len) * nkv * hd;
+            s.cache.append(&p.k[kv.clone()], &p.v[kv], s.len)?;
+            let keys = keys_of(s.cache)?;
+            let q = &p.q[off * nh * hd..(off + s.len) * nh * hd];
+            let (o, probs) = self.attend(q, s.start, s.len, keys, s.cache, want_probs);
+            out.extend(o);
+            all_probs.push(probs);
+            off += s.len;
         }
-        self.output(out, x)
+        Ok((self.output(out, x)?, all_probs))
+    }
+
+    /// Cross-attention of x: [1, tokens, hidden] (the new decoder tokens of one or more
+    /// sequences) to each sequence's encoder keys and values.
+    pub fn forward_cross(&self, x: &Tensor, seqs: &[CrossKv<'_>], want_probs: bool) -> Result<(Tensor, Vec<Vec<f32>>)> {
+        let (nh, hd) = (self.num_heads, self.head_dim);
+        let q = rows(&self.q.forward(x)?)?;
+        let mut out = Vec::with_capacity(q.len());
+        let mut all_probs = Vec::new();
+        let mut off = 0;
+        for s in seqs {
+            let qs = &q[off * nh * hd..(off + s.len) * nh * hd];
+            let (o, probs) = self.attend(qs, 0, s.len, Keys::All(s.encoder.len()), s.encoder, want_probs);
+            out.extend(o);
+            all_probs.push(probs);
+            off += s.len;
+        }
+        Ok((self.output(out, x)?, all_probs))
+    }
+
+    /// The keys and values this cross-attention layer reads from an encoder output
+    /// [1, tokens, hidden]: computed once per request.
+    pub fn encoder_kv(&self, encoded: &Tensor) -> Result<KvCache> {
+        let n = encoded.dim(1)?;
+        let mut cache = KvCache::new(self.num_kv_heads, self.head_dim, n);
+        cache.append(&rows(&self.k.forward(encoded)?)?, &rows(&self.v.forward(encoded)?)?, n)?;
+        Ok(cache)
     }
 }

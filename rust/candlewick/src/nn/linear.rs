@@ -1,6 +1,7 @@
 //! y = x W^T (+ b). W is either GGUF blocks read straight from the memory-mapped file and run by
-//! our ggml-exact kernels (Q4_1, Q5_0, Q8_0, Q4_K, Q6_K), or a candle QMatMul (other block types, dense weights).
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+//! our ggml-exact kernels (the types `kernels::quant::QType` lists), or a candle QMatMul (other
+//! block types, and dense f32 weights).
+use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
 
 use crate::error::{Error, Result};
@@ -19,19 +20,6 @@ pub struct Linear {
     bias: Option<Tensor>,
     out_features: usize,
     in_features: usize,
-}
-
-pub(crate) fn own_qtype(t: GgmlDType) -> Option<QType> {
-    match t {
-        GgmlDType::Q4_1 => Some(QType::Q4_1),
-        GgmlDType::Q5_0 => Some(QType::Q5_0),
-        GgmlDType::Q5_1 => Some(QType::Q5_1),
-        GgmlDType::Q8_0 => Some(QType::Q8_0),
-        GgmlDType::Q4K => Some(QType::Q4K),
-        GgmlDType::Q5K => Some(QType::Q5K),
-        GgmlDType::Q6K => Some(QType::Q6K),
-        _ => None,
-    }
 }
 
 impl Linear {
@@ -55,7 +43,7 @@ impl Linear {
         device: &Device,
     ) -> Result<Self> {
         let info = g.tensor_info_shaped(name, &[out, inp])?;
-        let weight = match own_qtype(info.dtype) {
+        let weight = match QType::of(info.dtype) {
             Some(qtype) if device.is_cpu() => Weight::Mapped {
                 qtype,
                 bytes: g.mapped(info),
@@ -72,6 +60,21 @@ impl Linear {
 
     pub fn out_features(&self) -> usize {
         self.out_features
+    }
+
+    /// The same layer with a bias [out] (or none).
+    pub fn with_bias(mut self, bias: Option<Tensor>) -> Result<Self> {
+        if let Some(b) = &bias {
+            if b.dims() != [self.out_features] {
+                return Err(Error::Model(format!(
+                    "a bias of shape {:?} for a layer of {} outputs",
+                    b.dims(),
+                    self.out_features
+                )));
+            }
+        }
+        self.bias = bias;
+        Ok(self)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -126,7 +129,7 @@ impl Embedding {
         device: &Device,
     ) -> Result<Self> {
         let info = g.tensor_info_shaped(name, &[rows, dim])?;
-        Ok(match own_qtype(info.dtype) {
+        Ok(match QType::of(info.dtype) {
             Some(qtype) if device.is_cpu() => Embedding::Mapped {
                 qtype,
                 bytes: g.mapped(info),

@@ -8,7 +8,7 @@ pub mod position;
 pub mod rope;
 
 pub use attention::Attention;
-pub use kv_cache::KvCache;
+pub use kv_cache::{Cache, KvCache};
 pub use linear::{Embedding, Linear};
 pub use mlp::Mlp;
 pub use norm::{LayerNorm, Norm, RmsNorm};

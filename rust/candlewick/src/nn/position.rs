@@ -45,16 +45,15 @@ impl RelativeBias {
         ret as usize
     }
 
-    /// Bias [heads][nq][nk] for queries at positions q_start.. and keys at 0..nk.
-    pub fn bias(&self, q_start: usize, nq: usize, nk: usize) -> Vec<f32> {
+    /// The bias of every distance key - query in min..=max, by head: [heads][max - min + 1].
+    pub fn by_distance(&self, min: i64, max: i64) -> Vec<f32> {
         let nh = self.num_heads;
-        let mut out = vec![0f32; nh * nq * nk];
-        for i in 0..nq {
-            for j in 0..nk {
-                let b = self.bucket(j as i64 - (q_start + i) as i64);
-                for h in 0..nh {
-                    out[(h * nq + i) * nk + j] = self.table[b * nh + h];
-                }
+        let span = (max - min + 1).max(0) as usize;
+        let mut out = vec![0f32; nh * span];
+        for (d, distance) in (min..=max).enumerate() {
+            let b = self.bucket(distance);
+            for h in 0..nh {
+                out[h * span + d] = self.table[b * nh + h];
             }
         }
         out

@@ -1,96 +1,158 @@
 //! Rotary position embedding (Su et al. 2021). Frequencies theta^(-2i/d); the rotation pairs are
 //! either adjacent dims (GGUF llama: the converter permuted q/k for it, llama.cpp's "normal" rope)
 //! or the two halves of the head (HF layout, "neox" style).
-//! The cos/sin table is built as ggml's rope cache builds it: theta_i = p * theta_scale^i by
-//! repeated f32 multiplication, theta_scale = base^(-2/d).
+//!
+//! The cos/sin table is built per position, the way the reference builds it: `Rope::ggml` as
+//! ggml's rope cache does (theta_i = p * theta_scale^i by repeated f32 multiplication,
+//! theta_scale = base^(-2/d)), `Rope::hf` as transformers does (angle = p * inv_freq_j in f32).
+//! Rows are computed when a position is first needed, so a context length read from a file
+//! sizes nothing up front.
+
+use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone)]
 pub struct Rope {
-    /// [max_len][head_dim / 2] interleaved (cos, sin) pairs.
-    table: std::sync::Arc<Vec<(f32, f32)>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     half: usize,
     interleaved: bool,
+    angles: Angles,
+    /// [position][head_dim / 2] (cos, sin) pairs, for the positions seen so far.
+    table: RwLock<Vec<(f32, f32)>>,
+}
+
+#[derive(Debug)]
+enum Angles {
+    Ggml { theta_scale: f32 },
+    Hf { inv_freq: Vec<f32> },
 }
 
 impl Rope {
-    pub fn new(head_dim: usize, theta: f64, max_len: usize, interleaved: bool) -> Self {
-        let half = head_dim / 2;
+    /// ggml's arithmetic; `interleaved` rotates adjacent pairs (GGUF llama), else halves (neox).
+    pub fn ggml(head_dim: usize, theta: f64, interleaved: bool) -> Self {
         let theta_scale = (theta as f32).powf(-2.0 / head_dim as f32);
-        let mut table = Vec::with_capacity(max_len * half);
-        for p in 0..max_len {
-            let mut t = p as f32;
-            for _ in 0..half {
-                table.push((t.cos(), t.sin()));
-                t *= theta_scale;
-            }
-        }
-        Self {
-            table: std::sync::Arc::new(table),
-            half,
-            interleaved,
-        }
+        Self::with(head_dim, interleaved, Angles::Ggml { theta_scale })
     }
 
-    /// RoPE as HF transformers computes it (Llama `rotate_half`: pairs (j, j + head_dim/2)):
+    /// transformers' arithmetic (Llama `rotate_half`: pairs (j, j + head_dim/2)):
     /// inv_freq_j = 1 / theta^(2j / head_dim), angle = position * inv_freq_j in f32.
-    pub fn new_hf(head_dim: usize, theta: f64, max_len: usize) -> Self {
+    pub fn hf(head_dim: usize, theta: f64) -> Self {
         let half = head_dim / 2;
-        let inv: Vec<f32> = (0..half)
+        let inv_freq = (0..half)
             .map(|j| (1.0 / theta.powf((2 * j) as f64 / head_dim as f64)) as f32)
             .collect();
-        let mut table = Vec::with_capacity(max_len * half);
-        for p in 0..max_len {
-            for &f in &inv {
-                let t = p as f32 * f;
-                table.push((t.cos(), t.sin()));
-            }
+        Self::with(head_dim, false, Angles::Hf { inv_freq })
+    }
+
+    fn with(head_dim: usize, interleaved: bool, angles: Angles) -> Self {
+        Rope {
+            inner: Arc::new(Inner {
+                half: head_dim / 2,
+                interleaved,
+                angles,
+                table: RwLock::new(Vec::new()),
+            }),
         }
-        Self {
-            table: std::sync::Arc::new(table),
-            half,
-            interleaved: false,
+    }
+
+    /// Make sure the table holds positions 0..n.
+    fn ensure(&self, n: usize) {
+        let inner = &self.inner;
+        let half = inner.half.max(1);
+        if inner.table.read().map(|t| t.len() / half >= n).unwrap_or(false) {
+            return;
         }
-    }
-
-    pub fn max_len(&self) -> usize {
-        self.table.len() / self.half.max(1)
-    }
-
-    /// Rotate x: [seq][heads][head_dim] in place, token i at position start + i.
-    pub fn apply(&self, x: &mut [f32], heads: usize, start: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::kernels::has_fma() {
-            // SAFETY: the CPU has FMA (checked just above).
-            return unsafe { self.apply_fma(x, heads, start) };
-        }
-        self.apply_impl(x, heads, start)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "fma")]
-    unsafe fn apply_fma(&self, x: &mut [f32], heads: usize, start: usize) {
-        self.apply_impl(x, heads, start)
-    }
-
-    #[inline(always)]
-    fn apply_impl(&self, x: &mut [f32], heads: usize, start: usize) {
-        let hd = 2 * self.half;
-        for (i, tok) in x.chunks_exact_mut(heads * hd).enumerate() {
-            let cs = &self.table[(start + i) * self.half..(start + i + 1) * self.half];
-            for head in tok.chunks_exact_mut(hd) {
-                for (j, &(c, s)) in cs.iter().enumerate() {
-                    let (a, b) = if self.interleaved {
-                        (2 * j, 2 * j + 1)
-                    } else {
-                        (j, j + self.half)
-                    };
-                    let (x0, x1) = (head[a], head[b]);
-                    // ggml `rotate_pairs`; its C++ is built with FP contraction, which fuses the
-                    // first product of each expression.
-                    head[a] = x0.mul_add(c, -(x1 * s));
-                    head[b] = x0.mul_add(s, x1 * c);
+        let Ok(mut table) = inner.table.write() else {
+            return;
+        };
+        let have = table.len() / half;
+        // grow geometrically: a decode loop extends the table a few times, not every step
+        let want = n.max(2 * have);
+        table.reserve((want - have.min(want)) * half);
+        for p in have..want {
+            match &inner.angles {
+                Angles::Ggml { theta_scale } => {
+                    let mut t = p as f32;
+                    for _ in 0..inner.half {
+                        table.push((t.cos(), t.sin()));
+                        t *= theta_scale;
+                    }
+                }
+                Angles::Hf { inv_freq } => {
+                    for &f in inv_freq {
+                        let t = p as f32 * f;
+                        table.push((t.cos(), t.sin()));
+                    }
                 }
             }
         }
+    }
+
+    /// Rotate x: [tokens][heads][head_dim] in place, token i at position start + i.
+    pub fn apply(&self, x: &mut [f32], heads: usize, start: usize) {
+        let hd = 2 * self.inner.half;
+        if hd == 0 || heads == 0 {
+            return;
+        }
+        let tokens = x.len() / (heads * hd);
+        self.ensure(start + tokens);
+        let Ok(table) = self.inner.table.read() else {
+            return;
+        };
+        let rows = &table[start * self.inner.half..(start + tokens) * self.inner.half];
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::has_fma() {
+            // SAFETY: the CPU has FMA (checked just above).
+            return unsafe { rotate_fma(x, rows, heads, self.inner.half, self.inner.interleaved) };
+        }
+        rotate(x, rows, heads, self.inner.half, self.inner.interleaved)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn rotate_fma(x: &mut [f32], rows: &[(f32, f32)], heads: usize, half: usize, interleaved: bool) {
+    rotate(x, rows, heads, half, interleaved)
+}
+
+#[inline(always)]
+fn rotate(x: &mut [f32], rows: &[(f32, f32)], heads: usize, half: usize, interleaved: bool) {
+    let hd = 2 * half;
+    for (tok, cs) in x.chunks_exact_mut(heads * hd).zip(rows.chunks_exact(half)) {
+        for head in tok.chunks_exact_mut(hd) {
+            for (j, &(c, s)) in cs.iter().enumerate() {
+                let (a, b) = if interleaved {
+                    (2 * j, 2 * j + 1)
+                } else {
+                    (j, j + half)
+                };
+                let (x0, x1) = (head[a], head[b]);
+                // ggml `rotate_pairs`; its C++ is built with FP contraction, which fuses the
+                // first product of each expression.
+                head[a] = x0.mul_add(c, -(x1 * s));
+                head[b] = x0.mul_add(s, x1 * c);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows computed on demand equal rows computed in one go, whatever order they are asked in.
+    #[test]
+    fn lazy_table_is_position_by_position() {
+        let a = Rope::ggml(8, 10000.0, true);
+        let b = Rope::ggml(8, 10000.0, true);
+        let mut xa: Vec<f32> = (0..2 * 8 * 5).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut xb = xa.clone();
+        b.apply(&mut vec![0.0; 8 * 100], 1, 0); // b builds 100 rows first
+        a.apply(&mut xa, 2, 40);
+        b.apply(&mut xb, 2, 40);
+        assert_eq!(xa, xb);
     }
 }

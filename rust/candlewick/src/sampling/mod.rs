@@ -10,30 +10,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::config::GenerationConfig;
 use crate::error::{Error, Result};
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SamplingParams {
-    pub do_sample: bool,
-    pub temperature: f32,
-    /// 0 = off.
-    pub top_k: usize,
-    /// 1.0 = off.
-    pub top_p: f32,
-    /// 0.0 = off.
-    pub min_p: f32,
-    /// 1.0 = off (HF TypicalLogitsWarper).
-    pub typical_p: f32,
-    /// 1.0 = off; HF semantics over prompt and output.
-    pub repetition_penalty: f32,
-    /// OpenAI semantics over the output: logit -= presence * [count > 0] + frequency * count.
-    pub presence_penalty: f32,
-    pub frequency_penalty: f32,
-    /// 0 = off; HF: no n-gram of this size may appear twice in prompt + output.
-    pub no_repeat_ngram_size: usize,
-    /// Added to the logits of these ids before anything else (-inf bans a token).
-    pub logit_bias: Vec<(u32, f32)>,
-}
 
 /// What the processors know about the sequence so far.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,85 +22,10 @@ pub struct History<'a> {
     pub suppress: &'a [u32],
 }
 
-impl Default for SamplingParams {
-    fn default() -> Self {
-        Self {
-            do_sample: false,
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            typical_p: 1.0,
-            repetition_penalty: 1.0,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
-            no_repeat_ngram_size: 0,
-            logit_bias: Vec::new(),
-        }
-    }
-}
-
-impl SamplingParams {
-    pub fn validate(&self) -> Result<()> {
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "temperature must be >= 0, got {}",
-                self.temperature
-            )));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::InvalidArgument(format!(
-                "top_p must be in (0, 1], got {}",
-                self.top_p
-            )));
-        }
-        if !(0.0..=1.0).contains(&self.min_p) {
-            return Err(Error::InvalidArgument(format!(
-                "min_p must be in [0, 1], got {}",
-                self.min_p
-            )));
-        }
-        if !(self.typical_p > 0.0 && self.typical_p <= 1.0) {
-            return Err(Error::InvalidArgument(format!(
-                "typical_p must be in (0, 1], got {}",
-                self.typical_p
-            )));
-        }
-        for (name, v) in [
-            ("presence_penalty", self.presence_penalty),
-            ("frequency_penalty", self.frequency_penalty),
-        ] {
-            if !v.is_finite() {
-                return Err(Error::InvalidArgument(format!(
-                    "{name} must be a finite number, got {v}"
-                )));
-            }
-        }
-        if let Some((id, b)) = self
-            .logit_bias
-            .iter()
-            .find(|(_, b)| b.is_nan() || *b == f32::INFINITY)
-        {
-            return Err(Error::InvalidArgument(format!(
-                "logit_bias for token {id} must be a number or -inf, got {b}"
-            )));
-        }
-        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return Err(Error::InvalidArgument(format!(
-                "repetition_penalty must be > 0, got {}",
-                self.repetition_penalty
-            )));
-        }
-        Ok(())
-    }
-
-    pub fn is_greedy(&self) -> bool {
-        !self.do_sample || self.temperature == 0.0 || self.top_k == 1
-    }
-}
-
+/// Processors and warpers of one request, with its random state. Reads its controls from the
+/// request's `GenerationConfig` (in f32, the precision the logits are in).
 pub struct Sampler {
-    params: SamplingParams,
+    params: GenerationConfig,
     rng: StdRng,
     // Scratch buffers reused across steps.
     idx: Vec<u32>,
@@ -236,8 +139,9 @@ pub fn banned_ngram_tokens(seq: &[u32], n: usize) -> Vec<u32> {
 
 impl Sampler {
     /// `seed = None` draws a seed from the OS.
-    pub fn new(params: SamplingParams, seed: Option<u64>) -> Result<Self> {
+    pub fn new(params: &GenerationConfig, seed: Option<u64>) -> Result<Self> {
         params.validate()?;
+        let params = params.clone();
         let rng = match seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_os_rng(),
@@ -251,7 +155,7 @@ impl Sampler {
         })
     }
 
-    pub fn params(&self) -> &SamplingParams {
+    pub fn params(&self) -> &GenerationConfig {
         &self.params
     }
 
@@ -259,18 +163,18 @@ impl Sampler {
     pub fn process(&self, logits: &mut [f32], h: History) -> Result<()> {
         let p = &self.params;
         let n = logits.len();
-        for &(id, b) in &p.logit_bias {
+        for (&id, &b) in &p.logit_bias {
             let l = logits.get_mut(id as usize).ok_or_else(|| {
                 Error::InvalidArgument(format!(
                     "logit_bias names token {id}, outside the vocabulary of {n}"
                 ))
             })?;
-            *l += b;
+            *l += b as f32;
         }
         apply_repetition_penalty(
             logits,
             h.prompt.iter().chain(h.output).copied(),
-            p.repetition_penalty,
+            p.repetition_penalty as f32,
         );
         if p.presence_penalty != 0.0 || p.frequency_penalty != 0.0 {
             let mut counts = std::collections::HashMap::<u32, u32>::new();
@@ -279,7 +183,7 @@ impl Sampler {
             }
             for (t, c) in counts {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l -= p.presence_penalty + p.frequency_penalty * c as f32;
+                    *l -= p.presence_penalty as f32 + p.frequency_penalty as f32 * c as f32;
                 }
             }
         }
@@ -346,8 +250,14 @@ impl Sampler {
     /// sorted by probability (descending), probabilities unnormalised.
     fn filtered_distribution(&mut self, logits: &mut [f32]) -> Result<()> {
         let p = &self.params;
+        let (top_k, top_p, min_p, typical_p) = (
+            p.top_k,
+            p.top_p as f32,
+            p.min_p as f32,
+            p.typical_p as f32,
+        );
         let n = logits.len();
-        let inv_t = 1.0 / p.temperature;
+        let inv_t = 1.0 / p.temperature as f32;
         let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         if !max.is_finite() {
             return Err(Error::InvalidArgument(
@@ -360,26 +270,26 @@ impl Sampler {
         // the full vocabulary, or the top-k candidates when top-k ran first. None = sum the candidates.
         let mut z_full: Option<f64> = None;
         let mut floor = f32::NEG_INFINITY;
-        if p.top_k > 0 && p.top_k < n {
+        if top_k > 0 && top_k < n {
             // The k-th largest logit (HF keeps ties with it).
-            floor = kth_largest(logits, p.top_k);
-        } else if p.top_p < 1.0 && n > 1 {
+            floor = kth_largest(logits, top_k);
+        } else if top_p < 1.0 && n > 1 {
             // llama2.c's trick: a token with probability below (1 - top_p) / (n - 1) can never be
             // inside the nucleus: p_i < c <=> logit_i < max + ln(c * z) * T.
             let z = crate::kernels::math::sum_exp(logits, max, inv_t);
-            let cutoff = (1.0 - p.top_p) / (n - 1) as f32;
+            let cutoff = (1.0 - top_p) / (n - 1) as f32;
             floor = max + (cutoff as f64 * z).ln() as f32 / inv_t;
             z_full = Some(z);
         }
         // min-p keeps p >= min_p * p_max, i.e. logit >= max + ln(min_p) * T; top-k and top-p
         // never drop the top token, so dropping those early changes nothing after. (Not before
         // top-p's denominator over the top-k survivors is taken.)
-        let min_floor = if p.min_p > 0.0 {
-            max + p.min_p.ln() / inv_t
+        let min_floor = if min_p > 0.0 {
+            max + min_p.ln() / inv_t
         } else {
             f32::NEG_INFINITY
         };
-        let topk_then_topp = p.top_k > 0 && p.top_k < n && p.top_p < 1.0;
+        let topk_then_topp = top_k > 0 && top_k < n && top_p < 1.0;
         if !topk_then_topp {
             floor = floor.max(min_floor);
         }
@@ -411,7 +321,7 @@ impl Sampler {
         // rest only when their mass falls short of top_p.
         const HEAD: usize = 256;
         let mut sorted = false;
-        if p.top_p < 1.0 && cand.len() > 2 * HEAD {
+        if top_p < 1.0 && cand.len() > 2 * HEAD {
             let total: f64 = match z_full {
                 Some(z) => z,
                 None => cand
@@ -425,7 +335,7 @@ impl Sampler {
                 .iter()
                 .map(|&(l, _)| ((l - max) * inv_t).exp() as f64)
                 .sum();
-            if head / total >= p.top_p as f64 {
+            if head / total >= top_p as f64 {
                 cand.truncate(HEAD);
                 sorted = true;
             }
@@ -445,7 +355,7 @@ impl Sampler {
                 .map(|&i| ((logits[i as usize] - top) * inv_t).exp()),
         );
 
-        if p.top_p < 1.0 {
+        if top_p < 1.0 {
             // HF TopPLogitsWarper over the renormalised candidates: keep a token while the mass of
             // the tokens ahead of it is below top_p (so at least one token is kept).
             // The running mass in f64: over tens of thousands of candidates an f32 sum drifts
@@ -454,7 +364,7 @@ impl Sampler {
             let mut before = 0.0f64;
             let mut keep = self.probs.len();
             for (i, &q) in self.probs.iter().enumerate() {
-                if before / total >= p.top_p as f64 {
+                if before / total >= top_p as f64 {
                     keep = i;
                     break;
                 }
@@ -463,9 +373,9 @@ impl Sampler {
             self.idx.truncate(keep.max(1));
             self.probs.truncate(keep.max(1));
         }
-        if p.min_p > 0.0 {
+        if min_p > 0.0 {
             // HF MinPLogitsWarper: keep tokens with probability >= min_p * the top probability.
-            let threshold = p.min_p * self.probs[0];
+            let threshold = min_p * self.probs[0];
             let keep = self
                 .probs
                 .iter()
@@ -475,7 +385,7 @@ impl Sampler {
             self.idx.truncate(keep);
             self.probs.truncate(keep);
         }
-        if p.typical_p < 1.0 && self.idx.len() > 1 {
+        if typical_p < 1.0 && self.idx.len() > 1 {
             // HF TypicalLogitsWarper over the remaining candidates: rank tokens by how far their
             // information content is from the entropy, keep the closest up to typical_p mass.
             let total: f32 = self.probs.iter().sum();
@@ -492,7 +402,7 @@ impl Sampler {
             let mut last = 0usize;
             for &o in &order {
                 cum += self.probs[o] / total;
-                if cum < p.typical_p {
+                if cum < typical_p {
                     last += 1;
                 } else {
                     break;

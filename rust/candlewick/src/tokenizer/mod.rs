@@ -258,6 +258,14 @@ impl Tokenizer {
         self.eog_token_ids.contains(&id)
     }
 
+    /// The mask token ([MASK] or <mask>) when the vocabulary has one as a single token.
+    pub fn mask_token_id(&self) -> Option<u32> {
+        ["[MASK]", "<mask>"].iter().find_map(|tok| match self.encode(tok, false).ok()?.as_slice() {
+            [id] if self.decode(&[*id], false).ok()?.as_str() == *tok => Some(*id),
+            _ => None,
+        })
+    }
+
     pub fn set_eos_token_ids(&mut self, ids: &[u32]) {
         if let Some(&first) = ids.first() {
             self.eos_token_id.get_or_insert(first);

@@ -1,139 +1,217 @@
-//! Gemma 3 decoders in GGUF (llama.cpp names and arithmetic): token embeddings scaled by
-//! sqrt(hidden), per-head RMS norms on q and k, RoPE on (j, j + head_dim/2) pairs with base
+//! Gemma 3 decoders, read from GGUF (llama.cpp's names and arithmetic): token embeddings scaled
+//! by sqrt(hidden), per-head RMS norms on q and k, RoPE on (j, j + head_dim/2) pairs with base
 //! `rope.freq_base` on global layers and 10000 on sliding-window ones, every 6th layer global and
 //! the others within `attention.sliding_window` positions, "sandwich" norms around attention and
 //! the MLP, gated GELU (tanh) as ggml computes it, LM head tied to the embeddings. Norm weights
-//! in GGUF already hold HF's (1 + w).
+//! in GGUF already hold HF's (1 + w). The HF names are listed too, so that a Gemma 3 config is
+//! counted and sized; reading HF Gemma 3 folders is not built.
 
-use candle_core::Device;
-
-use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
+use super::{gguf_shape, lm_head, refuse_gguf_rope_scaling, Family};
+use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
-use crate::model::transformer::{Block, Transformer};
-use crate::nn::{
-    self, attention::AttentionExtras, Attention, Embedding, Linear, Mlp, RmsNorm, Rope,
-};
+use crate::model::builder::Vb;
+use crate::model::heads::{Head, LmHead};
+use crate::model::transformer::{Block, Embeddings, Norms, Transformer};
+use crate::model::Stacks;
+use crate::nn::attention::{AttentionKind, AttentionPositions};
+use crate::nn::{Attention, Mlp, Rope};
+
+pub struct Gemma3;
 
 /// llama.cpp: Gemma 3 uses a sliding-window pattern of 6 (layer il is global when il % 6 == 5)
 /// and a base of 10000 for the sliding layers' RoPE.
 const SWA_PATTERN: usize = 6;
 const SWA_ROPE_BASE: f64 = 10_000.0;
 
-pub fn config_from_gguf(g: &GgufFile) -> Result<ModelConfig> {
-    let key = |k: &str| format!("gemma3.{k}");
-    let (hidden, heads, kv, head_dim, vocab_size) = super::gguf_shape(g, "gemma3")?;
-    let cfg = ModelConfig {
-        family: "gemma3".into(),
-        architecture: Architecture::Decoder,
-        vocab_size,
-        hidden_size: hidden,
-        num_layers: g.require_u64(&key("block_count"))? as usize,
-        num_heads: heads,
-        num_kv_heads: kv,
-        head_dim,
-        intermediate_size: g.require_u64(&key("feed_forward_length"))? as usize,
-        activation: Activation::GeluTanh,
-        gated_mlp: true,
-        norm: Norm::RmsNorm,
-        norm_eps: g
-            .get_f64(&key("attention.layer_norm_rms_epsilon"))?
-            .unwrap_or(1e-6),
-        position: Position::Rope,
-        rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(1_000_000.0),
-        max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
-        tie_word_embeddings: g.tensor_info("output.weight").is_none(),
-        sliding_window: g
-            .get(&key("attention.sliding_window"))
-            .and_then(|v| v.as_u64())
-            .map(|v| v as usize),
-        sliding_window_pattern: SWA_PATTERN,
-        rope_local_theta: SWA_ROPE_BASE,
-        ..ModelConfig::default_for("gemma3")
-    };
-    cfg.validate()
-        .map_err(|e| Error::invalid_file(g.path(), format!("inconsistent gemma3 metadata: {e}")))?;
-    if g.get(&key("final_logit_softcapping")).is_some()
-        || g.get(&key("rope.scaling.type"))
-            .and_then(|v| v.as_str())
-            .is_some_and(|t| t != "none")
-    {
-        return Err(Error::Unsupported(format!(
-            "{}: logit soft-capping or RoPE scaling",
-            g.path().display()
-        )));
-    }
-    Ok(cfg)
+struct Names {
+    embed: &'static str,
+    layers: &'static str,
+    q: &'static str,
+    k: &'static str,
+    v: &'static str,
+    o: &'static str,
+    q_norm: &'static str,
+    k_norm: &'static str,
+    attn_norm: &'static str,
+    post_attn_norm: &'static str,
+    mlp_norm: &'static str,
+    post_mlp_norm: &'static str,
+    gate: &'static str,
+    up: &'static str,
+    down: &'static str,
+    norm: &'static str,
+    lm_head: &'static str,
 }
 
-pub fn load_gguf(g: &GgufFile, device: &Device) -> Result<Transformer> {
-    let cfg = config_from_gguf(g)?;
-    let (h, q, kv, ff, hd) = (
-        cfg.hidden_size,
-        cfg.num_heads * cfg.head_dim,
-        cfg.num_kv_heads * cfg.head_dim,
-        cfg.intermediate_size,
-        cfg.head_dim,
-    );
-    let lin = |name: &str, out: usize, inp: usize| Linear::from_gguf(g, name, out, inp, device);
-    let rms = |name: &str, d: usize| -> Result<RmsNorm> {
-        RmsNorm::new(
-            g.qtensor_shaped(name, &[d], device)?.dequantize(device)?,
-            cfg.norm_eps,
-        )
-    };
-    let norm = |name: &str| -> Result<nn::Norm> { Ok(nn::Norm::Rms(rms(name, h)?)) };
-    let embed = Embedding::from_gguf(g, "token_embd.weight", cfg.vocab_size, h, device)?;
-    let lm_head = if cfg.tie_word_embeddings {
-        embed.as_linear()?
-    } else {
-        lin("output.weight", cfg.vocab_size, h)?
-    };
-    let ctx = cfg.max_position_embeddings;
-    let global_rope = Rope::new(hd, cfg.rope_theta, ctx, false);
-    let local_rope = Rope::new(hd, cfg.rope_local_theta, ctx, false);
-    let mut blocks = Vec::with_capacity(cfg.num_layers);
-    for i in 0..cfg.num_layers {
-        let p = |s: &str| format!("blk.{i}.{s}.weight");
-        let global = i % SWA_PATTERN == SWA_PATTERN - 1;
-        blocks.push(Block {
-            attn_norm: norm(&p("attn_norm"))?,
-            attn: Attention {
-                q: lin(&p("attn_q"), q, h)?,
-                k: lin(&p("attn_k"), kv, h)?,
-                v: lin(&p("attn_v"), kv, h)?,
-                o: lin(&p("attn_output"), h, q)?,
-                num_heads: cfg.num_heads,
-                num_kv_heads: cfg.num_kv_heads,
-                head_dim: hd,
-                extra: AttentionExtras {
-                    q_norm: Some(rms(&p("attn_q_norm"), hd)?),
-                    k_norm: Some(rms(&p("attn_k_norm"), hd)?),
-                    window: if global { None } else { cfg.sliding_window },
-                    rope: Some(if global {
-                        global_rope.clone()
-                    } else {
-                        local_rope.clone()
-                    }),
-                },
-            },
-            post_attn_norm: Some(norm(&p("post_attention_norm"))?),
-            mlp_norm: norm(&p("ffn_norm"))?,
-            mlp: Mlp {
-                gate: Some(lin(&p("ffn_gate"), ff, h)?),
-                up: lin(&p("ffn_up"), ff, h)?,
-                down: lin(&p("ffn_down"), h, ff)?,
-                activation: cfg.activation,
-                ggml_gelu: true,
-            },
-            post_mlp_norm: Some(norm(&p("post_ffw_norm"))?),
-            cross: None,
-        });
+const HF: Names = Names {
+    embed: "model.embed_tokens",
+    layers: "model.layers",
+    q: "self_attn.q_proj",
+    k: "self_attn.k_proj",
+    v: "self_attn.v_proj",
+    o: "self_attn.o_proj",
+    q_norm: "self_attn.q_norm",
+    k_norm: "self_attn.k_norm",
+    attn_norm: "input_layernorm",
+    post_attn_norm: "post_attention_layernorm",
+    mlp_norm: "pre_feedforward_layernorm",
+    post_mlp_norm: "post_feedforward_layernorm",
+    gate: "mlp.gate_proj",
+    up: "mlp.up_proj",
+    down: "mlp.down_proj",
+    norm: "model.norm",
+    lm_head: "lm_head",
+};
+
+const GGUF: Names = Names {
+    embed: "token_embd",
+    layers: "blk",
+    q: "attn_q",
+    k: "attn_k",
+    v: "attn_v",
+    o: "attn_output",
+    q_norm: "attn_q_norm",
+    k_norm: "attn_k_norm",
+    attn_norm: "attn_norm",
+    post_attn_norm: "post_attention_norm",
+    mlp_norm: "ffn_norm",
+    post_mlp_norm: "post_ffw_norm",
+    gate: "ffn_gate",
+    up: "ffn_up",
+    down: "ffn_down",
+    norm: "output_norm",
+    lm_head: "output",
+};
+
+impl Family for Gemma3 {
+    fn name(&self) -> &'static str {
+        "gemma3"
     }
-    Ok(Transformer {
-        embed_scale: Some((h as f32).sqrt() as f64),
-        norm: Some(norm("output_norm.weight")?),
-        lm_head: Some(lm_head),
-        ..Transformer::bare(cfg, embed, blocks, device)
-    })
+
+    fn gguf_architecture(&self) -> Option<&'static str> {
+        Some("gemma3")
+    }
+
+    fn preset(&self) -> ModelConfig {
+        ModelConfig {
+            family: "gemma3".into(),
+            activation: Activation::GeluTanh,
+            norm_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+            rope_local_theta: SWA_ROPE_BASE,
+            sliding_window: Some(512),
+            sliding_window_pattern: SWA_PATTERN,
+            tie_word_embeddings: true,
+            ..ModelConfig::default()
+        }
+    }
+
+    fn check(&self, _c: &ModelConfig) -> Result<()> {
+        Err(Error::Unsupported(
+            "gemma3 models are read from GGUF files; building one from a config (or saving it) is not built yet".into(),
+        ))
+    }
+
+    fn to_hf(&self, c: &ModelConfig) -> Result<serde_json::Value> {
+        self.check(c).map(|_| serde_json::Value::Null)
+    }
+
+    fn config_from_gguf(&self, g: &GgufFile) -> Result<ModelConfig> {
+        let key = |k: &str| format!("gemma3.{k}");
+        let (hidden, heads, kv, head_dim, vocab_size) = gguf_shape(g, "gemma3")?;
+        refuse_gguf_rope_scaling(g, "gemma3")?;
+        if g.get(&key("final_logit_softcapping")).is_some() {
+            return Err(Error::Unsupported(format!(
+                "{}: logit soft-capping",
+                g.path().display()
+            )));
+        }
+        Ok(ModelConfig {
+            vocab_size,
+            hidden_size: hidden,
+            num_layers: g.require_u64(&key("block_count"))? as usize,
+            num_heads: heads,
+            num_kv_heads: kv,
+            head_dim,
+            intermediate_size: g.require_u64(&key("feed_forward_length"))? as usize,
+            norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6),
+            rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(1_000_000.0),
+            max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
+            tie_word_embeddings: g.tensor_info("output.weight").is_none(),
+            sliding_window: g
+                .get(&key("attention.sliding_window"))
+                .and_then(|v| v.as_u64())
+                .map(|v| v as usize),
+            ..self.preset()
+        })
+    }
+
+    fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
+        let n = if vb.is_gguf() { &GGUF } else { &HF };
+        let (h, q, kv, ff, hd, eps) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.head_dim, c.norm_eps);
+        let tokens = vb.pp(n.embed).embedding(c.vocab_size, h)?;
+        let rope = |theta: f64| {
+            if vb.is_gguf() {
+                Rope::ggml(hd, theta, false)
+            } else {
+                Rope::hf(hd, theta)
+            }
+        };
+        let local_theta = if c.rope_local_theta > 0.0 { c.rope_local_theta } else { c.rope_theta };
+        let (global_rope, local_rope) = (rope(c.rope_theta), rope(local_theta));
+        let pattern = c.sliding_window_pattern;
+        let mut blocks = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let l = vb.pp(n.layers).pp(i);
+            // every `pattern`-th layer attends globally with the global base, the others locally
+            let global = pattern == 0 || i % pattern == pattern - 1;
+            let before_attn = l.pp(n.attn_norm).rms_norm(h, eps)?;
+            let mut attn = Attention::new(
+                l.pp(n.q).linear(q, h, false)?,
+                l.pp(n.k).linear(kv, h, false)?,
+                l.pp(n.v).linear(kv, h, false)?,
+                l.pp(n.o).linear(h, q, false)?,
+                (c.num_heads, c.num_kv_heads, hd),
+                AttentionKind::Causal,
+            );
+            attn.q_norm = Some(l.pp(n.q_norm).rms(hd, eps)?);
+            attn.k_norm = Some(l.pp(n.k_norm).rms(hd, eps)?);
+            attn.window = if global { None } else { c.sliding_window };
+            attn.positions = AttentionPositions::Rope(if global { global_rope.clone() } else { local_rope.clone() });
+            let attn_norms = Norms::Sandwich {
+                before: before_attn,
+                after: l.pp(n.post_attn_norm).rms_norm(h, eps)?,
+            };
+            let before_mlp = l.pp(n.mlp_norm).rms_norm(h, eps)?;
+            let mlp = Mlp {
+                gate: Some(l.pp(n.gate).linear(ff, h, false)?),
+                up: l.pp(n.up).linear(ff, h, false)?,
+                down: l.pp(n.down).linear(h, ff, false)?,
+                activation: c.activation,
+                // llama.cpp computes GELU through an f16 table
+                ggml_gelu: vb.is_gguf(),
+            };
+            let mlp_norms = Norms::Sandwich {
+                before: before_mlp,
+                after: l.pp(n.post_mlp_norm).rms_norm(h, eps)?,
+            };
+            blocks.push(Block { attn, attn_norms, cross: None, mlp, mlp_norms });
+        }
+        let norm = Some(vb.pp(n.norm).rms_norm(h, eps)?);
+        let proj = lm_head(c, &tokens, vb, n.lm_head)?;
+        Ok(Stacks::decoder(Transformer {
+            embeddings: Embeddings {
+                tokens,
+                scale: Some((h as f32).sqrt() as f64),
+                positions: None,
+                token_types: None,
+                norm: None,
+            },
+            blocks,
+            norm,
+            head: Some(Head::Lm(LmHead { proj, scale: None })),
+            pooler: None,
+        }))
+    }
 }

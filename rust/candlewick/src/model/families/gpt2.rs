@@ -1,86 +1,166 @@
-//! GPT-2 in HF safetensors: learned positions, pre-norm LayerNorm blocks, fused q/k/v, GELU
-//! (tanh) MLP, LM head tied to the token embeddings. Its Conv1D layers store weights [in, out]:
-//! they are transposed to [out, in] here, and c_attn is split into q, k and v.
+//! GPT-2 in HF safetensors (GPT2LMHeadModel, GPT2Model): learned positions (or, built by
+//! candlewick, the fixed sinusoids stored in their place), pre-norm LayerNorm blocks, fused
+//! q/k/v, GELU (tanh) MLP, LM head tied to the token embeddings. Its Conv1D layers store weights
+//! [in, out]; c_attn holds q, k and v side by side.
 
-use candle_core::{IndexOp, Tensor};
+use super::{activation, activation_name, lm_head, want, Family, HfConfig};
+use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
+use crate::error::{Error, Result};
+use crate::model::builder::Vb;
+use crate::model::heads::{Head, LmHead};
+use crate::model::transformer::{Block, Embeddings, Norms, Transformer};
+use crate::model::Stacks;
+use crate::nn::attention::AttentionKind;
+use crate::nn::{Attention, Mlp};
 
-use super::Tensors;
-use crate::config::ModelConfig;
-use crate::error::Result;
-use crate::model::transformer::{Block, Transformer};
-use crate::nn::{Attention, Embedding, Linear, Mlp};
+pub struct Gpt2;
 
-/// A Conv1D: weight [in, out] -> Linear with weight [out, in].
-fn conv1d(t: &Tensors, name: &str, inp: usize, out: usize) -> Result<(Tensor, Tensor)> {
-    let w = t
-        .get(&format!("{name}.weight"), &[inp, out])?
-        .t()?
-        .contiguous()?;
-    let b = t.get(&format!("{name}.bias"), &[out])?;
-    Ok((w, b))
-}
-
-pub fn load(cfg: ModelConfig, t: &Tensors) -> Result<Transformer> {
-    let (h, ff) = (cfg.hidden_size, cfg.intermediate_size);
-    // Some exports prefix everything with "transformer." (GPT2LMHeadModel), some do not (GPT2Model).
-    let pre = if t.has("transformer.wte.weight") {
-        "transformer."
-    } else {
-        ""
-    };
-    let ln = |name: &str| t.layer_norm(&format!("{pre}{name}"), h, true, cfg.norm_eps);
-    let embed = Embedding::Dense(t.get(&format!("{pre}wte.weight"), &[cfg.vocab_size, h])?);
-    let positions = Embedding::Dense(t.get(
-        &format!("{pre}wpe.weight"),
-        &[cfg.max_position_embeddings, h],
-    )?);
-    let mut blocks = Vec::with_capacity(cfg.num_layers);
-    for i in 0..cfg.num_layers {
-        let p = format!("{pre}h.{i}");
-        let (w, b) = conv1d(t, &format!("{p}.attn.c_attn"), h, 3 * h)?;
-        let part = |j: usize| -> Result<Linear> {
-            Linear::dense(
-                w.i(j * h..(j + 1) * h)?.contiguous()?,
-                Some(b.i(j * h..(j + 1) * h)?.contiguous()?),
-            )
-        };
-        let (ow, ob) = conv1d(t, &format!("{p}.attn.c_proj"), h, h)?;
-        let (fw, fb) = conv1d(t, &format!("{p}.mlp.c_fc"), h, ff)?;
-        let (pw, pb) = conv1d(t, &format!("{p}.mlp.c_proj"), ff, h)?;
-        blocks.push(Block {
-            post_attn_norm: None,
-            post_mlp_norm: None,
-            cross: None,
-            attn_norm: ln(&format!("h.{i}.ln_1"))?,
-            attn: Attention {
-                q: part(0)?,
-                k: part(1)?,
-                v: part(2)?,
-                o: Linear::dense(ow, Some(ob))?,
-                num_heads: cfg.num_heads,
-                num_kv_heads: cfg.num_kv_heads,
-                head_dim: cfg.head_dim,
-                extra: Default::default(),
-            },
-            mlp_norm: ln(&format!("h.{i}.ln_2"))?,
-            mlp: Mlp {
-                ggml_gelu: false,
-                gate: None,
-                up: Linear::dense(fw, Some(fb))?,
-                down: Linear::dense(pw, Some(pb))?,
-                activation: cfg.activation,
-            },
-        });
+impl Family for Gpt2 {
+    fn name(&self) -> &'static str {
+        "gpt2"
     }
-    let lm_head = if !cfg.tie_word_embeddings && t.has("lm_head.weight") {
-        t.linear("lm_head", cfg.vocab_size, h, false)?
-    } else {
-        embed.as_linear()?
-    };
-    Ok(Transformer {
-        norm: Some(ln("ln_f")?),
-        positions: Some(positions),
-        lm_head: Some(lm_head),
-        ..Transformer::bare(cfg, embed, blocks, t.device)
-    })
+
+    fn hf_model_types(&self) -> &'static [&'static str] {
+        &["gpt2"]
+    }
+
+    fn preset(&self) -> ModelConfig {
+        ModelConfig {
+            family: "gpt2".into(),
+            activation: Activation::GeluTanh,
+            gated_mlp: false,
+            norm: Norm::LayerNorm,
+            norm_bias: true,
+            position: Position::Learned,
+            tie_word_embeddings: true,
+            attention_bias: true,
+            mlp_bias: true,
+            intermediate_size: 2048,
+            max_position_embeddings: 1024,
+            ..ModelConfig::default()
+        }
+    }
+
+    fn check(&self, c: &ModelConfig) -> Result<()> {
+        want(c, c.architecture == Architecture::Decoder, "architecture", "are decoders")?;
+        want(
+            c,
+            matches!(c.position, Position::Learned | Position::Sinusoidal),
+            "position",
+            "use learned (or, built by candlewick, sinusoidal) positions",
+        )?;
+        want(c, c.norm == Norm::LayerNorm && c.norm_bias, "norm", "use layer_norm with bias")?;
+        want(c, !c.gated_mlp, "gated_mlp", "have a plain MLP")?;
+        want(
+            c,
+            c.num_kv_heads == c.num_heads,
+            "num_kv_heads",
+            "use multi-head attention (num_kv_heads = num_heads)",
+        )?;
+        want(
+            c,
+            c.head_dim * c.num_heads == c.hidden_size,
+            "head_dim",
+            "have head_dim * num_heads = hidden_size",
+        )?;
+        want(c, c.attention_bias && c.mlp_bias, "attention_bias", "have biases")?;
+        want(c, c.tie_word_embeddings, "tie_word_embeddings", "tie the LM head to the embeddings")?;
+        want(c, !c.post_norm, "post_norm", "are pre-norm")?;
+        want(c, c.sliding_window.is_none(), "sliding_window", "attend to the whole context")?;
+        want(c, c.type_vocab_size == 0, "type_vocab_size", "have no token types")?;
+        want(c, !c.scale_decoder_outputs, "scale_decoder_outputs", "do not scale their output")
+    }
+
+    fn config_from_hf(&self, j: &HfConfig) -> Result<ModelConfig> {
+        for (key, standard) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false)] {
+            if j.bool(key).is_some_and(|x| x != standard) {
+                return Err(Error::Unsupported(format!(
+                    "config.json: GPT-2 with {key}={} is not built yet",
+                    !standard
+                )));
+            }
+        }
+        let h = j.need("n_embd")?;
+        let nh = j.need("n_head")?;
+        Ok(ModelConfig {
+            vocab_size: j.need("vocab_size")?,
+            hidden_size: h,
+            num_layers: j.need("n_layer")?,
+            num_heads: nh,
+            num_kv_heads: nh,
+            head_dim: h.checked_div(nh).unwrap_or(0),
+            intermediate_size: j.usize("n_inner").unwrap_or(4 * h),
+            activation: activation(j.str("activation_function").unwrap_or("gelu_new"))?,
+            norm_eps: j.f64("layer_norm_epsilon").unwrap_or(1e-5),
+            position: j.learned_or_sinusoidal(),
+            max_position_embeddings: j.usize("n_positions").unwrap_or(1024),
+            tie_word_embeddings: j.bool("tie_word_embeddings").unwrap_or(true),
+            ..self.preset()
+        })
+    }
+
+    fn to_hf(&self, c: &ModelConfig) -> Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+            "vocab_size": c.vocab_size, "n_embd": c.hidden_size, "n_layer": c.num_layers,
+            "n_head": c.num_heads, "n_positions": c.max_position_embeddings,
+            "n_inner": c.intermediate_size, "layer_norm_epsilon": c.norm_eps,
+            "activation_function": activation_name(c.activation), "tie_word_embeddings": true,
+        }))
+    }
+
+    fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
+        let (h, ff, eps) = (c.hidden_size, c.intermediate_size, c.norm_eps);
+        // GPT2LMHeadModel exports prefix everything but the head with "transformer.", GPT2Model not
+        let m = if vb.has("transformer.wte.weight") && !vb.has("wte.weight") {
+            vb.pp("transformer")
+        } else {
+            vb.clone()
+        };
+        let tokens = m.pp("wte").embedding(c.vocab_size, h)?;
+        let positions = m.pp("wpe").positions(c.max_position_embeddings, h, c.position == Position::Sinusoidal)?;
+        let mut blocks = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let l = m.pp("h").pp(i);
+            let attn_norms = Norms::Pre(l.pp("ln_1").layer_norm(h, true, eps)?);
+            let mut qkv = l.pp("attn.c_attn").conv1d(h, h, 3)?.into_iter();
+            let (q, k, v) = match (qkv.next(), qkv.next(), qkv.next()) {
+                (Some(q), Some(k), Some(v)) => (q, k, v),
+                _ => return Err(Error::Model("c_attn did not split in three".into())),
+            };
+            let o = l.pp("attn.c_proj").conv1d(h, h, 1)?.remove(0);
+            let attn = Attention::new(q, k, v, o, (c.num_heads, c.num_kv_heads, c.head_dim), AttentionKind::Causal);
+            let mlp_norms = Norms::Pre(l.pp("ln_2").layer_norm(h, true, eps)?);
+            let up = l.pp("mlp.c_fc").conv1d(h, ff, 1)?.remove(0);
+            let down = l.pp("mlp.c_proj").conv1d(ff, h, 1)?.remove(0);
+            blocks.push(Block {
+                attn,
+                attn_norms,
+                cross: None,
+                mlp: Mlp {
+                    gate: None,
+                    up,
+                    down,
+                    activation: c.activation,
+                    ggml_gelu: false,
+                },
+                mlp_norms,
+            });
+        }
+        let norm = Some(m.pp("ln_f").layer_norm(h, true, eps)?);
+        let proj = lm_head(c, &tokens, vb, "lm_head")?;
+        Ok(Stacks::decoder(Transformer {
+            embeddings: Embeddings {
+                tokens,
+                scale: None,
+                positions: Some(positions),
+                token_types: None,
+                norm: None,
+            },
+            blocks,
+            norm,
+            head: Some(Head::Lm(LmHead { proj, scale: None })),
+            pooler: None,
+        }))
+    }
 }

@@ -1,86 +1,324 @@
-//! Families say *what* a checkpoint is: tensor names, shapes and options, mapped onto nn/ blocks.
+//! Families say *what* a checkpoint is, one file each: how its HF config.json (and GGUF
+//! metadata) maps to and from `ModelConfig`, which options its layout can hold, and its tensor
+//! names, written once in `build` through a prefix path (`Vb`) that loading, saving, parameter
+//! counting, shape listing and random initialisation all use. *How* to compute lives in nn/ and
+//! kernels/.
+//!
+//! A new family is one new file implementing `Family` plus one line in `FAMILIES`; every list of
+//! supported families (loader, memory, Python presets, error messages) comes from that table.
+
 pub mod bert;
 pub mod gemma3;
 pub mod gpt2;
-pub mod hf;
 pub mod llama;
 pub mod t5;
 
-use candle_core::Device;
+use crate::config::{Activation, ModelConfig, Position, Value};
+use crate::error::{Error, Result};
+use crate::io::gguf::GgufFile;
+use crate::model::builder::{Source, Vb};
+use crate::model::Stacks;
+use crate::nn::{Embedding, Linear};
 
-use crate::error::Result;
-use crate::io::safetensors::SafetensorsFile;
-use crate::nn::{LayerNorm, Linear, Norm, RmsNorm};
-
-/// Tensors looked up by checkpoint name: across a checkpoint's files, or in memory (models built
-/// from a config).
-pub struct Tensors<'a> {
-    pub files: &'a [SafetensorsFile],
-    pub memory: Option<&'a std::collections::BTreeMap<String, candle_core::Tensor>>,
-    pub device: &'a Device,
+/// What a checkpoint family is.
+pub trait Family: Sync {
+    /// `ModelConfig.family`.
+    fn name(&self) -> &'static str;
+    /// HF `model_type`s this family reads.
+    fn hf_model_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// The GGUF `general.architecture` this family reads.
+    fn gguf_architecture(&self) -> Option<&'static str> {
+        None
+    }
+    /// The family's options with small sizes: what `ModelConfig.for_family` starts from.
+    fn preset(&self) -> ModelConfig;
+    /// Fields a preset derives from others unless they are given (T5: as many decoder layers as
+    /// encoder layers). `given` names the fields the caller set.
+    fn derive(&self, _c: &mut ModelConfig, _given: &[String]) {}
+    /// Whether this family's checkpoints can hold `c` (a config built to be saved); the error
+    /// names the field.
+    fn check(&self, c: &ModelConfig) -> Result<()>;
+    /// A config from an HF config.json of one of `hf_model_types`.
+    fn config_from_hf(&self, _j: &HfConfig) -> Result<ModelConfig> {
+        Err(Error::Unsupported(format!(
+            "{} checkpoints in HF format are not read yet",
+            self.name()
+        )))
+    }
+    /// The HF config.json of `c` (checked).
+    fn to_hf(&self, c: &ModelConfig) -> Result<serde_json::Value>;
+    /// A config from GGUF metadata.
+    fn config_from_gguf(&self, g: &GgufFile) -> Result<ModelConfig> {
+        Err(Error::Unsupported(format!(
+            "{}: {} models in GGUF are not read yet",
+            g.path().display(),
+            self.name()
+        )))
+    }
+    /// The model's stacks from its checkpoint tensors, named through `vb`.
+    fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks>;
 }
 
-impl Tensors<'_> {
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<candle_core::Tensor> {
-        if let Some(m) = self.memory {
-            let t = m
-                .get(name)
-                .ok_or_else(|| crate::error::Error::Model(format!("tensor {name} is missing")))?;
-            if t.dims() != shape {
-                return Err(crate::error::Error::Model(format!(
-                    "tensor {name} has shape {:?}, expected {shape:?}",
-                    t.dims()
+/// Every family, once.
+pub static FAMILIES: &[&dyn Family] = &[&llama::Llama, &gemma3::Gemma3, &gpt2::Gpt2, &bert::Bert, &t5::T5];
+
+pub fn names() -> Vec<&'static str> {
+    FAMILIES.iter().map(|f| f.name()).collect()
+}
+
+/// The family `name`.
+pub fn get(name: &str) -> Result<&'static dyn Family> {
+    FAMILIES
+        .iter()
+        .copied()
+        .find(|f| f.name() == name)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "ModelConfig.family: unknown family '{name}' (known: {})",
+                names().join(", ")
+            ))
+        })
+}
+
+/// HF model types every family reads, in registry order.
+pub fn hf_model_types() -> Vec<&'static str> {
+    FAMILIES.iter().flat_map(|f| f.hf_model_types().iter().copied()).collect()
+}
+
+/// GGUF architectures every family reads.
+pub fn gguf_architectures() -> Vec<&'static str> {
+    FAMILIES.iter().filter_map(|f| f.gguf_architecture()).collect()
+}
+
+/// A config that is consistent and names a known family.
+pub fn validate(c: &ModelConfig) -> Result<()> {
+    get(&c.family)?;
+    c.validate()
+}
+
+/// A family's preset with `overrides` (field name, value), then what the preset derives from the
+/// given fields: head_dim = hidden_size / num_heads and num_kv_heads = num_heads unless given,
+/// and the family's own (`Family::derive`). Validated.
+pub fn for_family(name: &str, overrides: Vec<(String, Value)>) -> Result<ModelConfig> {
+    let family = FAMILIES.iter().copied().find(|f| f.name() == name).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "family must be one of {}, got '{name}'",
+            names().join(", ")
+        ))
+    })?;
+    let mut c = family.preset();
+    let given: Vec<String> = overrides.iter().map(|(k, _)| k.clone()).collect();
+    for (k, v) in overrides {
+        c.set(&k, v)?;
+    }
+    let has = |k: &str| given.iter().any(|g| g == k);
+    if (has("hidden_size") || has("num_heads")) && !has("head_dim") && c.num_heads > 0 {
+        c.head_dim = c.hidden_size / c.num_heads;
+    }
+    if has("num_heads") && !has("num_kv_heads") {
+        c.num_kv_heads = c.num_heads;
+    }
+    family.derive(&mut c, &given);
+    validate(&c)?;
+    Ok(c)
+}
+
+/// A config from an HF config.json, by its model_type.
+pub fn from_hf_json(v: &serde_json::Value) -> Result<ModelConfig> {
+    let j = HfConfig(v);
+    let mt = j.str("model_type").unwrap_or("");
+    if mt.is_empty() {
+        return Err(Error::InvalidArgument("config.json has no model_type".into()));
+    }
+    let family = FAMILIES
+        .iter()
+        .find(|f| f.hf_model_types().contains(&mt))
+        .ok_or_else(|| {
+            Error::Unsupported(format!(
+                "model_type '{mt}' in config.json (supported: {})",
+                hf_model_types().join(", ")
+            ))
+        })?;
+    let c = family.config_from_hf(&j)?;
+    c.validate()?;
+    Ok(c)
+}
+
+/// A config from a GGUF file's metadata, by its general.architecture.
+pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
+    let arch = g
+        .get_str("general.architecture")
+        .ok_or_else(|| Error::invalid_file(g.path(), "metadata general.architecture is missing"))?;
+    let family = FAMILIES
+        .iter()
+        .find(|f| f.gguf_architecture() == Some(arch))
+        .ok_or_else(|| {
+            Error::Unsupported(format!(
+                "architecture '{arch}' in {} (supported: {})",
+                g.path().display(),
+                gguf_architectures().join(", ")
+            ))
+        })?;
+    let c = family.config_from_gguf(g)?;
+    c.validate()
+        .map_err(|e| Error::invalid_file(g.path(), format!("inconsistent {arch} metadata: {e}")))?;
+    Ok(c)
+}
+
+/// The HF config.json of a config, in its family's layout.
+pub fn to_hf_json(c: &ModelConfig) -> Result<serde_json::Value> {
+    let family = get(&c.family)?;
+    family.check(c)?;
+    let mut json = family.to_hf(c)?;
+    if c.position == Position::Sinusoidal {
+        // transformers reads the table as learned positions; candlewick restores the option
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert("candlewick_position".into(), "sinusoidal".into());
+        }
+    }
+    Ok(json)
+}
+
+/// Build a model of `c` from a source of tensors.
+pub fn build(c: &ModelConfig, src: &Source) -> Result<Stacks> {
+    get(&c.family)?.build(c, &Vb::new(src))
+}
+
+/// The checkpoint tensors `c` describes, by name and shape, in the order the family builds them
+/// (tied weights once; buffers such as BERT's position_ids are not parameters).
+pub fn tensor_shapes(c: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>> {
+    validate(c)?;
+    let src = Source::shapes();
+    build(c, &src)?;
+    Ok(src.into_shapes())
+}
+
+/// Parameters as `c` describes them: the sum of its checkpoint tensors.
+pub fn num_parameters(c: &ModelConfig) -> Result<u64> {
+    Ok(tensor_shapes(c)?
+        .iter()
+        .map(|(_, s)| s.iter().product::<usize>() as u64)
+        .sum())
+}
+
+/// An HF config.json, read with the defaults of the HF classes.
+pub struct HfConfig<'a>(pub &'a serde_json::Value);
+
+impl HfConfig<'_> {
+    pub fn usize(&self, k: &str) -> Option<usize> {
+        self.0.get(k).and_then(|x| x.as_u64()).map(|x| x as usize)
+    }
+    pub fn f64(&self, k: &str) -> Option<f64> {
+        self.0.get(k).and_then(|x| x.as_f64())
+    }
+    pub fn bool(&self, k: &str) -> Option<bool> {
+        self.0.get(k).and_then(|x| x.as_bool())
+    }
+    pub fn str(&self, k: &str) -> Option<&str> {
+        self.0.get(k).and_then(|x| x.as_str())
+    }
+    /// A size the config must give.
+    pub fn need(&self, k: &str) -> Result<usize> {
+        self.usize(k).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "config.json: {k} is missing or not a positive integer"
+            ))
+        })
+    }
+    /// The `architectures` list mentions one of `names`.
+    pub fn class_is(&self, names: &[&str]) -> bool {
+        self.0
+            .get("architectures")
+            .and_then(|a| a.as_array())
+            .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| names.iter().any(|n| s.contains(n)))))
+    }
+    /// Learned positions, or the sinusoidal table candlewick saved in their place.
+    pub fn learned_or_sinusoidal(&self) -> Position {
+        match self.str("candlewick_position") {
+            Some("sinusoidal") => Position::Sinusoidal,
+            _ => Position::Learned,
+        }
+    }
+    /// RoPE base: `rope_theta`, or transformers 5's `rope_parameters.rope_theta`. Scaled RoPE
+    /// (`rope_type` / `rope_scaling` other than "default") is refused rather than run wrong.
+    pub fn rope_theta(&self) -> Result<f64> {
+        let v = self.0;
+        let params = v.get("rope_parameters").filter(|p| p.is_object());
+        for scaling in [params, v.get("rope_scaling").filter(|p| p.is_object())]
+            .into_iter()
+            .flatten()
+        {
+            let kind = scaling
+                .get("rope_type")
+                .or_else(|| scaling.get("type"))
+                .and_then(|t| t.as_str())
+                .unwrap_or("default");
+            if kind != "default" {
+                return Err(Error::Unsupported(format!(
+                    "config.json: RoPE scaling '{kind}' is not built yet (only plain RoPE)"
                 )));
             }
-            return Ok(t.clone());
         }
-        let f = self
-            .files
-            .iter()
-            .find(|f| f.contains(name))
-            .unwrap_or(&self.files[0]);
-        f.tensor(name, shape, self.device)
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.memory.is_some_and(|m| m.contains_key(name))
-            || self.files.iter().any(|f| f.contains(name))
-    }
-
-    pub fn linear(&self, name: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
-        let w = self.get(&format!("{name}.weight"), &[out, inp])?;
-        let b = if bias {
-            Some(self.get(&format!("{name}.bias"), &[out])?)
-        } else {
-            None
-        };
-        Linear::dense(w, b)
-    }
-
-    pub fn layer_norm(&self, name: &str, h: usize, bias: bool, eps: f64) -> Result<Norm> {
-        let w = self.get(&format!("{name}.weight"), &[h])?;
-        let b = if bias {
-            Some(self.get(&format!("{name}.bias"), &[h])?)
-        } else {
-            None
-        };
-        Ok(Norm::Layer(LayerNorm::new(w, b, eps)?))
+        Ok(params
+            .and_then(|p| p.get("rope_theta"))
+            .or_else(|| v.get("rope_theta"))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(10_000.0))
     }
 }
 
-impl Tensors<'_> {
-    pub fn rms_norm(&self, name: &str, h: usize, eps: f64) -> Result<Norm> {
-        Ok(Norm::Rms(RmsNorm::new(self.get(name, &[h])?, eps)?))
+/// An HF activation name.
+pub fn activation(name: &str) -> Result<Activation> {
+    Ok(match name {
+        "gelu" | "gelu_python" => Activation::Gelu,
+        "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" | "gelu_tanh" => Activation::GeluTanh,
+        "relu" => Activation::Relu,
+        "silu" | "swish" => Activation::Silu,
+        other => {
+            return Err(Error::Unsupported(format!(
+                "config.json: activation '{other}'"
+            )))
+        }
+    })
+}
+
+/// The HF name of an activation (transformers' ACT2FN).
+pub fn activation_name(a: Activation) -> &'static str {
+    match a {
+        Activation::Gelu => "gelu",
+        Activation::GeluTanh => "gelu_new",
+        Activation::Relu => "relu",
+        Activation::Silu => "silu",
+    }
+}
+
+/// `family.check` in one line per rule: `want(ok, field, "use rope")?`.
+pub fn want(c: &ModelConfig, ok: bool, field: &str, msg: &str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "ModelConfig.{field}: {} models {msg}",
+            c.family
+        )))
+    }
+}
+
+/// The output projection: the token embeddings when tied (or when an untied checkpoint leaves
+/// the head out), else the tensor under `name`.
+pub fn lm_head(c: &ModelConfig, embed: &Embedding, vb: &Vb, name: &str) -> Result<Linear> {
+    if c.tie_word_embeddings || !vb.has(&format!("{name}.weight")) {
+        embed.as_linear()
+    } else {
+        vb.pp(name).linear(c.vocab_size, c.hidden_size, false)
     }
 }
 
 /// The attention shape and vocabulary every GGUF decoder states the same way under its
 /// architecture's keys: (hidden, heads, kv_heads, head_dim, vocab).
-pub fn gguf_shape(
-    g: &crate::io::gguf::GgufFile,
-    arch: &str,
-) -> Result<(usize, usize, usize, usize, usize)> {
-    use crate::error::Error;
+pub fn gguf_shape(g: &GgufFile, arch: &str) -> Result<(usize, usize, usize, usize, usize)> {
     let key = |k: &str| format!("{arch}.{k}");
     let hidden = g.require_u64(&key("embedding_length"))? as usize;
     let heads = g.require_u64(&key("attention.head_count"))? as usize;
@@ -95,7 +333,7 @@ pub fn gguf_shape(
     };
     let head_dim = match g.get(&key("attention.key_length")) {
         Some(v) => v.as_u64().unwrap_or(0) as usize,
-        None if heads > 0 && hidden % heads == 0 => hidden / heads,
+        None if heads > 0 && hidden.is_multiple_of(heads) => hidden / heads,
         None => {
             return Err(Error::invalid_file(
                 g.path(),
@@ -106,5 +344,20 @@ pub fn gguf_shape(
     let embed = g
         .tensor_info("token_embd.weight")
         .ok_or_else(|| Error::invalid_file(g.path(), "tensor token_embd.weight is missing"))?;
-    Ok((hidden, heads, kv_heads, head_dim, embed.shape[0]))
+    let vocab = embed.shape.first().copied().unwrap_or(0);
+    Ok((hidden, heads, kv_heads, head_dim, vocab))
+}
+
+/// RoPE scaling in GGUF metadata is refused rather than run wrong.
+pub fn refuse_gguf_rope_scaling(g: &GgufFile, arch: &str) -> Result<()> {
+    if g.get(&format!("{arch}.rope.scaling.type"))
+        .and_then(|v| v.as_str())
+        .is_some_and(|t| t != "none")
+    {
+        return Err(Error::Unsupported(format!(
+            "{}: RoPE scaling",
+            g.path().display()
+        )));
+    }
+    Ok(())
 }

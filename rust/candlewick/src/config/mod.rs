@@ -1,0 +1,233 @@
+//! The engine's two configuration types, defined once and exposed to Python as classes:
+//! `ModelConfig` (what a transformer is: encoder, decoder or encoder-decoder, and its options)
+//! and `GenerationConfig` (every generation control). Each field's type and default are written
+//! once, in the struct; `validate` is the one check of a config as a whole.
+//!
+//! What a family's checkpoints hold (HF config keys, tensor names, which options a layout can
+//! store) is not here: it lives in model/families/, which reads and writes these types.
+
+mod generation;
+pub mod value;
+
+pub use generation::GenerationConfig;
+pub use value::{Choice, FieldValue, Value};
+
+use crate::error::{Error, Result};
+use value::{choices, fields};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Encoder,
+    Decoder,
+    EncoderDecoder,
+}
+choices!(Architecture { "encoder" => Encoder, "decoder" => Decoder, "encoder-decoder" => EncoderDecoder });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    Gelu,
+    GeluTanh,
+    Relu,
+    Silu,
+}
+choices!(Activation { "gelu" => Gelu, "gelu_tanh" => GeluTanh, "relu" => Relu, "silu" => Silu });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Norm {
+    LayerNorm,
+    RmsNorm,
+}
+choices!(Norm { "layer_norm" => LayerNorm, "rms_norm" => RmsNorm });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    Learned,
+    Sinusoidal,
+    Rope,
+    RelativeBias,
+}
+choices!(Position { "learned" => Learned, "sinusoidal" => Sinusoidal, "rope" => Rope, "relative_bias" => RelativeBias });
+
+fields! {
+    /// One description of a transformer: encoder (BERT), decoder (GPT-2, Llama, Gemma) or
+    /// encoder-decoder (T5), and its options. The defaults describe a small Llama-shaped decoder.
+    pub struct ModelConfig ("ModelConfig.", "ModelConfig has no field") {
+        /// Checkpoint family: one of `model::families::names()`.
+        pub family: String = "llama".into(),
+        pub architecture: Architecture = Architecture::Decoder,
+        pub vocab_size: usize = 32000,
+        pub hidden_size: usize = 512,
+        /// Layers of the stack (of the encoder, for an encoder-decoder).
+        pub num_layers: usize = 4,
+        pub num_heads: usize = 8,
+        /// Key/value heads (grouped-query attention): divides num_heads.
+        pub num_kv_heads: usize = 8,
+        pub head_dim: usize = 64,
+        pub intermediate_size: usize = 1376,
+        pub activation: Activation = Activation::Silu,
+        /// Gated feed-forward (SwiGLU / GeGLU): down(act(gate(x)) * up(x)).
+        pub gated_mlp: bool = true,
+        pub norm: Norm = Norm::RmsNorm,
+        pub norm_eps: f64 = 1e-5,
+        pub position: Position = Position::Rope,
+        pub rope_theta: f64 = 10_000.0,
+        /// Context length the model was trained for.
+        pub max_position_embeddings: usize = 2048,
+        pub tie_word_embeddings: bool = false,
+        /// Biases on the q, k, v and output projections.
+        pub attention_bias: bool = false,
+        /// Biases on the q, k and v projections only, none on the output projection (Qwen2).
+        pub qkv_bias: bool = false,
+        /// A query sees only its last `sliding_window` positions (Mistral; Gemma 3's local layers).
+        pub sliding_window: Option<usize> = None,
+        /// Norm after each residual addition (BERT, original transformer) instead of before each
+        /// sub-layer (GPT-2, Llama, T5).
+        pub post_norm: bool = false,
+        /// Token-type (segment) embeddings, BERT: 2; 0 = none.
+        pub type_vocab_size: usize = 0,
+        /// LayerNorm with a bias (BERT, GPT-2); RMSNorm never has one.
+        pub norm_bias: bool = false,
+        /// Biases on the feed-forward projections.
+        pub mlp_bias: bool = false,
+        /// BERT pooler (dense + tanh on the first token).
+        pub pooler: bool = false,
+        /// BERT masked-LM head (transform + LayerNorm + decoder tied to the embeddings, with a bias).
+        pub mlm_head: bool = false,
+        /// Encoder-decoder: layers of the decoder stack (num_layers is the encoder's).
+        pub num_decoder_layers: usize = 0,
+        /// T5 relative position buckets (per stack, stored in its first layer).
+        pub relative_attention_num_buckets: usize = 0,
+        /// T5: distances from this on share the last logarithmic bucket.
+        pub relative_attention_max_distance: usize = 128,
+        /// Gemma 3: every n-th layer attends globally, the others within `sliding_window`; 0 = all alike.
+        pub sliding_window_pattern: usize = 0,
+        /// RoPE base of the sliding-window layers (Gemma 3: 10000); 0 = rope_theta.
+        pub rope_local_theta: f64 = 0.0,
+        /// Encoder-decoder: the first id of the decoder's input (T5: the pad id, 0).
+        pub decoder_start_token_id: u32 = 0,
+        /// Encoder-decoder: multiply the decoder output by hidden_size^-0.5 before the LM head
+        /// (T5 v1.0, whose head is tied to the embeddings).
+        pub scale_decoder_outputs: bool = false,
+    }
+}
+
+fn field_err(field: &str, msg: String) -> Error {
+    Error::InvalidArgument(format!("ModelConfig.{field}: {msg}"))
+}
+
+impl ModelConfig {
+    /// Check that the options agree with each other (and that no size is zero); the error names
+    /// the field. Whether a family's checkpoints can hold these options is the family's own
+    /// check (`model::families`).
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            ("num_kv_heads", self.num_kv_heads),
+            ("head_dim", self.head_dim),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return Err(field_err(name, "must be positive".into()));
+            }
+        }
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
+            return Err(field_err(
+                "num_kv_heads",
+                format!(
+                    "{} does not divide num_heads {}",
+                    self.num_kv_heads, self.num_heads
+                ),
+            ));
+        }
+        if self.position == Position::Rope && !self.head_dim.is_multiple_of(2) {
+            return Err(field_err(
+                "head_dim",
+                format!("RoPE needs an even head_dim, got {}", self.head_dim),
+            ));
+        }
+        if !(self.norm_eps > 0.0 && self.norm_eps.is_finite()) {
+            return Err(field_err(
+                "norm_eps",
+                format!("must be a small positive number, got {}", self.norm_eps),
+            ));
+        }
+        if self.position == Position::Rope
+            && !(self.rope_theta > 0.0 && self.rope_theta.is_finite())
+        {
+            return Err(field_err(
+                "rope_theta",
+                format!("must be positive, got {}", self.rope_theta),
+            ));
+        }
+        if !(self.rope_local_theta >= 0.0 && self.rope_local_theta.is_finite()) {
+            return Err(field_err(
+                "rope_local_theta",
+                format!("must be positive (or 0: rope_theta), got {}", self.rope_local_theta),
+            ));
+        }
+        if self.architecture == Architecture::EncoderDecoder && self.num_decoder_layers == 0 {
+            return Err(field_err(
+                "num_decoder_layers",
+                "an encoder-decoder needs decoder layers".into(),
+            ));
+        }
+        if self.position == Position::RelativeBias && self.relative_attention_num_buckets < 2 {
+            return Err(field_err(
+                "relative_attention_num_buckets",
+                "relative position bias needs at least 2 buckets".into(),
+            ));
+        }
+        if self.position == Position::RelativeBias && self.relative_attention_max_distance == 0 {
+            return Err(field_err(
+                "relative_attention_max_distance",
+                "must be positive".into(),
+            ));
+        }
+        if self.mlm_head && self.architecture != Architecture::Encoder {
+            return Err(field_err(
+                "mlm_head",
+                "a masked-LM head belongs to an encoder".into(),
+            ));
+        }
+        if let Some(0) = self.sliding_window {
+            return Err(field_err(
+                "sliding_window",
+                "must be positive when set".into(),
+            ));
+        }
+        if self.decoder_start_token_id as usize >= self.vocab_size {
+            return Err(field_err(
+                "decoder_start_token_id",
+                format!(
+                    "{} is outside the vocabulary of {}",
+                    self.decoder_start_token_id, self.vocab_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// This config with some fields changed by name, then validated.
+    pub fn with(&self, changes: Vec<(String, Value)>) -> Result<Self> {
+        let mut c = self.clone();
+        for (k, v) in changes {
+            c.set(&k, v)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Query heads x head_dim: the width of attention's q and output projections.
+    pub fn q_dim(&self) -> usize {
+        self.num_heads * self.head_dim
+    }
+
+    /// Key/value heads x head_dim: the width of k and v.
+    pub fn kv_dim(&self) -> usize {
+        self.num_kv_heads * self.head_dim
+    }
+}

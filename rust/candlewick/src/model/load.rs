@@ -1,0 +1,195 @@
+//! Models from checkpoints (through the one reader, io::checkpoint), models built from a config
+//! (random weights, HF's initialisation), and saving in the HF layout transformers reads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::builder::Source;
+use super::{families, Model, ModelInfo};
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::io::checkpoint::Checkpoint;
+use crate::tokenizer::Tokenizer;
+
+/// Load a model: a .gguf file, an HF folder (config.json + *.safetensors, tokenizer.json when
+/// there is one), or one safetensors file or the config.json of such a folder.
+pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+    Model::from_checkpoint(&Checkpoint::open(path)?)
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.into(),
+        source: e,
+    }
+}
+
+impl Model {
+    /// The model a checkpoint holds, with its tokenizer and settings.
+    pub fn from_checkpoint(ck: &Checkpoint) -> Result<Model> {
+        let config = ck.config()?;
+        let stacks = match ck {
+            Checkpoint::Gguf(g) => families::build(&config, &Source::Gguf(g))?,
+            Checkpoint::Folder { dir, files, .. } => {
+                if files.is_empty() {
+                    let pickle = ["pytorch_model.bin", "model.pt", "pytorch_model.pt"]
+                        .iter()
+                        .any(|f| dir.join(f).exists());
+                    return Err(if pickle {
+                        Error::Unsupported(format!(
+                            "{}: only pickle weights (pytorch_model.bin): they can run arbitrary code when loaded and are refused; save the model as safetensors (save_pretrained(..., safe_serialization=True))",
+                            dir.display()
+                        ))
+                    } else {
+                        Error::invalid_file(dir, "no *.safetensors weights in the folder")
+                    });
+                }
+                families::build(&config, &Source::Files { files, path: dir })?
+            }
+            Checkpoint::Config { path, .. } => {
+                // a model's config.json: the model is its folder
+                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if path.file_name().is_some_and(|n| n == "config.json") {
+                    return Model::from_checkpoint(&Checkpoint::open(dir)?);
+                }
+                return Err(Error::invalid_file(
+                    path,
+                    "a config file holds no weights: load the model's folder or file",
+                ));
+            }
+        };
+        let tokenizer = ck.tokenizer()?.map(Arc::new);
+        let mut model = Model::new(config, stacks, tokenizer, ck.info());
+        if model.tokenizer.is_none() {
+            let (bos, eos) = ck.special_ids()?;
+            model.bos_token_id = bos;
+            model.eog_token_ids = eos;
+        }
+        if let Some(g) = ck.generation_config()? {
+            model.generation = g;
+        }
+        model.sentence = ck.sentence()?;
+        Ok(model)
+    }
+
+    /// A model with random weights from a config of a family that can be built (llama, gpt2,
+    /// bert, t5): HF's initialisation, seeded (the same seed gives the same weights on every
+    /// machine); with `tokenizer`, or without one the ids-only stand-in (token i reads "[i]").
+    pub fn from_config(cfg: ModelConfig, seed: u64, tokenizer: Option<Arc<Tokenizer>>) -> Result<Model> {
+        families::validate(&cfg)?;
+        families::get(&cfg.family)?.check(&cfg)?;
+        let tokenizer = match tokenizer {
+            Some(t) => t,
+            None => Arc::new(Tokenizer::ids_only(cfg.vocab_size)?),
+        };
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(Error::InvalidArgument(format!(
+                "the tokenizer has {} tokens but the config's vocab_size is {}",
+                tokenizer.vocab_size(),
+                cfg.vocab_size
+            )));
+        }
+        let n = families::num_parameters(&cfg)?;
+        if let Some(mem) = crate::memory::physical_memory() {
+            if n.saturating_mul(4) > mem {
+                return Err(Error::InvalidArgument(format!(
+                    "this config has {n} parameters ({} bytes of float32 weights), more than this machine's {mem} bytes of memory",
+                    n.saturating_mul(4)
+                )));
+            }
+        }
+        let src = Source::random(seed);
+        let stacks = families::build(&cfg, &src)?;
+        let tensors = src.into_made();
+        let info = ModelInfo {
+            path: PathBuf::new(),
+            format: "built",
+            architecture: cfg.family.clone(),
+            name: Some(format!("random (seed {seed})")),
+            tensor_types: [("F32".to_string(), tensors.len())].into_iter().collect(),
+            num_parameters: n as usize,
+            weight_bytes: n as usize * 4,
+            file_size: 0,
+        };
+        let mut model = Model::new(cfg, stacks, Some(tokenizer), info);
+        model.built = Some(tensors);
+        Ok(model)
+    }
+
+    /// Write config.json + model.safetensors (+ tokenizer.json) in the HF layout of the model's
+    /// family, so that transformers and `load` read it back. A model built from a config writes
+    /// its tensors; one loaded from an HF folder copies its checkpoint files (weights, config,
+    /// tokenizer and generation files, sentence-transformers settings), unchanged. GGUF models are
+    /// refused: converting quantized GGUF weights to safetensors is not built.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let Some(tensors) = self.built.as_ref() else {
+            return self.save_copy(dir);
+        };
+        let mut cfg = families::to_hf_json(&self.config)?;
+        if let (Some(obj), Some(e)) = (cfg.as_object_mut(), self.tokenizer.as_ref().and_then(|t| t.eos_token_id())) {
+            obj.insert("eos_token_id".into(), e.into());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        let list: Vec<(String, candle_core::Tensor)> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())].into_iter().collect();
+        crate::io::safetensors::write_f32(&dir.join("model.safetensors"), &list, &meta)?;
+        if let Some(t) = &self.tokenizer {
+            t.save(&dir.join("tokenizer.json"))?;
+        }
+        let p = dir.join("config.json");
+        let text = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model(e.to_string()))?;
+        std::fs::write(&p, text).map_err(|e| io_err(&p, e))
+    }
+
+    /// `save` for a model loaded from an HF folder: its checkpoint files, each copied through a
+    /// temporary file and renamed (never a half-written file under the real name).
+    fn save_copy(&self, dir: &Path) -> Result<()> {
+        if self.info.format != "safetensors" {
+            return Err(Error::Unsupported(format!(
+                "save writes HF safetensors folders; this model was loaded from {} ({}): converting it is not built yet",
+                self.info.format,
+                self.info.path.display()
+            )));
+        }
+        let src = if self.info.path.is_dir() {
+            self.info.path.clone()
+        } else {
+            self.info.path.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        if src.canonicalize().ok() == dir.canonicalize().ok() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is the folder the model was loaded from",
+                dir.display()
+            )));
+        }
+        let mut files: Vec<PathBuf> = Vec::new();
+        for entry in std::fs::read_dir(&src).map_err(|e| io_err(&src, e))? {
+            let p = entry.map_err(|e| io_err(&src, e))?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let keep = name.ends_with(".safetensors")
+                || name.ends_with(".json") && !name.starts_with('.')
+                || name == "tokenizer.model";
+            if p.is_file() && keep {
+                files.push(p);
+            }
+        }
+        let pooling = src.join("1_Pooling").join("config.json");
+        if pooling.is_file() {
+            files.push(pooling);
+        }
+        for f in files {
+            let rel = f.strip_prefix(&src).unwrap_or(&f);
+            let to = dir.join(rel);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+            }
+            let tmp = to.with_extension("partial");
+            if let Err(e) = std::fs::copy(&f, &tmp).and_then(|_| std::fs::rename(&tmp, &to)) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err(&to, e));
+            }
+        }
+        Ok(())
+    }
+}
