@@ -1,12 +1,14 @@
 """candlewick vs llama.cpp (llama-cpp-python) on SmolLM2-135M-Instruct Q4_1, side by side.
 
-    python benches/bench_generate.py [--threads 2] [--runs 5] [--llama-python PATH]
+    python benches/bench_generate.py [--threads 2] [--runs 5] [--llama-python PATH] [--baseline-python PATH]
 
 Same GGUF file, same prompt tokens, same thread count, greedy. Prefill: a ~128-token prompt, time
 to its first logits (last position only, as both engines do when generating). Decode: 64 tokens
 after that prompt. Each engine runs in its own process; runs alternate and the medians are
 reported with the ratio candlewick / llama.cpp (> 1 means candlewick is faster).
 llama-cpp-python is taken from --llama-python (a Python that can import llama_cpp), default: this one.
+--baseline-python runs a second candlewick (say, an earlier commit's wheel in its own venv) in the
+same alternation, for before/after figures measured side by side.
 """
 
 import argparse
@@ -34,7 +36,7 @@ engine, path, threads, runs = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sy
 ids = json.loads(sys.stdin.read())
 N = %d
 out = []
-if engine == "candlewick":
+if engine.startswith("candlewick"):
     import candlewick as cw
     m = cw.load(path, threads=threads)
     m.generate(ids[:8], max_new_tokens=2)  # warm-up
@@ -78,6 +80,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of each engine")
     ap.add_argument("--llama-python", default=os.environ.get("LLAMA_PYTHON", sys.executable))
+    ap.add_argument("--baseline-python", default=None, help="a Python with another candlewick build, run side by side")
     args = ap.parse_args()
 
     import candlewick as cw
@@ -85,9 +88,13 @@ def main():
     path = cw.resolve(args.model)
     ids = cw.load(path).tokenizer.encode(PROMPT)
     res = {"candlewick": [], "llama.cpp": []}
+    if args.baseline_python:
+        res["cw baseline"] = []
     for _ in range(args.rounds):
         res["candlewick"] += run(sys.executable, "candlewick", path, ids, args.threads, args.runs)
         res["llama.cpp"] += run(args.llama_python, "llama.cpp", path, ids, args.threads, args.runs)
+        if args.baseline_python:
+            res["cw baseline"] += run(args.baseline_python, "candlewick", path, ids, args.threads, args.runs)
 
     med = {}
     for eng, rs in res.items():
@@ -102,6 +109,9 @@ def main():
         print(f"{eng:12s} {pre:14.1f} {dec:13.1f}")
     (cp, cd), (lp, ld) = med["candlewick"], med["llama.cpp"]
     print(f"{'ratio cw/ll':12s} {cp / lp:14.2f} {cd / ld:13.2f}")
+    if "cw baseline" in med:
+        bp, bd = med["cw baseline"]
+        print(f"{'ratio cw/base':12s} {cp / bp:14.2f} {cd / bd:13.2f}")
     print(f"same greedy tokens: {same} (llama.cpp runs its default f16 KV cache here; for SmolLM2 with an f32 cache the tokens are identical: tests/test_generation.py)")
 
 

@@ -141,16 +141,6 @@ impl GenerationConfig {
         Ok(())
     }
 
-    /// This config with some fields changed by name, then validated.
-    pub fn with(&self, changes: Vec<(String, Value)>) -> Result<Self> {
-        let mut c = self.clone();
-        for (k, v) in changes {
-            c.set(&k, v)?;
-        }
-        c.validate()?;
-        Ok(c)
-    }
-
     /// Whether a token is picked by argmax (no draw).
     pub fn is_greedy(&self) -> bool {
         !self.do_sample || self.temperature == 0.0 || self.top_k == 1

@@ -211,16 +211,6 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// This config with some fields changed by name, then validated.
-    pub fn with(&self, changes: Vec<(String, Value)>) -> Result<Self> {
-        let mut c = self.clone();
-        for (k, v) in changes {
-            c.set(&k, v)?;
-        }
-        c.validate()?;
-        Ok(c)
-    }
-
     /// Query heads x head_dim: the width of attention's q and output projections.
     pub fn q_dim(&self) -> usize {
         self.num_heads * self.head_dim

@@ -269,7 +269,8 @@ macro_rules! choices {
 }
 pub(crate) use choices;
 
-/// A config struct whose fields are listed once: the struct, its `Default`, and by-name access.
+/// A config struct whose fields are listed once: the struct, its `Default`, and by-name access
+/// (`get`, `set`, `with`; the struct provides `validate`).
 ///
 /// `fields! { pub struct GenerationConfig ("", "unknown generation parameter") { pub top_k: usize = 0, ... } }`
 /// The first string prefixes field names in errors ("ModelConfig." gives "ModelConfig.top_k must
@@ -317,6 +318,16 @@ macro_rules! fields {
                     } )*
                     _ => Err($crate::error::Error::WrongType(format!("{}: '{name}'", $unknown))),
                 }
+            }
+
+            /// This config with some fields changed by name, then validated as a whole.
+            pub fn with(&self, changes: Vec<(String, $crate::config::value::Value)>) -> $crate::error::Result<Self> {
+                let mut c = self.clone();
+                for (k, v) in changes {
+                    c.set(&k, v)?;
+                }
+                c.validate()?;
+                Ok(c)
             }
 
             /// Every field with its value, in declaration order.

@@ -79,6 +79,15 @@ impl Model {
     pub fn from_config(cfg: ModelConfig, seed: u64, tokenizer: Option<Arc<Tokenizer>>) -> Result<Model> {
         families::validate(&cfg)?;
         families::get(&cfg.family)?.check(&cfg)?;
+        let n = families::num_parameters(&cfg)?;
+        if let Some(mem) = crate::memory::physical_memory() {
+            if n.saturating_mul(4) > mem {
+                return Err(Error::InvalidArgument(format!(
+                    "this config has {n} parameters ({} bytes of float32 weights), more than this machine's {mem} bytes of memory",
+                    n.saturating_mul(4)
+                )));
+            }
+        }
         let tokenizer = match tokenizer {
             Some(t) => t,
             None => Arc::new(Tokenizer::ids_only(cfg.vocab_size)?),
@@ -89,15 +98,6 @@ impl Model {
                 tokenizer.vocab_size(),
                 cfg.vocab_size
             )));
-        }
-        let n = families::num_parameters(&cfg)?;
-        if let Some(mem) = crate::memory::physical_memory() {
-            if n.saturating_mul(4) > mem {
-                return Err(Error::InvalidArgument(format!(
-                    "this config has {n} parameters ({} bytes of float32 weights), more than this machine's {mem} bytes of memory",
-                    n.saturating_mul(4)
-                )));
-            }
         }
         let src = Source::random(seed);
         let stacks = families::build(&cfg, &src)?;

@@ -9,10 +9,10 @@
 
 use candle_core::{Device, Tensor};
 
-use super::heads::{Head, Pooler};
+use super::heads::{Head, LmHead, Pooler};
 use crate::error::Result;
 use crate::nn::attention::{CrossKv, SelfKv};
-use crate::nn::{Attention, Cache, Embedding, Mlp, Norm};
+use crate::nn::{Attention, Cache, Embedding, Linear, Mlp, Norm};
 
 pub struct Embeddings {
     pub tokens: Embedding,
@@ -89,6 +89,17 @@ impl Norms {
 }
 
 impl Embeddings {
+    /// Token embeddings alone: no scale, positions, token types or norm.
+    pub fn tokens(tokens: Embedding) -> Self {
+        Embeddings {
+            tokens,
+            scale: None,
+            positions: None,
+            token_types: None,
+            norm: None,
+        }
+    }
+
     /// [1, tokens, hidden] for the new tokens of each span (start position, tokens).
     fn forward(&self, ids: &[u32], spans: &[(usize, usize)]) -> Result<Tensor> {
         let dev = Device::Cpu;
@@ -151,6 +162,17 @@ impl Block {
 }
 
 impl Transformer {
+    /// A decoder stack: embeddings, blocks, a final norm and an LM head.
+    pub fn decoder(embeddings: Embeddings, blocks: Vec<Block>, norm: Norm, lm_head: Linear) -> Self {
+        Transformer {
+            embeddings,
+            blocks,
+            norm: Some(norm),
+            head: Some(Head::Lm(LmHead { proj: lm_head, scale: None })),
+            pooler: None,
+        }
+    }
+
     /// Run the new tokens `ids` of the batch's sequences (laid one after another) through the
     /// stack: hidden states after the final norm, [1, tokens, hidden].
     pub fn forward(&self, ids: &[u32], batch: &mut Batch, mut trace: Option<&mut Trace>) -> Result<Tensor> {

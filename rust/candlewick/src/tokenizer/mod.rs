@@ -72,6 +72,12 @@ impl Tokenizer {
     /// A stand-in for models built from a config without a tokenizer: token i is the text "[i]"
     /// (whitespace-separated), so ids round-trip and text shows which ids were produced.
     pub fn ids_only(vocab_size: usize) -> Result<Self> {
+        const MAX: usize = 1 << 22;
+        if vocab_size > MAX {
+            return Err(Error::InvalidArgument(format!(
+                "the ids-only stand-in tokenizer holds up to {MAX} tokens; pass a tokenizer for a vocabulary of {vocab_size}"
+            )));
+        }
         let vocab: std::collections::HashMap<String, u32> = (0..vocab_size as u32)
             .map(|i| (format!("[{i}]"), i))
             .collect();

@@ -11,7 +11,6 @@ use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
 use crate::model::builder::Vb;
-use crate::model::heads::{Head, LmHead};
 use crate::model::transformer::{Block, Embeddings, Norms, Transformer};
 use crate::model::Stacks;
 use crate::nn::attention::{AttentionKind, AttentionPositions};
@@ -198,20 +197,12 @@ impl Family for Gemma3 {
             };
             blocks.push(Block { attn, attn_norms, cross: None, mlp, mlp_norms });
         }
-        let norm = Some(vb.pp(n.norm).rms_norm(h, eps)?);
+        let norm = vb.pp(n.norm).rms_norm(h, eps)?;
         let proj = lm_head(c, &tokens, vb, n.lm_head)?;
-        Ok(Stacks::decoder(Transformer {
-            embeddings: Embeddings {
-                tokens,
-                scale: Some((h as f32).sqrt() as f64),
-                positions: None,
-                token_types: None,
-                norm: None,
-            },
-            blocks,
-            norm,
-            head: Some(Head::Lm(LmHead { proj, scale: None })),
-            pooler: None,
-        }))
+        let embeddings = Embeddings {
+            scale: Some((h as f32).sqrt() as f64),
+            ..Embeddings::tokens(tokens)
+        };
+        Ok(Stacks::decoder(Transformer::decoder(embeddings, blocks, norm, proj)))
     }
 }

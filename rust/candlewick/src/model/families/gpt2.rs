@@ -7,7 +7,6 @@ use super::{activation, activation_name, lm_head, want, Family, HfConfig};
 use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
 use crate::error::{Error, Result};
 use crate::model::builder::Vb;
-use crate::model::heads::{Head, LmHead};
 use crate::model::transformer::{Block, Embeddings, Norms, Transformer};
 use crate::model::Stacks;
 use crate::nn::attention::AttentionKind;
@@ -147,20 +146,12 @@ impl Family for Gpt2 {
                 mlp_norms,
             });
         }
-        let norm = Some(m.pp("ln_f").layer_norm(h, true, eps)?);
+        let norm = m.pp("ln_f").layer_norm(h, true, eps)?;
         let proj = lm_head(c, &tokens, vb, "lm_head")?;
-        Ok(Stacks::decoder(Transformer {
-            embeddings: Embeddings {
-                tokens,
-                scale: None,
-                positions: Some(positions),
-                token_types: None,
-                norm: None,
-            },
-            blocks,
-            norm,
-            head: Some(Head::Lm(LmHead { proj, scale: None })),
-            pooler: None,
-        }))
+        let embeddings = Embeddings {
+            positions: Some(positions),
+            ..Embeddings::tokens(tokens)
+        };
+        Ok(Stacks::decoder(Transformer::decoder(embeddings, blocks, norm, proj)))
     }
 }

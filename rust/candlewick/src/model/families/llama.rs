@@ -9,7 +9,6 @@ use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
 use crate::error::Result;
 use crate::io::gguf::GgufFile;
 use crate::model::builder::Vb;
-use crate::model::heads::{Head, LmHead};
 use crate::model::transformer::{Block, Embeddings, Norms, Transformer};
 use crate::model::Stacks;
 use crate::nn::attention::{AttentionKind, AttentionPositions};
@@ -217,20 +216,8 @@ impl Family for Llama {
             };
             blocks.push(Block { attn, attn_norms, cross: None, mlp, mlp_norms });
         }
-        let norm = Some(vb.pp(n.norm).rms_norm(h, eps)?);
+        let norm = vb.pp(n.norm).rms_norm(h, eps)?;
         let proj = lm_head(c, &tokens, vb, n.lm_head)?;
-        Ok(Stacks::decoder(Transformer {
-            embeddings: Embeddings {
-                tokens,
-                scale: None,
-                positions: None,
-                token_types: None,
-                norm: None,
-            },
-            blocks,
-            norm,
-            head: Some(Head::Lm(LmHead { proj, scale: None })),
-            pooler: None,
-        }))
+        Ok(Stacks::decoder(Transformer::decoder(Embeddings::tokens(tokens), blocks, norm, proj)))
     }
 }

@@ -216,13 +216,7 @@ fn stack(c: &ModelConfig, vb: &Vb, layers: usize, shared: &candle_core::Tensor, 
     }
     Ok(Transformer {
         // T5 adds no positions to its embeddings
-        embeddings: Embeddings {
-            tokens: Embedding::Dense(shared.clone()),
-            scale: None,
-            positions: None,
-            token_types: None,
-            norm: None,
-        },
+        embeddings: Embeddings::tokens(Embedding::Dense(shared.clone())),
         blocks,
         norm: Some(vb.pp("final_layer_norm").rms_norm(h, eps)?),
         head: None,
