@@ -18,15 +18,6 @@ use crate::model::Model;
 /// A storage type from the one table (io::types): float32, bfloat16, q4_k, ...
 pub type Precision = &'static TensorType;
 
-/// Bytes of physical memory (Linux: MemTotal of /proc/meminfo), for checking sizes read from
-/// files or asked for by users before allocating them. None where it cannot be read.
-pub fn physical_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kb.checked_mul(1024)
-}
-
 /// The dimensions that size the KV cache and activations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dims {

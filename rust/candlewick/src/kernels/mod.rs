@@ -1,4 +1,4 @@
-//! CPU kernels and thread control.
+//! CPU kernels, and what this machine offers them: threads, SIMD paths, memory.
 //!
 //! Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights run our own ggml-exact kernels in `quant`;
 //! other block types run candle's quantized kernels, which pick their SIMD path at run time
@@ -53,6 +53,15 @@ pub fn set_num_threads(n: usize) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Bytes of physical memory (Linux: MemTotal of /proc/meminfo), for checking sizes read from
+/// files or asked for by users before allocating them. None where it cannot be read.
+pub fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
 }
 
 /// The number of compute threads candle uses.

@@ -1,15 +1,16 @@
-//! Models from checkpoints (through the one reader, io::checkpoint), models built from a config
-//! (random weights, HF's initialisation), and saving in the HF layout transformers reads.
+//! Models from checkpoints (through the one reader, io::checkpoint: here is what a checkpoint's
+//! config, tokenizer and settings mean to a model), models built from a config (random weights,
+//! HF's initialisation), and saving in the HF layout transformers reads.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::builder::Source;
-use super::{families, Model, ModelInfo};
+use super::{families, Model, ModelInfo, Pooling};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
-use crate::io::checkpoint::Checkpoint;
+use crate::io::checkpoint::{generic_gguf_config, Checkpoint};
 use crate::tokenizer::Tokenizer;
 
 /// Load a model: a .gguf file, an HF folder (config.json + *.safetensors, tokenizer.json when
@@ -80,7 +81,7 @@ impl Model {
         families::validate(&cfg)?;
         families::get(&cfg.family)?.check(&cfg)?;
         let n = families::num_parameters(&cfg)?;
-        if let Some(mem) = crate::memory::physical_memory() {
+        if let Some(mem) = crate::kernels::physical_memory() {
             if n.saturating_mul(4) > mem {
                 return Err(Error::InvalidArgument(format!(
                     "this config has {n} parameters ({} bytes of float32 weights), more than this machine's {mem} bytes of memory",
@@ -191,5 +192,90 @@ impl Model {
             }
         }
         Ok(())
+    }
+}
+
+/// sentence-transformers settings of a folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentenceSettings {
+    pub max_seq_length: Option<usize>,
+    pub pooling: Option<Pooling>,
+}
+
+/// What a checkpoint holds for a model, read through the family registry.
+impl Checkpoint {
+    /// The model's config, as its family reads the file's metadata (GGUF) or config.json.
+    pub fn config(&self) -> Result<ModelConfig> {
+        let from_json = |v: &serde_json::Value, path: &Path| {
+            crate::model::families::from_hf_json(v).map_err(|e| match e {
+                Error::InvalidArgument(m) | Error::WrongType(m) => Error::invalid_file(path, m),
+                other => other,
+            })
+        };
+        match self {
+            Checkpoint::Gguf(g) => crate::model::families::from_gguf(g),
+            Checkpoint::Folder { dir, config: Some(v), .. } => from_json(v, &dir.join("config.json")),
+            Checkpoint::Folder { dir, config: None, .. } => Err(Error::invalid_file(
+                dir,
+                "not a model folder: config.json is missing",
+            )),
+            Checkpoint::Config { path, config } => from_json(config, path),
+        }
+    }
+
+    /// The config memory estimation sizes: `config()`, or for a GGUF architecture no family
+    /// reads, its shape from the keys every GGUF architecture writes. None when there is no
+    /// config (a safetensors file alone).
+    pub fn sizing_config(&self) -> Result<Option<ModelConfig>> {
+        match self {
+            Checkpoint::Folder { config: None, .. } => Ok(None),
+            Checkpoint::Gguf(g) => match self.config() {
+                Ok(c) => Ok(Some(c)),
+                Err(Error::Unsupported(_)) => Ok(generic_gguf_config(g)),
+                Err(e) => Err(e),
+            },
+            _ => self.config().map(Some),
+        }
+    }
+
+    /// The checkpoint's tokenizer: a GGUF file's vocabulary, a folder's tokenizer.json (with the
+    /// folder's begin/end ids), or None for a folder without one.
+    pub fn tokenizer(&self) -> Result<Option<crate::tokenizer::Tokenizer>> {
+        match self {
+            Checkpoint::Gguf(g) => crate::tokenizer::Tokenizer::from_gguf(g).map(Some),
+            Checkpoint::Folder { dir, .. } => {
+                let p = dir.join("tokenizer.json");
+                if !p.is_file() {
+                    return Ok(None);
+                }
+                let (bos, eos) = self.special_ids()?;
+                Ok(Some(crate::tokenizer::Tokenizer::from_file(&p)?.with_special_ids(bos, &eos)))
+            }
+            Checkpoint::Config { .. } => Ok(None),
+        }
+    }
+
+    /// sentence-transformers settings (sentence_bert_config.json, 1_Pooling/config.json).
+    pub fn sentence(&self) -> Result<Option<SentenceSettings>> {
+        let Some(st) = self.folder_json("sentence_bert_config.json")? else {
+            return Ok(None);
+        };
+        let max_seq_length = st.get("max_seq_length").and_then(|m| m.as_u64()).map(|m| m as usize);
+        let pooling = self.folder_json("1_Pooling/config.json")?.and_then(|p| {
+            let on = |k: &str| p.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+            if on("pooling_mode_mean_tokens") {
+                Some(Pooling::Mean)
+            } else if on("pooling_mode_cls_token") {
+                Some(Pooling::Cls)
+            } else if on("pooling_mode_max_tokens") {
+                Some(Pooling::Max)
+            } else {
+                None
+            }
+        });
+        Ok(Some(SentenceSettings {
+            max_seq_length,
+            pooling,
+        }))
     }
 }

@@ -18,8 +18,8 @@ use crate::config::{GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
-pub use crate::io::checkpoint::{ModelInfo, SentenceSettings};
-pub use load::load;
+pub use crate::io::checkpoint::ModelInfo;
+pub use load::{load, SentenceSettings};
 pub use state::{Logits, State, Step, UBATCH};
 pub use tasks::{Encoded, MaskFill, Score};
 pub use transformer::{Batch, Trace, Transformer};

@@ -122,7 +122,7 @@ impl Model {
             .map(|b| 2 * b.attn.num_kv_heads * b.attn.head_dim * 4)
             .sum();
         let bytes = per_position as u64 * capacity as u64;
-        if let Some(mem) = crate::memory::physical_memory() {
+        if let Some(mem) = crate::kernels::physical_memory() {
             if bytes > mem {
                 return Err(Error::InvalidArgument(format!(
                     "a KV cache of {capacity} positions needs {bytes} bytes, more than this machine's {mem}: ask for fewer tokens"
