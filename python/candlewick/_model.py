@@ -1,5 +1,6 @@
-"""The Pythonic front door. Thin: arguments are checked and converted here, results wrapped in
-named types; all work, and every default and validation, is in the engine (rust/candlewick)."""
+"""The Pythonic front door. Thin: arguments are converted here (with the TypeErrors of Python
+types), results wrapped in named types; all work, the configs' defaults and every range check are
+in the engine (rust/candlewick)."""
 
 import numbers
 import os
@@ -231,8 +232,9 @@ class Model:
     @classmethod
     def from_config(cls, config: ModelConfig, seed: int = 0, tokenizer=None) -> "Model":
         """A model with random weights (HF's initialisation: N(0, 0.02) matrices, norms 1, biases
-        0; the same seed gives the same weights everywhere). config must be a llama, gpt2, bert or
-        t5 family layout. tokenizer: a cw.Tokenizer or a tokenizer.json path; without one, token i
+        0; the same seed gives the same weights everywhere). config must be of a family that can
+        be built from a config (cw.ModelConfig.families() but gemma3, which is read from GGUF
+        files). tokenizer: a cw.Tokenizer or a tokenizer.json path; without one, token i
         reads as the text "[i]"."""
         if not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a cw.ModelConfig, got {type(config).__name__}")
@@ -294,7 +296,7 @@ class Model:
         if not isinstance(text, str):
             raise TypeError("text must be a str")
         top_k = _check_number("top_k", top_k, int)
-        if top_k <= 0:
+        if top_k < 0:
             raise ValueError(f"top_k must be positive, got {top_k}")
         return self._m.fill_mask(text, top_k)
 
@@ -307,7 +309,7 @@ class Model:
         for name, v in (("output_hidden_states", output_hidden_states), ("output_attentions", output_attentions)):
             if not isinstance(v, bool):
                 raise TypeError(f"{name} must be a bool")
-        logits, hidden, attn = self._m.forward(row)
+        logits, hidden, attn = self._m.forward(row, output_hidden_states, output_attentions)
         return ForwardOutput(logits, hidden if output_hidden_states else None, attn if output_attentions else None)
 
     def _tokenizer(self) -> Tokenizer:
@@ -378,8 +380,8 @@ class Model:
         if isinstance(continuations, str):
             continuations = [continuations]
         continuations = list(continuations)
-        if not continuations or not all(isinstance(c, str) and c for c in continuations):
-            raise ValueError("continuations must be a non-empty list of non-empty strings")
+        if not all(isinstance(c, str) for c in continuations):
+            raise TypeError("continuations must be strings")
         return [ScoreResult(lp, greedy, toks) for lp, greedy, toks in self._m.score(context, continuations)]
 
     def chat(self, messages, **kwargs):

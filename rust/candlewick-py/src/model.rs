@@ -200,11 +200,7 @@ impl PyModel {
         let cfg = config.cfg.clone();
         let m = self.model.clone();
         let outs = py
-            .detach(move || -> candlewick::Result<_> {
-                m.require_decoder("generate")?;
-                let ids = prompts.iter().map(|p| p.ids(&m)).collect::<candlewick::Result<Vec<_>>>()?;
-                generation::generate(&m, &ids, &cfg, &interrupted)
-            })
+            .detach(move || generation::generate(&m, &prompts, &cfg, &interrupted))
             .py()?;
         Ok(outs.into_iter().map(|o| o.into_iter().map(gen_out).collect()).collect())
     }
@@ -214,18 +210,7 @@ impl PyModel {
         let p = prompt(&prompt_)?;
         let cfg = config.cfg.clone();
         let m = self.model.clone();
-        let g = py
-            .detach(move || -> candlewick::Result<_> {
-                m.require_decoder("stream")?;
-                if m.tokenizer.is_none() {
-                    return Err(candlewick::Error::Unsupported(
-                        "stream yields text, and this model has no tokenizer: use generate with token ids".into(),
-                    ));
-                }
-                let ids = p.ids(&m)?;
-                generation::stream(m, ids, cfg)
-            })
-            .py()?;
+        let g = py.detach(move || generation::stream(m, &p, cfg)).py()?;
         Ok(PyStream {
             gen: Some(g),
             done: false,
@@ -233,18 +218,21 @@ impl PyModel {
         })
     }
 
-    /// One sequence with every layer's hidden states and attention probabilities:
+    /// One sequence with every layer's hidden states and attention probabilities, as asked:
     /// (logits [n, vocab] or None, [hidden [n, h]], [attention [heads, n, n]]).
     #[allow(clippy::type_complexity)] // (logits, hidden states, attentions), as Python sees them
+    #[pyo3(signature = (ids, hidden_states=true, attentions=true))]
     fn forward<'py>(
         &self,
         py: Python<'py>,
         ids: Vec<u32>,
+        hidden_states: bool,
+        attentions: bool,
     ) -> PyResult<(Option<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>)> {
         let m = self.model.clone();
         let c = m.config.clone();
         let n = ids.len();
-        let (logits, trace) = py.detach(move || m.forward_traced(&ids)).py()?;
+        let (logits, trace) = py.detach(move || m.forward_traced(&ids, hidden_states, attentions)).py()?;
         let logits = logits.map(|l| array2(py, l, n, c.vocab_size)).transpose()?;
         let hidden = trace
             .hidden_states
@@ -329,24 +317,10 @@ impl PyModel {
     /// boundaries): [(logprob, is_greedy, token_logprobs)].
     fn score(&self, py: Python<'_>, context: String, continuations: Vec<String>) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
         let m = self.model.clone();
-        py.detach(move || -> candlewick::Result<_> {
-            m.require_decoder("score")?;
-            if continuations.is_empty() {
-                return Err(candlewick::Error::InvalidArgument(
-                    "continuations must be a non-empty list of non-empty strings".into(),
-                ));
-            }
-            continuations
-                .iter()
-                .map(|c| {
-                    if interrupted() {
-                        return Err(candlewick::Error::Interrupted);
-                    }
-                    m.score_text(&context, c).map(|s| (s.logprob, s.is_greedy, s.token_logprobs))
-                })
-                .collect()
-        })
-        .py()
+        let scores = py
+            .detach(move || m.score_texts(&context, &continuations, &interrupted))
+            .py()?;
+        Ok(scores.into_iter().map(|s| (s.logprob, s.is_greedy, s.token_logprobs)).collect())
     }
 }
 

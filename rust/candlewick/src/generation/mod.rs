@@ -106,12 +106,12 @@ impl Generator {
                 "stop strings are found in the text, and this model has no tokenizer to write it: use stop_token_ids".into(),
             ));
         }
-        if params.prompt_logprobs && model.encoder.is_some() {
+        let state = model.start(&prompt, params.max_new_tokens)?;
+        if params.prompt_logprobs && !state.prefix_is_prompt() {
             return Err(Error::Unsupported(
                 "prompt log-probs of an encoder-decoder's input are not built".into(),
             ));
         }
-        let state = model.start(&prompt, params.max_new_tokens)?;
         let ctx = model.context_length();
         if state.prefix().len() >= ctx {
             return Err(Error::ContextOverflow(format!(
@@ -397,9 +397,10 @@ pub fn run_batch(gens: &mut [Generator], interrupted: &dyn Fn() -> bool) -> Resu
 /// Generate for each prompt with one config: `num_return_sequences` results per prompt (request
 /// i drawn with seed + i), all requests run together as one batch; or, with num_beams > 1, beam
 /// search's best hypotheses. One list of results per prompt.
-pub fn generate(model: &Arc<Model>, prompts: &[Vec<u32>], cfg: &GenerationConfig, interrupted: &dyn Fn() -> bool) -> Result<Vec<Vec<Output>>> {
+pub fn generate(model: &Arc<Model>, prompts: &[Prompt], cfg: &GenerationConfig, interrupted: &dyn Fn() -> bool) -> Result<Vec<Vec<Output>>> {
     cfg.validate()?;
     model.require_decoder("generate")?;
+    let prompts = prompts.iter().map(|p| p.ids(model)).collect::<Result<Vec<_>>>()?;
     let n = cfg.num_return_sequences;
     if cfg.num_beams > 1 {
         return prompts
@@ -408,7 +409,7 @@ pub fn generate(model: &Arc<Model>, prompts: &[Vec<u32>], cfg: &GenerationConfig
             .collect();
     }
     let mut gens = Vec::with_capacity(prompts.len() * n);
-    for p in prompts {
+    for p in &prompts {
         for i in 0..n {
             let mut c = cfg.clone();
             c.seed = cfg.seed.map(|s| s.wrapping_add(i as u64));
@@ -419,9 +420,16 @@ pub fn generate(model: &Arc<Model>, prompts: &[Vec<u32>], cfg: &GenerationConfig
     Ok(prompts.iter().map(|_| outs.by_ref().take(n).collect()).collect())
 }
 
-/// A generator for streaming one sequence.
-pub fn stream(model: Arc<Model>, prompt: Vec<u32>, cfg: GenerationConfig) -> Result<Generator> {
+/// A generator for streaming one sequence's text.
+pub fn stream(model: Arc<Model>, prompt: &Prompt, cfg: GenerationConfig) -> Result<Generator> {
     cfg.validate()?;
+    model.require_decoder("stream")?;
+    if model.tokenizer.is_none() {
+        return Err(Error::Unsupported(
+            "stream yields text, and this model has no tokenizer: use generate with token ids".into(),
+        ));
+    }
+    let prompt = prompt.ids(&model)?;
     if cfg.num_return_sequences != 1 {
         return Err(Error::InvalidArgument(
             "stream generates one sequence: num_return_sequences must be 1".into(),

@@ -117,7 +117,9 @@ impl Checkpoint {
         }
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if ext == "safetensors" {
-            return Self::folder(parent, Some(path));
+            // a file of a model folder is the folder (all its shards); a file alone is itself
+            let only = (!parent.join("config.json").is_file()).then_some(path);
+            return Self::folder(parent, only);
         }
         if ext == "json" {
             // a config alone sizes a model; loading one reads its folder (`Model::from_checkpoint`)

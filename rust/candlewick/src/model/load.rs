@@ -29,6 +29,17 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
 impl Model {
     /// The model a checkpoint holds, with its tokenizer and settings.
     pub fn from_checkpoint(ck: &Checkpoint) -> Result<Model> {
+        if let Checkpoint::Config { path, .. } = ck {
+            // a model's config.json: the model is its folder
+            if path.file_name().is_some_and(|n| n == "config.json") {
+                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                return Model::from_checkpoint(&Checkpoint::open(dir)?);
+            }
+            return Err(Error::invalid_file(
+                path,
+                "a config file holds no weights: load the model's folder or file",
+            ));
+        }
         let config = ck.config()?;
         let stacks = match ck {
             Checkpoint::Gguf(g) => families::build(&config, &Source::Gguf(g))?,
@@ -48,17 +59,7 @@ impl Model {
                 }
                 families::build(&config, &Source::Files { files, path: dir })?
             }
-            Checkpoint::Config { path, .. } => {
-                // a model's config.json: the model is its folder
-                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                if path.file_name().is_some_and(|n| n == "config.json") {
-                    return Model::from_checkpoint(&Checkpoint::open(dir)?);
-                }
-                return Err(Error::invalid_file(
-                    path,
-                    "a config file holds no weights: load the model's folder or file",
-                ));
-            }
+            Checkpoint::Config { path, .. } => return Err(Error::invalid_file(path, "holds no weights")),
         };
         let tokenizer = ck.tokenizer()?.map(Arc::new);
         let mut model = Model::new(config, stacks, tokenizer, ck.info());
@@ -74,8 +75,8 @@ impl Model {
         Ok(model)
     }
 
-    /// A model with random weights from a config of a family that can be built (llama, gpt2,
-    /// bert, t5): HF's initialisation, seeded (the same seed gives the same weights on every
+    /// A model with random weights from a config of a family that can be built (whose `check`
+    /// passes; gemma3 is read from GGUF files only): HF's initialisation, seeded (the same seed gives the same weights on every
     /// machine); with `tokenizer`, or without one the ids-only stand-in (token i reads "[i]").
     pub fn from_config(cfg: ModelConfig, seed: u64, tokenizer: Option<Arc<Tokenizer>>) -> Result<Model> {
         families::validate(&cfg)?;

@@ -44,6 +44,11 @@ impl State {
     pub fn prefix(&self) -> &[u32] {
         &self.prefix
     }
+    /// Whether the decoder's prefix is the prompt itself (decoders), so that its logits score
+    /// the prompt; an encoder-decoder's decoder starts from its start id instead.
+    pub fn prefix_is_prompt(&self) -> bool {
+        self.encoder.is_none()
+    }
     /// Bytes held by the caches (the shared encoder part counted whole).
     pub fn size_in_bytes(&self) -> usize {
         self.cache.size_in_bytes() + self.encoder.as_ref().map(|e| e.size_in_bytes()).unwrap_or(0)
@@ -134,9 +139,9 @@ impl Model {
 
     /// Run each request's new ids after what its state holds: logits [new tokens or 1, vocab]
     /// row-major per request. Requests go through the model together, as one matrix (weights are
-    /// read once for all), each attending only to itself; rows do not depend on the other
+    /// read once for all), each attending only to itself. A row does not depend on the other
     /// requests, but for weight types whose summation order llama.cpp chooses by the number of
-    /// rows of a matmul (Q4_K, Q6_K), whose last bits follow the batch as they do in llama.cpp. A
+    /// rows of a matmul (Q4_K, Q6_K): there its last bits follow the batch, as in llama.cpp. A
     /// single request of more than `UBATCH` ids runs in pieces of that size, one after another,
     /// as llama.cpp runs a prompt in micro-batches. Bad input is refused before anything runs.
     pub fn step(&self, steps: &mut [Step<'_>], logits: Logits) -> Result<Vec<Vec<f32>>> {
@@ -220,11 +225,11 @@ impl Model {
         Ok(out)
     }
 
-    /// Whole sequences through an encoder stack, each attending to all of itself (its keys in a
-    /// cache of its own length, dropped after): hidden states [1, tokens, hidden], the sequences
-    /// one after another. Checked by the caller.
+    /// Whole sequences through an encoder stack, each attending to all of itself (its keys kept
+    /// only while each layer runs: the caches an encoder is given hold nothing): hidden states
+    /// [1, tokens, hidden], the sequences one after another. Checked by the caller.
     pub(crate) fn run_encoder(&self, enc: &Transformer, seqs: &[&[u32]], trace: Option<&mut Trace>) -> Result<Tensor> {
-        let mut caches: Vec<Cache> = seqs.iter().map(|s| enc.new_cache(s.len())).collect();
+        let mut caches: Vec<Cache> = seqs.iter().map(|_| enc.new_cache(0)).collect();
         let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
         let mut batch = Batch {
             spans: seqs.iter().map(|s| (0, s.len())).collect(),

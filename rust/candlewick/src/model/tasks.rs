@@ -151,7 +151,8 @@ impl Model {
                         let mut out = vec![0f32; (n - from) * v];
                         let (lo, hi) = (a.max(from), b);
                         if lo < hi {
-                            let last_only = dec.is_some() && lo + 1 == hi && hi == b;
+                            // one sequence, all real, asked for its last position: as generate's prefill
+                            let last_only = dec.is_some() && masks.is_none() && rows.len() == 1 && lo + 1 == hi && hi == b;
                             let got = self.real_logits(&r[a..b], last_only)?;
                             let first = if last_only { b - 1 } else { a };
                             for p in lo..hi {
@@ -178,13 +179,6 @@ impl Model {
     /// encoder's masked-LM head.
     fn real_logits(&self, ids: &[u32], last_only: bool) -> Result<Vec<f32>> {
         if self.decoder.is_some() {
-            let ctx = self.context_length();
-            if ids.len() > ctx {
-                return Err(Error::ContextOverflow(format!(
-                    "{} tokens exceed the model's context of {ctx}",
-                    ids.len()
-                )));
-            }
             let mut state = self.start(ids, 0)?;
             let want = if last_only { Logits::Last } else { Logits::All };
             let mut rows = self.step(&mut [Step { state: &mut state, ids }], want)?;
@@ -195,13 +189,6 @@ impl Model {
 
     /// Encoder-decoder logits [decoder tokens, vocab] for an input and the decoder's input ids.
     pub fn seq2seq_logits(&self, input_ids: &[u32], decoder_input_ids: &[u32]) -> Result<Vec<f32>> {
-        self.check_ids(decoder_input_ids, "decoder_input_ids")?;
-        let ctx = self.context_length();
-        if decoder_input_ids.len() > ctx {
-            return Err(Error::ContextOverflow(format!(
-                "decoder inputs longer than the model's {ctx} positions"
-            )));
-        }
         let mut state = self.start(input_ids, decoder_input_ids.len())?;
         let mut rows = self.step(&mut [Step { state: &mut state, ids: decoder_input_ids }], Logits::All)?;
         Ok(rows.pop().unwrap_or_default())
@@ -218,8 +205,6 @@ impl Model {
                 "score needs a non-empty context and continuation".into(),
             ));
         }
-        self.check_ids(context, "the context")?;
-        self.check_ids(continuation, "the continuation")?;
         let ctx = self.context_length();
         if continuation.len() >= ctx {
             return Err(Error::ContextOverflow(format!(
@@ -287,6 +272,25 @@ impl Model {
             ctx_ids = vec![start];
         }
         self.score(&ctx_ids, &cont_ids)
+    }
+
+    /// `score_text` of each continuation; `interrupted` is asked between them (Ctrl-C).
+    pub fn score_texts(&self, context: &str, continuations: &[String], interrupted: &dyn Fn() -> bool) -> Result<Vec<Score>> {
+        self.require_decoder("score")?;
+        if continuations.is_empty() {
+            return Err(Error::InvalidArgument(
+                "continuations must be a non-empty list of non-empty strings".into(),
+            ));
+        }
+        continuations
+            .iter()
+            .map(|c| {
+                if interrupted() {
+                    return Err(Error::Interrupted);
+                }
+                self.score_text(context, c)
+            })
+            .collect()
     }
 
     /// The encoder of an encoder-only model with checked input sequences.
@@ -475,17 +479,17 @@ impl Model {
             .collect()
     }
 
-    /// One sequence through the model with its hidden states and attention weights recorded:
-    /// (logits [tokens, vocab] when the model has a head, the trace). The same computation as
-    /// `logits` (decoders: in the same micro-batches), observed.
-    pub fn forward_traced(&self, ids: &[u32]) -> Result<(Option<Vec<f32>>, Trace)> {
+    /// One sequence through the model with its hidden states and/or attention weights recorded,
+    /// as asked: (logits [tokens, vocab] when the model has a head, the trace). The same
+    /// computation as `logits` (decoders: in the same micro-batches), observed.
+    pub fn forward_traced(&self, ids: &[u32], hidden_states: bool, attentions: bool) -> Result<(Option<Vec<f32>>, Trace)> {
         match (&self.encoder, &self.decoder) {
             (Some(_), Some(_)) => Err(Error::Unsupported(
                 "hidden states and attentions of encoder-decoders are not built yet".into(),
             )),
             (Some(enc), None) => {
                 self.checked_encoder("forward", &[ids])?;
-                let mut trace = Trace::new(ids.len(), enc.blocks.len());
+                let mut trace = Trace::new(ids.len(), enc.blocks.len(), hidden_states, attentions);
                 let hidden = self.run_encoder(enc, &[ids], Some(&mut trace))?;
                 let logits = match &enc.head {
                     Some(_) => Some(enc.logits(&hidden, None)?),
@@ -494,7 +498,7 @@ impl Model {
                 Ok((logits, trace))
             }
             (None, Some(dec)) => {
-                let mut trace = Trace::new(ids.len(), dec.blocks.len());
+                let mut trace = Trace::new(ids.len(), dec.blocks.len(), hidden_states, attentions);
                 let mut state = self.start(ids, 0)?;
                 let rows = self.step_traced(&mut [Step { state: &mut state, ids }], Logits::All, Some(&mut trace))?;
                 Ok((Some(rows.concat()), trace))

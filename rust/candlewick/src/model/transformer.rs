@@ -73,7 +73,11 @@ pub struct Batch<'a> {
 /// run in several pieces (micro-batches) fills it piece by piece.
 pub struct Trace {
     tokens: usize,
+    keep_hidden: bool,
+    keep_attentions: bool,
+    /// Empty unless asked for.
     pub hidden_states: Vec<Vec<f32>>,
+    /// Empty unless asked for.
     pub attentions: Vec<Vec<f32>>,
 }
 
@@ -128,7 +132,7 @@ impl Embeddings {
 impl Block {
     /// One layer on x: [1, tokens, hidden] (layer `l` of its stack).
     fn forward(&self, x: Tensor, l: usize, batch: &mut Batch, mut trace: Option<&mut Trace>) -> Result<Tensor> {
-        let want = trace.is_some();
+        let want = trace.as_ref().is_some_and(|t| t.keep_attentions);
         // self-attention: each sequence appends its new keys to, and reads, its own cache
         let x = self.attn_norms.around(x, |h| {
             let mut kv: Vec<SelfKv> = batch
@@ -242,23 +246,31 @@ impl Transformer {
 }
 
 impl Trace {
-    /// A trace of one sequence of `tokens` tokens through `layers` layers.
-    pub fn new(tokens: usize, layers: usize) -> Self {
+    /// A trace of one sequence of `tokens` tokens through `layers` layers, keeping the hidden
+    /// states and/or the attention probabilities.
+    pub fn new(tokens: usize, layers: usize, hidden_states: bool, attentions: bool) -> Self {
         Trace {
             tokens,
-            hidden_states: vec![Vec::new(); layers + 1],
-            attentions: vec![Vec::new(); layers],
+            keep_hidden: hidden_states,
+            keep_attentions: attentions,
+            hidden_states: if hidden_states { vec![Vec::new(); layers + 1] } else { Vec::new() },
+            attentions: if attentions { vec![Vec::new(); layers] } else { Vec::new() },
         }
     }
 
     fn hidden(&mut self, index: usize, x: &Tensor) -> Result<()> {
-        self.hidden_states[index].extend(x.flatten_all()?.to_vec1::<f32>()?);
+        if self.keep_hidden {
+            self.hidden_states[index].extend(x.flatten_all()?.to_vec1::<f32>()?);
+        }
         Ok(())
     }
 
     /// Probabilities [heads][len][start + len] of a piece at positions start..start+len, placed
     /// into the layer's [heads][tokens][tokens].
     fn attention(&mut self, layer: usize, (start, len): (usize, usize), heads: usize, probs: Vec<f32>) {
+        if !self.keep_attentions || probs.is_empty() {
+            return;
+        }
         let n = self.tokens;
         let all = &mut self.attentions[layer];
         all.resize(heads * n * n, 0.0);

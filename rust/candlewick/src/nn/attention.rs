@@ -51,7 +51,9 @@ pub struct Attention {
 }
 
 /// One sequence's part of a self-attention call: its new tokens (at positions start..start+len)
-/// and this layer's cache of it, which the new keys and values are appended to.
+/// and this layer's cache of it, which a causal layer appends the new keys and values to. A
+/// bidirectional layer sees its whole sequence at once and keeps nothing: its keys live in a
+/// cache of their own only while the layer runs (the one given is not touched).
 pub struct SelfKv<'a> {
     pub start: usize,
     pub len: usize,
@@ -204,10 +206,24 @@ impl Attention {
         let mut off = 0;
         for s in seqs.iter_mut() {
             let kv = off * nkv * hd..(off + s.len) * nkv * hd;
-            s.cache.append(&p.k[kv.clone()], &p.v[kv], s.len)?;
-            let keys = keys_of(s.cache)?;
+            let mut own;
+            let cache: &mut KvCache = if self.kind == AttentionKind::Bidirectional {
+                own = KvCache::new(nkv, hd, s.start + s.len);
+                &mut own
+            } else {
+                s.cache
+            };
+            if cache.len() != s.start {
+                return Err(Error::Model(format!(
+                    "a sequence at position {} with a cache of {} positions",
+                    s.start,
+                    cache.len()
+                )));
+            }
+            cache.append(&p.k[kv.clone()], &p.v[kv], s.len)?;
+            let keys = keys_of(cache)?;
             let q = &p.q[off * nh * hd..(off + s.len) * nh * hd];
-            let (o, probs) = self.attend(q, s.start, s.len, keys, s.cache, want_probs);
+            let (o, probs) = self.attend(q, s.start, s.len, keys, cache, want_probs);
             out.extend(o);
             all_probs.push(probs);
             off += s.len;

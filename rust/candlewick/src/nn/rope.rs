@@ -62,12 +62,11 @@ impl Rope {
     fn ensure(&self, n: usize) {
         let inner = &self.inner;
         let half = inner.half.max(1);
-        if inner.table.read().map(|t| t.len() / half >= n).unwrap_or(false) {
+        // a poisoned lock still holds whole rows: the table only ever grows by complete rows
+        if inner.table.read().unwrap_or_else(|e| e.into_inner()).len() / half >= n {
             return;
         }
-        let Ok(mut table) = inner.table.write() else {
-            return;
-        };
+        let mut table = inner.table.write().unwrap_or_else(|e| e.into_inner());
         let have = table.len() / half;
         // grow geometrically: a decode loop extends the table a few times, not every step
         let want = n.max(2 * have);
@@ -99,9 +98,7 @@ impl Rope {
         }
         let tokens = x.len() / (heads * hd);
         self.ensure(start + tokens);
-        let Ok(table) = self.inner.table.read() else {
-            return;
-        };
+        let table = self.inner.table.read().unwrap_or_else(|e| e.into_inner());
         let rows = &table[start * self.inner.half..(start + tokens) * self.inner.half];
         #[cfg(target_arch = "x86_64")]
         if crate::kernels::has_fma() {

@@ -1,7 +1,7 @@
 //! BERT encoders in HF safetensors (BertModel, BertForMaskedLM; sentence-transformers models such
 //! as all-MiniLM-L6-v2): learned positions + token types + embedding LayerNorm, post-norm layers
-//! with biased projections and a GELU MLP, the pooler of BertModel, the MLM head of
-//! BertForMaskedLM (dense -> GELU -> LayerNorm -> decoder tied to the word embeddings, with its
+//! with biased projections and a GELU MLP, BertModel's pooler (read and counted; embed pools as
+//! sentence-transformers does), the MLM head of BertForMaskedLM (dense -> GELU -> LayerNorm -> decoder tied to the word embeddings, with its
 //! own bias).
 
 use super::{activation, activation_name, want, Family, HfConfig};
@@ -152,7 +152,8 @@ impl Family for Bert {
                 mlp_norms: Norms::Post(l.pp("output.LayerNorm").layer_norm(h, b, eps)?),
             });
         }
-        let pooler = if c.pooler {
+        // BertModel checkpoints hold a pooler (exported without one when add_pooling_layer=False)
+        let pooler = if c.pooler && m.has("pooler.dense.weight") {
             Some(Pooler { dense: m.pp("pooler.dense").linear(h, h, true)? })
         } else {
             None
