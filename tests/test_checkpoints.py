@@ -120,3 +120,14 @@ def test_encoder_decoders_score_like_their_logits():
     lp = logits - logits.max(1, keepdims=True)
     lp -= np.log(np.exp(lp).sum(1, keepdims=True))
     assert abs(s.logprob - sum(lp[j, t] for j, t in enumerate(cont))) < 1e-4
+
+
+def test_absurd_sizes_are_counted_without_allocating_or_wrapping():
+    c = cw.ModelConfig(hidden_size=2**24, num_heads=8, head_dim=64, vocab_size=2**40,
+                       intermediate_size=2**24, max_position_embeddings=2**40)
+    assert c.num_parameters == 2**64 - 1  # saturates: no weight is made to count them
+    est = cw.estimate_memory(c, seq_len=2**40, batch_size=2**40)
+    assert est.breakdown["kv_cache"] == 2**64 - 1 and not est.fits("1TB")
+    for kw, field in ((dict(num_layers=10**12), "num_layers"), (dict(hidden_size=2**30), "hidden_size")):
+        with pytest.raises(ValueError, match=f"{field}: .* larger than any model's"):
+            cw.ModelConfig(**kw)

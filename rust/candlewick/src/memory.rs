@@ -266,13 +266,16 @@ pub const KEYS: [&str; 6] = [
 /// encoder-decoder's decoder layers keep their own K/V plus K/V of the encoder output for
 /// cross-attention (seq_len each).
 pub fn kv_cache_bytes(d: &Dims, tokens: usize, batch: usize, kv: Precision) -> (u64, String) {
-    let per_layer_token = 2 * d.num_kv_heads * d.head_dim;
+    let per_layer_token = 2usize.saturating_mul(d.num_kv_heads).saturating_mul(d.head_dim);
     let (layers, mult, what) = match d.architecture {
         Architecture::Encoder => (0, 0, "encoders keep no KV cache"),
         Architecture::Decoder => (d.num_layers, 1, ""),
         Architecture::EncoderDecoder => (d.num_decoder_layers, 2, " x 2 (self + cross)"),
     };
-    let n = (per_layer_token * layers * mult) as u64 * tokens as u64 * batch as u64;
+    // saturating: sizes from users and files never wrap
+    let n = [per_layer_token, layers, mult, tokens, batch]
+        .iter()
+        .fold(1u64, |a, &x| a.saturating_mul(x as u64));
     let bytes = kv.bytes(n);
     let f = if layers == 0 {
         what.to_string()
@@ -496,12 +499,15 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                 let per_token = attn.max(mlp);
                 let logits = match d.architecture {
                     Architecture::Encoder => 0,
-                    _ => d.vocab_size * b,
+                    _ => d.vocab_size.saturating_mul(b),
                 };
-                let vals = (per_token * t * b + logits) as u64;
+                let vals = (per_token as u64)
+                    .saturating_mul(t as u64)
+                    .saturating_mul(b as u64)
+                    .saturating_add(logits as u64);
                 items.push(Item {
                     key: "activations",
-                    bytes: vals * 4,
+                    bytes: vals.saturating_mul(4),
                     formula: format!(
                         "max(attention {attn}, mlp {mlp}) f32 values per token x {t} tokens x {b} batch + {logits} logits, x 4 B"
                     ),
@@ -547,7 +553,7 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
             formula: of,
         });
         let (mb, mf) = if o.mixed_precision {
-            zero(1, n * 4, format!("{n} params x 4 B (fp32 master copy)"))
+            zero(1, n.saturating_mul(4), format!("{n} params x 4 B (fp32 master copy)"))
         } else {
             (0, "none without mixed precision".into())
         };

@@ -111,6 +111,12 @@ fields! {
     }
 }
 
+/// Upper bounds of a config's sizes, far above any model's (the deepest have hundreds of layers,
+/// the widest tens of thousands of hidden units, the longest contexts ten million positions).
+const MAX_LAYERS: usize = 100_000;
+const MAX_WIDTH: usize = 1 << 24;
+const MAX_LENGTH: usize = 1 << 40;
+
 fn field_err(field: &str, msg: String) -> Error {
     Error::InvalidArgument(format!("ModelConfig.{field}: {msg}"))
 }
@@ -132,6 +138,25 @@ impl ModelConfig {
         ] {
             if v == 0 {
                 return Err(field_err(name, "must be positive".into()));
+            }
+        }
+        // sizes beyond any model's are mistakes (or hostile files): refused before anything is
+        // counted or allocated from them, and products of them cannot overflow
+        for (name, v, max) in [
+            ("num_layers", self.num_layers, MAX_LAYERS),
+            ("num_decoder_layers", self.num_decoder_layers, MAX_LAYERS),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH),
+            ("num_heads", self.num_heads, MAX_WIDTH),
+            ("num_kv_heads", self.num_kv_heads, MAX_WIDTH),
+            ("head_dim", self.head_dim, MAX_WIDTH),
+            ("type_vocab_size", self.type_vocab_size, MAX_WIDTH),
+            ("relative_attention_num_buckets", self.relative_attention_num_buckets, MAX_WIDTH),
+            ("vocab_size", self.vocab_size, MAX_LENGTH),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_LENGTH),
+        ] {
+            if v > max {
+                return Err(field_err(name, format!("{v} is larger than any model's (at most {max})")));
             }
         }
         if !self.num_heads.is_multiple_of(self.num_kv_heads) {

@@ -194,7 +194,7 @@ impl TensorType {
 
     /// Bytes for `n` values, in whole blocks.
     pub fn bytes(&self, n: u64) -> u64 {
-        n.div_ceil(self.block_size as u64) * self.block_bytes as u64
+        n.div_ceil(self.block_size as u64).saturating_mul(self.block_bytes as u64)
     }
 
     pub fn bytes_per_value(&self) -> f64 {

@@ -125,6 +125,11 @@ impl<'a> Vb<'a> {
         matches!(self.src, Source::Gguf(_))
     }
 
+    /// Nothing is read or allocated: the build only lists names and shapes.
+    pub fn is_listing(&self) -> bool {
+        matches!(self.src, Source::Shapes(_))
+    }
+
     /// Whether the source holds tensor `leaf` here. Sources that make tensors hold every name a
     /// family asks for (so a family's canonical layout is what they make).
     pub fn has(&self, leaf: &str) -> bool {
@@ -221,7 +226,11 @@ impl<'a> Vb<'a> {
 
     /// The RMSNorm itself (per-head q/k norms are applied to slices).
     pub fn rms(&self, dim: usize, eps: f64) -> Result<RmsNorm> {
-        RmsNorm::new(self.tensor("weight", &[dim], Init::Ones)?, eps)
+        let w = self.tensor("weight", &[dim], Init::Ones)?;
+        if self.is_listing() {
+            return Ok(RmsNorm::unread(eps));
+        }
+        RmsNorm::new(w, eps)
     }
 
     /// LayerNorm: "weight" [dim] and, with `bias`, "bias" [dim].
@@ -232,6 +241,9 @@ impl<'a> Vb<'a> {
         } else {
             None
         };
+        if self.is_listing() {
+            return Ok(Norm::Layer(LayerNorm::unread(eps)));
+        }
         Ok(Norm::Layer(LayerNorm::new(w, b, eps)?))
     }
 }

@@ -19,6 +19,14 @@ impl RmsNorm {
         })
     }
 
+    /// A norm whose weights were not read (a build that only lists a checkpoint's tensors).
+    pub(crate) fn unread(eps: f64) -> Self {
+        Self {
+            weight: Vec::new(),
+            eps: eps as f32,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         let mut v = x.flatten_all()?.to_vec1::<f32>()?;
@@ -50,6 +58,15 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// A norm whose weights were not read (a build that only lists a checkpoint's tensors).
+    pub(crate) fn unread(eps: f64) -> Self {
+        Self {
+            weight: Vec::new(),
+            bias: None,
+            eps,
+        }
+    }
+
     pub fn new(weight: Tensor, bias: Option<Tensor>, eps: f64) -> Result<Self> {
         let weight = weight.flatten_all()?.to_vec1::<f32>()?;
         let bias = bias

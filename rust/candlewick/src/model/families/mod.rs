@@ -195,12 +195,13 @@ pub fn tensor_shapes(c: &ModelConfig) -> Result<Vec<(String, Vec<usize>)>> {
     Ok(src.into_shapes())
 }
 
-/// Parameters as `c` describes them: the sum of its checkpoint tensors.
+/// Parameters as `c` describes them: the sum of its checkpoint tensors (saturating: a config
+/// of absurd sizes counts u64::MAX, never wraps).
 pub fn num_parameters(c: &ModelConfig) -> Result<u64> {
     Ok(tensor_shapes(c)?
         .iter()
-        .map(|(_, s)| s.iter().product::<usize>() as u64)
-        .sum())
+        .map(|(_, s)| s.iter().fold(1u64, |a, &d| a.saturating_mul(d as u64)))
+        .fold(0u64, u64::saturating_add))
 }
 
 /// An HF config.json, read with the defaults of the HF classes.
