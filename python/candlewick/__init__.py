@@ -6,7 +6,8 @@
 """
 
 from ._native import CandlewickError, GenerationConfig, ModelConfig, ModelFileError, UnsupportedError, __version__
-from . import prompts
+from . import objectives, prompts
+from ._train import TrainResult, train
 from ._memory import MemoryEstimate, estimate_memory
 from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, ScoreResult, TokenLogprob, Tokenizer, load, sample
 from ._registry import available_models, resolve
@@ -23,13 +24,16 @@ __all__ = [
     "ModelFileError",
     "ScoreResult",
     "TokenLogprob",
+    "TrainResult",
     "Tokenizer",
     "UnsupportedError",
     "__version__",
     "available_models",
     "estimate_memory",
     "load",
+    "objectives",
     "prompts",
     "resolve",
     "sample",
+    "train",
 ]

@@ -48,6 +48,8 @@ class ForwardOutput(NamedTuple):
     logits: Optional[np.ndarray]
     hidden_states: Optional[List[np.ndarray]] = None
     attentions: Optional[List[np.ndarray]] = None
+    #: transformers' loss against `labels`, when forward was given them
+    loss: Optional[float] = None
 
 
 class EncoderOutput(NamedTuple):
@@ -221,6 +223,10 @@ class Model:
     fill_mask, logits (masked-LM); encoder-decoders: logits, generate, stream, score."""
 
     def __init__(self, native):
+        self._replace(native)
+
+    def _replace(self, native):
+        """Hold another native model (training's result): the same tokenizer and settings."""
         self._m = native
         tok = native.tokenizer
         # None for a folder without tokenizer.json: calls with ids work, calls with text do not
@@ -300,17 +306,67 @@ class Model:
             raise ValueError(f"top_k must be positive, got {top_k}")
         return self._m.fill_mask(text, top_k)
 
-    def forward(self, ids, output_hidden_states: bool = False, output_attentions: bool = False) -> ForwardOutput:
+    def forward(self, ids, output_hidden_states: bool = False, output_attentions: bool = False, labels=None) -> ForwardOutput:
         """One sequence (token ids, or a str tokenized with special tokens) through the model,
-        returning its logits and, when asked, every layer's hidden states and attention weights."""
+        returning its logits and, when asked, every layer's hidden states and attention weights;
+        with labels (one per token; -100 not counted), also transformers' loss.
+
+            out = model.forward([1, 2, 3], labels=[1, 2, 3]); out.loss
+        """
         if isinstance(ids, str):
             ids = self._tokenizer().encode(ids)
         row = _ids(ids, "ids")
         for name, v in (("output_hidden_states", output_hidden_states), ("output_attentions", output_attentions)):
             if not isinstance(v, bool):
                 raise TypeError(f"{name} must be a bool")
+        loss = None if labels is None else self.loss([row], [list(np.asarray(labels).reshape(-1))])
         logits, hidden, attn = self._m.forward(row, output_hidden_states, output_attentions)
-        return ForwardOutput(logits, hidden if output_hidden_states else None, attn if output_attentions else None)
+        return ForwardOutput(logits, hidden if output_hidden_states else None, attn if output_attentions else None, loss)
+
+    # ---- losses and gradients -----------------------------------------------------------------
+
+    @staticmethod
+    def _batch(input_ids, labels, attention_mask, decoder_input_ids):
+        def arr(x, name):
+            if x is None:
+                return None
+            a = np.asarray(x)
+            if a.ndim == 1:
+                a = a[None, :]
+            if a.ndim != 2 or (a.size and not np.issubdtype(a.dtype, np.integer)):
+                raise ValueError(f"{name} must be a 1-D or 2-D array of ints, got shape {a.shape} of {a.dtype}")
+            return np.ascontiguousarray(a, dtype=np.int64)
+
+        if labels is None:
+            raise ValueError("labels is required")
+        return (arr(input_ids, "input_ids"), arr(labels, "labels"), arr(attention_mask, "attention_mask"),
+                arr(decoder_input_ids, "decoder_input_ids"))
+
+    def loss(self, input_ids, labels, attention_mask=None, decoder_input_ids=None) -> float:
+        """transformers' loss of a batch: the mean cross-entropy over labels that are not -100.
+        Decoders shift inside (position t predicts labels[t + 1]); encoders (masked LM) do not;
+        encoder-decoders read decoder_input_ids, or the labels shifted right after the decoder
+        start token, and score the labels.
+
+            model.loss([[5, 6, 7]], [[5, 6, 7]])
+        """
+        return _native.model_loss(self._m, *self._batch(input_ids, labels, attention_mask, decoder_input_ids))
+
+    def state_dict(self) -> dict:
+        """{parameter name: float32 array}: the weights by checkpoint name (copies), as
+        transformers' state_dict names them. GGUF models (quantized) are refused.
+
+            w = model.state_dict()["model.embed_tokens.weight"]
+        """
+        return _native.model_state_dict(self._m)
+
+    def gradients(self, input_ids, labels, attention_mask=None, decoder_input_ids=None):
+        """(loss, {parameter name: d loss / d parameter}) for a batch, the parameters named as
+        in the model's checkpoint (what training computes before each optimizer step).
+
+            loss, grads = model.gradients([[5, 6, 7]], [[5, 6, 7]])
+        """
+        return _native.model_gradients(self._m, *self._batch(input_ids, labels, attention_mask, decoder_input_ids))
 
     def _tokenizer(self) -> Tokenizer:
         """The tokenizer, for calls that take text (the engine's clear error when there is none)."""

@@ -8,6 +8,7 @@ mod memory;
 mod model;
 mod sampling;
 mod tokenizer;
+mod train;
 
 use pyo3::prelude::*;
 
@@ -30,6 +31,16 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
     m.add_function(wrap_pyfunction!(memory::estimate_memory, m)?)?;
     m.add_function(wrap_pyfunction!(memory::assemble_parts, m)?)?;
+    m.add_function(wrap_pyfunction!(train::objective_mlm, m)?)?;
+    m.add_function(wrap_pyfunction!(train::objective_clm, m)?)?;
+    m.add_function(wrap_pyfunction!(train::objective_span_corruption, m)?)?;
+    m.add_function(wrap_pyfunction!(train::objective_pack, m)?)?;
+    m.add_function(wrap_pyfunction!(train::t5_input_length, m)?)?;
+    m.add_function(wrap_pyfunction!(train::train, m)?)?;
+    m.add_function(wrap_pyfunction!(train::model_loss, m)?)?;
+    m.add_function(wrap_pyfunction!(train::model_gradients, m)?)?;
+    m.add_function(wrap_pyfunction!(train::tokenize_corpus, m)?)?;
+    m.add_function(wrap_pyfunction!(train::model_state_dict, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

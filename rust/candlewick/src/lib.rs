@@ -15,6 +15,7 @@ pub mod model;
 pub mod nn;
 pub mod sampling;
 pub mod tokenizer;
+pub mod train;
 
 pub use config::{GenerationConfig, ModelConfig};
 pub use error::{Error, Result};

@@ -44,6 +44,18 @@ pub enum Source<'a> {
     Gguf(&'a GgufFile),
     Random(Box<RefCell<Random>>),
     Shapes(RefCell<Vec<(String, Vec<usize>)>>),
+    /// Tensors by checkpoint name, held by the layers as they are: training's variables (so
+    /// gradients reach them and the next build sees their updates), or a trained model's weights.
+    /// `gguf`: the names are a GGUF file's (a model dequantized from one).
+    Params {
+        params: &'a BTreeMap<String, Tensor>,
+        gguf: bool,
+    },
+    /// Any source, every tensor read kept by name (what training makes its parameters from).
+    Recorded {
+        inner: Box<Source<'a>>,
+        made: RefCell<BTreeMap<String, Tensor>>,
+    },
 }
 
 pub struct Random {
@@ -63,10 +75,19 @@ impl Source<'_> {
         Source::Shapes(RefCell::new(Vec::new()))
     }
 
-    /// The tensors a `Random` source made, by checkpoint name.
+    /// `inner`, keeping every tensor a build reads.
+    pub fn recorded<'b>(inner: Source<'b>) -> Source<'b> {
+        Source::Recorded {
+            inner: Box::new(inner),
+            made: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The tensors a `Random` source made, or a `Recorded` one read, by checkpoint name.
     pub fn into_made(self) -> BTreeMap<String, Tensor> {
         match self {
             Source::Random(r) => (*r).into_inner().made,
+            Source::Recorded { made, .. } => made.into_inner(),
             _ => BTreeMap::new(),
         }
     }
@@ -122,7 +143,7 @@ impl<'a> Vb<'a> {
 
     /// Tensors are read from a GGUF file (its own names and arithmetic apply).
     pub fn is_gguf(&self) -> bool {
-        matches!(self.src, Source::Gguf(_))
+        matches!(self.src.inner(), Source::Gguf(_) | Source::Params { gguf: true, .. })
     }
 
     /// Nothing is read or allocated: the build only lists names and shapes.
@@ -134,17 +155,29 @@ impl<'a> Vb<'a> {
     /// family asks for (so a family's canonical layout is what they make).
     pub fn has(&self, leaf: &str) -> bool {
         let name = self.name(leaf);
-        match self.src {
+        match self.src.inner() {
             Source::Files { files, .. } => files.iter().any(|f| f.contains(&name)),
             Source::Gguf(g) => g.tensor_info(&name).is_some(),
-            Source::Random(_) | Source::Shapes(_) => true,
+            Source::Params { params, .. } => params.contains_key(&name),
+            Source::Random(_) | Source::Shapes(_) | Source::Recorded { .. } => true,
         }
     }
 
     /// The f32 tensor `leaf`, which must have `shape`.
     pub fn tensor(&self, leaf: &str, shape: &[usize], init: Init) -> Result<Tensor> {
         let name = self.name(leaf);
+        if let Source::Recorded { inner, made } = self.src {
+            let t = Vb { src: &**inner, prefix: String::new() }.tensor(&name, shape, init)?;
+            made.borrow_mut().insert(name, t.clone());
+            return Ok(t);
+        }
         match self.src {
+            Source::Params { params, .. } => match params.get(&name) {
+                Some(v) if v.dims() == shape => Ok(v.clone()),
+                Some(v) => Err(Error::Model(format!("parameter {name} has shape {:?}, expected {shape:?}", v.dims()))),
+                None => Err(Error::Model(format!("no parameter {name} (expected shape {shape:?})"))),
+            },
+            Source::Recorded { .. } => unreachable!("handled above"),
             Source::Files { files, path } => match files.iter().find(|f| f.contains(&name)) {
                 Some(f) => f.tensor(&name, shape, &cpu()),
                 None => Err(Error::invalid_file(
@@ -173,8 +206,10 @@ impl<'a> Vb<'a> {
                 Ok(None)
             }
         };
-        if let Source::Gguf(g) = self.src {
-            return Linear::from_gguf(g, &self.name("weight"), out, inp, &cpu())?.with_bias(bias(self)?);
+        if let Source::Gguf(g) = self.src.inner() {
+            if !matches!(self.src, Source::Recorded { .. }) {
+                return Linear::from_gguf(g, &self.name("weight"), out, inp, &cpu())?.with_bias(bias(self)?);
+            }
         }
         let w = self.tensor("weight", &[out, inp], Init::Normal)?;
         Linear::dense(w, bias(self)?)
@@ -209,6 +244,7 @@ impl<'a> Vb<'a> {
         if let Source::Gguf(g) = self.src {
             return Embedding::from_gguf(g, &self.name("weight"), rows, dim, &cpu());
         }
+        // (a recorded GGUF source dequantizes: what training from a GGUF file starts from)
         Ok(Embedding::Dense(self.tensor("weight", &[rows, dim], Init::Normal)?))
     }
 
@@ -245,6 +281,16 @@ impl<'a> Vb<'a> {
             return Ok(Norm::Layer(LayerNorm::unread(eps)));
         }
         Ok(Norm::Layer(LayerNorm::new(w, b, eps)?))
+    }
+}
+
+impl<'a> Source<'a> {
+    /// The source tensors come from (a recorded source's inner one).
+    fn inner(&self) -> &Source<'a> {
+        match self {
+            Source::Recorded { inner, .. } => inner,
+            other => other,
+        }
     }
 }
 

@@ -43,6 +43,22 @@ impl LmHead {
     }
 }
 
+impl LmHead {
+    pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
+        match self.scale {
+            Some(s) => self.proj.forward_t(&(x * s)?),
+            None => self.proj.forward_t(x),
+        }
+    }
+}
+
+impl MlmHead {
+    pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
+        let t = activate(&self.dense.forward_t(x)?, self.activation)?;
+        self.decoder.forward_t(&self.norm.forward_t(&t)?)
+    }
+}
+
 impl MlmHead {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let t = activate(&self.dense.forward(x)?, self.activation)?;
@@ -56,6 +72,16 @@ impl Head {
         match self {
             Head::Lm(h) => h.forward(x),
             Head::Mlm(h) => h.forward(x),
+        }
+    }
+}
+
+impl Head {
+    /// The differentiable form: logits [batch, tokens, vocab] for [batch, tokens, hidden].
+    pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Head::Lm(h) => h.forward_t(x),
+            Head::Mlm(h) => h.forward_t(x),
         }
     }
 }

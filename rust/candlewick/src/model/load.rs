@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::builder::Source;
-use super::{families, Model, ModelInfo, Pooling};
+use super::{families, Model, ModelInfo, Pooling, Stacks};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::io::checkpoint::{generic_gguf_config, Checkpoint};
@@ -117,6 +117,26 @@ impl Model {
         let mut model = Model::new(cfg, stacks, Some(tokenizer), info);
         model.built = Some(tensors);
         Ok(model)
+    }
+
+    /// This model with other weights (trained ones): its config, tokenizer and settings, the
+    /// stacks built from `tensors`, which `save` writes.
+    pub fn with_weights(&self, stacks: Stacks, tensors: BTreeMap<String, candle_core::Tensor>) -> Model {
+        let mut info = self.info.clone();
+        info.tensor_types = [("F32".to_string(), tensors.len())].into_iter().collect();
+        info.weight_bytes = tensors.values().map(|t| t.elem_count() * 4).sum();
+        Model {
+            config: self.config.clone(),
+            encoder: stacks.encoder,
+            decoder: stacks.decoder,
+            tokenizer: self.tokenizer.clone(),
+            eog_token_ids: self.eog_token_ids.clone(),
+            bos_token_id: self.bos_token_id,
+            generation: self.generation.clone(),
+            info,
+            sentence: self.sentence,
+            built: Some(tensors),
+        }
     }
 
     /// Write config.json + model.safetensors (+ tokenizer.json) in the HF layout of the model's

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 
 use super::heads::{Head, LmHead, Pooler};
 use crate::error::Result;
-use crate::nn::attention::{CrossKv, SelfKv};
+use crate::nn::attention::{AttentionKind, CrossKv, SelfKv};
 use crate::nn::{Attention, Cache, Embedding, Linear, Mlp, Norm};
 
 pub struct Embeddings {
@@ -81,7 +81,47 @@ pub struct Trace {
     pub attentions: Vec<Vec<f32>>,
 }
 
+/// A padded batch for the differentiable path: `rows` sequences of `cols` tokens each, every one
+/// from position 0 (as transformers trains: right padding, positions 0..cols).
+pub struct Padded<'a> {
+    pub ids: &'a [u32],
+    pub rows: usize,
+    pub cols: usize,
+    /// 1 where a token is real, 0 where it is padding; None: every token is real.
+    pub mask: Option<&'a [f32]>,
+}
+
+/// The additive attention mask [rows, 1, queries, keys]: 0 where a query sees a key, f32::MIN
+/// where causality, the window or the key's padding hide it. None when nothing is hidden.
+fn additive_mask(rows: usize, queries: usize, keys: usize, causal: bool, window: Option<usize>, key_mask: Option<&[f32]>) -> Result<Option<Tensor>> {
+    if !causal && key_mask.is_none() {
+        return Ok(None);
+    }
+    let mut m = vec![0f32; rows * queries * keys];
+    for r in 0..rows {
+        for i in 0..queries {
+            for j in 0..keys {
+                let seen = (!causal || (j <= i && window.is_none_or(|w| i - j < w)))
+                    && key_mask.is_none_or(|k| k[r * keys + j] > 0.5);
+                if !seen {
+                    m[(r * queries + i) * keys + j] = f32::MIN;
+                }
+            }
+        }
+    }
+    Ok(Some(Tensor::from_vec(m, (rows, 1, queries, keys), &Device::Cpu)?))
+}
+
 impl Norms {
+    /// The differentiable form of `around`.
+    fn around_t(&self, x: Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        Ok(match self {
+            Norms::Pre(norm) => (&x + f(&norm.forward_t(&x)?)?)?,
+            Norms::Post(norm) => norm.forward_t(&(&x + f(&x)?)?)?,
+            Norms::Sandwich { before, after } => (&x + after.forward_t(&f(&before.forward_t(&x)?)?)?)?,
+        })
+    }
+
     /// x through sub-layer `f` with this residual order.
     fn around(&self, x: Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
         Ok(match self {
@@ -129,7 +169,46 @@ impl Embeddings {
     }
 }
 
+impl Embeddings {
+    /// The differentiable form: [rows, cols, hidden].
+    fn forward_t(&self, input: &Padded) -> Result<Tensor> {
+        let dev = Device::Cpu;
+        let (b, t) = (input.rows, input.cols);
+        let mut x = self.tokens.forward_t(input.ids, &dev)?;
+        let hidden = x.dim(1)?;
+        x = x.reshape((b, t, hidden))?;
+        if let Some(s) = self.scale {
+            x = (x * s)?;
+        }
+        if let Some(table) = &self.positions {
+            let pos: Vec<u32> = (0..t as u32).collect();
+            x = x.broadcast_add(&table.forward_t(&pos, &dev)?)?;
+        }
+        if let Some(types) = &self.token_types {
+            x = x.broadcast_add(&types.forward_t(&[0], &dev)?)?;
+        }
+        if let Some(n) = &self.norm {
+            x = n.forward_t(&x)?;
+        }
+        Ok(x)
+    }
+}
+
 impl Block {
+    /// The differentiable form of one layer on x [rows, tokens, hidden]: `mask` for its
+    /// self-attention, `memory` the encoder output (and its mask) for its cross-attention.
+    fn forward_t(&self, x: Tensor, mask: Option<&Tensor>, memory: Option<(&Tensor, Option<&Tensor>)>) -> Result<Tensor> {
+        let x = self.attn_norms.around_t(x, |h| self.attn.forward_t(h, None, mask))?;
+        let x = match (&self.cross, memory) {
+            (Some((attn, norms)), Some((enc, enc_mask))) => norms.around_t(x, |h| attn.forward_t(h, Some(enc), enc_mask))?,
+            (Some(_), None) => {
+                return Err(crate::error::Error::Model("a cross-attending block was run without an encoder output".into()))
+            }
+            (None, _) => x,
+        };
+        self.mlp_norms.around_t(x, |h| self.mlp.forward_t(h))
+    }
+
     /// One layer on x: [1, tokens, hidden] (layer `l` of its stack).
     fn forward(&self, x: Tensor, l: usize, batch: &mut Batch, mut trace: Option<&mut Trace>) -> Result<Tensor> {
         let want = trace.as_ref().is_some_and(|t| t.keep_attentions);
@@ -203,6 +282,47 @@ impl Transformer {
             }
         }
         Ok(x)
+    }
+
+    /// The differentiable form of `forward` over a padded batch: hidden states after the final
+    /// norm, [rows, cols, hidden]. `encoder`: the encoder's output [rows, keys, hidden] and its
+    /// padding mask [rows * keys], for stacks that cross-attend. Gradients reach every dense
+    /// weight the stack was built from.
+    pub fn forward_t(&self, input: &Padded, encoder: Option<(&Tensor, Option<&[f32]>)>) -> Result<Tensor> {
+        let (b, t) = (input.rows, input.cols);
+        if b * t != input.ids.len() || input.mask.is_some_and(|m| m.len() != b * t) {
+            return Err(crate::error::Error::Model(format!("a padded batch of {} ids is not {b} x {t}", input.ids.len())));
+        }
+        let mut x = self.embeddings.forward_t(input)?;
+        let memory = match encoder {
+            Some((enc, enc_mask)) => {
+                let keys = enc.dim(1)?;
+                Some((enc, additive_mask(b, 1, keys, false, None, enc_mask)?))
+            }
+            None => None,
+        };
+        // one mask per (kind, window): layers of the same kind share it
+        let mut masks: Vec<((bool, Option<usize>), Option<Tensor>)> = Vec::new();
+        for block in &self.blocks {
+            let key = (block.attn.kind == AttentionKind::Causal, block.attn.window);
+            if !masks.iter().any(|(k, _)| *k == key) {
+                masks.push((key, additive_mask(b, t, t, key.0, key.1, input.mask)?));
+            }
+            let mask = masks.iter().find(|(k, _)| *k == key).and_then(|(_, m)| m.as_ref());
+            x = block.forward_t(x, mask, memory.as_ref().map(|(e, m)| (*e, m.as_ref())))?;
+        }
+        if let Some(norm) = &self.norm {
+            x = norm.forward_t(&x)?;
+        }
+        Ok(x)
+    }
+
+    /// The head's differentiable outputs: logits [rows, cols, vocab].
+    pub fn logits_t(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = self.head.as_ref().ok_or_else(|| {
+            crate::error::Error::Unsupported("this model has no LM head".into())
+        })?;
+        head.forward_t(hidden)
     }
 
     /// The head's outputs (logits) for some rows of the hidden states (all when `rows` is None):

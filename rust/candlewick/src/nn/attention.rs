@@ -2,7 +2,7 @@
 //! MQA are the two ends), in three kinds: causal self-attention (decoders), bidirectional
 //! self-attention (encoders) and cross-attention to an encoder's output. Every kind keeps its
 //! keys and values in a `KvCache` and runs the one kernel in kernels::attention.
-use candle_core::Tensor;
+use candle_core::{Tensor, D};
 
 use super::{KvCache, Linear, RelativeBias, RmsNorm, Rope};
 use crate::error::{Error, Result};
@@ -249,6 +249,53 @@ impl Attention {
         Ok((self.output(out, x)?, all_probs))
     }
 
+    /// The differentiable form (training, losses) over a padded batch x: [batch, tokens, hidden],
+    /// every sequence from position 0: self-attention when `memory` is None, else cross-attention
+    /// to `memory` [batch, keys, hidden]. `mask` [batch, 1, tokens, keys] is added to the scores
+    /// (0 where a key is seen, f32::MIN where not: causality, window and padding in one).
+    /// Candle ops throughout, softmax included (candle-nn's fused one records no gradient).
+    pub fn forward_t(&self, x: &Tensor, memory: Option<&Tensor>, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let src = memory.unwrap_or(x);
+        let s = src.dim(1)?;
+        let heads = |y: Tensor, n: usize, len: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, len, n, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let mut q = heads(self.q.forward_t(x)?, nh, t)?;
+        let mut k = heads(self.k.forward_t(src)?, nkv, s)?;
+        let mut v = heads(self.v.forward_t(src)?, nkv, s)?;
+        if let Some(n) = &self.q_norm {
+            q = n.forward_t(&q)?;
+        }
+        if let Some(n) = &self.k_norm {
+            k = n.forward_t(&k)?;
+        }
+        if let (AttentionPositions::Rope(r), None) = (&self.positions, memory) {
+            q = r.forward_t(&q)?;
+            k = r.forward_t(&k)?;
+        }
+        if nh != nkv {
+            // grouped-query attention: each kv head serves nh / nkv query heads
+            let rep = nh / nkv;
+            let expand = |y: Tensor| -> Result<Tensor> {
+                Ok(y.unsqueeze(2)?.broadcast_as((b, nkv, rep, s, hd))?.reshape((b, nh, s, hd))?)
+            };
+            k = expand(k)?;
+            v = expand(v)?;
+        }
+        let mut scores = (q.matmul(&k.t()?)? * self.scale as f64)?;
+        if let (AttentionPositions::RelativeBias(rb), None) = (&self.positions, memory) {
+            scores = scores.broadcast_add(&rb.forward_t(t, s)?.unsqueeze(0)?)?;
+        }
+        if let Some(m) = mask {
+            scores = scores.broadcast_add(m)?;
+        }
+        let probs = softmax_t(&scores)?;
+        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        self.o.forward_t(&out)
+    }
+
     /// The keys and values this cross-attention layer reads from an encoder output
     /// [1, tokens, hidden]: computed once per request.
     pub fn encoder_kv(&self, encoded: &Tensor) -> Result<KvCache> {
@@ -257,4 +304,12 @@ impl Attention {
         cache.append(&rows(&self.k.forward(encoded)?)?, &rows(&self.v.forward(encoded)?)?, n)?;
         Ok(cache)
     }
+}
+
+/// Softmax over the last dimension in ops that record gradients. The row maximum is subtracted
+/// as a constant (softmax does not change under a shift, so neither does its gradient).
+pub fn softmax_t(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }

@@ -106,6 +106,33 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// The differentiable form (training, losses): x [..., in] -> [..., out] as one matmul over
+    /// the rows, recording gradients for a dense weight and bias. Quantized weights run their
+    /// kernels and record none (they cannot be trained).
+    pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
+        let Weight::Candle(QMatMul::Tensor(w)) = &self.weight else {
+            return self.forward(x);
+        };
+        let dims = x.dims().to_vec();
+        let k = *dims.last().unwrap_or(&0);
+        if k != self.in_features {
+            return Err(Error::Model(format!("linear layer expects {} inputs, got {k}", self.in_features)));
+        }
+        let m = x.elem_count() / k.max(1);
+        let y = x.reshape((m, k))?.matmul(&w.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        if let Some(last) = out_dims.last_mut() {
+            *last = self.out_features;
+        }
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
 /// Token embedding table: rows dequantized on lookup, straight from the map when we can.
 #[derive(Debug, Clone)]
 pub enum Embedding {
@@ -176,6 +203,23 @@ impl Embedding {
                 }
                 Ok(Tensor::from_vec(out, (ids.len(), *dim), device)?)
             }
+        }
+    }
+
+    /// The differentiable form: rows of a dense table by index_select (its gradient reaches the
+    /// table); quantized tables are dequantized row by row and record none.
+    pub fn forward_t(&self, ids: &[u32], device: &Device) -> Result<Tensor> {
+        match self {
+            Embedding::Dense(t) => {
+                let rows = t.dim(0)?;
+                if let Some(&bad) = ids.iter().find(|&&i| i as usize >= rows) {
+                    return Err(Error::InvalidArgument(format!(
+                        "token id {bad} is out of range for {rows} embeddings"
+                    )));
+                }
+                Ok(t.index_select(&Tensor::new(ids, device)?, 0)?)
+            }
+            _ => self.forward(ids, device),
         }
     }
 

@@ -26,6 +26,16 @@ pub fn activate(x: &Tensor, a: Activation) -> Result<Tensor> {
 }
 
 impl Mlp {
+    /// The differentiable form: candle ops throughout (the activation's exact formula, not
+    /// ggml's lookup table).
+    pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
+        let h = match &self.gate {
+            Some(g) => (activate(&g.forward_t(x)?, self.activation)? * self.up.forward_t(x)?)?,
+            None => activate(&self.up.forward_t(x)?, self.activation)?,
+        };
+        self.down.forward_t(&h)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         // Gated MLPs whose activation ggml computes its own way (SwiGLU with its expf; GELU
         // through its f16 table) run on slices, so activations match llama.cpp.

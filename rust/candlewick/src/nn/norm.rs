@@ -1,20 +1,28 @@
 //! RMSNorm (Zhang & Sennrich 2019): x / sqrt(mean(x^2) + eps) * weight.
 //! Computed as ggml's `ggml_compute_forward_rms_norm_f32` does (squares summed in f64, scale in
 //! f32), so logits agree with llama.cpp as closely as possible.
-use candle_core::Tensor;
+use candle_core::{Tensor, D};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     weight: Vec<f32>,
+    /// The same weight as a tensor: what the differentiable path multiplies by (a training
+    /// parameter when the model was built from one).
+    tensor: Option<Tensor>,
     eps: f32,
+}
+
+fn unread() -> Error {
+    Error::Model("a norm whose weights were not read (a listing build) cannot run".into())
 }
 
 impl RmsNorm {
     pub fn new(weight: Tensor, eps: f64) -> Result<Self> {
         Ok(Self {
             weight: weight.flatten_all()?.to_vec1::<f32>()?,
+            tensor: Some(weight),
             eps: eps as f32,
         })
     }
@@ -23,6 +31,7 @@ impl RmsNorm {
     pub(crate) fn unread(eps: f64) -> Self {
         Self {
             weight: Vec::new(),
+            tensor: None,
             eps: eps as f32,
         }
     }
@@ -32,6 +41,14 @@ impl RmsNorm {
         let mut v = x.flatten_all()?.to_vec1::<f32>()?;
         self.apply_rows(&mut v);
         Ok(Tensor::from_vec(v, dims, x.device())?)
+    }
+
+    /// The differentiable form (training, losses): over the last dimension, in candle ops that
+    /// record their gradients (candle-nn's fused rms_norm records none).
+    pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
+        let w = self.tensor.as_ref().ok_or_else(unread)?;
+        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+        Ok(x.broadcast_div(&(ms + self.eps as f64)?.sqrt()?)?.broadcast_mul(w)?)
     }
 
     /// Normalise every run of `weight.len()` values in place (rows, or heads within rows).
@@ -54,6 +71,8 @@ impl RmsNorm {
 pub struct LayerNorm {
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// weight and bias as tensors, for the differentiable path.
+    tensors: Option<(Tensor, Option<Tensor>)>,
     eps: f64,
 }
 
@@ -63,16 +82,35 @@ impl LayerNorm {
         Self {
             weight: Vec::new(),
             bias: None,
+            tensors: None,
             eps,
         }
     }
 
     pub fn new(weight: Tensor, bias: Option<Tensor>, eps: f64) -> Result<Self> {
-        let weight = weight.flatten_all()?.to_vec1::<f32>()?;
-        let bias = bias
+        let w = weight.flatten_all()?.to_vec1::<f32>()?;
+        let b = bias
+            .as_ref()
             .map(|b| b.flatten_all()?.to_vec1::<f32>())
             .transpose()?;
-        Ok(Self { weight, bias, eps })
+        Ok(Self {
+            weight: w,
+            bias: b,
+            tensors: Some((weight, bias)),
+            eps,
+        })
+    }
+
+    /// The differentiable form (training, losses), over the last dimension (biased variance).
+    pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
+        let (w, b) = self.tensors.as_ref().ok_or_else(unread)?;
+        let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+        let y = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(w)?;
+        Ok(match b {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -107,6 +145,14 @@ impl Norm {
         match self {
             Norm::Rms(n) => n.forward(x),
             Norm::Layer(n) => n.forward(x),
+        }
+    }
+
+    /// The differentiable form.
+    pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norm::Rms(n) => n.forward_t(x),
+            Norm::Layer(n) => n.forward_t(x),
         }
     }
 }

@@ -8,10 +8,14 @@
 //! learned bias per head, added to the attention scores. Computed as HF transformers'
 //! `T5Attention._relative_position_bucket`.
 
+use candle_core::Tensor;
+
 #[derive(Debug, Clone)]
 pub struct RelativeBias {
     /// [num_buckets][num_heads]
     pub table: Vec<f32>,
+    /// The same table as a tensor [num_buckets, num_heads], for the differentiable path.
+    pub tensor: Option<Tensor>,
     pub num_buckets: usize,
     pub num_heads: usize,
     pub max_distance: usize,
@@ -57,6 +61,23 @@ impl RelativeBias {
             }
         }
         out
+    }
+}
+
+impl RelativeBias {
+    /// The differentiable bias of queries 0..q_len over keys 0..k_len: [heads, q_len, k_len],
+    /// rows of the table picked by bucket (index_select: the gradient reaches the table).
+    pub fn forward_t(&self, q_len: usize, k_len: usize) -> crate::error::Result<Tensor> {
+        let table = self.tensor.as_ref().ok_or_else(|| {
+            crate::error::Error::Model("a relative bias whose table was not read".into())
+        })?;
+        let buckets: Vec<u32> = (0..q_len)
+            .flat_map(|i| (0..k_len).map(move |j| (j as i64 - i as i64, ())))
+            .map(|(d, ())| self.bucket(d) as u32)
+            .collect();
+        let idx = Tensor::from_vec(buckets, q_len * k_len, table.device())?;
+        let b = table.index_select(&idx, 0)?.reshape((q_len, k_len, self.num_heads))?;
+        Ok(b.permute((2, 0, 1))?)
     }
 }
 

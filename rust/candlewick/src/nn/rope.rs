@@ -10,6 +10,8 @@
 
 use std::sync::{Arc, RwLock};
 
+use candle_core::Tensor;
+
 #[derive(Debug, Clone)]
 pub struct Rope {
     inner: Arc<Inner>,
@@ -106,6 +108,41 @@ impl Rope {
             return unsafe { rotate_fma(x, rows, heads, self.inner.half, self.inner.interleaved) };
         }
         rotate(x, rows, heads, self.inner.half, self.inner.interleaved)
+    }
+}
+
+impl Rope {
+    /// The differentiable rotation of x: [batch, heads, tokens, head_dim], token i at position i,
+    /// in candle ops (candle-nn's fused rope records no gradient). The same table as `apply`.
+    pub fn forward_t(&self, x: &Tensor) -> crate::error::Result<Tensor> {
+        let (b, h, t, hd) = x.dims4()?;
+        let half = self.inner.half;
+        if hd != 2 * half {
+            return Err(crate::error::Error::Model(format!("RoPE of head size {} on heads of {hd}", 2 * half)));
+        }
+        self.ensure(t);
+        let (cos, sin): (Vec<f32>, Vec<f32>) = {
+            let table = self.inner.table.read().unwrap_or_else(|e| e.into_inner());
+            table[..t * half].iter().copied().unzip()
+        };
+        let cos = Tensor::from_vec(cos, (1, 1, t, half), x.device())?;
+        let sin = Tensor::from_vec(sin, (1, 1, t, half), x.device())?;
+        let rot = |x0: &Tensor, x1: &Tensor| -> candle_core::Result<(Tensor, Tensor)> {
+            Ok((
+                (x0.broadcast_mul(&cos)? - x1.broadcast_mul(&sin)?)?,
+                (x0.broadcast_mul(&sin)? + x1.broadcast_mul(&cos)?)?,
+            ))
+        };
+        Ok(if self.inner.interleaved {
+            let x = x.reshape((b, h, t, half, 2))?;
+            let (x0, x1) = (x.narrow(4, 0, 1)?.squeeze(4)?, x.narrow(4, 1, 1)?.squeeze(4)?);
+            let (a, c) = rot(&x0, &x1)?;
+            Tensor::stack(&[a, c], 4)?.reshape((b, h, t, hd))?
+        } else {
+            let (x0, x1) = (x.narrow(3, 0, half)?, x.narrow(3, half, half)?);
+            let (a, c) = rot(&x0, &x1)?;
+            Tensor::cat(&[a, c], 3)?
+        })
     }
 }
 

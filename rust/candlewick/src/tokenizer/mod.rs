@@ -264,6 +264,19 @@ impl Tokenizer {
         self.eog_token_ids.contains(&id)
     }
 
+    /// The ids of every special token (added tokens marked special: [CLS], [SEP], [PAD], ...).
+    pub fn special_token_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .inner()
+            .get_added_tokens_decoder()
+            .iter()
+            .filter(|(_, t)| t.special)
+            .map(|(&id, _)| id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The mask token ([MASK] or <mask>) when the vocabulary has one as a single token.
     pub fn mask_token_id(&self) -> Option<u32> {
         ["[MASK]", "<mask>"].iter().find_map(|tok| match self.encode(tok, false).ok()?.as_slice() {

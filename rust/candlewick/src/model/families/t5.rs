@@ -177,6 +177,7 @@ fn stack(c: &ModelConfig, vb: &Vb, layers: usize, shared: &candle_core::Tensor, 
                 .tensor("weight", &[c.relative_attention_num_buckets, c.num_heads], Init::Normal)?;
             bias = Some(RelativeBias {
                 table: if vb.is_listing() { Vec::new() } else { table.flatten_all()?.to_vec1::<f32>()? },
+                tensor: (!vb.is_listing()).then(|| table.clone()),
                 num_buckets: c.relative_attention_num_buckets,
                 num_heads: c.num_heads,
                 max_distance: c.relative_attention_max_distance,

@@ -1,0 +1,173 @@
+//! Losses with transformers' semantics, on the differentiable path of the same stacks inference
+//! runs: a causal LM's labels are shifted inside (position t predicts label t + 1), a masked LM's
+//! are not, an encoder-decoder's decoder reads the labels shifted right after its start token;
+//! -100 is never counted, and the loss is the mean over the counted tokens.
+
+use candle_core::{Device, Tensor, D};
+
+use super::objectives::IGNORE;
+use crate::config::{Architecture, ModelConfig};
+use crate::error::{Error, Result};
+use crate::model::transformer::Padded;
+use crate::model::Transformer;
+
+/// One batch for a loss: `rows` sequences of `cols` input ids, their padding mask, labels
+/// ([rows, label_cols]: the inputs' shape, or the decoder's for an encoder-decoder) and, for an
+/// encoder-decoder, the decoder's inputs (None: the labels shifted right).
+#[derive(Debug, Clone)]
+pub struct LossBatch {
+    pub input_ids: Vec<u32>,
+    pub rows: usize,
+    pub cols: usize,
+    pub attention_mask: Option<Vec<f32>>,
+    pub labels: Vec<i64>,
+    pub label_cols: usize,
+    pub decoder_input_ids: Option<Vec<u32>>,
+}
+
+/// A model's stacks, as inference holds them or as training builds them from its parameters.
+#[derive(Clone, Copy)]
+pub struct StacksRef<'a> {
+    pub encoder: Option<&'a Transformer>,
+    pub decoder: Option<&'a Transformer>,
+}
+
+impl LossBatch {
+    /// Check the batch against a model: shapes, ids and labels in the vocabulary, lengths within
+    /// the model's positions. Errors name the argument.
+    pub fn check(&self, cfg: &ModelConfig) -> Result<()> {
+        let v = cfg.vocab_size;
+        if self.rows == 0 || self.cols == 0 {
+            crate::bail!(InvalidArgument, "input_ids is empty");
+        }
+        if self.input_ids.len() != self.rows * self.cols {
+            crate::bail!(InvalidArgument, "input_ids of {} values is not {} x {}", self.input_ids.len(), self.rows, self.cols);
+        }
+        if let Some(&bad) = self.input_ids.iter().find(|&&i| i as usize >= v) {
+            crate::bail!(InvalidArgument, "input_ids holds id {bad}, outside the vocabulary of {v}");
+        }
+        if let Some(m) = &self.attention_mask {
+            if m.len() != self.input_ids.len() {
+                crate::bail!(InvalidArgument, "attention_mask has {} values but input_ids {}", m.len(), self.input_ids.len());
+            }
+        }
+        if self.label_cols == 0 || self.labels.len() != self.rows * self.label_cols {
+            crate::bail!(
+                InvalidArgument,
+                "labels of {} values do not fit {} rows of {} (input_ids is {} x {})",
+                self.labels.len(),
+                self.rows,
+                self.label_cols,
+                self.rows,
+                self.cols
+            );
+        }
+        if cfg.architecture != Architecture::EncoderDecoder && self.label_cols != self.cols {
+            crate::bail!(InvalidArgument, "labels has shape ({}, {}) but input_ids ({}, {})", self.rows, self.label_cols, self.rows, self.cols);
+        }
+        if let Some(&bad) = self.labels.iter().find(|&&l| l != IGNORE && (l < 0 || l as u64 >= v as u64)) {
+            crate::bail!(InvalidArgument, "labels holds {bad}, outside the vocabulary of {v} (use -100 for tokens not counted)");
+        }
+        if let Some(d) = &self.decoder_input_ids {
+            if d.len() != self.rows * self.label_cols {
+                crate::bail!(InvalidArgument, "decoder_input_ids of {} values do not match labels of {} x {}", d.len(), self.rows, self.label_cols);
+            }
+            if let Some(&bad) = d.iter().find(|&&i| i as usize >= v) {
+                crate::bail!(InvalidArgument, "decoder_input_ids holds id {bad}, outside the vocabulary of {v}");
+            }
+        }
+        let positions = cfg.max_position_embeddings;
+        let longest = self.cols.max(if cfg.architecture == Architecture::EncoderDecoder { self.label_cols } else { 0 });
+        if longest > positions {
+            crate::bail!(InvalidArgument, "sequences of {longest} tokens are longer than the model's {positions} positions");
+        }
+        Ok(())
+    }
+
+    /// T5's decoder inputs: the labels shifted right after the start token, -100 read as pad
+    /// (T5's pad is its start token).
+    fn decoder_inputs(&self, start: u32) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.labels.len());
+        for r in 0..self.rows {
+            out.push(start);
+            for &l in &self.labels[r * self.label_cols..(r + 1) * self.label_cols - 1] {
+                out.push(if l == IGNORE { start } else { l as u32 });
+            }
+        }
+        out
+    }
+}
+
+impl StacksRef<'_> {
+    /// Logits [rows, cols, vocab] (the decoder's for an encoder-decoder) and whether the labels
+    /// are shifted (causal LM).
+    pub fn logits_t(&self, cfg: &ModelConfig, b: &LossBatch) -> Result<(Tensor, bool)> {
+        let input = Padded {
+            ids: &b.input_ids,
+            rows: b.rows,
+            cols: b.cols,
+            mask: b.attention_mask.as_deref(),
+        };
+        match (self.encoder, self.decoder) {
+            (Some(enc), None) => Ok((enc.logits_t(&enc.forward_t(&input, None)?)?, false)),
+            (None, Some(dec)) => Ok((dec.logits_t(&dec.forward_t(&input, None)?)?, true)),
+            (Some(enc), Some(dec)) => {
+                let encoded = enc.forward_t(&input, None)?;
+                let dec_ids = match &b.decoder_input_ids {
+                    Some(d) => d.clone(),
+                    None => b.decoder_inputs(cfg.decoder_start_token_id),
+                };
+                let dec_input = Padded { ids: &dec_ids, rows: b.rows, cols: b.label_cols, mask: None };
+                let h = dec.forward_t(&dec_input, Some((&encoded, b.attention_mask.as_deref())))?;
+                Ok((dec.logits_t(&h)?, false))
+            }
+            (None, None) => Err(Error::Model("a model without stacks".into())),
+        }
+    }
+
+    /// The loss's numerator and denominator: the summed negative log-likelihood of the counted
+    /// labels (a scalar that records gradients) and how many were counted.
+    pub fn loss_t(&self, cfg: &ModelConfig, b: &LossBatch) -> Result<(Tensor, usize)> {
+        b.check(cfg)?;
+        let (logits, shift) = self.logits_t(cfg, b)?;
+        cross_entropy_sum(&logits, &b.labels, shift)
+    }
+}
+
+/// Summed cross-entropy of logits [rows, cols, vocab] against labels [rows * cols] (-100 not
+/// counted), shifted for a causal LM, and the number counted. log-softmax in ops that record
+/// gradients, the row maximum a constant.
+pub fn cross_entropy_sum(logits: &Tensor, labels: &[i64], shift: bool) -> Result<(Tensor, usize)> {
+    let (rows, cols, vocab) = logits.dims3()?;
+    // (flat logit row, label) of every counted position
+    let mut picked: Vec<u32> = Vec::new();
+    let mut targets: Vec<u32> = Vec::new();
+    for r in 0..rows {
+        for t in 0..cols {
+            let label = if shift {
+                if t + 1 >= cols {
+                    continue;
+                }
+                labels[r * cols + t + 1]
+            } else {
+                labels[r * cols + t]
+            };
+            if label != IGNORE {
+                picked.push((r * cols + t) as u32);
+                targets.push(label as u32);
+            }
+        }
+    }
+    let n = picked.len();
+    if n == 0 {
+        return Ok((Tensor::zeros((), logits.dtype(), logits.device())?, 0));
+    }
+    let dev = Device::Cpu;
+    let flat = logits.reshape((rows * cols, vocab))?;
+    let x = flat.index_select(&Tensor::from_vec(picked, n, &dev)?, 0)?;
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let target = shifted.gather(&Tensor::from_vec(targets, (n, 1), &dev)?, 1)?;
+    Ok(((lse - target)?.sum_all()?, n))
+}
