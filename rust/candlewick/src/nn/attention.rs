@@ -2,7 +2,7 @@
 //! MQA are the two ends), in three kinds: causal self-attention (decoders), bidirectional
 //! self-attention (encoders) and cross-attention to an encoder's output. Every kind keeps its
 //! keys and values in a `KvCache` and runs the one kernel in kernels::attention.
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
 use super::{KvCache, Linear, RelativeBias, RmsNorm, Rope};
 use crate::error::{Error, Result};
@@ -291,7 +291,7 @@ impl Attention {
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
-        let probs = softmax_t(&scores)?;
+        let probs = super::ops::softmax(&scores)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         self.o.forward_t(&out)
     }
@@ -306,10 +306,3 @@ impl Attention {
     }
 }
 
-/// Softmax over the last dimension in ops that record gradients. The row maximum is subtracted
-/// as a constant (softmax does not change under a shift, so neither does its gradient).
-pub fn softmax_t(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
-}

@@ -4,6 +4,7 @@ pub mod kv_cache;
 pub mod linear;
 pub mod mlp;
 pub mod norm;
+pub mod ops;
 pub mod position;
 pub mod rope;
 

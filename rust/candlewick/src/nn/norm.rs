@@ -47,8 +47,7 @@ impl RmsNorm {
     /// record their gradients (candle-nn's fused rms_norm records none).
     pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
         let w = self.tensor.as_ref().ok_or_else(unread)?;
-        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-        Ok(x.broadcast_div(&(ms + self.eps as f64)?.sqrt()?)?.broadcast_mul(w)?)
+        super::ops::rms_norm(x, w, self.eps as f64)
     }
 
     /// Normalise every run of `weight.len()` values in place (rows, or heads within rows).

@@ -3,7 +3,7 @@
 //! are not, an encoder-decoder's decoder reads the labels shifted right after its start token;
 //! -100 is never counted, and the loss is the mean over the counted tokens.
 
-use candle_core::{Device, Tensor, D};
+use candle_core::Tensor;
 
 use super::objectives::IGNORE;
 use crate::config::{Architecture, ModelConfig};
@@ -135,39 +135,22 @@ impl StacksRef<'_> {
 }
 
 /// Summed cross-entropy of logits [rows, cols, vocab] against labels [rows * cols] (-100 not
-/// counted), shifted for a causal LM, and the number counted. log-softmax in ops that record
-/// gradients, the row maximum a constant.
+/// counted), shifted for a causal LM, and the number counted: one fused op over the rows (its
+/// backward softmax - onehot), no copy of the counted rows.
 pub fn cross_entropy_sum(logits: &Tensor, labels: &[i64], shift: bool) -> Result<(Tensor, usize)> {
     let (rows, cols, vocab) = logits.dims3()?;
-    // (flat logit row, label) of every counted position
-    let mut picked: Vec<u32> = Vec::new();
-    let mut targets: Vec<u32> = Vec::new();
-    for r in 0..rows {
-        for t in 0..cols {
-            let label = if shift {
-                if t + 1 >= cols {
-                    continue;
-                }
-                labels[r * cols + t + 1]
+    let targets: Vec<i64> = (0..rows * cols)
+        .map(|i| {
+            let t = i % cols;
+            let l = if shift {
+                if t + 1 >= cols { IGNORE } else { labels[i + 1] }
             } else {
-                labels[r * cols + t]
+                labels[i]
             };
-            if label != IGNORE {
-                picked.push((r * cols + t) as u32);
-                targets.push(label as u32);
-            }
-        }
-    }
-    let n = picked.len();
-    if n == 0 {
-        return Ok((Tensor::zeros((), logits.dtype(), logits.device())?, 0));
-    }
-    let dev = Device::Cpu;
-    let flat = logits.reshape((rows * cols, vocab))?;
-    let x = flat.index_select(&Tensor::from_vec(picked, n, &dev)?, 0)?;
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    let target = shifted.gather(&Tensor::from_vec(targets, (n, 1), &dev)?, 1)?;
-    Ok(((lse - target)?.sum_all()?, n))
+            if l == IGNORE { -1 } else { l }
+        })
+        .collect();
+    let n = targets.iter().filter(|&&t| t >= 0).count();
+    let per_row = crate::nn::ops::cross_entropy_rows(&logits.reshape((rows * cols, vocab))?, targets)?;
+    Ok((per_row.sum_all()?, n))
 }
