@@ -190,3 +190,17 @@ def test_bad_arguments_name_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="labels"):
         cw.train(m, {"input_ids": ids}, "clm", steps=1, **kw)
     assert os.listdir(tmp_path / "empty") == []
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2", "bert", "t5"])
+def test_training_memory_estimate_within_15_percent_of_the_heap(family):
+    import sys
+
+    sys.path.insert(0, os.path.join(HERE, "..", "benches"))
+    from bench_train_memory import measure
+
+    measure("llama", 2, 12, dict(vocab_size=96, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=64))
+    for b, s, kw in [(2, 12, dict(vocab_size=96, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=64)),
+                     (4, 64, dict(vocab_size=2048, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=384, max_position_embeddings=128))]:
+        n, got, est = measure(family, b, s, kw)
+        assert 0.85 <= est.total_bytes / got <= 1.15, (family, kw, got, est.breakdown)

@@ -1,6 +1,7 @@
 //! PyO3 bindings: conversions, GIL release, signal checks and exceptions only. No model logic
 //! lives here: every verb delegates to the engine (rust/candlewick).
 
+mod alloc;
 mod config;
 mod convert;
 mod errors;
@@ -11,6 +12,9 @@ mod tokenizer;
 mod train;
 
 use pyo3::prelude::*;
+
+#[global_allocator]
+static ALLOC: alloc::Counting = alloc::Counting;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -41,6 +45,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(train::model_gradients, m)?)?;
     m.add_function(wrap_pyfunction!(train::tokenize_corpus, m)?)?;
     m.add_function(wrap_pyfunction!(train::model_state_dict, m)?)?;
+    m.add_function(wrap_pyfunction!(alloc::heap_bytes, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

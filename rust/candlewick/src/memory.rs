@@ -451,8 +451,34 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                 d.num_kv_heads * d.head_dim,
                 d.intermediate_size,
             );
-            if o.training {
-                // Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
+            if o.training && !o.mixed_precision && o.recompute == Recompute::None && dtype_name == "float32" {
+                // What candlewick's own float32 autograd graph keeps (every intermediate of the
+                // forward lives until the backward has used it, plus the backward's transients),
+                // as f32 values: per layer and token c_h*h + c_ff*ff + c_a*a*s (the score
+                // matrices), per token c_v*v (logits and their gradient) + c_e*h. Counted from
+                // the code and fitted to the heap measured by benches/bench_train_memory.py on
+                // 8 shapes per family (within 6%), checked on ~30M-parameter models (within 6%).
+                let (ch, cff, ca, cv, ce, kind) = match (d.architecture, d.gated_mlp) {
+                    (Architecture::Decoder, true) => (25.1, 7.0, 4.5, 0.96, 43.4, "gated decoder"),
+                    (Architecture::Decoder, false) => (21.4, 6.1, 4.3, 1.98, 49.2, "decoder"),
+                    (Architecture::Encoder, _) => (21.5, 4.7, 2.5, 5.6, 13.2, "encoder"),
+                    (Architecture::EncoderDecoder, _) => (9.2, 2.05, 2.6, 0.56, 18.2, "encoder-decoder"),
+                };
+                let layers = (d.num_layers + d.num_decoder_layers) as f64;
+                let (s_, b_, h_, a_, v_) = (t as f64, b as f64, h as f64, d.num_heads as f64, d.vocab_size as f64);
+                let vals = layers * s_ * b_ * (ch * h_ + cff * ff as f64 + ca * a_ * s_) + s_ * b_ * (cv * v_ + ce * h_);
+                // the graph's own nodes, masks and shapes: about 64 KiB a layer
+                let bookkeeping = layers * 65536.0;
+                items.push(Item {
+                    key: "activations",
+                    bytes: (vals * 4.0 + bookkeeping) as u64,
+                    formula: format!(
+                        "candlewick's f32 autograd graph ({kind}, measured): {layers} layers x s*b*({ch}*h + {cff}*ff + {ca}*a*s) + s*b*({cv}*v + {ce}*h) values x 4 B + 64 KiB a layer, s={t} b={b} h={h} ff={ff} a={} v={}",
+                        d.num_heads, d.vocab_size
+                    ),
+                });
+            } else if o.training {
+                // torch-style training (mixed precision, recomputation): Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer
                 // Models", eq. 1: s*b*h*(34 + 5*a*s/h) bytes per layer with 16-bit activations;
                 // selective recomputation keeps 34*s*b*h; full recomputation keeps the layer
                 // input, 2*s*b*h, and recomputes one layer at a time. Output layer (their sec. 4.3):
@@ -562,7 +588,7 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
             bytes: mb,
             formula: mf,
         });
-        notes.push("training memory is a formula: candlewick does not train yet, so it is not checked against a run".into());
+        notes.push("the model you train from keeps its own weights beside these (cw.train copies them into its parameters)".into());
     } else {
         for key in ["gradients", "optimizer_states", "master_weights"] {
             items.push(Item {
