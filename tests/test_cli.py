@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -28,3 +29,22 @@ def test_info():
 def test_bad_argument_is_an_error_not_a_traceback():
     r = run("generate", "x", "--top-p", "0")
     assert r.returncode == 2 and "top_p" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_a_folder_and_a_config(tmp_path):
+    import candlewick as cw
+
+    fix = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat\n" * 60)
+    out = run("train", os.path.join(fix, "tiny-gpt2"), str(text), "--out", str(tmp_path / "ft"), "--steps", "4",
+              "--batch-size", "2", "--seq-len", "8", "--log-every", "2", "--seed", "0")
+    assert out.returncode == 0, out.stderr
+    assert "step 4: loss" in out.stdout and "saved to" in out.stdout
+    assert cw.load(tmp_path / "ft").config.family == "gpt2"
+    new = run("train", os.path.join(fix, "cw-built", "llama", "config.json"), str(text), "--out", str(tmp_path / "new"),
+              "--tokenizer", os.path.join(fix, "cw-built", "llama", "tokenizer.json"), "--steps", "2", "--batch-size", "2",
+              "--seq-len", "8", "--seed", "0")
+    assert new.returncode == 0, new.stderr
+    again = run("train", os.path.join(fix, "tiny-gpt2"), str(text), "--out", str(tmp_path / "ft"), "--steps", "1")
+    assert again.returncode == 2 and "not empty" in again.stderr

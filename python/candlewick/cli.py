@@ -1,5 +1,5 @@
 """candlewick command line: `candlewick generate "PROMPT"`, `candlewick info MODEL`,
-`candlewick memory MODEL_OR_PARAMS`."""
+`candlewick memory MODEL_OR_PARAMS`, `candlewick train MODEL DATA --out DIR`."""
 
 import argparse
 import sys
@@ -87,6 +87,39 @@ def _memory(args):
     return 0
 
 
+def _train(args):
+    import os
+
+    from . import Model, ModelConfig, Tokenizer, load, train
+
+    if os.path.basename(args.model) == "config.json" or args.model.endswith(".json") and os.path.isfile(args.model):
+        # a new model from a config (random weights), with the tokenizer given
+        if args.tokenizer is None:
+            raise ValueError("a model built from a config needs --tokenizer tokenizer.json")
+        model = Model.from_config(ModelConfig.from_hf(args.model), seed=args.seed or 0, tokenizer=Tokenizer.from_file(args.tokenizer))
+    else:
+        model = load(args.model, threads=args.threads)
+    if os.path.exists(args.out) and os.listdir(args.out) and not args.overwrite:
+        raise ValueError(f"--out {args.out} is not empty (pass --overwrite to replace its files)")
+    every = max(args.log_every, 1)
+    interactive = sys.stderr.isatty()
+    result = train(model, args.data, args.objective, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                   lr=args.lr, warmup_steps=args.warmup_steps, schedule=args.schedule, weight_decay=args.weight_decay,
+                   grad_clip=None if args.grad_clip <= 0 else args.grad_clip, grad_accum_steps=args.grad_accum_steps,
+                   seed=args.seed, eval_data=args.eval_data, eval_every=args.eval_every,
+                   checkpoint_dir=args.checkpoint_dir, checkpoint_every=args.checkpoint_every, resume=args.resume,
+                   progress=interactive)
+    for h in result.history:
+        if not interactive and (h["step"] % every == 0 or h["step"] == result.history[-1]["step"]):
+            print(f"step {h['step']}: loss {h['loss']:.4f} lr {h['lr']:.3e} grad_norm {h['grad_norm']:.3f} {h['tokens_per_s']:,.0f} tok/s")
+    for e in result.evals:
+        print(f"eval at step {e['step']}: loss {e['loss']:.4f} perplexity {e['perplexity']:.2f}")
+    model.save(args.out)
+    state = "interrupted after" if result.interrupted else "trained"
+    print(f"{state} {len(result.history)} steps in {result.seconds:.1f} s; saved to {args.out}")
+    return 130 if result.interrupted else 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="candlewick", description="Run and inspect transformer language models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -123,6 +156,32 @@ def main(argv=None):
     mm.add_argument("--zero-stage", type=int, default=0)
     mm.add_argument("--devices", type=int, default=1)
     mm.set_defaults(func=_memory)
+
+    t = sub.add_parser("train", help="pretrain or fine-tune a model on a text file (clm, mlm or span corruption)")
+    t.add_argument("model", help="a safetensors model folder or name, or a config.json to build a new model from (with --tokenizer)")
+    t.add_argument("data", help="a text file, one text per line")
+    t.add_argument("--out", required=True, help="folder the trained model is saved to")
+    t.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    t.add_argument("--tokenizer", default=None, help="tokenizer.json for a model built from a config")
+    t.add_argument("--objective", choices=("clm", "mlm", "span_corruption"), default=None, help="default: the architecture's")
+    t.add_argument("--steps", type=int, required=True)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--seq-len", type=int, default=128)
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--warmup-steps", type=int, default=0)
+    t.add_argument("--schedule", choices=("cosine", "linear", "constant"), default="cosine")
+    t.add_argument("--weight-decay", type=float, default=0.01)
+    t.add_argument("--grad-clip", type=float, default=1.0, help="global gradient norm (0: no clipping)")
+    t.add_argument("--grad-accum-steps", type=int, default=1)
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--eval-data", default=None, help="a text file to report loss and perplexity on")
+    t.add_argument("--eval-every", type=int, default=None)
+    t.add_argument("--checkpoint-dir", default=None)
+    t.add_argument("--checkpoint-every", type=int, default=None)
+    t.add_argument("--resume", action="store_true")
+    t.add_argument("--log-every", type=int, default=10, help="print every n-th step (when not on a terminal)")
+    t.add_argument("--threads", type=int, default=None)
+    t.set_defaults(func=_train)
 
     args = p.parse_args(argv)
     from . import CandlewickError

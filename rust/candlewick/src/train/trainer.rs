@@ -263,6 +263,8 @@ impl Maker {
             .as_deref()
             .and_then(|t| t.eos_token_id())
             .or_else(|| model.eog_token_ids().first().copied())
+            // a tokenizer.json names no EOS: the conventional special tokens
+            .or_else(|| tok.and_then(|t| ["</s>", "<eos>", "<|endoftext|>"].iter().find_map(|s| t.token_to_id(s))))
             .map(i64::from);
         Ok(Maker {
             objective: cfg.objective,
