@@ -284,14 +284,14 @@ impl Attention {
             k = expand(k)?;
             v = expand(v)?;
         }
-        let mut scores = (q.matmul(&k.t()?)? * self.scale as f64)?;
+        let mut scores = q.matmul(&k.t()?)?;
+        let mut scale = self.scale;
         if let (AttentionPositions::RelativeBias(rb), None) = (&self.positions, memory) {
-            scores = scores.broadcast_add(&rb.forward_t(t, s)?.unsqueeze(0)?)?;
+            scores = (scores * scale as f64)?.broadcast_add(&rb.forward_t(t, s)?.unsqueeze(0)?)?;
+            scale = 1.0;
         }
-        if let Some(m) = mask {
-            scores = scores.broadcast_add(m)?;
-        }
-        let probs = super::ops::softmax(&scores)?;
+        // scale, mask and softmax in one op (its gradient reaches the scores)
+        let probs = super::ops::masked_softmax(&scores, scale, mask)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         self.o.forward_t(&out)
     }

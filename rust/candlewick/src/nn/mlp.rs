@@ -30,7 +30,7 @@ impl Mlp {
     /// ggml's lookup table).
     pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
         let h = match &self.gate {
-            Some(g) => (activate(&g.forward_t(x)?, self.activation)? * self.up.forward_t(x)?)?,
+            Some(g) => super::ops::gated(&g.forward_t(x)?, &self.up.forward_t(x)?, self.activation)?,
             None => activate(&self.up.forward_t(x)?, self.activation)?,
         };
         self.down.forward_t(&h)

@@ -1,7 +1,7 @@
 //! RMSNorm (Zhang & Sennrich 2019): x / sqrt(mean(x^2) + eps) * weight.
 //! Computed as ggml's `ggml_compute_forward_rms_norm_f32` does (squares summed in f64, scale in
 //! f32), so logits agree with llama.cpp as closely as possible.
-use candle_core::{Tensor, D};
+use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 
@@ -103,13 +103,11 @@ impl LayerNorm {
     /// The differentiable form (training, losses), over the last dimension (biased variance).
     pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
         let (w, b) = self.tensors.as_ref().ok_or_else(unread)?;
-        let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let y = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(w)?;
-        Ok(match b {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        let b = match b {
+            Some(b) => b.clone(),
+            None => w.zeros_like()?,
+        };
+        super::ops::layer_norm(x, w, &b, self.eps)
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, D};
 
 use crate::error::Result;
 use crate::kernels::SharedOut;
@@ -184,6 +184,93 @@ pub fn rms_norm_ref(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)?)
 }
 
+// ---- LayerNorm -------------------------------------------------------------------------------
+
+/// (x - mean) / sqrt(var + eps) * w + b over the last dimension, with gradients for x, w and b.
+struct LayerNormOp {
+    eps: f64,
+}
+
+/// (mean, 1 / sqrt(biased variance + eps)) of a row, in f64.
+fn moments(r: &[f32], eps: f64) -> (f32, f32) {
+    let d = r.len() as f64;
+    let mean = r.iter().map(|&v| v as f64).sum::<f64>() / d;
+    let var = r.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / d;
+    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "cw-layer-norm"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (contiguous(s1, l1, self.name())?, contiguous(s2, l2, self.name())?, contiguous(s3, l3, self.name())?);
+        let (n, d) = last_dim(l1);
+        if w.len() != d || b.len() != d {
+            candle_core::bail!("layer norm of {} weights on rows of {d}", w.len());
+        }
+        let out = rows(n, d, |i, o| {
+            let r = &x[i * d..(i + 1) * d];
+            let (mean, inv) = moments(r, self.eps);
+            for (j, (o, &v)) in o.iter_mut().zip(r).enumerate() {
+                *o = (v - mean) * inv * w[j] + b[j];
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // xh = (x - mean) inv, dy = g w: dx = inv (dy - mean(dy) - xh mean(dy xh));
+        // dw = sum g xh; db = sum g
+        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let wv = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let d = wv.len().max(1);
+        let n = xv.len() / d;
+        let dx = rows(n, d, |i, o| {
+            let (r, gr) = (&xv[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+            let (mean, inv) = moments(r, self.eps);
+            let (mut m1, mut m2) = (0f64, 0f64);
+            for j in 0..d {
+                let dy = (gr[j] * wv[j]) as f64;
+                m1 += dy;
+                m2 += dy * ((r[j] - mean) * inv) as f64;
+            }
+            let (m1, m2) = ((m1 / d as f64) as f32, (m2 / d as f64) as f32);
+            for j in 0..d {
+                let xh = (r[j] - mean) * inv;
+                o[j] = inv * (gr[j] * wv[j] - m1 - xh * m2);
+            }
+        });
+        let dwb = column_sums(n, 2 * d, |i, acc| {
+            let (r, gr) = (&xv[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+            let (mean, inv) = moments(r, self.eps);
+            for j in 0..d {
+                acc[j] += (gr[j] * (r[j] - mean) * inv) as f64;
+                acc[d + j] += gr[j] as f64;
+            }
+        });
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+            Some(Tensor::from_vec(dwb[..d].to_vec(), w.shape(), w.device())?),
+            Some(Tensor::from_vec(dwb[d..].to_vec(), b.shape(), b.device())?),
+        ))
+    }
+}
+
+/// LayerNorm over the last dimension with weight `w` and bias `b`, gradients for all three.
+pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNormOp { eps })?)
+}
+
+/// The same in plain candle ops.
+pub fn layer_norm_ref(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
+    let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(xc.broadcast_div(&(var + eps)?.sqrt()?)?.broadcast_mul(w)?.broadcast_add(b)?)
+}
+
 // ---- cross-entropy ---------------------------------------------------------------------------
 
 /// Per-row negative log-likelihood of logits [n, vocab] against targets (negative: not counted,
@@ -249,6 +336,199 @@ pub fn cross_entropy_rows(logits: &Tensor, targets: Vec<i64>) -> Result<Tensor> 
     Ok(logits.contiguous()?.apply_op1(CrossEntropy { targets })?)
 }
 
+// ---- gated activation -------------------------------------------------------------------------
+
+/// act(gate) * up, elementwise, with both gradients: SwiGLU (silu), GeGLU (gelu, erf or tanh),
+/// ReGLU (relu).
+struct Gated {
+    act: Activation,
+}
+
+use crate::config::Activation;
+
+/// (act(x), act'(x)) in f64.
+fn act_and_slope(a: Activation, x: f32) -> (f32, f32) {
+    let x = x as f64;
+    let (y, d) = match a {
+        Activation::Silu => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            (x * s, s * (1.0 + x * (1.0 - s)))
+        }
+        Activation::Relu => (x.max(0.0), if x > 0.0 { 1.0 } else { 0.0 }),
+        Activation::Gelu => {
+            let cdf = 0.5 * (1.0 + erf(x / std::f64::consts::SQRT_2));
+            let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            (x * cdf, cdf + x * pdf)
+        }
+        Activation::GeluTanh => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let u = c * (x + 0.044715 * x * x * x);
+            let t = u.tanh();
+            let du = c * (1.0 + 3.0 * 0.044715 * x * x);
+            (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+        }
+    };
+    (y as f32, d as f32)
+}
+
+/// erf in f64: its Maclaurin series below 2.5, erfc's continued fraction above (both converge to
+/// well below f32 rounding there).
+fn erf(x: f64) -> f64 {
+    let ax = x.abs();
+    let r = if ax < 2.5 {
+        // Maclaurin series: 2/sqrt(pi) * sum (-1)^n x^(2n+1) / (n! (2n+1))
+        let (mut term, mut sum, x2) = (ax, ax, ax * ax);
+        for n in 1..60 {
+            term *= -x2 / n as f64;
+            let add = term / (2 * n + 1) as f64;
+            sum += add;
+            if add.abs() < 1e-17 {
+                break;
+            }
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
+        let mut f = ax;
+        for k in (1..60).rev() {
+            f = ax + (k as f64 / 2.0) / f;
+        }
+        1.0 - (-ax * ax).exp() / std::f64::consts::PI.sqrt() / f
+    };
+    if x < 0.0 { -r } else { r }
+}
+
+impl CustomOp2 for Gated {
+    fn name(&self) -> &'static str {
+        "cw-gated-activation"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (g, u) = (contiguous(s1, l1, self.name())?, contiguous(s2, l2, self.name())?);
+        if g.len() != u.len() {
+            candle_core::bail!("gate and up of different sizes");
+        }
+        let (n, d) = last_dim(l1);
+        let out = rows(n, d, |i, o| {
+            for ((o, &g), &u) in o.iter_mut().zip(&g[i * d..(i + 1) * d]).zip(&u[i * d..(i + 1) * d]) {
+                *o = act_and_slope(self.act, g).0 * u;
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = gate.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let u = up.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let dy = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let d = gate.dims().last().copied().unwrap_or(1).max(1);
+        let n = g.len() / d;
+        // [row][2d]: d(gate) then d(up), split below
+        let both = rows(n, 2 * d, |i, o| {
+            let (o_g, o_u) = o.split_at_mut(d);
+            for j in 0..d {
+                let k = i * d + j;
+                let (a, slope) = act_and_slope(self.act, g[k]);
+                o_g[j] = dy[k] * u[k] * slope;
+                o_u[j] = dy[k] * a;
+            }
+        });
+        let (mut dg, mut du) = (Vec::with_capacity(g.len()), Vec::with_capacity(g.len()));
+        for row in both.chunks_exact(2 * d) {
+            dg.extend_from_slice(&row[..d]);
+            du.extend_from_slice(&row[d..]);
+        }
+        Ok((
+            Some(Tensor::from_vec(dg, gate.shape(), gate.device())?),
+            Some(Tensor::from_vec(du, up.shape(), up.device())?),
+        ))
+    }
+}
+
+/// act(gate) * up with gradients for both (one pass forward, one backward).
+pub fn gated(gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+    Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, Gated { act })?)
+}
+
+// ---- scaled, masked softmax --------------------------------------------------------------------
+
+/// softmax(scale * x + mask) over the last dimension, the additive mask [rows, 1, q or 1, k]
+/// broadcast over the heads (and queries) of x [rows, heads, q, k]; the gradient is x's only (the
+/// mask is a constant). `mask`: the values and their number of query rows.
+struct MaskedSoftmax {
+    scale: f32,
+    mask: Option<(Vec<f32>, usize)>,
+}
+
+impl CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "cw-masked-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, self.name())?;
+        let dims = l.dims();
+        if dims.len() != 4 {
+            candle_core::bail!("masked softmax on scores [rows, heads, q, k]");
+        }
+        let (heads, q, k) = (dims[1], dims[2], dims[3]);
+        let n = x.len() / k.max(1);
+        let out = rows(n, k, |i, o| {
+            let r = &x[i * k..(i + 1) * k];
+            let m = self.mask.as_ref().map(|(m, mq)| {
+                let row = i / (heads * q);
+                let qi = if *mq == 1 { 0 } else { i % q };
+                &m[(row * mq + qi) * k..(row * mq + qi + 1) * k]
+            });
+            let mut max = f32::NEG_INFINITY;
+            for j in 0..k {
+                o[j] = r[j] * self.scale + m.map_or(0.0, |m| m[j]);
+                max = max.max(o[j]);
+            }
+            let mut sum = 0f64;
+            for o in o.iter_mut() {
+                *o = (*o - max).exp();
+                sum += *o as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            o.iter_mut().for_each(|o| *o *= inv);
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let p = res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let d = res.dims().last().copied().unwrap_or(1).max(1);
+        let n = p.len() / d;
+        let scale = self.scale;
+        let out = rows(n, d, |i, o| {
+            let (pr, gr) = (&p[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+            let dot = pr.iter().zip(gr).map(|(&a, &b)| (a * b) as f64).sum::<f64>() as f32;
+            for ((o, &a), &b) in o.iter_mut().zip(pr).zip(gr) {
+                *o = scale * a * (b - dot);
+            }
+        });
+        Ok(Some(Tensor::from_vec(out, res.shape(), res.device())?))
+    }
+}
+
+/// softmax(scale * scores + mask), scores [rows, heads, q, k], mask [rows, 1, q, k] (or none).
+pub fn masked_softmax(scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> Result<Tensor> {
+    let mask = match mask {
+        Some(m) => {
+            let (rows, one, q, k) = m.dims4()?;
+            let (r2, _, q2, k2) = scores.dims4()?;
+            if one != 1 || rows != r2 || k != k2 || (q != q2 && q != 1) {
+                return Err(crate::error::Error::Model(format!("a mask of {:?} for scores of {:?}", m.dims(), scores.dims())));
+            }
+            Some((m.flatten_all()?.to_vec1::<f32>()?, q))
+        }
+        None => None,
+    };
+    Ok(scores.contiguous()?.apply_op1(MaskedSoftmax { scale, mask })?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,15 +557,41 @@ mod tests {
             (softmax(&x).unwrap(), softmax_ref(&x).unwrap()),
             (rms_norm(&x, &w, 1e-6).unwrap(), rms_norm_ref(&x, &w, 1e-6).unwrap()),
         ];
+        let bias = Var::from_vec(data(10, 4), 10, &dev).unwrap();
+        let mut pairs = pairs;
+        pairs.push((layer_norm(&x, &w, &bias, 1e-5).unwrap(), layer_norm_ref(&x, &w, &bias, 1e-5).unwrap()));
         for (fused, reference) in pairs {
             close(&fused, &reference, 1e-5);
             let gf = (&fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
             let gr = (&reference * &up).unwrap().sum_all().unwrap().backward().unwrap();
             close(gf.get(&x).unwrap(), gr.get(&x).unwrap(), 1e-4);
-            if let (Some(a), Some(b)) = (gf.get(&w), gr.get(&w)) {
-                close(a, b, 1e-4);
+            for v in [&w, &bias] {
+                if let (Some(a), Some(b)) = (gf.get(v), gr.get(v)) {
+                    close(a, b, 1e-4);
+                }
             }
         }
+        for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
+            let g = Var::from_vec(data(60, 7), (6, 10), &dev).unwrap();
+            let u = Var::from_vec(data(60, 8), (6, 10), &dev).unwrap();
+            let up6 = Tensor::from_vec(data(60, 9), (6, 10), &dev).unwrap();
+            let fused = gated(&g, &u, act).unwrap();
+            let reference = (crate::nn::mlp::activate(&g, act).unwrap() * u.as_tensor()).unwrap();
+            close(&fused, &reference, 1e-5);
+            let gf = (&fused * &up6).unwrap().sum_all().unwrap().backward().unwrap();
+            let gr = (&reference * &up6).unwrap().sum_all().unwrap().backward().unwrap();
+            close(gf.get(&g).unwrap(), gr.get(&g).unwrap(), 1e-4);
+            close(gf.get(&u).unwrap(), gr.get(&u).unwrap(), 1e-4);
+        }
+        let sc = Var::from_vec(data(2 * 3 * 4 * 5, 10), (2, 3, 4, 5), &dev).unwrap();
+        let mask = Tensor::from_vec((0..40).map(|i| if i % 7 == 3 { f32::MIN } else { 0.0 }).collect::<Vec<f32>>(), (2, 1, 4, 5), &dev).unwrap();
+        let upm = Tensor::from_vec(data(120, 11), (2, 3, 4, 5), &dev).unwrap();
+        let fused = masked_softmax(&sc, 0.5, Some(&mask)).unwrap();
+        let reference = softmax_ref(&(sc.as_tensor() * 0.5).unwrap().broadcast_add(&mask).unwrap()).unwrap();
+        close(&fused, &reference, 1e-5);
+        let gf = (&fused * &upm).unwrap().sum_all().unwrap().backward().unwrap();
+        let gr = (&reference * &upm).unwrap().sum_all().unwrap().backward().unwrap();
+        close(gf.get(&sc).unwrap(), gr.get(&sc).unwrap(), 1e-4);
         // cross-entropy against log-softmax + pick
         let logits = Var::from_vec(data(4 * 7, 5), (4, 7), &dev).unwrap();
         let targets = vec![3i64, -100, 0, 6];
