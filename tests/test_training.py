@@ -127,8 +127,23 @@ def test_a_folder_fine_tunes_and_a_gguf_is_refused(smollm2_path):
     cw.train(m, TEXT, steps=10, batch_size=2, seq_len=12, lr=3e-3, seed=0, progress=False)
     assert m.loss(*[np.array([m.tokenizer.encode(TEXT[0])])] * 2) < before
     g = cw.load(smollm2_path)
-    with pytest.raises(cw.UnsupportedError, match="quantized"):
+    with pytest.raises(cw.UnsupportedError, match="dtype=.float32"):
         cw.train(g, TEXT, steps=1, batch_size=1, seq_len=8, lr=1e-3, progress=False)
+
+
+def test_a_gguf_trains_after_dequantization(smollm2_path):
+    g = cw.load(smollm2_path, dtype="float32")
+    ids = np.array([g.tokenizer.encode("The capital of France is Paris. " * 3)])
+    # dequantized weights: the same model, to the rounding of float32 kernels vs quantized ones
+    assert g.generate("The capital of France is", max_new_tokens=3, do_sample=False).text.strip().startswith("Paris")
+    before = g.loss(ids, ids)
+    r = cw.train(g, {"input_ids": ids, "labels": ids}, "clm", steps=2, batch_size=1, seq_len=ids.shape[1], lr=1e-4,
+                 seed=0, progress=False)
+    assert r.history[0]["loss"] == pytest.approx(before, rel=1e-3) and g.loss(ids, ids) < before
+    with pytest.raises(cw.UnsupportedError, match="dequantized from GGUF"):
+        g.save("/tmp/never-written")
+    with pytest.raises(ValueError, match="dtype"):
+        cw.load(smollm2_path, dtype="int4")
 
 
 def run(model, steps, ckdir, resume=False, stop_at=None):

@@ -445,15 +445,22 @@ class Model:
         return self.generate(self._tokenizer().apply_chat_template(messages, add_generation_prompt=True), **kwargs)
 
 
-def load(source, threads: Optional[int] = None) -> Model:
+def load(source, threads: Optional[int] = None, dtype: Optional[str] = None) -> Model:
     """Load a model: a .gguf file, an HF folder (config.json + *.safetensors, and tokenizer.json
     when it has one), or the short name of an installed model package (e.g.
-    "smollm2-135m-instruct"). `threads` fixes the compute threads for this process."""
+    "smollm2-135m-instruct"). `threads` fixes the compute threads for this process.
+    dtype="float32" dequantizes a GGUF model's weights (4 bytes a parameter), which training it
+    needs; None keeps them as stored.
+
+        model = cw.load("smollm2-135m-instruct")
+    """
     if threads is not None:
         threads = _check_number("threads", threads, int)
         if threads <= 0:
             raise ValueError(f"threads must be a positive integer, got {threads}")
-    return Model(_native.load(resolve(source), threads))
+    if dtype is not None and not isinstance(dtype, str):
+        raise TypeError(f"dtype must be a str or None, got {type(dtype).__name__}")
+    return Model(_native.load(resolve(source), threads, dtype))
 
 
 def sample(logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, seed=None, num_samples=1) -> np.ndarray:

@@ -16,12 +16,23 @@ use crate::errors::{interrupted, IntoPyResult};
 use crate::tokenizer::PyTokenizer;
 
 #[pyfunction]
-#[pyo3(signature = (path, threads=None))]
-pub fn load(py: Python<'_>, path: std::path::PathBuf, threads: Option<i64>) -> PyResult<PyModel> {
+#[pyo3(signature = (path, threads=None, dtype=None))]
+pub fn load(py: Python<'_>, path: std::path::PathBuf, threads: Option<i64>, dtype: Option<String>) -> PyResult<PyModel> {
     if let Some(t) = threads {
         set_num_threads(t)?;
     }
-    let model = py.detach(move || candlewick::load(&path)).py()?;
+    let dequantize = match dtype.as_deref() {
+        None | Some("auto") => false,
+        Some("float32") => true,
+        Some(other) => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "dtype must be None ('auto': weights as stored) or 'float32' (GGUF weights dequantized), got {other:?}"
+            )))
+        }
+    };
+    let model = py
+        .detach(move || if dequantize { candlewick::model::load_dequantized(&path) } else { candlewick::load(&path) })
+        .py()?;
     Ok(PyModel {
         model: Arc::new(model),
     })

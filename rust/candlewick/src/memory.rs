@@ -456,13 +456,14 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                 // forward lives until the backward has used it, plus the backward's transients),
                 // as f32 values: per layer and token c_h*h + c_ff*ff + c_a*a*s (the score
                 // matrices), per token c_v*v (logits and their gradient) + c_e*h. Counted from
-                // the code and fitted to the heap measured by benches/bench_train_memory.py on
-                // 8 shapes per family (within 6%), checked on ~30M-parameter models (within 6%).
+                // the code and fitted to the heap measured over cw.train on 9 shapes per family
+                // (hidden 256-512, 2-8 layers, vocab 4k-16k, sequences 64-256, up to 44M
+                // parameters: within 13%); benches/bench_train_memory.py prints the comparison.
                 let (ch, cff, ca, cv, ce, kind) = match (d.architecture, d.gated_mlp) {
-                    (Architecture::Decoder, true) => (25.1, 7.0, 4.5, 0.96, 43.4, "gated decoder"),
-                    (Architecture::Decoder, false) => (21.4, 6.1, 4.3, 1.98, 49.2, "decoder"),
-                    (Architecture::Encoder, _) => (21.5, 4.7, 2.5, 5.6, 13.2, "encoder"),
-                    (Architecture::EncoderDecoder, _) => (9.2, 2.05, 2.6, 0.56, 18.2, "encoder-decoder"),
+                    (Architecture::Decoder, true) => (38.95, 2.88, 2.08, 1.59, 0.0, "gated decoder"),
+                    (Architecture::Decoder, false) => (20.75, 5.6, 1.63, 2.42, 13.69, "decoder"),
+                    (Architecture::Encoder, _) => (7.59, 4.82, 1.4, 5.44, 30.72, "encoder"),
+                    (Architecture::EncoderDecoder, _) => (10.19, 1.84, 2.58, 0.84, 7.62, "encoder-decoder"),
                 };
                 let layers = (d.num_layers + d.num_decoder_layers) as f64;
                 let (s_, b_, h_, a_, v_) = (t as f64, b as f64, h as f64, d.num_heads as f64, d.vocab_size as f64);

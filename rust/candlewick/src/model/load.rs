@@ -19,6 +19,32 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
     Model::from_checkpoint(&Checkpoint::open(path)?)
 }
 
+/// Load a GGUF model with its weights dequantized to float32 (what training it needs; 4 bytes a
+/// parameter). Other checkpoints load as `load` does (their weights are float already).
+pub fn load_dequantized(path: impl AsRef<Path>) -> Result<Model> {
+    let ck = Checkpoint::open(path)?;
+    let Checkpoint::Gguf(g) = &ck else {
+        return Model::from_checkpoint(&ck);
+    };
+    let config = ck.config()?;
+    let n = families::num_parameters(&config)?;
+    if let Some(mem) = crate::kernels::physical_memory() {
+        if n.saturating_mul(4) > mem {
+            return Err(Error::InvalidArgument(format!(
+                "{n} parameters dequantized to float32 need {} bytes, more than this machine's {mem}",
+                n.saturating_mul(4)
+            )));
+        }
+    }
+    let src = Source::recorded(Source::Gguf(g));
+    let stacks = families::build(&config, &src)?;
+    let tensors = src.into_made();
+    let plain = Model::from_checkpoint(&ck)?;
+    let mut model = plain.with_weights(stacks, tensors);
+    model.gguf_names = true;
+    Ok(model)
+}
+
 fn io_err(path: &Path, e: std::io::Error) -> Error {
     Error::Io {
         path: path.into(),
@@ -136,6 +162,7 @@ impl Model {
             info,
             sentence: self.sentence,
             built: Some(tensors),
+            gguf_names: self.gguf_names,
         }
     }
 
@@ -145,6 +172,12 @@ impl Model {
     /// tokenizer and generation files, sentence-transformers settings), unchanged. GGUF models are
     /// refused: converting quantized GGUF weights to safetensors is not built.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        if self.gguf_names {
+            return Err(Error::Unsupported(format!(
+                "{} was dequantized from GGUF: writing it back (as GGUF or in the HF layout) is not built yet",
+                self.info.path.display()
+            )));
+        }
         let Some(tensors) = self.built.as_ref() else {
             return self.save_copy(dir);
         };

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
 
 pub use crate::io::checkpoint::ModelInfo;
-pub use load::{load, SentenceSettings};
+pub use load::{load, load_dequantized, SentenceSettings};
 pub use state::{Logits, State, Step, UBATCH};
 pub use tasks::{Encoded, MaskFill, Score};
 pub use transformer::{Batch, Trace, Transformer};
@@ -62,8 +62,11 @@ pub struct Model {
     pub generation: GenerationConfig,
     pub info: ModelInfo,
     pub sentence: Option<SentenceSettings>,
-    /// The checkpoint tensors of a model built from a config (what `save` writes).
+    /// The checkpoint tensors of a model built from a config, trained, or dequantized (what
+    /// `save` writes and training starts from).
     pub built: Option<BTreeMap<String, candle_core::Tensor>>,
+    /// `built` holds a GGUF file's tensor names (a model dequantized from one).
+    pub gguf_names: bool,
 }
 
 /// How `embed` turns token vectors into one vector.
@@ -110,6 +113,7 @@ impl Model {
             info,
             sentence: None,
             built: None,
+            gguf_names: false,
         }
     }
 

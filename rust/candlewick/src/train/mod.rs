@@ -39,7 +39,7 @@ impl Model {
     pub fn loss_and_grads(&self, batch: &LossBatch) -> Result<(f64, BTreeMap<String, Vec<f32>>, BTreeMap<String, Vec<usize>>)> {
         let params = trainer::parameters(self)?;
         let tensors: BTreeMap<String, candle_core::Tensor> = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        let stacks = crate::model::families::build(&self.config, &crate::model::builder::Source::Params { params: &tensors, gguf: false })?;
+        let stacks = crate::model::families::build(&self.config, &crate::model::builder::Source::Params { params: &tensors, gguf: self.gguf_names })?;
         let refs = StacksRef { encoder: stacks.encoder.as_ref(), decoder: stacks.decoder.as_ref() };
         let (sum, n) = refs.loss_t(&self.config, batch)?;
         if n == 0 {

@@ -201,7 +201,7 @@ pub fn parameters(model: &Model) -> Result<BTreeMap<String, Var>> {
             }
             "gguf" => {
                 return Err(Error::Unsupported(format!(
-                    "{} holds quantized GGUF weights, which cannot be trained: train an HF safetensors folder or a model built from a config",
+                    "{} holds quantized GGUF weights, which cannot be trained: load it dequantized (cw.load(path, dtype=\"float32\")), or train an HF safetensors folder or a model built from a config",
                     model.info.path.display()
                 )))
             }
@@ -217,7 +217,7 @@ pub fn parameters(model: &Model) -> Result<BTreeMap<String, Var>> {
 /// The stacks built from the parameters: layers holding the variables themselves.
 fn build(model: &Model, params: &BTreeMap<String, Var>) -> Result<crate::model::Stacks> {
     let tensors: BTreeMap<String, Tensor> = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-    families::build(&model.config, &Source::Params { params: &tensors, gguf: false })
+    families::build(&model.config, &Source::Params { params: &tensors, gguf: model.gguf_names })
 }
 
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
@@ -744,6 +744,6 @@ pub fn trained_model(model: &Model, params: &BTreeMap<String, Var>) -> Result<Mo
         .iter()
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?.detach())))
         .collect::<Result<_>>()?;
-    let stacks = families::build(&model.config, &Source::Params { params: &tensors, gguf: false })?;
+    let stacks = families::build(&model.config, &Source::Params { params: &tensors, gguf: model.gguf_names })?;
     Ok(model.with_weights(stacks, tensors))
 }
