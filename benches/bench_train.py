@@ -52,7 +52,7 @@ if side == "torch":
     elif fam == "bert":
         m = tr.BertForMaskedLM(tr.BertConfig(vocab_size=V, hidden_size=H, num_hidden_layers=L, num_attention_heads=NH, intermediate_size=FF, max_position_embeddings=512, hidden_dropout_prob=0, attention_probs_dropout_prob=0))
     else:
-        m = tr.T5ForConditionalGeneration(tr.T5Config(vocab_size=V, d_model=H, d_kv=H // NH, d_ff=FF, num_layers=L, num_heads=NH, dropout_rate=0, feed_forward_proj="relu"))
+        m = tr.T5ForConditionalGeneration(tr.T5Config(vocab_size=V, d_model=H, d_kv=H // NH, d_ff=FF, num_layers=L, num_heads=NH, dropout_rate=0, feed_forward_proj="relu", decoder_start_token_id=0, pad_token_id=0))
     m.train()
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=0.01)
     x, y = torch.tensor(ids), torch.tensor(labels)
@@ -71,7 +71,7 @@ else:
     elif fam == "gpt2":
         cfg = cw.ModelConfig.for_family("gpt2", vocab_size=V, hidden_size=H, num_layers=L, num_heads=NH, intermediate_size=FF, max_position_embeddings=512)
     elif fam == "bert":
-        cfg = cw.ModelConfig.for_family("bert", vocab_size=V, hidden_size=H, num_layers=L, num_heads=NH, intermediate_size=FF, max_position_embeddings=512)
+        cfg = cw.ModelConfig.for_family("bert", vocab_size=V, hidden_size=H, num_layers=L, num_heads=NH, intermediate_size=FF, max_position_embeddings=512, mlm_head=True)
     else:
         cfg = cw.ModelConfig.for_family("t5", vocab_size=V, hidden_size=H, num_layers=L, num_heads=NH, intermediate_size=FF, max_position_embeddings=512)
     m = cw.Model.from_config(cfg, seed=0)

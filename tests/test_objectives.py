@@ -98,6 +98,12 @@ def test_t5_input_length_matches_transformers(density, span):
         assert cw.objectives.t5_input_length(n, density, span) == hf_compute_input_and_target_lengths(n, density, span)
 
 
+def test_t5_input_length_is_quick_at_the_extremes():
+    # transformers steps one token at a time; the engine's search gives the same answer at once
+    assert cw.objectives.t5_input_length(2**40)[0] > 2**40
+    assert cw.objectives.t5_input_length(512, 0.999999, 1e6)[0] > 512
+
+
 def hf_counts(length, density, span):
     noise = int(np.round(length * density))
     nonnoise = length - noise

@@ -171,6 +171,14 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
     assert os.listdir(tmp_path / "b") == ["step-00000008"]
     # a checkpoint folder is a model folder
     assert cw.load(tmp_path / "b" / "step-00000008").config.num_layers == 2
+    # without a seed a resumed run takes its checkpoint's; other settings are refused
+    _, part = run(small("llama"), 8, tmp_path / "c", stop_at=2)
+    r = cw.train(small("llama"), TEXT, "clm", steps=8, batch_size=2, seq_len=12, lr=3e-3, warmup_steps=2,
+                 checkpoint_dir=tmp_path / "c", resume=True, progress=False)
+    assert [h["loss"] for h in r.history] == [h[1] for h in full["history"]]
+    with pytest.raises(ValueError, match="another run"):
+        cw.train(small("llama"), TEXT, "clm", steps=8, batch_size=4, seq_len=12, lr=3e-3, warmup_steps=2,
+                 checkpoint_dir=tmp_path / "c", resume=True, progress=False)
 
 
 def test_bad_arguments_name_what_is_wrong(tmp_path):

@@ -176,11 +176,11 @@ def train(model, data, objective: Optional[str] = None, *, steps: int, batch_siz
         raise ValueError(f"lr must be a positive number, got {lr}")
     warmup_steps = _int("warmup_steps", warmup_steps, 0)
     grad_accum_steps = _int("grad_accum_steps", grad_accum_steps, 1)
-    if seed is None:
-        seed = int.from_bytes(os.urandom(7), "little")
-    seed = _int("seed", seed, 0)
-    if seed >= 2**64:
-        raise ValueError(f"seed must be below 2**64, got {seed}")
+    if seed is not None:
+        # None: drawn by the engine, or a resumed run's own
+        seed = _int("seed", seed, 0)
+        if seed >= 2**64:
+            raise ValueError(f"seed must be below 2**64, got {seed}")
     eval_every = None if eval_every is None else _int("eval_every", eval_every, 1)
     checkpoint_every = None if checkpoint_every is None else _int("checkpoint_every", checkpoint_every, 1)
     grad_clip = None if grad_clip is None else _num("grad_clip", grad_clip)
@@ -193,7 +193,7 @@ def train(model, data, objective: Optional[str] = None, *, steps: int, batch_siz
         raise ValueError(f"resume=True but checkpoint_dir {ckdir} holds no checkpoint")
     native_data = _data(model, data, "data")
     native_eval = None if eval_data is None else _data(model, eval_data, "eval_data")
-    bar = _Progress(steps, 0, progress and sys.stderr.isatty())
+    bar = _Progress(steps, 0, progress and sys.stderr.isatty())  # a resumed run's bar counts its new steps
     try:
         trained, res = _native.train(
             model._m, native_data, native_eval, objective, steps, batch_size, seq_len, lr, warmup_steps, schedule,

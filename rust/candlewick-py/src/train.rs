@@ -217,7 +217,7 @@ pub fn train<'py>(
     weight_decay: f64,
     grad_clip: Option<f64>,
     grad_accum_steps: usize,
-    seed: u64,
+    seed: Option<u64>,
     eval_every: Option<u64>,
     checkpoint_dir: Option<std::path::PathBuf>,
     checkpoint_every: Option<u64>,

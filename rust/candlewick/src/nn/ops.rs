@@ -296,6 +296,9 @@ impl CustomOp1 for CrossEntropy {
         if self.targets.len() != n {
             candle_core::bail!("{} targets for {n} rows of logits", self.targets.len());
         }
+        if let Some(&t) = self.targets.iter().find(|&&t| t >= v as i64) {
+            candle_core::bail!("target {t} is outside the {v} logits of a row");
+        }
         let out = rows(n, 1, |i, o| {
             let t = self.targets[i];
             if t < 0 {

@@ -329,17 +329,35 @@ pub fn t5_input_length(inputs_length: usize, noise_density: f64, mean_noise_span
     if inputs_length == 0 || inputs_length > 1 << 40 {
         crate::bail!(InvalidArgument, "target_inputs_length must be in [1, 2^40], got {inputs_length}");
     }
-    let lengths = |tokens: usize| {
+    let lengths = |tokens: u64| {
         let noise = round_even(tokens as f64 * noise_density);
         let nonnoise = tokens as i64 - noise;
         let spans = round_even(noise as f64 / mean_noise_span_length);
         (nonnoise + spans + 1, noise + spans + 1)
     };
-    let mut tokens = inputs_length;
-    while lengths(tokens + 1).0 <= inputs_length as i64 {
-        tokens += 1;
+    // transformers steps tokens up one at a time while the inputs still fit; the inputs' length
+    // never falls as tokens grow, so a binary search finds the same last fit in log steps
+    let want = inputs_length as i64;
+    let mut tokens = inputs_length as u64;
+    if lengths(tokens + 1).0 <= want {
+        let (mut lo, mut hi) = (tokens + 1, ((inputs_length as f64 + 2.0) / (1.0 - noise_density) + 2.0).min(4e18) as u64);
+        while lengths(hi).0 <= want {
+            hi = hi.saturating_mul(2);
+        }
+        // lengths(lo) fits, lengths(hi) does not
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if lengths(mid).0 <= want {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        tokens = lo;
     }
-    let (_, mut targets) = lengths(tokens);
+    let tokens = usize::try_from(tokens).map_err(|_| Error::InvalidArgument("t5_input_length: the raw length overflows".into()))?;
+    let (_, mut targets) = lengths(tokens as u64);
+    let mut tokens = tokens;
     if noise_density == 0.5 && targets > inputs_length as i64 {
         tokens -= 1;
         targets -= 1;

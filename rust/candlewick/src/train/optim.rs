@@ -56,9 +56,9 @@ impl AdamW {
     pub fn update(&mut self, params: &BTreeMap<String, Var>, grads: &BTreeMap<String, Tensor>, lr: f64) -> Result<()> {
         let c = self.config;
         self.step += 1;
-        let t = self.step as i32;
-        let bias1 = 1.0 - c.beta1.powi(t);
-        let bias2 = 1.0 - c.beta2.powi(t);
+        let t = self.step as f64;
+        let bias1 = 1.0 - c.beta1.powf(t);
+        let bias2 = 1.0 - c.beta2.powf(t);
         for (name, var) in params {
             let Some(g) = grads.get(name) else { continue };
             let (m, v) = match self.moments.get(name) {

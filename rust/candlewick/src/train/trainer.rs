@@ -71,7 +71,8 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub grad_clip: Option<f64>,
     pub grad_accum_steps: usize,
-    pub seed: u64,
+    /// None: drawn from the OS, or a resumed run's own.
+    pub seed: Option<u64>,
     pub eval_every: Option<u64>,
     pub checkpoint_dir: Option<PathBuf>,
     /// Write a checkpoint every this many steps (and at the end).
@@ -97,7 +98,7 @@ impl TrainConfig {
             weight_decay: 0.01,
             grad_clip: Some(1.0),
             grad_accum_steps: 1,
-            seed: 0,
+            seed: None,
             eval_every: None,
             checkpoint_dir: None,
             checkpoint_every: None,
@@ -253,6 +254,14 @@ impl Maker {
                 want.name()
             );
         }
+        let has_head = model.decoder.as_ref().or(model.encoder.as_ref()).is_some_and(|t| t.head.is_some());
+        if !has_head {
+            crate::bail!(
+                Unsupported,
+                "this model has no LM head to train ({}): build it with one (BERT: mlm_head=True)",
+                model.config.family
+            );
+        }
         let tok = model.tokenizer.as_deref();
         let special: Vec<i64> = tok.map(|t| t.special_token_ids().into_iter().map(i64::from).collect()).unwrap_or_default();
         let mask = cfg.mask_token_id.or_else(|| tok.and_then(|t| t.mask_token_id()));
@@ -266,9 +275,18 @@ impl Maker {
             // a tokenizer.json names no EOS: the conventional special tokens
             .or_else(|| tok.and_then(|t| ["</s>", "<eos>", "<|endoftext|>"].iter().find_map(|s| t.token_to_id(s))))
             .map(i64::from);
+        // transformers draws random replacements and counts sentinels over len(tokenizer): a
+        // checkpoint's embedding may have more rows than the tokenizer has tokens (T5: 32128 vs
+        // 32100, <extra_id_0> = 32099)
+        let vocab = match (cfg.objective, tok) {
+            (Objective::SpanCorruption, Some(t)) => t.token_to_id("<extra_id_0>").map(|i| i as usize + 1).unwrap_or(t.vocab_size()),
+            (_, Some(t)) => t.vocab_size(),
+            (_, None) => model.config.vocab_size,
+        }
+        .min(model.config.vocab_size);
         Ok(Maker {
             objective: cfg.objective,
-            vocab: model.config.vocab_size,
+            vocab,
             mask_token_id,
             special,
             eos: eos.unwrap_or(-1),
@@ -375,11 +393,14 @@ enum Rows {
 }
 
 impl Rows {
-    fn new(data: &Data, block_len: usize, what: &str) -> Result<Self> {
+    fn new(data: &Data, block_len: usize, vocab: usize, what: &str) -> Result<Self> {
         Ok(match data {
             Data::Tokens(t) => {
                 if t.is_empty() {
                     crate::bail!(InvalidArgument, "{what} is empty");
+                }
+                for row in t {
+                    check_ids(row, vocab, what)?;
                 }
                 Rows::Blocks(blocks(t, block_len, what)?)
             }
@@ -401,7 +422,9 @@ impl Rows {
                 }
                 if let Some(d) = decoder_input_ids {
                     same("decoder_input_ids", d, labels.cols)?;
+                    check_ids(&d.data, vocab, &format!("{what}['decoder_input_ids']"))?;
                 }
+                check_ids(&input_ids.data, vocab, &format!("{what}['input_ids']"))?;
                 Rows::Prepared {
                     input_ids: input_ids.clone(),
                     labels: labels.clone(),
@@ -423,12 +446,10 @@ impl Rows {
         match self {
             Rows::Blocks(b) => maker.batch(&rows_of(b, idx), rng),
             Rows::Prepared { input_ids, labels, attention_mask, decoder_input_ids } => {
-                let u32s = |i: Ids| i.data.into_iter().map(|v| v.clamp(0, u32::MAX as i64) as u32).collect::<Vec<_>>();
+                // ids were checked against the vocabulary when the rows were made
+                let u32s = |i: Ids| i.data.into_iter().map(|v| v as u32).collect::<Vec<_>>();
                 let i = rows_of(input_ids, idx);
                 let l = rows_of(labels, idx);
-                if let Some(&bad) = i.data.iter().find(|&&v| v < 0) {
-                    crate::bail!(InvalidArgument, "input_ids holds {bad}, not a token id");
-                }
                 Ok(LossBatch {
                     rows: i.rows,
                     cols: i.cols,
@@ -452,6 +473,14 @@ fn counted(b: &LossBatch, shift: bool) -> usize {
             row.iter().filter(|&&l| l != IGNORE).count()
         })
         .sum()
+}
+
+/// The first id of `ids` outside 0..vocab, as an error naming `what`.
+fn check_ids(ids: &[i64], vocab: usize, what: &str) -> Result<()> {
+    if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i as u64 >= vocab as u64) {
+        crate::bail!(InvalidArgument, "{what} holds token id {bad}, outside the vocabulary of {vocab}");
+    }
+    Ok(())
 }
 
 /// The blocks of a tokenized corpus, each `len` ids.
@@ -481,8 +510,8 @@ fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 
 /// The mean loss over every block of the evaluation data, masking seeded once (the same
 /// corruption at every evaluation).
-fn evaluate(model: &Model, stacks: StacksRef, maker: &Maker, eval: &Rows, cfg: &TrainConfig) -> Result<f64> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(mix(cfg.seed, u64::MAX, 0xE7A1));
+fn evaluate(model: &Model, stacks: StacksRef, maker: &Maker, eval: &Rows, cfg: &TrainConfig, seed: u64) -> Result<f64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(mix(seed, u64::MAX, 0xE7A1));
     let (mut sum, mut n) = (0f64, 0usize);
     let all: Vec<usize> = (0..eval.len()).collect();
     for chunk in all.chunks(cfg.batch_size) {
@@ -503,6 +532,8 @@ struct State {
     step: u64,
     seed: u64,
     objective: String,
+    /// What must be the same for a resumed run to draw what the first one would have.
+    run: String,
     adam_step: u64,
     history: Vec<(u64, f64, f64, f64, usize, f64)>,
     evals: Vec<(u64, f64, f64)>,
@@ -513,7 +544,7 @@ pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
     let mut best: Option<(u64, PathBuf)> = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();
-        let name = p.file_name()?.to_str()?.to_string();
+        let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
         let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) else { continue };
         if p.join("trainer_state.json").is_file() && best.as_ref().is_none_or(|(b, _)| step > *b) {
             best = Some((step, p));
@@ -609,19 +640,40 @@ pub fn train(
         );
     }
     let block_len = maker.block_len(cfg.seq_len)?;
-    let train_blocks = Rows::new(data, block_len, "data")?;
-    let eval_blocks = eval.map(|e| Rows::new(e, block_len, "eval_data")).transpose()?;
+    let vocab = model.config.vocab_size;
+    let train_blocks = Rows::new(data, block_len, vocab, "data")?;
+    let eval_blocks = eval.map(|e| Rows::new(e, block_len, vocab, "eval_data")).transpose()?;
+    if model.gguf_names && cfg.checkpoint_dir.is_some() {
+        crate::bail!(
+            Unsupported,
+            "checkpoint_dir: a model dequantized from GGUF cannot be written back yet, so it trains without checkpoints"
+        );
+    }
+    let run_key = format!(
+        "steps={} batch_size={} grad_accum_steps={} seq_len={} lr={} warmup_steps={} schedule={} weight_decay={} grad_clip={:?} rows={} mlm_probability={} noise_density={} mean_noise_span_length={}",
+        cfg.steps, cfg.batch_size, cfg.grad_accum_steps, cfg.seq_len, cfg.lr, cfg.warmup_steps, cfg.schedule.name(), cfg.weight_decay,
+        cfg.grad_clip, train_blocks.len(), cfg.mlm_probability, cfg.noise_density, cfg.mean_noise_span_length
+    );
     let params = parameters(model)?;
     let mut adam = AdamW::new(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
     let mut result = TrainResult::default();
     let mut first = 0u64;
+    let mut seed = cfg.seed.unwrap_or_else(|| rand::Rng::random(&mut rand::rngs::StdRng::from_os_rng()));
     if cfg.resume {
         let dir = cfg.checkpoint_dir.as_deref().unwrap_or(Path::new("."));
         let ck = latest_checkpoint(dir).ok_or_else(|| {
             Error::InvalidArgument(format!("resume=True but checkpoint_dir {} holds no checkpoint", dir.display()))
         })?;
         let state = read_checkpoint(&ck, &params, &mut adam)?;
-        if state.objective != cfg.objective.name() || state.seed != cfg.seed {
+        if state.run != run_key {
+            crate::bail!(
+                InvalidArgument,
+                "the checkpoint in {} was made by another run ({}); resuming needs the same settings and data ({run_key})",
+                ck.display(),
+                state.run
+            );
+        }
+        if state.objective != cfg.objective.name() || cfg.seed.is_some_and(|s| s != state.seed) {
             crate::bail!(
                 InvalidArgument,
                 "the checkpoint in {} was trained with objective {:?} and seed {}, not {:?} and {}",
@@ -629,9 +681,10 @@ pub fn train(
                 state.objective,
                 state.seed,
                 cfg.objective.name(),
-                cfg.seed
+                seed
             );
         }
+        seed = state.seed;
         first = state.step;
         result.history = state
             .history
@@ -657,11 +710,11 @@ pub fn train(
                 let g = (step as u128 * per_step as u128 + (micro * cfg.batch_size + i) as u128) as u64;
                 let epoch = g / n as u64;
                 if order.0 != epoch {
-                    order = (epoch, epoch_order(n, cfg.seed, epoch));
+                    order = (epoch, epoch_order(n, seed, epoch));
                 }
                 idx.push(order.1[(g % n as u64) as usize]);
             }
-            let mut rng = rand::rngs::StdRng::seed_from_u64(mix(cfg.seed, step, micro as u64 + 1));
+            let mut rng = rand::rngs::StdRng::seed_from_u64(mix(seed, step, micro as u64 + 1));
             batches.push(train_blocks.batch(&maker, &idx, &mut rng)?);
         }
         let total: usize = batches.iter().map(|b| counted(b, shift)).sum();
@@ -688,6 +741,13 @@ pub fn train(
             }
         }
         drop(stacks);
+        if total == 0 {
+            crate::bail!(
+                InvalidArgument,
+                "step {}: its batches count no label (every label -100; seq_len too short for the objective?)",
+                step + 1
+            );
+        }
         let lr = cfg.schedule.lr(cfg.lr, step, cfg.warmup_steps, cfg.steps);
         let grad_norm = clip(&mut grads, cfg.grad_clip)?;
         adam.update(&params, &grads, lr)?;
@@ -708,7 +768,10 @@ pub fn train(
         if let (Some(e), true) = (&eval_blocks, last || cfg.eval_every.is_some_and(|k| (step + 1) % k == 0)) {
             let stacks = build(model, &params)?;
             let refs = StacksRef { encoder: stacks.encoder.as_ref(), decoder: stacks.decoder.as_ref() };
-            let loss = evaluate(model, refs, &maker, e, cfg)?;
+            let loss = evaluate(model, refs, &maker, e, cfg, seed)?;
+            if !loss.is_finite() {
+                crate::bail!(Model, "the eval loss became {loss} at step {}: training diverged (lower lr)", step + 1);
+            }
             let r = EvalRecord { step: step + 1, loss, perplexity: loss.exp() };
             result.evals.push(r.clone());
             ev = Some(r);
@@ -719,8 +782,9 @@ pub fn train(
         if let (Some(dir), true) = (&cfg.checkpoint_dir, due) {
             let state = State {
                 step: step + 1,
-                seed: cfg.seed,
+                seed,
                 objective: cfg.objective.name().into(),
+                run: run_key.clone(),
                 adam_step: adam.step,
                 history: result.history.iter().map(|r| (r.step, r.loss, r.lr, r.grad_norm, r.tokens, r.tokens_per_s)).collect(),
                 evals: result.evals.iter().map(|e| (e.step, e.loss, e.perplexity)).collect(),
