@@ -1,7 +1,6 @@
 """cw.train: pretraining and fine-tuning in the engine, with a progress bar and a history."""
 
 import math
-import numbers
 import os
 import sys
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _native
+from .objectives import _float as _num, _int
 
 __all__ = ["TrainResult", "train"]
 
@@ -113,24 +113,6 @@ class _Progress:
             self.bar.close()
         elif self.plain:
             print(file=sys.stderr)
-
-
-def _int(name, v, minimum=None):
-    if isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
-    v = int(v)
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {v}")
-    return v
-
-
-def _num(name, v):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    v = float(v)
-    if math.isnan(v):
-        raise ValueError(f"{name} must be a number, got nan")
-    return v
 
 
 def train(model, data, objective: Optional[str] = None, *, steps: int, batch_size: int = 8, seq_len: int = 128,

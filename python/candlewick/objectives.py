@@ -44,7 +44,10 @@ def _int(name, v, minimum=None) -> int:
 def _float(name, v) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(v).__name__}")
-    return float(v)
+    v = float(v)
+    if v != v:
+        raise ValueError(f"{name} must be a number, got nan")
+    return v
 
 
 def _seed(seed) -> Optional[int]:

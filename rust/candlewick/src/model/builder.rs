@@ -177,7 +177,7 @@ impl<'a> Vb<'a> {
                 Some(v) => Err(Error::Model(format!("parameter {name} has shape {:?}, expected {shape:?}", v.dims()))),
                 None => Err(Error::Model(format!("no parameter {name} (expected shape {shape:?})"))),
             },
-            Source::Recorded { .. } => unreachable!("handled above"),
+            Source::Recorded { .. } => Err(Error::Model("a recorded source inside a recorded source".into())),
             Source::Files { files, path } => match files.iter().find(|f| f.contains(&name)) {
                 Some(f) => f.tensor(&name, shape, &cpu()),
                 None => Err(Error::invalid_file(

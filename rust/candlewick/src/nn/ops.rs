@@ -49,6 +49,11 @@ fn column_sums(n: usize, d: usize, f: impl Fn(usize, &mut [f64]) + Sync) -> Vec<
     total.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|v| v as f32).collect()
 }
 
+/// A tensor's values, row-major.
+fn values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+    t.contiguous()?.flatten_all()?.to_vec1::<f32>()
+}
+
 fn last_dim(l: &Layout) -> (usize, usize) {
     let d = l.dims().last().copied().unwrap_or(1).max(1);
     (l.shape().elem_count() / d, d)
@@ -56,54 +61,8 @@ fn last_dim(l: &Layout) -> (usize, usize) {
 
 // ---- softmax ---------------------------------------------------------------------------------
 
-struct Softmax;
-
-impl CustomOp1 for Softmax {
-    fn name(&self) -> &'static str {
-        "cw-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous(s, l, self.name())?;
-        let (n, d) = last_dim(l);
-        let out = rows(n, d, |i, o| {
-            let r = &x[i * d..(i + 1) * d];
-            let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f64;
-            for (o, &v) in o.iter_mut().zip(r) {
-                *o = (v - max).exp();
-                sum += *o as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            o.iter_mut().for_each(|o| *o *= inv);
-        });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        // dx = p * (g - sum(g * p))
-        let p = res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let d = res.dims().last().copied().unwrap_or(1).max(1);
-        let n = p.len() / d;
-        let out = rows(n, d, |i, o| {
-            let (pr, gr) = (&p[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
-            let dot: f64 = pr.iter().zip(gr).map(|(&a, &b)| (a * b) as f64).sum();
-            let dot = dot as f32;
-            for ((o, &a), &b) in o.iter_mut().zip(pr).zip(gr) {
-                *o = a * (b - dot);
-            }
-        });
-        Ok(Some(Tensor::from_vec(out, res.shape(), res.device())?))
-    }
-}
-
-/// Softmax over the last dimension, with its gradient.
-pub fn softmax(x: &Tensor) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op1(Softmax)?)
-}
-
-/// The same in plain candle ops (the row maximum a constant: softmax is shift-invariant).
+/// Softmax in plain candle ops (the row maximum a constant: softmax is shift-invariant): the
+/// composite twin `masked_softmax` is tested against.
 pub fn softmax_ref(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
@@ -145,9 +104,9 @@ impl CustomOp2 for RmsNormOp {
     fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         // y = x s w, s = (mean(x^2) + eps)^-1/2:
         // dx = s (g w) - x s^3 mean((g w) x);  dw = sum over rows of g x s
-        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let wv = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let xv = values(x)?;
+        let wv = values(w)?;
+        let g = values(grad)?;
         let d = wv.len().max(1);
         let n = xv.len() / d;
         let dx = rows(n, d, |i, o| {
@@ -223,9 +182,9 @@ impl CustomOp3 for LayerNormOp {
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // xh = (x - mean) inv, dy = g w: dx = inv (dy - mean(dy) - xh mean(dy xh));
         // dw = sum g xh; db = sum g
-        let xv = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let wv = w.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let xv = values(x)?;
+        let wv = values(w)?;
+        let g = values(grad)?;
         let d = wv.len().max(1);
         let n = xv.len() / d;
         let dx = rows(n, d, |i, o| {
@@ -312,8 +271,8 @@ impl CustomOp1 for CrossEntropy {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let x = arg.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let x = values(arg)?;
+        let g = values(grad)?;
         let v = arg.dims().last().copied().unwrap_or(1).max(1);
         let n = x.len() / v;
         let out = rows(n, v, |i, o| {
@@ -421,9 +380,9 @@ impl CustomOp2 for Gated {
     }
 
     fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = gate.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let u = up.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let dy = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let g = values(gate)?;
+        let u = values(up)?;
+        let dy = values(grad)?;
         let d = gate.dims().last().copied().unwrap_or(1).max(1);
         let n = g.len() / d;
         // [row][2d]: d(gate) then d(up), split below
@@ -500,8 +459,8 @@ impl CustomOp1 for MaskedSoftmax {
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let p = res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let p = values(res)?;
+        let g = values(grad)?;
         let d = res.dims().last().copied().unwrap_or(1).max(1);
         let n = p.len() / d;
         let scale = self.scale;
@@ -557,7 +516,6 @@ mod tests {
         let w = Var::from_vec(data(10, 2), 10, &dev).unwrap();
         let up = Tensor::from_vec(data(60, 3), (2, 3, 10), &dev).unwrap();
         let pairs: Vec<(Tensor, Tensor)> = vec![
-            (softmax(&x).unwrap(), softmax_ref(&x).unwrap()),
             (rms_norm(&x, &w, 1e-6).unwrap(), rms_norm_ref(&x, &w, 1e-6).unwrap()),
         ];
         let bias = Var::from_vec(data(10, 4), 10, &dev).unwrap();

@@ -64,8 +64,13 @@ fn check_vocab(name: &str, ids: &Ids, vocab_size: usize) -> Result<()> {
     if vocab_size == 0 {
         crate::bail!(InvalidArgument, "vocab_size must be positive");
     }
-    if let Some(&bad) = ids.data.iter().find(|&&i| i < 0 || i as u64 >= vocab_size as u64) {
-        crate::bail!(InvalidArgument, "{name} holds id {bad}, outside the vocabulary of {vocab_size}");
+    check_ids(&ids.data, vocab_size, name)
+}
+
+/// The first id outside 0..vocab, as an error naming `what`.
+pub(crate) fn check_ids(ids: &[i64], vocab: usize, what: &str) -> Result<()> {
+    if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i as u64 >= vocab as u64) {
+        crate::bail!(InvalidArgument, "{what} holds token id {bad}, outside the vocabulary of {vocab}");
     }
     Ok(())
 }

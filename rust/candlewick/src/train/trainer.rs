@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::loss::{LossBatch, StacksRef};
-use super::objectives::{self, Ids, Mlm, SpanCorruption, IGNORE};
+use super::objectives::{self, check_ids, Ids, Mlm, SpanCorruption, IGNORE};
 use super::optim::{clip, AdamW, AdamWConfig, Schedule};
 use crate::config::Architecture;
 use crate::error::{Error, Result};
@@ -473,14 +473,6 @@ fn counted(b: &LossBatch, shift: bool) -> usize {
             row.iter().filter(|&&l| l != IGNORE).count()
         })
         .sum()
-}
-
-/// The first id of `ids` outside 0..vocab, as an error naming `what`.
-fn check_ids(ids: &[i64], vocab: usize, what: &str) -> Result<()> {
-    if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i as u64 >= vocab as u64) {
-        crate::bail!(InvalidArgument, "{what} holds token id {bad}, outside the vocabulary of {vocab}");
-    }
-    Ok(())
 }
 
 /// The blocks of a tokenized corpus, each `len` ids.
