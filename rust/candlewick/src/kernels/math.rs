@@ -73,6 +73,173 @@ pub fn expf(x: f32) -> f32 {
     }
 }
 
+/// `expf` without its slow path, for loops the compiler vectorizes (the training ops' softmax,
+/// cross-entropy and SiLU): the argument clamped to [-87, 87], where the fast path holds; 0 below
+/// -87 (f32's exp leaves the normal range there), exp(87) above; NaN stays NaN.
+#[inline(always)]
+pub fn expf_lanes(x: f32) -> f32 {
+    let xc = x.clamp(-87.0, 87.0);
+    let r = f(0x4b40_0000);
+    let z = xc.mul_add(f(0x3fb8_aa3b), r);
+    let n = z - r;
+    let b = (-n).mul_add(f(0x35bf_be8e), (-n).mul_add(f(0x3f31_7200), xc));
+    let k = f32::from_bits((z.to_bits() << 23).wrapping_add(1.0f32.to_bits()));
+    let u = b * b;
+    let j = f(0x3c07_2010)
+        .mul_add(b, f(0x3d2b_9f17))
+        .mul_add(u, f(0x3e2a_af33).mul_add(b, f(0x3eff_fedb)))
+        .mul_add(u, f(0x3f7f_fff6) * b);
+    let e = j.mul_add(k, k);
+    if x < -87.0 {
+        0.0
+    } else {
+        e
+    }
+}
+
+/// The widest SIMD level this CPU offers the `simd_fn!` kernels: 2 AVX-512 (with AVX2 and FMA),
+/// 1 AVX2 with FMA, 0 neither.
+#[inline]
+pub fn simd_level() -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static LEVEL: OnceLock<u8> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx2") && has!("fma") {
+                2
+            } else if has!("avx2") && has!("fma") {
+                1
+            } else {
+                0
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    0
+}
+
+/// A function whose body is compiled three times (AVX-512, AVX2+FMA, plain) and run in the widest
+/// form the CPU has, so that its loops vectorize at that width and `mul_add` is one instruction.
+/// The body must be plain code (no closure doing the work: a closure is compiled apart, without
+/// the features).
+macro_rules! simd_fn {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn wide($($arg: $ty),*) $(-> $ret)? {
+                imp($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn narrow($($arg: $ty),*) $(-> $ret)? {
+                imp($($arg),*)
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                // SAFETY: each form runs only where the CPU has its features (simd_level).
+                match $crate::kernels::math::simd_level() {
+                    2 => return unsafe { wide($($arg),*) },
+                    1 => return unsafe { narrow($($arg),*) },
+                    _ => {}
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+pub(crate) use simd_fn;
+
+/// The largest value of a row (NaN ignored, as f32::max does), 16 lanes.
+#[inline(always)]
+fn max_lanes(xs: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &x) in m.iter_mut().zip(c) {
+            *m = if x > *m { x } else { *m };
+        }
+    }
+    let mut r = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for &x in chunks.remainder() {
+        r = r.max(x);
+    }
+    r
+}
+
+/// sum_i exp(x_i - max), in 16 f64 lanes (a whole vocabulary in one f32 sum drifts).
+#[inline(always)]
+fn sum_exp_lanes(xs: &[f32], max: f32) -> f64 {
+    let mut acc = [0f64; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += expf_lanes(x - max) as f64;
+        }
+    }
+    let mut s: f64 = acc.iter().sum();
+    for &x in chunks.remainder() {
+        s += expf_lanes(x - max) as f64;
+    }
+    s
+}
+
+simd_fn! {
+    /// A row's maximum and sum of exp(x - max): its log-sum-exp is max + ln(sum).
+    pub fn max_and_sum_exp(xs: &[f32]) -> (f32, f64) {
+        let max = max_lanes(xs);
+        (max, sum_exp_lanes(xs, max))
+    }
+}
+
+simd_fn! {
+    /// out_i = exp(x_i - max) * scale (a softmax row times a gradient).
+    pub fn exp_scaled(out: &mut [f32], xs: &[f32], max: f32, scale: f32) {
+        for (o, &x) in out.iter_mut().zip(xs) {
+            *o = expf_lanes(x - max) * scale;
+        }
+    }
+}
+
+simd_fn! {
+    /// x_i <- exp(x_i - max) in place, and their sum in f64.
+    pub fn exp_in_place(xs: &mut [f32], max: f32) -> f64 {
+        let mut acc = [0f64; 16];
+        let mut chunks = xs.chunks_exact_mut(16);
+        for c in &mut chunks {
+            for (a, x) in acc.iter_mut().zip(c.iter_mut()) {
+                *x = expf_lanes(*x - max);
+                *a += *x as f64;
+            }
+        }
+        let mut s: f64 = acc.iter().sum();
+        for x in chunks.into_remainder() {
+            *x = expf_lanes(*x - max);
+            s += *x as f64;
+        }
+        s
+    }
+}
+
+simd_fn! {
+    /// sum_i x_i^2 in f64 lanes.
+    pub fn sum_squares(xs: &[f32]) -> f64 {
+        let mut lanes = [0f64; 8];
+        let mut it = xs.chunks_exact(8);
+        for ch in &mut it {
+            for (l, &x) in lanes.iter_mut().zip(ch) {
+                *l += (x as f64) * (x as f64);
+            }
+        }
+        lanes.iter().sum::<f64>() + it.remainder().iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>()
+    }
+}
+
 /// sum_i exp((x_i - max) * scale), with `expf` above; arguments below -87 (where exp is under
 /// f32's normal range) count as 0. The sampler's softmax denominator over a whole vocabulary.
 pub fn sum_exp(xs: &[f32], max: f32, scale: f32) -> f64 {
@@ -195,6 +362,37 @@ mod tests {
             };
             assert_eq!(gelu_ggml(x).to_bits(), want.to_bits(), "{x}");
         }
+    }
+
+    #[test]
+    fn expf_lanes_matches_exp() {
+        let mut worst = 0f64;
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 4.4e-4;
+            let (got, want) = (expf_lanes(x) as f64, (x as f64).exp());
+            if x < -87.0 {
+                assert_eq!(got, 0.0, "{x}");
+            } else if x <= 87.0 {
+                worst = worst.max((got - want).abs() / want);
+            }
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert!(expf_lanes(f32::NAN).is_nan());
+        assert_eq!(expf_lanes(f32::NEG_INFINITY), 0.0);
+        // the SIMD build of a loop gives what the plain one gives
+        let xs: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 0.37).collect();
+        let plain: Vec<f32> = xs.iter().map(|&x| expf_lanes(x - 10.0) * 0.5).collect();
+        let mut wide = vec![0f32; xs.len()];
+        exp_scaled(&mut wide, &xs, 10.0, 0.5);
+        assert_eq!(plain, wide);
+        let (max, s) = max_and_sum_exp(&xs);
+        assert_eq!(max, 499.0 * 0.37);
+        let want: f64 = xs.iter().map(|&x| ((x - max) as f64).exp()).sum();
+        assert!((s - want).abs() / want < 1e-6);
+        let mut inplace = xs.clone();
+        let s2 = exp_in_place(&mut inplace, max);
+        assert!((s2 - s).abs() / s < 1e-12);
+        assert_eq!(sum_squares(&[1.0, 2.0, 3.0]), 14.0);
     }
 
     #[test]

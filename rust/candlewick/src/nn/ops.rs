@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, D};
 
 use crate::error::Result;
+use crate::kernels::math::{exp_in_place, exp_scaled, expf_lanes, max_and_sum_exp, simd_fn};
 use crate::kernels::SharedOut;
 
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
@@ -33,6 +34,33 @@ fn rows(n: usize, out_d: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32
         }
     });
     out
+}
+
+/// The same with two outputs per row (of `d` values each), e.g. the gradients of two inputs.
+fn rows2(n: usize, d: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync) -> (Vec<f32>, Vec<f32>) {
+    let (mut a, mut b) = (vec![0f32; n * d], vec![0f32; n * d]);
+    let (pa, pb) = (SharedOut(a.as_mut_ptr()), SharedOut(b.as_mut_ptr()));
+    candle_core::utils::barrier_pool().execute_chunked(n, |range| {
+        let (pa, pb) = (pa, pb);
+        for i in range {
+            // SAFETY: each row index is handed to exactly one work item; rows do not overlap.
+            let (ra, rb) = unsafe {
+                (std::slice::from_raw_parts_mut(pa.0.add(i * d), d), std::slice::from_raw_parts_mut(pb.0.add(i * d), d))
+            };
+            f(i, ra, rb);
+        }
+    });
+    (a, b)
+}
+
+/// Run `f` on a tensor's values, row-major, borrowed (copied only when the tensor is strided).
+fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => f(contiguous(cpu, layout, "a training op")?),
+        _ => candle_core::bail!("the training ops run on the CPU"),
+    }
 }
 
 /// Per-chunk column sums over rows (a weight's gradient), reduced once per chunk.
@@ -236,12 +264,12 @@ pub fn layer_norm_ref(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Te
 /// 0), with its gradient g_i (softmax_i - onehot(t_i)).
 struct CrossEntropy {
     targets: Vec<i64>,
+    /// Each row's (max, sum of exp(x - max)), kept by the forward pass for the backward one.
+    lse: Mutex<Vec<(f32, f64)>>,
 }
 
 fn row_lse(r: &[f32]) -> (f32, f64) {
-    let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = r.iter().map(|&v| ((v - max).exp()) as f64).sum();
-    (max, sum)
+    max_and_sum_exp(r)
 }
 
 impl CustomOp1 for CrossEntropy {
@@ -258,6 +286,7 @@ impl CustomOp1 for CrossEntropy {
         if let Some(&t) = self.targets.iter().find(|&&t| t >= v as i64) {
             candle_core::bail!("target {t} is outside the {v} logits of a row");
         }
+        let lse = Mutex::new(vec![(0f32, 1f64); n]);
         let out = rows(n, 1, |i, o| {
             let t = self.targets[i];
             if t < 0 {
@@ -265,29 +294,34 @@ impl CustomOp1 for CrossEntropy {
             }
             let r = &x[i * v..(i + 1) * v];
             let (max, sum) = row_lse(r);
+            lse.lock().unwrap_or_else(|e| e.into_inner())[i] = (max, sum);
             o[0] = ((max as f64 + sum.ln()) - r[t as usize] as f64) as f32;
         });
+        *self.lse.lock().unwrap_or_else(|e| e.into_inner()) = lse.into_inner().unwrap_or_else(|e| e.into_inner());
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let x = values(arg)?;
         let g = values(grad)?;
         let v = arg.dims().last().copied().unwrap_or(1).max(1);
-        let n = x.len() / v;
-        let out = rows(n, v, |i, o| {
-            let t = self.targets[i];
-            if t < 0 {
-                return;
+        let lse = self.lse.lock().unwrap_or_else(|e| e.into_inner());
+        let out = with_values(arg, |x| {
+            let n = x.len() / v;
+            if lse.len() != n || g.len() != n {
+                candle_core::bail!("cross-entropy backward for {n} rows, its forward saw {}", lse.len());
             }
-            let r = &x[i * v..(i + 1) * v];
-            let (max, sum) = row_lse(r);
-            let scale = (g[i] as f64 / sum) as f32;
-            for (o, &x) in o.iter_mut().zip(r) {
-                *o = (x - max).exp() * scale;
-            }
-            o[t as usize] -= g[i];
-        });
+            Ok(rows(n, v, |i, o| {
+                let t = self.targets[i];
+                if t < 0 {
+                    return;
+                }
+                let r = &x[i * v..(i + 1) * v];
+                let (max, sum) = lse[i];
+                let scale = (g[i] as f64 / sum) as f32;
+                exp_scaled(o, r, max, scale);
+                o[t as usize] -= g[i];
+            }))
+        })?;
         Ok(Some(Tensor::from_vec(out, arg.shape(), arg.device())?))
     }
 }
@@ -295,7 +329,7 @@ impl CustomOp1 for CrossEntropy {
 /// Per-row cross-entropy [n] of logits [n, vocab] (rows whose target is negative give 0 and no
 /// gradient).
 pub fn cross_entropy_rows(logits: &Tensor, targets: Vec<i64>) -> Result<Tensor> {
-    Ok(logits.contiguous()?.apply_op1(CrossEntropy { targets })?)
+    Ok(logits.contiguous()?.apply_op1(CrossEntropy { targets, lse: Mutex::new(Vec::new()) })?)
 }
 
 // ---- gated activation -------------------------------------------------------------------------
@@ -308,8 +342,39 @@ struct Gated {
 
 use crate::config::Activation;
 
-/// (act(x), act'(x)) in f64.
+/// SiLU and its slope in f32 (as torch computes them), with the vectorizable exp.
+#[inline(always)]
+fn silu_and_slope(x: f32) -> (f32, f32) {
+    let s = 1.0 / (1.0 + expf_lanes(-x));
+    (x * s, s * (1.0 + x * (1.0 - s)))
+}
+
+simd_fn! {
+    /// silu(g) * u, a row.
+    fn silu_gated(out: &mut [f32], g: &[f32], u: &[f32]) {
+        for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+            *o = silu_and_slope(g).0 * u;
+        }
+    }
+}
+
+simd_fn! {
+    /// The gradients of silu(g) * u for an upstream gradient dy, a row.
+    fn silu_gated_backward(d_g: &mut [f32], d_u: &mut [f32], g: &[f32], u: &[f32], dy: &[f32]) {
+        let n = d_g.len().min(d_u.len()).min(g.len()).min(u.len()).min(dy.len());
+        for j in 0..n {
+            let (a, slope) = silu_and_slope(g[j]);
+            d_g[j] = dy[j] * u[j] * slope;
+            d_u[j] = dy[j] * a;
+        }
+    }
+}
+
+/// (act(x), act'(x)): SiLU in f32, the others in f64.
 fn act_and_slope(a: Activation, x: f32) -> (f32, f32) {
+    if a == Activation::Silu {
+        return silu_and_slope(x);
+    }
     let x = x as f64;
     let (y, d) = match a {
         Activation::Silu => {
@@ -371,35 +436,44 @@ impl CustomOp2 for Gated {
             candle_core::bail!("gate and up of different sizes");
         }
         let (n, d) = last_dim(l1);
+        let act = self.act;
         let out = rows(n, d, |i, o| {
-            for ((o, &g), &u) in o.iter_mut().zip(&g[i * d..(i + 1) * d]).zip(&u[i * d..(i + 1) * d]) {
-                *o = act_and_slope(self.act, g).0 * u;
+            let (g, u) = (&g[i * d..(i + 1) * d], &u[i * d..(i + 1) * d]);
+            if act == Activation::Silu {
+                silu_gated(o, g, u);
+            } else {
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *o = act_and_slope(act, g).0 * u;
+                }
             }
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
     fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = values(gate)?;
-        let u = values(up)?;
-        let dy = values(grad)?;
         let d = gate.dims().last().copied().unwrap_or(1).max(1);
-        let n = g.len() / d;
-        // [row][2d]: d(gate) then d(up), split below
-        let both = rows(n, 2 * d, |i, o| {
-            let (o_g, o_u) = o.split_at_mut(d);
-            for j in 0..d {
-                let k = i * d + j;
-                let (a, slope) = act_and_slope(self.act, g[k]);
-                o_g[j] = dy[k] * u[k] * slope;
-                o_u[j] = dy[k] * a;
-            }
-        });
-        let (mut dg, mut du) = (Vec::with_capacity(g.len()), Vec::with_capacity(g.len()));
-        for row in both.chunks_exact(2 * d) {
-            dg.extend_from_slice(&row[..d]);
-            du.extend_from_slice(&row[d..]);
-        }
+        let act = self.act;
+        let (dg, du) = with_values(gate, |g| {
+            with_values(up, |u| {
+                with_values(grad, |dy| {
+                    if u.len() != g.len() || dy.len() != g.len() {
+                        candle_core::bail!("gated activation backward on inputs of different sizes");
+                    }
+                    Ok(rows2(g.len() / d, d, |i, o_g, o_u| {
+                        let (g, u, dy) = (&g[i * d..(i + 1) * d], &u[i * d..(i + 1) * d], &dy[i * d..(i + 1) * d]);
+                        if act == Activation::Silu {
+                            silu_gated_backward(o_g, o_u, g, u, dy);
+                        } else {
+                            for j in 0..d {
+                                let (a, slope) = act_and_slope(act, g[j]);
+                                o_g[j] = dy[j] * u[j] * slope;
+                                o_u[j] = dy[j] * a;
+                            }
+                        }
+                    }))
+                })
+            })
+        })?;
         Ok((
             Some(Tensor::from_vec(dg, gate.shape(), gate.device())?),
             Some(Tensor::from_vec(du, up.shape(), up.device())?),
@@ -447,11 +521,7 @@ impl CustomOp1 for MaskedSoftmax {
                 o[j] = r[j] * self.scale + m.map_or(0.0, |m| m[j]);
                 max = max.max(o[j]);
             }
-            let mut sum = 0f64;
-            for o in o.iter_mut() {
-                *o = (*o - max).exp();
-                sum += *o as f64;
-            }
+            let sum = exp_in_place(o, max);
             let inv = (1.0 / sum) as f32;
             o.iter_mut().for_each(|o| *o *= inv);
         });
@@ -459,18 +529,22 @@ impl CustomOp1 for MaskedSoftmax {
     }
 
     fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let p = values(res)?;
-        let g = values(grad)?;
         let d = res.dims().last().copied().unwrap_or(1).max(1);
-        let n = p.len() / d;
         let scale = self.scale;
-        let out = rows(n, d, |i, o| {
-            let (pr, gr) = (&p[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
-            let dot = pr.iter().zip(gr).map(|(&a, &b)| (a * b) as f64).sum::<f64>() as f32;
-            for ((o, &a), &b) in o.iter_mut().zip(pr).zip(gr) {
-                *o = scale * a * (b - dot);
-            }
-        });
+        let out = with_values(res, |p| {
+            with_values(grad, |g| {
+                if g.len() != p.len() {
+                    candle_core::bail!("softmax backward: a gradient of {} values for {}", g.len(), p.len());
+                }
+                Ok(rows(p.len() / d, d, |i, o| {
+                    let (pr, gr) = (&p[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
+                    let dot = pr.iter().zip(gr).map(|(&a, &b)| (a * b) as f64).sum::<f64>() as f32;
+                    for ((o, &a), &b) in o.iter_mut().zip(pr).zip(gr) {
+                        *o = scale * a * (b - dot);
+                    }
+                }))
+            })
+        })?;
         Ok(Some(Tensor::from_vec(out, res.shape(), res.device())?))
     }
 }

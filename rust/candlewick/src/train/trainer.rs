@@ -15,7 +15,7 @@ use rand::SeedableRng;
 
 use super::loss::{LossBatch, StacksRef};
 use super::objectives::{self, check_ids, Ids, Mlm, SpanCorruption, IGNORE};
-use super::optim::{clip, AdamW, AdamWConfig, Schedule};
+use super::optim::{clip_coef, grad_norm, AdamW, AdamWConfig, Schedule};
 use crate::config::Architecture;
 use crate::error::{Error, Result};
 use crate::io::safetensors::{write_f32, SafetensorsFile};
@@ -741,8 +741,8 @@ pub fn train(
             );
         }
         let lr = cfg.schedule.lr(cfg.lr, step, cfg.warmup_steps, cfg.steps);
-        let grad_norm = clip(&mut grads, cfg.grad_clip)?;
-        adam.update(&params, &grads, lr)?;
+        let grad_norm = grad_norm(&grads)?;
+        adam.update(&params, &grads, lr, clip_coef(grad_norm, cfg.grad_clip))?;
         let secs = t0.elapsed().as_secs_f64();
         let rec = StepRecord {
             step: step + 1,
