@@ -54,7 +54,7 @@ impl LmHead {
 
 impl MlmHead {
     pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
-        let t = activate(&self.dense.forward_t(x)?, self.activation)?;
+        let t = crate::nn::ops::activation(&self.dense.forward_t(x)?, self.activation)?;
         self.decoder.forward_t(&self.norm.forward_t(&t)?)
     }
 }

@@ -122,7 +122,7 @@ impl Linear {
         let m = x.elem_count() / k.max(1);
         let y = x.reshape((m, k))?.matmul(&w.t()?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => super::ops::add_bias(&y, b)?,
             None => y,
         };
         let mut out_dims = dims;

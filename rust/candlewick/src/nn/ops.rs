@@ -486,6 +486,144 @@ pub fn gated(gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, Gated { act })?)
 }
 
+// ---- bias ---------------------------------------------------------------------------------------
+
+/// y + b, b broadcast over y's rows, with both gradients: the bias's is the column sums of the
+/// upstream gradient (in f64, rows spread over the pool) rather than candle's strided reduction.
+struct BiasAdd;
+
+impl CustomOp2 for BiasAdd {
+    fn name(&self) -> &'static str {
+        "cw-bias-add"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, b) = (contiguous(s1, l1, self.name())?, contiguous(s2, l2, self.name())?);
+        let (n, d) = last_dim(l1);
+        if b.len() != d {
+            candle_core::bail!("a bias of {} values for rows of {d}", b.len());
+        }
+        let out = rows(n, d, |i, o| {
+            for ((o, &y), &b) in o.iter_mut().zip(&y[i * d..(i + 1) * d]).zip(b) {
+                *o = y + b;
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(&self, _y: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let d = b.elem_count().max(1);
+        let db = with_values(grad, |g| {
+            Ok(column_sums(g.len() / d, d, |i, acc| {
+                for (a, &g) in acc.iter_mut().zip(&g[i * d..(i + 1) * d]) {
+                    *a += g as f64;
+                }
+            }))
+        })?;
+        Ok((Some(grad.clone()), Some(Tensor::from_vec(db, b.shape(), b.device())?)))
+    }
+}
+
+/// y + b over y's last dimension, with gradients for both.
+pub fn add_bias(y: &Tensor, b: &Tensor) -> Result<Tensor> {
+    Ok(y.contiguous()?.apply_op2(&b.contiguous()?, BiasAdd)?)
+}
+
+// ---- activation -------------------------------------------------------------------------------
+
+/// act(x), elementwise, with its gradient: the non-gated MLPs' and heads' activation.
+struct Act {
+    act: Activation,
+}
+
+/// erf in f32 from erfc's Chebyshev fit (Numerical Recipes' erfcc: fractional error below 1.2e-7
+/// everywhere), one exp: vectorizable, unlike the f64 series.
+#[inline(always)]
+fn erf_lanes(x: f32) -> f32 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let p = -1.265_512_2 + t * (1.000_023_7 + t * (0.374_091_96 + t * (0.096_784_18
+        + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87
+        + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let erfc = t * expf_lanes(-z * z + p);
+    let r = 1.0 - erfc;
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
+}
+
+/// (act(x), act'(x)) in f32 with the vectorizable exp and erf (torch computes them in f32 too).
+#[inline(always)]
+fn act_lanes(a: Activation, x: f32) -> (f32, f32) {
+    match a {
+        Activation::Silu => silu_and_slope(x),
+        Activation::Relu => (if x > 0.0 { x } else { 0.0 }, if x > 0.0 { 1.0 } else { 0.0 }),
+        Activation::Gelu => {
+            let cdf = 0.5 * (1.0 + erf_lanes(x * std::f32::consts::FRAC_1_SQRT_2));
+            let pdf = expf_lanes(-0.5 * x * x) * 0.398_942_3; // 1/sqrt(2 pi)
+            (x * cdf, cdf + x * pdf)
+        }
+        Activation::GeluTanh => {
+            let c = 0.797_884_6f32; // sqrt(2/pi)
+            let u = c * (x + 0.044715 * x * x * x);
+            let t = 1.0 - 2.0 / (expf_lanes(2.0 * u) + 1.0);
+            let du = c * (1.0 + 3.0 * 0.044715 * x * x);
+            (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+        }
+    }
+}
+
+simd_fn! {
+    /// act(x) over a row.
+    fn act_row(out: &mut [f32], xs: &[f32], a: Activation) {
+        for (o, &x) in out.iter_mut().zip(xs) {
+            *o = act_lanes(a, x).0;
+        }
+    }
+}
+
+simd_fn! {
+    /// dy * act'(x) over a row.
+    fn act_backward_row(out: &mut [f32], xs: &[f32], dy: &[f32], a: Activation) {
+        for ((o, &x), &d) in out.iter_mut().zip(xs).zip(dy) {
+            *o = d * act_lanes(a, x).1;
+        }
+    }
+}
+
+impl CustomOp1 for Act {
+    fn name(&self) -> &'static str {
+        "cw-activation"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, self.name())?;
+        let (n, d) = last_dim(l);
+        let out = rows(n, d, |i, o| act_row(o, &x[i * d..(i + 1) * d], self.act));
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let d = arg.dims().last().copied().unwrap_or(1).max(1);
+        let out = with_values(arg, |x| {
+            with_values(grad, |dy| {
+                if dy.len() != x.len() {
+                    candle_core::bail!("activation backward: a gradient of {} values for {}", dy.len(), x.len());
+                }
+                Ok(rows(x.len() / d, d, |i, o| act_backward_row(o, &x[i * d..(i + 1) * d], &dy[i * d..(i + 1) * d], self.act)))
+            })
+        })?;
+        Ok(Some(Tensor::from_vec(out, arg.shape(), arg.device())?))
+    }
+}
+
+/// act(x) with its gradient (one pass forward, one backward).
+pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op1(Act { act })?)
+}
+
 // ---- scaled, masked softmax --------------------------------------------------------------------
 
 /// softmax(scale * x + mask) over the last dimension, the additive mask [rows, 1, q or 1, k]
@@ -595,6 +733,7 @@ mod tests {
         let bias = Var::from_vec(data(10, 4), 10, &dev).unwrap();
         let mut pairs = pairs;
         pairs.push((layer_norm(&x, &w, &bias, 1e-5).unwrap(), layer_norm_ref(&x, &w, &bias, 1e-5).unwrap()));
+        pairs.push((add_bias(&x, &bias).unwrap(), x.broadcast_add(&bias).unwrap()));
         for (fused, reference) in pairs {
             close(&fused, &reference, 1e-5);
             let gf = (&fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
@@ -617,6 +756,14 @@ mod tests {
             let gr = (&reference * &up6).unwrap().sum_all().unwrap().backward().unwrap();
             close(gf.get(&g).unwrap(), gr.get(&g).unwrap(), 1e-4);
             close(gf.get(&u).unwrap(), gr.get(&u).unwrap(), 1e-4);
+            // the plain activation, over [-10, 10)
+            let wide = Var::from_vec(data(60, 12).iter().map(|v| v * 5.0).collect(), (6, 10), &dev).unwrap();
+            let fused = activation(&wide, act).unwrap();
+            let reference = crate::nn::mlp::activate(&wide, act).unwrap();
+            close(&fused, &reference, 1e-5);
+            let gf = (&fused * &up6).unwrap().sum_all().unwrap().backward().unwrap();
+            let gr = (&reference * &up6).unwrap().sum_all().unwrap().backward().unwrap();
+            close(gf.get(&wide).unwrap(), gr.get(&wide).unwrap(), 1e-4);
         }
         let sc = Var::from_vec(data(2 * 3 * 4 * 5, 10), (2, 3, 4, 5), &dev).unwrap();
         let mask = Tensor::from_vec((0..40).map(|i| if i % 7 == 3 { f32::MIN } else { 0.0 }).collect::<Vec<f32>>(), (2, 1, 4, 5), &dev).unwrap();
