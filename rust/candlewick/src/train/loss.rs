@@ -98,10 +98,10 @@ impl LossBatch {
     }
 }
 
-impl StacksRef<'_> {
-    /// Logits [rows, cols, vocab] (the decoder's for an encoder-decoder) and whether the labels
-    /// are shifted (causal LM).
-    pub fn logits_t(&self, cfg: &ModelConfig, b: &LossBatch) -> Result<(Tensor, bool)> {
+impl<'a> StacksRef<'a> {
+    /// The last hidden states [rows, cols, hidden] of the stack that carries the LM head, that
+    /// stack, and whether its labels shift (a causal LM predicts the next token).
+    fn hidden_t(&self, cfg: &ModelConfig, b: &LossBatch) -> Result<(Tensor, &'a Transformer, bool)> {
         let input = Padded {
             ids: &b.input_ids,
             rows: b.rows,
@@ -109,8 +109,8 @@ impl StacksRef<'_> {
             mask: b.attention_mask.as_deref(),
         };
         match (self.encoder, self.decoder) {
-            (Some(enc), None) => Ok((enc.logits_t(&enc.forward_t(&input, None)?)?, false)),
-            (None, Some(dec)) => Ok((dec.logits_t(&dec.forward_t(&input, None)?)?, true)),
+            (Some(enc), None) => Ok((enc.forward_t(&input, None)?, enc, false)),
+            (None, Some(dec)) => Ok((dec.forward_t(&input, None)?, dec, true)),
             (Some(enc), Some(dec)) => {
                 let encoded = enc.forward_t(&input, None)?;
                 let dec_ids = match &b.decoder_input_ids {
@@ -119,27 +119,52 @@ impl StacksRef<'_> {
                 };
                 let dec_input = Padded { ids: &dec_ids, rows: b.rows, cols: b.label_cols, mask: None };
                 let h = dec.forward_t(&dec_input, Some((&encoded, b.attention_mask.as_deref())))?;
-                Ok((dec.logits_t(&h)?, false))
+                Ok((h, dec, false))
             }
             (None, None) => Err(Error::Model("a model without stacks".into())),
         }
     }
 
+    /// The logits [rows, cols, vocab] of a batch, on the differentiable path, and whether the
+    /// labels shift.
+    pub fn logits_t(&self, cfg: &ModelConfig, b: &LossBatch) -> Result<(Tensor, bool)> {
+        let (h, stack, shift) = self.hidden_t(cfg, b)?;
+        Ok((stack.logits_t(&h)?, shift))
+    }
+
     /// The loss's numerator and denominator: the summed negative log-likelihood of the counted
-    /// labels (a scalar that records gradients) and how many were counted.
+    /// labels (a scalar that records gradients) and how many were counted. The LM head runs on
+    /// the counted positions only (the head is per position, so this changes no value): a masked
+    /// LM counts about 15% of them, and the head's matmul over the vocabulary is the largest.
     pub fn loss_t(&self, cfg: &ModelConfig, b: &LossBatch) -> Result<(Tensor, usize)> {
         b.check(cfg)?;
-        let (logits, shift) = self.logits_t(cfg, b)?;
-        cross_entropy_sum(&logits, &b.labels, shift)
+        let (h, stack, shift) = self.hidden_t(cfg, b)?;
+        let (rows, cols, hidden) = h.dims3()?;
+        let targets = row_targets(rows, cols, &b.labels, shift);
+        let counted: Vec<u32> = (0..targets.len()).filter(|&i| targets[i] >= 0).map(|i| i as u32).collect();
+        let n = counted.len();
+        if n == targets.len() {
+            let logits = stack.logits_t(&h)?;
+            let vocab = logits.dim(2)?;
+            let per_row = crate::nn::ops::cross_entropy_rows(&logits.reshape((rows * cols, vocab))?, targets)?;
+            return Ok((per_row.sum_all()?, n));
+        }
+        if n == 0 {
+            // nothing counted: a zero that still records the (zero) gradient path
+            return Ok(((h.sum_all()? * 0.0)?, 0));
+        }
+        let picked = h.reshape((rows * cols, hidden))?.index_select(&Tensor::new(counted.as_slice(), h.device())?, 0)?;
+        let logits = stack.logits_t(&picked.unsqueeze(0)?)?;
+        let vocab = logits.dim(2)?;
+        let kept: Vec<i64> = counted.iter().map(|&i| targets[i as usize]).collect();
+        let per_row = crate::nn::ops::cross_entropy_rows(&logits.reshape((n, vocab))?, kept)?;
+        Ok((per_row.sum_all()?, n))
     }
 }
 
-/// Summed cross-entropy of logits [rows, cols, vocab] against labels [rows * cols] (-100 not
-/// counted), shifted for a causal LM, and the number counted: one fused op over the rows (its
-/// backward softmax - onehot), no copy of the counted rows.
-pub fn cross_entropy_sum(logits: &Tensor, labels: &[i64], shift: bool) -> Result<(Tensor, usize)> {
-    let (rows, cols, vocab) = logits.dims3()?;
-    let targets: Vec<i64> = (0..rows * cols)
+/// Each position's target for the logits it predicts (-1: not counted), shifted for a causal LM.
+fn row_targets(rows: usize, cols: usize, labels: &[i64], shift: bool) -> Vec<i64> {
+    (0..rows * cols)
         .map(|i| {
             let t = i % cols;
             let l = if shift {
@@ -149,7 +174,15 @@ pub fn cross_entropy_sum(logits: &Tensor, labels: &[i64], shift: bool) -> Result
             };
             if l == IGNORE { -1 } else { l }
         })
-        .collect();
+        .collect()
+}
+
+/// Summed cross-entropy of logits [rows, cols, vocab] against labels [rows * cols] (-100 not
+/// counted), shifted for a causal LM, and the number counted: one fused op over the rows (its
+/// backward softmax - onehot), no copy of the counted rows.
+pub fn cross_entropy_sum(logits: &Tensor, labels: &[i64], shift: bool) -> Result<(Tensor, usize)> {
+    let (rows, cols, vocab) = logits.dims3()?;
+    let targets = row_targets(rows, cols, labels, shift);
     let n = targets.iter().filter(|&&t| t >= 0).count();
     let per_row = crate::nn::ops::cross_entropy_rows(&logits.reshape((rows * cols, vocab))?, targets)?;
     Ok((per_row.sum_all()?, n))
