@@ -228,14 +228,14 @@ impl<'a> Vb<'a> {
                 .map(|_| Linear::dense(w.clone(), Some(b.clone())))
                 .collect();
         }
+        // A parameter being trained is read through views (the matmul takes strided weights):
+        // packed copies would be remade every step, and their gradients reach the parameter as
+        // transposed views the optimizer would have to pack again.
+        let train = w.is_variable();
         let w = w.t()?;
+        let pack = |t: Tensor| if train { Ok(t) } else { t.contiguous() };
         (0..parts)
-            .map(|j| {
-                Linear::dense(
-                    w.i(j * out..(j + 1) * out)?.contiguous()?,
-                    Some(b.i(j * out..(j + 1) * out)?.contiguous()?),
-                )
-            })
+            .map(|j| Linear::dense(pack(w.i(j * out..(j + 1) * out)?)?, Some(pack(b.i(j * out..(j + 1) * out)?)?)))
             .collect()
     }
 
