@@ -1,6 +1,7 @@
 """Refit the float32 training-activation coefficients of estimate_memory (src/memory.rs) to the heap
 cw.train really uses: measures 8 shapes per family (bench_train_memory.measure), then fits
-c_h, c_ff, c_a, c_v, c_e by non-negative least squares on relative error, and prints them with
+c_h, c_ff, c_a, c_v, c_e by least squares on relative error, dropping (zeroing) any coefficient
+that comes out negative and refitting the others, and prints them with
 the estimate/measured ratio per shape.
 
     python benches/fit_train_memory.py
@@ -10,7 +11,6 @@ import os
 import sys
 
 import numpy as np
-from scipy.optimize import nnls
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train_memory import measure  # noqa: E402
@@ -25,6 +25,17 @@ SHAPES = [
     (8, 64, dict(vocab_size=4096, hidden_size=192, num_layers=3, num_heads=3, intermediate_size=512)),
     (2, 128, dict(vocab_size=8192, hidden_size=256, num_layers=8, num_heads=4, intermediate_size=704)),
 ]
+
+
+def nonnegative_fit(A, b):
+    keep = list(range(A.shape[1]))
+    while True:
+        c = np.zeros(A.shape[1])
+        c[keep] = np.linalg.lstsq(A[:, keep], b, rcond=None)[0]
+        neg = [i for i in keep if c[i] < 0]
+        if not neg:
+            return c
+        keep.remove(min(neg, key=lambda i: c[i]))
 
 
 def stacked_layers(family, n):
@@ -49,7 +60,7 @@ def main():
             w.append(1.0 / got)
             rows.append((got, rest, L))
         X, y, w = np.array(X, float), np.array(y, float), np.array(w)
-        c, _ = nnls(X * w[:, None], y * w)
+        c = nonnegative_fit(X * w[:, None], y * w)
         ratios = [(rest + 65536 * L + xr @ c) / got for (got, rest, L), xr in zip(rows, X)]
         print(family, "c_h, c_ff, c_a, c_v, c_e =", np.round(c, 2).tolist(), "estimate/measured", np.round(ratios, 3).tolist(), flush=True)
 
