@@ -1479,12 +1479,6 @@ impl Map2 for MatMul {
         let dst_cs = dst_strides[1];
 
         let mut dst = vec![T::zero(); b * m * n];
-        let num_threads = crate::utils::get_num_threads();
-        let parallelism = if num_threads > 1 {
-            Parallelism::Rayon(num_threads)
-        } else {
-            Parallelism::None
-        };
         let (b, m, n, k) = if b_skip == 0 && a_skip == m * k {
             // A batch-invariant rhs lets the batches of lhs stack into the rows of a single
             // (b * m, k) matrix, which the destination already matches row for row.
@@ -1499,33 +1493,76 @@ impl Map2 for MatMul {
             // over itself, so a stride-zero batch on lhs goes through the loop below.
             (b, m, n, k)
         };
-        for step in 0..b {
-            let lhs_p = &lhs[step * a_skip..];
-            let rhs_p = &rhs[step * b_skip..];
-            let dst_p = &mut dst[step * c_skip..];
+        // One block of the product: rows r0..r0 + rows and columns c0..c0 + cols of batch
+        // `step`, single-threaded.
+        #[derive(Clone, Copy)]
+        struct Ptr<T>(*mut T);
+        unsafe impl<T> Send for Ptr<T> {}
+        unsafe impl<T> Sync for Ptr<T> {}
+        let dst_ptr = Ptr(dst.as_mut_ptr());
+        let block = |step: usize, r0: usize, rows: usize, c0: usize, cols: usize| {
+            let d = dst_ptr;
+            // SAFETY: the blocks handed out below do not overlap, and every offset stays inside
+            // the operands (the layouts were checked by the caller; ab_skip above).
             unsafe {
                 gemm(
-                    /* m: usize = */ m,
-                    /* n: usize = */ n,
-                    /* k: usize = */ k,
-                    /* dst: *mut T = */ dst_p.as_mut_ptr(),
-                    /* dst_cs: isize = */ dst_cs as isize,
-                    /* dst_rs: isize = */ dst_rs as isize,
-                    /* read_dst: bool = */ false,
-                    /* lhs: *const T = */ lhs_p.as_ptr(),
-                    /* lhs_cs: isize = */ lhs_cs as isize,
-                    /* lhs_rs: isize = */ lhs_rs as isize,
-                    /* rhs: *const T = */ rhs_p.as_ptr(),
-                    /* rhs_cs: isize = */ rhs_cs as isize,
-                    /* rhs_rs: isize = */ rhs_rs as isize,
-                    /* alpha: T = */ T::zero(),
-                    /* beta: T = */ T::one(),
-                    /* conj_dst: bool = */ false,
-                    /* conj_lhs: bool = */ false,
-                    /* conj_rhs: bool = */ false,
-                    parallelism,
+                    rows,
+                    cols,
+                    k,
+                    d.0.add(step * c_skip + r0 * dst_rs + c0 * dst_cs),
+                    dst_cs as isize,
+                    dst_rs as isize,
+                    false,
+                    lhs.as_ptr().add(step * a_skip + r0 * lhs_rs),
+                    lhs_cs as isize,
+                    lhs_rs as isize,
+                    rhs.as_ptr().add(step * b_skip + c0 * rhs_cs),
+                    rhs_cs as isize,
+                    rhs_rs as isize,
+                    T::zero(),
+                    T::one(),
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
                 )
             }
+        };
+        // Spread over candle's barrier pool, the threads the elementwise ops run on (rather than
+        // gemm's own rayon threads, which would compete with them for the cores): batches when
+        // there are enough, else row blocks, else column blocks (a single row: decoding).
+        let pool = crate::utils::barrier_pool();
+        let threads = pool.n_workers() + 1;
+        let flops = b * m * n * k;
+        if threads == 1 || flops < 1 << 16 {
+            for step in 0..b {
+                block(step, 0, m, 0, n);
+            }
+        } else if b >= threads {
+            pool.execute_chunked(b, |range| {
+                for step in range {
+                    block(step, 0, m, 0, n);
+                }
+            });
+        } else {
+            // Each block's gemm packs the whole of the operand it does not split: split the
+            // longer side, so that the packed operand is the smaller one.
+            let by_rows = m >= n;
+            let len = if by_rows { m } else { n };
+            // one block per thread, in multiples of 16 so the kernels' tiles stay whole
+            let per = len.div_ceil(threads).next_multiple_of(16).min(len);
+            let blocks = len.div_ceil(per);
+            pool.execute_chunked(b * blocks, |range| {
+                for i in range {
+                    let (step, j) = (i / blocks, i % blocks);
+                    let (a, e) = (j * per, ((j + 1) * per).min(len));
+                    if by_rows {
+                        block(step, a, e - a, 0, n);
+                    } else {
+                        block(step, 0, m, a, e - a);
+                    }
+                }
+            });
         }
         Ok(dst)
     }
