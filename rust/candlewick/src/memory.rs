@@ -463,7 +463,7 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                 // with hidden width there, so their shares are not told apart.
                 // benches/bench_train_memory.py prints the comparison.
                 let (ch, cff, ca, cv, ce, kind) = match (d.architecture, d.gated_mlp) {
-                    (Architecture::Decoder, true) => (26.6, 0.0, 1.33, 3.33, 10.42, "gated decoder"),
+                    (Architecture::Decoder, true) => (11.07, 1.96, 2.1, 3.08, 0.0, "gated decoder"),
                     (Architecture::Decoder, false) => (23.59, 2.09, 2.21, 2.01, 0.0, "decoder"),
                     (Architecture::Encoder, _) => (25.48, 1.82, 2.07, 2.86, 4.49, "encoder"),
                     (Architecture::EncoderDecoder, _) => (2.43, 0.0, 2.91, 4.07, 0.0, "encoder-decoder"),

@@ -624,6 +624,65 @@ pub fn activation(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op1(Act { act })?)
 }
 
+// ---- rotary positions --------------------------------------------------------------------------
+
+/// Rotary position embedding of heads [rows, heads, t, d] with cos/sin tables [t, d/2]: pairs
+/// (x_i, x_{i+d/2}) (or (x_{2i}, x_{2i+1}) interleaved) rotated by their position's angle. Its
+/// gradient is the same rotation backwards.
+struct RopeOp {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    t: usize,
+    interleaved: bool,
+}
+
+impl RopeOp {
+    /// Rotate each row of `x` (rows of d, position = row index mod t) into `out`; `sign` -1 rotates
+    /// backwards (the gradient).
+    fn rotate(&self, x: &[f32], d: usize, sign: f32) -> Vec<f32> {
+        let half = d / 2;
+        rows(x.len() / d, d, |i, o| {
+            let (r, p) = (&x[i * d..(i + 1) * d], i % self.t);
+            let (c, s) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
+            for j in 0..half {
+                let (a, b) = if self.interleaved { (2 * j, 2 * j + 1) } else { (j, j + half) };
+                let sj = sign * s[j];
+                o[a] = r[a] * c[j] - r[b] * sj;
+                o[b] = r[a] * sj + r[b] * c[j];
+            }
+        })
+    }
+}
+
+impl CustomOp1 for RopeOp {
+    fn name(&self) -> &'static str {
+        "cw-rope"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous(s, l, self.name())?;
+        let dims = l.dims();
+        let d = dims.last().copied().unwrap_or(0);
+        if dims.len() != 4 || dims[2] != self.t || d % 2 != 0 || self.cos.len() != self.t * (d / 2) {
+            candle_core::bail!("rotary positions for {} positions of {} pairs on heads of {dims:?}", self.t, self.cos.len() / self.t.max(1));
+        }
+        Ok((CpuStorage::F32(self.rotate(x, d, 1.0)), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let d = arg.dims().last().copied().unwrap_or(2).max(2);
+        let out = with_values(grad, |g| Ok(self.rotate(g, d, -1.0)))?;
+        Ok(Some(Tensor::from_vec(out, arg.shape(), arg.device())?))
+    }
+}
+
+/// Rotary positions with their gradient (one pass forward, one backward): heads [rows, heads,
+/// t, d], tables of cos and sin [t * d/2] (position-major).
+pub fn rope(x: &Tensor, cos: Vec<f32>, sin: Vec<f32>, interleaved: bool) -> Result<Tensor> {
+    let t = x.dim(2)?;
+    Ok(x.contiguous()?.apply_op1(RopeOp { cos, sin, t, interleaved })?)
+}
+
 // ---- scaled, masked softmax --------------------------------------------------------------------
 
 /// softmax(scale * x + mask) over the last dimension, the additive mask [rows, 1, q or 1, k]

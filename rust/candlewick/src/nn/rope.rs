@@ -113,13 +113,26 @@ impl Rope {
 
 impl Rope {
     /// The differentiable rotation of x: [batch, heads, tokens, head_dim], token i at position i,
-    /// in candle ops (candle-nn's fused rope records no gradient). The same table as `apply`.
+    /// one fused op with its backward (candle-nn's fused rope records no gradient). The same
+    /// table as `apply`.
     pub fn forward_t(&self, x: &Tensor) -> crate::error::Result<Tensor> {
-        let (b, h, t, hd) = x.dims4()?;
+        let (_, _, t, hd) = x.dims4()?;
         let half = self.inner.half;
         if hd != 2 * half {
             return Err(crate::error::Error::Model(format!("RoPE of head size {} on heads of {hd}", 2 * half)));
         }
+        self.ensure(t);
+        let (cos, sin): (Vec<f32>, Vec<f32>) = {
+            let table = self.inner.table.read().unwrap_or_else(|e| e.into_inner());
+            table[..t * half].iter().copied().unzip()
+        };
+        super::ops::rope(x, cos, sin, self.inner.interleaved)
+    }
+
+    /// The same rotation in plain candle ops: the reference the fused op is tested against.
+    pub fn forward_t_ref(&self, x: &Tensor) -> crate::error::Result<Tensor> {
+        let (b, h, t, hd) = x.dims4()?;
+        let half = self.inner.half;
         self.ensure(t);
         let (cos, sin): (Vec<f32>, Vec<f32>) = {
             let table = self.inner.table.read().unwrap_or_else(|e| e.into_inner());
@@ -176,6 +189,25 @@ fn rotate(x: &mut [f32], rows: &[(f32, f32)], heads: usize, half: usize, interle
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused differentiable rotation equals its composite twin exactly, forward, and its
+    /// gradient to rounding, for both pairings.
+    #[test]
+    fn fused_rotation_equals_the_composite_one() {
+        use candle_core::{Device, Var};
+        for rope in [Rope::ggml(8, 10000.0, true), Rope::hf(8, 10000.0)] {
+            let x = Var::from_vec((0..2 * 3 * 5 * 8).map(|i| (i as f32 * 0.37).sin()).collect(), (2, 3, 5, 8), &Device::Cpu).unwrap();
+            let up = Tensor::from_vec((0..240).map(|i| (i as f32 * 0.11).cos()).collect(), (2, 3, 5, 8), &Device::Cpu).unwrap();
+            let (f, r) = (rope.forward_t(&x).unwrap(), rope.forward_t_ref(&x).unwrap());
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(flat(&f), flat(&r));
+            let gf = (&f * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let gr = (&r * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            for (a, b) in flat(gf.get(&x).unwrap()).iter().zip(flat(gr.get(&x).unwrap())) {
+                assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
+            }
+        }
+    }
 
     /// Rows computed on demand equal rows computed in one go, whatever order they are asked in.
     #[test]
