@@ -569,10 +569,13 @@ fn write_checkpoint(dir: &Path, trained: &Model, adam: &AdamW, state: &State) ->
         let p = tmp.join("trainer_state.json");
         let text = serde_json::to_string(state).map_err(|e| Error::Model(e.to_string()))?;
         std::fs::write(&p, text).map_err(|e| io_err(&p, e))?;
+        // on disk before the rename makes it the checkpoint (a crash leaves the old one or this)
+        sync_dir(&tmp)?;
         if fin.exists() {
             std::fs::remove_dir_all(&fin).map_err(|e| io_err(&fin, e))?;
         }
-        std::fs::rename(&tmp, &fin).map_err(|e| io_err(&fin, e))
+        std::fs::rename(&tmp, &fin).map_err(|e| io_err(&fin, e))?;
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -589,6 +592,17 @@ fn write_checkpoint(dir: &Path, trained: &Model, adam: &AdamW, state: &State) ->
         }
     }
     Ok(fin)
+}
+
+/// fsync every file of a folder, then the folder itself (its entries).
+fn sync_dir(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+        let p = entry.map_err(|e| io_err(dir, e))?.path();
+        if p.is_file() {
+            std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(|e| io_err(&p, e))?;
+        }
+    }
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
 }
 
 /// Read a checkpoint's parameters, optimizer moments and state into the run.
