@@ -3,6 +3,7 @@
 fine-tuning a folder), and bad input."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -227,3 +228,29 @@ def test_training_memory_estimate_within_15_percent_of_the_heap(family):
                      (4, 64, dict(vocab_size=2048, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=384, max_position_embeddings=128))]:
         n, got, est = measure(family, b, s, kw)
         assert 0.85 <= est.total_bytes / got <= 1.15, (family, kw, got, est.breakdown)
+
+
+def test_progress_bar_of_a_resumed_run_starts_where_it_resumed(monkeypatch):
+    import types
+
+    from candlewick import _train
+
+    class Bar:
+        def __init__(self, total, initial, **_):
+            self.total, self.n = total, initial
+
+        def update(self, k):
+            self.n += k
+
+        def set_postfix_str(self, text):
+            self.text = text
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=Bar))
+    bar = _train._Progress(10, 0, True)
+    bar.update(7, 1.0, 1e-3, 0.5, 100.0, None)  # the first step after resuming at 6
+    assert bar.bar.n == 7
+    bar.update(8, 1.0, 1e-3, 0.5, 100.0, None)
+    assert bar.bar.n == 8 and "loss 1.0000" in bar.bar.text

@@ -103,7 +103,7 @@ class _Progress:
         if ev is not None:
             text += f" eval {ev[1]:.4f} (ppl {ev[2]:.2f})"
         if self.bar is not None:
-            self.bar.update(1)
+            self.bar.update(step - self.bar.n)  # a resumed run's first step jumps to where it resumed
             self.bar.set_postfix_str(text)
         elif self.plain:
             print(f"\rstep {step}/{self.total} {text}", end="", file=sys.stderr, flush=True)
@@ -175,7 +175,7 @@ def train(model, data, objective: Optional[str] = None, *, steps: int, batch_siz
         raise ValueError(f"resume=True but checkpoint_dir {ckdir} holds no checkpoint")
     native_data = _data(model, data, "data")
     native_eval = None if eval_data is None else _data(model, eval_data, "eval_data")
-    bar = _Progress(steps, 0, progress and sys.stderr.isatty())  # a resumed run's bar counts its new steps
+    bar = _Progress(steps, 0, progress and sys.stderr.isatty())
     try:
         trained, res = _native.train(
             model._m, native_data, native_eval, objective, steps, batch_size, seq_len, lr, warmup_steps, schedule,
