@@ -54,7 +54,7 @@ fn rows2(n: usize, d: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync) -
 }
 
 /// Run `f` on a tensor's values, row-major, borrowed (copied only when the tensor is strided).
-fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+pub(crate) fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
@@ -268,9 +268,6 @@ struct CrossEntropy {
     lse: Mutex<Vec<(f32, f64)>>,
 }
 
-fn row_lse(r: &[f32]) -> (f32, f64) {
-    max_and_sum_exp(r)
-}
 
 impl CustomOp1 for CrossEntropy {
     fn name(&self) -> &'static str {
@@ -293,7 +290,7 @@ impl CustomOp1 for CrossEntropy {
                 return;
             }
             let r = &x[i * v..(i + 1) * v];
-            let (max, sum) = row_lse(r);
+            let (max, sum) = max_and_sum_exp(r);
             lse.lock().unwrap_or_else(|e| e.into_inner())[i] = (max, sum);
             o[0] = ((max as f64 + sum.ln()) - r[t as usize] as f64) as f32;
         });

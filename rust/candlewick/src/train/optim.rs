@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, DType, InplaceOp1, Layout, Tensor, Var};
 
 use crate::kernels::math::{simd_fn, sum_squares};
 use crate::kernels::SharedOut;
+use crate::nn::ops::with_values;
 
 use crate::error::{Error, Result};
 
@@ -154,16 +155,6 @@ simd_fn! {
             m[i] = mi;
             v[i] = vi;
         }
-    }
-}
-
-/// Run `f` on a tensor's values, borrowed read-only (copied only when the tensor is strided).
-fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match (&*storage, layout.contiguous_offsets()) {
-        (candle_core::Storage::Cpu(CpuStorage::F32(data)), Some((a, b))) => f(&data[a..b]),
-        _ => candle_core::bail!("the optimizer runs on packed f32 CPU tensors"),
     }
 }
 
