@@ -9,7 +9,7 @@ from ._native import CandlewickError, GenerationConfig, ModelConfig, ModelFileEr
 from . import objectives, prompts
 from ._train import TrainResult, train
 from ._memory import MemoryEstimate, estimate_memory
-from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, ScoreResult, TokenLogprob, Tokenizer, load, sample
+from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, PerplexityResult, ScoreResult, TokenLogprob, Tokenizer, load, sample
 from ._registry import available_models, resolve
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "MemoryEstimate",
     "ModelConfig",
     "ModelFileError",
+    "PerplexityResult",
     "ScoreResult",
     "TokenLogprob",
     "TrainResult",

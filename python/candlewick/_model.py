@@ -68,6 +68,28 @@ class ScoreResult(NamedTuple):
     token_logprobs: List[float]
 
 
+@dataclass
+class PerplexityResult:
+    """What `perplexity` returns: exp of the mean negative log-likelihood (nats) of every
+    counted token (each token of a scored text but its first, counted once however windows
+    overlap). float(result) is the perplexity."""
+
+    perplexity: float
+    nll: float
+    tokens: int
+    windows: int
+    texts: int
+    #: texts of fewer than two tokens, which nothing can be predicted in
+    skipped: int
+    #: each scored text's own perplexity
+    text_perplexities: List[float] = field(default_factory=list, repr=False)
+    #: with return_token_nll=True: per scored text, each token's nll (NaN for its first token)
+    token_nll: Optional[List[np.ndarray]] = field(default=None, repr=False)
+
+    def __float__(self) -> float:
+        return self.perplexity
+
+
 class Tokenizer:
     """Text <-> ids, exactly as the model's reference tokenizer."""
 
@@ -439,6 +461,38 @@ class Model:
         if not all(isinstance(c, str) for c in continuations):
             raise TypeError("continuations must be strings")
         return [ScoreResult(lp, greedy, toks) for lp, greedy, toks in self._m.score(context, continuations)]
+
+    def perplexity(self, texts, stride: Optional[int] = None, max_length: Optional[int] = None, batch_size: int = 1,
+                   return_token_nll: bool = False) -> PerplexityResult:
+        """Perplexity of `texts` (a string, a list of strings, or token ids: one list or a list
+        of lists) as transformers' sliding-window guide computes it: each text is read in windows
+        of max_length tokens (default: the model's context) starting every `stride` tokens
+        (default: max_length, no overlap); the labels a window shares with the previous one are
+        not counted again, so with a smaller stride every token is predicted with more context.
+        Texts of fewer than two tokens are skipped (result.skipped). Decoders and recurrent LMs.
+
+            >>> model.perplexity(open("wiki.txt").read(), max_length=1024, stride=512).perplexity
+        """
+        for name, v in (("stride", stride), ("max_length", max_length)):
+            _optional_length(name, v)
+        batch_size = _check_number("batch_size", batch_size, int)
+        if isinstance(texts, str):
+            texts, ids = [texts], None
+        elif _is_2d(texts):
+            texts, ids = None, [_ids(r, "texts") for r in texts]
+        elif _is_int_seq(texts) and len(texts) > 0:
+            texts, ids = None, [_ids(texts, "texts")]
+        else:
+            texts, ids = list(texts), None
+            if not texts or not all(isinstance(t, str) for t in texts):
+                raise TypeError("texts must be a string, a non-empty list of strings, or token ids")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        r = self._m.perplexity(texts, ids, max_length, stride, batch_size, bool(return_token_nll))
+        return PerplexityResult(
+            perplexity=r["perplexity"], nll=r["nll"], tokens=r["tokens"], windows=r["windows"], texts=r["texts"],
+            skipped=r["skipped"], text_perplexities=[float(np.exp(s / n)) for s, n in r["per_text"]],
+            token_nll=r["token_nll"] if return_token_nll else None)
 
     def chat(self, messages, **kwargs):
         """Apply the chat template to `messages` and generate the assistant's reply."""

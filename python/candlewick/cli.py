@@ -1,5 +1,6 @@
 """candlewick command line: `candlewick generate "PROMPT"`, `candlewick info MODEL`,
-`candlewick memory MODEL_OR_PARAMS`, `candlewick train MODEL DATA --out DIR`."""
+`candlewick memory MODEL_OR_PARAMS`, `candlewick train MODEL DATA --out DIR`,
+`candlewick perplexity MODEL FILE`."""
 
 import argparse
 import sys
@@ -87,6 +88,20 @@ def _memory(args):
     return 0
 
 
+def _perplexity(args):
+    from . import load
+
+    model = load(args.model, threads=args.threads)
+    with open(args.file, encoding="utf-8") as f:
+        text = f.read()
+    texts = [line for line in text.splitlines() if line.strip()] if args.lines else [text]
+    r = model.perplexity(texts, stride=args.stride, max_length=args.max_length, batch_size=args.batch_size)
+    skipped = f", {r.skipped} texts of under two tokens skipped" if r.skipped else ""
+    print(f"perplexity {r.perplexity:.4f} (nll {r.nll:.4f} nats/token) over {r.tokens} tokens in {r.windows} windows, "
+          f"{r.texts} text{'s' if r.texts != 1 else ''}{skipped}")
+    return 0
+
+
 def _train(args):
     import os
 
@@ -156,6 +171,16 @@ def main(argv=None):
     mm.add_argument("--zero-stage", type=int, default=0)
     mm.add_argument("--devices", type=int, default=1)
     mm.set_defaults(func=_memory)
+
+    pp = sub.add_parser("perplexity", help="perplexity of a decoder or recurrent LM on a text file (sliding windows)")
+    pp.add_argument("model", help="a .gguf path, model folder or name")
+    pp.add_argument("file", help="a UTF-8 text file, scored as one text (or one text per line with --lines)")
+    pp.add_argument("--max-length", type=int, default=None, help="tokens per window (default: the model's context)")
+    pp.add_argument("--stride", type=int, default=None, help="tokens between window starts (default: max-length, no overlap)")
+    pp.add_argument("--batch-size", type=int, default=1, help="windows run together")
+    pp.add_argument("--lines", action="store_true", help="score each non-empty line as its own text")
+    pp.add_argument("--threads", type=int, default=None)
+    pp.set_defaults(func=_perplexity)
 
     t = sub.add_parser("train", help="pretrain or fine-tune a model on a text file (clm, mlm or span corruption)")
     t.add_argument("model", help="a safetensors model folder or name, or a config.json to build a new model from (with --tokenizer)")

@@ -46,7 +46,13 @@ impl PyModelConfig {
     #[new]
     #[pyo3(signature = (**kwargs))]
     fn py_new(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let cfg = ModelConfig::default().with(changes(kwargs)?).py()?;
+        let changes = changes(kwargs)?;
+        // architecture="rnn" alone names the recurrent family (and starts from its preset)
+        let rnn = changes.iter().any(|(k, v)| k == "architecture" && *v == candlewick::config::Value::Str("rnn".into()));
+        if rnn && !changes.iter().any(|(k, _)| k == "family") {
+            return Ok(PyModelConfig { cfg: families::for_family("rnn", changes).py()? });
+        }
+        let cfg = ModelConfig::default().with(changes).py()?;
         Self::new_checked(cfg)
     }
 

@@ -333,6 +333,48 @@ impl PyModel {
             .py()?;
         Ok(scores.into_iter().map(|s| (s.logprob, s.is_greedy, s.token_logprobs)).collect())
     }
+
+    /// Sliding-window perplexity of texts (strings, tokenized with special tokens) or token id
+    /// lists: a dict of the engine's `Perplexity`.
+    #[pyo3(signature = (texts, ids, max_length=None, stride=None, batch_size=1, token_nll=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn perplexity<'py>(
+        &self,
+        py: Python<'py>,
+        texts: Option<Vec<String>>,
+        ids: Option<Vec<Vec<u32>>>,
+        max_length: Option<usize>,
+        stride: Option<usize>,
+        batch_size: usize,
+        token_nll: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.model.clone();
+        let o = candlewick::model::PerplexityOptions { max_length, stride, batch_size, token_nll };
+        let r = py
+            .detach(move || -> candlewick::Result<_> {
+                let ids = match (texts, ids) {
+                    (Some(t), _) => {
+                        let tok = m.tokenizer()?;
+                        t.iter().map(|x| tok.encode(x, true)).collect::<candlewick::Result<Vec<_>>>()?
+                    }
+                    (None, Some(i)) => i,
+                    (None, None) => Vec::new(),
+                };
+                m.perplexity(&ids, &o, &interrupted)
+            })
+            .py()?;
+        let d = PyDict::new(py);
+        d.set_item("perplexity", r.perplexity)?;
+        d.set_item("nll", r.nll)?;
+        d.set_item("tokens", r.tokens)?;
+        d.set_item("windows", r.windows)?;
+        d.set_item("texts", r.texts)?;
+        d.set_item("skipped", r.skipped)?;
+        d.set_item("per_text", r.per_text)?;
+        let nll: Vec<Bound<'py, PyArray1<f32>>> = r.token_nll.into_iter().map(|v| PyArray1::from_vec(py, v)).collect();
+        d.set_item("token_nll", nll)?;
+        Ok(d)
+    }
 }
 
 /// Iterator of text pieces; each `__next__` runs decode steps (GIL released) until a piece of

@@ -32,6 +32,8 @@ pub struct Dims {
     pub gated_mlp: bool,
     pub vocab_size: usize,
     pub context_length: usize,
+    /// A recurrent LM's gates per hidden unit (LSTM 4, GRU 3); 0 for transformers.
+    pub gates: usize,
 }
 
 impl Dims {
@@ -48,6 +50,7 @@ impl Dims {
             gated_mlp: c.gated_mlp,
             vocab_size: c.vocab_size,
             context_length: c.max_position_embeddings,
+            gates: if c.architecture == Architecture::Recurrent { c.cell.gates() } else { 0 },
         }
     }
 }
@@ -271,6 +274,12 @@ pub fn kv_cache_bytes(d: &Dims, tokens: usize, batch: usize, kv: Precision) -> (
         Architecture::Encoder => (0, 0, "encoders keep no KV cache"),
         Architecture::Decoder => (d.num_layers, 1, ""),
         Architecture::EncoderDecoder => (d.num_decoder_layers, 2, " x 2 (self + cross)"),
+        Architecture::Recurrent => {
+            // no cache: each layer's state (h, and c for an LSTM), whatever the length, in f32
+            let per = if d.gates == 4 { 2 } else { 1 };
+            let n = [per, d.num_layers, d.hidden_size, batch, 4].iter().fold(1u64, |a, &x| a.saturating_mul(x as u64));
+            return (n, format!("no KV cache: the recurrent state, {per} x {} layers x {} hidden x {batch} batch x 4 B (f32), at any length", d.num_layers, d.hidden_size));
+        }
     };
     // saturating: sizes from users and files never wrap
     let n = [per_layer_token, layers, mult, tokens, batch]
@@ -444,6 +453,22 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
 
     // Activations.
     match (&s.dims, seq) {
+        (Some(d), Some(t)) if d.architecture == Architecture::Recurrent => {
+            let (h, g, v) = (d.hidden_size as f64, d.gates as f64, d.vocab_size as f64);
+            let (layers, s_, b_) = (d.num_layers as f64, t as f64, b as f64);
+            let (vals, formula) = if o.training {
+                // the autograd graph keeps, per layer and token, the input and recurrent
+                // projections, their sum and its activations (g*h each) and about six h-vectors
+                // (cell products, states, the stacked outputs); per token the logits and their
+                // gradient (3*v, as the transformer fit) and the embedding
+                (layers * s_ * b_ * (4.0 * g * h + 6.0 * h) + s_ * b_ * (3.0 * v + h), format!("{layers} layers x s*b*(4*{g}*h + 6*h) + s*b*(3*v + h) f32 values (counted from the graph), s={t} b={b} h={h} v={v}"))
+            } else {
+                // a prefill keeps one layer's input projection for every token and its outputs,
+                // plus the last position's logits
+                (s_ * b_ * (g * h + 2.0 * h) + b_ * v, format!("s*b*({g}*h + 2*h) + b*v f32 values, s={t} b={b} h={h} v={v}"))
+            };
+            items.push(Item { key: "activations", bytes: (vals * 4.0) as u64, formula });
+        }
         (Some(d), Some(t)) => {
             let (h, q, kv, ff) = (
                 d.hidden_size,
@@ -467,6 +492,7 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                     (Architecture::Decoder, false) => (23.59, 2.09, 2.21, 2.01, 0.0, "decoder"),
                     (Architecture::Encoder, _) => (25.48, 1.82, 2.07, 2.86, 4.49, "encoder"),
                     (Architecture::EncoderDecoder, _) => (2.43, 0.0, 2.91, 4.07, 0.0, "encoder-decoder"),
+                    (Architecture::Recurrent, _) => unreachable!("recurrent activations are counted above"),
                 };
                 let layers = (d.num_layers + d.num_decoder_layers) as f64;
                 let (s_, b_, h_, a_, v_) = (t as f64, b as f64, h as f64, d.num_heads as f64, d.vocab_size as f64);

@@ -397,10 +397,13 @@ fn families_list_what_they_build() -> candlewick::Result<()> {
 #[test]
 fn hf_configs_round_trip() -> candlewick::Result<()> {
     use candlewick::model::families;
-    assert_eq!(families::hf_model_types(), ["llama", "mistral", "qwen2", "gpt2", "bert", "t5"]);
-    for (name, extra) in [("llama", vec![]), ("llama", vec![("qkv_bias", true)]), ("gpt2", vec![]), ("bert", vec![("mlm_head", true)]), ("t5", vec![])] {
-        let mut over: Vec<(String, candlewick::config::Value)> =
-            vec![("hidden_size".into(), candlewick::config::Value::Int(32)), ("num_heads".into(), candlewick::config::Value::Int(4))];
+    assert_eq!(families::hf_model_types(), ["llama", "mistral", "qwen2", "gpt2", "bert", "t5", "candlewick_rnn"]);
+    for (name, extra) in [("llama", vec![]), ("llama", vec![("qkv_bias", true)]), ("gpt2", vec![]), ("bert", vec![("mlm_head", true)]), ("t5", vec![]), ("rnn", vec![]), ("rnn", vec![("tie_word_embeddings", true)])] {
+        let mut over: Vec<(String, candlewick::config::Value)> = vec![("hidden_size".into(), candlewick::config::Value::Int(32))];
+        if name != "rnn" {
+            // (a recurrent LM has no heads to store)
+            over.push(("num_heads".into(), candlewick::config::Value::Int(4)));
+        }
         over.extend(extra.into_iter().map(|(k, v)| (k.to_string(), candlewick::config::Value::Bool(v))));
         let c = families::for_family(name, over)?;
         let back = families::from_hf_json(&families::to_hf_json(&c)?)?;

@@ -34,7 +34,7 @@ fn batch(cfg: &candlewick::ModelConfig) -> LossBatch {
 fn loss_of(cfg: &candlewick::ModelConfig, params: &BTreeMap<String, Var>, b: &LossBatch) -> candlewick::Result<(Tensor, f64)> {
     let tensors: BTreeMap<String, Tensor> = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
     let stacks = families::build(cfg, &Source::Params { params: &tensors, gguf: false })?;
-    let refs = StacksRef { encoder: stacks.encoder.as_ref(), decoder: stacks.decoder.as_ref() };
+    let refs = stacks.refs();
     let (sum, n) = refs.loss_t(cfg, b)?;
     let loss = (sum / n as f64)?;
     let v = loss.to_scalar::<f32>()? as f64;

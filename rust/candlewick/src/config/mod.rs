@@ -20,8 +20,25 @@ pub enum Architecture {
     Encoder,
     Decoder,
     EncoderDecoder,
+    /// A recurrent language model (LSTM or GRU layers): what came before transformers.
+    Recurrent,
 }
-choices!(Architecture { "encoder" => Encoder, "decoder" => Decoder, "encoder-decoder" => EncoderDecoder });
+choices!(Architecture { "encoder" => Encoder, "decoder" => Decoder, "encoder-decoder" => EncoderDecoder, "rnn" => Recurrent });
+
+impl Architecture {
+    /// Whether the model produces tokens one after another (decoders, encoder-decoders, RNNs).
+    pub fn generates(&self) -> bool {
+        *self != Architecture::Encoder
+    }
+}
+
+/// The cell of a recurrent layer, as torch's nn.LSTM and nn.GRU compute it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    Lstm,
+    Gru,
+}
+choices!(Cell { "lstm" => Lstm, "gru" => Gru });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -50,7 +67,8 @@ choices!(Position { "learned" => Learned, "sinusoidal" => Sinusoidal, "rope" => 
 
 fields! {
     /// One description of a transformer: encoder (BERT), decoder (GPT-2, Llama, Gemma) or
-    /// encoder-decoder (T5), and its options. The defaults describe a small Llama-shaped decoder.
+    /// encoder-decoder (T5), and its options; or of a recurrent LM (architecture "rnn": token
+    /// embeddings of hidden_size, num_layers LSTM or GRU layers, an LM head). The defaults describe a small Llama-shaped decoder.
     pub struct ModelConfig ("ModelConfig.", "ModelConfig has no field") {
         /// Checkpoint family: one of `model::families::names()`.
         pub family: String = "llama".into(),
@@ -108,6 +126,8 @@ fields! {
         /// Encoder-decoder: multiply the decoder output by hidden_size^-0.5 before the LM head
         /// (T5 v1.0, whose head is tied to the embeddings).
         pub scale_decoder_outputs: bool = false,
+        /// Recurrent LMs: the cell of every layer, "lstm" or "gru".
+        pub cell: Cell = Cell::Lstm,
     }
 }
 
@@ -126,17 +146,19 @@ impl ModelConfig {
     /// the field. Whether a family's checkpoints can hold these options is the family's own
     /// check (`model::families`).
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("num_layers", self.num_layers),
-            ("num_heads", self.num_heads),
-            ("num_kv_heads", self.num_kv_heads),
-            ("head_dim", self.head_dim),
-            ("intermediate_size", self.intermediate_size),
-            ("max_position_embeddings", self.max_position_embeddings),
+        // a recurrent LM has no attention or feed-forward layers: their sizes are not its own
+        let attends = self.architecture != Architecture::Recurrent;
+        for (name, v, used) in [
+            ("vocab_size", self.vocab_size, true),
+            ("hidden_size", self.hidden_size, true),
+            ("num_layers", self.num_layers, true),
+            ("num_heads", self.num_heads, attends),
+            ("num_kv_heads", self.num_kv_heads, attends),
+            ("head_dim", self.head_dim, attends),
+            ("intermediate_size", self.intermediate_size, attends),
+            ("max_position_embeddings", self.max_position_embeddings, true),
         ] {
-            if v == 0 {
+            if v == 0 && used {
                 return Err(field_err(name, "must be positive".into()));
             }
         }
@@ -159,7 +181,7 @@ impl ModelConfig {
                 return Err(field_err(name, format!("{v} is larger than any model's (at most {max})")));
             }
         }
-        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
+        if attends && !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(field_err(
                 "num_kv_heads",
                 format!(
@@ -168,7 +190,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        if self.position == Position::Rope && !self.head_dim.is_multiple_of(2) {
+        if attends && self.position == Position::Rope && !self.head_dim.is_multiple_of(2) {
             return Err(field_err(
                 "head_dim",
                 format!("RoPE needs an even head_dim, got {}", self.head_dim),

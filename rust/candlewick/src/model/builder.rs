@@ -33,6 +33,8 @@ pub enum Init {
     Zeros,
     /// The fixed sinusoidal table (Vaswani et al.) of a learned-position slot.
     Sinusoidal,
+    /// U(-1/sqrt(n), 1/sqrt(n)): torch's recurrent layers, n their hidden size.
+    Uniform(usize),
 }
 
 pub enum Source<'a> {
@@ -305,6 +307,10 @@ impl Random {
             Init::Ones => vec![1.0; n],
             Init::Zeros => vec![0.0; n],
             Init::Sinusoidal => crate::nn::position::sinusoidal_table(shape[0], shape[1]),
+            Init::Uniform(fan) => {
+                let bound = 1.0 / (fan.max(1) as f64).sqrt();
+                (0..n).map(|_| ((self.rng.random::<f64>() * 2.0 - 1.0) * bound) as f32).collect()
+            }
             // Box-Muller, in f64.
             Init::Normal => (0..n)
                 .map(|_| {

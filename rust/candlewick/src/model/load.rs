@@ -155,6 +155,7 @@ impl Model {
             config: self.config.clone(),
             encoder: stacks.encoder,
             decoder: stacks.decoder,
+            recurrent: stacks.recurrent,
             tokenizer: self.tokenizer.clone(),
             eog_token_ids: self.eog_token_ids.clone(),
             bos_token_id: self.bos_token_id,

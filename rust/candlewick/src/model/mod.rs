@@ -7,6 +7,8 @@ pub mod builder;
 pub mod families;
 pub mod heads;
 mod load;
+mod perplexity;
+pub mod recurrent;
 pub mod state;
 mod tasks;
 pub mod transformer;
@@ -17,33 +19,40 @@ use std::sync::Arc;
 use crate::config::{GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
 use crate::tokenizer::Tokenizer;
+use recurrent::RecurrentLm;
 
 pub use crate::io::checkpoint::ModelInfo;
 pub use load::{load, load_dequantized, SentenceSettings};
+pub use perplexity::{Perplexity, PerplexityOptions};
 pub use state::{Logits, State, Step, UBATCH};
 pub use tasks::{Encoded, MaskFill, Score};
 pub use transformer::{Batch, Trace, Transformer};
 
 /// The stacks of a model: an encoder (BERT), a decoder (GPT-2, Llama, Gemma) or both (T5,
-/// whose decoder blocks cross-attend to the encoder's output).
+/// whose decoder blocks cross-attend to the encoder's output); or, instead of transformers, a
+/// recurrent LM.
 pub struct Stacks {
     pub encoder: Option<Transformer>,
     pub decoder: Option<Transformer>,
+    pub recurrent: Option<RecurrentLm>,
 }
 
 impl Stacks {
     pub fn decoder(t: Transformer) -> Self {
-        Stacks {
-            encoder: None,
-            decoder: Some(t),
-        }
+        Stacks { encoder: None, decoder: Some(t), recurrent: None }
     }
 
     pub fn encoder(t: Transformer) -> Self {
-        Stacks {
-            encoder: Some(t),
-            decoder: None,
-        }
+        Stacks { encoder: Some(t), decoder: None, recurrent: None }
+    }
+
+    pub fn recurrent(r: RecurrentLm) -> Self {
+        Stacks { encoder: None, decoder: None, recurrent: Some(r) }
+    }
+
+    /// The stacks, borrowed (what losses run).
+    pub fn refs(&self) -> crate::train::StacksRef<'_> {
+        crate::train::StacksRef { encoder: self.encoder.as_ref(), decoder: self.decoder.as_ref(), recurrent: self.recurrent.as_ref() }
     }
 }
 
@@ -53,6 +62,8 @@ pub struct Model {
     pub encoder: Option<Transformer>,
     /// Produces tokens one step at a time (decoders; the second stack of an encoder-decoder).
     pub decoder: Option<Transformer>,
+    /// A recurrent LM, in place of transformer stacks.
+    pub recurrent: Option<RecurrentLm>,
     /// None for a folder without tokenizer.json: calls with ids work, calls with text do not.
     pub tokenizer: Option<Arc<Tokenizer>>,
     /// Ids that end generation: the tokenizer's, or the checkpoint config's when there is none.
@@ -106,6 +117,7 @@ impl Model {
             config,
             encoder: stacks.encoder,
             decoder: stacks.decoder,
+            recurrent: stacks.recurrent,
             tokenizer,
             eog_token_ids,
             bos_token_id,
@@ -156,13 +168,15 @@ impl Model {
         self.bos_token_id
     }
 
-    /// The decoder stack, for verbs that produce tokens.
-    pub fn require_decoder(&self, verb: &str) -> Result<&Transformer> {
-        self.decoder.as_ref().ok_or_else(|| {
-            Error::Unsupported(format!(
-                "{verb} is for decoders; this model is an encoder: use encode, embed or fill_mask"
-            ))
-        })
+    /// Whether the model produces tokens (a decoder, an encoder-decoder or a recurrent LM):
+    /// verbs that generate or score check this.
+    pub fn require_decoder(&self, verb: &str) -> Result<()> {
+        if self.decoder.is_some() || self.recurrent.is_some() {
+            return Ok(());
+        }
+        Err(Error::Unsupported(format!(
+            "{verb} is for decoders; this model is an encoder: use encode, embed or fill_mask"
+        )))
     }
 
     /// The encoder stack of an encoder-only model, for verbs that read whole sequences.

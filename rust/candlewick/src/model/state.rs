@@ -9,8 +9,10 @@ use std::sync::Arc;
 use candle_core::Tensor;
 
 use super::transformer::{Batch, Trace, Transformer};
+use super::recurrent::RecurrentLm;
 use super::Model;
 use crate::error::{Error, Result};
+use crate::nn::rnn::RnnState;
 use crate::nn::Cache;
 
 /// llama.cpp's default micro-batch (`n_ubatch`): the most tokens of one sequence that go through
@@ -18,27 +20,42 @@ use crate::nn::Cache;
 pub const UBATCH: usize = 512;
 
 /// One request's state: the decoder's self-attention caches and, for an encoder-decoder, the
-/// encoder's keys and values for every cross-attention layer.
+/// encoder's keys and values for every cross-attention layer; for a recurrent LM, its layers'
+/// state after the tokens seen.
 #[derive(Clone)]
 pub struct State {
-    cache: Cache,
+    memory: Memory,
     /// Computed once by `start`; the beams forked from one request share it.
     encoder: Option<Arc<Cache>>,
     /// The ids the decoder starts from: the prompt (decoders) or the decoder start id.
     prefix: Vec<u32>,
 }
 
+/// What a request remembers of the tokens it has seen.
+#[derive(Clone)]
+enum Memory {
+    Attention(Cache),
+    /// A recurrent state (its size does not grow), the tokens it has read and the most it may.
+    Recurrent { state: RnnState, len: usize, capacity: usize },
+}
+
 impl State {
     /// Positions the decoder has seen.
     pub fn len(&self) -> usize {
-        self.cache.len()
+        match &self.memory {
+            Memory::Attention(c) => c.len(),
+            Memory::Recurrent { len, .. } => *len,
+        }
     }
     pub fn is_empty(&self) -> bool {
-        self.cache.is_empty()
+        self.len() == 0
     }
     /// Positions the decoder's caches hold at most.
     pub fn capacity(&self) -> usize {
-        self.cache.capacity()
+        match &self.memory {
+            Memory::Attention(c) => c.capacity(),
+            Memory::Recurrent { capacity, .. } => *capacity,
+        }
     }
     /// The ids the decoder's first step runs.
     pub fn prefix(&self) -> &[u32] {
@@ -51,7 +68,11 @@ impl State {
     }
     /// Bytes held by the caches (the shared encoder part counted whole).
     pub fn size_in_bytes(&self) -> usize {
-        self.cache.size_in_bytes() + self.encoder.as_ref().map(|e| e.size_in_bytes()).unwrap_or(0)
+        let own = match &self.memory {
+            Memory::Attention(c) => c.size_in_bytes(),
+            Memory::Recurrent { state, .. } => state.size_in_bytes(),
+        };
+        own + self.encoder.as_ref().map(|e| e.size_in_bytes()).unwrap_or(0)
     }
 }
 
@@ -90,7 +111,7 @@ impl Model {
     /// Start a request: check the prompt, encode it (encoder-decoders), and make caches for the
     /// decoder's prefix and `room` more tokens, within the model's context.
     pub fn start(&self, prompt: &[u32], room: usize) -> Result<State> {
-        let decoder = self.require_decoder("generation")?;
+        self.require_decoder("generation")?;
         self.check_ids(prompt, "the prompt")?;
         let ctx = self.context_length();
         if prompt.len() > ctx {
@@ -99,6 +120,15 @@ impl Model {
                 prompt.len()
             )));
         }
+        let capacity = |prefix: usize| prefix.saturating_add(room).min(ctx).max(prefix);
+        let decoder = match (&self.recurrent, &self.decoder) {
+            (Some(r), _) => {
+                let memory = Memory::Recurrent { state: r.new_state()?, len: 0, capacity: capacity(prompt.len()) };
+                return Ok(State { memory, encoder: None, prefix: prompt.to_vec() });
+            }
+            (None, Some(d)) => d,
+            (None, None) => return Err(Error::Model("a model without a decoder".into())),
+        };
         let encoder = match &self.encoder {
             Some(enc) => {
                 let hidden = self.run_encoder(enc, &[prompt], None)?;
@@ -110,10 +140,10 @@ impl Model {
             Some(_) => vec![self.config.decoder_start_token_id],
             None => prompt.to_vec(),
         };
-        let capacity = prefix.len().saturating_add(room).min(ctx).max(prefix.len());
+        let capacity = capacity(prefix.len());
         self.check_cache_fits(decoder, capacity)?;
         Ok(State {
-            cache: decoder.new_cache(capacity),
+            memory: Memory::Attention(decoder.new_cache(capacity)),
             encoder,
             prefix,
         })
@@ -149,7 +179,7 @@ impl Model {
     }
 
     pub(crate) fn step_traced(&self, steps: &mut [Step<'_>], logits: Logits, mut trace: Option<&mut Trace>) -> Result<Vec<Vec<f32>>> {
-        let decoder = self.require_decoder("generation")?;
+        self.require_decoder("generation")?;
         for s in steps.iter() {
             self.check_ids(s.ids, "a step's input")?;
             let (have, cap) = (s.state.len(), s.state.capacity());
@@ -160,10 +190,21 @@ impl Model {
                     self.context_length()
                 )));
             }
-            if self.encoder.is_some() != s.state.encoder.is_some() {
+            let recurrent = matches!(s.state.memory, Memory::Recurrent { .. });
+            if self.encoder.is_some() != s.state.encoder.is_some() || self.recurrent.is_some() != recurrent {
                 return Err(Error::InvalidArgument("a state started by another model".into()));
             }
         }
+        let decoder = match (&self.recurrent, &self.decoder) {
+            (Some(r), _) => {
+                if trace.is_some() {
+                    return Err(Error::Unsupported("hidden states and attentions of recurrent models are not built".into()));
+                }
+                return steps.iter_mut().map(|s| self.run_recurrent(r, s, logits)).collect();
+            }
+            (None, Some(d)) => d,
+            (None, None) => return Err(Error::Model("a model without a decoder".into())),
+        };
         if let [one] = steps {
             if one.ids.len() > UBATCH {
                 let pieces: Vec<&[u32]> = one.ids.chunks(UBATCH).collect();
@@ -184,6 +225,21 @@ impl Model {
         self.run_decoder(decoder, steps, logits, trace)
     }
 
+    /// One checked step of a recurrent LM: its state moved past the ids, the head on the rows
+    /// asked for.
+    fn run_recurrent(&self, lm: &RecurrentLm, s: &mut Step<'_>, logits: Logits) -> Result<Vec<f32>> {
+        let Memory::Recurrent { state, len, .. } = &mut s.state.memory else {
+            return Err(Error::InvalidArgument("a state started by another model".into()));
+        };
+        let hidden = lm.forward(s.ids, state)?;
+        *len += s.ids.len();
+        match logits {
+            Logits::None => Ok(Vec::new()),
+            Logits::All => lm.logits(&hidden, None),
+            Logits::Last => lm.logits(&hidden, Some(&[s.ids.len() as u32 - 1])),
+        }
+    }
+
     /// One pass of checked steps through the decoder stack, then its head on the rows asked for.
     fn run_decoder(&self, decoder: &Transformer, steps: &mut [Step<'_>], logits: Logits, trace: Option<&mut Trace>) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<u32> = steps.iter().flat_map(|s| s.ids.iter().copied()).collect();
@@ -191,7 +247,10 @@ impl Model {
         let mut caches = Vec::with_capacity(steps.len());
         let mut encoder = Vec::new();
         for s in steps.iter_mut() {
-            let State { cache, encoder: enc, .. } = &mut *s.state;
+            let State { memory, encoder: enc, .. } = &mut *s.state;
+            let Memory::Attention(cache) = memory else {
+                return Err(Error::InvalidArgument("a state started by another model".into()));
+            };
             caches.push(cache);
             if let Some(e) = enc {
                 encoder.push(&**e);

@@ -125,10 +125,11 @@ impl Model {
                     .collect()
             }
             (enc, dec) => {
+                let generates = dec.is_some() || self.recurrent.is_some();
                 if decoder.is_some() {
                     return Err(Error::InvalidArgument(format!(
                         "decoder_input_ids is for encoder-decoder models; this model is a{}",
-                        if dec.is_some() { " decoder" } else { "n encoder" }
+                        if generates { " decoder" } else { "n encoder" }
                     )));
                 }
                 if let (Some(e), None) = (enc, dec) {
@@ -152,7 +153,7 @@ impl Model {
                         let (lo, hi) = (a.max(from), b);
                         if lo < hi {
                             // one sequence, all real, asked for its last position: as generate's prefill
-                            let last_only = dec.is_some() && masks.is_none() && rows.len() == 1 && lo + 1 == hi && hi == b;
+                            let last_only = generates && masks.is_none() && rows.len() == 1 && lo + 1 == hi && hi == b;
                             let got = self.real_logits(&r[a..b], last_only)?;
                             let first = if last_only { b - 1 } else { a };
                             for p in lo..hi {
@@ -178,7 +179,7 @@ impl Model {
     /// Logits of one sequence of real tokens: a decoder's (every position, or the last), or an
     /// encoder's masked-LM head.
     fn real_logits(&self, ids: &[u32], last_only: bool) -> Result<Vec<f32>> {
-        if self.decoder.is_some() {
+        if self.decoder.is_some() || self.recurrent.is_some() {
             let mut state = self.start(ids, 0)?;
             let want = if last_only { Logits::Last } else { Logits::All };
             let mut rows = self.step(&mut [Step { state: &mut state, ids }], want)?;
@@ -503,6 +504,9 @@ impl Model {
                 let rows = self.step_traced(&mut [Step { state: &mut state, ids }], Logits::All, Some(&mut trace))?;
                 Ok((Some(rows.concat()), trace))
             }
+            (None, None) if self.recurrent.is_some() => Err(Error::Unsupported(
+                "hidden states and attentions of recurrent models are not built".into(),
+            )),
             (None, None) => Err(Error::Model("a model without stacks".into())),
         }
     }

@@ -6,6 +6,7 @@ pub mod mlp;
 pub mod norm;
 pub mod ops;
 pub mod position;
+pub mod rnn;
 pub mod rope;
 
 pub use attention::Attention;

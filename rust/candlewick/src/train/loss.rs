@@ -9,6 +9,7 @@ use super::objectives::IGNORE;
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::model::transformer::Padded;
+use crate::model::recurrent::RecurrentLm;
 use crate::model::Transformer;
 
 /// One batch for a loss: `rows` sequences of `cols` input ids, their padding mask, labels
@@ -30,6 +31,23 @@ pub struct LossBatch {
 pub struct StacksRef<'a> {
     pub encoder: Option<&'a Transformer>,
     pub decoder: Option<&'a Transformer>,
+    pub recurrent: Option<&'a RecurrentLm>,
+}
+
+/// The stack whose head gives the logits: a transformer's, or a recurrent LM's.
+#[derive(Clone, Copy)]
+enum Headed<'a> {
+    Transformer(&'a Transformer),
+    Recurrent(&'a RecurrentLm),
+}
+
+impl Headed<'_> {
+    fn logits_t(&self, hidden: &Tensor) -> Result<Tensor> {
+        match self {
+            Headed::Transformer(t) => t.logits_t(hidden),
+            Headed::Recurrent(r) => r.logits_t(hidden),
+        }
+    }
 }
 
 impl LossBatch {
@@ -101,16 +119,19 @@ impl LossBatch {
 impl<'a> StacksRef<'a> {
     /// The last hidden states [rows, cols, hidden] of the stack that carries the LM head, that
     /// stack, and whether its labels shift (a causal LM predicts the next token).
-    fn hidden_t(&self, cfg: &ModelConfig, b: &LossBatch) -> Result<(Tensor, &'a Transformer, bool)> {
+    fn hidden_t(&self, cfg: &ModelConfig, b: &LossBatch) -> Result<(Tensor, Headed<'a>, bool)> {
         let input = Padded {
             ids: &b.input_ids,
             rows: b.rows,
             cols: b.cols,
             mask: b.attention_mask.as_deref(),
         };
+        if let Some(r) = self.recurrent {
+            return Ok((r.forward_t(&input)?, Headed::Recurrent(r), true));
+        }
         match (self.encoder, self.decoder) {
-            (Some(enc), None) => Ok((enc.forward_t(&input, None)?, enc, false)),
-            (None, Some(dec)) => Ok((dec.forward_t(&input, None)?, dec, true)),
+            (Some(enc), None) => Ok((enc.forward_t(&input, None)?, Headed::Transformer(enc), false)),
+            (None, Some(dec)) => Ok((dec.forward_t(&input, None)?, Headed::Transformer(dec), true)),
             (Some(enc), Some(dec)) => {
                 let encoded = enc.forward_t(&input, None)?;
                 let dec_ids = match &b.decoder_input_ids {
@@ -119,7 +140,7 @@ impl<'a> StacksRef<'a> {
                 };
                 let dec_input = Padded { ids: &dec_ids, rows: b.rows, cols: b.label_cols, mask: None };
                 let h = dec.forward_t(&dec_input, Some((&encoded, b.attention_mask.as_deref())))?;
-                Ok((h, dec, false))
+                Ok((h, Headed::Transformer(dec), false))
             }
             (None, None) => Err(Error::Model("a model without stacks".into())),
         }

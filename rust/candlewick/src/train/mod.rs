@@ -18,7 +18,7 @@ use crate::model::Model;
 impl Model {
     /// The model's own stacks.
     pub fn stacks(&self) -> StacksRef<'_> {
-        StacksRef { encoder: self.encoder.as_ref(), decoder: self.decoder.as_ref() }
+        StacksRef { encoder: self.encoder.as_ref(), decoder: self.decoder.as_ref(), recurrent: self.recurrent.as_ref() }
     }
 
     /// transformers' loss for a batch: the mean cross-entropy over the counted labels (causal
@@ -40,7 +40,7 @@ impl Model {
         let params = trainer::parameters(self)?;
         let tensors: BTreeMap<String, candle_core::Tensor> = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
         let stacks = crate::model::families::build(&self.config, &crate::model::builder::Source::Params { params: &tensors, gguf: self.gguf_names })?;
-        let refs = StacksRef { encoder: stacks.encoder.as_ref(), decoder: stacks.decoder.as_ref() };
+        let refs = stacks.refs();
         let (sum, n) = refs.loss_t(&self.config, batch)?;
         if n == 0 {
             return Err(Error::InvalidArgument("every label is -100: the loss counts no token".into()));

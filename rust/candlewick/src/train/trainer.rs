@@ -51,7 +51,7 @@ impl Objective {
     /// The objective an architecture trains with.
     pub fn of(arch: Architecture) -> Self {
         match arch {
-            Architecture::Decoder => Objective::Clm,
+            Architecture::Decoder | Architecture::Recurrent => Objective::Clm,
             Architecture::Encoder => Objective::Mlm,
             Architecture::EncoderDecoder => Objective::SpanCorruption,
         }
@@ -254,7 +254,7 @@ impl Maker {
                 want.name()
             );
         }
-        let has_head = model.decoder.as_ref().or(model.encoder.as_ref()).is_some_and(|t| t.head.is_some());
+        let has_head = model.recurrent.is_some() || model.decoder.as_ref().or(model.encoder.as_ref()).is_some_and(|t| t.head.is_some());
         if !has_head {
             crate::bail!(
                 Unsupported,
@@ -725,7 +725,7 @@ pub fn train(
         }
         let total: usize = batches.iter().map(|b| counted(b, shift)).sum();
         let stacks = build(model, &params)?;
-        let refs = StacksRef { encoder: stacks.encoder.as_ref(), decoder: stacks.decoder.as_ref() };
+        let refs = stacks.refs();
         let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
         let (mut loss_sum, mut tokens) = (0f64, 0usize);
         for b in &batches {
@@ -773,7 +773,7 @@ pub fn train(
         let mut ev = None;
         if let (Some(e), true) = (&eval_blocks, last || cfg.eval_every.is_some_and(|k| (step + 1) % k == 0)) {
             let stacks = build(model, &params)?;
-            let refs = StacksRef { encoder: stacks.encoder.as_ref(), decoder: stacks.decoder.as_ref() };
+            let refs = stacks.refs();
             let loss = evaluate(model, refs, &maker, e, cfg, seed)?;
             if !loss.is_finite() {
                 crate::bail!(Model, "the eval loss became {loss} at step {}: training diverged (lower lr)", step + 1);

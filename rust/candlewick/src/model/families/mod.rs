@@ -11,6 +11,7 @@ pub mod bert;
 pub mod gemma3;
 pub mod gpt2;
 pub mod llama;
+pub mod rnn;
 pub mod t5;
 
 use crate::config::{Activation, ModelConfig, Position, Value};
@@ -62,7 +63,7 @@ pub trait Family: Sync {
 }
 
 /// Every family, once.
-pub static FAMILIES: &[&dyn Family] = &[&llama::Llama, &gemma3::Gemma3, &gpt2::Gpt2, &bert::Bert, &t5::T5];
+pub static FAMILIES: &[&dyn Family] = &[&llama::Llama, &gemma3::Gemma3, &gpt2::Gpt2, &bert::Bert, &t5::T5, &rnn::RnnFamily];
 
 pub fn names() -> Vec<&'static str> {
     FAMILIES.iter().map(|f| f.name()).collect()
@@ -114,7 +115,8 @@ pub fn for_family(name: &str, overrides: Vec<(String, Value)>) -> Result<ModelCo
         c.set(&k, v)?;
     }
     let has = |k: &str| given.iter().any(|g| g == k);
-    if (has("hidden_size") || has("num_heads")) && !has("head_dim") && c.num_heads > 0 {
+    let attends = c.architecture != crate::config::Architecture::Recurrent;
+    if attends && (has("hidden_size") || has("num_heads")) && !has("head_dim") && c.num_heads > 0 {
         c.head_dim = c.hidden_size / c.num_heads;
     }
     if has("num_heads") && !has("num_kv_heads") {

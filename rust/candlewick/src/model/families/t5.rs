@@ -143,6 +143,7 @@ impl Family for T5 {
         Ok(Stacks {
             encoder: Some(encoder),
             decoder: Some(decoder),
+            recurrent: None,
         })
     }
 }
