@@ -1,6 +1,7 @@
 //! The recurrent layers against torch (tests/fixtures/make_rnn_fixtures.py): nn.LSTM and nn.GRU
 //! of two layers on fixed inputs from a given initial state, their outputs, final states and the
-//! gradients of sum(outputs * w) with respect to the input and every weight, within 1e-5.
+//! gradients of sum(outputs * w) with respect to the input and every weight, within 1e-5; and
+//! the fused scan against its plain-ops reference.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ fn check(cell: Cell, name: &str) {
         };
         let (wi, wh) = (var("weight_ih", &[g, hidden]), var("weight_hh", &[g, hidden]));
         let (bi, bh) = (var("bias_ih", &[g]), var("bias_hh", &[g]));
-        stack.push(RnnLayer { input: Linear::dense(wi, Some(bi)).unwrap(), recurrent: Linear::dense(wh, Some(bh)).unwrap() });
+        stack.push(RnnLayer { input: Linear::dense(wi, Some(bi)).unwrap(), w_hh: wh, b_hh: bh });
     }
     let rnn = Rnn { cell, hidden, layers: stack };
     let x = Var::from_tensor(&r("x")).unwrap();
@@ -45,7 +46,17 @@ fn check(cell: Cell, name: &str) {
     let mut state = RnnState {
         layers: (0..layers).map(|l| (h0.get(l).unwrap(), c0.as_ref().map(|c| c.get(l).unwrap()))).collect(),
     };
+    // the plain-ops reference agrees with the fused scan
+    let mut ref_state = state.clone();
+    let reference = rnn.forward_ref(x.as_tensor(), &mut ref_state).unwrap();
     let out = rnn.forward(x.as_tensor(), &mut state).unwrap();
+    assert!(max_diff(&out, &reference) <= 1e-6, "{name}: fused vs reference {}", max_diff(&out, &reference));
+    for ((h, c), (rh, rc)) in state.layers.iter().zip(&ref_state.layers) {
+        assert!(max_diff(h, rh) <= 1e-6);
+        if let (Some(c), Some(rc)) = (c, rc) {
+            assert!(max_diff(c, rc) <= 1e-6);
+        }
+    }
     assert!(max_diff(&out, &r("out")) <= 1e-5, "{name} outputs: {}", max_diff(&out, &r("out")));
     for l in 0..layers {
         let (h, c) = &state.layers[l];

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::kernels::math::{exp_in_place, exp_scaled, expf_lanes, max_and_sum_exp, simd_fn};
 use crate::kernels::SharedOut;
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
@@ -78,7 +78,7 @@ fn column_sums(n: usize, d: usize, f: impl Fn(usize, &mut [f64]) + Sync) -> Vec<
 }
 
 /// A tensor's values, row-major.
-fn values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
+pub(crate) fn values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
     t.contiguous()?.flatten_all()?.to_vec1::<f32>()
 }
 

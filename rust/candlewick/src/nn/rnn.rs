@@ -2,10 +2,14 @@
 //! W_ih x + b_ih and a recurrent one W_hh h + b_hh, their gates in torch's order (LSTM: input,
 //! forget, cell, output; GRU: reset, update, new), the first layer reading the input and each
 //! next layer the previous one's outputs. One code path serves inference and training: the
-//! input projection of a whole sequence is one matmul, then the cell steps through time, and
-//! every op records gradients when the weights are variables.
+//! input projection of a whole sequence is one matmul (gradients through candle), then one fused
+//! op (`Scan`) steps the cell through time and, backward, through time in reverse (BPTT), its
+//! weight gradients as one matmul over all steps. `forward_ref` is the same in plain candle ops,
+//! step by step: the reference the fused op is tested against.
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp3, DType, Device, IndexOp, Layout, Shape, Tensor};
 
 use super::Linear;
 use crate::config::Cell;
@@ -21,11 +25,12 @@ impl Cell {
     }
 }
 
-/// One layer's weights: `input` is W_ih [gates * hidden, in] with b_ih, `recurrent` W_hh
-/// [gates * hidden, hidden] with b_hh.
+/// One layer's weights: `input` is W_ih [gates * hidden, in] with b_ih; `w_hh` [gates * hidden,
+/// hidden] and `b_hh` [gates * hidden] the recurrent projection.
 pub struct RnnLayer {
     pub input: Linear,
-    pub recurrent: Linear,
+    pub w_hh: Tensor,
+    pub b_hh: Tensor,
 }
 
 /// A stack of recurrent layers of one cell type.
@@ -69,10 +74,7 @@ impl Rnn {
         })
     }
 
-    /// x [rows, tokens, in] after `state`: the last layer's outputs [rows, tokens, hidden], and
-    /// `state` moved past the tokens.
-    pub fn forward(&self, x: &Tensor, state: &mut RnnState) -> Result<Tensor> {
-        let (rows, tokens, _) = x.dims3()?;
+    fn check_state(&self, rows: usize, state: &RnnState) -> Result<()> {
         if state.layers.len() != self.layers.len() || state.layers.iter().any(|(h, _)| h.dims() != [rows, self.hidden]) {
             return Err(Error::Model(format!(
                 "a recurrent state of {} layers for {} layers of {rows} rows",
@@ -80,14 +82,55 @@ impl Rnn {
                 self.layers.len()
             )));
         }
+        Ok(())
+    }
+
+    /// x [rows, tokens, in] after `state`: the last layer's outputs [rows, tokens, hidden], and
+    /// `state` moved past the tokens. Gradients reach x and every weight (not the state).
+    pub fn forward(&self, x: &Tensor, state: &mut RnnState) -> Result<Tensor> {
+        let (rows, _, _) = x.dims3()?;
+        self.check_state(rows, state)?;
+        let mut x = x.clone();
+        for (layer, (h, c)) in self.layers.iter().zip(state.layers.iter_mut()) {
+            let xp = layer.input.forward_t(&x)?.contiguous()?;
+            let saved = Arc::new(Mutex::new(Saved::default()));
+            let op = Scan {
+                cell: self.cell,
+                hidden: self.hidden,
+                h0: h.flatten_all()?.to_vec1::<f32>()?,
+                c0: match c {
+                    Some(c) => c.flatten_all()?.to_vec1::<f32>()?,
+                    None => Vec::new(),
+                },
+                saved: saved.clone(),
+            };
+            x = xp.apply_op3(&layer.w_hh, &layer.b_hh, op)?;
+            let tokens = x.dim(1)?;
+            if tokens > 0 {
+                *h = x.i((.., tokens - 1))?.detach().contiguous()?;
+                if let Some(c) = c.as_mut() {
+                    let saved = saved.lock().unwrap_or_else(|e| e.into_inner());
+                    let last = &saved.cells[(tokens - 1) * rows * self.hidden..];
+                    *c = Tensor::from_slice(last, (rows, self.hidden), &Device::Cpu)?;
+                }
+            }
+        }
+        Ok(x)
+    }
+
+    /// `forward` in plain candle ops, one step at a time (the reference of the fused op).
+    pub fn forward_ref(&self, x: &Tensor, state: &mut RnnState) -> Result<Tensor> {
+        let (rows, tokens, _) = x.dims3()?;
+        self.check_state(rows, state)?;
         let mut x = x.clone();
         for (layer, (h, c)) in self.layers.iter().zip(state.layers.iter_mut()) {
             // the input's share of every gate, for all tokens at once
             let xp = layer.input.forward_t(&x)?;
+            let recurrent = Linear::dense(layer.w_hh.clone(), Some(layer.b_hh.clone()))?;
             let mut outs = Vec::with_capacity(tokens);
             for t in 0..tokens {
                 let xt = xp.i((.., t))?;
-                let hp = layer.recurrent.forward_t(h)?;
+                let hp = recurrent.forward_t(h)?;
                 *h = match (self.cell, c.as_mut()) {
                     (Cell::Lstm, Some(c)) => {
                         let (i, f, g, o) = lstm_gates(&(xt + hp)?, self.hidden)?;
@@ -123,4 +166,171 @@ fn gru(xp: &Tensor, hp: &Tensor, h_prev: &Tensor, h: usize) -> Result<Tensor> {
     let z = sigmoid(&(xp.narrow(1, h, h)? + hp.narrow(1, h, h)?)?)?;
     let n = (xp.narrow(1, 2 * h, h)? + (r * hp.narrow(1, 2 * h, h)?)?)?.tanh()?;
     Ok((&n + (z * (h_prev - &n)?)?)?)
+}
+
+/// What the forward pass keeps for the backward one, per step t and row: the gates' activations
+/// (LSTM: i, f, g, o; GRU: r, z, n and the state's share of n before r scales it, W_hn h + b_hn),
+/// [tokens, rows, 4 * hidden], and the LSTM's cell states [tokens, rows, hidden].
+#[derive(Default)]
+struct Saved {
+    acts: Vec<f32>,
+    cells: Vec<f32>,
+}
+
+/// One layer's recurrence over a sequence: (xp [rows, tokens, gates * hidden], the input's
+/// projection with b_ih; W_hh; b_hh) -> outputs [rows, tokens, hidden], from the initial state
+/// h0 (and c0), which is a constant.
+struct Scan {
+    cell: Cell,
+    hidden: usize,
+    h0: Vec<f32>,
+    c0: Vec<f32>,
+    /// Shared with the caller, which reads the last cell state from it.
+    saved: Arc<Mutex<Saved>>,
+}
+
+fn sig(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// dst [m, n] (row-major) = a [m, k] (row-major) x b^T, b [n, k] row-major (`b_t`), or a x b with
+/// b [k, n] row-major; added to dst when `add`.
+fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), b_t: bool, add: bool) {
+    let (rhs_cs, rhs_rs) = if b_t { (k as isize, 1) } else { (1, n as isize) };
+    debug_assert!(dst.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
+    // SAFETY: the slices hold m x n, m x k and k x n values in the strides given.
+    unsafe {
+        gemm::gemm(m, n, k, dst.as_mut_ptr(), 1, n as isize, add, a.as_ptr(), 1, k as isize, b.as_ptr(), rhs_cs, rhs_rs, 1.0, 1.0, false, false, false, gemm::Parallelism::None);
+    }
+}
+
+impl CustomOp3 for Scan {
+    fn name(&self) -> &'static str {
+        "cw-rnn-scan"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xp = super::ops::contiguous(s1, l1, self.name())?;
+        let w = super::ops::contiguous(s2, l2, self.name())?;
+        let b = super::ops::contiguous(s3, l3, self.name())?;
+        let (rows, tokens, gh) = l1.shape().dims3()?;
+        let h = self.hidden;
+        let g = self.cell.gates();
+        if gh != g * h || w.len() != gh * h || b.len() != gh || self.h0.len() != rows * h {
+            candle_core::bail!("a recurrent scan of {rows} x {tokens} x {gh} for hidden {h}");
+        }
+        let lstm = self.cell == Cell::Lstm;
+        if lstm && self.c0.len() != rows * h {
+            candle_core::bail!("an LSTM scan without its cell state");
+        }
+        let mut out = vec![0f32; rows * tokens * h];
+        let mut acts = vec![0f32; tokens * rows * 4 * h];
+        let mut cells = if lstm { vec![0f32; tokens * rows * h] } else { Vec::new() };
+        let mut hprev = self.h0.clone();
+        let mut cprev = self.c0.clone();
+        let mut hp = vec![0f32; rows * gh];
+        for t in 0..tokens {
+            // the state's share of every gate: h W_hh^T + b_hh
+            for r in 0..rows {
+                hp[r * gh..(r + 1) * gh].copy_from_slice(b);
+            }
+            matmul(&mut hp, &hprev, w, (rows, h, gh), true, true);
+            for r in 0..rows {
+                let x = &xp[(r * tokens + t) * gh..(r * tokens + t + 1) * gh];
+                let p = &hp[r * gh..(r + 1) * gh];
+                let a = &mut acts[(t * rows + r) * 4 * h..(t * rows + r + 1) * 4 * h];
+                let o = &mut out[(r * tokens + t) * h..(r * tokens + t + 1) * h];
+                for u in 0..h {
+                    if lstm {
+                        let i = sig(x[u] + p[u]);
+                        let f = sig(x[h + u] + p[h + u]);
+                        let gg = (x[2 * h + u] + p[2 * h + u]).tanh();
+                        let og = sig(x[3 * h + u] + p[3 * h + u]);
+                        let c = f * cprev[r * h + u] + i * gg;
+                        cells[(t * rows + r) * h + u] = c;
+                        cprev[r * h + u] = c;
+                        o[u] = og * c.tanh();
+                        (a[u], a[h + u], a[2 * h + u], a[3 * h + u]) = (i, f, gg, og);
+                    } else {
+                        let rg = sig(x[u] + p[u]);
+                        let z = sig(x[h + u] + p[h + u]);
+                        let n = (x[2 * h + u] + rg * p[2 * h + u]).tanh();
+                        o[u] = n + z * (hprev[r * h + u] - n);
+                        (a[u], a[h + u], a[2 * h + u], a[3 * h + u]) = (rg, z, n, p[2 * h + u]);
+                    }
+                }
+            }
+            for r in 0..rows {
+                hprev[r * h..(r + 1) * h].copy_from_slice(&out[(r * tokens + t) * h..(r * tokens + t + 1) * h]);
+            }
+        }
+        *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Saved { acts, cells };
+        Ok((CpuStorage::F32(out), Shape::from((rows, tokens, h))))
+    }
+
+    fn bwd(&self, xp: &Tensor, w: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, tokens, gh) = xp.dims3()?;
+        let h = self.hidden;
+        let lstm = self.cell == Cell::Lstm;
+        let saved = self.saved.lock().unwrap_or_else(|e| e.into_inner());
+        let (acts, cells) = (&saved.acts, &saved.cells);
+        if acts.len() != tokens * rows * 4 * h {
+            candle_core::bail!("a recurrent scan's backward without its forward");
+        }
+        let g_out = super::ops::values(grad)?;
+        let outs = super::ops::values(res)?;
+        let wv = super::ops::values(w)?;
+        // the state each step read: h0, then the outputs shifted by one, [tokens, rows, hidden]
+        let mut hprevs = vec![0f32; tokens * rows * h];
+        for t in 0..tokens {
+            for r in 0..rows {
+                let src = if t == 0 { &self.h0[r * h..(r + 1) * h] } else { &outs[(r * tokens + t - 1) * h..(r * tokens + t) * h] };
+                hprevs[(t * rows + r) * h..(t * rows + r + 1) * h].copy_from_slice(src);
+            }
+        }
+        let mut d_xp = vec![0f32; rows * tokens * gh];
+        // the gradient of each step's recurrent projection h W_hh^T + b_hh, [tokens, rows, gh]
+        let mut d_hp = vec![0f32; tokens * rows * gh];
+        let mut dh_next = vec![0f32; rows * h];
+        let mut dc_next = vec![0f32; rows * h];
+        for t in (0..tokens).rev() {
+            for r in 0..rows {
+                let a = &acts[(t * rows + r) * 4 * h..(t * rows + r + 1) * 4 * h];
+                let dx = &mut d_xp[(r * tokens + t) * gh..(r * tokens + t + 1) * gh];
+                let dp = &mut d_hp[(t * rows + r) * gh..(t * rows + r + 1) * gh];
+                for u in 0..h {
+                    let dh = g_out[(r * tokens + t) * h + u] + dh_next[r * h + u];
+                    if lstm {
+                        let (i, f, gg, o) = (a[u], a[h + u], a[2 * h + u], a[3 * h + u]);
+                        let c = cells[(t * rows + r) * h + u];
+                        let c_prev = if t == 0 { self.c0[r * h + u] } else { cells[((t - 1) * rows + r) * h + u] };
+                        let tc = c.tanh();
+                        let dc = dh * o * (1.0 - tc * tc) + dc_next[r * h + u];
+                        let (di, df, dg, dout) = (dc * gg * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - gg * gg), dh * tc * o * (1.0 - o));
+                        dc_next[r * h + u] = dc * f;
+                        (dx[u], dx[h + u], dx[2 * h + u], dx[3 * h + u]) = (di, df, dg, dout);
+                        (dp[u], dp[h + u], dp[2 * h + u], dp[3 * h + u]) = (di, df, dg, dout);
+                        dh_next[r * h + u] = 0.0;
+                    } else {
+                        let (rg, z, n, hn) = (a[u], a[h + u], a[2 * h + u], a[3 * h + u]);
+                        let hprev = hprevs[(t * rows + r) * h + u];
+                        let dn = dh * (1.0 - z) * (1.0 - n * n);
+                        let dr = dn * hn * rg * (1.0 - rg);
+                        let dz = dh * (hprev - n) * z * (1.0 - z);
+                        (dx[u], dx[h + u], dx[2 * h + u]) = (dr, dz, dn);
+                        (dp[u], dp[h + u], dp[2 * h + u]) = (dr, dz, dn * rg);
+                        dh_next[r * h + u] = dh * z;
+                    }
+                }
+            }
+            // what reaches the previous state through W_hh
+            matmul(&mut dh_next, &d_hp[t * rows * gh..(t + 1) * rows * gh], &wv, (rows, gh, h), false, true);
+        }
+        let dev = xp.device();
+        let d_hp = Tensor::from_vec(d_hp, (tokens * rows, gh), dev)?;
+        let hprevs = Tensor::from_vec(hprevs, (tokens * rows, h), dev)?;
+        let d_w = d_hp.t()?.matmul(&hprevs)?;
+        let d_b = d_hp.sum(0)?;
+        Ok((Some(Tensor::from_vec(d_xp, (rows, tokens, gh), dev)?), Some(d_w), Some(d_b)))
+    }
 }

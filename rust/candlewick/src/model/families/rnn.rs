@@ -78,7 +78,7 @@ impl Family for RnnFamily {
                 let w_hh = r.tensor(&format!("weight_hh_l{l}"), &[g, h], init)?;
                 let b_ih = r.tensor(&format!("bias_ih_l{l}"), &[g], init)?;
                 let b_hh = r.tensor(&format!("bias_hh_l{l}"), &[g], init)?;
-                Ok(RnnLayer { input: Linear::dense(w_ih, Some(b_ih))?, recurrent: Linear::dense(w_hh, Some(b_hh))? })
+                Ok(RnnLayer { input: Linear::dense(w_ih, Some(b_ih))?, w_hh, b_hh })
             })
             .collect::<Result<Vec<_>>>()?;
         let head = lm_head(c, &embed, vb, "lm_head")?;
