@@ -33,7 +33,7 @@ pub enum Init {
     Zeros,
     /// The fixed sinusoidal table (Vaswani et al.) of a learned-position slot.
     Sinusoidal,
-    /// U(-1/sqrt(n), 1/sqrt(n)): torch's recurrent layers, n their hidden size.
+    /// U(-1/sqrt(n), 1/sqrt(n)): torch's recurrent layers, n their hidden size (n = 100: U(-0.1, 0.1)).
     Uniform(usize),
 }
 

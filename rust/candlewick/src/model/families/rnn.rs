@@ -3,14 +3,14 @@
 //! an LM head, optionally tied to the embeddings. Saved as config.json (model_type
 //! "candlewick_rnn") and model.safetensors.
 
-use super::{lm_head, want, Family, HfConfig};
+use super::{want, Family, HfConfig};
 use crate::config::{Architecture, Cell, Choice, ModelConfig};
 use crate::error::{Error, Result};
 use crate::model::builder::{Init, Vb};
 use crate::model::recurrent::RecurrentLm;
 use crate::model::Stacks;
 use crate::nn::rnn::{Rnn, RnnLayer};
-use crate::nn::Linear;
+use crate::nn::{Embedding, Linear};
 
 pub struct RnnFamily;
 
@@ -68,7 +68,10 @@ impl Family for RnnFamily {
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
         let h = c.hidden_size;
         let g = c.cell.gates() * h;
-        let embed = vb.pp("embed").embedding(c.vocab_size, h)?;
+        // U(-0.1, 0.1) for the embeddings and the head, as torch's word_language_model example
+        // starts them (HF's N(0, 0.02) leaves an RNN's inputs too faint to learn from quickly)
+        let table = |name: &str| vb.pp(name).tensor("weight", &[c.vocab_size, h], Init::Uniform(100));
+        let embed = Embedding::Dense(table("embed")?);
         let r = vb.pp("rnn");
         // torch's initialisation: U(-1/sqrt(hidden), 1/sqrt(hidden)) for every weight and bias
         let init = Init::Uniform(h);
@@ -81,7 +84,7 @@ impl Family for RnnFamily {
                 Ok(RnnLayer { input: Linear::dense(w_ih, Some(b_ih))?, w_hh, b_hh })
             })
             .collect::<Result<Vec<_>>>()?;
-        let head = lm_head(c, &embed, vb, "lm_head")?;
+        let head = if c.tie_word_embeddings { embed.as_linear()? } else { Linear::dense(table("lm_head")?, None)? };
         Ok(Stacks::recurrent(RecurrentLm { embed, rnn: Rnn { cell: c.cell, hidden: h, layers }, head }))
     }
 }
