@@ -216,7 +216,7 @@ def test_bad_arguments_name_what_is_wrong(tmp_path):
     assert os.listdir(tmp_path / "empty") == []
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt2", "bert", "t5"])
+@pytest.mark.parametrize("family", ["llama", "gpt2", "bert", "t5", "rnn"])
 def test_training_memory_estimate_within_15_percent_of_the_heap(family):
     import sys
 
