@@ -52,6 +52,7 @@ def _info(args):
         f"architecture    {info['architecture']} -> {c.family} {c.architecture}",
         f"parameters      {info['num_parameters']:,} ({info['num_parameters'] / 1e6:.1f} M)",
         f"weights         {_human(info['weight_bytes'])}",
+        f"layers          {c.num_layers} {c.cell.upper()}, hidden {c.hidden_size}" if c.architecture == "rnn" else
         f"layers          {c.num_layers}, hidden {c.hidden_size}, heads {c.num_heads} (kv {c.num_kv_heads}), head_dim {c.head_dim}, ffn {c.intermediate_size}",
         f"vocabulary      {c.vocab_size}",
         f"context length  {info['context_length']}",
