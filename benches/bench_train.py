@@ -1,7 +1,8 @@
 """Training speed and memory, candlewick against transformers on torch (eager, CPU), side by side
 in one run on the same shapes: vocab 8192, hidden 256, 4 layers, 4 heads, feed-forward 1024,
 sequence 128, batch 8, AdamW (lr 1e-3), for llama, gpt2, bert (masked LM) and t5 (span
-corruption), at 1 and 2 threads. tokens/s counts the input tokens of each forward + backward +
+corruption), and recurrent LMs of the same width (2 layers of LSTM or GRU: torch's nn.LSTM / nn.GRU
+between an embedding and a head), at 1 and 2 threads. tokens/s counts the input tokens of each forward + backward +
 optimizer step (median of the timed steps after warmup); peak RSS is the process's high-water mark.
 Each measurement runs in its own process, alternating candlewick and torch, `--rounds` times.
 
@@ -19,7 +20,7 @@ import subprocess
 import sys
 
 SHAPE = dict(vocab=8192, hidden=256, layers=4, heads=4, ff=1024, seq=128, batch=8)
-FAMILIES = ["llama", "gpt2", "bert", "t5"]
+FAMILIES = ["llama", "gpt2", "bert", "t5", "lstm", "gru"]
 
 WORKER = r'''
 import json, os, resource, sys, time
@@ -45,7 +46,19 @@ if side == "torch":
     torch.set_num_threads(threads)
     import transformers as tr
     torch.manual_seed(0)
-    if fam == "llama":
+    class Rnn(torch.nn.Module):
+        def __init__(self, cell):
+            super().__init__()
+            self.embed = torch.nn.Embedding(V, H)
+            self.rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(H, H, 2, batch_first=True)
+            self.lm_head = torch.nn.Linear(H, V, bias=False)
+        def forward(self, input_ids, labels):
+            logits = self.lm_head(self.rnn(self.embed(input_ids))[0])
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1))
+            return type("Out", (), {"loss": loss})
+    if fam in ("lstm", "gru"):
+        m = Rnn(fam)
+    elif fam == "llama":
         m = tr.LlamaForCausalLM(tr.LlamaConfig(vocab_size=V, hidden_size=H, num_hidden_layers=L, num_attention_heads=NH, num_key_value_heads=NH, intermediate_size=FF, max_position_embeddings=512, tie_word_embeddings=False))
     elif fam == "gpt2":
         m = tr.GPT2LMHeadModel(tr.GPT2Config(vocab_size=V, n_embd=H, n_layer=L, n_head=NH, n_inner=FF, n_positions=512, resid_pdrop=0, embd_pdrop=0, attn_pdrop=0))
@@ -66,7 +79,9 @@ if side == "torch":
 else:
     import candlewick as cw
     cw._native.set_num_threads(threads)
-    if fam == "llama":
+    if fam in ("lstm", "gru"):
+        cfg = cw.ModelConfig(architecture="rnn", cell=fam, vocab_size=V, hidden_size=H, num_layers=2, max_position_embeddings=512)
+    elif fam == "llama":
         cfg = cw.ModelConfig.for_family("llama", vocab_size=V, hidden_size=H, num_layers=L, num_heads=NH, num_kv_heads=NH, intermediate_size=FF, max_position_embeddings=512)
     elif fam == "gpt2":
         cfg = cw.ModelConfig.for_family("gpt2", vocab_size=V, hidden_size=H, num_layers=L, num_heads=NH, intermediate_size=FF, max_position_embeddings=512)
@@ -75,7 +90,7 @@ else:
     else:
         cfg = cw.ModelConfig.for_family("t5", vocab_size=V, hidden_size=H, num_layers=L, num_heads=NH, intermediate_size=FF, max_position_embeddings=512)
     m = cw.Model.from_config(cfg, seed=0)
-    obj = {"llama": "clm", "gpt2": "clm", "bert": "mlm", "t5": "span_corruption"}[fam]
+    obj = {"llama": "clm", "gpt2": "clm", "bert": "mlm", "t5": "span_corruption", "lstm": "clm", "gru": "clm"}[fam]
     data = {"input_ids": ids, "labels": labels}
     r = cw.train(m, data, obj, steps=steps, batch_size=B, seq_len=T, lr=1e-3, schedule="constant", seed=0, progress=False)
     times = [h["tokens"] / h["tokens_per_s"] for h in r.history]

@@ -68,7 +68,7 @@ def test_config_builds_trains_saves_and_loads(tmp_path):
     assert cfg.family == "rnn" and cfg.num_parameters == tok.vocab_size * 32 + 2 * (2 * 3 * 32 * 32 + 2 * 3 * 32)
     m = cw.Model.from_config(cfg, seed=0, tokenizer=tok)
     r = cw.train(m, TEXT, "clm", steps=30, batch_size=4, seq_len=12, lr=1e-2, seed=0, progress=False, eval_data=TEXT[:5])
-    assert r.losses[-1] < 0.6 * r.losses[0]
+    assert r.losses[-1] < 0.7 * r.losses[0]
     assert r.eval_perplexity == pytest.approx(np.exp(r.evals[-1]["loss"]))
     # the perplexity of the training text fell with the loss
     assert m.perplexity(TEXT[:5]).perplexity < 0.5 * cw.Model.from_config(cfg, seed=0, tokenizer=tok).perplexity(TEXT[:5]).perplexity
@@ -92,6 +92,11 @@ def test_bad_configs_and_what_an_rnn_does_not_do():
     with pytest.raises(ValueError, match="hidden_size"):
         cw.ModelConfig(architecture="rnn", hidden_size=0)
     m = cw.load(os.path.join(FIX, "tiny-rnn-lstm"))
+    ids = np.array([[5, 6, 7, 8], [5, 6, 7, 8]])
+    right = np.array([[1, 1, 1, 1], [1, 1, 1, 0]])
+    assert np.isfinite(m.loss(ids, ids, attention_mask=right))
+    with pytest.raises(ValueError, match="right-padded"):
+        m.loss(ids, ids, attention_mask=right[:, ::-1].copy())
     with pytest.raises(cw.UnsupportedError, match="recurrent"):
         m.forward([1, 2, 3], output_hidden_states=True)
     with pytest.raises(cw.UnsupportedError):

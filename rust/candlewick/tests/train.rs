@@ -9,7 +9,7 @@ use candlewick::config::Value;
 use candlewick::model::builder::Source;
 use candlewick::model::families;
 use candlewick::train::trainer::parameters;
-use candlewick::train::{LossBatch, StacksRef};
+use candlewick::train::LossBatch;
 
 fn config(family: &str, extra: &[(&str, Value)]) -> candlewick::Result<candlewick::ModelConfig> {
     let mut over: Vec<(String, Value)> = [("vocab_size", 40), ("hidden_size", 16), ("num_heads", 2), ("num_layers", 2), ("intermediate_size", 24), ("max_position_embeddings", 32)]

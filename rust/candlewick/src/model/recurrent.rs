@@ -34,6 +34,15 @@ impl RecurrentLm {
         if input.rows * input.cols != input.ids.len() {
             return Err(Error::Model(format!("a padded batch of {} ids is not {} x {}", input.ids.len(), input.rows, input.cols)));
         }
+        if let Some(mask) = input.mask {
+            // a state reads every token in order: padding before a real token would change it
+            let left_padded = mask.chunks(input.cols.max(1)).any(|row| row.windows(2).any(|w| w[0] < 0.5 && w[1] > 0.5));
+            if left_padded {
+                return Err(Error::InvalidArgument(
+                    "attention_mask: a recurrent LM reads right-padded rows only (a padded token before a real one)".into(),
+                ));
+            }
+        }
         let x = self.embed.forward_t(input.ids, &Device::Cpu)?;
         let hidden = x.dim(1)?;
         let x = x.reshape((input.rows, input.cols, hidden))?;
