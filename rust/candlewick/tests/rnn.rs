@@ -84,3 +84,60 @@ fn lstm_equals_torch() {
 fn gru_equals_torch() {
     check(Cell::Gru, "gru");
 }
+
+/// The fused scan against its plain-ops reference at a width that runs every kernel path (the
+/// 64-column blocks and their remainder), several rows and a non-zero initial state: outputs,
+/// final states and the gradients of every weight and of the input.
+#[test]
+fn fused_scan_equals_the_reference_at_every_width() {
+    use rand::{Rng, SeedableRng};
+    let dev = Device::Cpu;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut rand_t = |shape: &[usize], scale: f32| {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * scale).collect();
+        Tensor::from_vec(v, shape, &dev).unwrap()
+    };
+    for cell in [Cell::Lstm, Cell::Gru] {
+        for (hidden, rows) in [(80, 5), (130, 3)] {
+            let g = cell.gates() * hidden;
+            let mut vars = Vec::new();
+            let mut layers = Vec::new();
+            for _ in 0..2 {
+                let mut var = |shape: &[usize]| {
+                    let v = Var::from_tensor(&rand_t(shape, 0.15)).unwrap();
+                    vars.push(v.clone());
+                    v.as_tensor().clone()
+                };
+                let (wi, bi, wh, bh) = (var(&[g, hidden]), var(&[g]), var(&[g, hidden]), var(&[g]));
+                layers.push(RnnLayer { input: Linear::dense(wi, Some(bi)).unwrap(), w_hh: wh, b_hh: bh });
+            }
+            let rnn = Rnn { cell, hidden, layers };
+            let x = Var::from_tensor(&rand_t(&[rows, 9, hidden], 1.0)).unwrap();
+            let w = rand_t(&[rows, 9, hidden], 1.0);
+            let state = RnnState {
+                layers: (0..2).map(|_| (rand_t(&[rows, hidden], 0.5), (cell == Cell::Lstm).then(|| rand_t(&[rows, hidden], 0.5)))).collect(),
+            };
+            let run = |fused: bool| {
+                let mut st = state.clone();
+                let out = if fused { rnn.forward(x.as_tensor(), &mut st) } else { rnn.forward_ref(x.as_tensor(), &mut st) }.unwrap();
+                let grads = (&out * &w).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut gs = vec![grads.get(x.as_tensor()).unwrap().clone()];
+                gs.extend(vars.iter().map(|v| grads.get(v.as_tensor()).unwrap().clone()));
+                (out, st, gs)
+            };
+            let ((o1, s1, g1), (o2, s2, g2)) = (run(true), run(false));
+            assert!(max_diff(&o1, &o2) <= 1e-5, "{cell:?} {hidden}: outputs {}", max_diff(&o1, &o2));
+            for ((h1, c1), (h2, c2)) in s1.layers.iter().zip(&s2.layers) {
+                assert!(max_diff(h1, h2) <= 1e-5);
+                if let (Some(c1), Some(c2)) = (c1, c2) {
+                    assert!(max_diff(c1, c2) <= 1e-5);
+                }
+            }
+            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+                let scale = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1.0);
+                assert!(max_diff(a, b) <= 1e-5 * scale, "{cell:?} {hidden}: gradient {i}: {}", max_diff(a, b));
+            }
+        }
+    }
+}

@@ -14,6 +14,8 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, IndexOp, Layout, Shape, 
 use super::Linear;
 use crate::config::Cell;
 use crate::error::{Error, Result};
+use crate::kernels::math::simd_fn;
+use crate::kernels::SharedOut;
 
 impl Cell {
     /// Gates per hidden unit: the rows of W_ih and W_hh are `gates() * hidden`.
@@ -193,15 +195,93 @@ fn sig(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// dst [m, n] (row-major) = a [m, k] (row-major) x b^T, b [n, k] row-major (`b_t`), or a x b with
-/// b [k, n] row-major; added to dst when `add`.
-fn matmul(dst: &mut [f32], a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), b_t: bool, add: bool) {
-    let (rhs_cs, rhs_rs) = if b_t { (k as isize, 1) } else { (1, n as isize) };
-    debug_assert!(dst.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    // SAFETY: the slices hold m x n, m x k and k x n values in the strides given.
-    unsafe {
-        gemm::gemm(m, n, k, dst.as_mut_ptr(), 1, n as isize, add, a.as_ptr(), 1, k as isize, b.as_ptr(), rhs_cs, rhs_rs, 1.0, 1.0, false, false, false, gemm::Parallelism::None);
+/// dot(x, y) in 16 lanes with fused multiply-adds.
+#[inline(always)]
+fn dot_lanes(x: &[f32], y: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (xc, yc) = (x.chunks_exact(16), y.chunks_exact(16));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for l in 0..16 {
+            acc[l] = a[l].mul_add(b[l], acc[l]);
+        }
     }
+    let mut s: f32 = acc.iter().sum();
+    for (a, b) in xr.iter().zip(yr) {
+        s = a.mul_add(*b, s);
+    }
+    s
+}
+
+simd_fn! {
+    /// out[r * n + j] = bias[j] + dot(x[r], w[j]) for the rows j0..j1 of w [n, k] and every
+    /// row r of x [m, k]: a block of W rows stays in L1 while every row of x reads it.
+    fn proj_block(out: SharedOut, x: &[f32], w: &[f32], bias: &[f32], m: usize, k: usize, n: usize, j0: usize, j1: usize) {
+        let mut jb = j0;
+        while jb < j1 {
+            let je = (jb + 8).min(j1);
+            for r in 0..m {
+                let xr = &x[r * k..(r + 1) * k];
+                for j in jb..je {
+                    let v = bias[j] + dot_lanes(xr, &w[j * k..(j + 1) * k]);
+                    // SAFETY: out holds m x n values; each (r, j) is written by the one work item owning j.
+                    unsafe { *out.0.add(r * n + j) = v };
+                }
+            }
+            jb = je;
+        }
+    }
+}
+
+simd_fn! {
+    /// dst[r * n + u] += sum_j g[r * k + j] * w[j * n + u] for the columns u0..u1 (w [k, n]):
+    /// 64 columns of a row at a time, their sums held in registers while j runs.
+    fn grad_block(dst: SharedOut, g: &[f32], w: &[f32], m: usize, k: usize, n: usize, u0: usize, u1: usize) {
+        for r in 0..m {
+            let gr = &g[r * k..(r + 1) * k];
+            // SAFETY: dst holds m x n values; the columns u0..u1 belong to this work item alone.
+            let d = unsafe { std::slice::from_raw_parts_mut(dst.0.add(r * n + u0), u1 - u0) };
+            let mut chunks = d.chunks_exact_mut(64);
+            let mut u = u0;
+            for dc in &mut chunks {
+                let mut acc = [0f32; 64];
+                for (j, &c) in gr.iter().enumerate() {
+                    let wv: &[f32; 64] = w[j * n + u..j * n + u + 64].try_into().unwrap_or(&[0.0; 64]);
+                    for l in 0..64 {
+                        acc[l] = c.mul_add(wv[l], acc[l]);
+                    }
+                }
+                for (dv, a) in dc.iter_mut().zip(acc) {
+                    *dv += a;
+                }
+                u += 64;
+            }
+            let rest = chunks.into_remainder();
+            for (j, &c) in gr.iter().enumerate() {
+                for (dv, &x) in rest.iter_mut().zip(&w[j * n + u..j * n + u + (u1 - u)]) {
+                    *dv = c.mul_add(x, *dv);
+                }
+            }
+        }
+    }
+}
+
+/// out [m, n] = bias + x [m, k] W^T (W [n, k] row-major), the rows of W split over the pool.
+fn state_proj(out: &mut [f32], x: &[f32], w: &[f32], bias: &[f32], (m, k, n): (usize, usize, usize)) {
+    let ptr = SharedOut(out.as_mut_ptr());
+    let blocks = n.div_ceil(64);
+    candle_core::utils::barrier_pool().execute_chunked(blocks, |range| {
+        proj_block(ptr, x, w, bias, m, k, n, range.start * 64, (range.end * 64).min(n));
+    });
+}
+
+/// dst [m, n] += g [m, k] W (W [k, n] row-major), the columns of dst split over the pool.
+fn state_grad(dst: &mut [f32], g: &[f32], w: &[f32], (m, k, n): (usize, usize, usize)) {
+    let ptr = SharedOut(dst.as_mut_ptr());
+    let blocks = n.div_ceil(64);
+    candle_core::utils::barrier_pool().execute_chunked(blocks, |range| {
+        grad_block(ptr, g, w, m, k, n, range.start * 64, (range.end * 64).min(n));
+    });
 }
 
 impl CustomOp3 for Scan {
@@ -231,10 +311,7 @@ impl CustomOp3 for Scan {
         let mut hp = vec![0f32; rows * gh];
         for t in 0..tokens {
             // the state's share of every gate: h W_hh^T + b_hh
-            for r in 0..rows {
-                hp[r * gh..(r + 1) * gh].copy_from_slice(b);
-            }
-            matmul(&mut hp, &hprev, w, (rows, h, gh), true, true);
+            state_proj(&mut hp, &hprev, w, b, (rows, h, gh));
             for r in 0..rows {
                 let x = &xp[(r * tokens + t) * gh..(r * tokens + t + 1) * gh];
                 let p = &hp[r * gh..(r + 1) * gh];
@@ -324,7 +401,7 @@ impl CustomOp3 for Scan {
                 }
             }
             // what reaches the previous state through W_hh
-            matmul(&mut dh_next, &d_hp[t * rows * gh..(t + 1) * rows * gh], &wv, (rows, gh, h), false, true);
+            state_grad(&mut dh_next, &d_hp[t * rows * gh..(t + 1) * rows * gh], &wv, (rows, gh, h));
         }
         let dev = xp.device();
         let d_hp = Tensor::from_vec(d_hp, (tokens * rows, gh), dev)?;
