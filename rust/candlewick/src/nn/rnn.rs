@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, IndexOp, Layout, Shape, 
 use super::Linear;
 use crate::config::Cell;
 use crate::error::{Error, Result};
-use crate::kernels::math::simd_fn;
+use crate::kernels::math::{expf_lanes, simd_fn};
 use crate::kernels::SharedOut;
 
 impl Cell {
@@ -191,9 +191,103 @@ struct Scan {
     saved: Arc<Mutex<Saved>>,
 }
 
+/// sigmoid with the lane-friendly exp (no slow path: vectorizes).
+#[inline(always)]
 fn sig(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + expf_lanes(-x))
 }
+
+/// tanh as 1 - 2 / (exp(2x) + 1) with the lane-friendly exp (absolute error ~1e-7).
+#[inline(always)]
+fn tanh_lanes(x: f32) -> f32 {
+    1.0 - 2.0 / (expf_lanes(2.0 * x) + 1.0)
+}
+
+simd_fn! {
+    /// One LSTM step of one row: pre-activations x + p [4h] (input's and state's shares), the
+    /// cell state c [h] (updated in place), the activations i, f, g, o into a [4h] and h' into o.
+    fn lstm_step(x: &[f32], p: &[f32], c: &mut [f32], a: &mut [f32], out: &mut [f32]) {
+        let h = c.len();
+        let (ai, rest) = a.split_at_mut(h);
+        let (af, rest) = rest.split_at_mut(h);
+        let (ag, ao) = rest.split_at_mut(h);
+        for u in 0..h {
+            let i = sig(x[u] + p[u]);
+            let f = sig(x[h + u] + p[h + u]);
+            let g = tanh_lanes(x[2 * h + u] + p[2 * h + u]);
+            let o = sig(x[3 * h + u] + p[3 * h + u]);
+            let cn = f * c[u] + i * g;
+            c[u] = cn;
+            out[u] = o * tanh_lanes(cn);
+            (ai[u], af[u], ag[u], ao[u]) = (i, f, g, o);
+        }
+    }
+}
+
+simd_fn! {
+    /// One GRU step of one row: r, z, n and the state's share of n (W_hn h + b_hn) into a [4h],
+    /// h' = n + z (h - n) into out.
+    fn gru_step(x: &[f32], p: &[f32], hprev: &[f32], a: &mut [f32], out: &mut [f32]) {
+        let h = hprev.len();
+        let (ar, rest) = a.split_at_mut(h);
+        let (az, rest) = rest.split_at_mut(h);
+        let (an, ahn) = rest.split_at_mut(h);
+        for u in 0..h {
+            let r = sig(x[u] + p[u]);
+            let z = sig(x[h + u] + p[h + u]);
+            let n = tanh_lanes(x[2 * h + u] + r * p[2 * h + u]);
+            out[u] = n + z * (hprev[u] - n);
+            (ar[u], az[u], an[u], ahn[u]) = (r, z, n, p[2 * h + u]);
+        }
+    }
+}
+
+simd_fn! {
+    /// An LSTM step backward for one row: from the output's gradient `go` plus what the next
+    /// step sent back (dh, dc), the pre-activations' gradient into dz [4h]; dc becomes what
+    /// reaches the previous cell state, dh is cleared (the state's matmul adds to it).
+    fn lstm_step_back(go: &[f32], a: &[f32], c: &[f32], c_prev: &[f32], dh: &mut [f32], dc: &mut [f32], dz: &mut [f32]) {
+        let h = c.len();
+        let (zi, rest) = dz.split_at_mut(h);
+        let (zf, rest) = rest.split_at_mut(h);
+        let (zg, zo) = rest.split_at_mut(h);
+        for u in 0..h {
+            let (i, f, g, o) = (a[u], a[h + u], a[2 * h + u], a[3 * h + u]);
+            let d = go[u] + dh[u];
+            let tc = tanh_lanes(c[u]);
+            let dcu = d * o * (1.0 - tc * tc) + dc[u];
+            zi[u] = dcu * g * i * (1.0 - i);
+            zf[u] = dcu * c_prev[u] * f * (1.0 - f);
+            zg[u] = dcu * i * (1.0 - g * g);
+            zo[u] = d * tc * o * (1.0 - o);
+            dc[u] = dcu * f;
+            dh[u] = 0.0;
+        }
+    }
+}
+
+simd_fn! {
+    /// A GRU step backward for one row: the input projection's gradient into dx [3h], the state
+    /// projection's into dp [3h]; dh becomes the direct share reaching the previous state (z dh).
+    fn gru_step_back(go: &[f32], a: &[f32], hprev: &[f32], dh: &mut [f32], dx: &mut [f32], dp: &mut [f32]) {
+        let h = hprev.len();
+        let (xr, rest) = dx.split_at_mut(h);
+        let (xz, xn) = rest.split_at_mut(h);
+        let (pr, rest) = dp.split_at_mut(h);
+        let (pz, pn) = rest.split_at_mut(h);
+        for u in 0..h {
+            let (r, z, n, hn) = (a[u], a[h + u], a[2 * h + u], a[3 * h + u]);
+            let d = go[u] + dh[u];
+            let dn = d * (1.0 - z) * (1.0 - n * n);
+            let dr = dn * hn * r * (1.0 - r);
+            let dz = d * (hprev[u] - n) * z * (1.0 - z);
+            (xr[u], xz[u], xn[u]) = (dr, dz, dn);
+            (pr[u], pz[u], pn[u]) = (dr, dz, dn * r);
+            dh[u] = d * z;
+        }
+    }
+}
+
 
 /// dot(x, y) in 16 lanes with fused multiply-adds.
 #[inline(always)]
@@ -317,24 +411,12 @@ impl CustomOp3 for Scan {
                 let p = &hp[r * gh..(r + 1) * gh];
                 let a = &mut acts[(t * rows + r) * 4 * h..(t * rows + r + 1) * 4 * h];
                 let o = &mut out[(r * tokens + t) * h..(r * tokens + t + 1) * h];
-                for u in 0..h {
-                    if lstm {
-                        let i = sig(x[u] + p[u]);
-                        let f = sig(x[h + u] + p[h + u]);
-                        let gg = (x[2 * h + u] + p[2 * h + u]).tanh();
-                        let og = sig(x[3 * h + u] + p[3 * h + u]);
-                        let c = f * cprev[r * h + u] + i * gg;
-                        cells[(t * rows + r) * h + u] = c;
-                        cprev[r * h + u] = c;
-                        o[u] = og * c.tanh();
-                        (a[u], a[h + u], a[2 * h + u], a[3 * h + u]) = (i, f, gg, og);
-                    } else {
-                        let rg = sig(x[u] + p[u]);
-                        let z = sig(x[h + u] + p[h + u]);
-                        let n = (x[2 * h + u] + rg * p[2 * h + u]).tanh();
-                        o[u] = n + z * (hprev[r * h + u] - n);
-                        (a[u], a[h + u], a[2 * h + u], a[3 * h + u]) = (rg, z, n, p[2 * h + u]);
-                    }
+                if lstm {
+                    let c = &mut cprev[r * h..(r + 1) * h];
+                    lstm_step(x, p, c, a, o);
+                    cells[(t * rows + r) * h..(t * rows + r + 1) * h].copy_from_slice(c);
+                } else {
+                    gru_step(x, p, &hprev[r * h..(r + 1) * h], a, o);
                 }
             }
             for r in 0..rows {
@@ -375,29 +457,15 @@ impl CustomOp3 for Scan {
                 let a = &acts[(t * rows + r) * 4 * h..(t * rows + r + 1) * 4 * h];
                 let dx = &mut d_xp[(r * tokens + t) * gh..(r * tokens + t + 1) * gh];
                 let dp = &mut d_hp[(t * rows + r) * gh..(t * rows + r + 1) * gh];
-                for u in 0..h {
-                    let dh = g_out[(r * tokens + t) * h + u] + dh_next[r * h + u];
-                    if lstm {
-                        let (i, f, gg, o) = (a[u], a[h + u], a[2 * h + u], a[3 * h + u]);
-                        let c = cells[(t * rows + r) * h + u];
-                        let c_prev = if t == 0 { self.c0[r * h + u] } else { cells[((t - 1) * rows + r) * h + u] };
-                        let tc = c.tanh();
-                        let dc = dh * o * (1.0 - tc * tc) + dc_next[r * h + u];
-                        let (di, df, dg, dout) = (dc * gg * i * (1.0 - i), dc * c_prev * f * (1.0 - f), dc * i * (1.0 - gg * gg), dh * tc * o * (1.0 - o));
-                        dc_next[r * h + u] = dc * f;
-                        (dx[u], dx[h + u], dx[2 * h + u], dx[3 * h + u]) = (di, df, dg, dout);
-                        (dp[u], dp[h + u], dp[2 * h + u], dp[3 * h + u]) = (di, df, dg, dout);
-                        dh_next[r * h + u] = 0.0;
-                    } else {
-                        let (rg, z, n, hn) = (a[u], a[h + u], a[2 * h + u], a[3 * h + u]);
-                        let hprev = hprevs[(t * rows + r) * h + u];
-                        let dn = dh * (1.0 - z) * (1.0 - n * n);
-                        let dr = dn * hn * rg * (1.0 - rg);
-                        let dz = dh * (hprev - n) * z * (1.0 - z);
-                        (dx[u], dx[h + u], dx[2 * h + u]) = (dr, dz, dn);
-                        (dp[u], dp[h + u], dp[2 * h + u]) = (dr, dz, dn * rg);
-                        dh_next[r * h + u] = dh * z;
-                    }
+                let go = &g_out[(r * tokens + t) * h..(r * tokens + t + 1) * h];
+                let dh = &mut dh_next[r * h..(r + 1) * h];
+                if lstm {
+                    let c = &cells[(t * rows + r) * h..(t * rows + r + 1) * h];
+                    let c_prev = if t == 0 { &self.c0[r * h..(r + 1) * h] } else { &cells[((t - 1) * rows + r) * h..(t * rows + r) * h] };
+                    lstm_step_back(go, a, c, c_prev, dh, &mut dc_next[r * h..(r + 1) * h], dx);
+                    dp.copy_from_slice(dx);
+                } else {
+                    gru_step_back(go, a, &hprevs[(t * rows + r) * h..(t * rows + r + 1) * h], dh, dx, dp);
                 }
             }
             // what reaches the previous state through W_hh
