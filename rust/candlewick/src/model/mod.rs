@@ -49,11 +49,6 @@ impl Stacks {
     pub fn recurrent(r: RecurrentLm) -> Self {
         Stacks { encoder: None, decoder: None, recurrent: Some(r) }
     }
-
-    /// The stacks, borrowed (what losses run).
-    pub fn refs(&self) -> crate::train::StacksRef<'_> {
-        crate::train::StacksRef { encoder: self.encoder.as_ref(), decoder: self.decoder.as_ref(), recurrent: self.recurrent.as_ref() }
-    }
 }
 
 pub struct Model {

@@ -15,6 +15,13 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::model::Model;
 
+impl crate::model::Stacks {
+    /// The stacks, borrowed (what losses run).
+    pub fn refs(&self) -> StacksRef<'_> {
+        StacksRef { encoder: self.encoder.as_ref(), decoder: self.decoder.as_ref(), recurrent: self.recurrent.as_ref() }
+    }
+}
+
 impl Model {
     /// The model's own stacks.
     pub fn stacks(&self) -> StacksRef<'_> {
