@@ -6,7 +6,8 @@
 //! negative log-likelihood is added (the guide weights a window's mean loss by its label count
 //! minus one, which is off by one token per window after the first). Windows run through
 //! `start`/`step`, so decoders and recurrent LMs are measured alike, in pieces of at most
-//! `UBATCH` tokens so that no more than a piece's logits are ever held.
+//! `UBATCH` tokens in all (shared by the windows that run together), so that no more than a
+//! piece's logits are ever held.
 
 use super::state::{Logits, UBATCH};
 use super::{Model, Step};
@@ -123,7 +124,10 @@ impl Model {
                 .map(|w| self.start(&scored[w.text][w.begin..w.end], 0))
                 .collect::<Result<Vec<_>>>()?;
             let longest = group.iter().map(|w| w.end - w.begin).max().unwrap_or(0);
-            for piece in (0..longest).step_by(UBATCH) {
+            // the windows of a group share one step's UBATCH tokens, so that a step's logits stay
+            // at UBATCH rows however many windows run together
+            let piece_len = (UBATCH / group.len()).max(16);
+            for piece in (0..longest).step_by(piece_len) {
                 if interrupted() {
                     return Err(Error::Interrupted);
                 }
@@ -131,7 +135,7 @@ impl Model {
                 // counted row is among them
                 let span = |w: &Window| {
                     let len = w.end - w.begin;
-                    (piece < len).then(|| (w.begin + piece, w.begin + (piece + UBATCH).min(len)))
+                    (piece < len).then(|| (w.begin + piece, w.begin + (piece + piece_len).min(len)))
                 };
                 let live: Vec<(usize, usize, usize)> = group.iter().enumerate().filter_map(|(k, w)| span(w).map(|(lo, hi)| (k, lo, hi))).collect();
                 let needed = live.iter().any(|&(k, lo, hi)| lo.max(group[k].first - 1) < hi.min(group[k].end - 1));
