@@ -493,7 +493,7 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                     (Architecture::Decoder, false) => (23.59, 2.09, 2.21, 2.01, 0.0, "decoder"),
                     (Architecture::Encoder, _) => (25.48, 1.82, 2.07, 2.86, 4.49, "encoder"),
                     (Architecture::EncoderDecoder, _) => (2.43, 0.0, 2.91, 4.07, 0.0, "encoder-decoder"),
-                    (Architecture::Recurrent, _) => unreachable!("recurrent activations are counted above"),
+                    (Architecture::Recurrent, _) => return Err(Error::Model("recurrent activations are counted by their own formula".into())),
                 };
                 let layers = (d.num_layers + d.num_decoder_layers) as f64;
                 let (s_, b_, h_, a_, v_) = (t as f64, b as f64, h as f64, d.num_heads as f64, d.vocab_size as f64);
