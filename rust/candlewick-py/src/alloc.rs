@@ -10,9 +10,29 @@ pub struct Counting;
 static NOW: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Net bytes this thread allocated (minus what it freed): what bounds a chat template's render.
+    static THREAD_NET: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+}
+
+fn thread_add(n: isize) {
+    let _ = THREAD_NET.try_with(|c| c.set(c.get().wrapping_add(n)));
+}
+
+/// Net bytes the calling thread has allocated so far (differences of two readings matter).
+pub fn thread_net_bytes() -> isize {
+    THREAD_NET.try_with(|c| c.get()).unwrap_or(0)
+}
+
 fn grew(n: usize) {
     let now = NOW.fetch_add(n, Ordering::Relaxed) + n;
     PEAK.fetch_max(now, Ordering::Relaxed);
+    thread_add(n as isize);
+}
+
+fn shrank(n: usize) {
+    NOW.fetch_sub(n, Ordering::Relaxed);
+    thread_add(-(n as isize));
 }
 
 // SAFETY: every call forwards to the system allocator unchanged; only counters are added.
@@ -35,7 +55,7 @@ unsafe impl GlobalAlloc for Counting {
 
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         System.dealloc(p, l);
-        NOW.fetch_sub(l.size(), Ordering::Relaxed);
+        shrank(l.size());
     }
 
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
@@ -44,7 +64,7 @@ unsafe impl GlobalAlloc for Counting {
             if new >= l.size() {
                 grew(new - l.size());
             } else {
-                NOW.fetch_sub(l.size() - new, Ordering::Relaxed);
+                shrank(l.size() - new);
             }
         }
         q
