@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(sys.argv[1]))
 from memory_probe import measure_kv, measure_weights
 import candlewick as cw
 path, contexts = sys.argv[2], json.loads(sys.argv[3])
-tok = None
-if os.path.isdir(path):
-    tok = lambda: cw.Tokenizer.from_file(os.path.join(path, "tokenizer.json"))
+# weights are read into the process's own memory (GGUF tensor data too): RSS growth less the
+# tokenizer's
+tok = lambda: cw.Tokenizer.from_file(os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path)
 model, mapped, grown = measure_weights(lambda: cw.load(path), os.path.basename(path), tok)
 out = {"mapped": mapped, "grown": grown, "kv": {}}
 for t in (contexts if model.config.architecture != "encoder" else []):

@@ -35,9 +35,10 @@ def mapped_rss(path_part: str) -> int:
 
 def measure_weights(load, path_part, load_tokenizer=None):
     """After loading a model and running it once (so every weight page has been read), the bytes
-    its weights take in this process, and the whole RSS growth. Weights are either mmapped (GGUF:
-    the resident bytes of the file's mapping) or copied into memory (safetensors: the RSS growth
-    less that of loading the tokenizer alone, measured first with `load_tokenizer`)."""
+    its weights take in this process, and the whole RSS growth. Weights are either mmapped (the
+    resident bytes of the file's mapping) or copied into memory (GGUF tensor data and safetensors
+    since candlewick reads them into its own memory: the RSS growth less that of loading the
+    tokenizer alone, measured first with `load_tokenizer`)."""
     tok = 0
     if load_tokenizer is not None:
         load_tokenizer()  # warm: first-use allocations of the library are not the tokenizer's

@@ -12,6 +12,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A file or folder could not be written (full disk, no permission, a bad path).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     /// The file exists but is not a valid model/tokenizer file (bad magic, truncated, corrupt header).
     #[error("invalid file {path}: {msg}")]
     InvalidFile { path: PathBuf, msg: String },

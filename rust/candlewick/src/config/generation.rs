@@ -54,6 +54,15 @@ fields! {
     }
 }
 
+/// Below this temperature sampling is greedy (see `is_greedy`).
+pub const MIN_TEMPERATURE: f64 = 1e-6;
+/// Beams at most: each holds a KV cache of its own.
+pub const MAX_BEAMS: usize = 128;
+/// Results per prompt at most (each is a sequence generated with its own cache).
+pub const MAX_RETURN_SEQUENCES: usize = 1024;
+/// Alternatives per token at most for `logprobs` (vLLM allows 20).
+pub const MAX_LOGPROBS: usize = 1024;
+
 fn bad(msg: String) -> Error {
     Error::InvalidArgument(msg)
 }
@@ -114,6 +123,18 @@ impl GenerationConfig {
         if self.num_beams < 1 {
             return Err(bad(format!("num_beams must be >= 1, got {}", self.num_beams)));
         }
+        if self.num_beams > MAX_BEAMS {
+            return Err(bad(format!("num_beams must be <= {MAX_BEAMS} (each beam holds its own KV cache), got {}", self.num_beams)));
+        }
+        if self.num_return_sequences > MAX_RETURN_SEQUENCES {
+            return Err(bad(format!(
+                "num_return_sequences must be <= {MAX_RETURN_SEQUENCES}, got {}",
+                self.num_return_sequences
+            )));
+        }
+        if let Some(n) = self.logprobs.filter(|&n| n > MAX_LOGPROBS) {
+            return Err(bad(format!("logprobs must be <= {MAX_LOGPROBS}, got {n}")));
+        }
         if !self.length_penalty.is_finite() {
             return Err(bad(format!(
                 "length_penalty must be finite, got {}",
@@ -142,8 +163,11 @@ impl GenerationConfig {
     }
 
     /// Whether a token is picked by argmax (no draw).
+    /// A temperature this small leaves only the most likely token a probability that float32 can
+    /// tell from 1 (and dividing logits by it would overflow): it is greedy, as llama.cpp treats
+    /// temperature 0.
     pub fn is_greedy(&self) -> bool {
-        !self.do_sample || self.temperature == 0.0 || self.top_k == 1
+        !self.do_sample || self.temperature < MIN_TEMPERATURE || self.top_k == 1
     }
 
     /// From an HF generation_config.json's keys: the keys this config has are taken,
@@ -185,10 +209,7 @@ impl GenerationConfig {
         } else {
             path.to_path_buf()
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e,
-        })?;
+        let text = crate::io::read_text(&path, "a generation_config.json", crate::io::MAX_JSON)?;
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| bad(format!("{} is not valid JSON: {e}", path.display())))?;
         if !v.is_object() {

@@ -62,16 +62,15 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
 }
 
 pub fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| io_err(path, e))?;
+    let text = super::read_text(path, "a JSON file", super::MAX_JSON)?;
     serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))
 }
 
 fn starts_with_magic(path: &Path, magic: &[u8]) -> bool {
     use std::io::Read;
     let mut buf = vec![0u8; magic.len()];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .is_ok()
+    super::open_regular(path, "a model file")
+        .is_ok_and(|(mut f, _)| f.read_exact(&mut buf).is_ok())
         && buf == magic
 }
 
@@ -84,6 +83,32 @@ fn safetensors_in(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// model.safetensors.index.json's weight_map (tensor -> shard path), when the folder has one.
+fn shard_index(dir: &Path) -> Result<Option<std::collections::BTreeMap<String, PathBuf>>> {
+    let p = dir.join("model.safetensors.index.json");
+    if !p.exists() {
+        return Ok(None);
+    }
+    let v = read_json(&p)?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| Error::invalid_file(&p, "weight_map is missing or not an object"))?;
+    let mut out = std::collections::BTreeMap::new();
+    for (name, file) in map {
+        let f = file
+            .as_str()
+            .filter(|f| !f.is_empty() && !f.contains('/') && !f.contains('\\') && *f != ".." && *f != ".")
+            .ok_or_else(|| Error::invalid_file(&p, format!("weight_map[{name:?}] must be a file name in the folder, got {file}")))?;
+        let path = dir.join(f);
+        if !path.is_file() {
+            return Err(Error::invalid_file(&p, format!("weight_map puts tensor {name} in {f}, which is missing")));
+        }
+        out.insert(name.clone(), path);
+    }
+    Ok(Some(out))
 }
 
 const PICKLE: &[&str] = &["bin", "pt", "pth", "ckpt", "pkl"];
@@ -161,10 +186,40 @@ impl Checkpoint {
                 "not a model folder: config.json is missing (and there is no *.safetensors or single *.gguf in it)",
             ));
         }
+        let index = if only.is_none() { shard_index(dir)? } else { None };
+        let paths = match &index {
+            // with an index, the shards are the files it names, and only those
+            Some(map) => map.values().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+            None => paths,
+        };
         let files = paths
             .iter()
             .map(SafetensorsFile::open)
             .collect::<Result<Vec<_>>>()?;
+        // a tensor lives in one shard: a second copy (a stray or renamed file) must not decide
+        // silently which weights run
+        let mut seen: std::collections::HashMap<&str, &Path> = std::collections::HashMap::new();
+        for f in &files {
+            for name in f.header.tensors.keys() {
+                if let Some(first) = seen.insert(name, &f.header.path) {
+                    return Err(Error::invalid_file(
+                        dir,
+                        format!("tensor {name} is in both {} and {}", first.display(), f.header.path.display()),
+                    ));
+                }
+            }
+        }
+        if let Some(map) = &index {
+            for (name, file) in map {
+                let held = seen.get(name.as_str());
+                if held.is_none_or(|p| *p != file.as_path()) {
+                    return Err(Error::invalid_file(
+                        dir,
+                        format!("model.safetensors.index.json puts tensor {name} in {}, which does not hold it", file.display()),
+                    ));
+                }
+            }
+        }
         Ok(Checkpoint::Folder {
             dir: dir.into(),
             config,
@@ -279,11 +334,17 @@ impl Checkpoint {
     /// The begin id and the end ids the folder's generation_config.json (first) or config.json
     /// name (HF folders keep them there, not in tokenizer.json).
     pub fn special_ids(&self) -> Result<(Option<u32>, Vec<u32>)> {
-        let ids_of = |v: Option<&serde_json::Value>| -> Vec<u32> {
+        let dir = self.path().to_path_buf();
+        let ids_of = |v: Option<&serde_json::Value>, file: &str, key: &str| -> Result<Vec<u32>> {
+            let id = |x: &serde_json::Value| {
+                x.as_u64().and_then(|x| u32::try_from(x).ok()).ok_or_else(|| {
+                    Error::invalid_file(&dir, format!("{file}: {key} must be a token id (an integer below 2^32) or a list of them, got {x}"))
+                })
+            };
             match v {
-                Some(serde_json::Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-                Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect(),
-                _ => Vec::new(),
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(serde_json::Value::Array(a)) => a.iter().map(id).collect(),
+                Some(x) => Ok(vec![id(x)?]),
             }
         };
         let gen = self.folder_json("generation_config.json")?;
@@ -291,15 +352,12 @@ impl Checkpoint {
             Checkpoint::Folder { config, .. } => config.clone(),
             _ => None,
         };
-        let pick = |key: &str| {
-            let a = ids_of(gen.as_ref().and_then(|g| g.get(key)));
-            if a.is_empty() {
-                ids_of(conf.as_ref().and_then(|c| c.get(key)))
-            } else {
-                a
-            }
+        let pick = |key: &str| -> Result<Vec<u32>> {
+            let a = ids_of(gen.as_ref().and_then(|g| g.get(key)), "generation_config.json", key)?;
+            let b = ids_of(conf.as_ref().and_then(|c| c.get(key)), "config.json", key)?;
+            Ok(if a.is_empty() { b } else { a })
         };
-        Ok((pick("bos_token_id").first().copied(), pick("eos_token_id")))
+        Ok((pick("bos_token_id")?.first().copied(), pick("eos_token_id")?))
     }
 
     /// The folder's generation_config.json as generation defaults (its end ids are the model's
@@ -363,7 +421,7 @@ pub(crate) fn generic_gguf_config(g: &GgufFile) -> Option<ModelConfig> {
 pub fn assemble_parts(manifest: &Path, parts: &[PathBuf], cache_dir: &Path) -> Result<PathBuf> {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
-    let text = std::fs::read_to_string(manifest).map_err(|e| io_err(manifest, e))?;
+    let text = super::read_text(manifest, "a manifest", super::MAX_JSON)?;
     let mut words = text.split_whitespace();
     let (digest, name) = match (words.next(), words.next()) {
         (Some(d), Some(n)) if d.len() == 64 && !n.contains(['/', '\\']) && n != ".." => (d.to_ascii_lowercase(), n.to_string()),

@@ -111,6 +111,11 @@ impl TensorInfo {
 pub struct GgufFile {
     path: PathBuf,
     mmap: Arc<memmap2::Mmap>,
+    /// The file offset of the map's first byte (0 for the file's own map; the start of the
+    /// tensor data once `privatize` has copied only that).
+    base: usize,
+    /// The file's size.
+    len: usize,
     pub version: u32,
     pub metadata: BTreeMap<String, Value>,
     pub tensors: Vec<TensorInfo>,
@@ -222,7 +227,8 @@ fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: usize) -> Result<Value>
             }
             let elem_ty = c.u32(&what)?;
             let n = c.count(min_value_size(elem_ty), &format!("array length of {key}"))?;
-            let mut items = Vec::with_capacity(n);
+            // n is bounded by the bytes left, but a Value is larger than its encoding: grow as read
+            let mut items = Vec::with_capacity(n.min(4096));
             for _ in 0..n {
                 items.push(read_value(c, elem_ty, key, depth + 1)?);
             }
@@ -244,17 +250,7 @@ impl GgufFile {
     /// Open, map and validate a GGUF file. No tensor data is touched.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = std::fs::File::open(path).map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
-        let meta = file.metadata().map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
-        if meta.is_dir() {
-            return Err(Error::invalid_file(path, "is a directory, not a GGUF file"));
-        }
+        let (file, meta) = super::open_regular(path, "a GGUF file")?;
         if meta.len() < 24 {
             return Err(Error::invalid_file(
                 path,
@@ -304,6 +300,10 @@ impl GgufFile {
             let key = c.string(&format!("key of metadata entry {i}"))?;
             let ty = c.u32(&format!("type of {key}"))?;
             let value = read_value(&mut c, ty, &key, 0)?;
+            if metadata.contains_key(&key) {
+                // llama.cpp refuses these too: which of the two a reader keeps is arbitrary
+                return Err(Error::invalid_file(path, format!("metadata key {key} appears twice")));
+            }
             metadata.insert(key, value);
         }
 
@@ -360,6 +360,9 @@ impl GgufFile {
 
         let mut tensors = Vec::with_capacity(raw.len());
         let mut index = BTreeMap::new();
+        // as llama.cpp's reader: tensors are packed in the order of their infos, each at the
+        // aligned end of the one before, so no two overlap and no bytes are left unexplained
+        let mut expected_offset: u64 = 0;
         for r in raw {
             let name = r.name;
             let dtype = TensorType::from_gguf(r.ty).ok_or_else(|| {
@@ -404,6 +407,20 @@ impl GgufFile {
                     ),
                 ));
             }
+            if r.offset != expected_offset {
+                return Err(Error::invalid_file(
+                    path,
+                    format!(
+                        "tensor {name} ({dtype} {:?}) is at data offset {}, but the tensors before it end at {expected_offset}: offsets overlap, leave a gap or are out of order (a changed type or shape?)",
+                        r.ne, r.offset
+                    ),
+                ));
+            }
+            expected_offset = size
+                .div_ceil(alignment)
+                .checked_mul(alignment)
+                .and_then(|s| s.checked_add(r.offset))
+                .ok_or_else(|| Error::invalid_file(path, format!("tensor {name}: size overflows")))?;
             let start = data_start.checked_add(r.offset);
             let end = start.and_then(|s| s.checked_add(size));
             match end {
@@ -435,7 +452,9 @@ impl GgufFile {
         }
         Ok(Self {
             path: path.to_path_buf(),
+            len: mmap.len(),
             mmap: Arc::new(mmap),
+            base: 0,
             version,
             metadata,
             tensors,
@@ -447,8 +466,33 @@ impl GgufFile {
         &self.path
     }
 
+    /// Make the tensor data the process's own: the file is read once into anonymous memory that
+    /// replaces the map, so a file truncated or rewritten later (by another process) can no longer
+    /// fault the reads of a loaded model (SIGBUS). A file that changed since it was opened is an
+    /// error. Done when a model is loaded; header-only uses (sizing, info) keep the map.
+    pub fn privatize(&mut self) -> Result<()> {
+        use std::io::{Read, Seek};
+        if self.base != 0 {
+            return Ok(());
+        }
+        // only the tensor data: the header is parsed already (its vocabulary is held as values)
+        let start = self.tensors.iter().map(|t| t.offset).min().unwrap_or(self.len);
+        let n = self.len - start;
+        let io = |e| Error::Io { path: self.path.clone(), source: e };
+        let (mut file, meta) = super::open_regular(&self.path, "a GGUF file")?;
+        if meta.len() != self.len as u64 {
+            return Err(Error::invalid_file(&self.path, "the file changed size while it was being loaded"));
+        }
+        let mut own = memmap2::MmapMut::map_anon(n.max(1)).map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(start as u64)).map_err(io)?;
+        file.read_exact(&mut own[..n]).map_err(io)?;
+        self.mmap = Arc::new(own.make_read_only().map_err(io)?);
+        self.base = start;
+        Ok(())
+    }
+
     pub fn file_size(&self) -> usize {
-        self.mmap.len()
+        self.len
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
@@ -494,14 +538,15 @@ impl GgufFile {
 
     /// The raw bytes of a tensor, straight from the map.
     pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
-        &self.mmap[info.offset..info.offset + info.size_in_bytes]
+        let at = info.offset - self.base;
+        &self.mmap[at..at + info.size_in_bytes]
     }
 
     /// A tensor's bytes that stay in the map (no copy), shareable across threads.
     pub fn mapped(&self, info: &TensorInfo) -> MappedBytes {
         MappedBytes {
             map: self.mmap.clone(),
-            offset: info.offset,
+            offset: info.offset - self.base,
             len: info.size_in_bytes,
         }
     }

@@ -43,8 +43,8 @@ impl SafetensorsHeader {
             path: path.into(),
             source: e,
         };
-        let mut f = std::fs::File::open(path).map_err(io)?;
-        let file_size = f.metadata().map_err(io)?.len();
+        let (mut f, meta) = super::open_regular(path, "a safetensors file")?;
+        let file_size = meta.len();
         let bad = |msg: String| Error::invalid_file(path, msg);
         if file_size < 8 {
             return Err(bad(format!(
@@ -59,16 +59,18 @@ impl SafetensorsHeader {
         }
         let mut buf = vec![0u8; n as usize];
         f.read_exact(&mut buf).map_err(io)?;
-        let json: serde_json::Value = serde_json::from_slice(&buf)
-            .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-        let obj = json
-            .as_object()
-            .ok_or_else(|| bad("header is not a JSON object".into()))?;
+        if buf.first() != Some(&b'{') {
+            return Err(bad("header does not start with '{' (not a safetensors file?)".into()));
+        }
+        let entries = object_entries(&buf).map_err(|e| bad(format!("header is not a valid JSON object: {e}")))?;
         let data_offset = 8 + n as usize;
         let data_len = file_size as usize - data_offset;
         let mut tensors = BTreeMap::new();
         let mut metadata = BTreeMap::new();
-        for (name, v) in obj {
+        for (name, v) in &entries {
+            if tensors.contains_key(name) || (name == "__metadata__" && !metadata.is_empty()) {
+                return Err(bad(format!("tensor {name} appears twice in the header")));
+            }
             if name == "__metadata__" {
                 if let Some(m) = v.as_object() {
                     for (k, x) in m {
@@ -121,6 +123,24 @@ impl SafetensorsHeader {
                 },
             );
         }
+        // as the safetensors crate checks: the tensors tile the data section exactly, in some
+        // order, with no overlap and no gap (a wrong header length shifts every offset)
+        let mut spans: Vec<(usize, usize, &String)> = tensors.iter().map(|(k, t)| (t.start, t.end, k)).collect();
+        spans.sort();
+        let mut at = 0usize;
+        for &(start, end, name) in &spans {
+            if start != at {
+                return Err(bad(format!(
+                    "tensor {name} starts at data byte {start}, but the tensors before it end at {at}: offsets overlap or leave a gap (a wrong header length?)"
+                )));
+            }
+            at = end;
+        }
+        if at != data_len {
+            return Err(bad(format!(
+                "the tensors cover {at} bytes but the data section holds {data_len} (a wrong header length or a truncated file?)"
+            )));
+        }
         Ok(Self {
             path: path.into(),
             tensors,
@@ -129,6 +149,30 @@ impl SafetensorsHeader {
             file_size: file_size as usize,
         })
     }
+}
+
+/// The entries of a JSON object in file order, duplicates kept (serde_json's map would keep only
+/// the last of two equal keys, which is how a stray entry could override a tensor unseen).
+fn object_entries(bytes: &[u8]) -> std::result::Result<Vec<(String, serde_json::Value)>, serde_json::Error> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(String, serde_json::Value)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+                out.push((k, v));
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let entries = de.deserialize_map(Entries)?;
+    de.end()?;
+    Ok(entries)
 }
 
 /// A safetensors file mapped for reading tensors by name.
@@ -141,10 +185,7 @@ impl SafetensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let header = SafetensorsHeader::read(path)?;
-        let file = std::fs::File::open(path).map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
+        let (file, _) = super::open_regular(path, "a safetensors file")?;
         // SAFETY: read-only map; every range read is checked against the size validated above.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::Io {
             path: path.into(),
@@ -223,10 +264,7 @@ pub fn write_f32(
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
     use std::io::Write;
-    let io = |e| Error::Io {
-        path: path.into(),
-        source: e,
-    };
+    let io = |e| super::write_err(path, e);
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
         header.insert(

@@ -16,13 +16,24 @@ use crate::tokenizer::Tokenizer;
 /// Load a model: a .gguf file, an HF folder (config.json + *.safetensors, tokenizer.json when
 /// there is one), or one safetensors file or the config.json of such a folder.
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
-    Model::from_checkpoint(&Checkpoint::open(path)?)
+    Model::from_checkpoint(&open_owned(path.as_ref())?)
+}
+
+/// A checkpoint whose tensor data the process owns (GGUF data is read out of the map; safetensors
+/// tensors are copied into float tensors as they load), so a loaded model never faults on a file
+/// that changes after loading.
+fn open_owned(path: &Path) -> Result<Checkpoint> {
+    let mut ck = Checkpoint::open(path)?;
+    if let Checkpoint::Gguf(g) = &mut ck {
+        g.privatize()?;
+    }
+    Ok(ck)
 }
 
 /// Load a GGUF model with its weights dequantized to float32 (what training it needs; 4 bytes a
 /// parameter). Other checkpoints load as `load` does (their weights are float already).
 pub fn load_dequantized(path: impl AsRef<Path>) -> Result<Model> {
-    let ck = Checkpoint::open(path)?;
+    let ck = open_owned(path.as_ref())?;
     let Checkpoint::Gguf(g) = &ck else {
         return Model::from_checkpoint(&ck);
     };
@@ -59,7 +70,7 @@ impl Model {
             // a model's config.json: the model is its folder
             if path.file_name().is_some_and(|n| n == "config.json") {
                 let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                return Model::from_checkpoint(&Checkpoint::open(dir)?);
+                return Model::from_checkpoint(&open_owned(dir)?);
             }
             return Err(Error::invalid_file(
                 path,
@@ -87,10 +98,12 @@ impl Model {
             }
             Checkpoint::Config { path, .. } => return Err(Error::invalid_file(path, "holds no weights")),
         };
+        // ids past the vocabulary are kept, as transformers keeps them (tiny test models name
+        // GPT-2's 50256 with 320 tokens): such an end id never comes, it is never misread
+        let (bos, eos) = ck.special_ids()?;
         let tokenizer = ck.tokenizer()?.map(Arc::new);
         let mut model = Model::new(config, stacks, tokenizer, ck.info());
         if model.tokenizer.is_none() {
-            let (bos, eos) = ck.special_ids()?;
             model.bos_token_id = bos;
             model.eog_token_ids = eos;
         }
@@ -111,8 +124,12 @@ impl Model {
         if let Some(mem) = crate::kernels::physical_memory() {
             if n.saturating_mul(4) > mem {
                 return Err(Error::InvalidArgument(format!(
-                    "this config has {n} parameters ({} bytes of float32 weights), more than this machine's {mem} bytes of memory",
-                    n.saturating_mul(4)
+                    "this config has {n} parameters ({} bytes of float32 weights; vocab_size {}, hidden_size {}, num_layers {}, intermediate_size {}), more than this machine's {mem} bytes of memory",
+                    n.saturating_mul(4),
+                    cfg.vocab_size,
+                    cfg.hidden_size,
+                    cfg.num_layers,
+                    cfg.intermediate_size
                 )));
             }
         }
@@ -173,6 +190,19 @@ impl Model {
     /// tokenizer and generation files, sentence-transformers settings), unchanged. GGUF models are
     /// refused: converting quantized GGUF weights to safetensors is not built.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        if let Some(src) = self.source_folder() {
+            if src.canonicalize().ok() == dir.canonicalize().ok() {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is the folder the model was loaded from",
+                    dir.display()
+                )));
+            }
+        }
+        crate::io::replace_dir(dir, |tmp| self.write_folder(tmp))
+    }
+
+    /// The files of `save`, written into `dir` (a fresh folder; the trainer's checkpoints too).
+    pub(crate) fn write_folder(&self, dir: &Path) -> Result<()> {
         if self.gguf_names {
             return Err(Error::Unsupported(format!(
                 "{} was dequantized from GGUF: writing it back (as GGUF or in the HF layout) is not built yet",
@@ -186,7 +216,7 @@ impl Model {
         if let (Some(obj), Some(e)) = (cfg.as_object_mut(), self.tokenizer.as_ref().and_then(|t| t.eos_token_id())) {
             obj.insert("eos_token_id".into(), e.into());
         }
-        std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+        std::fs::create_dir_all(dir).map_err(|e| crate::io::write_err(dir, e))?;
         let list: Vec<(String, candle_core::Tensor)> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())].into_iter().collect();
         crate::io::safetensors::write_f32(&dir.join("model.safetensors"), &list, &meta)?;
@@ -195,7 +225,19 @@ impl Model {
         }
         let p = dir.join("config.json");
         let text = serde_json::to_string_pretty(&cfg).map_err(|e| Error::Model(e.to_string()))?;
-        std::fs::write(&p, text).map_err(|e| io_err(&p, e))
+        std::fs::write(&p, text).map_err(|e| crate::io::write_err(&p, e))
+    }
+
+    /// The HF folder a model was loaded from (None for built models and GGUF files).
+    fn source_folder(&self) -> Option<PathBuf> {
+        if self.built.is_some() || self.info.format != "safetensors" {
+            return None;
+        }
+        Some(if self.info.path.is_dir() {
+            self.info.path.clone()
+        } else {
+            self.info.path.parent().map(Path::to_path_buf).unwrap_or_default()
+        })
     }
 
     /// `save` for a model loaded from an HF folder: its checkpoint files, each copied through a
@@ -208,17 +250,7 @@ impl Model {
                 self.info.path.display()
             )));
         }
-        let src = if self.info.path.is_dir() {
-            self.info.path.clone()
-        } else {
-            self.info.path.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
-        if src.canonicalize().ok() == dir.canonicalize().ok() {
-            return Err(Error::InvalidArgument(format!(
-                "{} is the folder the model was loaded from",
-                dir.display()
-            )));
-        }
+        let src = self.source_folder().unwrap_or_default();
         let mut files: Vec<PathBuf> = Vec::new();
         for entry in std::fs::read_dir(&src).map_err(|e| io_err(&src, e))? {
             let p = entry.map_err(|e| io_err(&src, e))?.path();
@@ -238,13 +270,9 @@ impl Model {
             let rel = f.strip_prefix(&src).unwrap_or(&f);
             let to = dir.join(rel);
             if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io_err(parent, e))?;
+                std::fs::create_dir_all(parent).map_err(|e| crate::io::write_err(parent, e))?;
             }
-            let tmp = to.with_extension("partial");
-            if let Err(e) = std::fs::copy(&f, &tmp).and_then(|_| std::fs::rename(&tmp, &to)) {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io_err(&to, e));
-            }
+            std::fs::copy(&f, &to).map_err(|e| crate::io::write_err(&to, e))?;
         }
         Ok(())
     }

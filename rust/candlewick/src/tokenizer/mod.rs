@@ -36,6 +36,28 @@ fn tk_err(e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(e.to_string())
 }
 
+/// Run a call into the tokenizers crate with its panics contained: it panics on some malformed
+/// tokenizer.json files (a decoder entry it cannot parse) and when onig's backtracking limit stops
+/// a pre-tokenizer regex; both are errors of the input, reported as such.
+fn contain<T>(what: &str, f: impl FnOnce() -> tokenizers::Result<T>) -> tokenizers::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let why = if msg.contains("retry-limit") {
+                "its regex backtracked past onig's limit on this input (a pattern with nested repetition?)"
+            } else {
+                "the tokenizers crate failed"
+            };
+            Err(format!("{what} failed: {why}: {msg}").into())
+        }
+    }
+}
+
 impl Tokenizer {
     /// Load a tokenizer.json as HF tokenizers does (or the vocabulary of a .gguf file).
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
@@ -46,11 +68,8 @@ impl Tokenizer {
         {
             return Self::from_gguf(&GgufFile::open(path)?);
         }
-        let bytes = std::fs::read(path).map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
-        let mut inner = tokenizers::Tokenizer::from_bytes(&bytes)
+        let bytes = crate::io::read_text(path, "a tokenizer.json", crate::io::MAX_JSON)?.into_bytes();
+        let mut inner = contain("loading", || tokenizers::Tokenizer::from_bytes(&bytes))
             .map_err(|e| Error::invalid_file(path, format!("not a valid tokenizer.json: {e}")))?;
         // As transformers' fast tokenizers: padding and truncation saved in the file do not apply
         // to a plain encode (they are asked for per call).
@@ -104,10 +123,7 @@ impl Tokenizer {
     /// Write the tokenizer as a tokenizer.json.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = self.inner.to_string(true).map_err(tk_err)?;
-        std::fs::write(path, text).map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })
+        std::fs::write(path, text).map_err(|e| crate::io::write_err(path, e))
     }
 
     /// Set the begin/end ids a model's config names (HF folders keep them in config.json and
@@ -193,7 +209,7 @@ impl Tokenizer {
         add_special_tokens: bool,
         max_len: usize,
     ) -> Result<Vec<u32>> {
-        let mut enc = self.inner.encode_fast(text, false).map_err(tk_err)?;
+        let mut enc = contain("encoding", || self.inner.encode_fast(text, false)).map_err(tk_err)?;
         let mut added = if add_special_tokens {
             self.inner
                 .get_post_processor()
@@ -233,7 +249,7 @@ impl Tokenizer {
                 "token id {bad} is out of range for a vocabulary of {n}"
             )));
         }
-        self.inner.decode(ids, skip_special_tokens).map_err(tk_err)
+        contain("decoding", || self.inner.decode(ids, skip_special_tokens)).map_err(tk_err)
     }
 
     pub fn vocab_size(&self) -> usize {

@@ -559,7 +559,7 @@ fn write_checkpoint(dir: &Path, trained: &Model, adam: &AdamW, state: &State) ->
         std::fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, e))?;
     }
     let result = (|| -> Result<()> {
-        trained.save(&tmp)?;
+        trained.write_folder(&tmp)?;
         let mut list: Vec<(String, Tensor)> = Vec::new();
         for (k, (m, v)) in &adam.moments {
             list.push((format!("exp_avg.{k}"), m.clone()));
@@ -608,7 +608,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 /// Read a checkpoint's parameters, optimizer moments and state into the run.
 fn read_checkpoint(path: &Path, params: &BTreeMap<String, Var>, adam: &mut AdamW) -> Result<State> {
     let sp = path.join("trainer_state.json");
-    let text = std::fs::read_to_string(&sp).map_err(|e| io_err(&sp, e))?;
+    let text = crate::io::read_text(&sp, "a trainer_state.json", crate::io::MAX_JSON)?;
     let state: State = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&sp, e.to_string()))?;
     let dev = candle_core::Device::Cpu;
     let weights = SafetensorsFile::open(path.join("model.safetensors"))?;
