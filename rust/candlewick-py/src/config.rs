@@ -9,7 +9,7 @@ use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyType};
 
-use crate::convert::{changes, dataclass_fields, repr, to_py, to_value};
+use crate::convert::{changes, dataclass_fields, repr, to_py};
 use crate::errors::IntoPyResult;
 
 fn hash_of(values: &[(&str, candlewick::config::Value)]) -> u64 {
@@ -68,8 +68,7 @@ impl PyModelConfig {
     /// From an HF config.json (or the folder holding it).
     #[classmethod]
     fn from_hf(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let cfg = py
-            .detach(move || candlewick::io::checkpoint::Checkpoint::open(&path)?.config())
+        let cfg = crate::errors::detach(py, move || candlewick::io::checkpoint::Checkpoint::open(&path)?.config())
             .py()?;
         Ok(PyModelConfig { cfg })
     }
@@ -171,10 +170,7 @@ impl PyGenerationConfig {
     /// becomes stop_token_ids, other HF keys are ignored.
     #[classmethod]
     fn from_dict(_cls: &Bound<'_, PyType>, d: &Bound<'_, PyDict>) -> PyResult<Self> {
-        let fields = d
-            .iter()
-            .map(|(k, v)| Ok((k.extract::<String>()?, to_value(&v)?)))
-            .collect::<PyResult<Vec<_>>>()?;
+        let fields = crate::convert::changes(Some(d))?;
         Ok(PyGenerationConfig {
             cfg: GenerationConfig::from_hf_fields(fields).py()?,
         })

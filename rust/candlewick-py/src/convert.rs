@@ -9,6 +9,18 @@ use pyo3::IntoPyObjectExt;
 /// A Python value as the engine takes it: None, bool, int, float, str, and lists, tuples, dicts
 /// and numpy arrays or scalars of those.
 pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    nested(obj, 0)
+}
+
+/// Lists and dicts nested deeper than this are refused (a recursion without a bound would
+/// overflow the native stack on a hostile value).
+const MAX_DEPTH: usize = 32;
+
+fn nested(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
+    if depth > MAX_DEPTH {
+        return Err(PyValueError::new_err(format!("value nested deeper than {MAX_DEPTH} levels")));
+    }
+    let to_value = |x: &Bound<'_, PyAny>| nested(x, depth + 1);
     if obj.is_none() {
         return Ok(Value::None);
     }
@@ -19,7 +31,7 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
         return obj
             .extract::<i64>()
             .map(Value::Int)
-            .map_err(|_| PyValueError::new_err(format!("{obj} is too large")));
+            .map_err(|_| PyValueError::new_err(format!("{obj} is out of range (a 64-bit integer)")));
     }
     if obj.is_instance_of::<PyFloat>() {
         return Ok(Value::Float(obj.extract()?));
@@ -43,7 +55,7 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     }
     // numpy arrays and scalars (np.int64, np.float32, ...)
     if obj.hasattr("tolist")? && obj.hasattr("dtype")? {
-        return to_value(&obj.call_method0("tolist")?);
+        return nested(&obj.call_method0("tolist")?, depth);
     }
     Err(PyTypeError::new_err(format!(
         "unsupported value of type {}",
@@ -77,8 +89,22 @@ pub fn changes(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Vec<(String, Valu
         return Ok(Vec::new());
     };
     kw.iter()
-        .map(|(k, v)| Ok((k.extract::<String>()?, to_value(&v)?)))
+        .map(|(k, v)| {
+            let k = k.extract::<String>()?;
+            let v = to_value(&v).map_err(|e| named(kw.py(), &k, e))?;
+            Ok((k, v))
+        })
         .collect()
+}
+
+/// The error of converting argument `name`, with the name in front.
+fn named(py: Python<'_>, name: &str, e: PyErr) -> PyErr {
+    let msg = format!("{name}: {}", e.value(py));
+    if e.is_instance_of::<PyTypeError>(py) {
+        PyTypeError::new_err(msg)
+    } else {
+        PyValueError::new_err(msg)
+    }
 }
 
 /// `dataclasses.Field`s for `names`, so that `dataclasses.replace`, `fields` and `asdict` work on

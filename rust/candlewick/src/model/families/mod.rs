@@ -129,8 +129,12 @@ pub fn for_family(name: &str, overrides: Vec<(String, Value)>) -> Result<ModelCo
 
 /// A config from an HF config.json, by its model_type.
 pub fn from_hf_json(v: &serde_json::Value) -> Result<ModelConfig> {
-    let j = HfConfig(v);
+    if !v.is_object() {
+        return Err(Error::InvalidArgument("config.json does not hold a JSON object".into()));
+    }
+    let j = HfConfig(v, Default::default());
     let mt = j.str("model_type").unwrap_or("");
+    j.type_error()?;
     if mt.is_empty() {
         return Err(Error::InvalidArgument("config.json has no model_type".into()));
     }
@@ -143,8 +147,17 @@ pub fn from_hf_json(v: &serde_json::Value) -> Result<ModelConfig> {
                 hf_model_types().join(", ")
             ))
         })?;
-    let c = family.config_from_hf(&j)?;
-    c.validate()?;
+    let c = family.config_from_hf(&j);
+    j.type_error()?;
+    let c = c?;
+    c.validate().map_err(|e| name_source(e, |field| {
+        HF_KEYS
+            .iter()
+            .filter(|(f, _)| *f == field)
+            .flat_map(|(_, keys)| keys.iter())
+            .find(|k| v.get(**k).is_some())
+            .map(|k| format!("config.json {k}"))
+    }))?;
     Ok(c)
 }
 
@@ -165,8 +178,55 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         })?;
     let c = family.config_from_gguf(g)?;
     c.validate()
-        .map_err(|e| Error::invalid_file(g.path(), format!("inconsistent {arch} metadata: {e}")))?;
+        .map_err(|e| {
+            let e = name_source(e, |field| {
+                GGUF_KEYS.iter().find(|(f, _)| *f == field).map(|(_, k)| format!("{arch}.{k}"))
+            });
+            Error::invalid_file(g.path(), format!("inconsistent {arch} metadata: {e}"))
+        })?;
     Ok(c)
+}
+
+/// config.json keys that set a ModelConfig field, by family layout (the first present is named).
+const HF_KEYS: &[(&str, &[&str])] = &[
+    ("num_layers", &["num_hidden_layers", "n_layer", "num_layers"]),
+    ("num_decoder_layers", &["num_decoder_layers"]),
+    ("hidden_size", &["hidden_size", "n_embd", "d_model"]),
+    ("num_heads", &["num_attention_heads", "n_head", "num_heads"]),
+    ("num_kv_heads", &["num_key_value_heads", "num_attention_heads", "n_head", "num_heads"]),
+    ("head_dim", &["head_dim", "d_kv"]),
+    ("intermediate_size", &["intermediate_size", "n_inner", "d_ff"]),
+    ("vocab_size", &["vocab_size"]),
+    ("max_position_embeddings", &["max_position_embeddings", "n_positions"]),
+    ("norm_eps", &["rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"]),
+    ("sliding_window", &["sliding_window"]),
+];
+
+/// GGUF keys (after `{arch}.`) that set a ModelConfig field.
+const GGUF_KEYS: &[(&str, &str)] = &[
+    ("num_layers", "block_count"),
+    ("hidden_size", "embedding_length"),
+    ("num_heads", "attention.head_count"),
+    ("num_kv_heads", "attention.head_count_kv"),
+    ("head_dim", "attention.key_length"),
+    ("intermediate_size", "feed_forward_length"),
+    ("max_position_embeddings", "context_length"),
+    ("rope_theta", "rope.freq_base"),
+    ("norm_eps", "attention.layer_norm_rms_epsilon"),
+    ("sliding_window", "attention.sliding_window"),
+];
+
+/// A validation error about `ModelConfig.<field>` rewritten to name the file's own key too
+/// (`config.json num_hidden_layers (ModelConfig.num_layers): ...`).
+fn name_source(e: Error, key_of: impl Fn(&str) -> Option<String>) -> Error {
+    let Error::InvalidArgument(msg) = &e else { return e };
+    let Some(rest) = msg.strip_prefix("ModelConfig.") else { return e };
+    let field: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    match key_of(&field) {
+        Some(key) => Error::InvalidArgument(format!("{key} (ModelConfig.{rest}")
+            .replacen(&format!("ModelConfig.{field}:"), &format!("ModelConfig.{field}):"), 1)),
+        None => e,
+    }
 }
 
 /// The HF config.json of a config, in its family's layout.
@@ -206,21 +266,42 @@ pub fn num_parameters(c: &ModelConfig) -> Result<u64> {
         .fold(0u64, u64::saturating_add))
 }
 
-/// An HF config.json, read with the defaults of the HF classes.
-pub struct HfConfig<'a>(pub &'a serde_json::Value);
+/// An HF config.json, read with the defaults of the HF classes. A key that is present with a
+/// value of the wrong type is never read as its default: the accessors note it, and
+/// `from_hf_json` refuses the config naming the key (JSON null counts as absent, as in HF).
+pub struct HfConfig<'a>(pub &'a serde_json::Value, std::cell::RefCell<Vec<String>>);
 
-impl HfConfig<'_> {
+impl<'a> HfConfig<'a> {
+    fn field<T>(&self, k: &str, want: &str, read: impl Fn(&'a serde_json::Value) -> Option<T>) -> Option<T> {
+        match self.0.get(k) {
+            None | Some(serde_json::Value::Null) => None,
+            Some(x) => {
+                let v = read(x);
+                if v.is_none() {
+                    self.1.borrow_mut().push(format!("config.json: {k} must be {want}, got {x}"));
+                }
+                v
+            }
+        }
+    }
     pub fn usize(&self, k: &str) -> Option<usize> {
-        self.0.get(k).and_then(|x| x.as_u64()).map(|x| x as usize)
+        self.field(k, "a non-negative integer", |x| x.as_u64().and_then(|x| usize::try_from(x).ok()))
     }
     pub fn f64(&self, k: &str) -> Option<f64> {
-        self.0.get(k).and_then(|x| x.as_f64())
+        self.field(k, "a finite number", |x| x.as_f64().filter(|f| f.is_finite()))
     }
     pub fn bool(&self, k: &str) -> Option<bool> {
-        self.0.get(k).and_then(|x| x.as_bool())
+        self.field(k, "true or false", |x| x.as_bool())
     }
-    pub fn str(&self, k: &str) -> Option<&str> {
-        self.0.get(k).and_then(|x| x.as_str())
+    pub fn str(&self, k: &str) -> Option<&'a str> {
+        self.field(k, "a string", |x| x.as_str())
+    }
+    /// The first wrong-typed key any accessor met.
+    fn type_error(&self) -> Result<()> {
+        match self.1.borrow().first() {
+            Some(e) => Err(Error::WrongType(e.clone())),
+            None => Ok(()),
+        }
     }
     /// A size the config must give.
     pub fn need(&self, k: &str) -> Result<usize> {
@@ -248,27 +329,37 @@ impl HfConfig<'_> {
     /// (`rope_type` / `rope_scaling` other than "default") is refused rather than run wrong.
     pub fn rope_theta(&self) -> Result<f64> {
         let v = self.0;
+        for key in ["rope_parameters", "rope_scaling"] {
+            match v.get(key) {
+                None | Some(serde_json::Value::Null) | Some(serde_json::Value::Object(_)) => {}
+                Some(x) => return Err(Error::WrongType(format!("config.json: {key} must be an object, got {x}"))),
+            }
+        }
         let params = v.get("rope_parameters").filter(|p| p.is_object());
-        for scaling in [params, v.get("rope_scaling").filter(|p| p.is_object())]
-            .into_iter()
-            .flatten()
-        {
-            let kind = scaling
-                .get("rope_type")
-                .or_else(|| scaling.get("type"))
-                .and_then(|t| t.as_str())
-                .unwrap_or("default");
+        for (key, scaling) in [("rope_parameters", params), ("rope_scaling", v.get("rope_scaling").filter(|p| p.is_object()))] {
+            let Some(scaling) = scaling else { continue };
+            let kind = match scaling.get("rope_type").or_else(|| scaling.get("type")) {
+                None | Some(serde_json::Value::Null) => "default",
+                Some(serde_json::Value::String(t)) => t.as_str(),
+                Some(x) => return Err(Error::WrongType(format!("config.json: {key}.rope_type must be a string, got {x}"))),
+            };
             if kind != "default" {
                 return Err(Error::Unsupported(format!(
                     "config.json: RoPE scaling '{kind}' is not built yet (only plain RoPE)"
                 )));
             }
         }
-        Ok(params
-            .and_then(|p| p.get("rope_theta"))
-            .or_else(|| v.get("rope_theta"))
-            .and_then(|x| x.as_f64())
-            .unwrap_or(10_000.0))
+        let theta = match params.and_then(|p| p.get("rope_theta")).filter(|t| !t.is_null()) {
+            Some(t) => Some(t.as_f64().ok_or_else(|| {
+                Error::WrongType(format!("config.json: rope_parameters.rope_theta must be a number, got {t}"))
+            })?),
+            None => self.f64("rope_theta"),
+        };
+        let theta = theta.unwrap_or(10_000.0);
+        if !(theta.is_finite() && theta > 0.0) {
+            return Err(Error::InvalidArgument(format!("config.json: rope_theta must be a positive number, got {theta}")));
+        }
+        Ok(theta)
     }
 }
 
@@ -335,7 +426,9 @@ pub fn gguf_shape(g: &GgufFile, arch: &str) -> Result<(usize, usize, usize, usiz
         None => heads,
     };
     let head_dim = match g.get(&key("attention.key_length")) {
-        Some(v) => v.as_u64().unwrap_or(0) as usize,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            Error::invalid_file(g.path(), format!("{} is {v:?}, not an unsigned integer", key("attention.key_length")))
+        })? as usize,
         None if heads > 0 && hidden.is_multiple_of(heads) => hidden / heads,
         None => {
             return Err(Error::invalid_file(
@@ -348,6 +441,25 @@ pub fn gguf_shape(g: &GgufFile, arch: &str) -> Result<(usize, usize, usize, usiz
         .tensor_info("token_embd.weight")
         .ok_or_else(|| Error::invalid_file(g.path(), "tensor token_embd.weight is missing"))?;
     let vocab = embed.shape.first().copied().unwrap_or(0);
+    // stated sizes the shapes also give must agree with them: a file that says two things is
+    // refused, not read by whichever the loader happens to look at
+    if let Some(v) = g.get(&key("vocab_size")) {
+        if v.as_u64() != Some(vocab as u64) {
+            return Err(Error::invalid_file(
+                g.path(),
+                format!("{} is {v:?} but token_embd.weight has {vocab} rows", key("vocab_size")),
+            ));
+        }
+    }
+    if let Some(v) = g.get(&key("rope.dimension_count")) {
+        if v.as_u64() != Some(head_dim as u64) {
+            return Err(Error::Unsupported(format!(
+                "{}: {} is {v:?} but the head size is {head_dim} (partial rotary embeddings are not built)",
+                g.path().display(),
+                key("rope.dimension_count")
+            )));
+        }
+    }
     Ok((hidden, heads, kv_heads, head_dim, vocab))
 }
 
