@@ -39,7 +39,7 @@ pub fn to_py(e: Error) -> PyErr {
         Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             PyFileNotFoundError::new_err(msg)
         }
-        Error::Io { .. } => PyOSError::new_err(msg),
+        Error::Io { .. } | Error::Write { .. } => PyOSError::new_err(msg),
         Error::InvalidFile { .. } => ModelFileError::new_err(msg),
         Error::Unsupported(_) => UnsupportedError::new_err(msg),
         Error::InvalidArgument(_) | Error::ContextOverflow(_) => PyValueError::new_err(msg),
@@ -47,6 +47,54 @@ pub fn to_py(e: Error) -> PyErr {
         Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
         Error::Template(_) => PyValueError::new_err(msg),
         Error::Tokenizer(_) | Error::Model(_) | Error::Candle(_) => CandlewickError::new_err(msg),
+    }
+}
+
+/// Run engine work without the GIL, with every panic (ours or a dependency's) caught and turned
+/// into a `CandlewickError` carrying its message: a PanicException derives from BaseException,
+/// which `except Exception` does not catch, so none may reach Python.
+pub fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> candlewick::Result<T> + Send) -> PyResult<T> {
+    py.detach(move || guard(f)).py()
+}
+
+/// The panic hook, except for panics `guard` turns into a clear error of their own (the tokenizers
+/// crate's regex limit): those print nothing, as any other handled error.
+pub fn quiet_known_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let contained = msg.contains("retry-limit-in-match") || msg == "Helper" || msg.starts_with("Helper:");
+        if !contained {
+            default(info);
+        }
+    }));
+}
+
+/// `f`, with a panic turned into an engine error.
+pub fn guard<T>(f: impl FnOnce() -> candlewick::Result<T>) -> candlewick::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(if msg.contains("retry-limit") || msg.contains("Onig") {
+                // onig (the tokenizers crate's regex engine) gives up on a pattern that
+                // backtracks without end, and the crate panics on it
+                Error::Tokenizer(format!(
+                    "the tokenizer's regex backtracked past its limit on this input (a pattern with nested repetition?): {msg}"
+                ))
+            } else {
+                Error::Model(format!("internal error (please report it): {msg}"))
+            })
+        }
     }
 }
 
@@ -58,6 +106,12 @@ pub trait IntoPyResult<T> {
 impl<T> IntoPyResult<T> for candlewick::Result<T> {
     fn py(self) -> PyResult<T> {
         self.map_err(to_py)
+    }
+}
+
+impl<T> IntoPyResult<T> for PyResult<T> {
+    fn py(self) -> PyResult<T> {
+        self
     }
 }
 

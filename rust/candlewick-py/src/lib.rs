@@ -19,6 +19,12 @@ static ALLOC: alloc::Counting = alloc::Counting;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    // Ctrl-C between the engine's steps; numpy's API looked up now, not lazily inside a call
+    // (where a pending KeyboardInterrupt made the lookup panic)
+    candlewick::interrupt::set_check(errors::interrupted);
+    errors::quiet_known_panics();
+    candlewick::interrupt::set_thread_bytes(alloc::thread_net_bytes);
+    let _ = numpy::PyArray1::<f32>::zeros(m.py(), 0, false);
     m.add_class::<config::PyModelConfig>()?;
     m.add_class::<config::PyGenerationConfig>()?;
     m.add_class::<model::PyModel>()?;

@@ -53,13 +53,13 @@ pub fn estimate_memory(
         num_devices,
     };
     let subject = if let Ok(m) = source.downcast::<PyModel>() {
-        Subject::from_model(&m.get().model)
+        Subject::from_model(&m.get().model).py()
     } else if let Ok(c) = source.downcast::<PyModelConfig>() {
-        Subject::from_config(&c.get().cfg)
+        Subject::from_config(&c.get().cfg).py()
     } else if let Ok(n) = source.extract::<u64>() {
-        Subject::from_params(n)
+        Subject::from_params(n).py()
     } else if let Ok(path) = source.extract::<std::path::PathBuf>() {
-        py.detach(move || Subject::from_path(&path))
+        crate::errors::detach(py, move || Subject::from_path(&path))
     } else {
         return Err(PyTypeError::new_err(
             "a memory estimate is of a model, a config, a path or a parameter count",
@@ -75,7 +75,7 @@ pub fn estimate_memory(
 /// once; returns the assembled file's path.
 #[pyfunction]
 pub fn assemble_parts(py: Python<'_>, manifest: std::path::PathBuf, parts: Vec<std::path::PathBuf>, cache_dir: std::path::PathBuf) -> PyResult<String> {
-    py.detach(move || candlewick::io::checkpoint::assemble_parts(&manifest, &parts, &cache_dir))
+    crate::errors::detach(py, move || candlewick::io::checkpoint::assemble_parts(&manifest, &parts, &cache_dir))
         .py()
         .map(|p| p.display().to_string())
 }

@@ -30,8 +30,7 @@ pub fn load(py: Python<'_>, path: std::path::PathBuf, threads: Option<i64>, dtyp
             )))
         }
     };
-    let model = py
-        .detach(move || if dequantize { candlewick::model::load_dequantized(&path) } else { candlewick::load(&path) })
+    let model = crate::errors::detach(py, move || if dequantize { candlewick::model::load_dequantized(&path) } else { candlewick::load(&path) })
         .py()?;
     Ok(PyModel {
         model: Arc::new(model),
@@ -66,7 +65,7 @@ pub fn model_from_config(
 ) -> PyResult<PyModel> {
     let cfg = config.cfg.clone();
     let tok = tokenizer.map(|t| t.tok.clone());
-    let model = py.detach(move || Model::from_config(cfg, seed, tok)).py()?;
+    let model = crate::errors::detach(py, move || Model::from_config(cfg, seed, tok)).py()?;
     Ok(PyModel {
         model: Arc::new(model),
     })
@@ -191,8 +190,7 @@ impl PyModel {
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.model.clone();
         let b = rows.len();
-        let out = py
-            .detach(move || m.logits(&rows, masks.as_deref(), decoder.as_deref(), keep))
+        let out = crate::errors::detach(py, move || m.logits(&rows, masks.as_deref(), decoder.as_deref(), keep))
             .py()?;
         let v = self.model.config.vocab_size;
         let n = out.first().map(|r| r.len() / v).unwrap_or(0);
@@ -210,8 +208,7 @@ impl PyModel {
         let prompts = prompts.iter().map(prompt).collect::<PyResult<Vec<_>>>()?;
         let cfg = config.cfg.clone();
         let m = self.model.clone();
-        let outs = py
-            .detach(move || generation::generate(&m, &prompts, &cfg, &interrupted))
+        let outs = crate::errors::detach(py, move || generation::generate(&m, &prompts, &cfg, &interrupted))
             .py()?;
         Ok(outs.into_iter().map(|o| o.into_iter().map(gen_out).collect()).collect())
     }
@@ -221,7 +218,7 @@ impl PyModel {
         let p = prompt(&prompt_)?;
         let cfg = config.cfg.clone();
         let m = self.model.clone();
-        let g = py.detach(move || generation::stream(m, &p, cfg)).py()?;
+        let g = crate::errors::detach(py, move || generation::stream(m, &p, cfg)).py()?;
         Ok(PyStream {
             gen: Some(g),
             done: false,
@@ -243,7 +240,7 @@ impl PyModel {
         let m = self.model.clone();
         let c = m.config.clone();
         let n = ids.len();
-        let (logits, trace) = py.detach(move || m.forward_traced(&ids, hidden_states, attentions)).py()?;
+        let (logits, trace) = crate::errors::detach(py, move || m.forward_traced(&ids, hidden_states, attentions)).py()?;
         let logits = logits.map(|l| array2(py, l, n, c.vocab_size)).transpose()?;
         let hidden = trace
             .hidden_states
@@ -261,7 +258,7 @@ impl PyModel {
     /// Write config.json + model.safetensors + tokenizer.json (or copy an HF folder's files).
     fn save(&self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<()> {
         let m = self.model.clone();
-        py.detach(move || m.save(&path)).py()
+        crate::errors::detach(py, move || m.save(&path)).py()
     }
 
     /// Encoders: (last_hidden_state [batch, longest, hidden], attention_mask [batch, longest],
@@ -275,7 +272,7 @@ impl PyModel {
         max_length: Option<usize>,
     ) -> PyResult<Encoded<'py>> {
         let m = self.model.clone();
-        let e = py.detach(move || m.encode_padded(&texts, truncation, max_length)).py()?;
+        let e = crate::errors::detach(py, move || m.encode_padded(&texts, truncation, max_length)).py()?;
         let (b, h) = (e.input_ids.len(), self.model.config.hidden_size);
         let hidden = PyArray1::from_vec(py, e.hidden).reshape([b, e.longest, h])?.into_any();
         let mask = PyArray1::from_vec(py, e.attention_mask).reshape([b, e.longest])?.into_any();
@@ -296,8 +293,7 @@ impl PyModel {
         let pooling = pooling.map(Pooling::parse).transpose().py()?;
         let m = self.model.clone();
         let n = texts.len();
-        let out = py
-            .detach(move || m.embed(&texts, pooling, normalize, truncation, max_length))
+        let out = crate::errors::detach(py, move || m.embed(&texts, pooling, normalize, truncation, max_length))
             .py()?;
         array2(py, out.concat(), n, self.model.config.hidden_size)
     }
@@ -305,7 +301,7 @@ impl PyModel {
     /// Encoders with a masked-LM head: for each mask token, the top_k candidates as dicts.
     fn fill_mask<'py>(&self, py: Python<'py>, text: String, top_k: usize) -> PyResult<Vec<Vec<Bound<'py, PyDict>>>> {
         let m = self.model.clone();
-        let fills = py.detach(move || m.fill_mask(&text, top_k)).py()?;
+        let fills = crate::errors::detach(py, move || m.fill_mask(&text, top_k)).py()?;
         fills
             .into_iter()
             .map(|cands| {
@@ -328,8 +324,7 @@ impl PyModel {
     /// boundaries): [(logprob, is_greedy, token_logprobs)].
     fn score(&self, py: Python<'_>, context: String, continuations: Vec<String>) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
         let m = self.model.clone();
-        let scores = py
-            .detach(move || m.score_texts(&context, &continuations, &interrupted))
+        let scores = crate::errors::detach(py, move || m.score_texts(&context, &continuations, &interrupted))
             .py()?;
         Ok(scores.into_iter().map(|s| (s.logprob, s.is_greedy, s.token_logprobs)).collect())
     }
@@ -350,8 +345,7 @@ impl PyModel {
     ) -> PyResult<Bound<'py, PyDict>> {
         let m = self.model.clone();
         let o = candlewick::model::PerplexityOptions { max_length, stride, batch_size, token_nll };
-        let r = py
-            .detach(move || -> candlewick::Result<_> {
+        let r = crate::errors::detach(py, move || -> candlewick::Result<_> {
                 let ids = match (texts, ids) {
                     (Some(t), _) => {
                         let tok = m.tokenizer()?;
@@ -400,8 +394,7 @@ impl PyStream {
         let Some(g) = self.gen.as_mut() else {
             return Err(PyStopIteration::new_err(()));
         };
-        let (piece, finished) = py
-            .detach(|| -> candlewick::Result<(String, bool)> {
+        let (piece, finished) = crate::errors::detach(py, || -> candlewick::Result<(String, bool)> {
                 loop {
                     let more = g.step()?.is_some();
                     let t = g.take_text()?;

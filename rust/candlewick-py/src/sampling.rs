@@ -6,6 +6,9 @@ use candlewick::GenerationConfig;
 
 use crate::errors::{non_negative, IntoPyResult};
 
+/// Draws per call at most (the ids are returned in one array).
+const MAX_SAMPLES: usize = 1 << 24;
+
 /// Draw `num_samples` token ids from one row of logits with the same sampler `generate` uses.
 #[pyfunction]
 #[pyo3(signature = (logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, seed=None, num_samples=1))]
@@ -31,17 +34,24 @@ pub fn sample<'py>(
         ..Default::default()
     };
     let n = non_negative("num_samples", num_samples)?;
+    if n > MAX_SAMPLES {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "num_samples must be <= {MAX_SAMPLES}, got {n}"
+        )));
+    }
     let logits = logits.as_slice()?.to_vec();
-    let out = py
-        .detach(move || -> candlewick::Result<Vec<u32>> {
+    let out = crate::errors::detach(py, move || -> candlewick::Result<Vec<u32>> {
             let mut s = Sampler::new(&params, seed)?;
             let mut buf = logits.clone();
-            (0..n)
-                .map(|_| {
-                    buf.copy_from_slice(&logits);
-                    s.sample(&mut buf, Default::default())
-                })
-                .collect()
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                if i % 4096 == 4095 && crate::errors::interrupted() {
+                    return Err(candlewick::Error::Interrupted);
+                }
+                buf.copy_from_slice(&logits);
+                out.push(s.sample(&mut buf, Default::default())?);
+            }
+            Ok(out)
         })
         .py()?;
     Ok(PyArray1::from_vec(py, out))

@@ -15,7 +15,7 @@ pub struct PyTokenizer {
 /// Load a tokenizer.json file (HF tokenizers' format).
 #[pyfunction]
 pub fn tokenizer_from_file(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyTokenizer> {
-    let tok = py.detach(move || Tokenizer::from_file(&path)).py()?;
+    let tok = crate::errors::detach(py, move || Tokenizer::from_file(&path)).py()?;
     Ok(PyTokenizer { tok: Arc::new(tok) })
 }
 
@@ -25,7 +25,7 @@ impl PyTokenizer {
     fn encode(&self, py: Python<'_>, text: &str, add_special_tokens: bool) -> PyResult<Vec<u32>> {
         let t = self.tok.clone();
         let text = text.to_owned();
-        py.detach(move || t.encode(&text, add_special_tokens)).py()
+        crate::errors::detach(py, move || t.encode(&text, add_special_tokens)).py()
     }
 
     /// Encode, truncated to `max_length` ids as HF tokenizers truncates (special tokens kept).
@@ -38,7 +38,7 @@ impl PyTokenizer {
     ) -> PyResult<Vec<u32>> {
         let t = self.tok.clone();
         let text = text.to_owned();
-        py.detach(move || t.encode_truncated(&text, add_special_tokens, max_length))
+        crate::errors::detach(py, move || t.encode_truncated(&text, add_special_tokens, max_length))
             .py()
     }
 
@@ -50,7 +50,7 @@ impl PyTokenizer {
         add_special_tokens: bool,
     ) -> PyResult<Vec<Vec<u32>>> {
         let t = self.tok.clone();
-        py.detach(move || {
+        crate::errors::detach(py, move || {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             t.encode_batch(&refs, add_special_tokens)
         })
@@ -60,20 +60,22 @@ impl PyTokenizer {
     #[pyo3(signature = (ids, skip_special_tokens=false))]
     fn decode(&self, py: Python<'_>, ids: Vec<u32>, skip_special_tokens: bool) -> PyResult<String> {
         let t = self.tok.clone();
-        py.detach(move || t.decode(&ids, skip_special_tokens)).py()
+        crate::errors::detach(py, move || t.decode(&ids, skip_special_tokens)).py()
     }
 
     /// messages_json: a JSON list of {"role", "content"} objects.
     fn apply_chat_template_json(
         &self,
+        py: Python<'_>,
         messages_json: &str,
         add_generation_prompt: bool,
     ) -> PyResult<String> {
         let messages: serde_json::Value = serde_json::from_str(messages_json)
             .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("messages: {e}")))?;
-        self.tok
-            .apply_chat_template(&messages, add_generation_prompt)
-            .py()
+        let t = self.tok.clone();
+        // rendered without the GIL: a template is code from the model file, bounded in time and
+        // memory by the engine (tokenizer/chat.rs)
+        crate::errors::detach(py, move || t.apply_chat_template(&messages, add_generation_prompt))
     }
 
     /// A UTF-8-safe incremental decoder (HF tokenizers' DecodeStream).

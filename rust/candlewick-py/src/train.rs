@@ -43,8 +43,7 @@ pub fn objective_mlm<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let x = ids(&input_ids)?;
     let w = word_ids.as_ref().map(ids).transpose()?;
-    let (i, l) = py
-        .detach(|| {
+    let (i, l) = crate::errors::detach(py, || {
             Mlm {
                 mask_token_id,
                 vocab_size,
@@ -82,7 +81,7 @@ pub fn objective_span_corruption<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
     let x = ids(&input_ids)?;
     let sc = SpanCorruption { vocab_size, eos_token_id, noise_density, mean_noise_span_length };
-    let (i, l) = py.detach(|| sc.apply(&x, &mut objectives::rng(seed))).py()?;
+    let (i, l) = crate::errors::detach(py, || sc.apply(&x, &mut objectives::rng(seed))).py()?;
     Ok((out(py, i)?, out(py, l)?))
 }
 
@@ -147,7 +146,7 @@ pub fn model_loss(
     ) -> PyResult<f64> {
         let b = loss_batch(&input_ids, &labels, attention_mask.as_ref(), decoder_input_ids.as_ref())?;
         let m = model.model.clone();
-        py.detach(move || m.loss(&b)).py()
+        crate::errors::detach(py, move || m.loss(&b)).py()
 }
 
 /// (loss, {parameter name: gradient array})
@@ -163,7 +162,7 @@ pub fn model_gradients<'py>(
     ) -> PyResult<(f64, Bound<'py, PyDict>)> {
         let b = loss_batch(&input_ids, &labels, attention_mask.as_ref(), decoder_input_ids.as_ref())?;
         let m = model.model.clone();
-        let (loss, grads, shapes) = py.detach(move || m.loss_and_grads(&b)).py()?;
+        let (loss, grads, shapes) = crate::errors::detach(py, move || m.loss_and_grads(&b)).py()?;
         let d = PyDict::new(py);
         for (name, g) in grads {
             let arr = PyArray1::from_vec(py, g);
@@ -176,7 +175,7 @@ pub fn model_gradients<'py>(
 #[pyfunction]
 pub fn tokenize_corpus(model: PyRef<'_, PyModel>, py: Python<'_>, texts: Vec<String>) -> PyResult<Vec<Vec<i64>>> {
     let m = model.model.clone();
-    py.detach(move || candlewick::train::trainer::tokenize(&m, &texts)).py()
+    crate::errors::detach(py, move || candlewick::train::trainer::tokenize(&m, &texts)).py()
 }
 
 /// A training data source: token lists (a corpus) or prepared arrays (batches already made).
@@ -247,8 +246,7 @@ pub fn train<'py>(
     let eval = eval_data.as_ref().map(|e| corpus(e, "eval_data")).transpose()?;
     let m = model.model.clone();
     let callback = callback.map(|c| c.unbind());
-    let (trained, result) = py
-        .detach(move || {
+    let (trained, result) = crate::errors::detach(py, move || {
             let mut on_step = |s: &candlewick::train::StepRecord, e: Option<&candlewick::train::EvalRecord>| -> bool {
                 Python::attach(|py| {
                     if let Some(cb) = &callback {
@@ -283,8 +281,7 @@ pub fn train<'py>(
 #[pyfunction]
 pub fn model_state_dict<'py>(py: Python<'py>, model: PyRef<'py, PyModel>) -> PyResult<Bound<'py, PyDict>> {
     let m = model.model.clone();
-    let params = py
-        .detach(move || -> candlewick::Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+    let params = crate::errors::detach(py, move || -> candlewick::Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
             candlewick::train::trainer::parameters(&m)?
                 .into_iter()
                 .map(|(k, v)| Ok((k, v.dims().to_vec(), v.as_tensor().flatten_all()?.to_vec1::<f32>()?)))

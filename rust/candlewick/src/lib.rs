@@ -7,7 +7,10 @@
 
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generation;
+pub mod interrupt;
 pub mod io;
 pub mod kernels;
 pub mod memory;

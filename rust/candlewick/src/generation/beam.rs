@@ -111,6 +111,12 @@ pub fn beam_search(model: &Arc<Model>, prompt: &[u32], params: &GenerationConfig
                     row.len()
                 )));
             }
+            if let Some(i) = row.iter().position(|x| !x.is_finite()) {
+                return Err(Error::Model(format!(
+                    "the model's logits hold {} (token {i}) at beam step {step}: its weights are corrupt or the computation overflowed",
+                    row[i]
+                )));
+            }
             let lse = log_sum_exp(&row) as f32;
             row.iter_mut().for_each(|x| *x -= lse);
             if params.logprobs.is_some() {

@@ -217,6 +217,13 @@ impl Generator {
             self.prompt_logprobs = Some(lp);
             rows.drain(..(n - 1) * vocab);
         }
+        if let Some(i) = rows.iter().position(|x| !x.is_finite()) {
+            return Err(Error::Model(format!(
+                "the model's logits hold {} (token {i}) after {} generated tokens: its weights are corrupt or the computation overflowed",
+                rows[i],
+                self.generated_ids().len()
+            )));
+        }
         self.logits = rows;
         let raw_lse = self.params.logprobs.map(|_| log_sum_exp(&self.logits));
         let raw = self.params.logprobs.map(|n| (self.logits.clone(), n));

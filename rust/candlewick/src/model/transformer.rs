@@ -267,6 +267,7 @@ impl Transformer {
         // N blocks, each reading the residual stream and adding to it
         let n = self.blocks.len();
         for (l, block) in self.blocks.iter().enumerate() {
+            crate::interrupt::check()?;
             x = block.forward(x, l, batch, trace.as_deref_mut())?;
             if let Some(t) = trace.as_deref_mut() {
                 if l + 1 < n || self.norm.is_none() {
@@ -304,6 +305,7 @@ impl Transformer {
         // one mask per (kind, window): layers of the same kind share it
         let mut masks: Vec<((bool, Option<usize>), Option<Tensor>)> = Vec::new();
         for block in &self.blocks {
+            crate::interrupt::check()?;
             let key = (block.attn.kind == AttentionKind::Causal, block.attn.window);
             if !masks.iter().any(|(k, _)| *k == key) {
                 masks.push((key, additive_mask(b, t, t, key.0, key.1, input.mask)?));

@@ -65,6 +65,26 @@ fn kth_largest(xs: &[f32], k: usize) -> f32 {
     heap.peek().map(|r| unkey(r.0)).unwrap_or(f32::NEG_INFINITY)
 }
 
+/// Logits must be numbers: NaN or +inf (from corrupt weights or an overflow) is an error, never
+/// a token picked by accident.
+pub fn check_finite(xs: &[f32]) -> Result<()> {
+    match xs.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
+        None => Ok(()),
+        Some(i) => Err(Error::InvalidArgument(format!("logits must be finite numbers (or -inf): {} at token {i}", xs[i]))),
+    }
+}
+
+/// Argmax of processed logits, refusing a vocabulary where every token is banned (all -inf).
+fn greedy(xs: &[f32]) -> Result<u32> {
+    let i = argmax(xs);
+    if xs[i as usize] == f32::NEG_INFINITY {
+        return Err(Error::InvalidArgument(
+            "no token can be generated: logit_bias, bad words or suppression ban every token in the vocabulary".into(),
+        ));
+    }
+    Ok(i)
+}
+
 /// Index of the largest value (the first one on ties, as torch.argmax and llama.cpp do).
 pub fn argmax(xs: &[f32]) -> u32 {
     let mut best = 0usize;
@@ -208,9 +228,10 @@ impl Sampler {
         if logits.is_empty() {
             return Err(Error::InvalidArgument("empty logits".into()));
         }
+        check_finite(logits)?;
         self.process(logits, h)?;
         if self.params.is_greedy() {
-            return Ok(argmax(logits));
+            return greedy(logits);
         }
         self.filtered_distribution(logits)?;
         // Draw: u in [0, total) over the kept, unnormalised probabilities.
@@ -234,9 +255,10 @@ impl Sampler {
     /// probable first. Exposed for tests and `cw.sample`.
     pub fn distribution(&mut self, logits: &[f32]) -> Result<(Vec<u32>, Vec<f32>)> {
         let mut l = logits.to_vec();
+        check_finite(&l)?;
         self.process(&mut l, History::default())?;
         if self.params.is_greedy() {
-            return Ok((vec![argmax(&l)], vec![1.0]));
+            return Ok((vec![greedy(&l)?], vec![1.0]));
         }
         self.filtered_distribution(&mut l)?;
         let total: f32 = self.probs.iter().sum();
@@ -261,7 +283,7 @@ impl Sampler {
         let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         if !max.is_finite() {
             return Err(Error::InvalidArgument(
-                "logits contain no finite value (or NaN)".into(),
+                "no token can be generated: every logit is -inf after logit_bias and the penalties, or NaN".into(),
             ));
         }
         // Candidates are gathered in one pass over the vocabulary with a lower bound on the logit

@@ -1,0 +1,67 @@
+//! What the fuzz targets (fuzz/) and their regression tests (tests/fuzz_regressions.rs) run on
+//! one input: the engine's readers of untrusted files, end to end. Each must return, whatever
+//! the bytes: Ok or an error, never a panic, abort or hang.
+
+use std::path::{Path, PathBuf};
+
+/// A per-process scratch folder for inputs the engine reads as files.
+pub fn scratch() -> PathBuf {
+    let base = if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+    let d = PathBuf::from(base).join(format!("candlewick-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("scratch folder");
+    d
+}
+
+/// Any bytes as a .gguf file: open it (header, metadata, tensor index), size it, read its
+/// vocabulary, load it as a model and run two tokens through it.
+pub fn gguf(data: &[u8]) {
+    let p = scratch().join("input.gguf");
+    std::fs::write(&p, data).expect("write input");
+    if let Ok(g) = crate::io::gguf::GgufFile::open(&p) {
+        let _ = crate::Tokenizer::from_gguf(&g);
+    }
+    let _ = crate::memory::Subject::from_path(&p);
+    if let Ok(m) = crate::load(&p) {
+        let _ = m.logits(&[vec![0u32, 1]], None, None, 1);
+    }
+}
+
+/// Any bytes as the model.safetensors of a folder whose config.json is `config`: read the
+/// header, load the folder, run it.
+pub fn safetensors(data: &[u8], config: &str) {
+    let d = scratch().join("model");
+    std::fs::create_dir_all(&d).expect("folder");
+    std::fs::write(d.join("config.json"), config).expect("config");
+    let p = d.join("model.safetensors");
+    std::fs::write(&p, data).expect("write input");
+    let _ = crate::io::safetensors::SafetensorsHeader::read(&p);
+    if let Ok(m) = crate::load(&d) {
+        let _ = m.logits(&[vec![0u32, 1]], None, None, 1);
+    }
+}
+
+/// Any bytes as a tokenizer.json: load it, encode and decode a mixed string.
+pub fn tokenizer_json(data: &[u8]) {
+    let p = scratch().join("tokenizer.json");
+    std::fs::write(&p, data).expect("write input");
+    if let Ok(t) = crate::Tokenizer::from_file(&p) {
+        if let Ok(ids) = t.encode("Hello wörld, <s> 12 345 \u{1F600}\n\tend", true) {
+            let _ = t.decode(&ids, false);
+            let _ = t.decode(&ids, true);
+        }
+        let _ = t.decode(&[0, 1, 2, u32::MAX], false);
+    }
+}
+
+/// Any text as a chat template: compile it and render a short conversation under the limits.
+pub fn chat_template(data: &[u8]) {
+    let Ok(src) = std::str::from_utf8(data) else { return };
+    let Ok(t) = crate::tokenizer::ChatTemplate::new(src) else { return };
+    let messages = serde_json::json!([
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi there"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": "What is 2+2?"}
+    ]);
+    let _ = t.render(&messages, true, "<s>", "</s>");
+}
