@@ -179,10 +179,7 @@ impl Tokenizer {
     /// Token ids for a text. Special tokens written in the text (e.g. `<|im_start|>`) are always
     /// recognised, as in HF tokenizers; `add_special_tokens` adds BOS/EOS as the model asks.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode_fast(text, add_special_tokens)
-            .map_err(tk_err)?;
+        let enc = contain("encoding", || self.inner.encode_fast(text, add_special_tokens)).map_err(tk_err)?;
         Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
     }
 
@@ -211,10 +208,10 @@ impl Tokenizer {
     ) -> Result<Vec<u32>> {
         let mut enc = contain("encoding", || self.inner.encode_fast(text, false)).map_err(tk_err)?;
         let mut added = if add_special_tokens {
-            self.inner
-                .get_post_processor()
-                .map(|p| tokenizers::PostProcessor::added_tokens(p, false))
-                .unwrap_or(0)
+            contain("counting special tokens", || {
+                Ok(self.inner.get_post_processor().map(|p| tokenizers::PostProcessor::added_tokens(p, false)).unwrap_or(0))
+            })
+            .map_err(tk_err)?
         } else {
             0
         };
@@ -227,10 +224,7 @@ impl Tokenizer {
             )));
         }
         enc.truncate(max_len - added, 0, tokenizers::TruncationDirection::Right);
-        let enc = self
-            .inner
-            .post_process(enc, None, add_special_tokens)
-            .map_err(tk_err)?;
+        let enc = contain("adding special tokens", || self.inner.post_process(enc, None, add_special_tokens)).map_err(tk_err)?;
         Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
     }
 

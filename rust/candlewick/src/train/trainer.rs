@@ -728,9 +728,18 @@ pub fn train(
         let refs = stacks.refs();
         let mut grads: BTreeMap<String, Tensor> = BTreeMap::new();
         let (mut loss_sum, mut tokens) = (0f64, 0usize);
+        let mut cut = false;
         for b in &batches {
             tokens += b.input_ids.len();
-            let (sum, count) = refs.loss_t(&model.config, b)?;
+            let (sum, count) = match refs.loss_t(&model.config, b) {
+                // Ctrl-C inside a step's forward pass: the step is dropped, the run ends as an
+                // interrupted run does between steps (the model as of the last whole step)
+                Err(Error::Interrupted) => {
+                    cut = true;
+                    break;
+                }
+                r => r?,
+            };
             if count == 0 {
                 continue;
             }
@@ -747,6 +756,10 @@ pub fn train(
             }
         }
         drop(stacks);
+        if cut {
+            result.interrupted = true;
+            break;
+        }
         if total == 0 {
             crate::bail!(
                 InvalidArgument,
