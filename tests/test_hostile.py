@@ -340,21 +340,28 @@ TEMPLATES = [
 
 
 @pytest.mark.parametrize("name,template", TEMPLATES, ids=[n for n, _ in TEMPLATES])
-def test_hostile_chat_templates(tmp_path, name, template):
-    t = json.loads(open(os.path.join(TINY, "tokenizer.json")).read())
-    d = tmp_path / "tok"
-    d.mkdir()
-    (d / "tokenizer.json").write_text(json.dumps(t))
-    (d / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
+def test_hostile_chat_templates(tmp_path, smol, name, template):
+    # the template a GGUF file ships (tokenizer.chat_template), rendered by the tokenizer read
+    # from that file
+    g = Gguf(smol)
+    raw = template.encode()
+    g.set("tokenizer.chat_template", struct.pack("<Q", len(raw)) + raw, ty=8)
+    p = tmp_path / "t.gguf"
+    g.write(p)
     out = hostile.check(f"""
-tok = cw.Tokenizer.from_file({str(d / 'tokenizer.json')!r})
+tok = cw.Tokenizer.from_file({str(p)!r})
+assert tok.chat_template == {template!r}
+t0 = time.monotonic()
 try:
     r = tok.apply_chat_template([{{"role": "user", "content": "hi"}}])
     print("RENDERED", len(r), r[:200])
 except (ValueError, cw.CandlewickError) as e:
     print("CLEAN", type(e).__name__, e)
+print("seconds", round(time.monotonic() - t0, 2))
 """, timeout=60, mem_gib=3)
     assert "root:" not in out and "__globals__" not in out and "mro" not in out
+    print(name, out.strip().replace("\n", " | ")[:200])
+    assert "no chat template" not in out, out
     if name not in ("attribute walk",):
         assert "CLEAN" in out, out
 
