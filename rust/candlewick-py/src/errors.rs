@@ -62,12 +62,7 @@ pub fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> candlewick::Result<T>
 pub fn quiet_known_panics() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let msg = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let msg = candlewick::error::panic_message(info.payload());
         // the engine contains every panic of the tokenizers crate (tokenizer::contain)
         let in_tokenizers = info.location().is_some_and(|l| l.file().contains("/tokenizers-") || l.file().contains("/onig-"));
         let contained = in_tokenizers || msg.contains("retry-limit-in-match");
@@ -81,22 +76,12 @@ pub fn quiet_known_panics() {
 pub fn guard<T>(f: impl FnOnce() -> candlewick::Result<T>) -> candlewick::Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(if msg.contains("retry-limit") || msg.contains("Onig") {
-                // onig (the tokenizers crate's regex engine) gives up on a pattern that
-                // backtracks without end, and the crate panics on it
-                Error::Tokenizer(format!(
-                    "the tokenizer's regex backtracked past its limit on this input (a pattern with nested repetition?): {msg}"
-                ))
-            } else {
-                Error::Model(format!("internal error (please report it): {msg}"))
-            })
-        }
+        // the engine contains the tokenizers crate's panics itself (tokenizer::contain); any
+        // other is a bug of ours
+        Err(payload) => Err(Error::Model(format!(
+            "internal error (please report it): {}",
+            candlewick::error::panic_message(payload.as_ref())
+        ))),
     }
 }
 

@@ -3,6 +3,15 @@
 
 use std::path::PathBuf;
 
+/// The text of a caught panic's payload (`panic!` with a literal or a formatted message).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be opened or read at all.

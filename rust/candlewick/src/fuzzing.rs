@@ -4,19 +4,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// A per-process scratch folder for inputs the engine reads as files.
-pub fn scratch() -> PathBuf {
+/// `data` written as `name` in a per-process scratch folder (None if it cannot be written).
+fn input(name: &str, data: &[u8]) -> Option<PathBuf> {
     let base = if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
-    let d = PathBuf::from(base).join(format!("candlewick-fuzz-{}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("scratch folder");
-    d
+    let p = PathBuf::from(base).join(format!("candlewick-fuzz-{}", std::process::id())).join(name);
+    std::fs::create_dir_all(p.parent()?).ok()?;
+    std::fs::write(&p, data).ok()?;
+    Some(p)
 }
 
 /// Any bytes as a .gguf file: open it (header, metadata, tensor index), size it, read its
 /// vocabulary, load it as a model and run two tokens through it.
 pub fn gguf(data: &[u8]) {
-    let p = scratch().join("input.gguf");
-    std::fs::write(&p, data).expect("write input");
+    let Some(p) = input("input.gguf", data) else { return };
     if let Ok(g) = crate::io::gguf::GgufFile::open(&p) {
         let _ = crate::Tokenizer::from_gguf(&g);
     }
@@ -29,11 +29,10 @@ pub fn gguf(data: &[u8]) {
 /// Any bytes as the model.safetensors of a folder whose config.json is `config`: read the
 /// header, load the folder, run it.
 pub fn safetensors(data: &[u8], config: &str) {
-    let d = scratch().join("model");
-    std::fs::create_dir_all(&d).expect("folder");
-    std::fs::write(d.join("config.json"), config).expect("config");
-    let p = d.join("model.safetensors");
-    std::fs::write(&p, data).expect("write input");
+    let (Some(_), Some(p)) = (input("model/config.json", config.as_bytes()), input("model/model.safetensors", data)) else {
+        return;
+    };
+    let Some(d) = p.parent().map(Path::to_path_buf) else { return };
     let _ = crate::io::safetensors::SafetensorsHeader::read(&p);
     if let Ok(m) = crate::load(&d) {
         let _ = m.logits(&[vec![0u32, 1]], None, None, 1);
@@ -42,8 +41,7 @@ pub fn safetensors(data: &[u8], config: &str) {
 
 /// Any bytes as a tokenizer.json: load it, encode and decode a mixed string.
 pub fn tokenizer_json(data: &[u8]) {
-    let p = scratch().join("tokenizer.json");
-    std::fs::write(&p, data).expect("write input");
+    let Some(p) = input("tokenizer.json", data) else { return };
     if let Ok(t) = crate::Tokenizer::from_file(&p) {
         if let Ok(ids) = t.encode("Hello wörld, <s> 12 345 \u{1F600}\n\tend", true) {
             let _ = t.decode(&ids, false);

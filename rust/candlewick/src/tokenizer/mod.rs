@@ -43,11 +43,7 @@ fn contain<T>(what: &str, f: impl FnOnce() -> tokenizers::Result<T>) -> tokenize
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
+            let msg = crate::error::panic_message(p.as_ref());
             let why = if msg.contains("retry-limit") {
                 "its regex backtracked past onig's limit on this input (a pattern with nested repetition?)"
             } else {
