@@ -126,3 +126,33 @@ pub fn interrupted() -> bool {
     });
     due && Python::attach(|py| py.check_signals().is_err())
 }
+
+/// `detach`, with the engine's progress told to `callback(done, total)` (a Python callable, the
+/// progress bar's update): at most every 100 ms, and always when the work is done. An error the
+/// callback raises is printed and otherwise ignored (a broken bar must not stop the work).
+pub fn detach_progress<T: Send>(
+    py: Python<'_>,
+    callback: Option<Py<PyAny>>,
+    f: impl FnOnce() -> candlewick::Result<T> + Send,
+) -> PyResult<T> {
+    let Some(cb) = callback else {
+        return detach(py, f);
+    };
+    detach(py, move || {
+        use std::time::{Duration, Instant};
+        let mut last: Option<Instant> = None;
+        let report: candlewick::interrupt::Report = Box::new(move |done, total| {
+            let now = Instant::now();
+            if done < total && last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(100)) {
+                return;
+            }
+            last = Some(now);
+            Python::attach(|py| {
+                if let Err(e) = cb.call1(py, (done, total)) {
+                    e.print(py);
+                }
+            });
+        });
+        candlewick::interrupt::with_progress(Some(report), f)
+    })
+}

@@ -39,6 +39,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(model::simd_report, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
+    m.add_function(wrap_pyfunction!(sampling::sampling_stages, m)?)?;
     m.add_function(wrap_pyfunction!(memory::estimate_memory, m)?)?;
     m.add_function(wrap_pyfunction!(memory::assemble_parts, m)?)?;
     m.add_function(wrap_pyfunction!(train::objective_mlm, m)?)?;

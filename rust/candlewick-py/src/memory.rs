@@ -72,10 +72,17 @@ pub fn estimate_memory(
 }
 
 /// Assemble a model shipped in parts (checked against its SHA256SUMS manifest) into `cache_dir`
-/// once; returns the assembled file's path.
+/// once; returns the assembled file's path. `progress(done, total)` in bytes.
 #[pyfunction]
-pub fn assemble_parts(py: Python<'_>, manifest: std::path::PathBuf, parts: Vec<std::path::PathBuf>, cache_dir: std::path::PathBuf) -> PyResult<String> {
-    crate::errors::detach(py, move || candlewick::io::checkpoint::assemble_parts(&manifest, &parts, &cache_dir))
+#[pyo3(signature = (manifest, parts, cache_dir, progress=None))]
+pub fn assemble_parts(
+    py: Python<'_>,
+    manifest: std::path::PathBuf,
+    parts: Vec<std::path::PathBuf>,
+    cache_dir: std::path::PathBuf,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<String> {
+    crate::errors::detach_progress(py, progress, move || candlewick::io::checkpoint::assemble_parts(&manifest, &parts, &cache_dir))
         .py()
         .map(|p| p.display().to_string())
 }

@@ -203,12 +203,14 @@ impl PyModel {
         })
     }
 
-    /// Generate for each prompt (a str or token ids) -> one list of output tuples per prompt.
-    fn generate(&self, py: Python<'_>, prompts: Vec<Bound<'_, PyAny>>, config: PyRef<'_, PyGenerationConfig>) -> PyResult<Vec<Vec<GenOut>>> {
+    /// Generate for each prompt (a str or token ids) -> one list of output tuples per prompt;
+    /// `progress(done, total)` is told the tokens generated of the batch's budget.
+    #[pyo3(signature = (prompts, config, progress=None))]
+    fn generate(&self, py: Python<'_>, prompts: Vec<Bound<'_, PyAny>>, config: PyRef<'_, PyGenerationConfig>, progress: Option<Py<PyAny>>) -> PyResult<Vec<Vec<GenOut>>> {
         let prompts = prompts.iter().map(prompt).collect::<PyResult<Vec<_>>>()?;
         let cfg = config.cfg.clone();
         let m = self.model.clone();
-        let outs = crate::errors::detach(py, move || generation::generate(&m, &prompts, &cfg, &interrupted))
+        let outs = crate::errors::detach_progress(py, progress, move || generation::generate(&m, &prompts, &cfg, &interrupted))
             .py()?;
         Ok(outs.into_iter().map(|o| o.into_iter().map(gen_out).collect()).collect())
     }
@@ -279,8 +281,9 @@ impl PyModel {
         Ok((hidden, mask, e.input_ids))
     }
 
-    /// Encoders: one vector per text, float32 [n, hidden].
-    #[pyo3(signature = (texts, pooling=None, normalize=true, truncation=true, max_length=None))]
+    /// Encoders: one vector per text, float32 [n, hidden]; `progress(done, total)` in texts.
+    #[pyo3(signature = (texts, pooling=None, normalize=true, truncation=true, max_length=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
     fn embed<'py>(
         &self,
         py: Python<'py>,
@@ -289,11 +292,12 @@ impl PyModel {
         normalize: bool,
         truncation: bool,
         max_length: Option<usize>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let pooling = pooling.map(Pooling::parse).transpose().py()?;
         let m = self.model.clone();
         let n = texts.len();
-        let out = crate::errors::detach(py, move || m.embed(&texts, pooling, normalize, truncation, max_length))
+        let out = crate::errors::detach_progress(py, progress, move || m.embed(&texts, pooling, normalize, truncation, max_length))
             .py()?;
         array2(py, out.concat(), n, self.model.config.hidden_size)
     }
@@ -321,17 +325,19 @@ impl PyModel {
     }
 
     /// Log-likelihood of each continuation after the context (lm-evaluation-harness'
-    /// boundaries): [(logprob, is_greedy, token_logprobs)].
-    fn score(&self, py: Python<'_>, context: String, continuations: Vec<String>) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
+    /// boundaries): [(logprob, is_greedy, token_logprobs)]; `progress(done, total)` in candidates.
+    #[pyo3(signature = (context, continuations, progress=None))]
+    fn score(&self, py: Python<'_>, context: String, continuations: Vec<String>, progress: Option<Py<PyAny>>) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
         let m = self.model.clone();
-        let scores = crate::errors::detach(py, move || m.score_texts(&context, &continuations, &interrupted))
+        let scores = crate::errors::detach_progress(py, progress, move || m.score_texts(&context, &continuations, &interrupted))
             .py()?;
         Ok(scores.into_iter().map(|s| (s.logprob, s.is_greedy, s.token_logprobs)).collect())
     }
 
     /// Sliding-window perplexity of texts (strings, tokenized with special tokens) or token id
     /// lists: a dict of the engine's `Perplexity`.
-    #[pyo3(signature = (texts, ids, max_length=None, stride=None, batch_size=1, token_nll=false))]
+    /// `progress(done, total)` in windows.
+    #[pyo3(signature = (texts, ids, max_length=None, stride=None, batch_size=1, token_nll=false, progress=None))]
     #[allow(clippy::too_many_arguments)]
     fn perplexity<'py>(
         &self,
@@ -342,10 +348,11 @@ impl PyModel {
         stride: Option<usize>,
         batch_size: usize,
         token_nll: bool,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let m = self.model.clone();
         let o = candlewick::model::PerplexityOptions { max_length, stride, batch_size, token_nll };
-        let r = crate::errors::detach(py, move || -> candlewick::Result<_> {
+        let r = crate::errors::detach_progress(py, progress, move || -> candlewick::Result<_> {
                 let ids = match (texts, ids) {
                     (Some(t), _) => {
                         let tok = m.tokenizer()?;

@@ -35,3 +35,36 @@ pub fn check() -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// How long work reports its progress: `(done, total)` in the work's own units (tokens,
+/// texts, candidates, windows, bytes).
+pub type Report = Box<dyn FnMut(u64, u64)>;
+
+thread_local! {
+    static PROGRESS: std::cell::RefCell<Option<Report>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with `report` receiving what `progress` is told on this thread (the bindings draw a
+/// progress bar with it); the previous receiver is restored afterwards, even on a panic.
+pub fn with_progress<T>(report: Option<Report>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<Report>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            PROGRESS.with(|p| *p.borrow_mut() = prev);
+        }
+    }
+    let _restore = Restore(PROGRESS.with(|p| p.replace(report)));
+    f()
+}
+
+/// Tell the receiver, if any, that `done` of `total` units are done. Cheap without one.
+pub fn progress(done: usize, total: usize) {
+    PROGRESS.with(|p| {
+        if let Ok(mut p) = p.try_borrow_mut() {
+            if let Some(f) = p.as_mut() {
+                f(done as u64, total as u64);
+            }
+        }
+    });
+}

@@ -365,11 +365,19 @@ pub fn run_batch(gens: &mut [Generator], interrupted: &dyn Fn() -> bool) -> Resu
     if gens.iter().any(|g| !Arc::ptr_eq(&g.model, &model)) {
         return Err(Error::InvalidArgument("a batch must run on one model".into()));
     }
+    // progress in tokens: each request's budget, a finished one's counted whole
+    let budget: usize = gens.iter().map(|g| g.params.max_new_tokens).sum();
     loop {
         if interrupted() {
             return Err(Error::Interrupted);
         }
         let active: Vec<usize> = (0..gens.len()).filter(|&i| gens[i].begin_step()).collect();
+        let done: usize = gens
+            .iter()
+            .enumerate()
+            .map(|(i, g)| if active.contains(&i) { g.generated_ids().len() } else { g.params.max_new_tokens })
+            .sum();
+        crate::interrupt::progress(done, budget);
         if active.is_empty() {
             break;
         }
@@ -412,7 +420,12 @@ pub fn generate(model: &Arc<Model>, prompts: &[Prompt], cfg: &GenerationConfig, 
     if cfg.num_beams > 1 {
         return prompts
             .iter()
-            .map(|p| beam::beam_search(model, p, cfg, interrupted))
+            .enumerate()
+            .map(|(i, p)| {
+                let out = beam::beam_search(model, p, cfg, interrupted);
+                crate::interrupt::progress(i + 1, prompts.len());
+                out
+            })
             .collect();
     }
     let mut gens = Vec::with_capacity(prompts.len() * n);

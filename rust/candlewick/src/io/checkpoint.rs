@@ -440,15 +440,21 @@ pub fn assemble_parts(manifest: &Path, parts: &[PathBuf], cache_dir: &Path) -> R
         let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?);
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
+        // progress in bytes; Ctrl-C asked per megabyte (an interrupted assembly leaves no file)
+        let total: u64 = parts.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let mut done = 0u64;
         for p in parts {
             let mut f = std::fs::File::open(p).map_err(|e| io_err(p, e))?;
             loop {
+                crate::interrupt::check()?;
                 let n = f.read(&mut buf).map_err(|e| io_err(p, e))?;
                 if n == 0 {
                     break;
                 }
                 h.update(&buf[..n]);
                 out.write_all(&buf[..n]).map_err(|e| io_err(&tmp, e))?;
+                done += n as u64;
+                crate::interrupt::progress(done.min(total) as usize, total as usize);
             }
         }
         out.into_inner()

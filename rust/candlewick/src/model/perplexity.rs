@@ -118,7 +118,8 @@ impl Model {
         let mut per_text = vec![(0f64, 0usize); scored.len()];
         let mut token_nll: Vec<Vec<f32>> = if o.token_nll { scored.iter().map(|t| vec![f32::NAN; t.len()]).collect() } else { Vec::new() };
         let vocab = self.config.vocab_size;
-        for group in windows.chunks(o.batch_size) {
+        for (g, group) in windows.chunks(o.batch_size).enumerate() {
+            crate::interrupt::progress(g * o.batch_size, windows.len());
             let mut states = group
                 .iter()
                 .map(|w| self.start(&scored[w.text][w.begin..w.end], 0))
@@ -168,6 +169,7 @@ impl Model {
                 }
             }
         }
+        crate::interrupt::progress(windows.len(), windows.len());
         let tokens: usize = per_text.iter().map(|t| t.1).sum();
         let nll = per_text.iter().map(|t| t.0).sum::<f64>() / tokens as f64;
         Ok(Perplexity {

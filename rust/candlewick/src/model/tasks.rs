@@ -9,6 +9,9 @@ use super::{Model, Pooling, Step};
 use crate::error::{Error, Result};
 use crate::sampling::{argmax, log_sum_exp};
 
+/// Texts per encoder pass in `embed`.
+const EMBED_BATCH: usize = 32;
+
 /// How likely a continuation is after a context.
 #[derive(Debug, Clone)]
 pub struct Score {
@@ -285,11 +288,14 @@ impl Model {
         }
         continuations
             .iter()
-            .map(|c| {
+            .enumerate()
+            .map(|(i, c)| {
                 if interrupted() {
                     return Err(Error::Interrupted);
                 }
-                self.score_text(context, c)
+                let s = self.score_text(context, c);
+                crate::interrupt::progress(i + 1, continuations.len());
+                s
             })
             .collect()
     }
@@ -393,8 +399,15 @@ impl Model {
         let max_length = max_length.or(st.and_then(|s| s.max_seq_length).map(|m| m.min(self.context_length())));
         let ids = self.encode_texts(texts, truncation, max_length)?;
         let h = self.config.hidden_size;
-        Ok(self
-            .encode(&ids)?
+        // in batches of EMBED_BATCH texts (sentence-transformers' default batch size), so that
+        // progress is told and Ctrl-C asked between them and a long list's activations stay small
+        let mut hidden = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(EMBED_BATCH) {
+            crate::interrupt::check()?;
+            hidden.extend(self.encode(chunk)?);
+            crate::interrupt::progress(hidden.len(), ids.len());
+        }
+        Ok(hidden
             .into_iter()
             .map(|s| {
                 let rows = s.len() / h;
