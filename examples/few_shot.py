@@ -9,6 +9,7 @@ is the prediction. Prints accuracy per setting. The labelled set is written for 
 
 import argparse
 import time
+from typing import Any, Dict
 
 import candlewick as cw
 
@@ -62,7 +63,7 @@ def main():
     ap.add_argument("--chat", action="store_true", help="build the prompts with the model's chat template")
     args = ap.parse_args()
     model = cw.load(args.model)
-    kw = {"input_prefix": "Review: ", "output_prefix": "Sentiment:"}
+    kw: Dict[str, Any] = {"input_prefix": "Review: ", "output_prefix": "Sentiment:"}
     if args.chat:
         kw = {"tokenizer": model.tokenizer}
     settings = {"zero-shot": [], "one-shot": SHOTS[:1], "few-shot (4)": SHOTS}

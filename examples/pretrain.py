@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 import time
+from typing import Any, Counter, Dict, Tuple
 
 import candlewick as cw
 
@@ -48,7 +49,7 @@ def train_tokenizer(lines, merges_wanted, path):
     counts, then <pad>, </s>, [MASK] and the T5 sentinels, <extra_id_0> last (T5 counts its
     sentinels down from the top of the vocabulary)."""
     b2u = bytes_to_unicode()
-    words = collections.Counter()
+    words: Dict[Tuple[str, ...], int] = collections.Counter()
     for line in lines:
         for w in re.findall(r" ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+", line):
             words[tuple(b2u[b] for b in w.encode("utf-8"))] += 1
@@ -56,7 +57,7 @@ def train_tokenizer(lines, merges_wanted, path):
     merges = []
     words = {w: c for w, c in words.items()}
     for _ in range(merges_wanted):
-        pairs = collections.Counter()
+        pairs: Counter[Tuple[str, str]] = collections.Counter()
         for w, c in words.items():
             for a, b in zip(w, w[1:]):
                 pairs[a, b] += c
@@ -65,7 +66,7 @@ def train_tokenizer(lines, merges_wanted, path):
         (a, b), _ = pairs.most_common(1)[0]
         merges.append(f"{a} {b}")
         vocab[a + b] = len(vocab)
-        new = {}
+        new: Dict[Tuple[str, ...], int] = {}
         for w, c in words.items():
             out, i = [], 0
             while i < len(w):
@@ -129,7 +130,7 @@ def main():
     print(f"tokenizer: {len(tok)} tokens, trained in {time.perf_counter() - t0:.1f} s")
     held_out = lines[-200:]
     train_lines = lines[:-200]
-    common = dict(vocab_size=len(tok), hidden_size=128, num_layers=3, num_heads=4, intermediate_size=512,
+    common: Dict[str, Any] = dict(vocab_size=len(tok), hidden_size=128, num_layers=3, num_heads=4, intermediate_size=512,
                   max_position_embeddings=256)
     runs = [
         ("encoder", "mlm", cw.ModelConfig.for_family("bert", mlm_head=True, **common)),

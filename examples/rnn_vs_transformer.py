@@ -100,6 +100,7 @@ def main():
                      warmup_steps=a.steps // 20, seed=a.seed, progress=False)
         secs = time.perf_counter() - t0
         ppl = model.perplexity(windows, max_length=a.seq_len, batch_size=32, return_token_nll=True)
+        assert ppl.token_nll is not None  # asked for with return_token_nll
         curves[name] = np.stack(ppl.token_nll)[:, 1:].mean(axis=0)  # positions 1.. (0 is never predicted)
         print(f"{name}: {cfg.num_parameters:,} parameters; trained in {secs:.0f} s ({budget / secs:,.0f} tokens/s), "
               f"final train loss {r.losses[-1]:.3f}; validation loss {ppl.nll:.3f}, perplexity {ppl.perplexity:.1f}")

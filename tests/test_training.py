@@ -242,15 +242,15 @@ def test_progress_bar_of_a_resumed_run_starts_where_it_resumed(monkeypatch):
         def update(self, k):
             self.n += k
 
-        def set_postfix_str(self, text):
+        def set_postfix_str(self, text, refresh=True):
             self.text = text
 
         def close(self):
             pass
 
     monkeypatch.setitem(sys.modules, "tqdm.auto", types.SimpleNamespace(tqdm=Bar))
-    bar = _train._Progress(10, 0, True)
+    bar = _train._Progress(10, True)
     bar.update(7, 1.0, 1e-3, 0.5, 100.0, None)  # the first step after resuming at 6
-    assert bar.bar.n == 7
+    assert bar.bar.tqdm.n == 7
     bar.update(8, 1.0, 1e-3, 0.5, 100.0, None)
-    assert bar.bar.n == 8 and "loss 1.0000" in bar.bar.text
+    assert bar.bar.tqdm.n == 8 and "loss 1.0000" in bar.bar.tqdm.text

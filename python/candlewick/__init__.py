@@ -6,7 +6,7 @@
 """
 
 from ._native import CandlewickError, GenerationConfig, ModelConfig, ModelFileError, UnsupportedError, __version__
-from . import objectives, prompts
+from . import objectives, plot, prompts
 from ._train import TrainResult, train
 from ._memory import MemoryEstimate, estimate_memory
 from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, PerplexityResult, ScoreResult, TokenLogprob, Tokenizer, load, sample
@@ -33,6 +33,7 @@ __all__ = [
     "estimate_memory",
     "load",
     "objectives",
+    "plot",
     "prompts",
     "resolve",
     "sample",

@@ -5,9 +5,13 @@ import numbers
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Union
 
 from . import _native
+from ._native import ModelConfig
+
+if TYPE_CHECKING:
+    from ._model import Model
 
 KEYS = ("weights", "kv_cache", "activations", "gradients", "optimizer_states", "master_weights")
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
@@ -32,7 +36,12 @@ def human(n: float) -> str:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """The estimate: bytes per item (`breakdown`), their sum, and how each was computed."""
+    """The estimate: bytes per item (`breakdown`), their sum, and how each was computed.
+    print(estimate) shows the table, item by item with its formula.
+
+        est = cw.estimate_memory("smollm2-135m-instruct", training=True, batch_size=4, seq_len=512)
+        est.breakdown["optimizer_states"], est.total_bytes, est.fits("8GB")
+    """
 
     source: str
     num_parameters: int
@@ -42,24 +51,53 @@ class MemoryEstimate:
     seq_len: Optional[int] = None
     dtype: str = "float32"
     training: bool = False
+    # the same estimate for another dtype (what plot(dtypes=...) draws); set by estimate_memory
+    _redo: Optional[Callable[[str], "MemoryEstimate"]] = field(default=None, repr=False, compare=False)
+
+    def plot(self, dtypes: Optional[Sequence[str]] = None, path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Any:
+        """The breakdown as a stacked bar (matplotlib Figure; saved as PNG with `path`), or one bar
+        per dtype in `dtypes`, each estimated as this one was. Needs `pip install 'candlewick[plot]'`.
+
+            cw.estimate_memory("1B", seq_len=2048).plot(dtypes=["float32", "bfloat16", "q8_0", "q4_0"], path="mem.png")
+        """
+        from . import plot
+
+        if dtypes is None:
+            return plot.memory([self], path)
+        if isinstance(dtypes, str) or not all(isinstance(d, str) for d in dtypes):
+            raise TypeError("dtypes must be a list of dtype names")
+        if self._redo is None:
+            raise ValueError("this estimate was not made by cw.estimate_memory, so it cannot be redone for other dtypes")
+        return plot.memory([self._redo(d) for d in dtypes], path)
 
     @property
     def total_bytes(self) -> int:
+        """The sum of the breakdown."""
         return sum(self.breakdown.values())
 
     @property
     def bytes_per_parameter(self) -> float:
+        """total_bytes / num_parameters."""
         return self.total_bytes / self.num_parameters
 
-    def fits(self, capacity_bytes) -> bool:
-        """Whether the total fits in `capacity_bytes` (an int, or a size such as "8GB", "16GiB")."""
+    def fits(self, capacity_bytes: Union[int, float, str]) -> bool:
+        """Whether the total fits in `capacity_bytes` (a number of bytes, or a size such as "8GB",
+        "16GiB").
+
+            >>> cw.estimate_memory("1B", dtype="q4_0").fits("8GB")
+            True
+        """
         if isinstance(capacity_bytes, str):
             capacity_bytes = parse_size(capacity_bytes)
         if isinstance(capacity_bytes, bool) or not isinstance(capacity_bytes, numbers.Real) or capacity_bytes < 0:
             raise ValueError(f"fits() takes a non-negative number of bytes, got {capacity_bytes!r}")
-        return self.total_bytes <= capacity_bytes
+        return self.total_bytes <= float(capacity_bytes)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> Dict[str, Any]:
+        """The estimate as plain data (total_bytes and bytes_per_parameter included), for JSON.
+
+            json.dumps(cw.estimate_memory("135M").to_dict())
+        """
         return {
             "source": self.source, "num_parameters": self.num_parameters, "total_bytes": self.total_bytes,
             "bytes_per_parameter": self.bytes_per_parameter, "breakdown": dict(self.breakdown),
@@ -91,9 +129,7 @@ def parse_size(text: str) -> int:
     return int(float(m.group(1)) * scale)
 
 
-def _positive(name, v, allow_none=False):
-    if v is None and allow_none:
-        return None
+def _positive(name: str, v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(v).__name__}")
     if v <= 0:
@@ -102,14 +138,14 @@ def _positive(name, v, allow_none=False):
 
 
 def estimate_memory(
-    x,
+    x: Union[int, str, "os.PathLike[str]", ModelConfig, "Model"],
     dtype: Optional[str] = None,
     batch_size: int = 1,
     seq_len: Optional[int] = None,
     training: bool = False,
     optimizer: str = "adamw",
     mixed_precision: bool = False,
-    gradient_checkpointing=False,
+    gradient_checkpointing: Union[bool, str] = False,
     zero_stage: int = 0,
     num_devices: int = 1,
     kv_dtype: Optional[str] = None,
@@ -124,17 +160,21 @@ def estimate_memory(
     a config or a count. seq_len: tokens per sequence (default: the model's context).
     gradient_checkpointing: False, True/"full" or "selective". zero_stage 0-3 partitions training
     state over num_devices. kv_dtype: the KV cache's type (default: dtype when it is a float
-    type, else float32)."""
-    from ._model import Model, ModelConfig
+    type, else float32).
+
+        print(cw.estimate_memory(cw.ModelConfig.for_family("llama"), seq_len=2048))
+        cw.estimate_memory("7B", dtype="bfloat16", training=True, zero_stage=3, num_devices=8).total_bytes
+    """
+    from ._model import Model
 
     if dtype == "auto":
         dtype = None
     for name, v in (("dtype", dtype), ("kv_dtype", kv_dtype), ("optimizer", optimizer)):
         if v is not None and not isinstance(v, str):
             raise TypeError(f"{name} must be a string, got {type(v).__name__}")
-    for name, v in (("training", training), ("mixed_precision", mixed_precision)):
-        if not isinstance(v, bool):
-            raise TypeError(f"{name} must be a bool, got {type(v).__name__}")
+    for name, flag in (("training", training), ("mixed_precision", mixed_precision)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     if gradient_checkpointing is True:
         gradient_checkpointing = "full"
     elif gradient_checkpointing is False or gradient_checkpointing is None:
@@ -145,6 +185,7 @@ def estimate_memory(
         raise ValueError(f"zero_stage must be 0, 1, 2 or 3, got {zero_stage!r}")
     if isinstance(x, bool):
         raise TypeError("x must be a model, config, path or parameter count, not a bool")
+    source: Union[int, str, ModelConfig, _native.NativeModel]
     if isinstance(x, numbers.Integral):
         source = _positive("parameter count", x)
     elif isinstance(x, ModelConfig):
@@ -163,10 +204,12 @@ def estimate_memory(
     else:
         raise TypeError(f"x must be a ModelConfig, Model, path or parameter count, got {type(x).__name__}")
     label, n, items, notes, seq, dt = _native.estimate_memory(
-        source, dtype, kv_dtype, _positive("batch_size", batch_size), _positive("seq_len", seq_len, allow_none=True),
+        source, dtype, kv_dtype, _positive("batch_size", batch_size), None if seq_len is None else _positive("seq_len", seq_len),
         training, optimizer, mixed_precision, gradient_checkpointing, int(zero_stage), _positive("num_devices", num_devices),
     )
     return MemoryEstimate(
         source=label, num_parameters=n, breakdown={k: b for k, b, _ in items},
         formulas={k: f for k, _, f in items}, notes=list(notes), seq_len=seq, dtype=dt, training=training,
+        _redo=lambda d: estimate_memory(x, d, batch_size, seq_len, training, optimizer, mixed_precision,
+                                        gradient_checkpointing, zero_stage, num_devices, kv_dtype),
     )

@@ -4,12 +4,19 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _native
+from . import _native, _progress
 from .objectives import _float as _num, _int
+
+if TYPE_CHECKING:
+    from ._model import Model
+
+# what train reads: texts, a text file's path (one text per line), token id lists (or a 2-D int
+# array), or prepared arrays by name (input_ids, labels[, attention_mask, decoder_input_ids])
+TrainData = Union[str, "os.PathLike[str]", Sequence[str], Sequence[Sequence[int]], np.ndarray, Mapping[str, Any]]
 
 __all__ = ["TrainResult", "train"]
 
@@ -18,7 +25,11 @@ __all__ = ["TrainResult", "train"]
 class TrainResult:
     """What cw.train returns: one row per optimizer step in `history` (step, loss, lr, grad_norm,
     tokens, tokens_per_s), evaluations in `evals` (step, loss, perplexity), whether Ctrl-C stopped
-    the run early, the step a resumed run started after, and the last checkpoint written."""
+    the run early, the step a resumed run started after, and the last checkpoint written.
+
+        result = cw.train(model, texts, steps=100)
+        result.final_loss, result.history[-1]["tokens_per_s"], result.interrupted
+    """
 
     history: List[Dict[str, float]] = field(default_factory=list)
     evals: List[Dict[str, float]] = field(default_factory=list)
@@ -27,20 +38,33 @@ class TrainResult:
     checkpoint: Optional[str] = None
     seconds: float = 0.0
 
+    def plot(self, path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Any:
+        """Loss and learning rate by step (matplotlib Figure; saved as PNG with `path`). Needs
+        `pip install 'candlewick[plot]'`.
+
+            cw.train(model, texts, steps=100).plot(path="loss.png")
+        """
+        from . import plot
+
+        return plot.training(self, path)
+
     @property
     def losses(self) -> List[float]:
+        """The loss of each optimizer step."""
         return [h["loss"] for h in self.history]
 
     @property
     def final_loss(self) -> Optional[float]:
+        """The last step's loss (None before any step)."""
         return self.history[-1]["loss"] if self.history else None
 
     @property
     def eval_perplexity(self) -> Optional[float]:
+        """The last evaluation's perplexity (None without eval_data)."""
         return self.evals[-1]["perplexity"] if self.evals else None
 
 
-def _data(model, data, name):
+def _data(model: "Model", data: Any, name: str) -> Union[List[List[int]], Dict[str, np.ndarray]]:
     """texts, a text file's path, token id lists / arrays, or a dict of prepared arrays ->
     what the engine takes."""
     if data is None:
@@ -83,43 +107,35 @@ def _data(model, data, name):
 
 
 class _Progress:
-    """tqdm when installed, else a plain line; only on a terminal unless asked."""
+    """Training's bar: steps, with the loss, learning rate and speed after the count."""
 
-    def __init__(self, total, start, enabled):
-        self.bar = None
-        self.plain = False
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = _progress.Bar("train", "step", total) if enabled else None
         self.total = total
-        if not enabled:
+
+    def update(self, step: int, loss: float, lr: float, grad_norm: float, tps: float,
+               ev: Optional[Tuple[int, float, float]]) -> None:
+        if self.bar is None:
             return
-        try:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
-        except ImportError:
-            self.plain = True
-
-    def update(self, step, loss, lr, grad_norm, tps, ev):
         text = f"loss {loss:.4f} lr {lr:.2e} {tps:,.0f} tok/s"
         if ev is not None:
             text += f" eval {ev[1]:.4f} (ppl {ev[2]:.2f})"
-        if self.bar is not None:
-            self.bar.update(step - self.bar.n)  # a resumed run's first step jumps to where it resumed
-            self.bar.set_postfix_str(text)
-        elif self.plain:
-            print(f"\rstep {step}/{self.total} {text}", end="", file=sys.stderr, flush=True)
+        self.bar.postfix(text)  # before the count, which redraws (a resumed run's first step jumps)
+        if self.bar.tqdm is None:
+            self.bar.desc = f"train ({text})"
+        self.bar(step, self.total)
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif self.plain:
-            print(file=sys.stderr)
 
 
-def train(model, data, objective: Optional[str] = None, *, steps: int, batch_size: int = 8, seq_len: int = 128,
+def train(model: "Model", data: TrainData, objective: Optional[str] = None, *, steps: int, batch_size: int = 8, seq_len: int = 128,
           lr: float = 5e-4, warmup_steps: int = 0, schedule: str = "cosine", weight_decay: float = 0.01,
-          grad_clip: Optional[float] = 1.0, grad_accum_steps: int = 1, seed: Optional[int] = None, eval_data=None,
-          eval_every: Optional[int] = None, checkpoint_dir=None, checkpoint_every: Optional[int] = None,
-          resume: bool = False, progress: bool = True, mask_token_id: Optional[int] = None,
+          grad_clip: Optional[float] = 1.0, grad_accum_steps: int = 1, seed: Optional[int] = None,
+          eval_data: Optional[TrainData] = None, eval_every: Optional[int] = None,
+          checkpoint_dir: Optional[Union[str, "os.PathLike[str]"]] = None, checkpoint_every: Optional[int] = None,
+          resume: bool = False, progress: Optional[bool] = None, mask_token_id: Optional[int] = None,
           mlm_probability: float = 0.15, noise_density: float = 0.15, mean_noise_span_length: float = 3.0) -> TrainResult:
     """Train `model` in place with its architecture's objective ("clm" for decoders, "mlm" for
     encoders, "span_corruption" for encoder-decoders; None picks it) and AdamW.
@@ -166,16 +182,17 @@ def train(model, data, objective: Optional[str] = None, *, steps: int, batch_siz
     eval_every = None if eval_every is None else _int("eval_every", eval_every, 1)
     checkpoint_every = None if checkpoint_every is None else _int("checkpoint_every", checkpoint_every, 1)
     grad_clip = None if grad_clip is None else _num("grad_clip", grad_clip)
-    if not isinstance(resume, bool) or not isinstance(progress, bool):
-        raise TypeError("resume and progress must be bools")
+    if not isinstance(resume, bool):
+        raise TypeError("resume must be a bool")
+    show = _progress.enabled(progress)
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir")
     ckdir = None if checkpoint_dir is None else os.fspath(checkpoint_dir)
-    if resume and not os.path.isdir(ckdir):
+    if resume and not (ckdir is not None and os.path.isdir(ckdir)):
         raise ValueError(f"resume=True but checkpoint_dir {ckdir} holds no checkpoint")
     native_data = _data(model, data, "data")
     native_eval = None if eval_data is None else _data(model, eval_data, "eval_data")
-    bar = _Progress(steps, 0, progress and sys.stderr.isatty())
+    bar = _Progress(steps, show)
     try:
         trained, res = _native.train(
             model._m, native_data, native_eval, objective, steps, batch_size, seq_len, lr, warmup_steps, schedule,

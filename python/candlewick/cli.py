@@ -4,17 +4,18 @@
 
 import argparse
 import sys
+from typing import List, Optional
 
 from ._registry import DEFAULT_MODEL
 
 
-def _generate(args):
+def _generate(args: argparse.Namespace) -> int:
     from . import load
 
     model = load(args.model, threads=args.threads)
     prompt = args.prompt
     if args.chat:
-        prompt = model.tokenizer.apply_chat_template([{"role": "user", "content": prompt}])
+        prompt = model._tokenizer().apply_chat_template([{"role": "user", "content": prompt}])
     do_sample = args.temperature is not None and args.temperature > 0 or args.sample
     kw = dict(
         max_new_tokens=args.max_new_tokens,
@@ -32,14 +33,15 @@ def _generate(args):
     return 0
 
 
-def _human(n):
+def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
         n /= 1024
+    raise AssertionError("unreachable: GiB ends the loop")
 
 
-def _info(args):
+def _info(args: argparse.Namespace) -> int:
     from . import _native, load
 
     model = load(args.model, threads=args.threads)
@@ -69,7 +71,7 @@ def _info(args):
     return 0
 
 
-def _memory(args):
+def _memory(args: argparse.Namespace) -> int:
     from . import estimate_memory
 
     est = estimate_memory(
@@ -80,7 +82,7 @@ def _memory(args):
         training=args.train,
         optimizer=args.optimizer,
         mixed_precision=args.mixed_precision,
-        gradient_checkpointing={"none": False, "full": "full", "selective": "selective"}[args.checkpointing],
+        gradient_checkpointing=False if args.checkpointing == "none" else args.checkpointing,
         zero_stage=args.zero_stage,
         num_devices=args.devices,
         kv_dtype=args.kv_dtype,
@@ -89,7 +91,7 @@ def _memory(args):
     return 0
 
 
-def _perplexity(args):
+def _perplexity(args: argparse.Namespace) -> int:
     from . import load
 
     model = load(args.model, threads=args.threads)
@@ -103,7 +105,7 @@ def _perplexity(args):
     return 0
 
 
-def _train(args):
+def _train(args: argparse.Namespace) -> int:
     import os
 
     from . import Model, ModelConfig, Tokenizer, load, train
@@ -136,7 +138,7 @@ def _train(args):
     return 130 if result.interrupted else 0
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="candlewick", description="Run and inspect transformer language models.")
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -12,7 +12,7 @@
 """
 
 import numbers
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -20,8 +20,11 @@ from . import _native
 
 __all__ = ["mlm", "clm", "span_corruption", "t5_input_length", "pack"]
 
+# token ids: one row or a batch of rows (lists, or an int array of 1 or 2 dimensions)
+Ids = Union[Sequence[int], Sequence[Sequence[int]], np.ndarray]
 
-def _array(x, name) -> np.ndarray:
+
+def _array(x: Any, name: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim == 1:
         a = a[None, :]
@@ -32,7 +35,7 @@ def _array(x, name) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
-def _int(name, v, minimum=None) -> int:
+def _int(name: str, v: Any, minimum: Optional[int] = None) -> int:
     if isinstance(v, bool) or not isinstance(v, (numbers.Integral, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(v).__name__}")
     v = int(v)
@@ -41,7 +44,7 @@ def _int(name, v, minimum=None) -> int:
     return v
 
 
-def _float(name, v) -> float:
+def _float(name: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(v).__name__}")
     v = float(v)
@@ -50,17 +53,18 @@ def _float(name, v) -> float:
     return v
 
 
-def _seed(seed) -> Optional[int]:
+def _seed(seed: Optional[int]) -> Optional[int]:
     return None if seed is None else _int("seed", seed, 0)
 
 
-def _shape_back(out, one_d):
+def _shape_back(out: Dict[str, np.ndarray], one_d: bool) -> Dict[str, np.ndarray]:
     return {k: (v[0] if one_d else v) for k, v in out.items()}
 
 
-def mlm(input_ids, *, mask_token_id: int, vocab_size: int, special_token_ids: Sequence[int], probability: float = 0.15,
+def mlm(input_ids: Ids, *, mask_token_id: int, vocab_size: int, special_token_ids: Sequence[int], probability: float = 0.15,
         mask_replace_prob: float = 0.8, random_replace_prob: float = 0.1, whole_word_mask: bool = False,
-        word_ids=None, seed: Optional[int] = None) -> Dict[str, np.ndarray]:
+        word_ids: Optional[Union[Sequence[Sequence[Optional[int]]], Sequence[Optional[int]], np.ndarray]] = None,
+        seed: Optional[int] = None) -> Dict[str, np.ndarray]:
     """Masked LM (transformers' DataCollatorForLanguageModeling): each token is picked with
     `probability`, independently, never a special token (pass pad among special_token_ids);
     of the picked, mask_replace_prob become mask_token_id, random_replace_prob a random id over
@@ -87,7 +91,7 @@ def mlm(input_ids, *, mask_token_id: int, vocab_size: int, special_token_ids: Se
     return _shape_back({"input_ids": i, "labels": l}, one_d)
 
 
-def clm(input_ids, *, pad_token_id: Optional[int]) -> Dict[str, np.ndarray]:
+def clm(input_ids: Ids, *, pad_token_id: Optional[int]) -> Dict[str, np.ndarray]:
     """Causal LM: labels are the inputs with pad set to -100 (the loss shifts them, as in
     transformers); attention_mask is 0 on pad.
 
@@ -100,7 +104,7 @@ def clm(input_ids, *, pad_token_id: Optional[int]) -> Dict[str, np.ndarray]:
     return _shape_back({"input_ids": i, "labels": l, "attention_mask": m}, one_d)
 
 
-def span_corruption(input_ids, *, vocab_size: int, eos_token_id: int, noise_density: float = 0.15,
+def span_corruption(input_ids: Ids, *, vocab_size: int, eos_token_id: int, noise_density: float = 0.15,
                     mean_noise_span_length: float = 3.0, seed: Optional[int] = None) -> Dict[str, np.ndarray]:
     """T5's span corruption (random_spans_noise_mask + noise_span_to_unique_sentinel): about
     noise_density of each row's tokens, in spans of mean length mean_noise_span_length, are
@@ -125,11 +129,11 @@ def t5_input_length(target_inputs_length: int, noise_density: float = 0.15, mean
 
         cw.objectives.t5_input_length(512)   # (568, 114)
     """
-    return tuple(_native.t5_input_length(_int("target_inputs_length", target_inputs_length, 1), _float("noise_density", noise_density),
-                                         _float("mean_noise_span_length", mean_noise_span_length)))
+    return _native.t5_input_length(_int("target_inputs_length", target_inputs_length, 1), _float("noise_density", noise_density),
+                                   _float("mean_noise_span_length", mean_noise_span_length))
 
 
-def pack(token_lists, block_size: int) -> np.ndarray:
+def pack(token_lists: Union[Sequence[Sequence[int]], np.ndarray], block_size: int) -> np.ndarray:
     """A tokenized corpus concatenated and cut into rows of block_size (the remainder dropped),
     as transformers' group_texts.
 
