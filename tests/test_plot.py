@@ -1,5 +1,6 @@
 """cw.plot: each picture rendered to PNG without a display and checked (size, not blank)."""
 
+import pickle
 import sys
 
 import numpy as np
@@ -82,6 +83,9 @@ def test_memory_plot(tmp_path):
     _check_png(tmp_path / "t.png")
     with pytest.raises(TypeError, match="dtypes must be a list"):
         est.plot(dtypes="float32")
+    # an estimate still pickles (to Ray, multiprocessing), without the way to redo it
+    back = pickle.loads(pickle.dumps(est))
+    assert back == est and back.total_bytes == est.total_bytes
 
 
 def test_attention_plot(smollm2, tmp_path):

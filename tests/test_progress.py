@@ -118,6 +118,51 @@ def test_assembly_reports_bytes(tmp_path):
     assert open(out, "rb").read() == data
 
 
+def test_ctrl_c_inside_the_bar_still_stops_the_work():
+    """Python's SIGINT handler may run inside the bar's update: its KeyboardInterrupt must stop
+    the work (raised in the bar, it would otherwise be printed and lost)."""
+    m = _tiny()
+    calls = []
+
+    def bar(done, total):
+        calls.append(done)
+        if len(calls) == 1:  # the first report, before the first step
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        m._m.generate([[1, 2, 3], [4, 5]], m.generation_config.replace(max_new_tokens=2000, ignore_eos=True), bar)
+    assert calls[-1] < 4000  # stopped, not run to the end
+
+
+def test_no_bar_when_nothing_is_done(tmp_path, monkeypatch):
+    """An assembled package is found in the cache: no empty bar."""
+    first = Tty()
+    monkeypatch.setattr(sys, "stderr", first)
+    cw.resolve("gemma3-270m", progress=True)   # assembles when the cache lacks it: a bar of bytes
+    assert first.getvalue() == "" or "assemble gemma3-270m" in first.getvalue()
+    again = Tty()
+    monkeypatch.setattr(sys, "stderr", again)
+    cw.resolve("gemma3-270m", progress=True)
+    assert again.getvalue() == ""
+
+
+def test_plain_bar_overwrites_a_longer_line(monkeypatch):
+    from candlewick import _progress
+
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    b = _progress.Bar("train", "step")
+    b.postfix("loss 1.0 eval 2.0 (ppl 7.39)")
+    b(1, 3)
+    b.postfix("loss 0.9")
+    b(2, 3)
+    b.close()
+    lines = err.getvalue().split("\r")[1:]
+    assert len(lines[0]) == len(lines[1].rstrip("\n")) and "eval" not in lines[1]
+
+
 def test_bad_progress_argument():
     m = _tiny()
     with pytest.raises(TypeError, match="progress must be True, False or None"):

@@ -117,6 +117,15 @@ def test_bad_model_fails_at_construction(tmp_path):
             cls(model=str(tmp_path / "no-such-model"))
 
 
+def test_wrong_kind_of_model_fails_at_construction(smollm2):
+    enc = cw.load("all-minilm-l6-v2")
+    with pytest.raises(ValueError, match="Embedder needs an encoder model"):
+        Embedder(model=smollm2)
+    for cls in (Generator, Scorer):
+        with pytest.raises(ValueError, match="needs a model that generates"):
+            cls(model=enc)
+
+
 def test_bad_options_fail_at_construction():
     with pytest.raises(TypeError):
         Generator(model="/never/read", bogus_option=1)

@@ -236,7 +236,7 @@ def test_progress_bar_of_a_resumed_run_starts_where_it_resumed(monkeypatch):
     from candlewick import _train
 
     class Bar:
-        def __init__(self, total, initial, **_):
+        def __init__(self, total, initial=0, **_):
             self.total, self.n = total, initial
 
         def update(self, k):

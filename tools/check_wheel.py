@@ -18,9 +18,17 @@ def fail(msg: str) -> None:
     sys.exit(1)
 
 
+# PEP 600 names, and the legacy aliases of PEP 513/571/599
+LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+
+
 def glibc(tag: str):
-    m = re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", tag)
-    return (int(m.group(1)), int(m.group(2))) if m else None
+    """The glibc version a manylinux platform tag stands for (None: not a manylinux tag)."""
+    m = re.fullmatch(r"manylinux_(\d+)_(\d+)_\w+", tag)
+    if m:
+        return (int(m.group(1)), int(m.group(2)))
+    m = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_\w+", tag)
+    return LEGACY[m.group(1)] if m else None
 
 
 def main(path: str) -> None:

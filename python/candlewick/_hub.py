@@ -91,9 +91,15 @@ def _files(snapshot: str) -> List[str]:
     return out
 
 
+def _is_model_folder(files: List[str]) -> bool:
+    """An HF model folder: config.json beside safetensors weights (a snapshot with config.json
+    alone is what fetching a config leaves; a GGUF repo may ship one too)."""
+    return "config.json" in files and any(f.endswith(".safetensors") for f in files)
+
+
 def find(repo_id: str, revision: Optional[str] = None, filename: Optional[str] = None) -> str:
     """The local path of `repo_id` in the Hugging Face cache: its snapshot folder when it holds a
-    config.json (an HF model folder), else its one .gguf file, or the file matching `filename`
+    config.json and safetensors weights (an HF model folder), else its one .gguf file, or the file matching `filename`
     (a name or a glob, as llama-cpp-python's from_pretrained takes it). Raises FileNotFoundError
     naming where it looked."""
     revision = revision or "main"
@@ -118,7 +124,7 @@ def find(repo_id: str, revision: Optional[str] = None, filename: Optional[str] =
         if hits[0] in broken:
             raise FileNotFoundError(f"{repo_id}: {path} links to a blob that is missing (an unfinished download?)")
         return path
-    if "config.json" in files:
+    if _is_model_folder(files):
         if broken:
             raise FileNotFoundError(f"{repo_id}: {os.path.join(snap, broken[0])} links to a blob that is missing "
                                     f"(an unfinished download?)")
@@ -129,13 +135,16 @@ def find(repo_id: str, revision: Optional[str] = None, filename: Optional[str] =
     if len(ggufs) > 1:
         raise FileNotFoundError(f"{repo_id} holds {len(ggufs)} .gguf files; choose one with filename= "
                                 f"({', '.join(ggufs)})")
+    if "config.json" in files:
+        raise FileNotFoundError(f"{repo_id}: {snap} holds config.json but no .safetensors weights (only the "
+                                f"config was downloaded? candlewick reads safetensors, not .bin)")
     raise FileNotFoundError(f"{repo_id}: {snap} holds neither config.json nor a .gguf file "
                             f"({', '.join(files[:8]) or 'it is empty'})")
 
 
 def cached_repos() -> List[str]:
     """Repo ids in the Hugging Face cache that hold a model candlewick can read (a snapshot of
-    revision main with a config.json or a .gguf file)."""
+    revision main with config.json and safetensors weights, or a .gguf file)."""
     cache = cache_dir()
     try:
         entries = sorted(os.listdir(cache))
@@ -143,14 +152,14 @@ def cached_repos() -> List[str]:
         return []
     out = []
     for e in entries:
-        if not e.startswith("models--") or e.count("--") < 2:
+        if not e.startswith("models--") or len(e) == len("models--"):
             continue
-        repo_id = e[len("models--"):].replace("--", "/", 1)
+        repo_id = e[len("models--"):].replace("--", "/", 1)  # "models--gpt2" is the org-less "gpt2"
         try:
             snap = _snapshot(os.path.join(cache, e), repo_id, "main")
         except (FileNotFoundError, OSError):
             continue
         files = _files(snap)
-        if "config.json" in files or any(f.lower().endswith(".gguf") for f in files):
+        if _is_model_folder(files) or any(f.lower().endswith(".gguf") for f in files):
             out.append(repo_id)
     return out

@@ -54,6 +54,12 @@ class MemoryEstimate:
     # the same estimate for another dtype (what plot(dtypes=...) draws); set by estimate_memory
     _redo: Optional[Callable[[str], "MemoryEstimate"]] = field(default=None, repr=False, compare=False)
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # pickled (to another process: Ray, multiprocessing) without the way to redo it
+        state = dict(self.__dict__)
+        state["_redo"] = None
+        return state
+
     def plot(self, dtypes: Optional[Sequence[str]] = None, path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Any:
         """The breakdown as a stacked bar (matplotlib Figure; saved as PNG with `path`), or one bar
         per dtype in `dtypes`, each estimated as this one was. Needs `pip install 'candlewick[plot]'`.

@@ -94,7 +94,7 @@ def resolve(source: Union[str, "os.PathLike[str]"], revision: Optional[str] = No
         except FileNotFoundError:
             # a repo id naming an installed package's model falls back to the package; any
             # other reports where it looked
-            if key in _PACKAGES and not in_package:
+            if key in _PACKAGES and not in_package and not _hub.is_repo_id(source):
                 raise ValueError(f"revision and filename apply to hub repo ids, not to the model package "
                                  f"{source!r}") from None
             if _hub.is_repo_id(source) and not in_package:

@@ -110,7 +110,7 @@ class _Progress:
     """Training's bar: steps, with the loss, learning rate and speed after the count."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = _progress.Bar("train", "step", total) if enabled else None
+        self.bar = _progress.Bar("train", "step") if enabled else None
         self.total = total
 
     def update(self, step: int, loss: float, lr: float, grad_norm: float, tps: float,
@@ -121,8 +121,6 @@ class _Progress:
         if ev is not None:
             text += f" eval {ev[1]:.4f} (ppl {ev[2]:.2f})"
         self.bar.postfix(text)  # before the count, which redraws (a resumed run's first step jumps)
-        if self.bar.tqdm is None:
-            self.bar.desc = f"train ({text})"
         self.bar(step, self.total)
 
     def close(self) -> None:

@@ -30,10 +30,7 @@ _ITEM_COLOURS = {
 
 def _pyplot() -> Any:
     try:
-        import matplotlib
-
-        if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
-            matplotlib.use("Agg")  # no display: draw into files, never try a window
+        # matplotlib picks its backend (Agg where there is no display); a user's choice stands
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("candlewick's plots need matplotlib: pip install 'candlewick[plot]'") from None
@@ -91,14 +88,18 @@ def sampling(source: Union["Model", Sequence[float], np.ndarray], prompt: Option
     fig, axes = plt.subplots(len(stages), 1, figsize=(max(6.0, 0.42 * len(shown) + 2), 1.9 * len(stages) + 0.8),
                              sharex=True, squeeze=False)
     x = np.arange(len(shown))
+    prev = base
     for ax, (name, probs) in zip(axes[:, 0], stages):
         p = probs[shown]
         kept = p > 0
         ax.bar(x[kept], p[kept], color="#4C72B0")
-        ax.bar(x[~kept], base[shown][~kept], color="none", edgecolor="#BBBBBB", hatch="//", linewidth=0.6)
+        # a token this step cut: an empty bar as high as it stood before the step
+        ax.bar(x[~kept], prev[shown][~kept], color="none", edgecolor="#BBBBBB", hatch="//", linewidth=0.6)
         left = int((probs > 0).sum())
         ax.set_ylabel("p")
-        ax.set_title(f"{name}: {left} of {logits.size} tokens kept, top p = {probs.max():.3f}", fontsize=9, loc="left")
+        ax.set_title(f"{name}: {left} of {logits.size} tokens kept, most probable {probs.max():.3f}", fontsize=9,
+                     loc="left")
+        prev = np.where(probs > 0, probs, prev)
         ax.set_ylim(0, max(float(probs.max()), float(base.max())) * 1.12)
     axes[-1, 0].set_xticks(x)
     axes[-1, 0].set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
@@ -158,6 +159,8 @@ def attention(model: "Model", text: Union[str, Sequence[int]], layer: int = -1, 
             raise TypeError(f"{name} must be an int, got {type(v).__name__}")
     out = model.forward(text if isinstance(text, str) else list(text), output_attentions=True)
     attn = out.attentions or []
+    if not attn:
+        raise ValueError(f"this {model.config.architecture} model has no attention weights to draw")
     if not -len(attn) <= layer < len(attn):
         raise ValueError(f"layer {layer} is out of range: the model has {len(attn)} layers")
     a = np.asarray(attn[layer])  # [heads, q, k]

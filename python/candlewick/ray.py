@@ -1,7 +1,7 @@
 """Batch inference on a Ray cluster: callable classes for Ray Data's `Dataset.map_batches`.
 
 Ray builds one object per actor (with `fn_constructor_kwargs`), so each actor loads the model once
-and pins its compute threads to the CPUs Ray gave it; then it calls the object on every batch.
+and sets its compute threads to the number of CPUs Ray gave it; then it calls the object on every batch.
 
     import ray
     from candlewick.ray import Generator
@@ -66,8 +66,8 @@ def actor_threads() -> int:
             cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         except Exception:  # a driver, or a Ray too old to say: fall back to the affinity mask
             cpus = None
-        if cpus:
-            # rounded down, not to oversubscribe the node; num_cpus=0.5 still computes on one thread
+        if cpus is not None:
+            # rounded down, not to oversubscribe the node; num_cpus=0 or 0.5 computes on one thread
             return max(1, int(cpus))
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -87,6 +87,16 @@ def _load(model: Any, threads: Optional[int]) -> Tuple[Model, int]:
     if not isinstance(model, Model):
         model = load(model, threads=threads)
     return model, _native.simd_report()[2]
+
+
+def _require(model: Model, who: str, encoder: bool) -> None:
+    """A model of the kind `who` runs, checked at construction rather than on the first batch."""
+    arch = str(model.config.architecture)
+    if encoder and arch != "encoder":
+        raise ValueError(f"{who} needs an encoder model (e.g. all-minilm-l6-v2); this one is a {arch}")
+    if not encoder and arch == "encoder":
+        raise ValueError(f"{who} needs a model that generates (a decoder, encoder-decoder or RNN LM); "
+                         f"this one is an encoder")
 
 
 def _is_dataframe(batch: Any) -> bool:
@@ -150,13 +160,14 @@ class Generator:
             raise ValueError("Generator writes one text per prompt: num_return_sequences must be 1 "
                              "(repeat the prompt rows, with different seeds, for more samples)")
         self.model, self.threads = _load(model, threads)
+        _require(self.model, "Generator", encoder=False)
         self.options = dict(options)
         # the model's own defaults (generation_config.json), with the options over them
         self.config: GenerationConfig = self.model.generation_config.replace(**options)
 
     def __call__(self, batch: Batch) -> Batch:
         prompts = _column(batch, "prompt", "Generator")
-        outs = self.model.generate(prompts, generation_config=self.config) if prompts else []
+        outs = self.model.generate(prompts, generation_config=self.config, progress=False) if prompts else []
         return _with_columns(batch, {
             "text": np.array([o.text for o in outs], dtype=object),
             "finish_reason": np.array([o.finish_reason for o in outs], dtype=object),
@@ -189,6 +200,7 @@ class Embedder:
             if max_length <= 0:
                 raise ValueError(f"max_length must be positive, got {max_length}")
         self.model, self.threads = _load(model, threads)
+        _require(self.model, "Embedder", encoder=True)
         self.pooling = pooling
         self.normalize = bool(normalize)
         self.max_length = max_length
@@ -196,7 +208,8 @@ class Embedder:
     def __call__(self, batch: Batch) -> Batch:
         texts = _column(batch, "text", "Embedder")
         if texts:
-            vecs = self.model.embed(texts, pooling=self.pooling, normalize=self.normalize, max_length=self.max_length)
+            vecs = self.model.embed(texts, pooling=self.pooling, normalize=self.normalize, max_length=self.max_length,
+                                    progress=False)
         else:
             vecs = np.zeros((0, self.model.config.hidden_size), dtype=np.float32)
         return _with_columns(batch, {"embedding": np.asarray(vecs, dtype=np.float32)})
@@ -218,6 +231,7 @@ class Scorer:
 
     def __init__(self, model: Any, threads: Optional[int] = None) -> None:
         self.model, self.threads = _load(model, threads)
+        _require(self.model, "Scorer", encoder=False)
 
     def __call__(self, batch: Batch) -> Batch:
         contexts = _column(batch, "context", "Scorer")
@@ -229,7 +243,7 @@ class Scorer:
         for i, c in enumerate(contexts):
             groups.setdefault(c, []).append(i)
         for context, rows in groups.items():
-            for i, r in zip(rows, self.model.score(context, [continuations[i] for i in rows])):
+            for i, r in zip(rows, self.model.score(context, [continuations[i] for i in rows], progress=False)):
                 logprob[i] = r.logprob
                 greedy[i] = r.is_greedy
         return _with_columns(batch, {"logprob": logprob, "is_greedy": greedy})

@@ -129,7 +129,9 @@ pub fn interrupted() -> bool {
 
 /// `detach`, with the engine's progress told to `callback(done, total)` (a Python callable, the
 /// progress bar's update): at most every 100 ms, and always when the work is done. An error the
-/// callback raises is printed and otherwise ignored (a broken bar must not stop the work).
+/// callback raises is printed and otherwise ignored (a broken bar must not stop the work), but
+/// for Ctrl-C: Python's handler may run inside the callback, and the KeyboardInterrupt it raises
+/// there is re-armed for the engine's next check, so that the work still stops.
 pub fn detach_progress<T: Send>(
     py: Python<'_>,
     callback: Option<Py<PyAny>>,
@@ -149,7 +151,12 @@ pub fn detach_progress<T: Send>(
             last = Some(now);
             Python::attach(|py| {
                 if let Err(e) = cb.call1(py, (done, total)) {
-                    e.print(py);
+                    if e.is_instance_of::<PyKeyboardInterrupt>(py) {
+                        // SAFETY: PyErr_SetInterrupt only flags a pending SIGINT; any thread may call it.
+                        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+                    } else {
+                        e.print(py);
+                    }
                 }
             });
         });

@@ -57,10 +57,9 @@ pub fn sample<'py>(
     Ok(PyArray1::from_vec(py, out))
 }
 
-/// The next-token distribution after each step of the sampler `generate` uses, for pictures of
-/// what each control does: [(step name, probabilities over the whole vocabulary)], starting from
-/// the plain softmax, then temperature, top-k, top-p and min-p as far as each is set (a cut token
-/// has probability 0). Each step is the sampler itself with the controls up to that step.
+/// The next-token distribution after each step of the sampler `generate` uses (the plain
+/// softmax, then temperature, top-k, top-p and min-p as far as each is set; a cut token has
+/// probability 0), for pictures of what each control does: `Sampler::stages`.
 #[pyfunction]
 #[pyo3(signature = (logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0))]
 pub fn sampling_stages<'py>(
@@ -71,45 +70,8 @@ pub fn sampling_stages<'py>(
     top_p: f64,
     min_p: f64,
 ) -> PyResult<Vec<(String, Bound<'py, PyArray1<f32>>)>> {
-    let top_k = non_negative("top_k", top_k)?;
-    let full = GenerationConfig { do_sample: true, temperature, top_k, top_p, min_p, ..Default::default() };
-    full.validate().py()?;
-    let plain = GenerationConfig { do_sample: true, ..Default::default() };
-    let mut steps = vec![("softmax".to_string(), plain.clone())];
-    let mut cur = plain;
-    if temperature != 1.0 {
-        cur.temperature = temperature;
-        steps.push((format!("temperature {temperature}"), cur.clone()));
-    }
-    if top_k > 0 {
-        cur.top_k = top_k;
-        steps.push((format!("top-k {top_k}"), cur.clone()));
-    }
-    if top_p < 1.0 {
-        cur.top_p = top_p;
-        steps.push((format!("top-p {top_p}"), cur.clone()));
-    }
-    if min_p > 0.0 {
-        cur.min_p = min_p;
-        steps.push((format!("min-p {min_p}"), cur.clone()));
-    }
+    let params = GenerationConfig { do_sample: true, temperature, top_k: non_negative("top_k", top_k)?, top_p, min_p, ..Default::default() };
     let logits = logits.as_slice()?.to_vec();
-    if logits.is_empty() {
-        return Err(pyo3::exceptions::PyValueError::new_err("logits is empty"));
-    }
-    let out = crate::errors::detach(py, move || -> candlewick::Result<Vec<(String, Vec<f32>)>> {
-            steps
-                .into_iter()
-                .map(|(name, cfg)| {
-                    let (ids, probs) = Sampler::new(&cfg, Some(0))?.distribution(&logits)?;
-                    let mut dense = vec![0f32; logits.len()];
-                    for (i, p) in ids.into_iter().zip(probs) {
-                        dense[i as usize] = p;
-                    }
-                    Ok((name, dense))
-                })
-                .collect()
-        })
-        .py()?;
+    let out = crate::errors::detach(py, move || Sampler::stages(&logits, &params)).py()?;
     Ok(out.into_iter().map(|(n, v)| (n, PyArray1::from_vec(py, v))).collect())
 }

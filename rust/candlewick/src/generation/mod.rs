@@ -371,11 +371,12 @@ pub fn run_batch(gens: &mut [Generator], interrupted: &dyn Fn() -> bool) -> Resu
         if interrupted() {
             return Err(Error::Interrupted);
         }
-        let active: Vec<usize> = (0..gens.len()).filter(|&i| gens[i].begin_step()).collect();
+        let live: Vec<bool> = gens.iter_mut().map(|g| g.begin_step()).collect();
+        let active: Vec<usize> = (0..gens.len()).filter(|&i| live[i]).collect();
         let done: usize = gens
             .iter()
-            .enumerate()
-            .map(|(i, g)| if active.contains(&i) { g.generated_ids().len() } else { g.params.max_new_tokens })
+            .zip(&live)
+            .map(|(g, &l)| if l { g.generated_ids().len() } else { g.params.max_new_tokens })
             .sum();
         crate::interrupt::progress(done, budget);
         if active.is_empty() {

@@ -268,6 +268,46 @@ impl Sampler {
         ))
     }
 
+    /// The distribution after each step of the sampler, as far as `params` sets each: the plain
+    /// softmax, then temperature, top-k, top-p and min-p, each step the sampler itself with the
+    /// controls up to that step. [(step name, probabilities over the vocabulary; 0 = cut)].
+    pub fn stages(logits: &[f32], params: &GenerationConfig) -> Result<Vec<(String, Vec<f32>)>> {
+        params.validate()?;
+        if logits.is_empty() {
+            return Err(Error::InvalidArgument("logits is empty".into()));
+        }
+        let plain = GenerationConfig { do_sample: true, ..Default::default() };
+        let mut cur = plain.clone();
+        let mut steps = vec![("softmax".to_string(), plain)];
+        if params.temperature != 1.0 {
+            cur.temperature = params.temperature;
+            steps.push((format!("temperature {}", params.temperature), cur.clone()));
+        }
+        if params.top_k > 0 {
+            cur.top_k = params.top_k;
+            steps.push((format!("top-k {}", params.top_k), cur.clone()));
+        }
+        if params.top_p < 1.0 {
+            cur.top_p = params.top_p;
+            steps.push((format!("top-p {}", params.top_p), cur.clone()));
+        }
+        if params.min_p > 0.0 {
+            cur.min_p = params.min_p;
+            steps.push((format!("min-p {}", params.min_p), cur.clone()));
+        }
+        steps
+            .into_iter()
+            .map(|(name, cfg)| {
+                let (ids, probs) = Sampler::new(&cfg, Some(0))?.distribution(logits)?;
+                let mut dense = vec![0f32; logits.len()];
+                for (i, p) in ids.into_iter().zip(probs) {
+                    dense[i as usize] = p;
+                }
+                Ok((name, dense))
+            })
+            .collect()
+    }
+
     /// Fill `idx`/`probs` with the candidates left after temperature, top-k, top-p and min-p,
     /// sorted by probability (descending), probabilities unnormalised.
     fn filtered_distribution(&mut self, logits: &mut [f32]) -> Result<()> {
