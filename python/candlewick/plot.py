@@ -8,16 +8,39 @@
 """
 
 import os
-from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _native
 
 if TYPE_CHECKING:
-    from ._memory import MemoryEstimate
+    from typing import Protocol
+
     from ._model import Model
-    from ._train import TrainResult
+
+    # what the pictures read of a cw.MemoryEstimate and a cw.TrainResult (whose plot() methods
+    # call these functions, so this module does not import theirs)
+    class _Estimate(Protocol):
+        @property
+        def source(self) -> str: ...
+        @property
+        def num_parameters(self) -> int: ...
+        @property
+        def breakdown(self) -> Dict[str, int]: ...
+        @property
+        def seq_len(self) -> Optional[int]: ...
+        @property
+        def dtype(self) -> str: ...
+        @property
+        def training(self) -> bool: ...
+
+    class _Run(Protocol):
+        @property
+        def history(self) -> List[Dict[str, float]]: ...
+        @property
+        def evals(self) -> List[Dict[str, float]]: ...
+
 
 __all__ = ["attention", "memory", "sampling", "training"]
 
@@ -107,17 +130,15 @@ def sampling(source: Union["Model", Sequence[float], np.ndarray], prompt: Option
     return _finish(fig, path)
 
 
-def memory(estimates: Union["MemoryEstimate", Sequence["MemoryEstimate"]],
+def memory(estimates: Union["_Estimate", Sequence["_Estimate"]],
            path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Any:
     """Memory estimates as stacked bars, one bar per estimate (e.g. one per dtype), one colour
     per item (weights, KV cache, activations, training states), in GiB.
 
         fig = cw.plot.memory([cw.estimate_memory("1B", dtype=d) for d in ("float32", "bfloat16", "q4_0")])
     """
-    from ._memory import MemoryEstimate
-
-    ests: List[MemoryEstimate] = [estimates] if isinstance(estimates, MemoryEstimate) else list(estimates)
-    if not ests or not all(isinstance(e, MemoryEstimate) for e in ests):
+    ests: List[_Estimate] = [estimates] if not isinstance(estimates, Sequence) else list(estimates)
+    if not ests or not all(hasattr(e, "breakdown") and hasattr(e, "dtype") for e in ests):
         raise TypeError("estimates must be a cw.MemoryEstimate or a non-empty list of them")
     plt = _pyplot()
     items = [k for k in _ITEM_COLOURS if any(e.breakdown.get(k, 0) for e in ests)]
@@ -188,14 +209,12 @@ def attention(model: "Model", text: Union[str, Sequence[int]], layer: int = -1, 
     return _finish(fig, path)
 
 
-def training(result: "TrainResult", path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Any:
+def training(result: "_Run", path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Any:
     """Loss (and evaluation loss, when evaluated) and learning rate by step of a cw.train run.
 
         fig = cw.plot.training(cw.train(model, texts, steps=100), path="loss.png")
     """
-    from ._train import TrainResult
-
-    if not isinstance(result, TrainResult):
+    if not (hasattr(result, "history") and hasattr(result, "evals")):
         raise TypeError(f"result must be a cw.TrainResult, got {type(result).__name__}")
     if not result.history:
         raise ValueError("the run has no steps to plot")
