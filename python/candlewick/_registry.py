@@ -92,15 +92,14 @@ def resolve(source: Union[str, "os.PathLike[str]"], revision: Optional[str] = No
         try:
             return _hub.find(source, revision, filename)
         except FileNotFoundError:
-            # a repo id naming an installed package's model falls back to the package; any
-            # other reports where it looked
-            if key in _PACKAGES and not in_package and not _hub.is_repo_id(source):
-                raise ValueError(f"revision and filename apply to hub repo ids, not to the model package "
-                                 f"{source!r}") from None
-            if _hub.is_repo_id(source) and not in_package:
-                raise
-            if not in_package and (revision is not None or filename is not None or _hub.in_cache(source)):
-                raise
+            # not cached: a name of an installed package's model (with no revision or filename)
+            # falls back to the package; a bare name that is no package ends in the error below
+            if not in_package:
+                if key in _PACKAGES and not _hub.is_repo_id(source):
+                    raise ValueError(f"revision and filename apply to hub repo ids, not to the model package "
+                                     f"{source!r}") from None
+                if _hub.is_repo_id(source) or revision is not None or filename is not None or _hub.in_cache(source):
+                    raise
     elif revision is not None or filename is not None:
         raise ValueError(f"revision and filename apply to hub repo ids ('org/name'), not to {source!r}")
     if key in _PACKAGES:

@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import _native
-from ._model import Model, load
+from ._model import Model, _optional_length, load
 from ._native import GenerationConfig
 
 #: Dict[str, np.ndarray] or a pandas.DataFrame (pandas is optional and ships no type stubs)
@@ -75,8 +75,6 @@ def actor_threads() -> int:
 def _load(model: Any, threads: Optional[int]) -> Tuple[Model, int]:
     """The model to run, loaded once, and the compute threads of this process, fixed before any
     forward pass (candle sizes its worker pool once, on first use)."""
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
-        raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
     if threads is None:
         try:
             _native.set_num_threads(actor_threads())
@@ -194,11 +192,7 @@ class Embedder:
                  normalize: bool = True, max_length: Optional[int] = None) -> None:
         if pooling is not None and not isinstance(pooling, str):
             raise TypeError(f"pooling must be a str or None, got {type(pooling).__name__}")
-        if max_length is not None:
-            if isinstance(max_length, bool) or not isinstance(max_length, int):
-                raise TypeError(f"max_length must be an int or None, got {type(max_length).__name__}")
-            if max_length <= 0:
-                raise ValueError(f"max_length must be positive, got {max_length}")
+        _optional_length("max_length", max_length)
         self.model, self.threads = _load(model, threads)
         _require(self.model, "Embedder", encoder=True)
         self.pooling = pooling

@@ -9,6 +9,19 @@ use crate::errors::{non_negative, IntoPyResult};
 /// Draws per call at most (the ids are returned in one array).
 const MAX_SAMPLES: usize = 1 << 24;
 
+/// The controls `sample` and `sampling_stages` take, as the engine's config.
+fn controls(temperature: f64, top_k: i64, top_p: f64, min_p: f64, typical_p: f64) -> PyResult<GenerationConfig> {
+    Ok(GenerationConfig {
+        do_sample: true,
+        temperature,
+        top_k: non_negative("top_k", top_k)?,
+        top_p,
+        min_p,
+        typical_p,
+        ..Default::default()
+    })
+}
+
 /// Draw `num_samples` token ids from one row of logits with the same sampler `generate` uses.
 #[pyfunction]
 #[pyo3(signature = (logits, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0, seed=None, num_samples=1))]
@@ -24,15 +37,7 @@ pub fn sample<'py>(
     seed: Option<u64>,
     num_samples: i64,
 ) -> PyResult<Bound<'py, PyArray1<u32>>> {
-    let params = GenerationConfig {
-        do_sample: true,
-        temperature,
-        top_k: non_negative("top_k", top_k)?,
-        top_p,
-        min_p,
-        typical_p,
-        ..Default::default()
-    };
+    let params = controls(temperature, top_k, top_p, min_p, typical_p)?;
     let n = non_negative("num_samples", num_samples)?;
     if n > MAX_SAMPLES {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
@@ -70,7 +75,7 @@ pub fn sampling_stages<'py>(
     top_p: f64,
     min_p: f64,
 ) -> PyResult<Vec<(String, Bound<'py, PyArray1<f32>>)>> {
-    let params = GenerationConfig { do_sample: true, temperature, top_k: non_negative("top_k", top_k)?, top_p, min_p, ..Default::default() };
+    let params = controls(temperature, top_k, top_p, min_p, 1.0)?;
     let logits = logits.as_slice()?.to_vec();
     let out = crate::errors::detach(py, move || Sampler::stages(&logits, &params)).py()?;
     Ok(out.into_iter().map(|(n, v)| (n, PyArray1::from_vec(py, v))).collect())
