@@ -16,6 +16,7 @@ fn input(name: &str, data: &[u8]) -> Option<PathBuf> {
 /// Any bytes as a .gguf file: open it (header, metadata, tensor index), size it, read its
 /// vocabulary, load it as a model and run two tokens through it.
 pub fn gguf(data: &[u8]) {
+    keep_last(data);
     let Some(p) = input("input.gguf", data) else { return };
     if let Ok(g) = crate::io::gguf::GgufFile::open(&p) {
         let _ = crate::Tokenizer::from_gguf(&g);
@@ -29,6 +30,7 @@ pub fn gguf(data: &[u8]) {
 /// Any bytes as the model.safetensors of a folder whose config.json is `config`: read the
 /// header, load the folder, run it.
 pub fn safetensors(data: &[u8], config: &str) {
+    keep_last(data);
     let (Some(_), Some(p)) = (input("model/config.json", config.as_bytes()), input("model/model.safetensors", data)) else {
         return;
     };
@@ -41,6 +43,7 @@ pub fn safetensors(data: &[u8], config: &str) {
 
 /// Any bytes as a tokenizer.json: load it, encode and decode a mixed string.
 pub fn tokenizer_json(data: &[u8]) {
+    keep_last(data);
     let Some(p) = input("tokenizer.json", data) else { return };
     if let Ok(t) = crate::Tokenizer::from_file(&p) {
         if let Ok(ids) = t.encode("Hello wörld, <s> 12 345 \u{1F600}\n\tend", true) {
@@ -51,8 +54,18 @@ pub fn tokenizer_json(data: &[u8]) {
     }
 }
 
+/// With CANDLEWICK_FUZZ_LAST=PATH, every input is written to PATH before it runs: a crash
+/// libFuzzer cannot catch (a stack overflow kills the process before its handler can save the
+/// input) leaves the culprit there.
+fn keep_last(data: &[u8]) {
+    if let Some(p) = std::env::var_os("CANDLEWICK_FUZZ_LAST") {
+        let _ = std::fs::write(p, data);
+    }
+}
+
 /// Any text as a chat template: compile it and render a short conversation under the limits.
 pub fn chat_template(data: &[u8]) {
+    keep_last(data);
     let Ok(src) = std::str::from_utf8(data) else { return };
     let Ok(t) = crate::tokenizer::ChatTemplate::new(src) else { return };
     let messages = serde_json::json!([

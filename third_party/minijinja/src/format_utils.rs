@@ -1012,7 +1012,9 @@ fn parse_till<'s>(cursor: &mut Cursor<'s>, end_delim: u8) -> Result<&'s str, Err
                 ),
             ));
         } else {
-            cursor.advance(1);
+            // step over a whole character: keys may hold any UTF-8
+            let step = cursor.rest().chars().next().map_or(1, char::len_utf8);
+            cursor.advance(step);
         }
     }
     // don't include the closing delimiter

@@ -459,7 +459,7 @@ mod builtins {
             {
                 for (key, value) in pairs {
                     if let Some(key) = key.as_str() {
-                        ns.set_value(key, value);
+                        ns.insert(key, value);
                     }
                 }
             } else {

@@ -243,13 +243,22 @@ impl ChatTemplate {
         let _clear = LimitsGuard;
         let start = crate::interrupt::thread_bytes().unwrap_or(0);
         LIMITS.with(|l| l.set(Some((start, budget, Instant::now() + MAX_RENDER_TIME))));
-        let out = tmpl
-            .render(minijinja::context! {
-                messages => minijinja::Value::from_serialize(messages),
-                add_generation_prompt => add_generation_prompt,
-                bos_token => bos_token,
-                eos_token => eos_token,
-            })
+        let ctx = minijinja::context! {
+            messages => minijinja::Value::from_serialize(messages),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => bos_token,
+            eos_token => eos_token,
+        };
+        // a template from a model file reaches corners of minijinja that may still panic (its
+        // printf-style format parser once sliced inside a character): a render error, not a crash
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tmpl.render(ctx)))
+            .map_err(|p| {
+                Error::Template(format!(
+                    "rendering failed: minijinja failed on this template: {}",
+                    crate::error::panic_message(p.as_ref())
+                ))
+            })?;
+        let out = rendered
             .map_err(|e| {
                 if e.to_string().contains(INTERRUPTED) {
                     Error::Interrupted

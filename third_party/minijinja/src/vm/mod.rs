@@ -371,7 +371,7 @@ impl<'env> Vm<'env> {
                     b = stack.pop();
                     a = stack.pop();
                     if let Some(ns) = b.downcast_object_ref::<Namespace>() {
-                        ns.set_value(name, a);
+                        ctx_ok!(ns.set_value(name, a));
                     } else {
                         bail!(Error::new(
                             ErrorKind::InvalidOperation,
