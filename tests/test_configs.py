@@ -73,13 +73,13 @@ def test_generation_config_errors_name_the_field(kw, exc, match):
 
 def test_presets_come_from_the_family_registry():
     names = cw.ModelConfig.families()
-    assert names == ["llama", "gemma3", "gpt2", "bert", "t5", "rnn"]
+    assert names == ["llama", "phi3", "gemma2", "gemma3", "gpt2", "bert", "t5", "rnn"]
     for name in names:
         c = cw.ModelConfig.for_family(name, hidden_size=32, num_heads=4, num_layers=1)
         assert c.family == name and c.num_parameters > 0
     t5 = cw.ModelConfig.for_family("t5", num_layers=3)
     assert t5.num_decoder_layers == 3 and t5.scale_decoder_outputs
-    with pytest.raises(ValueError, match="family must be one of llama, gemma3, gpt2, bert, t5, rnn"):
+    with pytest.raises(ValueError, match="family must be one of llama, phi3, gemma2, gemma3, gpt2, bert, t5, rnn"):
         cw.ModelConfig.for_family("mamba")
     with pytest.raises(cw.UnsupportedError, match="gemma3"):
         cw.Model.from_config(cw.ModelConfig.for_family("gemma3", hidden_size=32, num_heads=4, num_layers=1))

@@ -51,9 +51,10 @@ def with_config(variant, folder, **changes):
     return folder
 
 
-def test_scaled_rope_is_refused(tmp_path):
-    scaled = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0}
-    with pytest.raises(cw.UnsupportedError, match="llama3"):
+def test_scaled_rope_not_built_is_refused(tmp_path):
+    # (linear, llama3 and yarn are built: tests/test_arch.py)
+    scaled = {"rope_type": "dynamic", "rope_theta": 500000.0, "factor": 8.0}
+    with pytest.raises(cw.UnsupportedError, match="dynamic"):
         cw.load(with_config("llama-head-dim", tmp_path / "m", rope_parameters=scaled))
 
 

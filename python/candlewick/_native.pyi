@@ -24,6 +24,7 @@ _Activation = Literal["gelu", "gelu_tanh", "relu", "silu"]
 _Norm = Literal["layer_norm", "rms_norm"]
 _Position = Literal["learned", "sinusoidal", "rope", "relative_bias"]
 _Cell = Literal["lstm", "gru"]
+_RopeScaling = Literal["none", "linear", "llama3", "yarn"]
 
 class CandlewickError(Exception):
     """Base class of candlewick's own errors.
@@ -96,6 +97,19 @@ class ModelConfig:
     relative_attention_max_distance: int
     sliding_window_pattern: int
     rope_local_theta: float
+    rope_adjacent_pairs: bool
+    rope_scaling: _RopeScaling
+    rope_scaling_factor: float
+    rope_original_max_position_embeddings: int
+    rope_low_freq_factor: float
+    rope_high_freq_factor: float
+    rope_beta_fast: float
+    rope_beta_slow: float
+    rope_attention_factor: float
+    qk_norm: bool
+    attn_logit_softcapping: float
+    final_logit_softcapping: float
+    query_pre_attn_scalar: float
     decoder_start_token_id: int
     scale_decoder_outputs: bool
     cell: _Cell  # architecture "rnn"
@@ -133,6 +147,19 @@ class ModelConfig:
         relative_attention_max_distance: int = 128,
         sliding_window_pattern: int = 0,
         rope_local_theta: float = 0.0,
+        rope_adjacent_pairs: bool = False,
+        rope_scaling: _RopeScaling = "none",
+        rope_scaling_factor: float = 1.0,
+        rope_original_max_position_embeddings: int = 0,
+        rope_low_freq_factor: float = 1.0,
+        rope_high_freq_factor: float = 4.0,
+        rope_beta_fast: float = 32.0,
+        rope_beta_slow: float = 1.0,
+        rope_attention_factor: float = 0.0,
+        qk_norm: bool = False,
+        attn_logit_softcapping: float = 0.0,
+        final_logit_softcapping: float = 0.0,
+        query_pre_attn_scalar: float = 0.0,
         decoder_start_token_id: int = 0,
         scale_decoder_outputs: bool = False,
         cell: _Cell = "lstm",
@@ -172,6 +199,19 @@ class ModelConfig:
         relative_attention_max_distance: int = ...,
         sliding_window_pattern: int = ...,
         rope_local_theta: float = ...,
+        rope_adjacent_pairs: bool = ...,
+        rope_scaling: _RopeScaling = ...,
+        rope_scaling_factor: float = ...,
+        rope_original_max_position_embeddings: int = ...,
+        rope_low_freq_factor: float = ...,
+        rope_high_freq_factor: float = ...,
+        rope_beta_fast: float = ...,
+        rope_beta_slow: float = ...,
+        rope_attention_factor: float = ...,
+        qk_norm: bool = ...,
+        attn_logit_softcapping: float = ...,
+        final_logit_softcapping: float = ...,
+        query_pre_attn_scalar: float = ...,
         decoder_start_token_id: int = ...,
         scale_decoder_outputs: bool = ...,
         cell: _Cell = ...,
@@ -237,6 +277,19 @@ class ModelConfig:
         relative_attention_max_distance: int = ...,
         sliding_window_pattern: int = ...,
         rope_local_theta: float = ...,
+        rope_adjacent_pairs: bool = ...,
+        rope_scaling: _RopeScaling = ...,
+        rope_scaling_factor: float = ...,
+        rope_original_max_position_embeddings: int = ...,
+        rope_low_freq_factor: float = ...,
+        rope_high_freq_factor: float = ...,
+        rope_beta_fast: float = ...,
+        rope_beta_slow: float = ...,
+        rope_attention_factor: float = ...,
+        qk_norm: bool = ...,
+        attn_logit_softcapping: float = ...,
+        final_logit_softcapping: float = ...,
+        query_pre_attn_scalar: float = ...,
         decoder_start_token_id: int = ...,
         scale_decoder_outputs: bool = ...,
         cell: _Cell = ...,

@@ -397,8 +397,11 @@ fn families_list_what_they_build() -> candlewick::Result<()> {
 #[test]
 fn hf_configs_round_trip() -> candlewick::Result<()> {
     use candlewick::model::families;
-    assert_eq!(families::hf_model_types(), ["llama", "mistral", "qwen2", "gpt2", "bert", "t5", "candlewick_rnn"]);
-    for (name, extra) in [("llama", vec![]), ("llama", vec![("qkv_bias", true)]), ("gpt2", vec![]), ("bert", vec![("mlm_head", true)]), ("t5", vec![]), ("rnn", vec![]), ("rnn", vec![("tie_word_embeddings", true)])] {
+    assert_eq!(
+        families::hf_model_types(),
+        ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gpt2", "bert", "t5", "candlewick_rnn"]
+    );
+    for (name, extra) in [("llama", vec![]), ("llama", vec![("qkv_bias", true)]), ("llama", vec![("qk_norm", true)]), ("phi3", vec![]), ("gemma2", vec![]), ("gpt2", vec![]), ("bert", vec![("mlm_head", true)]), ("t5", vec![]), ("rnn", vec![]), ("rnn", vec![("tie_word_embeddings", true)])] {
         let mut over: Vec<(String, candlewick::config::Value)> = vec![("hidden_size".into(), candlewick::config::Value::Int(32))];
         if name != "rnn" {
             // (a recurrent LM has no heads to store)
@@ -411,7 +414,7 @@ fn hf_configs_round_trip() -> candlewick::Result<()> {
     }
     assert!(matches!(
         families::from_hf_json(&serde_json::json!({"model_type": "mamba"})),
-        Err(Error::Unsupported(m)) if m.contains("llama, mistral, qwen2, gpt2, bert, t5")
+        Err(Error::Unsupported(m)) if m.contains("llama, mistral, qwen2, qwen3, phi3, gemma2, gpt2, bert, t5")
     ));
     Ok(())
 }

@@ -57,6 +57,15 @@ pub enum Norm {
 choices!(Norm { "layer_norm" => LayerNorm, "rms_norm" => RmsNorm });
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeScaling {
+    None,
+    Linear,
+    Llama3,
+    Yarn,
+}
+choices!(RopeScaling { "none" => None, "linear" => Linear, "llama3" => Llama3, "yarn" => Yarn });
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
     Learned,
     Sinusoidal,
@@ -121,6 +130,33 @@ fields! {
         pub sliding_window_pattern: usize = 0,
         /// RoPE base of the sliding-window layers (Gemma 3: 10000); 0 = rope_theta.
         pub rope_local_theta: f64 = 0.0,
+        /// RoPE rotates adjacent pairs (2i, 2i+1) instead of the two halves of each head: the
+        /// layout of GGUF llama files, whose converter permuted q and k for llama.cpp.
+        pub rope_adjacent_pairs: bool = false,
+        /// Scaled RoPE for longer contexts: "linear" (positions / factor), "llama3" (Llama 3.1:
+        /// low frequencies / factor, a smooth blend between), "yarn"; "none" = plain RoPE.
+        pub rope_scaling: RopeScaling = RopeScaling::None,
+        /// The scaling factor (how many times the original context).
+        pub rope_scaling_factor: f64 = 1.0,
+        /// llama3 and yarn: the context the model was first trained for; 0 = max_position_embeddings.
+        pub rope_original_max_position_embeddings: usize = 0,
+        /// llama3: wavelengths above original / low_freq_factor are scaled fully...
+        pub rope_low_freq_factor: f64 = 1.0,
+        /// ...those below original / high_freq_factor not at all.
+        pub rope_high_freq_factor: f64 = 4.0,
+        /// yarn: rotations that bound the blend of interpolated and extrapolated dimensions.
+        pub rope_beta_fast: f64 = 32.0,
+        pub rope_beta_slow: f64 = 1.0,
+        /// yarn: the factor on cos and sin; 0 = 0.1 ln(factor) + 1.
+        pub rope_attention_factor: f64 = 0.0,
+        /// Per-head RMS norms on q and k before RoPE (Qwen3).
+        pub qk_norm: bool = false,
+        /// Attention scores capped softly at +-c: c tanh(score / c) (Gemma 2: 50); 0 = none.
+        pub attn_logit_softcapping: f64 = 0.0,
+        /// Logits capped softly the same way (Gemma 2: 30); 0 = none.
+        pub final_logit_softcapping: f64 = 0.0,
+        /// Scores are scaled by query_pre_attn_scalar^-0.5 (Gemma 2); 0 = head_dim.
+        pub query_pre_attn_scalar: f64 = 0.0,
         /// Encoder-decoder: the first id of the decoder's input (T5: the pad id, 0).
         pub decoder_start_token_id: u32 = 0,
         /// Encoder-decoder: multiply the decoder output by hidden_size^-0.5 before the LM head
@@ -215,6 +251,43 @@ impl ModelConfig {
                 "rope_local_theta",
                 format!("must be positive (or 0: rope_theta), got {}", self.rope_local_theta),
             ));
+        }
+        if self.rope_scaling != RopeScaling::None {
+            for (name, v) in [
+                ("rope_scaling_factor", self.rope_scaling_factor),
+                ("rope_low_freq_factor", self.rope_low_freq_factor),
+                ("rope_high_freq_factor", self.rope_high_freq_factor),
+                ("rope_beta_fast", self.rope_beta_fast),
+                ("rope_beta_slow", self.rope_beta_slow),
+            ] {
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(field_err(name, format!("must be a positive number, got {v}")));
+                }
+            }
+            if !(self.rope_attention_factor >= 0.0 && self.rope_attention_factor.is_finite()) {
+                return Err(field_err(
+                    "rope_attention_factor",
+                    format!("must be positive (or 0: derived from the factor), got {}", self.rope_attention_factor),
+                ));
+            }
+            if self.rope_scaling == RopeScaling::Llama3 && self.rope_high_freq_factor <= self.rope_low_freq_factor {
+                return Err(field_err(
+                    "rope_high_freq_factor",
+                    format!(
+                        "must be larger than rope_low_freq_factor {}, got {}",
+                        self.rope_low_freq_factor, self.rope_high_freq_factor
+                    ),
+                ));
+            }
+        }
+        for (name, v) in [
+            ("attn_logit_softcapping", self.attn_logit_softcapping),
+            ("final_logit_softcapping", self.final_logit_softcapping),
+            ("query_pre_attn_scalar", self.query_pre_attn_scalar),
+        ] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(field_err(name, format!("must be positive (or 0: none), got {v}")));
+            }
         }
         if self.architecture == Architecture::EncoderDecoder && self.num_decoder_layers == 0 {
             return Err(field_err(

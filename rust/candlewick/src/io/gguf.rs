@@ -532,6 +532,11 @@ impl GgufFile {
         self.metadata.get(key).and_then(|v| v.as_str())
     }
 
+    /// Every tensor's name, in file order.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.iter().map(|t| t.name.as_str())
+    }
+
     pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
         self.index.get(name).map(|&i| &self.tensors[i])
     }
@@ -609,6 +614,11 @@ pub struct MappedBytes {
 }
 
 impl MappedBytes {
+    /// `len` bytes from `start` of these (None past their end).
+    pub fn range(&self, start: usize, len: usize) -> Option<MappedBytes> {
+        (start.checked_add(len)? <= self.len).then(|| MappedBytes { map: self.map.clone(), offset: self.offset + start, len })
+    }
+
     pub fn as_slice(&self) -> &[u8] {
         &self.map[self.offset..self.offset + self.len]
     }

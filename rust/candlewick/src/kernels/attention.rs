@@ -55,6 +55,8 @@ pub struct Job<'a> {
     pub seq: usize,
     pub keys: Keys,
     pub scale: f32,
+    /// Gemma 2's soft cap on the scores: cap x tanh(score / cap); 0 = none.
+    pub softcap: f32,
     pub bias: Option<Bias<'a>>,
 }
 
@@ -176,6 +178,9 @@ fn one_head(
     let mut max = f32::NEG_INFINITY;
     for (t, pt) in p[..].iter_mut().enumerate().skip(lo) {
         *pt = vec_dot_f32(&kh[t * hd..(t + 1) * hd], qh) * job.scale;
+        if job.softcap > 0.0 {
+            *pt = (*pt * (1.0 / job.softcap)).tanh() * job.softcap;
+        }
         if let Some(b) = &job.bias {
             *pt += b.at(h, t as i64 - pos);
         }
@@ -245,7 +250,9 @@ pub fn attend_ref(job: &Job, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<
                         .bias
                         .map(|b| b.at(h, t as i64 - (job.start + i) as i64) as f64)
                         .unwrap_or(0.0);
-                    dot * job.scale as f64 + bias
+                    let score = dot * job.scale as f64;
+                    let cap = job.softcap as f64;
+                    (if cap > 0.0 { cap * (score / cap).tanh() } else { score }) + bias
                 })
                 .collect();
             let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -280,15 +287,18 @@ mod tests {
     fn attend_equals_its_plain_twin() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let (nh, nkv, hd, cap) = (4, 2, 16, 40);
-        for (start, seq, keys, window, scale, with_bias) in [
-            (0, 12, Keys::Causal, None, 0.25, false),
-            (5, 1, Keys::Causal, None, 0.25, false),
-            (3, 9, Keys::Causal, Some(4), 0.25, false),
-            (30, 1, Keys::Causal, Some(7), 0.25, false),
-            (0, 10, Keys::All(10), None, 0.25, false),
-            (0, 3, Keys::All(17), None, 0.25, false),
-            (4, 6, Keys::Causal, None, 1.0, true),
-            (0, 8, Keys::All(8), None, 1.0, true),
+        for (start, seq, keys, window, scale, with_bias, softcap) in [
+            (0, 12, Keys::Causal, None, 0.25, false, 0.0),
+            (5, 1, Keys::Causal, None, 0.25, false, 0.0),
+            (3, 9, Keys::Causal, Some(4), 0.25, false, 0.0),
+            (30, 1, Keys::Causal, Some(7), 0.25, false, 0.0),
+            (0, 10, Keys::All(10), None, 0.25, false, 0.0),
+            (0, 3, Keys::All(17), None, 0.25, false, 0.0),
+            (4, 6, Keys::Causal, None, 1.0, true, 0.0),
+            (0, 8, Keys::All(8), None, 1.0, true, 0.0),
+            // Gemma 2's soft cap, low enough to bend the scores
+            (2, 7, Keys::Causal, Some(5), 1.0, false, 1.5),
+            (9, 1, Keys::Causal, None, 1.0, false, 1.5),
         ] {
             let q = randn(&mut rng, seq * nh * hd);
             let k = randn(&mut rng, nkv * cap * hd);
@@ -307,6 +317,7 @@ mod tests {
                 seq,
                 keys,
                 scale,
+                softcap,
                 bias: with_bias.then_some(Bias {
                     values: &values,
                     min_distance,

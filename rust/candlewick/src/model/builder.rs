@@ -108,6 +108,8 @@ impl Source<'_> {
 pub struct Vb<'a> {
     src: &'a Source<'a>,
     prefix: String,
+    /// Every tensor name the build asked for (shared by all paths of one build).
+    read: std::rc::Rc<RefCell<std::collections::BTreeSet<String>>>,
 }
 
 fn cpu() -> Device {
@@ -119,7 +121,17 @@ impl<'a> Vb<'a> {
         Vb {
             src,
             prefix: String::new(),
+            read: Default::default(),
         }
+    }
+
+    /// Whether the build read tensor `name` (a full name) through any path.
+    pub fn was_read(&self, name: &str) -> bool {
+        self.read.borrow().contains(name)
+    }
+
+    fn mark(&self, name: &str) {
+        self.read.borrow_mut().insert(name.to_string());
     }
 
     /// The path one segment further down: `vb.pp("model").pp("layers").pp(3)`.
@@ -132,6 +144,7 @@ impl<'a> Vb<'a> {
         Vb {
             src: self.src,
             prefix,
+            read: self.read.clone(),
         }
     }
 
@@ -141,6 +154,11 @@ impl<'a> Vb<'a> {
         } else {
             format!("{}.{leaf}", self.prefix)
         }
+    }
+
+    /// The same source and build at the top of its names (for tensors named outside a layer).
+    pub fn root_of(vb: &Vb<'a>) -> Vb<'a> {
+        Vb { src: vb.src, prefix: String::new(), read: vb.read.clone() }
     }
 
     /// Tensors are read from a GGUF file (its own names and arithmetic apply).
@@ -165,11 +183,18 @@ impl<'a> Vb<'a> {
         }
     }
 
+    /// Whether the checkpoint itself stores tensor `leaf` (sources that make tensors store none):
+    /// for tensors a family computes when a checkpoint leaves them out.
+    pub fn stored(&self, leaf: &str) -> bool {
+        matches!(self.src.inner(), Source::Files { .. } | Source::Gguf(_) | Source::Params { .. }) && self.has(leaf)
+    }
+
     /// The f32 tensor `leaf`, which must have `shape`.
     pub fn tensor(&self, leaf: &str, shape: &[usize], init: Init) -> Result<Tensor> {
         let name = self.name(leaf);
+        self.mark(&name);
         if let Source::Recorded { inner, made } = self.src {
-            let t = Vb { src: &**inner, prefix: String::new() }.tensor(&name, shape, init)?;
+            let t = Vb { src: &**inner, prefix: String::new(), read: self.read.clone() }.tensor(&name, shape, init)?;
             made.borrow_mut().insert(name, t.clone());
             return Ok(t);
         }
@@ -210,6 +235,7 @@ impl<'a> Vb<'a> {
         };
         if let Source::Gguf(g) = self.src.inner() {
             if !matches!(self.src, Source::Recorded { .. }) {
+                self.mark(&self.name("weight"));
                 return Linear::from_gguf(g, &self.name("weight"), out, inp, &cpu())?.with_bias(bias(self)?);
             }
         }
@@ -244,6 +270,7 @@ impl<'a> Vb<'a> {
     /// A token table: "weight" [rows, dim].
     pub fn embedding(&self, rows: usize, dim: usize) -> Result<Embedding> {
         if let Source::Gguf(g) = self.src {
+            self.mark(&self.name("weight"));
             return Embedding::from_gguf(g, &self.name("weight"), rows, dim, &cpu());
         }
         // (a recorded GGUF source dequantizes: what training from a GGUF file starts from)
@@ -269,6 +296,16 @@ impl<'a> Vb<'a> {
             return Ok(RmsNorm::unread(eps));
         }
         RmsNorm::new(w, eps)
+    }
+
+    /// RMSNorm whose stored "weight" [dim] is w and which multiplies by 1 + w (HF Gemma; its
+    /// GGUF files store 1 + w). Sources that make tensors make w = 0.
+    pub fn rms_norm_one_plus(&self, dim: usize, eps: f64) -> Result<Norm> {
+        let w = self.tensor("weight", &[dim], Init::Zeros)?;
+        if self.is_listing() {
+            return Ok(Norm::Rms(RmsNorm::unread(eps)));
+        }
+        Ok(Norm::Rms(RmsNorm::new((w + 1.0)?, eps)?))
     }
 
     /// LayerNorm: "weight" [dim] and, with `bias`, "bias" [dim].

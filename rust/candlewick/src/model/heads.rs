@@ -12,6 +12,8 @@ pub struct LmHead {
     pub proj: Linear,
     /// Multiplies the hidden states first (T5 v1.0, tied head: hidden_size^-0.5).
     pub scale: Option<f64>,
+    /// Gemma 2: logits capped softly at +-softcap (cap x tanh(logit / cap)).
+    pub softcap: Option<f64>,
 }
 
 /// BERT's masked-LM head: dense -> activation -> LayerNorm -> decoder (tied to the word
@@ -36,19 +38,29 @@ pub struct Pooler {
 
 impl LmHead {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self.scale {
+        let y = match self.scale {
             Some(s) => self.proj.forward(&(x * s)?),
             None => self.proj.forward(x),
-        }
+        }?;
+        self.cap(y)
+    }
+
+    /// ggml's order: scale by 1/cap, tanh, scale by cap.
+    fn cap(&self, y: Tensor) -> Result<Tensor> {
+        Ok(match self.softcap {
+            Some(cap) => ((y * (1.0 / cap as f32) as f64)?.tanh()? * cap)?,
+            None => y,
+        })
     }
 }
 
 impl LmHead {
     pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
-        match self.scale {
+        let y = match self.scale {
             Some(s) => self.proj.forward_t(&(x * s)?),
             None => self.proj.forward_t(x),
-        }
+        }?;
+        self.cap(y)
     }
 }
 

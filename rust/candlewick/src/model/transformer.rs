@@ -251,7 +251,7 @@ impl Transformer {
             embeddings,
             blocks,
             norm: Some(norm),
-            head: Some(Head::Lm(LmHead { proj: lm_head, scale: None })),
+            head: Some(Head::Lm(LmHead { proj: lm_head, scale: None, softcap: None })),
             pooler: None,
         }
     }

@@ -48,6 +48,8 @@ pub struct Attention {
     pub k_norm: Option<RmsNorm>,
     /// A query sees only its last `window` positions (Mistral, Gemma 3's local layers).
     pub window: Option<usize>,
+    /// Gemma 2: scores capped softly at +-softcap (cap x tanh(score / cap)); 0 = none.
+    pub softcap: f32,
 }
 
 /// One sequence's part of a self-attention call: its new tokens (at positions start..start+len)
@@ -96,6 +98,7 @@ impl Attention {
             q_norm: None,
             k_norm: None,
             window: None,
+            softcap: 0.0,
         }
     }
 
@@ -160,6 +163,7 @@ impl Attention {
             seq: len,
             keys,
             scale: self.scale,
+            softcap: self.softcap,
             bias: None,
         };
         let span = job.key_span();
@@ -286,6 +290,11 @@ impl Attention {
         }
         let mut scores = q.matmul(&k.t()?)?;
         let mut scale = self.scale;
+        if self.softcap > 0.0 {
+            let cap = self.softcap as f64;
+            scores = ((scores * (scale as f64 / cap))?.tanh()? * cap)?;
+            scale = 1.0;
+        }
         if let (AttentionPositions::RelativeBias(rb), None) = (&self.positions, memory) {
             scores = (scores * scale as f64)?.broadcast_add(&rb.forward_t(t, s)?.unsqueeze(0)?)?;
             scale = 1.0;

@@ -62,6 +62,41 @@ impl Linear {
         self.out_features
     }
 
+    /// The layer's output rows split into consecutive layers of `sizes` outputs (a fused
+    /// projection: Phi-3's qkv and gate_up). Mapped GGUF rows stay in the map; a candle
+    /// quantized weight is dequantized first; a dense weight is narrowed (a view while it trains).
+    pub fn split_rows(&self, sizes: &[usize]) -> Result<Vec<Linear>> {
+        if sizes.iter().sum::<usize>() != self.out_features || self.bias.is_some() {
+            return Err(Error::Model(format!(
+                "cannot split a layer of {} outputs{} into {sizes:?}",
+                self.out_features,
+                if self.bias.is_some() { " with a bias" } else { "" }
+            )));
+        }
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(sizes.len());
+        for &n in sizes {
+            let weight = match &self.weight {
+                Weight::Mapped { qtype, bytes } => {
+                    let row = qtype.row_bytes(self.in_features);
+                    let bytes = bytes
+                        .range(start * row, n * row)
+                        .ok_or_else(|| Error::Model("a split past the end of a weight".into()))?;
+                    Weight::Mapped { qtype: *qtype, bytes }
+                }
+                Weight::Candle(QMatMul::Tensor(w)) => Weight::Candle(QMatMul::Tensor(narrow_rows(w, start, n)?)),
+                Weight::Candle(QMatMul::TensorF16(w)) => Weight::Candle(QMatMul::TensorF16(narrow_rows(w, start, n)?)),
+                Weight::Candle(QMatMul::QTensor(q)) => {
+                    let w = q.dequantize(&Device::Cpu)?;
+                    Weight::Candle(QMatMul::Tensor(narrow_rows(&w, start, n)?))
+                }
+            };
+            parts.push(Linear { weight, bias: None, out_features: n, in_features: self.in_features });
+            start += n;
+        }
+        Ok(parts)
+    }
+
     /// The same layer with a bias [out] (or none).
     pub fn with_bias(mut self, bias: Option<Tensor>) -> Result<Self> {
         if let Some(b) = &bias {
@@ -131,6 +166,13 @@ impl Linear {
         }
         Ok(y.reshape(out_dims)?)
     }
+}
+
+/// Rows start..start+n of a weight, as a view: rows of a packed matrix are packed, a parameter
+/// being trained keeps its gradient flowing to the fused tensor, and a listing's zero-stride
+/// placeholder stays unallocated.
+fn narrow_rows(w: &Tensor, start: usize, n: usize) -> Result<Tensor> {
+    Ok(w.narrow(0, start, n)?)
 }
 
 /// Token embedding table: rows dequantized on lookup, straight from the map when we can.

@@ -6,7 +6,7 @@
 //! in GGUF already hold HF's (1 + w). The HF names are listed too, so that a Gemma 3 config is
 //! counted and sized; reading HF Gemma 3 folders is not built.
 
-use super::{gguf_shape, lm_head, refuse_gguf_rope_scaling, Family};
+use super::{gguf_decoder, lm_head, refuse_gguf_rope_scaling, Family};
 use crate::config::{Activation, ModelConfig};
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
@@ -23,27 +23,28 @@ pub struct Gemma3;
 const SWA_PATTERN: usize = 6;
 const SWA_ROPE_BASE: f64 = 10_000.0;
 
-struct Names {
-    embed: &'static str,
-    layers: &'static str,
-    q: &'static str,
-    k: &'static str,
-    v: &'static str,
-    o: &'static str,
-    q_norm: &'static str,
-    k_norm: &'static str,
-    attn_norm: &'static str,
-    post_attn_norm: &'static str,
-    mlp_norm: &'static str,
-    post_mlp_norm: &'static str,
-    gate: &'static str,
-    up: &'static str,
-    down: &'static str,
-    norm: &'static str,
-    lm_head: &'static str,
+/// The checkpoint's tensor names, in each format (Gemma 2 reads the same ones, less q/k norms).
+pub(super) struct Names {
+    pub(super) embed: &'static str,
+    pub(super) layers: &'static str,
+    pub(super) q: &'static str,
+    pub(super) k: &'static str,
+    pub(super) v: &'static str,
+    pub(super) o: &'static str,
+    pub(super) q_norm: &'static str,
+    pub(super) k_norm: &'static str,
+    pub(super) attn_norm: &'static str,
+    pub(super) post_attn_norm: &'static str,
+    pub(super) mlp_norm: &'static str,
+    pub(super) post_mlp_norm: &'static str,
+    pub(super) gate: &'static str,
+    pub(super) up: &'static str,
+    pub(super) down: &'static str,
+    pub(super) norm: &'static str,
+    pub(super) lm_head: &'static str,
 }
 
-const HF: Names = Names {
+pub(super) const HF: Names = Names {
     embed: "model.embed_tokens",
     layers: "model.layers",
     q: "self_attn.q_proj",
@@ -63,7 +64,7 @@ const HF: Names = Names {
     lm_head: "lm_head",
 };
 
-const GGUF: Names = Names {
+pub(super) const GGUF: Names = Names {
     embed: "token_embd",
     layers: "blk",
     q: "attn_q",
@@ -88,8 +89,8 @@ impl Family for Gemma3 {
         "gemma3"
     }
 
-    fn gguf_architecture(&self) -> Option<&'static str> {
-        Some("gemma3")
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &["gemma3"]
     }
 
     fn preset(&self) -> ModelConfig {
@@ -118,7 +119,6 @@ impl Family for Gemma3 {
 
     fn config_from_gguf(&self, g: &GgufFile) -> Result<ModelConfig> {
         let key = |k: &str| format!("gemma3.{k}");
-        let (hidden, heads, kv, head_dim, vocab_size) = gguf_shape(g, "gemma3")?;
         refuse_gguf_rope_scaling(g, "gemma3")?;
         if g.get(&key("final_logit_softcapping")).is_some() {
             return Err(Error::Unsupported(format!(
@@ -127,22 +127,11 @@ impl Family for Gemma3 {
             )));
         }
         Ok(ModelConfig {
-            vocab_size,
-            hidden_size: hidden,
-            num_layers: g.require_u64(&key("block_count"))? as usize,
-            num_heads: heads,
-            num_kv_heads: kv,
-            head_dim,
-            intermediate_size: g.require_u64(&key("feed_forward_length"))? as usize,
-            norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-6),
-            rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(1_000_000.0),
-            max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
-            tie_word_embeddings: g.tensor_info("output.weight").is_none(),
             sliding_window: g
                 .get(&key("attention.sliding_window"))
                 .and_then(|v| v.as_u64())
                 .map(|v| v as usize),
-            ..self.preset()
+            ..gguf_decoder(g, "gemma3", self.preset())?
         })
     }
 

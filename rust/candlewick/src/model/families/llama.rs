@@ -1,12 +1,16 @@
-//! Llama-family decoders: Llama 2/3, SmolLM2, TinyLlama, and the HF classes with the same layout,
-//! Mistral (a sliding window) and Qwen2 (biases on q, k and v only). RMSNorm, RoPE, GQA, SwiGLU,
+//! Llama-family decoders: Llama 2/3 (with linear, llama3 or yarn RoPE scaling), SmolLM2,
+//! TinyLlama, and the classes with the same layout: Mistral (a sliding window), Qwen2 (biases on
+//! q, k and v only) and Qwen3 (per-head RMS norms on q and k). RMSNorm, RoPE, GQA, SwiGLU,
 //! pre-norm blocks. Read from HF folders (LlamaForCausalLM, MistralForCausalLM,
-//! Qwen2ForCausalLM) and GGUF files (llama.cpp's names; its converter permuted q and k so that
-//! RoPE rotates adjacent pairs there, while HF rotates the two halves of each head).
+//! Qwen2ForCausalLM, Qwen3ForCausalLM) and GGUF files of architecture llama, qwen2 or qwen3
+//! (llama.cpp's names; for llama its converter permuted q and k so that RoPE rotates adjacent
+//! pairs, while HF, qwen2 and qwen3 rotate the two halves of each head).
 
-use super::{activation, activation_name, gguf_shape, lm_head, refuse_gguf_rope_scaling, want, Family, HfConfig};
-use crate::config::{Activation, Architecture, ModelConfig, Norm, Position};
-use crate::error::Result;
+use super::{activation, activation_name, gguf_decoder, gguf_rope_scaling, lm_head, want, Family, HfConfig};
+use crate::config::{Architecture, ModelConfig, Norm, Position, RopeScaling};
+use crate::error::{Error, Result};
+use crate::model::builder::Init;
+use crate::nn::rope::Scaling;
 use crate::io::gguf::GgufFile;
 use crate::model::builder::Vb;
 use crate::model::transformer::{Block, Embeddings, Norms, Transformer};
@@ -25,6 +29,8 @@ struct Names {
     k: &'static str,
     v: &'static str,
     o: &'static str,
+    q_norm: &'static str,
+    k_norm: &'static str,
     mlp_norm: &'static str,
     gate: &'static str,
     up: &'static str,
@@ -41,6 +47,8 @@ const HF: Names = Names {
     k: "self_attn.k_proj",
     v: "self_attn.v_proj",
     o: "self_attn.o_proj",
+    q_norm: "self_attn.q_norm",
+    k_norm: "self_attn.k_norm",
     mlp_norm: "post_attention_layernorm",
     gate: "mlp.gate_proj",
     up: "mlp.up_proj",
@@ -57,6 +65,8 @@ const GGUF: Names = Names {
     k: "attn_k",
     v: "attn_v",
     o: "attn_output",
+    q_norm: "attn_q_norm",
+    k_norm: "attn_k_norm",
     mlp_norm: "ffn_norm",
     gate: "ffn_gate",
     up: "ffn_up",
@@ -71,11 +81,11 @@ impl Family for Llama {
     }
 
     fn hf_model_types(&self) -> &'static [&'static str] {
-        &["llama", "mistral", "qwen2"]
+        &["llama", "mistral", "qwen2", "qwen3"]
     }
 
-    fn gguf_architecture(&self) -> Option<&'static str> {
-        Some("llama")
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &["llama", "qwen2", "qwen3"]
     }
 
     fn preset(&self) -> ModelConfig {
@@ -88,12 +98,24 @@ impl Family for Llama {
         want(c, c.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
         want(c, c.gated_mlp, "gated_mlp", "use a gated MLP (SwiGLU)")?;
         want(c, !c.post_norm, "post_norm", "are pre-norm")?;
-        // saved as Llama, Qwen2 (q/k/v biases) or Mistral (a sliding window)
+        // saved as Llama, Qwen2 (q/k/v biases), Qwen3 (q/k norms) or Mistral (a sliding window)
         want(
             c,
-            !c.qkv_bias || (!c.mlp_bias && c.sliding_window.is_none()),
+            !c.qkv_bias || (!c.mlp_bias && c.sliding_window.is_none() && !c.qk_norm),
             "qkv_bias",
-            "with q/k/v biases (Qwen2) have no MLP bias and no sliding window",
+            "with q/k/v biases (Qwen2) have no MLP bias, no sliding window and no q/k norms",
+        )?;
+        want(
+            c,
+            !c.qk_norm || (!c.mlp_bias && c.sliding_window.is_none()),
+            "qk_norm",
+            "with q/k norms (Qwen3) have no MLP bias and no sliding window",
+        )?;
+        want(
+            c,
+            c.rope_scaling == RopeScaling::None || !(c.qkv_bias || c.qk_norm || c.sliding_window.is_some()),
+            "rope_scaling",
+            "with RoPE scaling are saved as Llama (no q/k/v biases, q/k norms or sliding window)",
         )?;
         want(
             c,
@@ -109,7 +131,10 @@ impl Family for Llama {
         let mt = j.str("model_type").unwrap_or("");
         let h = j.need("hidden_size")?;
         let nh = j.need("num_attention_heads")?;
-        Ok(ModelConfig {
+        if mt == "qwen3" && j.bool("use_sliding_window").unwrap_or(false) {
+            return Err(Error::Unsupported("config.json: Qwen3 with use_sliding_window".into()));
+        }
+        let mut c = ModelConfig {
             vocab_size: j.need("vocab_size")?,
             hidden_size: h,
             num_layers: j.need("num_hidden_layers")?,
@@ -119,15 +144,17 @@ impl Family for Llama {
             intermediate_size: j.need("intermediate_size")?,
             activation: activation(j.str("hidden_act").unwrap_or("silu"))?,
             norm_eps: j.f64("rms_norm_eps").unwrap_or(1e-6),
-            rope_theta: j.rope_theta()?,
             max_position_embeddings: j.usize("max_position_embeddings").unwrap_or(2048),
             tie_word_embeddings: j.bool("tie_word_embeddings").unwrap_or(false),
             attention_bias: j.bool("attention_bias").unwrap_or(false),
             qkv_bias: mt == "qwen2",
+            qk_norm: mt == "qwen3",
             mlp_bias: j.bool("mlp_bias").unwrap_or(false),
             sliding_window: if mt == "mistral" { j.usize("sliding_window") } else { None },
             ..self.preset()
-        })
+        };
+        j.rope(&mut c)?;
+        Ok(c)
     }
 
     fn to_hf(&self, c: &ModelConfig) -> Result<serde_json::Value> {
@@ -145,6 +172,12 @@ impl Family for Llama {
             ("mistral", "MistralForCausalLM", serde_json::json!({"sliding_window": c.sliding_window}))
         } else if c.qkv_bias && !c.attention_bias {
             ("qwen2", "Qwen2ForCausalLM", serde_json::json!({"use_sliding_window": false}))
+        } else if c.qk_norm {
+            (
+                "qwen3",
+                "Qwen3ForCausalLM",
+                serde_json::json!({"attention_bias": c.attention_bias, "use_sliding_window": false}),
+            )
         } else {
             (
                 "llama",
@@ -156,29 +189,37 @@ impl Family for Llama {
             obj.insert("model_type".into(), model_type.into());
             obj.insert("architectures".into(), serde_json::json!([class]));
             obj.extend(more.clone());
+            if let Some(scaling) = hf_rope_scaling(c) {
+                obj.insert("rope_scaling".into(), scaling);
+            }
         }
         Ok(j)
     }
 
     fn config_from_gguf(&self, g: &GgufFile) -> Result<ModelConfig> {
-        let key = |k: &str| format!("llama.{k}");
-        let (hidden, num_heads, num_kv_heads, head_dim, vocab_size) = gguf_shape(g, "llama")?;
-        refuse_gguf_rope_scaling(g, "llama")?;
-        Ok(ModelConfig {
-            vocab_size,
-            hidden_size: hidden,
-            num_layers: g.require_u64(&key("block_count"))? as usize,
-            num_heads,
-            num_kv_heads,
-            head_dim,
-            intermediate_size: g.require_u64(&key("feed_forward_length"))? as usize,
-            activation: Activation::Silu,
-            norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5),
-            rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(10_000.0),
-            max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
-            tie_word_embeddings: g.tensor_info("output.weight").is_none(),
-            ..self.preset()
-        })
+        let arch = g.get_str("general.architecture").unwrap_or("llama");
+        let key = |k: &str| format!("{arch}.{k}");
+        if let Some(v) = g.get_f64(&key("attention.scale"))? {
+            if v != 0.0 {
+                return Err(Error::Unsupported(format!(
+                    "{}: {} = {v} (a custom attention scale is not built)",
+                    g.path().display(),
+                    key("attention.scale")
+                )));
+            }
+        }
+        let mut c = ModelConfig {
+            // llama.cpp's llama graph rotates adjacent pairs, its qwen graphs halves
+            rope_adjacent_pairs: arch == "llama",
+            qkv_bias: arch == "qwen2",
+            qk_norm: arch == "qwen3",
+            ..gguf_decoder(g, arch, self.preset())?
+        };
+        gguf_rope_scaling(g, arch, &mut c)?;
+        if c.rope_scaling == RopeScaling::Llama3 && arch != "llama" {
+            return Err(Error::Unsupported(format!("{}: rope_freqs in a {arch} file", g.path().display())));
+        }
+        Ok(c)
     }
 
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
@@ -186,10 +227,11 @@ impl Family for Llama {
         let (h, q, kv, ff, eps) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.norm_eps);
         let tokens = vb.pp(n.embed).embedding(c.vocab_size, h)?;
         // each format in its reference's arithmetic: llama.cpp's for GGUF, transformers' for HF
+        let scaling = Scaling::from_config(c);
         let rope = if vb.is_gguf() {
-            Rope::ggml(c.head_dim, c.rope_theta, true)
+            Rope::ggml_scaled(c.head_dim, c.rope_theta, c.rope_adjacent_pairs, scaling, ggml_rope_factors(c, vb)?)
         } else {
-            Rope::hf(c.head_dim, c.rope_theta)
+            Rope::hf_scaled(c.head_dim, c.rope_theta, scaling)
         };
         let qkv_bias = c.attention_bias || c.qkv_bias; // Qwen2: biases on q, k and v only
         let mut blocks = Vec::with_capacity(c.num_layers);
@@ -204,6 +246,10 @@ impl Family for Llama {
                 (c.num_heads, c.num_kv_heads, c.head_dim),
                 AttentionKind::Causal,
             );
+            if c.qk_norm {
+                attn.q_norm = Some(l.pp(n.q_norm).rms(c.head_dim, eps)?);
+                attn.k_norm = Some(l.pp(n.k_norm).rms(c.head_dim, eps)?);
+            }
             attn.positions = AttentionPositions::Rope(rope.clone());
             attn.window = c.sliding_window; // Mistral: every layer attends within its window
             let mlp_norms = Norms::Pre(l.pp(n.mlp_norm).rms_norm(h, eps)?);
@@ -220,4 +266,69 @@ impl Family for Llama {
         let proj = lm_head(c, &tokens, vb, n.lm_head)?;
         Ok(Stacks::decoder(Transformer::decoder(Embeddings::tokens(tokens), blocks, norm, proj)))
     }
+}
+
+/// llama3 scaling in llama.cpp's form: one factor per frequency (theta_i / factor_i), the GGUF
+/// file's `rope_freqs.weight`, or computed from the config as llama.cpp's converter computes it.
+fn ggml_rope_factors(c: &ModelConfig, vb: &Vb) -> Result<Option<Vec<f32>>> {
+    if c.rope_scaling != RopeScaling::Llama3 {
+        return Ok(None);
+    }
+    let half = c.head_dim / 2;
+    let root = Vb::root_of(vb);
+    if root.stored("rope_freqs.weight") {
+        let f = root.tensor("rope_freqs.weight", &[half], Init::Ones)?.to_vec1::<f32>()?;
+        if let Some(bad) = f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
+            return Err(Error::Model(format!("rope_freqs.weight holds {bad}, not a positive factor")));
+        }
+        return Ok(Some(f));
+    }
+    let (factor, low, high) = (c.rope_scaling_factor, c.rope_low_freq_factor, c.rope_high_freq_factor);
+    let original = match c.rope_original_max_position_embeddings {
+        0 => c.max_position_embeddings,
+        n => n,
+    } as f64;
+    let factors = (0..half)
+        .map(|i| {
+            let freq = (1.0 / (c.rope_theta as f32).powf((2 * i) as f32 / c.head_dim as f32)) as f64;
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < original / high {
+                1.0
+            } else if wavelen > original / low {
+                factor as f32
+            } else {
+                let smooth = (original / wavelen - low) / (high - low);
+                (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+            }
+        })
+        .collect();
+    Ok(Some(factors))
+}
+
+/// The HF `rope_scaling` of a config's scaling (None for plain RoPE).
+fn hf_rope_scaling(c: &ModelConfig) -> Option<serde_json::Value> {
+    let original = match c.rope_original_max_position_embeddings {
+        0 => c.max_position_embeddings,
+        n => n,
+    };
+    Some(match c.rope_scaling {
+        RopeScaling::None => return None,
+        RopeScaling::Linear => serde_json::json!({"rope_type": "linear", "factor": c.rope_scaling_factor}),
+        RopeScaling::Llama3 => serde_json::json!({
+            "rope_type": "llama3", "factor": c.rope_scaling_factor,
+            "low_freq_factor": c.rope_low_freq_factor, "high_freq_factor": c.rope_high_freq_factor,
+            "original_max_position_embeddings": original,
+        }),
+        RopeScaling::Yarn => {
+            let mut j = serde_json::json!({
+                "rope_type": "yarn", "factor": c.rope_scaling_factor,
+                "original_max_position_embeddings": original,
+                "beta_fast": c.rope_beta_fast, "beta_slow": c.rope_beta_slow,
+            });
+            if c.rope_attention_factor > 0.0 {
+                j["attention_factor"] = c.rope_attention_factor.into();
+            }
+            j
+        }
+    })
 }

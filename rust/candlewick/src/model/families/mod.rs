@@ -8,9 +8,11 @@
 //! supported families (loader, memory, Python presets, error messages) comes from that table.
 
 pub mod bert;
+pub mod gemma2;
 pub mod gemma3;
 pub mod gpt2;
 pub mod llama;
+pub mod phi3;
 pub mod rnn;
 pub mod t5;
 
@@ -29,9 +31,9 @@ pub trait Family: Sync {
     fn hf_model_types(&self) -> &'static [&'static str] {
         &[]
     }
-    /// The GGUF `general.architecture` this family reads.
-    fn gguf_architecture(&self) -> Option<&'static str> {
-        None
+    /// The GGUF `general.architecture`s this family reads.
+    fn gguf_architectures(&self) -> &'static [&'static str] {
+        &[]
     }
     /// The family's options with small sizes: what `ModelConfig.for_family` starts from.
     fn preset(&self) -> ModelConfig;
@@ -63,7 +65,7 @@ pub trait Family: Sync {
 }
 
 /// Every family, once.
-pub static FAMILIES: &[&dyn Family] = &[&llama::Llama, &gemma3::Gemma3, &gpt2::Gpt2, &bert::Bert, &t5::T5, &rnn::RnnFamily];
+pub static FAMILIES: &[&dyn Family] = &[&llama::Llama, &phi3::Phi3, &gemma2::Gemma2, &gemma3::Gemma3, &gpt2::Gpt2, &bert::Bert, &t5::T5, &rnn::RnnFamily];
 
 pub fn names() -> Vec<&'static str> {
     FAMILIES.iter().map(|f| f.name()).collect()
@@ -90,7 +92,7 @@ pub fn hf_model_types() -> Vec<&'static str> {
 
 /// GGUF architectures every family reads.
 pub fn gguf_architectures() -> Vec<&'static str> {
-    FAMILIES.iter().filter_map(|f| f.gguf_architecture()).collect()
+    FAMILIES.iter().flat_map(|f| f.gguf_architectures().iter().copied()).collect()
 }
 
 /// A config that is consistent and names a known family.
@@ -168,7 +170,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
         .ok_or_else(|| Error::invalid_file(g.path(), "metadata general.architecture is missing"))?;
     let family = FAMILIES
         .iter()
-        .find(|f| f.gguf_architecture() == Some(arch))
+        .find(|f| f.gguf_architectures().contains(&arch))
         .ok_or_else(|| {
             Error::Unsupported(format!(
                 "architecture '{arch}' in {} (supported: {})",
@@ -243,9 +245,25 @@ pub fn to_hf_json(c: &ModelConfig) -> Result<serde_json::Value> {
     Ok(json)
 }
 
-/// Build a model of `c` from a source of tensors.
+/// Build a model of `c` from a source of tensors. A GGUF file must hold nothing the build did
+/// not read: a tensor the engine does not understand (a Llama 3 file's rope_freqs before
+/// llama3 scaling was built) is refused, never skipped.
 pub fn build(c: &ModelConfig, src: &Source) -> Result<Stacks> {
-    get(&c.family)?.build(c, &Vb::new(src))
+    let vb = Vb::new(src);
+    let stacks = get(&c.family)?.build(c, &vb)?;
+    if let Source::Gguf(g) = src {
+        let unread: Vec<&str> = g.tensor_names().filter(|n| !vb.was_read(n)).collect();
+        if !unread.is_empty() {
+            let more = if unread.len() > 5 { format!(" and {} more", unread.len() - 5) } else { String::new() };
+            return Err(Error::Unsupported(format!(
+                "{}: tensors a {} model does not use: {}{more} (an unknown variant of the architecture?)",
+                g.path().display(),
+                c.family,
+                unread[..unread.len().min(5)].join(", ")
+            )));
+        }
+    }
+    Ok(stacks)
 }
 
 /// The checkpoint tensors `c` describes, by name and shape, in the order the family builds them
@@ -325,9 +343,12 @@ impl<'a> HfConfig<'a> {
             _ => Position::Learned,
         }
     }
-    /// RoPE base: `rope_theta`, or transformers 5's `rope_parameters.rope_theta`. Scaled RoPE
-    /// (`rope_type` / `rope_scaling` other than "default") is refused rather than run wrong.
-    pub fn rope_theta(&self) -> Result<f64> {
+    /// RoPE base and scaling into `c`: `rope_theta` (or transformers 5's
+    /// `rope_parameters.rope_theta`) and `rope_scaling` / `rope_parameters` of type "linear",
+    /// "llama3" or "yarn" with their parameters; other types ("dynamic", "longrope", ...) and
+    /// parameters candlewick does not compute are refused rather than run wrong.
+    pub fn rope(&self, c: &mut ModelConfig) -> Result<()> {
+        use crate::config::RopeScaling as R;
         let v = self.0;
         for key in ["rope_parameters", "rope_scaling"] {
             match v.get(key) {
@@ -336,19 +357,6 @@ impl<'a> HfConfig<'a> {
             }
         }
         let params = v.get("rope_parameters").filter(|p| p.is_object());
-        for (key, scaling) in [("rope_parameters", params), ("rope_scaling", v.get("rope_scaling").filter(|p| p.is_object()))] {
-            let Some(scaling) = scaling else { continue };
-            let kind = match scaling.get("rope_type").or_else(|| scaling.get("type")) {
-                None | Some(serde_json::Value::Null) => "default",
-                Some(serde_json::Value::String(t)) => t.as_str(),
-                Some(x) => return Err(Error::WrongType(format!("config.json: {key}.rope_type must be a string, got {x}"))),
-            };
-            if kind != "default" {
-                return Err(Error::Unsupported(format!(
-                    "config.json: RoPE scaling '{kind}' is not built yet (only plain RoPE)"
-                )));
-            }
-        }
         let theta = match params.and_then(|p| p.get("rope_theta")).filter(|t| !t.is_null()) {
             Some(t) => Some(t.as_f64().ok_or_else(|| {
                 Error::WrongType(format!("config.json: rope_parameters.rope_theta must be a number, got {t}"))
@@ -359,7 +367,84 @@ impl<'a> HfConfig<'a> {
         if !(theta.is_finite() && theta > 0.0) {
             return Err(Error::InvalidArgument(format!("config.json: rope_theta must be a positive number, got {theta}")));
         }
-        Ok(theta)
+        c.rope_theta = theta;
+        for (key, scaling) in [("rope_parameters", params), ("rope_scaling", v.get("rope_scaling").filter(|p| p.is_object()))] {
+            let Some(scaling) = scaling.and_then(|s| s.as_object()) else { continue };
+            let kind = match scaling.get("rope_type").or_else(|| scaling.get("type")) {
+                None | Some(serde_json::Value::Null) => "default",
+                Some(serde_json::Value::String(t)) => t.as_str(),
+                Some(x) => return Err(Error::WrongType(format!("config.json: {key}.rope_type must be a string, got {x}"))),
+            };
+            let kind = match kind {
+                "default" => continue,
+                "linear" => R::Linear,
+                "llama3" => R::Llama3,
+                "yarn" => R::Yarn,
+                other => {
+                    return Err(Error::Unsupported(format!(
+                        "config.json: RoPE scaling '{other}' is not built (linear, llama3 and yarn are)"
+                    )))
+                }
+            };
+            let known: &[&str] = match kind {
+                R::Linear => &["factor"],
+                R::Llama3 => &["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
+                _ => &["factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor", "truncate"],
+            };
+            let num = |k: &str| -> Result<Option<f64>> {
+                match scaling.get(k) {
+                    None | Some(serde_json::Value::Null) => Ok(None),
+                    Some(x) => x.as_f64().filter(|f| f.is_finite()).map(Some).ok_or_else(|| {
+                        Error::WrongType(format!("config.json: {key}.{k} must be a number, got {x}"))
+                    }),
+                }
+            };
+            for (k, x) in scaling {
+                let ignorable = matches!(k.as_str(), "rope_type" | "type" | "rope_theta" | "partial_rotary_factor");
+                if ignorable || known.contains(&k.as_str()) || x.is_null() {
+                    continue;
+                }
+                let name = match kind {
+                    R::Linear => "linear",
+                    R::Llama3 => "llama3",
+                    _ => "yarn",
+                };
+                return Err(Error::Unsupported(format!("config.json: {key}.{k} of '{name}' RoPE scaling is not built")));
+            }
+            if num("partial_rotary_factor")?.is_some_and(|f| f != 1.0) {
+                return Err(Error::Unsupported(format!("config.json: {key}.partial_rotary_factor (partial rotary embeddings are not built)")));
+            }
+            if scaling.get("truncate").is_some_and(|t| t != &serde_json::Value::Bool(true) && !t.is_null()) {
+                return Err(Error::Unsupported(format!("config.json: {key}.truncate false (yarn's untruncated range is not built)")));
+            }
+            c.rope_scaling = kind;
+            c.rope_scaling_factor = num("factor")?.ok_or_else(|| {
+                Error::InvalidArgument(format!("config.json: {key}.factor is missing"))
+            })?;
+            if let Some(n) = num("original_max_position_embeddings")? {
+                if !(n >= 1.0 && n <= usize::MAX as f64 && n.fract() == 0.0) {
+                    return Err(Error::InvalidArgument(format!(
+                        "config.json: {key}.original_max_position_embeddings must be a positive integer, got {n}"
+                    )));
+                }
+                c.rope_original_max_position_embeddings = n as usize;
+            }
+            if kind == R::Llama3 {
+                // transformers' defaults for the 3.1 recipe's missing keys are none: it needs them
+                for k in ["low_freq_factor", "high_freq_factor", "original_max_position_embeddings"] {
+                    if num(k)?.is_none() {
+                        return Err(Error::InvalidArgument(format!("config.json: {key}.{k} is missing (llama3 RoPE scaling needs it)")));
+                    }
+                }
+            }
+            c.rope_low_freq_factor = num("low_freq_factor")?.unwrap_or(c.rope_low_freq_factor);
+            c.rope_high_freq_factor = num("high_freq_factor")?.unwrap_or(c.rope_high_freq_factor);
+            // transformers: `beta_fast or 32`, `beta_slow or 1` (a zero is the default)
+            c.rope_beta_fast = num("beta_fast")?.filter(|b| *b != 0.0).unwrap_or(32.0);
+            c.rope_beta_slow = num("beta_slow")?.filter(|b| *b != 0.0).unwrap_or(1.0);
+            c.rope_attention_factor = num("attention_factor")?.unwrap_or(0.0);
+        }
+        Ok(())
     }
 }
 
@@ -461,6 +546,92 @@ pub fn gguf_shape(g: &GgufFile, arch: &str) -> Result<(usize, usize, usize, usiz
         }
     }
     Ok((hidden, heads, kv_heads, head_dim, vocab))
+}
+
+/// A decoder's config from the keys every GGUF decoder states the same way under its
+/// architecture (`gguf_shape`, block_count, feed_forward_length, the RMS epsilon, rope.freq_base,
+/// context_length; tied when the file has no output.weight), the rest from `preset` (whose
+/// norm_eps and rope_theta are the defaults of the two optional keys).
+pub fn gguf_decoder(g: &GgufFile, arch: &str, preset: ModelConfig) -> Result<ModelConfig> {
+    let key = |k: &str| format!("{arch}.{k}");
+    let (hidden, num_heads, num_kv_heads, head_dim, vocab_size) = gguf_shape(g, arch)?;
+    Ok(ModelConfig {
+        vocab_size,
+        hidden_size: hidden,
+        num_layers: g.require_u64(&key("block_count"))? as usize,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        intermediate_size: g.require_u64(&key("feed_forward_length"))? as usize,
+        norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(preset.norm_eps),
+        rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(preset.rope_theta),
+        max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
+        tie_word_embeddings: g.tensor_info("output.weight").is_none(),
+        ..preset
+    })
+}
+
+/// RoPE scaling from GGUF metadata into `c`, as llama.cpp reads it: `rope.scaling.type`
+/// (default "linear") with `rope.scaling.factor` (or the old `rope.scale_linear`; none or 0 = no
+/// scaling), yarn's original context and betas; a `rope_freqs.weight` tensor is llama3's
+/// (Llama 3.1's per-frequency factors), read by the family. What llama.cpp would compute and
+/// candlewick does not (longrope, yarn's log multiplier or a changed extrapolation factor, an
+/// attention factor) is refused.
+pub fn gguf_rope_scaling(g: &GgufFile, arch: &str, c: &mut ModelConfig) -> Result<()> {
+    use crate::config::RopeScaling as R;
+    let key = |k: &str| format!("{arch}.rope.scaling.{k}");
+    let kind = match g.get(&key("type")) {
+        None => "linear",
+        Some(v) => v.as_str().ok_or_else(|| Error::invalid_file(g.path(), format!("{} is {v:?}, not a string", key("type"))))?,
+    };
+    let factor = match g.get_f64(&key("factor"))? {
+        Some(f) => Some(f),
+        None => g.get_f64(&format!("{arch}.rope.scale_linear"))?,
+    };
+    let refuse = |what: String| Err(Error::Unsupported(format!("{}: {what}", g.path().display())));
+    for k in ["yarn_log_multiplier", "attn_factor"] {
+        if let Some(v) = g.get_f64(&key(k))? {
+            if (k == "attn_factor" && v != 1.0) || (k != "attn_factor" && v != 0.0) {
+                return refuse(format!("{} = {v} (not built)", key(k)));
+            }
+        }
+    }
+    if let Some(v) = g.get_f64(&key("yarn_ext_factor"))? {
+        if v >= 0.0 && v != 1.0 {
+            return refuse(format!("{} = {v} (only yarn's full extrapolation, 1, is built)", key("yarn_ext_factor")));
+        }
+    }
+    if let Some(f) = factor {
+        if !(f.is_finite() && f >= 0.0) {
+            return Err(Error::invalid_file(g.path(), format!("{} is {f}, not a non-negative number", key("factor"))));
+        }
+    }
+    let scaled = factor.is_some_and(|f| f != 0.0 && f != 1.0);
+    c.rope_scaling = match kind {
+        "none" => R::None,
+        "linear" if scaled => R::Linear,
+        "linear" => R::None,
+        "yarn" if scaled => R::Yarn,
+        "yarn" => R::None,
+        other => return refuse(format!("RoPE scaling '{other}' (linear and yarn are built, and llama3's rope_freqs)")),
+    };
+    if c.rope_scaling != R::None {
+        c.rope_scaling_factor = factor.unwrap_or(1.0);
+    }
+    if let Some(n) = g.get(&key("original_context_length")) {
+        c.rope_original_max_position_embeddings = n.as_u64().ok_or_else(|| {
+            Error::invalid_file(g.path(), format!("{} is {n:?}, not an unsigned integer", key("original_context_length")))
+        })? as usize;
+    }
+    c.rope_beta_fast = g.get_f64(&key("yarn_beta_fast"))?.unwrap_or(32.0);
+    c.rope_beta_slow = g.get_f64(&key("yarn_beta_slow"))?.unwrap_or(1.0);
+    if g.tensor_info("rope_freqs.weight").is_some() {
+        if c.rope_scaling != R::None {
+            return refuse("both rope_freqs and RoPE scaling metadata".into());
+        }
+        c.rope_scaling = R::Llama3;
+    }
+    Ok(())
 }
 
 /// RoPE scaling in GGUF metadata is refused rather than run wrong.

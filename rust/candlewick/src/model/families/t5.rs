@@ -139,7 +139,7 @@ impl Family for T5 {
         encoder.head = None;
         let proj = lm_head(c, &decoder.embeddings.tokens, vb, "lm_head")?;
         let scale = c.scale_decoder_outputs.then(|| (h as f64).powf(-0.5));
-        decoder.head = Some(Head::Lm(LmHead { proj, scale }));
+        decoder.head = Some(Head::Lm(LmHead { proj, scale, softcap: None }));
         Ok(Stacks {
             encoder: Some(encoder),
             decoder: Some(decoder),
