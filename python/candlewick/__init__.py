@@ -10,6 +10,7 @@ from . import objectives, plot, prompts
 from ._train import TrainResult, train
 from ._memory import MemoryEstimate, estimate_memory
 from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, PerplexityResult, ScoreResult, TokenLogprob, Tokenizer, load, sample
+from ._quantize import quantize
 from ._registry import available_models, resolve
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "objectives",
     "plot",
     "prompts",
+    "quantize",
     "resolve",
     "sample",
     "train",

@@ -1,10 +1,11 @@
 """candlewick command line: `candlewick generate "PROMPT"`, `candlewick info MODEL`,
 `candlewick memory MODEL_OR_PARAMS`, `candlewick train MODEL DATA --out DIR`,
-`candlewick perplexity MODEL FILE`."""
+`candlewick perplexity MODEL FILE`, `candlewick quantize SRC OUT --type T`."""
 
 import argparse
+import os
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from ._registry import DEFAULT_MODEL
 
@@ -106,8 +107,6 @@ def _perplexity(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import os
-
     from . import Model, ModelConfig, Tokenizer, load, train
 
     if os.path.basename(args.model) == "config.json" or args.model.endswith(".json") and os.path.isfile(args.model):
@@ -136,6 +135,18 @@ def _train(args: argparse.Namespace) -> int:
     state = "interrupted after" if result.interrupted else "trained"
     print(f"{state} {len(result.history)} steps in {result.seconds:.1f} s; saved to {args.out}")
     return 130 if result.interrupted else 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from . import quantize
+
+    types = quantize(args.src, args.out, type=args.type, progress=True if sys.stderr.isatty() else False)
+    counts: Dict[str, int] = {}
+    for t in types.values():
+        counts[t] = counts.get(t, 0) + 1
+    size = os.path.getsize(args.out)
+    print(f"wrote {args.out} ({size / 1e6:.1f} MB): " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -210,6 +221,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("--log-every", type=int, default=10, help="print every n-th step (when not on a terminal)")
     t.add_argument("--threads", type=int, default=None)
     t.set_defaults(func=_train)
+
+    q = sub.add_parser("quantize", help="write a GGUF model in another file type (Q4_K_M, Q5_K_M, Q8_0, Q4_0, Q6_K, F16, BF16, F32)")
+    q.add_argument("src", help="a .gguf path or model name")
+    q.add_argument("out", help="the .gguf file to write")
+    q.add_argument("--type", required=True, help="the file type, as llama.cpp names it")
+    q.set_defaults(func=_quantize)
 
     args = p.parse_args(argv)
     from . import CandlewickError

@@ -42,6 +42,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sampling::sampling_stages, m)?)?;
     m.add_function(wrap_pyfunction!(memory::estimate_memory, m)?)?;
     m.add_function(wrap_pyfunction!(memory::assemble_parts, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::quantize_gguf, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::quantize_types, m)?)?;
     m.add_function(wrap_pyfunction!(train::objective_mlm, m)?)?;
     m.add_function(wrap_pyfunction!(train::objective_clm, m)?)?;
     m.add_function(wrap_pyfunction!(train::objective_span_corruption, m)?)?;

@@ -71,6 +71,28 @@ pub fn estimate_memory(
     Ok((e.label, e.num_parameters, items, e.notes, e.seq_len, e.dtype))
 }
 
+/// Quantize the GGUF model `src` into `out` as file type `kind`; returns (tensor, type) pairs in
+/// file order. `progress(done, total)` in tensors.
+#[pyfunction]
+#[pyo3(signature = (src, out, kind, progress=None))]
+pub fn quantize_gguf(
+    py: Python<'_>,
+    src: std::path::PathBuf,
+    out: std::path::PathBuf,
+    kind: String,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Vec<(String, String)>> {
+    crate::errors::detach_progress(py, progress, move || candlewick::model::quantize::quantize_gguf(&src, &out, &kind))
+        .py()
+        .map(|r| r.types.into_iter().map(|(n, t)| (n, t.to_string())).collect())
+}
+
+/// The file types `quantize_gguf` writes.
+#[pyfunction]
+pub fn quantize_types() -> Vec<&'static str> {
+    candlewick::model::quantize::recipes()
+}
+
 /// Assemble a model shipped in parts (checked against its SHA256SUMS manifest) into `cache_dir`
 /// once; returns the assembled file's path. `progress(done, total)` in bytes.
 #[pyfunction]

@@ -2,6 +2,7 @@
 //! llama.cpp, safetensors from HF), headers validated before use, and one table of tensor types.
 pub mod checkpoint;
 pub mod gguf;
+pub mod gguf_write;
 pub mod safetensors;
 pub mod types;
 

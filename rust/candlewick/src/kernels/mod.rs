@@ -8,6 +8,7 @@
 pub mod attention;
 pub mod math;
 pub mod quant;
+pub mod quantize;
 
 use std::sync::OnceLock;
 

@@ -6,6 +6,7 @@
 pub mod builder;
 pub mod families;
 pub mod heads;
+pub mod quantize;
 mod load;
 mod perplexity;
 pub mod recurrent;

@@ -1,0 +1,123 @@
+"""cw.quantize / `candlewick quantize` against llama.cpp's own quantize tool: the same F32 file
+(tests/fixtures/arch/quant/base.gguf) quantized by both must hold the same tensors, byte for
+byte, and so give the same logits (make_arch_fixtures.py made llama.cpp's files)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import candlewick as cw
+from gguf_writer import Gguf
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures")
+QUANT = os.path.join(FIX, "arch", "quant")
+BASE = os.path.join(QUANT, "base.gguf")
+REF = np.load(os.path.join(FIX, "arch_reference.npz"))
+PROMPT = [int(t) for t in REF["prompt"]]
+BUILT = ["F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_M", "Q5_K_M", "Q6_K"]
+
+
+def tensors(path):
+    """name -> (type id, shape, data bytes) of a GGUF file."""
+    g = Gguf(path)
+    order = sorted(g.tensors, key=lambda t: t[3])
+    out = {}
+    for i, (name, ne, ty, off) in enumerate(order):
+        end = order[i + 1][3] if i + 1 < len(order) else len(g.data)
+        out[name] = (ty, ne, g.data[off:end].rstrip(b"\0"))
+    return out
+
+
+def test_the_built_types_are_listed():
+    assert cw._native.quantize_types() == ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_M", "Q5_K_M", "Q6_K"]
+
+
+@pytest.mark.parametrize("t", BUILT)
+def test_quantized_tensors_are_llama_cpps_bytes(tmp_path, t):
+    out = tmp_path / f"{t}.gguf"
+    types = cw.quantize(BASE, out, type=t)
+    ours, theirs = tensors(out), tensors(os.path.join(QUANT, f"{t}.gguf"))
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert ours[name][:2] == theirs[name][:2], name  # type and shape
+        assert ours[name][2] == theirs[name][2], f"{t}: {name} differs from llama.cpp's"
+    assert types["output.weight"] == (t if t in ("F16", "BF16", "Q8_0") else "Q6_K")
+    assert types["blk.0.attn_norm.weight"] == "F32"
+    m = cw.load(out)
+    assert m.info["tensor_types"] == cw.load(os.path.join(QUANT, f"{t}.gguf")).info["tensor_types"]
+    lc = REF[f"lc_quant_{t}_logits"]
+    got = m.logits(PROMPT)
+    # the same bytes run by the same kernels: llama.cpp's first-step top-5 on its own file
+    assert list(np.argsort(-got[-1])[:5]) == list(np.argsort(-lc[-1])[:5])
+    assert np.abs(got - cw.load(os.path.join(QUANT, f"{t}.gguf")).logits(PROMPT)).max() == 0.0
+    # the metadata came along: the tokenizer and the config read back the same
+    src = cw.load(BASE)
+    assert m.config == src.config and m.tokenizer.encode("the cat sat") == src.tokenizer.encode("the cat sat")
+
+
+def test_requantizing_and_the_model_object(tmp_path):
+    q8 = tmp_path / "q8.gguf"
+    cw.quantize(cw.load(BASE), q8, type="q8_0")
+    q4 = tmp_path / "q4.gguf"
+    types = cw.quantize(str(q8), q4, type="Q4_0")
+    assert types["blk.0.ffn_up.weight"] == "Q4_0"
+    assert cw.load(q4).generate(PROMPT, max_new_tokens=4, ignore_eos=True).token_ids
+
+
+def test_cli(tmp_path):
+    out = tmp_path / "cli.gguf"
+    r = subprocess.run([sys.executable, "-m", "candlewick", "quantize", BASE, str(out), "--type", "Q8_0"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Q8_0 x9" in r.stdout and out.exists()
+    r = subprocess.run([sys.executable, "-m", "candlewick", "quantize", BASE, str(out), "--type", "Q9_9"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown quantization type 'Q9_9'" in r.stderr
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="unknown quantization type 'Q3'"):
+        cw.quantize(BASE, tmp_path / "x.gguf", type="Q3")
+    with pytest.raises(cw.UnsupportedError, match="Q4_K_S is not built"):
+        cw.quantize(BASE, tmp_path / "x.gguf", type="q4_k_s")
+    with pytest.raises(TypeError):
+        cw.quantize(BASE, tmp_path / "x.gguf", type=8)
+    with pytest.raises(cw.UnsupportedError, match="HF folders"):
+        cw.quantize(os.path.join(FIX, "arch", "qwen3"), tmp_path / "x.gguf")
+    with pytest.raises(cw.UnsupportedError, match="safetensors"):
+        cw.quantize(cw.load(os.path.join(FIX, "arch", "qwen3")), tmp_path / "x.gguf")
+    with pytest.raises(cw.CandlewickError):  # not a GGUF file at all
+        cw.quantize(os.path.join(FIX, "arch", "qwen3", "config.json"), tmp_path / "x.gguf")
+    with pytest.raises(FileNotFoundError):
+        cw.quantize(tmp_path / "missing.gguf", tmp_path / "x.gguf")
+    with pytest.raises(OSError, match="does not exist"):
+        cw.quantize(BASE, tmp_path / "no" / "such" / "x.gguf")
+    with pytest.raises(ValueError, match="source itself"):
+        cw.quantize(BASE, BASE)
+    (tmp_path / "adir.gguf").mkdir()
+    with pytest.raises(OSError, match="in the way"):
+        cw.quantize(BASE, tmp_path / "adir.gguf")
+    # a GGUF file whose architecture is unknown is no model to quantize
+    g = Gguf(BASE)
+    arch = b"mamba"
+    g.set("general.architecture", len(arch).to_bytes(8, "little") + arch, ty=8)
+    g.write(tmp_path / "mamba.gguf")
+    with pytest.raises(cw.UnsupportedError, match="mamba"):
+        cw.quantize(tmp_path / "mamba.gguf", tmp_path / "x.gguf")
+    # nothing half-written was left behind by any of these
+    assert sorted(os.listdir(tmp_path)) == ["adir.gguf", "mamba.gguf"]
+
+
+def test_smollm2_to_q4_k_m_falls_back_as_llama_cpp_does(tmp_path, smollm2_path):
+    # SmolLM2's rows of 576 do not split into K-quant blocks of 256: llama.cpp's fallbacks
+    # (Q4_K -> Q5_0, Q6_K -> Q8_0; ffn_down's rows of 1536 do split) apply
+    out = tmp_path / "smol-q4km.gguf"
+    types = cw.quantize(smollm2_path, out, type="Q4_K_M")
+    assert types["token_embd.weight"] == "Q8_0"  # tied to the output: Q6_K, which falls back
+    assert types["blk.0.attn_q.weight"] == "Q5_0" and types["blk.0.ffn_down.weight"] == "Q6_K"
+    assert types["blk.3.ffn_down.weight"] == "Q4_K" and types["blk.0.attn_v.weight"] == "Q8_0"
+    text = cw.load(out).generate("The capital of France is", max_new_tokens=6, do_sample=False).text
+    assert "Paris" in text
