@@ -18,6 +18,9 @@ fn floats(b: &[u8]) -> Vec<f32> {
 
 fn qtype(name: &str) -> QType {
     match name {
+        "Q4_0" => QType::Q4_0,
+        "IQ4_NL" => QType::IQ4NL,
+        "IQ4_XS" => QType::IQ4XS,
         "Q4_1" => QType::Q4_1,
         "Q5_0" => QType::Q5_0,
         "Q5_1" => QType::Q5_1,
@@ -110,11 +113,16 @@ fn quantized_matmuls_equal_llamacpp_bit_for_bit() {
         }
     }
     for t in [
+        QType::Q4_0,
         QType::Q4_1,
         QType::Q5_0,
+        QType::Q5_1,
         QType::Q8_0,
+        QType::IQ4NL,
         QType::Q4K,
+        QType::Q5K,
         QType::Q6K,
+        QType::IQ4XS,
     ] {
         assert!(types.contains(&t), "the fixture covers {t:?}");
     }

@@ -576,6 +576,26 @@ impl GgufFile {
         Ok(QTensor::new(storage, info.shape.as_slice())?)
     }
 
+    /// The tensor `name` as f32 values on the CPU, dequantized by candlewick's kernels where it
+    /// has them (`kernels::quant::QType`), else by candle's.
+    pub fn dequantize(&self, name: &str) -> Result<candle_core::Tensor> {
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| Error::invalid_file(&self.path, format!("tensor {name} is missing")))?;
+        let Some(qtype) = crate::kernels::quant::QType::of(info.dtype) else {
+            return Ok(self.qtensor(name, &Device::Cpu)?.dequantize(&Device::Cpu)?);
+        };
+        let cols = info.shape.last().copied().unwrap_or(1).max(1);
+        let n: usize = info.shape.iter().product();
+        let bytes = self.tensor_bytes(info);
+        let row = qtype.row_bytes(cols);
+        let mut out = vec![0f32; n];
+        for (r, o) in bytes.chunks_exact(row).zip(out.chunks_exact_mut(cols)) {
+            crate::kernels::quant::dequantize_row(qtype, r, o);
+        }
+        Ok(candle_core::Tensor::from_vec(out, info.shape.as_slice(), &Device::Cpu)?)
+    }
+
     /// The tensor `name`, which must exist with the shape the model expects.
     pub fn tensor_info_shaped(&self, name: &str, expected: &[usize]) -> Result<&TensorInfo> {
         let info = self

@@ -1,9 +1,10 @@
 //! CPU kernels, and what this machine offers them: threads, SIMD paths, memory.
 //!
-//! Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K weights run our own ggml-exact kernels in `quant`;
-//! other block types run candle's quantized kernels, which pick their SIMD path at run time
-//! (`is_x86_feature_detected!`). `simd_report` says which path each weight type takes on this CPU,
-//! as read from candle 0.11's dispatch (AVX2+FMA dot products for Q4_0, Q2_K and Q3_K).
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS weights run our own
+//! ggml-exact kernels in `quant`; Q2_K, Q3_K, F16 and BF16 run candle's kernels, which pick their
+//! SIMD path at run time (`is_x86_feature_detected!`); the other ggml types are refused by name.
+//! `simd_report` says which path each weight type takes on this CPU, as read from candle 0.11's
+//! dispatch (AVX2+FMA dot products for Q2_K and Q3_K).
 
 pub mod attention;
 pub mod math;
@@ -105,7 +106,7 @@ pub fn simd_report() -> SimdReport {
     let has = |f: &str| feats.contains(&f);
     let avx2 = has("avx2") && has("fma");
     let mut paths = Vec::new();
-    for t in ["Q4_0", "Q2_K", "Q3_K"] {
+    for t in ["Q2_K", "Q3_K"] {
         paths.push((
             t,
             if avx2 {
@@ -116,7 +117,9 @@ pub fn simd_report() -> SimdReport {
             .to_string(),
         ));
     }
-    for t in ["Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"] {
+    for t in [
+        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+    ] {
         paths.push((
             t,
             format!(

@@ -1,8 +1,14 @@
 //! Quantized matmul kernels for GGUF block types, bit-exact with ggml's CPU backend.
 //!
-//! y = x W^T with W in Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K or Q6_K blocks and x quantized on the
-//! fly to 8 bits as ggml does (Q8_1 / Q8_0 blocks of 32 for the first four, Q8_K blocks of 256 for
-//! the K-quants). Every float operation follows the order of ggml's AVX2 code:
+//! y = x W^T with W in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K or IQ4_XS blocks
+//! and x quantized on the fly to 8 bits as ggml does (Q8_1 / Q8_0 blocks of 32 for the blocks of
+//! 32, Q8_K blocks of 256 for the K-quants and IQ4_XS). Every float operation follows the order of
+//! ggml's AVX2 code:
+//! - Q4_0 / IQ4_NL: llama.cpp repacks tensors of 8k rows (`ggml_gemv/gemm_*_8x8_q8_0`): per block
+//!   the exact integer dot fused into one accumulator with d_w * d_a; other tensors take their
+//!   dot products (Q4_0 as Q8_0 below; IQ4_NL with even and odd blocks in two lane sets);
+//! - IQ4_XS: below 8 rows `ggml_vec_dot_iq4_xs_q8_K` (lanes as Q6_K's), from 8 on the tiled
+//!   matmul (as Q6_K's);
 //! - Q4_1/Q5_0/Q5_1/Q8_0 (`ggml_vec_dot_*`): eight lanes, each the exact integer dot of four
 //!   consecutive quants, accumulated with fused multiply-add, then `hsum_float_8` (+ the mins'
 //!   sum for Q4_1/Q5_1);
@@ -46,6 +52,14 @@ pub const QK_K: usize = types::Q4_K.block_size;
 pub const Q4_K_BYTES: usize = types::Q4_K.block_bytes;
 pub const Q6_K_BYTES: usize = types::Q6_K.block_bytes;
 pub const Q5_K_BYTES: usize = types::Q5_K.block_bytes;
+pub const Q4_0_BYTES: usize = types::Q4_0.block_bytes;
+pub const IQ4_NL_BYTES: usize = types::IQ4_NL.block_bytes;
+pub const IQ4_XS_BYTES: usize = types::IQ4_XS.block_bytes;
+
+/// The 16 values a 4-bit index of IQ4_NL / IQ4_XS stands for (ggml `kvalues_iq4nl`).
+pub const KVALUES_IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
 
 /// Activations quantized to 8 bits, one block of 32: q = round(x / d), s = d * sum(q) (Q8_1 only).
 #[derive(Clone, Copy, Debug)]
@@ -184,16 +198,25 @@ pub fn vec_dot_q4_1_q8_1_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
     )
 }
 
-/// The 32 unsigned 4-bit values of a Q4_1 block (element j in byte j's low half, j + 16 in its
-/// high half).
+/// The 32 nibbles of 16 bytes in ggml's order: element j in byte j's low half, j + 16 in its
+/// high half.
+fn nibbles(qs: &[u8]) -> [u8; 32] {
+    std::array::from_fn(|e| if e < 16 { qs[e] & 0x0F } else { qs[e - 16] >> 4 })
+}
+
+/// The 32 unsigned 4-bit values of a Q4_1 block.
 fn q4_1_values(b: &[u8]) -> [u8; 32] {
-    std::array::from_fn(|e| {
-        if e < 16 {
-            b[4 + e] & 0x0F
-        } else {
-            b[4 + e - 16] >> 4
-        }
-    })
+    nibbles(&b[4..20])
+}
+
+/// The 32 signed values of a Q4_0 block: nibble - 8.
+fn q4_0_values(b: &[u8]) -> [i8; 32] {
+    nibbles(&b[2..18]).map(|v| v as i8 - 8)
+}
+
+/// The 32 values of an IQ4_NL block: each nibble looked up in `KVALUES_IQ4NL`.
+fn iq4_nl_values(b: &[u8]) -> [i8; 32] {
+    nibbles(&b[2..18]).map(|v| KVALUES_IQ4NL[v as usize])
 }
 
 /// The order ggml's AVX2 code sums a row of unsigned-valued blocks with a min (Q4_1, Q5_1)
@@ -251,14 +274,8 @@ fn q5_0_values(b: &[u8]) -> [i8; 32] {
 /// half) and bit j of the little-endian `qh` word as the fifth bit.
 fn five_bit_values(qh: &[u8], qs: &[u8]) -> [u8; 32] {
     let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
-    std::array::from_fn(|e| {
-        let nib = if e < 16 {
-            qs[e] & 0x0F
-        } else {
-            qs[e - 16] >> 4
-        };
-        nib | ((((qh >> e) & 1) as u8) << 4)
-    })
+    let nib = nibbles(qs);
+    std::array::from_fn(|e| nib[e] | ((((qh >> e) & 1) as u8) << 4))
 }
 
 /// Reference `ggml_vec_dot_q5_1_q8_1` on one weight row (raw Q5_1 bytes): as Q4_1 with the fifth
@@ -283,6 +300,123 @@ pub fn vec_dot_q5_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
             .map(|b| (f16_at(b, 0), q5_0_values(b))),
         a,
     )
+}
+
+/// Reference `ggml_vec_dot_q4_0_q8_0` on one weight row (raw Q4_0 blocks): what llama.cpp runs
+/// for a tensor whose row count is not a multiple of 8 (the others it repacks).
+pub fn vec_dot_q4_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    dot_i8_blocks(
+        w.chunks_exact(Q4_0_BYTES)
+            .map(|b| (f16_at(b, 0), q4_0_values(b))),
+        a,
+    )
+}
+
+/// The order of llama.cpp's repacked kernels for blocks of 32 with one scale
+/// (`ggml_gemv/gemm_q4_0_8x8_q8_0` and the IQ4_NL ones, used on AVX2 for tensors of 8k rows):
+/// per block the exact integer dot, fused into one accumulator with d_w * d_a.
+fn blockwise_dot_i8(blocks: impl Iterator<Item = (f32, [i8; 32])>, a: &[BlockQ8]) -> f32 {
+    let mut acc = 0f32;
+    for ((dw, v), ab) in blocks.zip(a) {
+        let s: i32 = v.iter().zip(&ab.qs).map(|(&w, &x)| w as i32 * x as i32).sum();
+        acc = (s as f32).mul_add(dw * ab.d.to_f32(), acc);
+    }
+    acc
+}
+
+/// Reference of llama.cpp's repacked Q4_0 kernels on one weight row.
+pub fn repacked_dot_q4_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    blockwise_dot_i8(
+        w.chunks_exact(Q4_0_BYTES)
+            .map(|b| (f16_at(b, 0), q4_0_values(b))),
+        a,
+    )
+}
+
+/// Reference of llama.cpp's repacked IQ4_NL kernels on one weight row.
+pub fn repacked_dot_iq4_nl_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    blockwise_dot_i8(
+        w.chunks_exact(IQ4_NL_BYTES)
+            .map(|b| (f16_at(b, 0), iq4_nl_values(b))),
+        a,
+    )
+}
+
+/// Reference `ggml_vec_dot_iq4_nl_q8_0` (AVX2) on one weight row: lanes as Q8_0, but even and
+/// odd blocks in two accumulators, added before the horizontal sum; an odd last block is added
+/// after it as one fused product.
+pub fn vec_dot_iq4_nl_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
+    let blocks: Vec<_> = w
+        .chunks_exact(IQ4_NL_BYTES)
+        .map(|b| (f16_at(b, 0), iq4_nl_values(b)))
+        .collect();
+    let mut acc = [[0.0f32; 8]; 2];
+    let pairs = blocks.len() / 2 * 2;
+    for (i, ((dw, v), ab)) in blocks[..pairs].iter().zip(a).enumerate() {
+        let d = ab.d.to_f32() * dw;
+        for (l, lane) in acc[i % 2].iter_mut().enumerate() {
+            let s: i32 = (4 * l..4 * l + 4)
+                .map(|e| v[e] as i32 * ab.qs[e] as i32)
+                .sum();
+            *lane = d.mul_add(s as f32, *lane);
+        }
+    }
+    let mut sum = hsum8(&std::array::from_fn(|l| acc[0][l] + acc[1][l]));
+    if let (Some((dw, v)), Some(ab)) = (blocks.get(pairs), a.get(pairs)) {
+        let s: i32 = v.iter().zip(&ab.qs).map(|(&w, &x)| w as i32 * x as i32).sum();
+        sum = (ab.d.to_f32() * dw).mul_add(s as f32, sum);
+    }
+    sum
+}
+
+/// The 6-bit scale of sub-block `ib` (0..8) of an IQ4_XS block, minus 32.
+#[inline(always)]
+fn iq4_xs_scale(b: &[u8], ib: usize) -> i32 {
+    let sh = u16::from_le_bytes([b[2], b[3]]) as i32;
+    let sl = b[4 + ib / 2] as i32;
+    (((sl >> (4 * (ib % 2))) & 0x0F) | (((sh >> (2 * ib)) & 3) << 4)) - 32
+}
+
+/// Reference `ggml_vec_dot_iq4_xs_q8_K` (AVX2) on one weight row (raw IQ4_XS blocks: d: f16,
+/// scales_h: u16, scales_l: [u8; 4], qs: [u8; 128], sub-blocks of 32 as IQ4_NL's nibbles):
+/// per super-block eight integer lanes (lane l: the scaled dots of quants 4l..4l+3 of each
+/// sub-block), fused into eight float lanes with d_w * d_a, then `hsum_float_8`.
+pub fn vec_dot_iq4_xs_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (b, ab) in w.chunks_exact(IQ4_XS_BYTES).zip(a) {
+        let lanes = iq4_xs_lanes(b, ab);
+        let d = f16_at(b, 0) * ab.d;
+        for (lane, &s) in acc.iter_mut().zip(&lanes) {
+            *lane = d.mul_add(s as f32, *lane);
+        }
+    }
+    hsum8(&acc)
+}
+
+/// The eight integer lanes of one IQ4_XS super-block against its Q8_K block.
+fn iq4_xs_lanes(b: &[u8], ab: &BlockQ8K) -> [i32; 8] {
+    let mut lanes = [0i32; 8];
+    for ib in 0..QK_K / 32 {
+        let ls = iq4_xs_scale(b, ib);
+        let v = nibbles(&b[8 + 16 * ib..24 + 16 * ib]).map(|n| KVALUES_IQ4NL[n as usize]);
+        let q = &ab.qs[32 * ib..32 * ib + 32];
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let s: i32 = (4 * l..4 * l + 4).map(|e| v[e] as i32 * q[e] as i32).sum();
+            *lane += ls * s;
+        }
+    }
+    lanes
+}
+
+/// Reference of llama.cpp's tiled matmul for IQ4_XS (8 activation rows or more): per
+/// super-block the exact integer total, times d_w, fused into one accumulator with d_a.
+pub fn tiled_dot_iq4_xs_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (b, ab) in w.chunks_exact(IQ4_XS_BYTES).zip(a) {
+        let total: i32 = iq4_xs_lanes(b, ab).iter().sum();
+        acc = (f16_at(b, 0) * total as f32).mul_add(ab.d, acc);
+    }
+    acc
 }
 
 /// The 6-bit scale and min of sub-block j (0..8) of a Q4_K block (ggml `get_scale_min_k4`).
@@ -484,6 +618,7 @@ pub fn simd_path() -> &'static str {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QType {
+    Q4_0,
     Q4_1,
     Q5_0,
     Q5_1,
@@ -491,12 +626,15 @@ pub enum QType {
     Q4K,
     Q5K,
     Q6K,
+    IQ4NL,
+    IQ4XS,
 }
 
 impl QType {
     /// The weight types these kernels run (the others go to candle's kernels).
     pub fn of(t: &TensorType) -> Option<QType> {
         Some(match t.name {
+            "Q4_0" => QType::Q4_0,
             "Q4_1" => QType::Q4_1,
             "Q5_0" => QType::Q5_0,
             "Q5_1" => QType::Q5_1,
@@ -504,6 +642,8 @@ impl QType {
             "Q4_K" => QType::Q4K,
             "Q5_K" => QType::Q5K,
             "Q6_K" => QType::Q6K,
+            "IQ4_NL" => QType::IQ4NL,
+            "IQ4_XS" => QType::IQ4XS,
             _ => return None,
         })
     }
@@ -511,6 +651,7 @@ impl QType {
     /// This type's row of the tensor-type table.
     pub fn tensor_type(self) -> &'static TensorType {
         match self {
+            QType::Q4_0 => &types::Q4_0,
             QType::Q4_1 => &types::Q4_1,
             QType::Q5_0 => &types::Q5_0,
             QType::Q5_1 => &types::Q5_1,
@@ -518,6 +659,8 @@ impl QType {
             QType::Q4K => &types::Q4_K,
             QType::Q5K => &types::Q5_K,
             QType::Q6K => &types::Q6_K,
+            QType::IQ4NL => &types::IQ4_NL,
+            QType::IQ4XS => &types::IQ4_XS,
         }
     }
 
@@ -534,6 +677,17 @@ impl QType {
     pub fn row_bytes(self, k: usize) -> usize {
         k / self.block_elems() * self.block_bytes()
     }
+
+    /// Activations go to Q8_K blocks of 256 (else Q8_0/Q8_1 blocks of 32).
+    fn super_blocks(self) -> bool {
+        matches!(self, QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS)
+    }
+
+    /// llama.cpp repacks this type's tensors of `n` rows on AVX2 (Q4_0 and IQ4_NL, in groups of
+    /// 8 rows), which sums in another order than its plain dot product.
+    fn repacked(self, n: usize) -> bool {
+        matches!(self, QType::Q4_0 | QType::IQ4NL) && n.is_multiple_of(8)
+    }
 }
 
 /// One activation matrix quantized the way its weight type's ggml dot product expects.
@@ -545,6 +699,8 @@ enum Activations {
         s: Vec<f32>,
         ls: Vec<[i32; 8]>,
         nb: usize,
+        /// Q4_0 / IQ4_NL in llama.cpp's repacked order (`QType::repacked`)
+        repacked: bool,
     },
     /// Q8_K blocks; rows below `grouped` take llama.cpp's four-row (gemm) order for Q4_K;
     /// `tiled`: 8 rows or more, where llama.cpp runs Q6_K through its tiled matmul.
@@ -557,10 +713,10 @@ enum Activations {
 }
 
 impl Activations {
-    fn quantize(t: QType, x: &[f32], k: usize) -> Self {
+    fn quantize(t: QType, x: &[f32], k: usize, n: usize) -> Self {
         let nb = k / t.block_elems();
         match t {
-            QType::Q4K | QType::Q5K | QType::Q6K => {
+            _ if t.super_blocks() => {
                 let mut blocks = vec![BlockQ8K::default(); x.len() / QK_K];
                 for (xr, qr) in x.chunks_exact(k).zip(blocks.chunks_exact_mut(nb)) {
                     quantize_row_q8k(xr, qr);
@@ -594,6 +750,7 @@ impl Activations {
                     s,
                     ls,
                     nb,
+                    repacked: t.repacked(n),
                 }
             }
         }
@@ -609,9 +766,12 @@ impl Activations {
                 s,
                 ls,
                 nb,
+                repacked,
             } => {
+                // IQ4_NL's plain dot product (tensors of rows not a multiple of 8) has no SIMD
+                // path here: its reference runs
                 #[cfg(target_arch = "x86_64")]
-                if level() != Level::Scalar {
+                if level() != Level::Scalar && (t != QType::IQ4NL || *repacked) {
                     let acts: [quant_x86::Act32; A] = std::array::from_fn(|a| {
                         let r = (i0 + a) * nb..(i0 + a + 1) * nb;
                         quant_x86::Act32 {
@@ -625,21 +785,16 @@ impl Activations {
                     // SAFETY: the level's features were detected; `matmul` checked the shapes.
                     return unsafe {
                         if level() == Level::Vnni {
-                            quant_x86::tile_vnni(t, w, Some(refs), None, false)
+                            quant_x86::tile_vnni(t, w, Some(refs), None, *repacked)
                         } else {
-                            quant_x86::tile_avx2(t, w, Some(refs), None, false)
+                            quant_x86::tile_avx2(t, w, Some(refs), None, *repacked)
                         }
                     };
                 }
                 let _ = (d, s, ls);
                 std::array::from_fn(|a| {
                     let act = &blocks[(i0 + a) * nb..(i0 + a + 1) * nb];
-                    w.map(|wr| match t {
-                        QType::Q4_1 => vec_dot_q4_1_q8_1_ref(wr, act),
-                        QType::Q5_0 => vec_dot_q5_0_q8_0_ref(wr, act),
-                        QType::Q5_1 => vec_dot_q5_1_q8_1_ref(wr, act),
-                        _ => vec_dot_q8_0_q8_0_ref(wr, act),
-                    })
+                    w.map(|wr| dot32_ref(t, wr, act, *repacked))
                 })
             }
             Activations::Q8K {
@@ -668,16 +823,39 @@ impl Activations {
                     };
                 }
                 acts.map(|act| {
-                    w.map(|wr| match t {
-                        QType::Q4K => vec_dot_q4_k_q8_k_ref(wr, act, per_pair),
-                        QType::Q5K if *tiled => tiled_dot_q5_k_q8_k_ref(wr, act),
-                        QType::Q5K => vec_dot_q5_k_q8_k_ref(wr, act),
-                        _ if *tiled => tiled_dot_q6_k_q8_k_ref(wr, act),
-                        _ => vec_dot_q6_k_q8_k_ref(wr, act),
-                    })
+                    w.map(|wr| dot256_ref(t, wr, act, per_pair, *tiled))
                 })
             }
         }
+    }
+}
+
+/// The scalar reference of one weight row of a 32-block type against one activation row, in the
+/// order llama.cpp takes (`repacked`: see `QType::repacked`).
+fn dot32_ref(t: QType, w: &[u8], a: &[BlockQ8], repacked: bool) -> f32 {
+    match t {
+        QType::Q4_0 if repacked => repacked_dot_q4_0_q8_0_ref(w, a),
+        QType::Q4_0 => vec_dot_q4_0_q8_0_ref(w, a),
+        QType::IQ4NL if repacked => repacked_dot_iq4_nl_q8_0_ref(w, a),
+        QType::IQ4NL => vec_dot_iq4_nl_q8_0_ref(w, a),
+        QType::Q4_1 => vec_dot_q4_1_q8_1_ref(w, a),
+        QType::Q5_0 => vec_dot_q5_0_q8_0_ref(w, a),
+        QType::Q5_1 => vec_dot_q5_1_q8_1_ref(w, a),
+        _ => vec_dot_q8_0_q8_0_ref(w, a),
+    }
+}
+
+/// The same for the super-block types (`per_pair`: Q4_K's gemm order; `tiled`: Q5_K/Q6_K's
+/// tiled matmul).
+fn dot256_ref(t: QType, w: &[u8], a: &[BlockQ8K], per_pair: bool, tiled: bool) -> f32 {
+    match t {
+        QType::Q4K => vec_dot_q4_k_q8_k_ref(w, a, per_pair),
+        QType::Q5K if tiled => tiled_dot_q5_k_q8_k_ref(w, a),
+        QType::Q5K => vec_dot_q5_k_q8_k_ref(w, a),
+        QType::IQ4XS if tiled => tiled_dot_iq4_xs_q8_k_ref(w, a),
+        QType::IQ4XS => vec_dot_iq4_xs_q8_k_ref(w, a),
+        _ if tiled => tiled_dot_q6_k_q8_k_ref(w, a),
+        _ => vec_dot_q6_k_q8_k_ref(w, a),
     }
 }
 
@@ -694,7 +872,7 @@ pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Ve
         return Vec::new();
     }
     let row_bytes = t.row_bytes(k);
-    let act = Activations::quantize(t, x, k);
+    let act = Activations::quantize(t, x, k, n);
     // a group's 4 rows; past the end the last row stands in (its outputs are dropped)
     let row = |j: usize| {
         let j = j.min(n - 1);
@@ -796,11 +974,31 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
-        QType::Q5_0 => {
-            for (b, o) in row.chunks_exact(Q5_0_BYTES).zip(out.chunks_exact_mut(QK)) {
+        QType::Q5_0 | QType::Q4_0 | QType::IQ4NL => {
+            let values = match t {
+                QType::Q5_0 => q5_0_values,
+                QType::Q4_0 => q4_0_values,
+                _ => iq4_nl_values,
+            };
+            for (b, o) in row
+                .chunks_exact(t.block_bytes())
+                .zip(out.chunks_exact_mut(QK))
+            {
                 let d = f16_at(b, 0);
-                for (v, x) in q5_0_values(b).iter().zip(o.iter_mut()) {
+                for (v, x) in values(b).iter().zip(o.iter_mut()) {
                     *x = *v as f32 * d;
+                }
+            }
+        }
+        QType::IQ4XS => {
+            for (b, o) in row.chunks_exact(IQ4_XS_BYTES).zip(out.chunks_exact_mut(QK_K)) {
+                let d = f16_at(b, 0);
+                for (ib, sub) in o.chunks_exact_mut(32).enumerate() {
+                    let dl = d * iq4_xs_scale(b, ib) as f32;
+                    let v = nibbles(&b[8 + 16 * ib..24 + 16 * ib]);
+                    for (x, &n) in sub.iter_mut().zip(&v) {
+                        *x = dl * KVALUES_IQ4NL[n as usize] as f32;
+                    }
                 }
             }
         }
@@ -864,7 +1062,10 @@ mod tests {
         b
     }
 
-    const ALL: [QType; 7] = [
+    const ALL: [QType; 10] = [
+        QType::Q4_0,
+        QType::IQ4NL,
+        QType::IQ4XS,
         QType::Q4_1,
         QType::Q5_0,
         QType::Q5_1,
@@ -874,26 +1075,17 @@ mod tests {
         QType::Q6K,
     ];
 
-    fn reference(t: QType, w: &[u8], x: &[f32], k: usize, per_pair: bool, tiled: bool) -> f32 {
-        if matches!(t, QType::Q4K | QType::Q5K | QType::Q6K) {
+    /// One output by the scalar references (`n`: the weight's rows, which choose Q4_0/IQ4_NL's
+    /// order).
+    fn reference(t: QType, w: &[u8], x: &[f32], k: usize, n: usize, per_pair: bool, tiled: bool) -> f32 {
+        if t.super_blocks() {
             let mut a = vec![BlockQ8K::default(); k / QK_K];
             quantize_row_q8k(x, &mut a);
-            return match t {
-                QType::Q4K => vec_dot_q4_k_q8_k_ref(w, &a, per_pair),
-                QType::Q5K if tiled => tiled_dot_q5_k_q8_k_ref(w, &a),
-                QType::Q5K => vec_dot_q5_k_q8_k_ref(w, &a),
-                _ if tiled => tiled_dot_q6_k_q8_k_ref(w, &a),
-                _ => vec_dot_q6_k_q8_k_ref(w, &a),
-            };
+            return dot256_ref(t, w, &a, per_pair, tiled);
         }
         let mut a = vec![BlockQ8::default(); k / QK];
         quantize_row_q8(x, &mut a);
-        match t {
-            QType::Q4_1 => vec_dot_q4_1_q8_1_ref(w, &a),
-            QType::Q5_0 => vec_dot_q5_0_q8_0_ref(w, &a),
-            QType::Q5_1 => vec_dot_q5_1_q8_1_ref(w, &a),
-            _ => vec_dot_q8_0_q8_0_ref(w, &a),
-        }
+        dot32_ref(t, w, &a, t.repacked(n))
     }
 
     #[test]
@@ -931,10 +1123,11 @@ mod tests {
 
     #[test]
     fn simd_equals_reference_bit_for_bit() {
-        // 6 rows: Q4_K's gemm order for 4, gemv for 2; 11 rows: Q6_K's tiled order
+        // 6 rows: Q4_K's gemm order for 4, gemv for 2; 11 rows: Q6_K's tiled order; 40 weight
+        // rows: Q4_0/IQ4_NL repacked; 37 not (and k = 544: an odd number of IQ4_NL blocks)
         for t in ALL {
-            for m in [6, 11] {
-                let (k, n) = (512, 37);
+            for (m, n) in [(6, 37), (11, 37), (6, 40), (11, 40)] {
+                let k = if t.super_blocks() || n == 40 { 512 } else { 544 };
                 let w = blocks(t, n * k / t.block_elems(), 7);
                 let x: Vec<f32> = (0..m * k)
                     .map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0)
@@ -944,7 +1137,7 @@ mod tests {
                 for i in 0..m {
                     for j in 0..n {
                         let (wr, xr) = (&w[j * row..(j + 1) * row], &x[i * k..(i + 1) * k]);
-                        let r = reference(t, wr, xr, k, i < m - m % 4, m >= 8);
+                        let r = reference(t, wr, xr, k, n, i < m - m % 4, m >= 8);
                         assert_eq!(
                             fast[i * n + j].to_bits(),
                             r.to_bits(),

@@ -11,8 +11,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    BlockQ8, BlockQ8K, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES,
-    Q8_0_BYTES,
+    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q4_0_BYTES, Q4_1_BYTES,
+    Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
 };
 
 /// How far ahead of the block being read the weights are prefetched (bytes). A prefetch past the
@@ -23,6 +23,14 @@ pub const T_Q4_1: u8 = 0;
 pub const T_Q5_0: u8 = 1;
 pub const T_Q8_0: u8 = 2;
 pub const T_Q5_1: u8 = 3;
+pub const T_Q4_0: u8 = 4;
+pub const T_IQ4NL: u8 = 5;
+
+/// `KVALUES_IQ4NL` in both 128-bit halves, for `_mm256_shuffle_epi8` lookups.
+#[inline(always)]
+unsafe fn iq4_table() -> __m256i {
+    _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i))
+}
 
 /// One activation row quantized to 32-blocks: the blocks, their d and s in f32, and for each
 /// block the sums of each 4 consecutive quants (one per 32-bit lane).
@@ -79,19 +87,28 @@ unsafe fn hsum4x8(v: [__m256i; 4]) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
 }
 
-/// Q4_1 / Q5_0 / Q8_0 (`T`): 4 weight rows x A activation rows.
+/// The blocks of 32 (`T`): 4 weight rows x A activation rows; `blockwise`: llama.cpp's
+/// repacked order for Q4_0 / IQ4_NL (one integer total per block, see `quant::blockwise_dot_i8`)
+/// rather than the eight lanes of its dot products.
 #[inline(always)]
 unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
     w: [&[u8]; 4],
     a: [&Act32; A],
+    blockwise: bool,
 ) -> [[f32; 4]; A] {
     let bytes = match T {
+        T_Q4_0 => Q4_0_BYTES,
+        T_IQ4NL => IQ4_NL_BYTES,
         T_Q4_1 => Q4_1_BYTES,
         T_Q5_0 => Q5_0_BYTES,
         T_Q5_1 => Q5_1_BYTES,
         _ => Q8_0_BYTES,
     };
+    // signed weight bytes (the others are unsigned, offset where the type has one)
+    let signed = T == T_Q8_0 || T == T_IQ4NL;
+    let table = iq4_table();
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let mut acc4 = [_mm_setzero_ps(); A];
     let mut summs = [[0f32; 4]; A];
     let low = _mm256_set1_epi8(0x0F);
     // Q5_0: byte j of the expanded qh tests bit j (ggml bytes_from_bits_32)
@@ -110,6 +127,18 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
             _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
             dw[r] = h2f(wb);
             u[r] = match T {
+                T_Q4_0 | T_IQ4NL => {
+                    let raw = _mm_loadu_si128(wb.add(2) as *const __m128i);
+                    let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                    if T == T_Q4_0 {
+                        nib // value + 8
+                    } else if VNNI {
+                        // value + 128
+                        _mm256_xor_si256(_mm256_shuffle_epi8(table, nib), _mm256_set1_epi8(0x80u8 as i8))
+                    } else {
+                        _mm256_shuffle_epi8(table, nib)
+                    }
+                }
                 T_Q4_1 => {
                     mw[r] = h2f(wb.add(2));
                     let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
@@ -148,14 +177,16 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
             let da = *act.d.get_unchecked(i);
             let ls = _mm256_loadu_si256(act.ls.get_unchecked(i).as_ptr() as *const __m256i);
             let init = match T {
+                T_Q4_0 => _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(ls, 3)),
                 T_Q5_0 => _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(ls, 4)),
-                T_Q8_0 if VNNI => {
+                T_Q8_0 | T_IQ4NL if VNNI => {
                     _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(ls, 7))
                 }
                 _ => _mm256_setzero_si256(),
             };
+            let mut ints = [_mm256_setzero_si256(); 4];
             for r in 0..4 {
-                let int = if T == T_Q8_0 && !VNNI {
+                let int = if signed && !VNNI {
                     // ggml's sign trick: |w| x (a with w's sign), as u8 x i8
                     let p = _mm256_maddubs_epi16(
                         _mm256_sign_epi8(u[r], u[r]),
@@ -165,6 +196,10 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
                 } else {
                     dot_u8::<VNNI>(init, u[r], qy)
                 };
+                if blockwise {
+                    ints[r] = int;
+                    continue;
+                }
                 acc[ai][r] = _mm256_fmadd_ps(
                     _mm256_set1_ps(dw[r] * da),
                     _mm256_cvtepi32_ps(int),
@@ -174,9 +209,19 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
                     summs[ai][r] = mw[r].mul_add(*act.s.get_unchecked(i), summs[ai][r]);
                 }
             }
+            if blockwise {
+                let scale = _mm_mul_ps(_mm_loadu_ps(dw.as_ptr()), _mm_set1_ps(da));
+                acc4[ai] = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4x8(ints)), scale, acc4[ai]);
+            }
         }
     }
     let mut out = [[0f32; 4]; A];
+    if blockwise {
+        for ai in 0..A {
+            _mm_storeu_ps(out[ai].as_mut_ptr(), acc4[ai]);
+        }
+        return out;
+    }
     for ai in 0..A {
         for r in 0..4 {
             out[ai][r] = if T == T_Q4_1 || T == T_Q5_1 {
@@ -462,10 +507,81 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
     std::array::from_fn(|ai| std::array::from_fn(|r| hsum8(acc[ai][r]) + summs[ai][r]))
 }
 
+/// IQ4_XS: 4 weight rows x A activation rows, in `ggml_vec_dot_iq4_xs_q8_K`'s lanes or
+/// (`tiled`) llama.cpp's tiled order (`tiled_dot_iq4_xs_q8_k_ref`).
+#[inline(always)]
+unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
+    w: [&[u8]; 4],
+    a: [&[BlockQ8K]; A],
+    tiled: bool,
+) -> [[f32; 4]; A] {
+    let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let mut acc4 = [_mm_setzero_ps(); A];
+    let mut totals = [[_mm256_setzero_si256(); 4]; A];
+    let mut dws = [0f32; 4];
+    let table = iq4_table();
+    let low = _mm256_set1_epi8(0x0F);
+    for i in 0..a[0].len() {
+        for r in 0..4 {
+            let wb = w[r].as_ptr().add(i * IQ4_XS_BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            let dw = h2f(wb);
+            dws[r] = dw;
+            let sh = u16::from_le_bytes([*wb.add(2), *wb.add(3)]) as i32;
+            // the 8 sub-blocks: |value| and value's sign, and the scale
+            let mut q = [_mm256_setzero_si256(); 8];
+            let mut ls = [0i16; 8];
+            for s in 0..8 {
+                let raw = _mm_loadu_si128(wb.add(8 + 16 * s) as *const __m128i);
+                let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                q[s] = _mm256_shuffle_epi8(table, nib);
+                let sl = *wb.add(4 + s / 2) as i32;
+                ls[s] = ((((sl >> (4 * (s % 2))) & 0x0F) | (((sh >> (2 * s)) & 3) << 4)) - 32) as i16;
+            }
+            let aq: [__m256i; 8] = std::array::from_fn(|s| _mm256_sign_epi8(q[s], q[s]));
+            for ai in 0..A {
+                let ab = a[ai].get_unchecked(i);
+                let mut sumi = _mm256_setzero_si256();
+                for s in 0..8 {
+                    let y = _mm256_loadu_si256(ab.qs.as_ptr().add(32 * s) as *const __m256i);
+                    let p16 = _mm256_maddubs_epi16(aq[s], _mm256_sign_epi8(y, q[s]));
+                    sumi = dot_i16::<VNNI>(sumi, p16, _mm256_set1_epi16(ls[s]));
+                }
+                if tiled {
+                    totals[ai][r] = sumi;
+                } else {
+                    acc[ai][r] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(dw * ab.d),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[ai][r],
+                    );
+                }
+            }
+        }
+        if tiled {
+            let dw4 = _mm_loadu_ps(dws.as_ptr());
+            for ai in 0..A {
+                let s4 = _mm_cvtepi32_ps(hsum4x8(totals[ai]));
+                let da = _mm_set1_ps(a[ai].get_unchecked(i).d);
+                acc4[ai] = _mm_fmadd_ps(_mm_mul_ps(dw4, s4), da, acc4[ai]);
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; A];
+    for ai in 0..A {
+        if tiled {
+            _mm_storeu_ps(out[ai].as_mut_ptr(), acc4[ai]);
+        } else {
+            out[ai] = std::array::from_fn(|r| hsum8(acc[ai][r]));
+        }
+    }
+    out
+}
+
 macro_rules! entry {
     ($name:ident, $feat:literal, $vnni:literal) => {
-        /// 4 weight rows x A activation rows (`per_pair`: Q4_K's gemm order, Q6_K's tiled
-        /// order). SAFETY: the caller checked the CPU features of this path, and every row
+        /// 4 weight rows x A activation rows (`per_pair`: Q4_K's gemm order, Q5_K/Q6_K/IQ4_XS's
+        /// tiled order, Q4_0/IQ4_NL's repacked order). SAFETY: the caller checked the CPU features of this path, and every row
         /// holds as many blocks as the activation rows.
         #[target_feature(enable = $feat)]
         pub unsafe fn $name<const A: usize>(
@@ -477,13 +593,16 @@ macro_rules! entry {
         ) -> [[f32; 4]; A] {
             use super::QType;
             match (t, a32, ak) {
-                (QType::Q4_1, Some(a), _) => tile32::<T_Q4_1, $vnni, A>(w, a),
-                (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, a),
-                (QType::Q5_1, Some(a), _) => tile32::<T_Q5_1, $vnni, A>(w, a),
-                (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, a),
+                (QType::Q4_0, Some(a), _) => tile32::<T_Q4_0, $vnni, A>(w, a, per_pair),
+                (QType::IQ4NL, Some(a), _) => tile32::<T_IQ4NL, $vnni, A>(w, a, per_pair),
+                (QType::Q4_1, Some(a), _) => tile32::<T_Q4_1, $vnni, A>(w, a, false),
+                (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, a, false),
+                (QType::Q5_1, Some(a), _) => tile32::<T_Q5_1, $vnni, A>(w, a, false),
+                (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, a, false),
                 (QType::Q4K, _, Some(a)) => tile_q4k::<$vnni, A>(w, a, per_pair),
                 (QType::Q5K, _, Some(a)) => tile_q5k::<$vnni, A>(w, a, per_pair),
                 (QType::Q6K, _, Some(a)) => tile_q6k::<$vnni, A>(w, a, per_pair),
+                (QType::IQ4XS, _, Some(a)) => tile_iq4xs::<$vnni, A>(w, a, per_pair),
                 _ => [[f32::NAN; 4]; A], // unreachable: matmul pairs each type with its activations
             }
         }

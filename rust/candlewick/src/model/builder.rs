@@ -212,7 +212,10 @@ impl<'a> Vb<'a> {
                     format!("tensor {name} is missing (expected shape {shape:?})"),
                 )),
             },
-            Source::Gguf(g) => Ok(g.qtensor_shaped(&name, shape, &cpu())?.dequantize(&cpu())?),
+            Source::Gguf(g) => {
+                g.tensor_info_shaped(&name, shape)?;
+                g.dequantize(&name)
+            }
             Source::Random(r) => r.borrow_mut().make(name, shape, init),
             Source::Shapes(s) => {
                 let mut s = s.borrow_mut();

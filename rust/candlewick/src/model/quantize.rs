@@ -122,8 +122,7 @@ pub fn quantize_gguf(src: &Path, out: &Path, kind: &str) -> Result<Report> {
             let ncols = *info.shape.last().unwrap_or(&0);
             let target = tensor_target(&info.name, ncols, main, tied, config.num_layers)?;
             let values = g
-                .qtensor(&info.name, &candle_core::Device::Cpu)?
-                .dequantize(&candle_core::Device::Cpu)?
+                .dequantize(&info.name)?
                 .flatten_all()?
                 .to_vec1::<f32>()?;
             let mut data = Vec::with_capacity(target.tensor_type().bytes(values.len() as u64) as usize);
