@@ -2,6 +2,8 @@
 (tests/fixtures/arch/quant/base.gguf) quantized by both must hold the same tensors, byte for
 byte, and so give the same logits (make_arch_fixtures.py made llama.cpp's files)."""
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +13,9 @@ import pytest
 
 import candlewick as cw
 from gguf_writer import Gguf
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures"))
+import make_convert_fixtures as convert  # noqa: E402
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 QUANT = os.path.join(FIX, "arch", "quant")
@@ -29,6 +34,9 @@ def tensors(path):
         end = order[i + 1][3] if i + 1 < len(order) else len(g.data)
         out[name] = (ty, ne, g.data[off:end].rstrip(b"\0"))
     return out
+
+
+CONVERTED = json.load(open(os.path.join(FIX, "convert_llamacpp.json")))
 
 
 def test_the_built_types_are_listed():
@@ -73,6 +81,10 @@ def test_cli(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "Q8_0 x9" in r.stdout and out.exists()
+    hf = tmp_path / "hf.gguf"  # an HF folder, converted
+    r = subprocess.run([sys.executable, "-m", "candlewick", "quantize", os.path.join(FIX, "arch", "qwen2"), str(hf),
+                        "--type", "Q8_0"], capture_output=True, text=True)
+    assert r.returncode == 0 and "F32 x" in r.stdout and cw.load(hf).config.qkv_bias, r.stderr
     r = subprocess.run([sys.executable, "-m", "candlewick", "quantize", BASE, str(out), "--type", "Q9_9"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "unknown quantization type 'Q9_9'" in r.stderr
@@ -85,10 +97,14 @@ def test_bad_input(tmp_path):
         cw.quantize(BASE, tmp_path / "x.gguf", type="q4_k_s")
     with pytest.raises(TypeError):
         cw.quantize(BASE, tmp_path / "x.gguf", type=8)
-    with pytest.raises(cw.UnsupportedError, match="HF folders"):
-        cw.quantize(os.path.join(FIX, "arch", "qwen3"), tmp_path / "x.gguf")
-    with pytest.raises(cw.UnsupportedError, match="safetensors"):
-        cw.quantize(cw.load(os.path.join(FIX, "arch", "qwen3")), tmp_path / "x.gguf")
+    with pytest.raises(cw.UnsupportedError, match="writing gpt2 models as GGUF is not built"):
+        cw.quantize(os.path.join(FIX, "tiny-gpt2"), tmp_path / "x.gguf")
+    mistral = cw.ModelConfig.for_family("llama", vocab_size=64, hidden_size=32, num_layers=1, num_heads=2,
+                                        num_kv_heads=2, head_dim=16, intermediate_size=64, sliding_window=8)
+    with pytest.raises(cw.UnsupportedError, match="sliding window"):
+        cw.quantize(cw.Model.from_config(mistral), tmp_path / "x.gguf")
+    with pytest.raises(TypeError, match="model_or_path"):
+        cw.quantize(3, tmp_path / "x.gguf")
     with pytest.raises(cw.CandlewickError):  # not a GGUF file at all
         cw.quantize(os.path.join(FIX, "arch", "qwen3", "config.json"), tmp_path / "x.gguf")
     with pytest.raises(FileNotFoundError):
@@ -121,3 +137,53 @@ def test_smollm2_to_q4_k_m_falls_back_as_llama_cpp_does(tmp_path, smollm2_path):
     assert types["blk.3.ffn_down.weight"] == "Q4_K" and types["blk.0.attn_v.weight"] == "Q8_0"
     text = cw.load(out).generate("The capital of France is", max_new_tokens=6, do_sample=False).text
     assert "Paris" in text
+
+
+# --- converting: HF folders, built and trained models -> GGUF -------------------------------
+# convert_llamacpp.json (make_convert_fixtures.py) holds llama.cpp's first-step top-5 on the files
+# candlewick writes from these sources; the same conversion here must write the same bytes.
+
+@pytest.mark.parametrize("key", [k for k, c in CONVERTED["cases"].items() if c["source"] != "trained"])
+def test_converted_files_are_the_ones_llama_cpp_read(tmp_path, key):
+    case = CONVERTED["cases"][key]
+    src = convert.source(cw, case["source"])
+    out = tmp_path / f"{key}.gguf"
+    cw.quantize(src, out, type=case["type"])
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == case["sha256"]
+    back = cw.load(out)
+    prompt = CONVERTED["prompt"]
+    got = back.logits(prompt)
+    assert convert.top5(got[-1]) == case["llamacpp_top5"]
+    if case["candlewick_tokens"] is not None:  # the vocabulary, as llama.cpp tokenized with it
+        assert back.tokenizer.encode(convert.TEXT) == case["llamacpp_tokens"] == src.tokenizer.encode(convert.TEXT)
+    if case["type"] == "F32":  # the same model: llama.cpp's arithmetic on the file, HF's on the folder
+        assert back.config.family == "llama" and np.abs(got - src.logits(prompt)).max() < 1e-5
+
+
+def test_a_trained_model_saves_and_quantizes_as_gguf(tmp_path):
+    m = convert.trained_model(cw)
+    m.save(tmp_path / "trained.gguf")  # F32: the trained weights as they are
+    back = cw.load(tmp_path / "trained.gguf")
+    prompt = CONVERTED["prompt"]
+    assert np.abs(back.logits(prompt) - m.logits(prompt)).max() < 1e-5
+    assert back.tokenizer.encode(convert.TEXT) == m.tokenizer.encode(convert.TEXT)
+    types = cw.quantize(m, tmp_path / "trained-q8.gguf", type="Q8_0")
+    assert types["blk.0.attn_q.weight"] == "Q8_0" and types["blk.0.attn_norm.weight"] == "F32"
+    q8 = cw.load(tmp_path / "trained-q8.gguf")
+    assert q8.generate("In the beginning", max_new_tokens=4, do_sample=False).token_ids
+    # llama.cpp's reading of the fixture's trained file agreed with candlewick's
+    case = CONVERTED["cases"]["trained-Q8_0"]
+    assert case["llamacpp_top5"] == case["candlewick_top5"]
+
+
+def test_save_of_a_gguf_model_writes_gguf(tmp_path):
+    m = cw.load(BASE)
+    m.save(tmp_path / "copy.gguf")
+    assert (tmp_path / "copy.gguf").read_bytes() == open(BASE, "rb").read()
+    with pytest.raises(cw.UnsupportedError, match=r"\.gguf"):
+        m.save(tmp_path / "folder")
+    with pytest.raises(ValueError, match="loaded from"):
+        m.save(BASE)
+    with pytest.raises(OSError):
+        m.save(tmp_path / "no" / "such" / "x.gguf")
+    assert sorted(os.listdir(tmp_path)) == ["copy.gguf"]

@@ -361,10 +361,13 @@ class Model:
     def save(self, folder: _Path) -> None:
         """Write config.json, model.safetensors and tokenizer.json in the HF layout of the model's
         family (transformers' from_pretrained and cw.load read it). A model from from_config
-        writes its tensors; one loaded from an HF folder copies its checkpoint files unchanged;
-        GGUF models are refused (converting them is not built yet).
+        writes its tensors; one loaded from an HF folder copies its checkpoint files unchanged.
+        A path ending in .gguf writes one GGUF file instead: a GGUF model's own file, any other
+        model converted in F32 as cw.quantize converts it (type="F32"). GGUF models are saved only
+        as GGUF (converting them to the HF layout is not built yet). Written atomically.
 
             model.save("out/tiny-llama"); cw.load("out/tiny-llama")
+            model.save("out/tiny-llama.gguf"); cw.load("out/tiny-llama.gguf")
         """
         self._m.save(os.fspath(folder))
 

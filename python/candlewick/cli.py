@@ -222,8 +222,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     t.add_argument("--threads", type=int, default=None)
     t.set_defaults(func=_train)
 
-    q = sub.add_parser("quantize", help="write a GGUF model in another file type (Q4_K_M, Q5_K_M, Q8_0, Q4_0, Q6_K, F16, BF16, F32)")
-    q.add_argument("src", help="a .gguf path or model name")
+    q = sub.add_parser("quantize", help="write a GGUF model (from a GGUF file or an HF folder) in a llama.cpp file type "
+                                         "(Q4_K_M, Q5_K_M, Q8_0, Q4_0, Q6_K, F16, BF16, F32, ...)")
+    q.add_argument("src", help="a .gguf path, an HF folder or a model name")
     q.add_argument("out", help="the .gguf file to write")
     q.add_argument("--type", required=True, help="the file type, as llama.cpp names it")
     q.set_defaults(func=_quantize)

@@ -43,6 +43,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(memory::estimate_memory, m)?)?;
     m.add_function(wrap_pyfunction!(memory::assemble_parts, m)?)?;
     m.add_function(wrap_pyfunction!(memory::quantize_gguf, m)?)?;
+    m.add_function(wrap_pyfunction!(memory::quantize_model, m)?)?;
     m.add_function(wrap_pyfunction!(memory::quantize_types, m)?)?;
     m.add_function(wrap_pyfunction!(train::objective_mlm, m)?)?;
     m.add_function(wrap_pyfunction!(train::objective_clm, m)?)?;

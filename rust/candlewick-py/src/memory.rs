@@ -87,6 +87,23 @@ pub fn quantize_gguf(
         .map(|r| r.types.into_iter().map(|(n, t)| (n, t.to_string())).collect())
 }
 
+/// Write the loaded `model` as a GGUF of file type `kind` (an HF folder's, built or trained model
+/// converted; a GGUF one requantized from its file); returns (tensor, type) pairs.
+#[pyfunction]
+#[pyo3(signature = (model, out, kind, progress=None))]
+pub fn quantize_model(
+    py: Python<'_>,
+    model: PyRef<'_, crate::model::PyModel>,
+    out: std::path::PathBuf,
+    kind: String,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Vec<(String, String)>> {
+    let m = model.model.clone();
+    crate::errors::detach_progress(py, progress, move || candlewick::model::quantize::quantize_model(&m, &out, &kind))
+        .py()
+        .map(|r| r.types.into_iter().map(|(n, t)| (n, t.to_string())).collect())
+}
+
 /// The file types `quantize_gguf` writes.
 #[pyfunction]
 pub fn quantize_types() -> Vec<&'static str> {

@@ -187,9 +187,13 @@ impl Model {
     /// Write config.json + model.safetensors (+ tokenizer.json) in the HF layout of the model's
     /// family, so that transformers and `load` read it back. A model built from a config writes
     /// its tensors; one loaded from an HF folder copies its checkpoint files (weights, config,
-    /// tokenizer and generation files, sentence-transformers settings), unchanged. GGUF models are
-    /// refused: converting quantized GGUF weights to safetensors is not built.
+    /// tokenizer and generation files, sentence-transformers settings), unchanged. A path ending
+    /// in .gguf writes one GGUF file instead (`save_gguf`). GGUF models are saved only as GGUF:
+    /// converting quantized GGUF weights to safetensors is not built.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        if dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            return self.save_gguf(dir);
+        }
         if let Some(src) = self.source_folder() {
             if src.canonicalize().ok() == dir.canonicalize().ok() {
                 return Err(Error::InvalidArgument(format!(
@@ -201,11 +205,25 @@ impl Model {
         crate::io::replace_dir(dir, |tmp| self.write_folder(tmp))
     }
 
+    /// `save` to a .gguf path: a model loaded from GGUF as its file's bytes, any other (an HF
+    /// folder's, built, trained) in F32 through `quantize::quantize_model`; written atomically.
+    fn save_gguf(&self, path: &Path) -> Result<()> {
+        if self.built.is_none() && self.info.format == "gguf" {
+            if self.info.path.canonicalize().ok() == path.canonicalize().ok() {
+                return Err(Error::InvalidArgument(format!("{} is the file the model was loaded from", path.display())));
+            }
+            let src = &self.info.path;
+            let mut f = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
+            return crate::io::gguf_write::atomically(path, |w| std::io::copy(&mut f, w).map(|_| ()));
+        }
+        crate::model::quantize::quantize_model(self, path, "F32").map(|_| ())
+    }
+
     /// The files of `save`, written into `dir` (a fresh folder; the trainer's checkpoints too).
     pub(crate) fn write_folder(&self, dir: &Path) -> Result<()> {
         if self.gguf_names {
             return Err(Error::Unsupported(format!(
-                "{} was dequantized from GGUF: writing it back (as GGUF or in the HF layout) is not built yet",
+                "{} was dequantized from GGUF: it is saved as GGUF (a path ending in .gguf); the HF layout is not built yet",
                 self.info.path.display()
             )));
         }
@@ -245,7 +263,7 @@ impl Model {
     fn save_copy(&self, dir: &Path) -> Result<()> {
         if self.info.format != "safetensors" {
             return Err(Error::Unsupported(format!(
-                "save writes HF safetensors folders; this model was loaded from {} ({}): converting it is not built yet",
+                "save writes HF safetensors folders; this model was loaded from {} ({}): save it to a path ending in .gguf (converting it to the HF layout is not built yet)",
                 self.info.format,
                 self.info.path.display()
             )));
@@ -325,6 +343,8 @@ impl Checkpoint {
     /// folder's begin/end ids), or None for a folder without one.
     pub fn tokenizer(&self) -> Result<Option<crate::tokenizer::Tokenizer>> {
         match self {
+            // llama.cpp's "none": a model of token ids alone
+            Checkpoint::Gguf(g) if matches!(g.get_str("tokenizer.ggml.model"), Some("none" | "no_vocab")) => Ok(None),
             Checkpoint::Gguf(g) => crate::tokenizer::Tokenizer::from_gguf(g).map(Some),
             Checkpoint::Folder { dir, .. } => {
                 let p = dir.join("tokenizer.json");

@@ -70,7 +70,7 @@ fn use_more_bits(i: usize, n: usize) -> bool {
 
 /// The type llama.cpp's quantize gives tensor `name` with `ncols` values a row, in a model of
 /// `n_layers` layers.
-fn tensor_target(name: &str, ncols: usize, main: Target, tied: bool, n_layers: usize) -> Result<Target> {
+fn tensor_target(name: &str, ncols: usize, main: Target, tied: bool, n_layers: usize) -> Target {
     let float = matches!(main, Target::F32 | Target::F16 | Target::Bf16);
     let mix = matches!(main, Target::Q4K | Target::Q5K); // Q4_K_M, Q5_K_M
     let output = name == "output.weight" || (tied && name == "token_embd.weight");
@@ -98,7 +98,7 @@ fn tensor_target(name: &str, ncols: usize, main: Target, tied: bool, n_layers: u
             t = Target::F16;
         }
     }
-    Ok(t)
+    t
 }
 
 /// Quantize the GGUF model `src` into `out` as file type `kind` ("Q4_K_M", "Q5_K_M", "Q8_0",
@@ -117,19 +117,9 @@ pub fn quantize_gguf(src: &Path, out: &Path, kind: &str) -> Result<Report> {
     for (i, info) in g.tensors.iter().enumerate() {
         crate::interrupt::check()?;
         crate::interrupt::progress(i, total);
-        let quantize = info.name.ends_with("weight") && info.shape.len() >= 2;
-        let t = if quantize {
-            let ncols = *info.shape.last().unwrap_or(&0);
-            let target = tensor_target(&info.name, ncols, main, tied, config.num_layers)?;
-            let values = g
-                .dequantize(&info.name)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            let mut data = Vec::with_capacity(target.tensor_type().bytes(values.len() as u64) as usize);
-            for row in values.chunks(ncols.max(1)) {
-                target.quantize_row(row, &mut data);
-            }
-            TensorOut { name: info.name.clone(), shape: info.shape.clone(), dtype: target.tensor_type(), data }
+        let t = if is_weight(&info.name, &info.shape) {
+            let values = g.dequantize(&info.name)?.flatten_all()?.to_vec1::<f32>()?;
+            encode(&info.name, &info.shape, &values, main, tied, config.num_layers)
         } else {
             TensorOut { name: info.name.clone(), shape: info.shape.clone(), dtype: info.dtype, data: g.tensor_bytes(info).to_vec() }
         };
@@ -147,6 +137,119 @@ pub fn quantize_gguf(src: &Path, out: &Path, kind: &str) -> Result<Report> {
     let alignment = g.get("general.alignment").and_then(|v| v.as_u64()).unwrap_or(32) as usize;
     gguf_write::write(out, &metadata, &tensors, alignment)?;
     Ok(Report { types: tensors.iter().map(|t| (t.name.clone(), t.dtype.name)).collect() })
+}
+
+/// A tensor quantize gives the recipe's types (the others are copied, or written in F32).
+fn is_weight(name: &str, shape: &[usize]) -> bool {
+    name.ends_with("weight") && shape.len() >= 2
+}
+
+/// `values` (a tensor of `shape`, row-major) as the type `tensor_target` picks, or F32 for
+/// tensors that are not weights.
+fn encode(name: &str, shape: &[usize], values: &[f32], main: Target, tied: bool, n_layers: usize) -> TensorOut {
+    let target = if is_weight(name, shape) {
+        tensor_target(name, *shape.last().unwrap_or(&0), main, tied, n_layers)
+    } else {
+        Target::F32
+    };
+    let ncols = shape.last().copied().unwrap_or(1).max(1);
+    let mut data = Vec::with_capacity(target.tensor_type().bytes(values.len() as u64) as usize);
+    for row in values.chunks(ncols) {
+        target.quantize_row(row, &mut data);
+    }
+    TensorOut { name: name.to_string(), shape: shape.to_vec(), dtype: target.tensor_type(), data }
+}
+
+/// Write `model` as a GGUF of file type `kind`: a model loaded from GGUF is requantized from its
+/// file (`quantize_gguf`); one loaded from an HF folder, built from a config or trained is
+/// converted through its family's `to_gguf` (llama.cpp's architecture keys and tensor names),
+/// its tokenizer into llama.cpp's vocabulary keys (`Tokenizer::gguf_metadata`; none: "none"),
+/// then quantized as llama.cpp's quantize tool would. A model trained from a GGUF file keeps
+/// that file's metadata with its trained tensors.
+pub fn quantize_model(model: &crate::model::Model, out: &Path, kind: &str) -> Result<Report> {
+    let (_, main, ftype) = recipe(kind)?;
+    let info = &model.info;
+    if model.built.is_none() && info.format == "gguf" {
+        return quantize_gguf(&info.path, out, kind);
+    }
+    if same_file(&info.path, out) {
+        return Err(Error::InvalidArgument(format!("the output {} is the model's own file", out.display())));
+    }
+    let c = &model.config;
+    let family = crate::model::families::get(&c.family)?;
+    if !model.gguf_names {
+        family.to_gguf(c, Vec::new())?; // a family or config without a GGUF form refuses before any read
+    }
+    let tensors: Vec<(String, candle_core::Tensor)> = match &model.built {
+        Some(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        None if info.format == "safetensors" => folder_tensors(c, &info.path)?,
+        None => {
+            return Err(Error::Unsupported(format!("quantizing a model loaded from {} is not built", info.format)))
+        }
+    };
+    let (mut metadata, tensors) = if model.gguf_names {
+        // trained from a GGUF file: its metadata (architecture, vocabulary, template) as it was
+        let g = GgufFile::open(&info.path)?;
+        let keep = |k: &str| !matches!(k, "general.file_type" | "general.quantization_version" | "general.alignment");
+        (g.metadata.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect(), tensors)
+    } else {
+        let parts = family.to_gguf(c, tensors)?;
+        let mut metadata = parts.metadata;
+        let name = info.path.file_stem().and_then(|s| s.to_str()).filter(|s| !s.is_empty()).unwrap_or("candlewick");
+        metadata.push(("general.name".into(), Value::String(name.into())));
+        match &model.tokenizer {
+            Some(t) => metadata.extend(t.gguf_metadata()?),
+            None => metadata.push(("tokenizer.ggml.model".into(), Value::String("none".into()))),
+        }
+        (metadata, parts.tensors)
+    };
+    let tied = !tensors.iter().any(|(n, _)| n == "output.weight");
+    let mut tensors = tensors;
+    tensors.sort_by_key(|(n, _)| gguf_order(n));
+    let total = tensors.len();
+    let mut outs = Vec::with_capacity(total);
+    for (i, (name, t)) in tensors.iter().enumerate() {
+        crate::interrupt::check()?;
+        crate::interrupt::progress(i, total);
+        let values = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(Error::Model(format!("tensor {name} holds {bad}: a GGUF of it would not run")));
+        }
+        outs.push(encode(name, t.dims(), &values, main, tied, c.num_layers));
+    }
+    crate::interrupt::progress(total, total);
+    metadata.push(("general.file_type".into(), Value::U32(ftype)));
+    metadata.push(("general.quantization_version".into(), Value::U32(2)));
+    gguf_write::write(out, &metadata, &outs, 32)?;
+    Ok(Report { types: outs.iter().map(|t| (t.name.clone(), t.dtype.name)).collect() })
+}
+
+/// llama.cpp's converter's order: tensors outside the layers first, then layer by layer, the
+/// final norm and the output last.
+fn gguf_order(name: &str) -> (usize, usize, String) {
+    let layer = name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok());
+    match layer {
+        Some(i) => (1, i, name.to_string()),
+        None if name.starts_with("output") => (2, 0, name.to_string()),
+        None => (0, 0, name.to_string()),
+    }
+}
+
+/// The checkpoint tensors of an HF folder model, by the names its family reads.
+fn folder_tensors(c: &crate::config::ModelConfig, path: &Path) -> Result<Vec<(String, candle_core::Tensor)>> {
+    let crate::io::checkpoint::Checkpoint::Folder { files, dir, .. } = crate::io::checkpoint::Checkpoint::open(path)? else {
+        return Err(Error::invalid_file(path, "not a safetensors checkpoint"));
+    };
+    crate::model::families::tensor_shapes(c)?
+        .into_iter()
+        .map(|(name, shape)| {
+            let f = files
+                .iter()
+                .find(|f| f.contains(&name))
+                .ok_or_else(|| Error::invalid_file(&dir, format!("tensor {name} is missing")))?;
+            Ok((name.clone(), f.tensor(&name, &shape, &candle_core::Device::Cpu)?))
+        })
+        .collect()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

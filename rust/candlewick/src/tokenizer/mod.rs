@@ -139,6 +139,11 @@ impl Tokenizer {
         self
     }
 
+    /// This tokenizer as a GGUF file's `tokenizer.*` metadata (see `gguf_vocab::gguf_metadata`).
+    pub fn gguf_metadata(&self) -> Result<Vec<(String, crate::io::gguf::Value)>> {
+        gguf_vocab::gguf_metadata(self)
+    }
+
     /// Build the tokenizer that a GGUF file's `tokenizer.ggml.*` metadata describes.
     pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
         gguf_vocab::from_gguf(gguf)

@@ -6,7 +6,11 @@
 //! (llama.cpp's names; for llama its converter permuted q and k so that RoPE rotates adjacent
 //! pairs, while HF, qwen2 and qwen3 rotate the two halves of each head).
 
-use super::{activation, activation_name, gguf_decoder, gguf_rope_scaling, lm_head, want, Family, HfConfig};
+use super::{
+    activation, activation_name, gguf_decoder, gguf_decoder_metadata, gguf_rope_scaling, lm_head, want, Family,
+    GgufParts, HfConfig,
+};
+use crate::io::gguf::Value;
 use crate::config::{Architecture, ModelConfig, Norm, Position, RopeScaling};
 use crate::error::{Error, Result};
 use crate::model::builder::Init;
@@ -37,6 +41,46 @@ struct Names {
     down: &'static str,
     norm: &'static str,
     lm_head: &'static str,
+}
+
+impl Names {
+    /// The tensors outside the layers.
+    fn top(&self) -> [&'static str; 3] {
+        [self.embed, self.norm, self.lm_head]
+    }
+
+    /// The tensors of each layer.
+    fn layer(&self) -> [&'static str; 11] {
+        [
+            self.attn_norm, self.q, self.k, self.v, self.o, self.q_norm, self.k_norm, self.mlp_norm, self.gate,
+            self.up, self.down,
+        ]
+    }
+}
+
+/// An HF tensor name's GGUF name (None: not a tensor of this family).
+fn gguf_name(hf: &str) -> Option<String> {
+    let (stem, suffix) = hf.rsplit_once('.')?;
+    if let Some((_, g)) = HF.top().iter().zip(GGUF.top()).find(|(h, _)| stem == **h) {
+        return Some(format!("{g}.{suffix}"));
+    }
+    let (i, leaf) = stem.strip_prefix(HF.layers)?.strip_prefix('.')?.split_once('.')?;
+    let i: usize = i.parse().ok()?;
+    let (_, g) = HF.layer().into_iter().zip(GGUF.layer()).find(|(h, _)| leaf == *h)?;
+    Some(format!("{}.{i}.{g}.{suffix}", GGUF.layers))
+}
+
+/// The rows of a q or k projection of `heads` heads reordered so that RoPE on adjacent pairs
+/// (llama.cpp's llama graph) computes what RoPE on each head's two halves (HF) computes on the
+/// original: within each head, row 2j + p takes row p * head_dim / 2 + j (llama.cpp's
+/// converter's `permute`).
+fn halves_to_pairs(t: &candle_core::Tensor, heads: usize, head_dim: usize) -> Result<candle_core::Tensor> {
+    let inp = t.dim(1)?;
+    Ok(t
+        .reshape((heads, 2, head_dim / 2, inp))?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((heads * head_dim, inp))?)
 }
 
 const HF: Names = Names {
@@ -222,6 +266,47 @@ impl Family for Llama {
         Ok(c)
     }
 
+    fn to_gguf(&self, c: &ModelConfig, tensors: Vec<(String, candle_core::Tensor)>) -> Result<GgufParts> {
+        // the architecture llama.cpp reads this layout as (to_hf's three classes, less Mistral)
+        let arch = if c.qk_norm {
+            "qwen3"
+        } else if c.qkv_bias {
+            "qwen2"
+        } else {
+            "llama"
+        };
+        let refuse = |what: &str| {
+            Err(Error::Unsupported(format!("writing a llama-family model with {what} as GGUF is not built yet")))
+        };
+        if c.sliding_window.is_some() {
+            return refuse("a sliding window (Mistral: llama.cpp's llama has none)");
+        }
+        if c.attention_bias || c.mlp_bias {
+            return refuse("attention or MLP biases");
+        }
+        if c.rope_adjacent_pairs && arch != "llama" {
+            return refuse("RoPE on adjacent pairs and q/k/v biases or q/k norms");
+        }
+        let mut metadata = vec![("general.architecture".to_string(), Value::String(arch.into()))];
+        metadata.extend(gguf_decoder_metadata(arch, c)?);
+        let permute = arch == "llama" && !c.rope_adjacent_pairs;
+        let mut out = Vec::with_capacity(tensors.len() + 1);
+        if c.rope_scaling == RopeScaling::Llama3 {
+            out.push(("rope_freqs.weight".to_string(), candle_core::Tensor::new(llama3_factors(c), &candle_core::Device::Cpu)?));
+        }
+        for (name, t) in tensors {
+            let g = gguf_name(&name)
+                .ok_or_else(|| Error::Model(format!("{name} is not a tensor of a llama-family checkpoint")))?;
+            let t = match g.rsplit('.').nth(1) {
+                Some("attn_q") if permute && g.ends_with(".weight") => halves_to_pairs(&t, c.num_heads, c.head_dim)?,
+                Some("attn_k") if permute && g.ends_with(".weight") => halves_to_pairs(&t, c.num_kv_heads, c.head_dim)?,
+                _ => t,
+            };
+            out.push((g, t));
+        }
+        Ok(GgufParts { metadata, tensors: out })
+    }
+
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
         let n = if vb.is_gguf() { &GGUF } else { &HF };
         let (h, q, kv, ff, eps) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.norm_eps);
@@ -283,6 +368,13 @@ fn ggml_rope_factors(c: &ModelConfig, vb: &Vb) -> Result<Option<Vec<f32>>> {
         }
         return Ok(Some(f));
     }
+    Ok(Some(llama3_factors(c)))
+}
+
+/// llama3 scaling's per-frequency factors, as llama.cpp's converter computes them from the HF
+/// config (its `rope_freqs.weight`).
+fn llama3_factors(c: &ModelConfig) -> Vec<f32> {
+    let half = c.head_dim / 2;
     let (factor, low, high) = (c.rope_scaling_factor, c.rope_low_freq_factor, c.rope_high_freq_factor);
     let original = match c.rope_original_max_position_embeddings {
         0 => c.max_position_embeddings,
@@ -302,7 +394,7 @@ fn ggml_rope_factors(c: &ModelConfig, vb: &Vb) -> Result<Option<Vec<f32>>> {
             }
         })
         .collect();
-    Ok(Some(factors))
+    factors
 }
 
 /// The HF `rope_scaling` of a config's scaling (None for plain RoPE).

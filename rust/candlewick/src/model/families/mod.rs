@@ -62,6 +62,21 @@ pub trait Family: Sync {
     }
     /// The model's stacks from its checkpoint tensors, named through `vb`.
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks>;
+    /// The model as llama.cpp's GGUF holds it: its architecture's metadata, and `tensors` (the
+    /// HF checkpoint's, by name) renamed, and where llama.cpp's converter does so rearranged, to
+    /// llama.cpp's tensors.
+    fn to_gguf(&self, _c: &ModelConfig, _tensors: Vec<(String, candle_core::Tensor)>) -> Result<GgufParts> {
+        Err(Error::Unsupported(format!(
+            "writing {} models as GGUF is not built yet (llama, qwen2 and qwen3 models are)",
+            self.name()
+        )))
+    }
+}
+
+/// A model's GGUF metadata (its architecture's keys) and tensors (llama.cpp's names).
+pub struct GgufParts {
+    pub metadata: Vec<(String, crate::io::gguf::Value)>,
+    pub tensors: Vec<(String, candle_core::Tensor)>,
 }
 
 /// Every family, once.
@@ -632,6 +647,55 @@ pub fn gguf_rope_scaling(g: &GgufFile, arch: &str, c: &mut ModelConfig) -> Resul
         c.rope_scaling = R::Llama3;
     }
     Ok(())
+}
+
+/// The keys `gguf_decoder` and `gguf_rope_scaling` read, for `c` under architecture `arch` (what
+/// llama.cpp's converter writes for a decoder; llama3 scaling travels as a rope_freqs tensor).
+pub fn gguf_decoder_metadata(arch: &str, c: &ModelConfig) -> Result<Vec<(String, crate::io::gguf::Value)>> {
+    use crate::config::RopeScaling as R;
+    use crate::io::gguf::Value::{String as S, F32, U32};
+    let key = |k: &str| format!("{arch}.{k}");
+    let u = |v: usize| -> Result<crate::io::gguf::Value> {
+        u32::try_from(v).map(U32).map_err(|_| Error::InvalidArgument(format!("{v} does not fit a GGUF u32")))
+    };
+    let mut m = vec![
+        (key("vocab_size"), u(c.vocab_size)?),
+        (key("context_length"), u(c.max_position_embeddings)?),
+        (key("embedding_length"), u(c.hidden_size)?),
+        (key("block_count"), u(c.num_layers)?),
+        (key("feed_forward_length"), u(c.intermediate_size)?),
+        (key("attention.head_count"), u(c.num_heads)?),
+        (key("attention.head_count_kv"), u(c.num_kv_heads)?),
+        (key("attention.key_length"), u(c.head_dim)?),
+        (key("attention.value_length"), u(c.head_dim)?),
+        (key("attention.layer_norm_rms_epsilon"), F32(c.norm_eps as f32)),
+        (key("rope.freq_base"), F32(c.rope_theta as f32)),
+        (key("rope.dimension_count"), u(c.head_dim)?),
+    ];
+    let original = match c.rope_original_max_position_embeddings {
+        0 => c.max_position_embeddings,
+        n => n,
+    };
+    match c.rope_scaling {
+        R::None | R::Llama3 => {}
+        R::Linear => {
+            m.push((key("rope.scaling.type"), S("linear".into())));
+            m.push((key("rope.scaling.factor"), F32(c.rope_scaling_factor as f32)));
+        }
+        R::Yarn => {
+            if c.rope_attention_factor > 0.0 {
+                return Err(Error::Unsupported(
+                    "writing yarn RoPE scaling with an attention_factor as GGUF is not built".into(),
+                ));
+            }
+            m.push((key("rope.scaling.type"), S("yarn".into())));
+            m.push((key("rope.scaling.factor"), F32(c.rope_scaling_factor as f32)));
+            m.push((key("rope.scaling.original_context_length"), u(original)?));
+            m.push((key("rope.scaling.yarn_beta_fast"), F32(c.rope_beta_fast as f32)));
+            m.push((key("rope.scaling.yarn_beta_slow"), F32(c.rope_beta_slow as f32)));
+        }
+    }
+    Ok(m)
 }
 
 /// RoPE scaling in GGUF metadata is refused rather than run wrong.
