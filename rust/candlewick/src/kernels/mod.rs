@@ -1,8 +1,9 @@
 //! CPU kernels, and what this machine offers them: threads, SIMD paths, memory.
 //!
 //! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS weights run our own
-//! ggml-exact kernels in `quant`; Q2_K, Q3_K, F16 and BF16 run candle's kernels, which pick their
-//! SIMD path at run time (`is_x86_feature_detected!`); the other ggml types are refused by name.
+//! ggml-exact kernels in `quant`, F16 and BF16 GGUF weights our own float kernel there (read from
+//! the map, no f32 copy); Q2_K and Q3_K run candle's kernels, which pick their SIMD path at run
+//! time (`is_x86_feature_detected!`); the other ggml types are refused by name.
 //! `simd_report` says which path each weight type takes on this CPU, as read from candle 0.11's
 //! dispatch (AVX2+FMA dot products for Q2_K and Q3_K).
 
@@ -128,7 +129,10 @@ pub fn simd_report() -> SimdReport {
             ),
         ));
     }
-    paths.push(("F32/F16", "gemm crate, runtime-dispatched SIMD".to_string()));
+    for t in ["F16", "BF16"] {
+        paths.push((t, format!("candlewick kernel (GGUF weights, f32 activations): {}", quant::simd_path())));
+    }
+    paths.push(("F32", "gemm crate, runtime-dispatched SIMD".to_string()));
     SimdReport {
         cpu_features: feats,
         paths,

@@ -628,6 +628,9 @@ pub enum QType {
     Q6K,
     IQ4NL,
     IQ4XS,
+    /// Float weights, read from the map as they are (the activations stay f32).
+    F16,
+    BF16,
 }
 
 impl QType {
@@ -644,6 +647,8 @@ impl QType {
             "Q6_K" => QType::Q6K,
             "IQ4_NL" => QType::IQ4NL,
             "IQ4_XS" => QType::IQ4XS,
+            "F16" => QType::F16,
+            "BF16" => QType::BF16,
             _ => return None,
         })
     }
@@ -661,6 +666,8 @@ impl QType {
             QType::Q6K => &types::Q6_K,
             QType::IQ4NL => &types::IQ4_NL,
             QType::IQ4XS => &types::IQ4_XS,
+            QType::F16 => &types::F16,
+            QType::BF16 => &types::BF16,
         }
     }
 
@@ -678,6 +685,11 @@ impl QType {
         k / self.block_elems() * self.block_bytes()
     }
 
+    /// Weights of 16-bit floats: products with the f32 activations themselves.
+    fn float(self) -> bool {
+        matches!(self, QType::F16 | QType::BF16)
+    }
+
     /// Activations go to Q8_K blocks of 256 (else Q8_0/Q8_1 blocks of 32).
     fn super_blocks(self) -> bool {
         matches!(self, QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS)
@@ -692,6 +704,8 @@ impl QType {
 
 /// One activation matrix quantized the way its weight type's ggml dot product expects.
 enum Activations {
+    /// For float weights: the f32 rows of `k` values as given.
+    F32 { x: Vec<f32>, k: usize },
     /// Q8_1 / Q8_0 blocks, with each block's d and s in f32 and its sums of each 4 quants.
     Q8 {
         blocks: Vec<BlockQ8>,
@@ -716,6 +730,7 @@ impl Activations {
     fn quantize(t: QType, x: &[f32], k: usize, n: usize) -> Self {
         let nb = k / t.block_elems();
         match t {
+            _ if t.float() => Activations::F32 { x: x.to_vec(), k },
             _ if t.super_blocks() => {
                 let mut blocks = vec![BlockQ8K::default(); x.len() / QK_K];
                 for (xr, qr) in x.chunks_exact(k).zip(blocks.chunks_exact_mut(nb)) {
@@ -760,6 +775,21 @@ impl Activations {
     /// Q4_K they lie all below or all at or above `grouped`).
     fn tile<const A: usize>(&self, t: QType, w: [&[u8]; 4], i0: usize) -> [[f32; 4]; A] {
         match self {
+            Activations::F32 { x, k } => {
+                let acts: [&[f32]; A] = std::array::from_fn(|a| &x[(i0 + a) * k..(i0 + a + 1) * k]);
+                #[cfg(target_arch = "x86_64")]
+                if level() != Level::Scalar {
+                    // SAFETY: the level's features were detected; `matmul` checked the shapes.
+                    return unsafe {
+                        if level() == Level::Vnni {
+                            quant_x86::tile_float_vnni(t == QType::BF16, w, acts)
+                        } else {
+                            quant_x86::tile_float_avx2(t == QType::BF16, w, acts)
+                        }
+                    };
+                }
+                acts.map(|xr| w.map(|wr| dot_float_ref(t == QType::BF16, wr, xr)))
+            }
             Activations::Q8 {
                 blocks,
                 d,
@@ -828,6 +858,34 @@ impl Activations {
             }
         }
     }
+}
+
+/// One f16 (or, `bf16`, bfloat16) value of a row's bytes as f32.
+#[inline(always)]
+fn half_at(bf16: bool, b: &[u8], i: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
+    if bf16 {
+        f32::from_bits((bits as u32) << 16)
+    } else {
+        f16::from_bits(bits).to_f32()
+    }
+}
+
+/// Reference of the F16 / BF16 product (candlewick's own order; llama.cpp rounds the
+/// activations to the weights' type first, which this does not): eight lanes, lane l fusing
+/// the products of values 8i + l, then `hsum_float_8`, then the last k % 8 products fused in
+/// order.
+pub fn dot_float_ref(bf16: bool, w: &[u8], x: &[f32]) -> f32 {
+    let k8 = x.len() / 8 * 8;
+    let mut acc = [0f32; 8];
+    for (e, &xv) in x[..k8].iter().enumerate() {
+        acc[e % 8] = half_at(bf16, w, e).mul_add(xv, acc[e % 8]);
+    }
+    let mut sum = hsum8(&acc);
+    for (e, &xv) in x.iter().enumerate().skip(k8) {
+        sum = half_at(bf16, w, e).mul_add(xv, sum);
+    }
+    sum
 }
 
 /// The scalar reference of one weight row of a 32-block type against one activation row, in the
@@ -990,6 +1048,11 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        QType::F16 | QType::BF16 => {
+            for (e, v) in out.iter_mut().enumerate() {
+                *v = half_at(t == QType::BF16, row, e);
+            }
+        }
         QType::IQ4XS => {
             for (b, o) in row.chunks_exact(IQ4_XS_BYTES).zip(out.chunks_exact_mut(QK_K)) {
                 let d = f16_at(b, 0);
@@ -1038,6 +1101,20 @@ mod tests {
     }
 
     fn blocks(t: QType, n: usize, seed: u64) -> Vec<u8> {
+        if t.float() {
+            // finite values in -0.128..0.127, as f16 or bf16
+            return rand_bytes(n, seed)
+                .iter()
+                .flat_map(|&r| {
+                    let v = (r as f32 - 128.0) / 1000.0;
+                    if t == QType::BF16 {
+                        ((v.to_bits() >> 16) as u16).to_le_bytes()
+                    } else {
+                        f16::from_f32(v).to_le_bytes()
+                    }
+                })
+                .collect();
+        }
         let mut b = rand_bytes(n * t.block_bytes(), seed);
         // Sane f16 scales (random bits could be NaN/inf).
         for blk in b.chunks_exact_mut(t.block_bytes()) {
@@ -1062,7 +1139,9 @@ mod tests {
         b
     }
 
-    const ALL: [QType; 10] = [
+    const ALL: [QType; 12] = [
+        QType::F16,
+        QType::BF16,
         QType::Q4_0,
         QType::IQ4NL,
         QType::IQ4XS,
@@ -1078,6 +1157,9 @@ mod tests {
     /// One output by the scalar references (`n`: the weight's rows, which choose Q4_0/IQ4_NL's
     /// order).
     fn reference(t: QType, w: &[u8], x: &[f32], k: usize, n: usize, per_pair: bool, tiled: bool) -> f32 {
+        if t.float() {
+            return dot_float_ref(t == QType::BF16, w, x);
+        }
         if t.super_blocks() {
             let mut a = vec![BlockQ8K::default(); k / QK_K];
             quantize_row_q8k(x, &mut a);
@@ -1127,7 +1209,13 @@ mod tests {
         // rows: Q4_0/IQ4_NL repacked; 37 not (and k = 544: an odd number of IQ4_NL blocks)
         for t in ALL {
             for (m, n) in [(6, 37), (11, 37), (6, 40), (11, 40)] {
-                let k = if t.super_blocks() || n == 40 { 512 } else { 544 };
+                let k = if t.float() {
+                    if n == 40 { 517 } else { 512 } // a tail of k % 8 values
+                } else if t.super_blocks() || n == 40 {
+                    512
+                } else {
+                    544
+                };
                 let w = blocks(t, n * k / t.block_elems(), 7);
                 let x: Vec<f32> = (0..m * k)
                     .map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0)

@@ -578,6 +578,50 @@ unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
     out
 }
 
+/// F16 / BF16 (`bf16`) weights: 4 rows x A f32 activation rows, in `quant::dot_float_ref`'s
+/// order (eight lanes fused, `hsum_float_8`, the tail of k % 8 fused in order).
+#[inline(always)]
+unsafe fn tile_float<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) -> [[f32; 4]; A] {
+    let k = x[0].len();
+    let k8 = k / 8 * 8;
+    let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let load = |p: *const u8| -> __m256 {
+        let h = _mm_loadu_si128(p as *const __m128i);
+        if bf16 {
+            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+        } else {
+            _mm256_cvtph_ps(h)
+        }
+    };
+    let mut e = 0;
+    while e < k8 {
+        let wv: [__m256; 4] = std::array::from_fn(|r| {
+            let p = w[r].as_ptr().add(2 * e);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8);
+            load(p)
+        });
+        for ai in 0..A {
+            let xv = _mm256_loadu_ps(x[ai].as_ptr().add(e));
+            for r in 0..4 {
+                acc[ai][r] = _mm256_fmadd_ps(wv[r], xv, acc[ai][r]);
+            }
+        }
+        e += 8;
+    }
+    std::array::from_fn(|ai| {
+        std::array::from_fn(|r| {
+            let mut sum = hsum8(acc[ai][r]);
+            for e in k8..k {
+                let b = [*w[r].as_ptr().add(2 * e), *w[r].as_ptr().add(2 * e + 1)];
+                let bits = u16::from_le_bytes(b);
+                let wv = if bf16 { f32::from_bits((bits as u32) << 16) } else { half::f16::from_bits(bits).to_f32() };
+                sum = wv.mul_add(x[ai][e], sum);
+            }
+            sum
+        })
+    })
+}
+
 macro_rules! entry {
     ($name:ident, $feat:literal, $vnni:literal) => {
         /// 4 weight rows x A activation rows (`per_pair`: Q4_K's gemm order, Q5_K/Q6_K/IQ4_XS's
@@ -610,6 +654,18 @@ macro_rules! entry {
 }
 
 entry!(tile_avx2, "avx2,fma,f16c", false);
+
+/// Float weights on the AVX2 path. SAFETY: as the entries above.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn tile_float_avx2<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) -> [[f32; 4]; A] {
+    tile_float::<A>(bf16, w, x)
+}
+
+/// Float weights with AVX-512VL's 32 registers (the same arithmetic). SAFETY: as above.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub unsafe fn tile_float_vnni<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) -> [[f32; 4]; A] {
+    tile_float::<A>(bf16, w, x)
+}
 entry!(
     tile_vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
