@@ -1,14 +1,18 @@
 //! Quantized matmul kernels for GGUF block types, bit-exact with ggml's CPU backend.
 //!
-//! y = x W^T with W in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K or IQ4_XS blocks
+//! y = x W^T with W in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS blocks
+//! (or F16 / BF16 values)
 //! and x quantized on the fly to 8 bits as ggml does (Q8_1 / Q8_0 blocks of 32 for the blocks of
-//! 32, Q8_K blocks of 256 for the K-quants and IQ4_XS). Every float operation follows the order of
+//! 32, Q8_K blocks of 256 for the K-quants and IQ4_XS). Every float operation of the quantized
+//! types follows the order of
 //! ggml's AVX2 code:
 //! - Q4_0 / IQ4_NL: llama.cpp repacks tensors of 8k rows (`ggml_gemv/gemm_*_8x8_q8_0`): per block
 //!   the exact integer dot fused into one accumulator with d_w * d_a; other tensors take their
 //!   dot products (Q4_0 as Q8_0 below; IQ4_NL with even and odd blocks in two lane sets);
-//! - IQ4_XS: below 8 rows `ggml_vec_dot_iq4_xs_q8_K` (lanes as Q6_K's), from 8 on the tiled
-//!   matmul (as Q6_K's);
+//! - IQ4_XS and Q3_K: below 8 rows `ggml_vec_dot_iq4_xs_q8_K` / `ggml_vec_dot_q3_K_q8_K`
+//!   (eight lanes of 4-value dots, scaled, fused with d_w * d_a), from 8 on the tiled matmul (as
+//!   Q6_K's);
+//! - F16 / BF16: candlewick's own order (`dot_float_ref`), the activations kept in f32;
 //! - Q4_1/Q5_0/Q5_1/Q8_0 (`ggml_vec_dot_*`): eight lanes, each the exact integer dot of four
 //!   consecutive quants, accumulated with fused multiply-add, then `hsum_float_8` (+ the mins'
 //!   sum for Q4_1/Q5_1);
@@ -55,6 +59,7 @@ pub const Q5_K_BYTES: usize = types::Q5_K.block_bytes;
 pub const Q4_0_BYTES: usize = types::Q4_0.block_bytes;
 pub const IQ4_NL_BYTES: usize = types::IQ4_NL.block_bytes;
 pub const IQ4_XS_BYTES: usize = types::IQ4_XS.block_bytes;
+pub const Q3_K_BYTES: usize = types::Q3_K.block_bytes;
 
 /// The 16 values a 4-bit index of IQ4_NL / IQ4_XS stands for (ggml `kvalues_iq4nl`).
 pub const KVALUES_IQ4NL: [i8; 16] = [
@@ -419,6 +424,66 @@ pub fn tiled_dot_iq4_xs_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
     acc
 }
 
+/// The 16 scales of a Q3_K block (6 bits, minus 32): scale g from the low or high nibble of
+/// byte g % 8 of `scales` and two bits of byte 8 + g % 4.
+pub(super) fn q3_k_scales(b: &[u8]) -> [i32; 16] {
+    let sc = &b[96..108];
+    std::array::from_fn(|g| {
+        let a = g % 4;
+        let low = match g / 4 {
+            0 => sc[a] & 0x0F,
+            1 => sc[4 + a] & 0x0F,
+            2 => sc[a] >> 4,
+            _ => sc[4 + a] >> 4,
+        };
+        (low | (((sc[8 + a] >> (2 * (g / 4))) & 3) << 4)) as i32 - 32
+    })
+}
+
+/// Value e (0..256) of a Q3_K block (layout hmask: [u8; 32], qs: [u8; 64], scales: [u8; 12],
+/// d: f16): two bits of qs, less 4 where its bit of hmask is clear (-4..3).
+#[inline(always)]
+fn q3_k_value(b: &[u8], e: usize) -> i32 {
+    let (j, s, i) = (e / 128, e % 128 / 32, e % 32);
+    let low = (b[32 + 32 * j + i] >> (2 * s)) & 3;
+    let high = (b[i] >> (4 * j + s)) & 1;
+    low as i32 - if high == 1 { 0 } else { 4 }
+}
+
+/// The eight integer lanes of one Q3_K super-block against its Q8_K block, as
+/// `ggml_vec_dot_q3_K_q8_K`'s AVX2 code sums them (lane l: values 4l..4l+3 of each 32, scaled).
+fn q3_k_lanes(b: &[u8], ab: &BlockQ8K) -> [i32; 8] {
+    let sc = q3_k_scales(b);
+    let mut lanes = [0i32; 8];
+    for e in 0..QK_K {
+        lanes[e % 32 / 4] += sc[e / 16] * q3_k_value(b, e) * ab.qs[e] as i32;
+    }
+    lanes
+}
+
+/// Reference `ggml_vec_dot_q3_K_q8_K` (AVX2) on one weight row: per super-block the eight lanes
+/// fused into eight float lanes with d_a * d_w, then `hsum_float_8`.
+pub fn vec_dot_q3_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (b, ab) in w.chunks_exact(Q3_K_BYTES).zip(a) {
+        let d = ab.d * f16_at(b, 108);
+        for (lane, &s) in acc.iter_mut().zip(&q3_k_lanes(b, ab)) {
+            *lane = d.mul_add(s as f32, *lane);
+        }
+    }
+    hsum8(&acc)
+}
+
+/// Reference of llama.cpp's tiled matmul for Q3_K (8 activation rows or more), as Q6_K's.
+pub fn tiled_dot_q3_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (b, ab) in w.chunks_exact(Q3_K_BYTES).zip(a) {
+        let total: i32 = q3_k_lanes(b, ab).iter().sum();
+        acc = (f16_at(b, 108) * total as f32).mul_add(ab.d, acc);
+    }
+    acc
+}
+
 /// The 6-bit scale and min of sub-block j (0..8) of a Q4_K block (ggml `get_scale_min_k4`).
 #[inline(always)]
 fn q4_k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
@@ -623,6 +688,7 @@ pub enum QType {
     Q5_0,
     Q5_1,
     Q8_0,
+    Q3K,
     Q4K,
     Q5K,
     Q6K,
@@ -642,6 +708,7 @@ impl QType {
             "Q5_0" => QType::Q5_0,
             "Q5_1" => QType::Q5_1,
             "Q8_0" => QType::Q8_0,
+            "Q3_K" => QType::Q3K,
             "Q4_K" => QType::Q4K,
             "Q5_K" => QType::Q5K,
             "Q6_K" => QType::Q6K,
@@ -661,6 +728,7 @@ impl QType {
             QType::Q5_0 => &types::Q5_0,
             QType::Q5_1 => &types::Q5_1,
             QType::Q8_0 => &types::Q8_0,
+            QType::Q3K => &types::Q3_K,
             QType::Q4K => &types::Q4_K,
             QType::Q5K => &types::Q5_K,
             QType::Q6K => &types::Q6_K,
@@ -692,7 +760,7 @@ impl QType {
 
     /// Activations go to Q8_K blocks of 256 (else Q8_0/Q8_1 blocks of 32).
     fn super_blocks(self) -> bool {
-        matches!(self, QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS)
+        matches!(self, QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS)
     }
 
     /// llama.cpp repacks this type's tensors of `n` rows on AVX2 (Q4_0 and IQ4_NL, in groups of
@@ -910,6 +978,8 @@ fn dot256_ref(t: QType, w: &[u8], a: &[BlockQ8K], per_pair: bool, tiled: bool) -
         QType::Q4K => vec_dot_q4_k_q8_k_ref(w, a, per_pair),
         QType::Q5K if tiled => tiled_dot_q5_k_q8_k_ref(w, a),
         QType::Q5K => vec_dot_q5_k_q8_k_ref(w, a),
+        QType::Q3K if tiled => tiled_dot_q3_k_q8_k_ref(w, a),
+        QType::Q3K => vec_dot_q3_k_q8_k_ref(w, a),
         QType::IQ4XS if tiled => tiled_dot_iq4_xs_q8_k_ref(w, a),
         QType::IQ4XS => vec_dot_iq4_xs_q8_k_ref(w, a),
         _ if tiled => tiled_dot_q6_k_q8_k_ref(w, a),
@@ -1048,6 +1118,14 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        QType::Q3K => {
+            for (b, o) in row.chunks_exact(Q3_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
+                let (d, sc) = (f16_at(b, 108), q3_k_scales(b));
+                for (e, v) in o.iter_mut().enumerate() {
+                    *v = d * sc[e / 16] as f32 * q3_k_value(b, e) as f32;
+                }
+            }
+        }
         QType::F16 | QType::BF16 => {
             for (e, v) in out.iter_mut().enumerate() {
                 *v = half_at(t == QType::BF16, row, e);
@@ -1119,8 +1197,12 @@ mod tests {
         // Sane f16 scales (random bits could be NaN/inf).
         for blk in b.chunks_exact_mut(t.block_bytes()) {
             let (r5, r6) = (blk[5] as f32, blk[6] as f32);
-            let d_at = if t == QType::Q6K { 208 } else { 0 };
-            let d = if matches!(t, QType::Q4K | QType::Q5K | QType::Q6K) {
+            let d_at = match t {
+                QType::Q6K => 208,
+                QType::Q3K => 108,
+                _ => 0,
+            };
+            let d = if matches!(t, QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K) {
                 0.001
             } else {
                 0.01
@@ -1139,7 +1221,8 @@ mod tests {
         b
     }
 
-    const ALL: [QType; 12] = [
+    const ALL: [QType; 13] = [
+        QType::Q3K,
         QType::F16,
         QType::BF16,
         QType::Q4_0,

@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 
 use super::{
-    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q4_0_BYTES, Q4_1_BYTES,
+    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q3_K_BYTES, Q4_0_BYTES, Q4_1_BYTES,
     Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
 };
 
@@ -507,6 +507,85 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
     std::array::from_fn(|ai| std::array::from_fn(|r| hsum8(acc[ai][r]) + summs[ai][r]))
 }
 
+/// Q3_K: 4 weight rows x A activation rows, in `ggml_vec_dot_q3_K_q8_K`'s lanes (its two
+/// bits and its high bit's 4 multiplied apart and subtracted, as ggml does) or (`tiled`)
+/// llama.cpp's tiled order (`tiled_dot_q3_k_q8_k_ref`).
+#[inline(always)]
+unsafe fn tile_q3k<const VNNI: bool, const A: usize>(
+    w: [&[u8]; 4],
+    a: [&[BlockQ8K]; A],
+    tiled: bool,
+) -> [[f32; 4]; A] {
+    let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let mut acc4 = [_mm_setzero_ps(); A];
+    let mut totals = [[_mm256_setzero_si256(); 4]; A];
+    let mut dws = [0f32; 4];
+    let m3 = _mm256_set1_epi8(3);
+    let one = _mm256_set1_epi8(1);
+    let ones = 0x0101010101010101u64 as i64;
+    for i in 0..a[0].len() {
+        for r in 0..4 {
+            let wb = w[r].as_ptr().add(i * Q3_K_BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            let dw = h2f(wb.add(108));
+            dws[r] = dw;
+            let sc = super::q3_k_scales(std::slice::from_raw_parts(wb, Q3_K_BYTES));
+            let sc8: [i8; 16] = std::array::from_fn(|g| sc[g] as i8);
+            let scales = _mm_loadu_si128(sc8.as_ptr() as *const __m128i);
+            let hbits = _mm256_loadu_si256(wb as *const __m256i);
+            // the 8 vectors of 32 values: their two low bits, 4 where the high bit is clear, and
+            // the i16 scales (scale 2v for the first 16 values, 2v + 1 for the rest)
+            let mut low = [_mm256_setzero_si256(); 8];
+            let mut high = [_mm256_setzero_si256(); 8];
+            let mut s16 = [_mm256_setzero_si256(); 8];
+            for j in 0..2 {
+                let q3 = _mm256_loadu_si256(wb.add(32 + 32 * j) as *const __m256i);
+                for sh in 0..4 {
+                    let v = 4 * j + sh;
+                    let shift = _mm_cvtsi32_si128(2 * sh as i32);
+                    low[v] = _mm256_and_si256(_mm256_srl_epi16(q3, shift), m3);
+                    let bit = _mm_cvtsi32_si128(v as i32);
+                    let set = _mm256_and_si256(_mm256_srl_epi16(hbits, bit), one);
+                    high[v] = _mm256_slli_epi16(_mm256_xor_si256(set, one), 2);
+                    let shuffle = _mm_set_epi64x(ones * (2 * v as i64 + 1), ones * (2 * v as i64));
+                    s16[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle));
+                }
+            }
+            for ai in 0..A {
+                let ab = a[ai].get_unchecked(i);
+                let mut sumi = _mm256_setzero_si256();
+                for v in 0..8 {
+                    let y = _mm256_loadu_si256(ab.qs.as_ptr().add(32 * v) as *const __m256i);
+                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(low[v], y), _mm256_maddubs_epi16(high[v], y));
+                    sumi = dot_i16::<VNNI>(sumi, s16[v], p);
+                }
+                if tiled {
+                    totals[ai][r] = sumi;
+                } else {
+                    acc[ai][r] = _mm256_fmadd_ps(_mm256_set1_ps(ab.d * dw), _mm256_cvtepi32_ps(sumi), acc[ai][r]);
+                }
+            }
+        }
+        if tiled {
+            let dw4 = _mm_loadu_ps(dws.as_ptr());
+            for ai in 0..A {
+                let s4 = _mm_cvtepi32_ps(hsum4x8(totals[ai]));
+                let da = _mm_set1_ps(a[ai].get_unchecked(i).d);
+                acc4[ai] = _mm_fmadd_ps(_mm_mul_ps(dw4, s4), da, acc4[ai]);
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; A];
+    for ai in 0..A {
+        if tiled {
+            _mm_storeu_ps(out[ai].as_mut_ptr(), acc4[ai]);
+        } else {
+            out[ai] = std::array::from_fn(|r| hsum8(acc[ai][r]));
+        }
+    }
+    out
+}
+
 /// IQ4_XS: 4 weight rows x A activation rows, in `ggml_vec_dot_iq4_xs_q8_K`'s lanes or
 /// (`tiled`) llama.cpp's tiled order (`tiled_dot_iq4_xs_q8_k_ref`).
 #[inline(always)]
@@ -643,6 +722,7 @@ macro_rules! entry {
                 (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, a, false),
                 (QType::Q5_1, Some(a), _) => tile32::<T_Q5_1, $vnni, A>(w, a, false),
                 (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, a, false),
+                (QType::Q3K, _, Some(a)) => tile_q3k::<$vnni, A>(w, a, per_pair),
                 (QType::Q4K, _, Some(a)) => tile_q4k::<$vnni, A>(w, a, per_pair),
                 (QType::Q5K, _, Some(a)) => tile_q5k::<$vnni, A>(w, a, per_pair),
                 (QType::Q6K, _, Some(a)) => tile_q6k::<$vnni, A>(w, a, per_pair),
