@@ -1320,6 +1320,25 @@ mod tests {
         }
     }
 
+    /// Time of one decode-shaped product (1 x 576 . 576 x 1536, SmolLM2's q projection size
+    /// class) per type: `cargo test --release -p candlewick kernel_speed -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn kernel_speed() {
+        for t in ALL {
+            let (k, n) = (if t.super_blocks() { 512 } else { 576 }, 1536);
+            let w = blocks(t, n * k / t.block_elems(), 5);
+            let x: Vec<f32> = (0..k).map(|i| (i as f32 * 0.01).sin()).collect();
+            let runs = 200;
+            let t0 = std::time::Instant::now();
+            for _ in 0..runs {
+                std::hint::black_box(matmul(t, &w, &x, 1, k, n));
+            }
+            let dt = t0.elapsed().as_secs_f64() / runs as f64;
+            println!("{t:?}: {:.1} us, {:.2} GB/s of weights", dt * 1e6, w.len() as f64 / dt / 1e9);
+        }
+    }
+
     #[test]
     fn matmul_is_close_to_dequantized_f32() {
         for t in ALL {

@@ -272,8 +272,10 @@ unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
             (sc[r], mn[r]) = q4_k_scales(wb[r].add(4));
         }
         let (dv, dminv) = (_mm_loadu_ps(d.as_ptr()), _mm_loadu_ps(dmin.as_ptr()));
-        let mins: [__m128i; 8] =
-            std::array::from_fn(|j| _mm_set_epi32(mn[3][j], mn[2][j], mn[1][j], mn[0][j]));
+        let mut mins = [_mm_setzero_si128(); 8];
+        for (j, m) in mins.iter_mut().enumerate() {
+            *m = _mm_set_epi32(mn[3][j], mn[2][j], mn[1][j], mn[0][j]);
+        }
         for ai in 0..A {
             let ab = a[ai].get_unchecked(i);
             let q8 = ab.qs.as_ptr();
@@ -450,7 +452,9 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
             let (sc, mn) = q4_k_scales(wb.add(4));
             let qh = _mm256_loadu_si256(wb.add(16) as *const __m256i);
             // the 8 sub-blocks' 32 quants (0..31): a nibble plus the sub-block's bit of qh as 16
-            let q: [__m256i; 8] = std::array::from_fn(|s| {
+            // (a loop, not a closure: closures do not inherit this function's target features)
+            let mut q = [_mm256_setzero_si256(); 8];
+            for (s, qs) in q.iter_mut().enumerate() {
                 let raw = _mm256_loadu_si256(wb.add(48 + 32 * (s / 2)) as *const __m256i);
                 let nib = if s % 2 == 0 {
                     raw
@@ -458,8 +462,8 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
                     _mm256_srli_epi16(raw, 4)
                 };
                 let bit = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(s as i32)), one);
-                _mm256_or_si256(_mm256_and_si256(nib, low), _mm256_slli_epi16(bit, 4))
-            });
+                *qs = _mm256_or_si256(_mm256_and_si256(nib, low), _mm256_slli_epi16(bit, 4));
+            }
             for ai in 0..A {
                 let ab = a[ai].get_unchecked(i);
                 let mut sumi = _mm256_setzero_si256();
@@ -617,7 +621,10 @@ unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
                 let sl = *wb.add(4 + s / 2) as i32;
                 ls[s] = ((((sl >> (4 * (s % 2))) & 0x0F) | (((sh >> (2 * s)) & 3) << 4)) - 32) as i16;
             }
-            let aq: [__m256i; 8] = std::array::from_fn(|s| _mm256_sign_epi8(q[s], q[s]));
+            let mut aq = [_mm256_setzero_si256(); 8];
+            for (a, &v) in aq.iter_mut().zip(&q) {
+                *a = _mm256_sign_epi8(v, v);
+            }
             for ai in 0..A {
                 let ab = a[ai].get_unchecked(i);
                 let mut sumi = _mm256_setzero_si256();
@@ -661,24 +668,23 @@ unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
 /// order (eight lanes fused, `hsum_float_8`, the tail of k % 8 fused in order).
 #[inline(always)]
 unsafe fn tile_float<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) -> [[f32; 4]; A] {
+    // no closures here: they would not inherit the caller's target features (F16C, AVX2)
     let k = x[0].len();
     let k8 = k / 8 * 8;
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
-    let load = |p: *const u8| -> __m256 {
-        let h = _mm_loadu_si128(p as *const __m128i);
-        if bf16 {
-            _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
-        } else {
-            _mm256_cvtph_ps(h)
-        }
-    };
+    let mut wv = [_mm256_setzero_ps(); 4];
     let mut e = 0;
     while e < k8 {
-        let wv: [__m256; 4] = std::array::from_fn(|r| {
+        for r in 0..4 {
             let p = w[r].as_ptr().add(2 * e);
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8);
-            load(p)
-        });
+            let h = _mm_loadu_si128(p as *const __m128i);
+            wv[r] = if bf16 {
+                _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
+            } else {
+                _mm256_cvtph_ps(h)
+            };
+        }
         for ai in 0..A {
             let xv = _mm256_loadu_ps(x[ai].as_ptr().add(e));
             for r in 0..4 {
@@ -687,18 +693,19 @@ unsafe fn tile_float<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) 
         }
         e += 8;
     }
-    std::array::from_fn(|ai| {
-        std::array::from_fn(|r| {
+    let mut out = [[0f32; 4]; A];
+    for ai in 0..A {
+        for r in 0..4 {
             let mut sum = hsum8(acc[ai][r]);
             for e in k8..k {
-                let b = [*w[r].as_ptr().add(2 * e), *w[r].as_ptr().add(2 * e + 1)];
-                let bits = u16::from_le_bytes(b);
+                let bits = u16::from_le_bytes([*w[r].as_ptr().add(2 * e), *w[r].as_ptr().add(2 * e + 1)]);
                 let wv = if bf16 { f32::from_bits((bits as u32) << 16) } else { half::f16::from_bits(bits).to_f32() };
                 sum = wv.mul_add(x[ai][e], sum);
             }
-            sum
-        })
-    })
+            out[ai][r] = sum;
+        }
+    }
+    out
 }
 
 macro_rules! entry {
