@@ -1,11 +1,10 @@
 //! CPU kernels, and what this machine offers them: threads, SIMD paths, memory.
 //!
-//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS weights run our own
-//! ggml-exact kernels in `quant`, F16 and BF16 GGUF weights our own float kernel there (read from
-//! the map, no f32 copy); Q2_K runs candle's kernel, which picks its SIMD path at run time
-//! (`is_x86_feature_detected!`); the other ggml types are refused by name.
-//! `simd_report` says which path each weight type takes on this CPU, as read from candle 0.11's
-//! dispatch (AVX2+FMA dot products for Q2_K).
+//! Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS weights run our
+//! own ggml-exact kernels in `quant`, F16 and BF16 GGUF weights our own float kernel there (all
+//! read from the file's map, no converted copy); the other ggml types are refused by name (on a
+//! GPU, candle's kernels run the types candle has). `simd_report` says which path each weight
+//! type takes on this CPU.
 
 pub mod attention;
 pub mod math;
@@ -104,22 +103,9 @@ pub fn simd_report() -> SimdReport {
             feats.push("neon");
         }
     }
-    let has = |f: &str| feats.contains(&f);
-    let avx2 = has("avx2") && has("fma");
     let mut paths = Vec::new();
-    for t in ["Q2_K"] {
-        paths.push((
-            t,
-            if avx2 {
-                "avx2+fma dot products (candle)"
-            } else {
-                "scalar"
-            }
-            .to_string(),
-        ));
-    }
     for t in [
-        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
     ] {
         paths.push((
             t,

@@ -1,6 +1,7 @@
 //! Quantized matmul kernels for GGUF block types, bit-exact with ggml's CPU backend.
 //!
-//! y = x W^T with W in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS blocks
+//! y = x W^T with W in Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS
+//! blocks
 //! (or F16 / BF16 values)
 //! and x quantized on the fly to 8 bits as ggml does (Q8_1 / Q8_0 blocks of 32 for the blocks of
 //! 32, Q8_K blocks of 256 for the K-quants and IQ4_XS). Every float operation of the quantized
@@ -9,9 +10,10 @@
 //! - Q4_0 / IQ4_NL: llama.cpp repacks tensors of 8k rows (`ggml_gemv/gemm_*_8x8_q8_0`): per block
 //!   the exact integer dot fused into one accumulator with d_w * d_a; other tensors take their
 //!   dot products (Q4_0 as Q8_0 below; IQ4_NL with even and odd blocks in two lane sets);
-//! - IQ4_XS and Q3_K: below 8 rows `ggml_vec_dot_iq4_xs_q8_K` / `ggml_vec_dot_q3_K_q8_K`
-//!   (eight lanes of 4-value dots, scaled, fused with d_w * d_a), from 8 on the tiled matmul (as
-//!   Q6_K's);
+//! - IQ4_XS, Q3_K and Q2_K: below 8 rows `ggml_vec_dot_iq4_xs_q8_K` / `_q3_K_` / `_q2_K_`
+//!   (eight lanes of 4-value dots, scaled, fused with d_w * d_a; Q2_K's lanes of mins x block sums
+//!   fused first), from 8 on the tiled matmul (as Q6_K's; Q2_K's as Q5_K's). llama.cpp built for
+//!   AVX-512 repacks Q2_K instead, whose order this does not follow (within rounding of it);
 //! - F16 / BF16: candlewick's own order (`dot_float_ref`), the activations kept in f32;
 //! - Q4_1/Q5_0/Q5_1/Q8_0 (`ggml_vec_dot_*`): eight lanes, each the exact integer dot of four
 //!   consecutive quants, accumulated with fused multiply-add, then `hsum_float_8` (+ the mins'
@@ -60,6 +62,7 @@ pub const Q4_0_BYTES: usize = types::Q4_0.block_bytes;
 pub const IQ4_NL_BYTES: usize = types::IQ4_NL.block_bytes;
 pub const IQ4_XS_BYTES: usize = types::IQ4_XS.block_bytes;
 pub const Q3_K_BYTES: usize = types::Q3_K.block_bytes;
+pub const Q2_K_BYTES: usize = types::Q2_K.block_bytes;
 
 /// The 16 values a 4-bit index of IQ4_NL / IQ4_XS stands for (ggml `kvalues_iq4nl`).
 pub const KVALUES_IQ4NL: [i8; 16] = [
@@ -484,6 +487,57 @@ pub fn tiled_dot_q3_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
     acc
 }
 
+/// Value e (0..256) of a Q2_K block (layout scales: [u8; 16] (scale | min << 4 for each 16
+/// values), qs: [u8; 64], d, dmin: f16): two bits of qs (0..3).
+#[inline(always)]
+fn q2_k_value(b: &[u8], e: usize) -> i32 {
+    let (j, s, i) = (e / 128, e % 128 / 32, e % 32);
+    ((b[16 + 32 * j + i] >> (2 * s)) & 3) as i32
+}
+
+/// One Q2_K super-block against its Q8_K block, as `ggml_vec_dot_q2_K_q8_K`'s AVX2 code sums it:
+/// eight lanes of scaled dots (lane l: values 4l..4l+3 of each 32) and eight lanes of mins x
+/// block sums (lane l: groups 2l and 2l + 1).
+fn q2_k_lanes(b: &[u8], ab: &BlockQ8K) -> ([i32; 8], [i32; 8]) {
+    let mut lanes = [0i32; 8];
+    for e in 0..QK_K {
+        lanes[e % 32 / 4] += (b[e / 16] & 0x0F) as i32 * q2_k_value(b, e) * ab.qs[e] as i32;
+    }
+    let mins = std::array::from_fn(|l| {
+        (b[2 * l] >> 4) as i32 * ab.bsums[2 * l] as i32 + (b[2 * l + 1] >> 4) as i32 * ab.bsums[2 * l + 1] as i32
+    });
+    (lanes, mins)
+}
+
+/// Reference `ggml_vec_dot_q2_K_q8_K` (AVX2) on one weight row: per super-block the min lanes
+/// fused with -d_a * dmin_w, then the scaled lanes with d_a * d_w, into eight float lanes;
+/// then `hsum_float_8`.
+pub fn vec_dot_q2_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (b, ab) in w.chunks_exact(Q2_K_BYTES).zip(a) {
+        let (d, dmin) = (ab.d * f16_at(b, 80), -ab.d * f16_at(b, 82));
+        let (lanes, mins) = q2_k_lanes(b, ab);
+        for l in 0..8 {
+            acc[l] = dmin.mul_add(mins[l] as f32, acc[l]);
+            acc[l] = d.mul_add(lanes[l] as f32, acc[l]);
+        }
+    }
+    hsum8(&acc)
+}
+
+/// Reference of llama.cpp's tiled matmul for Q2_K (8 activation rows or more; llama.cpp takes it
+/// where it does not repack Q2_K, i.e. without AVX-512): as Q5_K's.
+pub fn tiled_dot_q2_k_q8_k_ref(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let mut acc = 0f32;
+    for (b, ab) in w.chunks_exact(Q2_K_BYTES).zip(a) {
+        let (lanes, mins) = q2_k_lanes(b, ab);
+        let (s1, s2): (i32, i32) = (lanes.iter().sum(), mins.iter().sum());
+        let res = (-f16_at(b, 82)).mul_add(s2 as f32, f16_at(b, 80) * s1 as f32);
+        acc = res.mul_add(ab.d, acc);
+    }
+    acc
+}
+
 /// The 6-bit scale and min of sub-block j (0..8) of a Q4_K block (ggml `get_scale_min_k4`).
 #[inline(always)]
 fn q4_k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
@@ -688,6 +742,7 @@ pub enum QType {
     Q5_0,
     Q5_1,
     Q8_0,
+    Q2K,
     Q3K,
     Q4K,
     Q5K,
@@ -708,6 +763,7 @@ impl QType {
             "Q5_0" => QType::Q5_0,
             "Q5_1" => QType::Q5_1,
             "Q8_0" => QType::Q8_0,
+            "Q2_K" => QType::Q2K,
             "Q3_K" => QType::Q3K,
             "Q4_K" => QType::Q4K,
             "Q5_K" => QType::Q5K,
@@ -728,6 +784,7 @@ impl QType {
             QType::Q5_0 => &types::Q5_0,
             QType::Q5_1 => &types::Q5_1,
             QType::Q8_0 => &types::Q8_0,
+            QType::Q2K => &types::Q2_K,
             QType::Q3K => &types::Q3_K,
             QType::Q4K => &types::Q4_K,
             QType::Q5K => &types::Q5_K,
@@ -760,7 +817,7 @@ impl QType {
 
     /// Activations go to Q8_K blocks of 256 (else Q8_0/Q8_1 blocks of 32).
     fn super_blocks(self) -> bool {
-        matches!(self, QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS)
+        matches!(self, QType::Q2K | QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS)
     }
 
     /// llama.cpp repacks this type's tensors of `n` rows on AVX2 (Q4_0 and IQ4_NL, in groups of
@@ -978,6 +1035,8 @@ fn dot256_ref(t: QType, w: &[u8], a: &[BlockQ8K], per_pair: bool, tiled: bool) -
         QType::Q4K => vec_dot_q4_k_q8_k_ref(w, a, per_pair),
         QType::Q5K if tiled => tiled_dot_q5_k_q8_k_ref(w, a),
         QType::Q5K => vec_dot_q5_k_q8_k_ref(w, a),
+        QType::Q2K if tiled => tiled_dot_q2_k_q8_k_ref(w, a),
+        QType::Q2K => vec_dot_q2_k_q8_k_ref(w, a),
         QType::Q3K if tiled => tiled_dot_q3_k_q8_k_ref(w, a),
         QType::Q3K => vec_dot_q3_k_q8_k_ref(w, a),
         QType::IQ4XS if tiled => tiled_dot_iq4_xs_q8_k_ref(w, a),
@@ -1118,6 +1177,16 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        QType::Q2K => {
+            // ggml dequantize_row_q2_K: d * scale * q - dmin * min
+            for (b, o) in row.chunks_exact(Q2_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
+                let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
+                for (e, v) in o.iter_mut().enumerate() {
+                    let (dl, ml) = (d * (b[e / 16] & 0x0F) as f32, dmin * (b[e / 16] >> 4) as f32);
+                    *v = dl * q2_k_value(b, e) as f32 - ml;
+                }
+            }
+        }
         QType::Q3K => {
             for (b, o) in row.chunks_exact(Q3_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
                 let (d, sc) = (f16_at(b, 108), q3_k_scales(b));
@@ -1198,11 +1267,12 @@ mod tests {
         for blk in b.chunks_exact_mut(t.block_bytes()) {
             let (r5, r6) = (blk[5] as f32, blk[6] as f32);
             let d_at = match t {
+                QType::Q2K => 80,
                 QType::Q6K => 208,
                 QType::Q3K => 108,
                 _ => 0,
             };
-            let d = if matches!(t, QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K) {
+            let d = if matches!(t, QType::Q2K | QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K) {
                 0.001
             } else {
                 0.01
@@ -1215,13 +1285,17 @@ mod tests {
                 QType::Q4K | QType::Q5K => {
                     blk[2..4].copy_from_slice(&f16::from_f32(0.002 + r6 * 1e-5).to_le_bytes())
                 }
+                QType::Q2K => {
+                    blk[82..84].copy_from_slice(&f16::from_f32(0.002 + r6 * 1e-5).to_le_bytes())
+                }
                 _ => {}
             }
         }
         b
     }
 
-    const ALL: [QType; 13] = [
+    const ALL: [QType; 14] = [
+        QType::Q2K,
         QType::Q3K,
         QType::F16,
         QType::BF16,

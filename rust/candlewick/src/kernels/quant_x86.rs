@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 
 use super::{
-    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q3_K_BYTES, Q4_0_BYTES, Q4_1_BYTES,
+    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES, Q3_K_BYTES, Q4_0_BYTES, Q4_1_BYTES,
     Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
 };
 
@@ -511,6 +511,84 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
     std::array::from_fn(|ai| std::array::from_fn(|r| hsum8(acc[ai][r]) + summs[ai][r]))
 }
 
+/// Q2_K: 4 weight rows x A activation rows, in `ggml_vec_dot_q2_K_q8_K`'s lanes (the mins'
+/// lanes fused first, then the scaled dots') or (`tiled`) llama.cpp's tiled order
+/// (`tiled_dot_q2_k_q8_k_ref`).
+#[inline(always)]
+unsafe fn tile_q2k<const VNNI: bool, const A: usize>(
+    w: [&[u8]; 4],
+    a: [&[BlockQ8K]; A],
+    tiled: bool,
+) -> [[f32; 4]; A] {
+    let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let mut acc4 = [_mm_setzero_ps(); A];
+    let mut totals = [[_mm256_setzero_si256(); 4]; A];
+    let mut min_totals = [[_mm256_setzero_si256(); 4]; A];
+    let (mut ds, mut dmins) = ([0f32; 4], [0f32; 4]);
+    let m3 = _mm256_set1_epi8(3);
+    let m4 = _mm_set1_epi8(0x0F);
+    let ones = 0x0101010101010101u64 as i64;
+    for i in 0..a[0].len() {
+        for r in 0..4 {
+            let wb = w[r].as_ptr().add(i * Q2_K_BYTES);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            let (d, dmin) = (h2f(wb.add(80)), h2f(wb.add(82)));
+            (ds[r], dmins[r]) = (d, dmin);
+            let sm = _mm_loadu_si128(wb as *const __m128i);
+            let scales = _mm_and_si128(sm, m4);
+            let mins = _mm256_cvtepi8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+            let mut low = [_mm256_setzero_si256(); 8];
+            let mut s16 = [_mm256_setzero_si256(); 8];
+            for j in 0..2 {
+                let q2 = _mm256_loadu_si256(wb.add(16 + 32 * j) as *const __m256i);
+                for sh in 0..4 {
+                    let v = 4 * j + sh;
+                    low[v] = _mm256_and_si256(_mm256_srl_epi16(q2, _mm_cvtsi32_si128(2 * sh as i32)), m3);
+                    let shuffle = _mm_set_epi64x(ones * (2 * v as i64 + 1), ones * (2 * v as i64));
+                    s16[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle));
+                }
+            }
+            for ai in 0..A {
+                let ab = a[ai].get_unchecked(i);
+                let bsums = _mm256_loadu_si256(ab.bsums.as_ptr() as *const __m256i);
+                let prod = _mm256_madd_epi16(mins, bsums);
+                let mut sumi = _mm256_setzero_si256();
+                for v in 0..8 {
+                    let y = _mm256_loadu_si256(ab.qs.as_ptr().add(32 * v) as *const __m256i);
+                    sumi = dot_i16::<VNNI>(sumi, s16[v], _mm256_maddubs_epi16(low[v], y));
+                }
+                if tiled {
+                    (totals[ai][r], min_totals[ai][r]) = (sumi, prod);
+                } else {
+                    acc[ai][r] = _mm256_fmadd_ps(_mm256_set1_ps(-ab.d * dmin), _mm256_cvtepi32_ps(prod), acc[ai][r]);
+                    acc[ai][r] = _mm256_fmadd_ps(_mm256_set1_ps(ab.d * d), _mm256_cvtepi32_ps(sumi), acc[ai][r]);
+                }
+            }
+        }
+        if tiled {
+            let (d4, dmin4) = (_mm_loadu_ps(ds.as_ptr()), _mm_loadu_ps(dmins.as_ptr()));
+            let neg_dmin4 = _mm_sub_ps(_mm_setzero_ps(), dmin4);
+            for ai in 0..A {
+                let s1 = _mm_cvtepi32_ps(hsum4x8(totals[ai]));
+                let s2 = _mm_cvtepi32_ps(hsum4x8(min_totals[ai]));
+                let res = _mm_fmadd_ps(neg_dmin4, s2, _mm_mul_ps(d4, s1));
+                acc4[ai] = _mm_fmadd_ps(res, _mm_set1_ps(a[ai].get_unchecked(i).d), acc4[ai]);
+            }
+        }
+    }
+    let mut out = [[0f32; 4]; A];
+    for ai in 0..A {
+        if tiled {
+            _mm_storeu_ps(out[ai].as_mut_ptr(), acc4[ai]);
+        } else {
+            for r in 0..4 {
+                out[ai][r] = hsum8(acc[ai][r]);
+            }
+        }
+    }
+    out
+}
+
 /// Q3_K: 4 weight rows x A activation rows, in `ggml_vec_dot_q3_K_q8_K`'s lanes (its two
 /// bits and its high bit's 4 multiplied apart and subtracted, as ggml does) or (`tiled`)
 /// llama.cpp's tiled order (`tiled_dot_q3_k_q8_k_ref`).
@@ -729,6 +807,7 @@ macro_rules! entry {
                 (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, a, false),
                 (QType::Q5_1, Some(a), _) => tile32::<T_Q5_1, $vnni, A>(w, a, false),
                 (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, a, false),
+                (QType::Q2K, _, Some(a)) => tile_q2k::<$vnni, A>(w, a, per_pair),
                 (QType::Q3K, _, Some(a)) => tile_q3k::<$vnni, A>(w, a, per_pair),
                 (QType::Q4K, _, Some(a)) => tile_q4k::<$vnni, A>(w, a, per_pair),
                 (QType::Q5K, _, Some(a)) => tile_q5k::<$vnni, A>(w, a, per_pair),
