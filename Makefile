@@ -57,6 +57,8 @@ fuzz-python:        ## the hypothesis harness on the Python entry points with ma
 	CANDLEWICK_FUZZ_EXAMPLES=3000 $(PY) -m pytest -q tests/test_fuzz_python.py
 
 BENCH_VENV ?= $(HOME)/.cache/candlewick/bench-venv
-bench: install models ## candlewick vs llama-cpp-python on SmolLM2 (first run builds llama.cpp: several minutes)
-	test -x $(BENCH_VENV)/bin/python || ($(PY) -m venv $(BENCH_VENV) && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF" $(BENCH_VENV)/bin/pip install -q llama-cpp-python numpy)
-	$(PY) benches/bench_generate.py --llama-python $(BENCH_VENV)/bin/python
+TORCH_VENV ?= $(HOME)/.cache/candlewick/torch-venv
+bench: install models ## candlewick vs llama-cpp-python as pip builds it (native) and transformers on torch (first run builds llama.cpp and downloads torch: several minutes)
+	test -x $(BENCH_VENV)/bin/python || ($(PY) -m venv $(BENCH_VENV) && $(BENCH_VENV)/bin/pip install -q llama-cpp-python==0.3.36 numpy)
+	test -x $(TORCH_VENV)/bin/python || ($(PY) -m venv $(TORCH_VENV) && $(TORCH_VENV)/bin/pip install -q torch transformers numpy safetensors)
+	$(PY) benches/bench_generate.py --llama-python $(BENCH_VENV)/bin/python --torch-python $(TORCH_VENV)/bin/python
