@@ -29,6 +29,7 @@ is faster; for RSS, < 1: candlewick uses less). These machines are shared: expec
 import argparse
 import importlib.util
 import json
+import mmap
 import os
 import statistics
 import struct
@@ -131,7 +132,7 @@ def gguf_decode_bytes(path):
     """Bytes of the weights a decode step reads: every tensor but token_embd (a row per token),
     unless there is no output.weight (tied head: the embedding is read whole as the head)."""
     with open(path, "rb") as f:
-        data = f.read(16 << 20)
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # the header's size is the file's to say
     pos = 4
     version, n_tensors, n_kv = struct.unpack_from("<IQQ", data, pos)
     pos += 20
