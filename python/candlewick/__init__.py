@@ -10,6 +10,7 @@ from . import objectives, plot, prompts
 from ._train import TrainResult, train
 from ._memory import MemoryEstimate, estimate_memory
 from ._model import EncoderOutput, ForwardOutput, GenerationOutput, Model, PerplexityResult, ScoreResult, TokenLogprob, Tokenizer, load, sample
+from ._profile import Profile, profile
 from ._quantize import quantize
 from ._registry import available_models, resolve
 
@@ -24,6 +25,7 @@ __all__ = [
     "ModelConfig",
     "ModelFileError",
     "PerplexityResult",
+    "Profile",
     "ScoreResult",
     "TokenLogprob",
     "TrainResult",
@@ -35,6 +37,7 @@ __all__ = [
     "load",
     "objectives",
     "plot",
+    "profile",
     "prompts",
     "quantize",
     "resolve",

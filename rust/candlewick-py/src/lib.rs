@@ -38,6 +38,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tokenizer::tokenizer_from_file, m)?)?;
     m.add_function(wrap_pyfunction!(model::set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(model::simd_report, m)?)?;
+    m.add_function(wrap_pyfunction!(model::profile_start, m)?)?;
+    m.add_function(wrap_pyfunction!(model::profile_take, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::sample, m)?)?;
     m.add_function(wrap_pyfunction!(sampling::sampling_stages, m)?)?;
     m.add_function(wrap_pyfunction!(memory::estimate_memory, m)?)?;

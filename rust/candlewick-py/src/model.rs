@@ -54,6 +54,18 @@ pub fn simd_report() -> (Vec<&'static str>, Vec<(&'static str, String)>, usize) 
     (r.cpu_features, r.paths, candlewick::kernels::num_threads())
 }
 
+/// Start timing forward passes by op and layer (clears an earlier table).
+#[pyfunction]
+pub fn profile_start() {
+    candlewick::profile::start();
+}
+
+/// Stop timing: [(op, layer or None, seconds, calls)] in the order the ops first ran.
+#[pyfunction]
+pub fn profile_take() -> Vec<(&'static str, Option<usize>, f64, u64)> {
+    candlewick::profile::take()
+}
+
 /// A model with random weights from a ModelConfig, optionally with a tokenizer.
 #[pyfunction]
 #[pyo3(signature = (config, seed, tokenizer=None))]

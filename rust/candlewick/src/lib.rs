@@ -16,6 +16,7 @@ pub mod kernels;
 pub mod memory;
 pub mod model;
 pub mod nn;
+pub mod profile;
 pub mod sampling;
 pub mod tokenizer;
 pub mod train;

@@ -199,6 +199,7 @@ impl Generator {
 
     /// Sample from the forward pass's logits and take the token.
     fn end_step(&mut self, mut rows: Vec<f32>) -> Result<Option<u32>> {
+        let _s = crate::profile::span("sampling");
         let vocab = self.model.config().vocab_size;
         if self.prompt_logprobs.is_none() && self.params.prompt_logprobs {
             let n = self.prefix_len;

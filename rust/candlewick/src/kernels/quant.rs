@@ -1051,72 +1051,134 @@ fn dot256_ref(t: QType, w: &[u8], a: &[BlockQ8K], per_pair: bool, tiled: bool) -
 /// calling thread works too); each group meets the activation rows A at a time (4 with VNNI's
 /// 32 registers, else 2) while its weights are hot.
 pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    assert!(
-        k.is_multiple_of(t.block_elems()) && x.len() == m * k && w.len() == n * t.row_bytes(k),
-        "quant matmul shapes"
-    );
-    if m == 0 || n == 0 {
-        return Vec::new();
+    matmul_parts(&[Part { t, w, n }], x, m, k).pop().unwrap_or_default()
+}
+
+/// One weight of a fused product: `n` rows of type `t`.
+#[derive(Clone, Copy)]
+pub struct Part<'a> {
+    pub t: QType,
+    pub w: &'a [u8],
+    pub n: usize,
+}
+
+/// Several weights against the same activations x[m, k] in one pass over the worker pool (q, k
+/// and v; gate and up): the activations are quantized once per kind they need and the threads
+/// meet once, not once per weight. Each output is the one `matmul` gives, bit for bit.
+pub fn matmul_parts(parts: &[Part], x: &[f32], m: usize, k: usize) -> Vec<Vec<f32>> {
+    for p in parts {
+        assert!(
+            k.is_multiple_of(p.t.block_elems()) && x.len() == m * k && p.w.len() == p.n * p.t.row_bytes(k),
+            "quant matmul shapes"
+        );
     }
+    let mut outs: Vec<Vec<f32>> = parts.iter().map(|p| vec![0f32; m * p.n]).collect();
+    if m == 0 || parts.iter().all(|p| p.n == 0) {
+        return outs;
+    }
+    // the activations each part reads: one quantization per kind (float; blocks of 32 in
+    // ggml's order or in the repacked one; Q8_K)
+    let kind = |p: &Part| match p.t {
+        t if t.float() => 0,
+        t if t.super_blocks() => 3,
+        t if t.repacked(p.n) => 2,
+        _ => 1,
+    };
+    let mut acts: [Option<Activations>; 4] = [None, None, None, None];
+    for p in parts {
+        acts[kind(p)].get_or_insert_with(|| Activations::quantize(p.t, x, k, p.n));
+    }
+    // work items: each part's groups of 4 rows, one part after another
+    let mut first = Vec::with_capacity(parts.len() + 1);
+    first.push(0usize);
+    for p in parts {
+        first.push(first[first.len() - 1] + p.n.div_ceil(4));
+    }
+    let groups = first[parts.len()];
+    let dsts: Vec<super::SharedOut> = outs.iter_mut().map(|o| super::SharedOut(o.as_mut_ptr())).collect();
+    let profiling = crate::profile::on();
+    let busy = std::sync::atomic::AtomicU64::new(0);
+    let work = |range: std::ops::Range<usize>| {
+        let t0 = profiling.then(std::time::Instant::now);
+        for item in range {
+            let pi = first.partition_point(|&f| f <= item) - 1;
+            let p = &parts[pi];
+            let act = acts[kind(p)].as_ref().expect("quantized above");
+            // SAFETY: the group writes its own columns of part pi's output (see `group`).
+            unsafe { group(p, act, item - first[pi], m, k, dsts[pi]) };
+        }
+        if let Some(t0) = t0 {
+            busy.fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    // Small products are not worth waking the workers for.
+    let macs: usize = parts.iter().map(|p| p.n * k * m).sum();
+    if macs < 65536 {
+        work(0..groups);
+    } else {
+        let pool = candle_core::utils::barrier_pool();
+        let t0 = profiling.then(std::time::Instant::now);
+        pool.execute_chunked(groups, work);
+        if let Some(t0) = t0 {
+            let wall = t0.elapsed().as_nanos() as u64;
+            let busy = busy.load(std::sync::atomic::Ordering::Relaxed);
+            crate::profile::pool_wait("(in the matmuls: threads waiting)", wall, busy, pool.n_workers() + 1);
+        }
+    }
+    outs
+}
+
+/// Group `gi` of a part's weight rows (rows 4gi..4gi + 4) against every activation row: writes
+/// out[i, 4gi..4gi + 4] (fewer past the last row) of the [m, n] output at `dst`.
+///
+/// # Safety
+/// `dst` points to m x p.n floats, and no other caller writes this group's columns meanwhile.
+unsafe fn group(p: &Part, act: &Activations, gi: usize, m: usize, k: usize, dst: super::SharedOut) {
+    let (t, n) = (p.t, p.n);
     let row_bytes = t.row_bytes(k);
-    let act = Activations::quantize(t, x, k, n);
     // a group's 4 rows; past the end the last row stands in (its outputs are dropped)
     let row = |j: usize| {
         let j = j.min(n - 1);
-        &w[j * row_bytes..(j + 1) * row_bytes]
+        &p.w[j * row_bytes..(j + 1) * row_bytes]
     };
-    // Q4_K rows below `grouped` take another order than the rest: tiles never straddle it
-    // (it is a multiple of 4).
+    // Tiles of 4 activation rows: VNNI's 32 registers hold them for every type, AVX2's 16 for
+    // the blocks of 32. Q4_K rows below `grouped` take another order than the rest: tiles never
+    // straddle it (it is a multiple of 4).
     let wide = {
         #[cfg(target_arch = "x86_64")]
         {
-            level() == Level::Vnni
+            level() == Level::Vnni || (level() == Level::Avx2 && !t.super_blocks() && !t.float())
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             false
         }
     };
-
-    let mut out = vec![0f32; m * n];
-    let dst = super::SharedOut(out.as_mut_ptr());
-    let groups = n.div_ceil(4);
-    let work = |range: std::ops::Range<usize>| {
-        let dst = dst;
-        for gi in range {
-            let j0 = gi * 4;
-            let w4 = [row(j0), row(j0 + 1), row(j0 + 2), row(j0 + 3)];
-            let cols = (n - j0).min(4);
-            let put = |i: usize, r: &[f32; 4]| {
-                // SAFETY: (i, j0..j0 + cols) is written by this work item only, inside `out`.
-                unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), dst.0.add(i * n + j0), cols) };
-            };
-            let mut i = 0;
-            if wide {
-                while i + 4 <= m {
-                    let r = act.tile::<4>(t, w4, i);
-                    (0..4).for_each(|a| put(i + a, &r[a]));
-                    i += 4;
-                }
-            }
-            while i + 2 <= m {
-                let r = act.tile::<2>(t, w4, i);
-                (0..2).for_each(|a| put(i + a, &r[a]));
-                i += 2;
-            }
-            while i < m {
-                put(i, &act.tile::<1>(t, w4, i)[0]);
-                i += 1;
-            }
-        }
+    let j0 = gi * 4;
+    let w4 = [row(j0), row(j0 + 1), row(j0 + 2), row(j0 + 3)];
+    let cols = (n - j0).min(4);
+    let put = |i: usize, r: &[f32; 4]| {
+        // SAFETY: (i, j0..j0 + cols) lies inside the output and is this group's (the caller's
+        // contract).
+        unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), dst.0.add(i * n + j0), cols) };
     };
-    // Small products are not worth waking the workers for.
-    if n * k * m < 65536 {
-        work(0..groups);
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(groups, work);
+    let mut i = 0;
+    if wide {
+        while i + 4 <= m {
+            let r = act.tile::<4>(t, w4, i);
+            (0..4).for_each(|a| put(i + a, &r[a]));
+            i += 4;
+        }
     }
-    out
+    while i + 2 <= m {
+        let r = act.tile::<2>(t, w4, i);
+        (0..2).for_each(|a| put(i + a, &r[a]));
+        i += 2;
+    }
+    while i < m {
+        put(i, &act.tile::<1>(t, w4, i)[0]);
+        i += 1;
+    }
 }
 
 /// Dequantize a row (embedding lookup), as ggml `dequantize_row_*`.
@@ -1390,6 +1452,24 @@ mod tests {
                         );
                     }
                 }
+            }
+        }
+    }
+
+    /// A fused product of several weights (every kind of activations at once) gives each weight
+    /// exactly its own product, for one row (decode) and for many.
+    #[test]
+    fn fused_parts_equal_their_own_products() {
+        let k = 512;
+        let types = [(QType::Q4_1, 12), (QType::Q8_0, 5), (QType::Q4K, 9), (QType::Q4_0, 16), (QType::Q4_0, 6), (QType::F16, 4), (QType::Q6K, 3)];
+        let ws: Vec<Vec<u8>> = types.iter().enumerate().map(|(s, &(t, n))| blocks(t, n * k / t.block_elems(), s as u64 + 11)).collect();
+        for m in [1, 7] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0).collect();
+            let parts: Vec<Part> = types.iter().zip(&ws).map(|(&(t, n), w)| Part { t, w, n }).collect();
+            let fused = matmul_parts(&parts, &x, m, k);
+            for (p, got) in parts.iter().zip(&fused) {
+                let want = matmul(p.t, p.w, &x, m, k, p.n);
+                assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{:?} m {m}", p.t);
             }
         }
     }

@@ -124,10 +124,19 @@ impl Norms {
 
     /// x through sub-layer `f` with this residual order.
     fn around(&self, x: Tensor, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+        use crate::profile::span;
+        let norm = |n: &Norm, x: &Tensor| -> Result<Tensor> {
+            let _s = span("norm");
+            n.forward(x)
+        };
+        let add = |a: &Tensor, b: Tensor| -> Result<Tensor> {
+            let _s = span("residual add");
+            Ok((a + b)?)
+        };
         Ok(match self {
-            Norms::Pre(norm) => (&x + f(&norm.forward(&x)?)?)?,
-            Norms::Post(norm) => norm.forward(&(&x + f(&x)?)?)?,
-            Norms::Sandwich { before, after } => (&x + after.forward(&f(&before.forward(&x)?)?)?)?,
+            Norms::Pre(n) => add(&x, f(&norm(n, &x)?)?)?,
+            Norms::Post(n) => norm(n, &add(&x, f(&x)?)?)?,
+            Norms::Sandwich { before, after } => add(&x, norm(after, &f(&norm(before, &x)?)?)?)?,
         })
     }
 }
@@ -260,7 +269,10 @@ impl Transformer {
     /// stack: hidden states after the final norm, [1, tokens, hidden].
     pub fn forward(&self, ids: &[u32], batch: &mut Batch, mut trace: Option<&mut Trace>) -> Result<Tensor> {
         // token embeddings, plus positions and token types, then the embedding norm
-        let mut x = self.embeddings.forward(ids, &batch.spans)?;
+        let mut x = {
+            let _s = crate::profile::span("embeddings");
+            self.embeddings.forward(ids, &batch.spans)?
+        };
         if let Some(t) = trace.as_deref_mut() {
             t.hidden(0, &x)?;
         }
@@ -268,7 +280,9 @@ impl Transformer {
         let n = self.blocks.len();
         for (l, block) in self.blocks.iter().enumerate() {
             crate::interrupt::check()?;
+            crate::profile::set_layer(Some(l));
             x = block.forward(x, l, batch, trace.as_deref_mut())?;
+            crate::profile::set_layer(None);
             if let Some(t) = trace.as_deref_mut() {
                 if l + 1 < n || self.norm.is_none() {
                     t.hidden(l + 1, &x)?;
@@ -277,7 +291,10 @@ impl Transformer {
         }
         // the final norm (pre-norm stacks); HF reports the last hidden state after it
         if let Some(norm) = &self.norm {
-            x = norm.forward(&x)?;
+            x = {
+                let _s = crate::profile::span("norm");
+                norm.forward(&x)?
+            };
             if let Some(t) = trace {
                 t.hidden(n, &x)?;
             }
@@ -333,6 +350,7 @@ impl Transformer {
         let head = self.head.as_ref().ok_or_else(|| {
             crate::error::Error::Unsupported("this model has no LM head".into())
         })?;
+        let _s = crate::profile::span("lm head");
         let x = match rows {
             Some(r) => hidden.index_select(&Tensor::new(r, &Device::Cpu)?, 1)?,
             None => hidden.clone(),

@@ -117,7 +117,11 @@ impl Attention {
     /// its positions.
     fn project(&self, x: &Tensor, spans: &[(usize, usize)]) -> Result<Projected> {
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let (mut q, mut k, v) = (rows(&self.q.forward(x)?)?, rows(&self.k.forward(x)?)?, rows(&self.v.forward(x)?)?);
+        let s = crate::profile::span("q/k/v matmuls");
+        let qkv = Linear::forward_many(&[&self.q, &self.k, &self.v], x)?;
+        let (mut q, mut k, v) = (rows(&qkv[0])?, rows(&qkv[1])?, rows(&qkv[2])?);
+        drop(s);
+        let _s = crate::profile::span("q/k norms, rope");
         let tokens: usize = spans.iter().map(|&(_, len)| len).sum();
         if tokens * nh * hd != q.len() {
             return Err(Error::Model(format!(
@@ -147,6 +151,7 @@ impl Attention {
     /// The output projection of attention values [tokens][heads][head_dim].
     fn output(&self, values: Vec<f32>, x: &Tensor) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
+        let _s = crate::profile::span("o matmul");
         self.o.forward(&Tensor::from_vec(
             values,
             (b, s, self.num_heads * self.head_dim),
@@ -224,10 +229,14 @@ impl Attention {
                     cache.len()
                 )));
             }
+            let span = crate::profile::span("kv cache append");
             cache.append(&p.k[kv.clone()], &p.v[kv], s.len)?;
+            drop(span);
             let keys = keys_of(cache)?;
             let q = &p.q[off * nh * hd..(off + s.len) * nh * hd];
+            let span = crate::profile::span("attention");
             let (o, probs) = self.attend(q, s.start, s.len, keys, cache, want_probs);
+            drop(span);
             out.extend(o);
             all_probs.push(probs);
             off += s.len;

@@ -113,31 +113,60 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = match &self.weight {
-            Weight::Candle(w) => w.forward(x)?,
-            Weight::Mapped { qtype, bytes } => {
+        Ok(Self::forward_many(&[self], x)?.pop().expect("one layer, one output"))
+    }
+
+    /// Several layers on the same input x [..., in] (q, k and v; gate and up): where all hold
+    /// GGUF blocks, one fused pass of the quantized kernels (the activations quantized once, the
+    /// worker pool met once), each output the one its own `forward` gives; else one by one.
+    pub fn forward_many(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        let parts: Option<Vec<quant::Part>> = layers
+            .iter()
+            .map(|l| match &l.weight {
+                Weight::Mapped { qtype, bytes } => Some(quant::Part { t: *qtype, w: bytes.as_slice(), n: l.out_features }),
+                Weight::Candle(_) => None,
+            })
+            .collect();
+        let ys = match parts {
+            Some(parts) => {
                 let dims = x.dims().to_vec();
                 let k = *dims.last().unwrap_or(&0);
-                if k != self.in_features {
-                    return Err(Error::Model(format!(
-                        "linear layer expects {} inputs, got {k}",
-                        self.in_features
-                    )));
+                if let Some(l) = layers.iter().find(|l| l.in_features != k) {
+                    return Err(Error::Model(format!("linear layer expects {} inputs, got {k}", l.in_features)));
                 }
-                let m = x.elem_count() / k;
+                let m = x.elem_count() / k.max(1);
                 let xs = x.flatten_all()?.to_vec1::<f32>()?;
-                let ys = quant::matmul(*qtype, bytes.as_slice(), &xs, m, k, self.out_features);
-                let mut out_dims = dims;
-                if let Some(last) = out_dims.last_mut() {
-                    *last = self.out_features;
-                }
-                Tensor::from_vec(ys, out_dims, x.device())?
+                let outs = quant::matmul_parts(&parts, &xs, m, k);
+                layers
+                    .iter()
+                    .zip(outs)
+                    .map(|(l, ys)| {
+                        let mut out_dims = dims.clone();
+                        if let Some(last) = out_dims.last_mut() {
+                            *last = l.out_features;
+                        }
+                        Ok(Tensor::from_vec(ys, out_dims, x.device())?)
+                    })
+                    .collect::<Result<Vec<_>>>()?
             }
+            None => layers
+                .iter()
+                .map(|l| match &l.weight {
+                    Weight::Candle(w) => Ok(w.forward(x)?),
+                    Weight::Mapped { .. } => Self::forward_many(&[l], x).map(|mut v| v.remove(0)),
+                })
+                .collect::<Result<Vec<_>>>()?,
         };
-        Ok(match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
-        })
+        layers
+            .iter()
+            .zip(ys)
+            .map(|(l, y)| {
+                Ok(match &l.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                })
+            })
+            .collect()
     }
 }
 

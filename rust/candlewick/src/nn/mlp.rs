@@ -44,11 +44,15 @@ impl Mlp {
             (Some(g), _) if self.ggml_gelu => Some((g, true)),
             _ => None,
         };
+        use crate::profile::span;
         if let Some((g, gelu)) = ggml_act {
-            let gate = g.forward(x)?;
-            let dims = gate.dims().to_vec();
-            let gv = gate.flatten_all()?.to_vec1::<f32>()?;
-            let uv = self.up.forward(x)?.flatten_all()?.to_vec1::<f32>()?;
+            let s = span("gate/up matmuls");
+            let gate_up = Linear::forward_many(&[g, &self.up], x)?;
+            let dims = gate_up[0].dims().to_vec();
+            let gv = gate_up[0].flatten_all()?.to_vec1::<f32>()?;
+            let uv = gate_up[1].flatten_all()?.to_vec1::<f32>()?;
+            drop(s);
+            let s = span("activation");
             let mut h = vec![0f32; gv.len()];
             if gelu {
                 h.iter_mut()
@@ -57,12 +61,18 @@ impl Mlp {
             } else {
                 crate::kernels::math::swiglu(&gv, &uv, &mut h);
             }
-            return self.down.forward(&Tensor::from_vec(h, dims, x.device())?);
+            let h = Tensor::from_vec(h, dims, x.device())?;
+            drop(s);
+            let _s = span("down matmul");
+            return self.down.forward(&h);
         }
+        let s = span("gate/up matmuls, activation");
         let h = match &self.gate {
             Some(g) => (activate(&g.forward(x)?, self.activation)? * self.up.forward(x)?)?,
             None => activate(&self.up.forward(x)?, self.activation)?,
         };
+        drop(s);
+        let _s = span("down matmul");
         self.down.forward(&h)
     }
 }
