@@ -15,9 +15,15 @@ use super::{
     Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
 };
 
-/// How far ahead of the block being read the weights are prefetched (bytes). A prefetch past the
-/// end of a row is harmless: prefetches never fault.
-const PREFETCH: usize = 384;
+/// How far ahead the weights are prefetched (bytes): the same bytes of the row some groups on (a
+/// weight's rows are adjacent, and the groups of 4 rows a thread takes follow each other), at
+/// least 8 rows and about 8 KiB ahead, which keeps enough lines in flight to cover DRAM's latency
+/// in a decode step (measured: 1.3-1.8x the speed of prefetching within the row). A prefetch
+/// past the end of the weight is harmless: prefetches never fault.
+#[inline(always)]
+fn prefetch_ahead(row_bytes: usize) -> usize {
+    (8192 / row_bytes.max(1)).max(8).next_multiple_of(4) * row_bytes
+}
 
 pub const T_Q4_1: u8 = 0;
 pub const T_Q5_0: u8 = 1;
@@ -96,6 +102,7 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
     a: [&Act32; A],
     blockwise: bool,
 ) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
     let bytes = match T {
         T_Q4_0 => Q4_0_BYTES,
         T_IQ4NL => IQ4_NL_BYTES,
@@ -109,7 +116,8 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
     let table = iq4_table();
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
     let mut acc4 = [_mm_setzero_ps(); A];
-    let mut summs = [[0f32; 4]; A];
+    let has_min = T == T_Q4_1 || T == T_Q5_1;
+    let mut summs = [_mm256_setzero_ps(); A];
     let low = _mm256_set1_epi8(0x0F);
     // Q5_0: byte j of the expanded qh tests bit j (ggml bytes_from_bits_32)
     let shuf = _mm256_set_epi64x(
@@ -121,11 +129,19 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
     let bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
     for i in 0..a[0].qs.len() {
         let mut u = [_mm256_setzero_si256(); 4];
-        let (mut dw, mut mw) = ([0f32; 4], [0f32; 4]);
+        let wb: [*const u8; 4] = std::array::from_fn(|r| w[r].as_ptr().add(i * bytes));
+        // the 4 rows' scales (and mins) in one conversion: lanes d0 m0 d1 m1 .. for the types
+        // with a min, d0 d1 d2 d3 for the others
+        let dm = if has_min {
+            let rd = |p: *const u8| (p as *const i32).read_unaligned();
+            _mm256_cvtph_ps(_mm_set_epi32(rd(wb[3]), rd(wb[2]), rd(wb[1]), rd(wb[0])))
+        } else {
+            let rd = |p: *const u8| (p as *const i16).read_unaligned();
+            _mm256_castps128_ps256(_mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, rd(wb[3]), rd(wb[2]), rd(wb[1]), rd(wb[0]))))
+        };
         for r in 0..4 {
-            let wb = w[r].as_ptr().add(i * bytes);
-            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
-            dw[r] = h2f(wb);
+            let wb = wb[r];
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(ahead) as *const i8);
             u[r] = match T {
                 T_Q4_0 | T_IQ4NL => {
                     let raw = _mm_loadu_si128(wb.add(2) as *const __m128i);
@@ -140,16 +156,12 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
                     }
                 }
                 T_Q4_1 => {
-                    mw[r] = h2f(wb.add(2));
                     let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
                     _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low)
                 }
                 T_Q5_0 | T_Q5_1 => {
                     // nibble + 16 x fifth bit, 0..31 (for Q5_0 the value is that - 16)
                     let at = if T == T_Q5_1 { 4 } else { 2 };
-                    if T == T_Q5_1 {
-                        mw[r] = h2f(wb.add(2));
-                    }
                     let qh = u32::from_le_bytes([
                         *wb.add(at),
                         *wb.add(at + 1),
@@ -174,7 +186,12 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
         }
         for (ai, act) in a.iter().enumerate() {
             let qy = _mm256_loadu_si256(act.qs.get_unchecked(i).qs.as_ptr() as *const __m256i);
-            let da = *act.d.get_unchecked(i);
+            // d_w * d_a per row (lane by lane, as ggml's scalar product)
+            let prod = _mm256_mul_ps(dm, _mm256_set1_ps(*act.d.get_unchecked(i)));
+            if has_min {
+                // m_w * s_a fused into each row's sum of mins, in the odd lanes
+                summs[ai] = _mm256_fmadd_ps(dm, _mm256_set1_ps(*act.s.get_unchecked(i)), summs[ai]);
+            }
             let ls = _mm256_loadu_si256(act.ls.get_unchecked(i).as_ptr() as *const __m256i);
             let init = match T {
                 T_Q4_0 => _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(ls, 3)),
@@ -200,17 +217,15 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
                     ints[r] = int;
                     continue;
                 }
+                let lane = _mm256_set1_epi32(if has_min { 2 * r as i32 } else { r as i32 });
                 acc[ai][r] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(dw[r] * da),
+                    _mm256_permutevar8x32_ps(prod, lane),
                     _mm256_cvtepi32_ps(int),
                     acc[ai][r],
                 );
-                if T == T_Q4_1 || T == T_Q5_1 {
-                    summs[ai][r] = mw[r].mul_add(*act.s.get_unchecked(i), summs[ai][r]);
-                }
             }
             if blockwise {
-                let scale = _mm_mul_ps(_mm_loadu_ps(dw.as_ptr()), _mm_set1_ps(da));
+                let scale = _mm256_castps256_ps128(prod);
                 acc4[ai] = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4x8(ints)), scale, acc4[ai]);
             }
         }
@@ -223,9 +238,11 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
         return out;
     }
     for ai in 0..A {
+        let mut mins = [0f32; 8];
+        _mm256_storeu_ps(mins.as_mut_ptr(), summs[ai]);
         for r in 0..4 {
-            out[ai][r] = if T == T_Q4_1 || T == T_Q5_1 {
-                hsum8(acc[ai][r]) + summs[ai][r]
+            out[ai][r] = if has_min {
+                hsum8(acc[ai][r]) + mins[2 * r + 1]
             } else {
                 hsum8(acc[ai][r])
             };
@@ -256,6 +273,7 @@ unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
     a: [&[BlockQ8K]; A],
     per_pair: bool,
 ) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
     let mut acc = [_mm_setzero_ps(); A]; // the 4 weight rows in the 4 lanes
     let mut accm = [_mm_setzero_ps(); A];
     let low = _mm256_set1_epi8(0x0F);
@@ -266,7 +284,7 @@ unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
         let mut mn = [[0i32; 8]; 4];
         for r in 0..4 {
             wb[r] = w[r].as_ptr().add(i * Q4_K_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(wb[r].wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(wb[r].wrapping_add(ahead) as *const i8);
             d[r] = h2f(wb[r]);
             dmin[r] = h2f(wb[r].add(2));
             (sc[r], mn[r]) = q4_k_scales(wb[r].add(4));
@@ -334,6 +352,7 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
     a: [&[BlockQ8K]; A],
     tiled: bool,
 ) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
     // tiled order: the 4 rows' accumulators in the lanes of one vector per activation row
     let mut acc4 = [_mm_setzero_ps(); A];
@@ -345,7 +364,7 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
     for i in 0..a[0].len() {
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * Q6_K_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(ahead) as *const i8);
             let dw = h2f(wb.add(208));
             dws[r] = dw;
             let scales = _mm_loadu_si128(wb.add(192) as *const __m128i);
@@ -434,6 +453,7 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
     a: [&[BlockQ8K]; A],
     tiled: bool,
 ) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
     let mut summs = [[0f32; 4]; A];
     // tiled order: the 4 rows in the lanes of one vector per activation row
@@ -446,7 +466,7 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
     for i in 0..a[0].len() {
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * Q5_K_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(ahead) as *const i8);
             let (d, dmin) = (h2f(wb), h2f(wb.add(2)));
             (ds[r], dmins[r]) = (d, dmin);
             let (sc, mn) = q4_k_scales(wb.add(4));
@@ -520,6 +540,7 @@ unsafe fn tile_q2k<const VNNI: bool, const A: usize>(
     a: [&[BlockQ8K]; A],
     tiled: bool,
 ) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
     let mut acc4 = [_mm_setzero_ps(); A];
     let mut totals = [[_mm256_setzero_si256(); 4]; A];
@@ -531,7 +552,7 @@ unsafe fn tile_q2k<const VNNI: bool, const A: usize>(
     for i in 0..a[0].len() {
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * Q2_K_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(ahead) as *const i8);
             let (d, dmin) = (h2f(wb.add(80)), h2f(wb.add(82)));
             (ds[r], dmins[r]) = (d, dmin);
             let sm = _mm_loadu_si128(wb as *const __m128i);
@@ -598,6 +619,7 @@ unsafe fn tile_q3k<const VNNI: bool, const A: usize>(
     a: [&[BlockQ8K]; A],
     tiled: bool,
 ) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
     let mut acc4 = [_mm_setzero_ps(); A];
     let mut totals = [[_mm256_setzero_si256(); 4]; A];
@@ -608,7 +630,7 @@ unsafe fn tile_q3k<const VNNI: bool, const A: usize>(
     for i in 0..a[0].len() {
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * Q3_K_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(ahead) as *const i8);
             let dw = h2f(wb.add(108));
             dws[r] = dw;
             let sc = super::q3_k_scales(std::slice::from_raw_parts(wb, Q3_K_BYTES));
@@ -676,6 +698,7 @@ unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
     a: [&[BlockQ8K]; A],
     tiled: bool,
 ) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
     let mut acc = [[_mm256_setzero_ps(); 4]; A];
     let mut acc4 = [_mm_setzero_ps(); A];
     let mut totals = [[_mm256_setzero_si256(); 4]; A];
@@ -685,7 +708,7 @@ unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
     for i in 0..a[0].len() {
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * IQ4_XS_BYTES);
-            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(wb.wrapping_add(ahead) as *const i8);
             let dw = h2f(wb);
             dws[r] = dw;
             let sh = u16::from_le_bytes([*wb.add(2), *wb.add(3)]) as i32;
@@ -746,6 +769,7 @@ unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
 /// order (eight lanes fused, `hsum_float_8`, the tail of k % 8 fused in order).
 #[inline(always)]
 unsafe fn tile_float<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
     // no closures here: they would not inherit the caller's target features (F16C, AVX2)
     let k = x[0].len();
     let k8 = k / 8 * 8;
@@ -755,7 +779,7 @@ unsafe fn tile_float<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) 
     while e < k8 {
         for r in 0..4 {
             let p = w[r].as_ptr().add(2 * e);
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(ahead) as *const i8);
             let h = _mm_loadu_si128(p as *const __m128i);
             wv[r] = if bf16 {
                 _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))
