@@ -41,6 +41,38 @@ pub fn vec_dot_f32(x: &[f32], y: &[f32]) -> f32 {
     s
 }
 
+/// `vec_dot_f32` with AVX and FMA intrinsics: the same four 8-lane accumulators, the same
+/// reduction (ggml's own AVX code), so the same bits, in 256-bit registers (LLVM compiles the
+/// portable one to 128-bit halves and shuffles).
+///
+/// # Safety
+/// The CPU must have AVX and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx,fma")]
+pub unsafe fn vec_dot_f32_avx(x: &[f32], y: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let n = x.len().min(y.len());
+    let np = n & !31;
+    let (px, py) = (x.as_ptr(), y.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i < np {
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i + 8 * j)), _mm256_loadu_ps(py.add(i + 8 * j)), *a);
+        }
+        i += 32;
+    }
+    let x0 = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+    let t = _mm_add_ps(_mm256_castps256_ps128(x0), _mm256_extractf128_ps::<1>(x0));
+    let h = _mm_hadd_ps(t, t);
+    let mut s = _mm_cvtss_f32(_mm_hadd_ps(h, h));
+    for i in np..n {
+        s = x[i].mul_add(y[i], s);
+    }
+    s
+}
+
 const fn f(bits: u32) -> f32 {
     f32::from_bits(bits)
 }
@@ -280,19 +312,23 @@ fn sum_exp_impl(xs: &[f32], max: f32, scale: f32) -> f64 {
 /// f16, looked up in a table of f16 GELU values (`ggml_table_gelu_f16`), widened back. The table
 /// (65536 entries, built once) holds exactly what `gelu_ggml_uncached` gives.
 pub fn gelu_ggml(x: f32) -> f32 {
-    static TABLE: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
     if x <= -10.0 {
         return 0.0;
     }
     if x >= 10.0 {
         return x;
     }
-    let table = TABLE.get_or_init(|| {
+    gelu_table()[half::f16::from_f32(x).to_bits() as usize]
+}
+
+/// The GELU of every f16 value, by its bits (built once).
+fn gelu_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Box<[f32]>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
         (0..=u16::MAX)
             .map(|b| gelu_ggml_uncached(half::f16::from_bits(b).to_f32()))
             .collect()
-    });
-    table[half::f16::from_f32(x).to_bits() as usize]
+    })
 }
 
 /// ggml's GEGLU (`ggml_vec_geglu_f32`): gelu_ggml(x) * g, but exactly 0 (never -0) below -10.
@@ -302,6 +338,67 @@ pub fn geglu_ggml(x: f32, g: f32) -> f32 {
         0.0
     } else {
         gelu_ggml(x) * g
+    }
+}
+
+/// `geglu_ggml` over rows: out[i] = geglu_ggml(x[i], g[i]), the same bits, eight at a time with
+/// F16C where the CPU has it (the f16 rounding by `vcvtps2ph`, nearest-even as `half`'s) and
+/// shared out over the worker pool when long (a prefill's 128 x 2048 values per layer).
+pub fn geglu_rows(x: &[f32], g: &[f32], out: &mut [f32]) {
+    let n = out.len().min(x.len()).min(g.len());
+    gelu_ggml(0.0); // the table, built before the workers read it
+    let dst = super::SharedOut(out.as_mut_ptr());
+    let work = |r: std::ops::Range<usize>| {
+        let dst = dst;
+        let (lo, hi) = (r.start * CHUNK, (r.end * CHUNK).min(n));
+        // SAFETY: each work item writes its own range of `out` (inside it: hi <= n).
+        let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(lo), hi - lo) };
+        #[cfg(target_arch = "x86_64")]
+        if has_f16c_fma() {
+            // SAFETY: the CPU has AVX2, F16C and FMA (checked just above).
+            return unsafe { geglu_f16c(&x[lo..hi], &g[lo..hi], o) };
+        }
+        for ((o, &x), &g) in o.iter_mut().zip(&x[lo..hi]).zip(&g[lo..hi]) {
+            *o = geglu_ggml(x, g);
+        }
+    };
+    const CHUNK: usize = 4096;
+    let chunks = n.div_ceil(CHUNK);
+    if chunks <= 4 {
+        work(0..chunks);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(chunks, work);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_f16c_fma() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") && super::has_fma()
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c,fma")]
+unsafe fn geglu_f16c(x: &[f32], g: &[f32], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let table = gelu_table();
+    let n8 = out.len() / 8 * 8;
+    let (lo, hi) = (_mm256_set1_ps(-10.0), _mm256_set1_ps(10.0));
+    for i in (0..n8).step_by(8) {
+        let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+        let gv = _mm256_loadu_ps(g.as_ptr().add(i));
+        let h = _mm256_cvtepu16_epi32(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(xv));
+        let t = _mm256_i32gather_ps::<4>(table.as_ptr(), h);
+        // x >= 10: x itself; x <= -10: exactly 0 (a NaN compares false both ways: the table)
+        let gelu = _mm256_blendv_ps(t, xv, _mm256_cmp_ps::<_CMP_GE_OQ>(xv, hi));
+        let y = _mm256_mul_ps(gelu, gv);
+        let y = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_LE_OQ>(xv, lo), y);
+        _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
+    }
+    for i in n8..out.len() {
+        out[i] = geglu_ggml(x[i], g[i]);
     }
 }
 
@@ -322,14 +419,29 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + expf(0.0 - x))
 }
 
-/// ggml `ggml_vec_swiglu_f32`: y = silu(gate) * up.
+/// ggml `ggml_vec_swiglu_f32`: y = silu(gate) * up, shared out over the worker pool when long.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::has_fma() {
-        // SAFETY: the CPU has FMA (checked just above).
-        return unsafe { swiglu_fma(gate, up, out) };
+    let n = out.len().min(gate.len()).min(up.len());
+    let dst = super::SharedOut(out.as_mut_ptr());
+    let work = |r: std::ops::Range<usize>| {
+        let dst = dst;
+        let (lo, hi) = (r.start * CHUNK, (r.end * CHUNK).min(n));
+        // SAFETY: each work item writes its own range of `out` (inside it: hi <= n).
+        let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(lo), hi - lo) };
+        #[cfg(target_arch = "x86_64")]
+        if super::has_fma() {
+            // SAFETY: the CPU has FMA (checked just above).
+            return unsafe { swiglu_fma(&gate[lo..hi], &up[lo..hi], o) };
+        }
+        swiglu_impl(&gate[lo..hi], &up[lo..hi], o)
+    };
+    const CHUNK: usize = 4096;
+    let chunks = n.div_ceil(CHUNK);
+    if chunks <= 4 {
+        work(0..chunks);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(chunks, work);
     }
-    swiglu_impl(gate, up, out)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -361,6 +473,31 @@ mod tests {
                 gelu_ggml_uncached(x)
             };
             assert_eq!(gelu_ggml(x).to_bits(), want.to_bits(), "{x}");
+        }
+    }
+
+    /// The rows version gives geglu_ggml's bits, the edges (+-10, NaN, -0, halfway f16 values)
+    /// and a tail of n % 8 included, in one piece and shared out over the pool.
+    #[test]
+    fn geglu_rows_equals_geglu_ggml() {
+        for n in [13, 40_000 + 5] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| match i % 11 {
+                    0 => -10.0,
+                    1 => 10.0,
+                    2 => f32::NAN,
+                    3 => -0.0,
+                    4 => 1.0 + (i % 7) as f32 * 2f32.powi(-11), // on and beside f16 halfway points
+                    _ => -12.0 + (i as f32 * 0.618).fract() * 24.0,
+                })
+                .collect();
+            let g: Vec<f32> = (0..n).map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.37).collect();
+            let mut out = vec![0f32; n];
+            geglu_rows(&x, &g, &mut out);
+            for i in 0..n {
+                let want = geglu_ggml(x[i], g[i]);
+                assert!(out[i].to_bits() == want.to_bits() || (out[i].is_nan() && want.is_nan()), "{i}: {} {} -> {} want {want}", x[i], g[i], out[i]);
+            }
         }
     }
 

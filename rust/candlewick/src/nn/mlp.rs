@@ -55,9 +55,7 @@ impl Mlp {
             let s = span("activation");
             let mut h = vec![0f32; gv.len()];
             if gelu {
-                h.iter_mut()
-                    .zip(gv.iter().zip(&uv))
-                    .for_each(|(o, (&g, &u))| *o = crate::kernels::math::geglu_ggml(g, u));
+                crate::kernels::math::geglu_rows(&gv, &uv, &mut h);
             } else {
                 crate::kernels::math::swiglu(&gv, &uv, &mut h);
             }
