@@ -7,6 +7,9 @@ use std::time::Instant;
 
 fn main() {
     let hot = std::env::var("KBENCH_HOT").is_ok_and(|v| v == "1");
+    if std::env::var("KBENCH_ATTN").is_ok_and(|v| v == "1") {
+        return attention();
+    }
     for m in [1usize, 128] {
         for (t, k, n) in [
             (QType::Q4_1, 576, 1536),
@@ -40,6 +43,37 @@ fn main() {
                 bytes as f64 / dt / 1e9,
                 (m * n * k) as f64 / dt / 1e9
             );
+        }
+    }
+}
+
+/// Attention of a prefill (Gemma 3's shape: 4 heads sharing one KV head of 256) and of one
+/// decode step after it: KBENCH_ATTN=1.
+fn attention() {
+    use candlewick::kernels::attention::{attend, Job, Keys, Shape};
+    for (nh, nkv, hd, seq) in [(4usize, 1usize, 256usize, 512usize), (9, 3, 64, 512)] {
+        for (start, len) in [(0, seq), (seq, 1)] {
+            let cap = seq + 1;
+            let q: Vec<f32> = (0..len * nh * hd).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+            let k: Vec<f32> = (0..nkv * cap * hd).map(|i| ((i * 104729 % 1000) as f32 / 500.0) - 1.0).collect();
+            let v = k.iter().rev().copied().collect::<Vec<_>>();
+            let job = Job {
+                shape: Shape { num_heads: nh, num_kv_heads: nkv, head_dim: hd, capacity: cap, window: None },
+                start,
+                seq: len,
+                keys: Keys::Causal,
+                scale: 1.0 / (hd as f32).sqrt(),
+                softcap: 0.0,
+                bias: None,
+            };
+            let reps = if len == 1 { 200 } else { 5 };
+            let t0 = Instant::now();
+            for _ in 0..reps {
+                std::hint::black_box(attend(&job, &q, &k, &v, None));
+            }
+            let dt = t0.elapsed().as_secs_f64() / reps as f64;
+            let pairs: usize = (0..len).map(|i| start + i + 1).sum::<usize>() * nh;
+            println!("attention {nh}x{hd} (kv {nkv}) queries {len} after {start}: {:.1} us, {:.1} GMAC/s", dt * 1e6, (2 * pairs * hd) as f64 / dt / 1e9);
         }
     }
 }

@@ -9,7 +9,7 @@
 //! decoders; optionally only the last `window` of them) or every key the cache holds
 //! (`Keys::All`: encoders, cross-attention). T5 adds a bias per head and distance to the scores.
 
-use super::math::{expf, hsum8, reduce4x8, vec_dot_f32};
+use super::math::{expf, hsum8, vec_dot_f32};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {
@@ -103,13 +103,13 @@ pub fn attend(job: &Job, q: &[f32], k: &[f32], v: &[f32], probs: Option<&mut [f3
             let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(item * hd), hd) };
             #[cfg(target_arch = "x86_64")]
             if super::has_fma() {
-                // SAFETY: the CPU has FMA (checked just above).
+                // SAFETY: the CPU has FMA (checked just above), so AVX too.
                 unsafe { one_head_fma(job, q, k, v, i, h, o, &mut scratch) };
             } else {
-                one_head(job, q, k, v, i, h, o, &mut scratch);
+                one_head::<false>(job, q, k, v, i, h, o, &mut scratch);
             }
             #[cfg(not(target_arch = "x86_64"))]
-            one_head(job, q, k, v, i, h, o, &mut scratch);
+            one_head::<false>(job, q, k, v, i, h, o, &mut scratch);
             if let Some(pr) = probs {
                 // SAFETY: item (i, h) owns row (h, i) of the [nh][seq][span] probabilities,
                 // inside the buffer (checked above).
@@ -132,9 +132,10 @@ struct Scratch {
     acc: Vec<f32>,
 }
 
-/// The same code compiled with FMA, so `mul_add` is one instruction instead of a libm call.
+/// The same code compiled with AVX and FMA, so `mul_add` is one instruction instead of a libm
+/// call and the dot products run in 256-bit registers.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
+#[target_feature(enable = "avx,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn one_head_fma(
     job: &Job,
@@ -146,13 +147,13 @@ unsafe fn one_head_fma(
     o: &mut [f32],
     scratch: &mut Scratch,
 ) {
-    one_head(job, q, k, v, i, h, o, scratch)
+    one_head::<true>(job, q, k, v, i, h, o, scratch)
 }
 
-/// Query token i, head h.
+/// Query token i, head h (`AVX`: the caller has AVX and FMA enabled).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn one_head(
+fn one_head<const AVX: bool>(
     job: &Job,
     q: &[f32],
     k: &[f32],
@@ -177,7 +178,17 @@ fn one_head(
     // softmax(scale * q.k + bias) over the visible keys; masked keys are exactly 0.
     let mut max = f32::NEG_INFINITY;
     for (t, pt) in p[..].iter_mut().enumerate().skip(lo) {
-        *pt = vec_dot_f32(&kh[t * hd..(t + 1) * hd], qh) * job.scale;
+        let kt = &kh[t * hd..(t + 1) * hd];
+        #[cfg(target_arch = "x86_64")]
+        let dot = if AVX {
+            // SAFETY: AVX and FMA are there (AVX is only set by `one_head_fma`).
+            unsafe { super::math::vec_dot_f32_avx(kt, qh) }
+        } else {
+            vec_dot_f32(kt, qh)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let dot = vec_dot_f32(kt, qh);
+        *pt = dot * job.scale;
         if job.softcap > 0.0 {
             *pt = (*pt * (1.0 / job.softcap)).tanh() * job.softcap;
         }
@@ -217,15 +228,22 @@ fn one_head(
             *ad = vd.mul_add(pt, *ad);
         }
     }
-    for (d, od) in o.iter_mut().enumerate() {
-        let lane = |slot: usize| acc[slot * hd + d];
-        *od = if seq >= 2 {
-            hsum8(&std::array::from_fn(lane))
-        } else {
-            reduce4x8(&std::array::from_fn(|j| {
-                std::array::from_fn(|l| lane(j * 8 + l))
-            }))
-        };
+    // the slots summed per output element as `hsum8` / `reduce4x8` would, with the elements
+    // along the SIMD lanes
+    let a = |slot: usize| &acc[slot * hd..(slot + 1) * hd];
+    if seq >= 2 {
+        let s: [&[f32]; 8] = std::array::from_fn(a);
+        for (d, od) in o.iter_mut().enumerate() {
+            *od = ((s[0][d] + s[4][d]) + (s[2][d] + s[6][d])) + ((s[1][d] + s[5][d]) + (s[3][d] + s[7][d]));
+        }
+    } else {
+        // x_l = (slot l + slot 16 + l) + (slot 8 + l + slot 24 + l), then
+        // ((x0 + x4) + (x1 + x5)) + ((x2 + x6) + (x3 + x7))
+        let s: [&[f32]; 32] = std::array::from_fn(a);
+        for (d, od) in o.iter_mut().enumerate() {
+            let x: [f32; 8] = std::array::from_fn(|l| (s[l][d] + s[16 + l][d]) + (s[8 + l][d] + s[24 + l][d]));
+            *od = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
+        }
     }
 }
 
