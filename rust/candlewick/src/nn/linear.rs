@@ -120,6 +120,20 @@ impl Linear {
     /// GGUF blocks, one fused pass of the quantized kernels (the activations quantized once, the
     /// worker pool met once), each output the one its own `forward` gives; else one by one.
     pub fn forward_many(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        layers
+            .iter()
+            .zip(Self::products(layers, x)?)
+            .map(|(l, y)| {
+                Ok(match &l.bias {
+                    Some(b) => y.broadcast_add(b)?,
+                    None => y,
+                })
+            })
+            .collect()
+    }
+
+    /// x W^T of each layer, without its bias: one fused pass when all hold GGUF blocks.
+    fn products(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
         let parts: Option<Vec<quant::Part>> = layers
             .iter()
             .map(|l| match &l.weight {
@@ -127,44 +141,31 @@ impl Linear {
                 Weight::Candle(_) => None,
             })
             .collect();
-        let ys = match parts {
-            Some(parts) => {
-                let dims = x.dims().to_vec();
-                let k = *dims.last().unwrap_or(&0);
-                if let Some(l) = layers.iter().find(|l| l.in_features != k) {
-                    return Err(Error::Model(format!("linear layer expects {} inputs, got {k}", l.in_features)));
-                }
-                let m = x.elem_count() / k.max(1);
-                let xs = x.flatten_all()?.to_vec1::<f32>()?;
-                let outs = quant::matmul_parts(&parts, &xs, m, k);
-                layers
-                    .iter()
-                    .zip(outs)
-                    .map(|(l, ys)| {
-                        let mut out_dims = dims.clone();
-                        if let Some(last) = out_dims.last_mut() {
-                            *last = l.out_features;
-                        }
-                        Ok(Tensor::from_vec(ys, out_dims, x.device())?)
-                    })
-                    .collect::<Result<Vec<_>>>()?
-            }
-            None => layers
+        let Some(parts) = parts else {
+            return layers
                 .iter()
                 .map(|l| match &l.weight {
                     Weight::Candle(w) => Ok(w.forward(x)?),
-                    Weight::Mapped { .. } => Self::forward_many(&[l], x).map(|mut v| v.remove(0)),
+                    Weight::Mapped { .. } => Ok(Self::products(&[l], x)?.remove(0)),
                 })
-                .collect::<Result<Vec<_>>>()?,
+                .collect();
         };
+        let dims = x.dims().to_vec();
+        let k = *dims.last().unwrap_or(&0);
+        if let Some(l) = layers.iter().find(|l| l.in_features != k) {
+            return Err(Error::Model(format!("linear layer expects {} inputs, got {k}", l.in_features)));
+        }
+        let m = x.elem_count() / k.max(1);
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
         layers
             .iter()
-            .zip(ys)
-            .map(|(l, y)| {
-                Ok(match &l.bias {
-                    Some(b) => y.broadcast_add(b)?,
-                    None => y,
-                })
+            .zip(quant::matmul_parts(&parts, &xs, m, k))
+            .map(|(l, ys)| {
+                let mut out_dims = dims.clone();
+                if let Some(last) = out_dims.last_mut() {
+                    *last = l.out_features;
+                }
+                Ok(Tensor::from_vec(ys, out_dims, x.device())?)
             })
             .collect()
     }
