@@ -345,24 +345,32 @@ pub fn geglu_ggml(x: f32, g: f32) -> f32 {
 /// F16C where the CPU has it (the f16 rounding by `vcvtps2ph`, nearest-even as `half`'s) and
 /// shared out over the worker pool when long (a prefill's 128 x 2048 values per layer).
 pub fn geglu_rows(x: &[f32], g: &[f32], out: &mut [f32]) {
-    let n = out.len().min(x.len()).min(g.len());
     gelu_ggml(0.0); // the table, built before the workers read it
+    pooled_pairs(x, g, out, |x, g, o| {
+        #[cfg(target_arch = "x86_64")]
+        if has_f16c_fma() {
+            // SAFETY: the CPU has AVX2, F16C and FMA (checked just above).
+            return unsafe { geglu_f16c(x, g, o) };
+        }
+        for ((o, &x), &g) in o.iter_mut().zip(x).zip(g) {
+            *o = geglu_ggml(x, g);
+        }
+    })
+}
+
+/// out = f(a, b) elementwise, in pieces of 4096 shared out over the worker pool when there are
+/// more than 4 of them (each piece runs `f` on its own ranges of a, b and out).
+fn pooled_pairs(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync) {
+    const CHUNK: usize = 4096;
+    let n = out.len().min(a.len()).min(b.len());
     let dst = super::SharedOut(out.as_mut_ptr());
     let work = |r: std::ops::Range<usize>| {
         let dst = dst;
         let (lo, hi) = (r.start * CHUNK, (r.end * CHUNK).min(n));
         // SAFETY: each work item writes its own range of `out` (inside it: hi <= n).
         let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(lo), hi - lo) };
-        #[cfg(target_arch = "x86_64")]
-        if has_f16c_fma() {
-            // SAFETY: the CPU has AVX2, F16C and FMA (checked just above).
-            return unsafe { geglu_f16c(&x[lo..hi], &g[lo..hi], o) };
-        }
-        for ((o, &x), &g) in o.iter_mut().zip(&x[lo..hi]).zip(&g[lo..hi]) {
-            *o = geglu_ggml(x, g);
-        }
+        f(&a[lo..hi], &b[lo..hi], o)
     };
-    const CHUNK: usize = 4096;
     let chunks = n.div_ceil(CHUNK);
     if chunks <= 4 {
         work(0..chunks);
@@ -421,27 +429,14 @@ pub fn silu(x: f32) -> f32 {
 
 /// ggml `ggml_vec_swiglu_f32`: y = silu(gate) * up, shared out over the worker pool when long.
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    let n = out.len().min(gate.len()).min(up.len());
-    let dst = super::SharedOut(out.as_mut_ptr());
-    let work = |r: std::ops::Range<usize>| {
-        let dst = dst;
-        let (lo, hi) = (r.start * CHUNK, (r.end * CHUNK).min(n));
-        // SAFETY: each work item writes its own range of `out` (inside it: hi <= n).
-        let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(lo), hi - lo) };
+    pooled_pairs(gate, up, out, |g, u, o| {
         #[cfg(target_arch = "x86_64")]
         if super::has_fma() {
             // SAFETY: the CPU has FMA (checked just above).
-            return unsafe { swiglu_fma(&gate[lo..hi], &up[lo..hi], o) };
+            return unsafe { swiglu_fma(g, u, o) };
         }
-        swiglu_impl(&gate[lo..hi], &up[lo..hi], o)
-    };
-    const CHUNK: usize = 4096;
-    let chunks = n.div_ceil(CHUNK);
-    if chunks <= 4 {
-        work(0..chunks);
-    } else {
-        candle_core::utils::barrier_pool().execute_chunked(chunks, work);
-    }
+        swiglu_impl(g, u, o)
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
