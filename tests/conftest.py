@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(HERE, "fixtures"))
 def smollm2():
     import candlewick as cw
 
-    return cw.load("smollm2-135m-instruct")
+    return cw.load("smollm2-135m-instruct", kv_cache_dtype="float32")  # llama.cpp fixtures: f32 KV
 
 
 @pytest.fixture(scope="session")

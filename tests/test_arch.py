@@ -13,6 +13,13 @@ import pytest
 import candlewick as cw
 from gguf_writer import Gguf
 
+
+def load(*args, **kwargs):
+    """cw.load with an f32 KV cache: the fixtures are llama.cpp's (and transformers') logits with
+    f32 keys and values (type_k=0), and these tests pin them; the f16 default is tested in
+    test_kv_cache.py."""
+    return cw.load(*args, kv_cache_dtype="float32", **kwargs)
+
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 ARCH = os.path.join(FIX, "arch")
 REF = np.load(os.path.join(FIX, "arch_reference.npz"))
@@ -33,7 +40,7 @@ def test_every_fixture_has_both_references():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_hf_folder_matches_transformers(name):
-    m = cw.load(os.path.join(ARCH, name))
+    m = load(os.path.join(ARCH, name))
     got = m.logits(PROMPT)
     assert np.abs(got - REF[f"hf_{name}_logits"]).max() < 1e-4
     assert list(greedy(m)) == list(REF[f"hf_{name}_greedy"])
@@ -41,7 +48,7 @@ def test_hf_folder_matches_transformers(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gguf_matches_llama_cpp(name):
-    m = cw.load(os.path.join(ARCH, f"{name}.gguf"))
+    m = load(os.path.join(ARCH, f"{name}.gguf"))
     got = m.logits(PROMPT)
     assert np.abs(got - REF[f"lc_{name}_logits"]).max() < 1e-4
     assert list(greedy(m)) == list(REF[f"lc_{name}_greedy"])
@@ -49,7 +56,7 @@ def test_gguf_matches_llama_cpp(name):
 
 def test_configs_read_from_both_formats():
     for fmt in ("", ".gguf"):
-        c = {n: cw.load(os.path.join(ARCH, n + fmt)).config for n in NAMES}
+        c = {n: load(os.path.join(ARCH, n + fmt)).config for n in NAMES}
         assert c["llama3-rope"].rope_scaling == "llama3"
         assert c["llama-linear-rope"].rope_scaling == "linear" and c["llama-linear-rope"].rope_scaling_factor == 4.0
         y = c["llama-yarn-rope"]
@@ -64,7 +71,7 @@ def test_configs_read_from_both_formats():
         g = c["gemma2"]
         assert (g.attn_logit_softcapping, g.final_logit_softcapping, g.query_pre_attn_scalar) == (3.0, 2.0, 16.0)
         assert g.sliding_window == 8 and g.sliding_window_pattern == 2 and g.tie_word_embeddings
-    hf = cw.load(os.path.join(ARCH, "llama3-rope")).config
+    hf = load(os.path.join(ARCH, "llama3-rope")).config
     assert (hf.rope_scaling_factor, hf.rope_low_freq_factor, hf.rope_high_freq_factor) == (8.0, 1.0, 4.0)
     assert hf.rope_original_max_position_embeddings == 64
 
@@ -83,7 +90,7 @@ def hf_copy(name, folder, **changes):
 def test_the_scaling_is_what_matches(tmp_path, name):
     # the same weights with plain RoPE are far from the reference: the fixture tests the scaling
     theta = json.load(open(os.path.join(ARCH, name, "config.json")))["rope_parameters"]["rope_theta"]
-    m = cw.load(hf_copy(name, tmp_path / "plain", rope_parameters={"rope_type": "default", "rope_theta": theta}))
+    m = load(hf_copy(name, tmp_path / "plain", rope_parameters={"rope_type": "default", "rope_theta": theta}))
     assert m.config.rope_scaling == "none"
     assert np.abs(m.logits(PROMPT) - REF[f"hf_{name}_logits"]).max() > 1e-2
 
@@ -92,7 +99,7 @@ def test_gemma2_soft_caps_and_window_are_what_matches(tmp_path):
     # each of Gemma 2's options changes these logits: the fixture tests them
     for change in ({"attn_logit_softcapping": None}, {"final_logit_softcapping": None}, {"sliding_window": 64},
                    {"query_pre_attn_scalar": 64}):
-        m = cw.load(hf_copy("gemma2", tmp_path / next(iter(change)), **change))
+        m = load(hf_copy("gemma2", tmp_path / next(iter(change)), **change))
         assert np.abs(m.logits(PROMPT) - REF["hf_gemma2_logits"]).max() > 1e-3, change
 
 
@@ -102,7 +109,7 @@ def test_new_families_build_save_and_reload(tmp_path):
                                         intermediate_size=48, max_position_embeddings=64, **kw)
         m = cw.Model.from_config(cfg, seed=0)
         m.save(tmp_path / family)
-        back = cw.load(tmp_path / family)
+        back = load(tmp_path / family)
         assert back.config == cfg and np.array_equal(back.logits([1, 2, 3, 4, 5, 6]), m.logits([1, 2, 3, 4, 5, 6]))
 
 
@@ -115,14 +122,14 @@ def test_unread_gguf_tensors_are_refused(tmp_path):
             t[0] = "rope_freqs_v2.weight"
     g.write(tmp_path / "renamed.gguf")
     with pytest.raises(cw.UnsupportedError, match="rope_freqs_v2.weight"):
-        cw.load(tmp_path / "renamed.gguf")
+        load(tmp_path / "renamed.gguf")
     # and an extra tensor beside the ones a qwen3 model reads
     g = Gguf(os.path.join(ARCH, "qwen3.gguf"))
     end = (len(g.data) + g.alignment - 1) // g.alignment * g.alignment
     g.tensors.append(["blk.0.attn_extra.weight", [16], 0, end])
     g.write(tmp_path / "extra.gguf", g.data.ljust(end, b"\0") + bytes(64))
     with pytest.raises(cw.UnsupportedError, match="attn_extra"):
-        cw.load(tmp_path / "extra.gguf")
+        load(tmp_path / "extra.gguf")
 
 
 def test_rope_freqs_in_a_qwen_file_is_refused(tmp_path):
@@ -132,7 +139,7 @@ def test_rope_freqs_in_a_qwen_file_is_refused(tmp_path):
     g.kvs = [(k.replace("llama.", "qwen3.", 1), ty, raw) for k, ty, raw in g.kvs]
     g.write(tmp_path / "q.gguf")
     with pytest.raises(cw.CandlewickError):
-        cw.load(tmp_path / "q.gguf")
+        load(tmp_path / "q.gguf")
 
 
 @pytest.mark.parametrize("scaling,match", [
@@ -146,7 +153,7 @@ def test_rope_freqs_in_a_qwen_file_is_refused(tmp_path):
 ])
 def test_scalings_not_built_or_broken_are_refused(tmp_path, scaling, match):
     with pytest.raises((cw.CandlewickError, ValueError, TypeError), match=match):
-        cw.load(hf_copy("llama-linear-rope", tmp_path / "m", rope_parameters={**scaling, "rope_theta": 10000.0}))
+        load(hf_copy("llama-linear-rope", tmp_path / "m", rope_parameters={**scaling, "rope_theta": 10000.0}))
 
 
 def test_gguf_scaling_metadata_not_built_is_refused(tmp_path):
@@ -155,7 +162,7 @@ def test_gguf_scaling_metadata_not_built_is_refused(tmp_path):
     g.set("llama.rope.scaling.type", len(kind).to_bytes(8, "little") + kind, ty=8)
     g.write(tmp_path / "l.gguf")
     with pytest.raises(cw.UnsupportedError, match="longrope"):
-        cw.load(tmp_path / "l.gguf")
+        load(tmp_path / "l.gguf")
 
 
 def test_scaled_and_qwen3_configs_build_save_and_reload(tmp_path):
@@ -168,7 +175,7 @@ def test_scaled_and_qwen3_configs_build_save_and_reload(tmp_path):
         out = tmp_path / f"{model_type}-{kw.get('rope_scaling', 'none')}"
         m.save(out)
         assert json.load(open(out / "config.json"))["model_type"] == model_type
-        back = cw.load(out)
+        back = load(out)
         assert back.config == cfg and np.array_equal(back.logits([1, 2, 3]), m.logits([1, 2, 3]))
     with pytest.raises(ValueError, match="rope_high_freq_factor"):
         cw.ModelConfig.for_family("llama", rope_scaling="llama3", rope_low_freq_factor=4.0, rope_high_freq_factor=1.0)
@@ -207,7 +214,7 @@ def test_every_file_type_has_a_reference():
 
 @pytest.mark.parametrize("t", OWN_KERNELS + FLOAT)
 def test_block_type_is_as_close_to_fp32_as_llama_cpp(t):
-    m = cw.load(quant_file(t))
+    m = load(quant_file(t))
     got, lc = m.logits(PROMPT), REF[f"lc_quant_{t}_logits"]
     ours, theirs = kl(REF["hf_quant_logits"], got), kl(REF["hf_quant_logits"], lc)
     print(f"{t}: KL from fp32 {ours:.3e} (llama.cpp {theirs:.3e}), max |logit - llama.cpp's| {np.abs(got - lc).max():.1e}")
@@ -219,7 +226,7 @@ def test_block_type_is_as_close_to_fp32_as_llama_cpp(t):
 
 def test_file_types_mix_as_llama_cpp_made_them():
     # Q4_K_M is Q4_K with some tensors in Q6_K, and so on: the file's own choice, read as it is
-    types = lambda t: set(cw.load(quant_file(t)).info["tensor_types"])  # noqa: E731
+    types = lambda t: set(load(quant_file(t)).info["tensor_types"])  # noqa: E731
     assert {"Q4_K", "Q6_K"} <= types("Q4_K_M") and {"Q5_K", "Q6_K"} <= types("Q5_K_M")
 
 
@@ -229,7 +236,7 @@ def test_block_types_not_built_are_refused_by_name(tmp_path):
     g.tensors = [[n, ne, 16 if ty == 10 else ty, off] for n, ne, ty, off in g.tensors]  # Q2_K -> IQ2_XXS
     g.write(tmp_path / "iq2.gguf")
     with pytest.raises((cw.UnsupportedError, cw.CandlewickError), match="IQ2_XXS"):
-        cw.load(tmp_path / "iq2.gguf")
+        load(tmp_path / "iq2.gguf")
 
 
 @pytest.mark.parametrize("key,value", [("llama.rope.scaling.factor", float("nan")), ("llama.rope.scaling.factor", -4.0),
@@ -239,7 +246,7 @@ def test_hostile_gguf_scaling_numbers_are_refused(tmp_path, key, value):
     g.set(key, value, ty=6)  # f32
     g.write(tmp_path / "h.gguf")
     with pytest.raises((cw.CandlewickError, ValueError)):
-        cw.load(tmp_path / "h.gguf")
+        load(tmp_path / "h.gguf")
 
 
 def test_hostile_rope_freqs_are_refused(tmp_path):
@@ -250,10 +257,10 @@ def test_hostile_rope_freqs_are_refused(tmp_path):
     data[start:start + 4] = np.float32(0.0).tobytes()  # a zero factor would divide by zero
     g.write(tmp_path / "zero.gguf", bytes(data))
     with pytest.raises(cw.CandlewickError, match="rope_freqs"):
-        cw.load(tmp_path / "zero.gguf")
+        load(tmp_path / "zero.gguf")
     for t in g.tensors:
         if t[0] == "rope_freqs.weight":
             t[1] = [ne[0] // 2]  # too short for the head
     g.write(tmp_path / "short.gguf")
     with pytest.raises(cw.CandlewickError, match="rope_freqs"):
-        cw.load(tmp_path / "short.gguf")
+        load(tmp_path / "short.gguf")

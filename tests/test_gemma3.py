@@ -11,12 +11,19 @@ import pytest
 
 import candlewick as cw
 
+
+def load(*args, **kwargs):
+    """cw.load with an f32 KV cache: the fixtures are llama.cpp's (and transformers') logits with
+    f32 keys and values (type_k=0), and these tests pin them; the f16 default is tested in
+    test_kv_cache.py."""
+    return cw.load(*args, kv_cache_dtype="float32", **kwargs)
+
 REF = json.load(open(os.path.join(os.path.dirname(__file__), "fixtures", "gemma3_llamacpp.json"), encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
 def gemma():
-    return cw.load("gemma3-270m")
+    return load("gemma3-270m")
 
 
 def test_sentencepiece_vocabulary_matches_llamacpp(gemma):

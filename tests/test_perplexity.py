@@ -12,6 +12,13 @@ import pytest
 
 import candlewick as cw
 
+
+def load(*args, **kwargs):
+    """cw.load with an f32 KV cache: the fixtures are llama.cpp's (and transformers') logits with
+    f32 keys and values (type_k=0), and these tests pin them; the f16 default is tested in
+    test_kv_cache.py."""
+    return cw.load(*args, kv_cache_dtype="float32", **kwargs)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIX = os.path.join(HERE, "fixtures")
 REF = json.load(open(os.path.join(FIX, "perplexity_reference.json"), encoding="utf-8"))
@@ -19,7 +26,7 @@ REF = json.load(open(os.path.join(FIX, "perplexity_reference.json"), encoding="u
 
 @pytest.mark.parametrize("name", sorted(REF["models"]))
 def test_equals_transformers_on_every_window_layout(name):
-    m = cw.load(os.path.join(FIX, name))
+    m = load(os.path.join(FIX, name))
     ref = REF["models"][name]
     assert m.tokenizer.encode(REF["text"]) == ref["ids"]
     for w in ref["windows"]:
@@ -43,7 +50,7 @@ def test_smollm2_equals_the_perplexity_of_llamacpps_logits(smollm2):
 
 
 def test_smaller_strides_give_more_context_and_lower_perplexity():
-    m = cw.load(os.path.join(FIX, "tiny-rnn-lstm"))
+    m = load(os.path.join(FIX, "tiny-rnn-lstm"))
     ids = REF["models"]["tiny-rnn-lstm"]["ids"]
     r = m.perplexity(ids, max_length=16, stride=4, return_token_nll=True)
     nll = r.token_nll[0]
@@ -53,7 +60,7 @@ def test_smaller_strides_give_more_context_and_lower_perplexity():
 
 
 def test_several_texts_are_pooled_by_token_and_short_ones_skipped():
-    m = cw.load(os.path.join(FIX, "tiny-llama"))
+    m = load(os.path.join(FIX, "tiny-llama"))
     a, b = "the cat sat on the mat", "paris is the capital of france and berlin of germany"
     ra, rb = m.perplexity(a), m.perplexity(b)
     both = m.perplexity([a, "", b, "x"])
@@ -65,7 +72,7 @@ def test_several_texts_are_pooled_by_token_and_short_ones_skipped():
 
 
 def test_bad_input_is_a_clear_error():
-    m = cw.load(os.path.join(FIX, "tiny-llama"))
+    m = load(os.path.join(FIX, "tiny-llama"))
     text = REF["text"]
     with pytest.raises(ValueError, match="stride 32 is larger than max_length 16"):
         m.perplexity(text, max_length=16, stride=32)
@@ -85,10 +92,10 @@ def test_bad_input_is_a_clear_error():
         m.perplexity([[1, 2, 10**6]])
     with pytest.raises(TypeError):
         m.perplexity(text, stride="8")
-    enc = cw.load(os.path.join(FIX, "tiny-bert-mlm"))
+    enc = load(os.path.join(FIX, "tiny-bert-mlm"))
     with pytest.raises(cw.UnsupportedError, match="perplexity is for decoders"):
         enc.perplexity("the cat sat on the mat")
-    t5 = cw.load(os.path.join(FIX, "tiny-t5-gated"))
+    t5 = load(os.path.join(FIX, "tiny-t5-gated"))
     with pytest.raises(cw.UnsupportedError, match="encoder-decoder"):
         t5.perplexity("the cat sat on the mat")
 

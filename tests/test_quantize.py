@@ -17,6 +17,13 @@ from gguf_writer import Gguf
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fixtures"))
 import make_convert_fixtures as convert  # noqa: E402
 
+
+def load(*args, **kwargs):
+    """cw.load with an f32 KV cache: the fixtures are llama.cpp's (and transformers') logits with
+    f32 keys and values (type_k=0), and these tests pin them; the f16 default is tested in
+    test_kv_cache.py."""
+    return cw.load(*args, kv_cache_dtype="float32", **kwargs)
+
 FIX = os.path.join(os.path.dirname(__file__), "fixtures")
 QUANT = os.path.join(FIX, "arch", "quant")
 BASE = os.path.join(QUANT, "base.gguf")
@@ -54,25 +61,25 @@ def test_quantized_tensors_are_llama_cpps_bytes(tmp_path, t):
         assert ours[name][2] == theirs[name][2], f"{t}: {name} differs from llama.cpp's"
     assert types["output.weight"] == (t if t in ("F16", "BF16", "Q8_0") else "Q6_K")
     assert types["blk.0.attn_norm.weight"] == "F32"
-    m = cw.load(out)
-    assert m.info["tensor_types"] == cw.load(os.path.join(QUANT, f"{t}.gguf")).info["tensor_types"]
+    m = load(out)
+    assert m.info["tensor_types"] == load(os.path.join(QUANT, f"{t}.gguf")).info["tensor_types"]
     lc = REF[f"lc_quant_{t}_logits"]
     got = m.logits(PROMPT)
     # the same bytes run by the same kernels: llama.cpp's first-step top-5 on its own file
     assert list(np.argsort(-got[-1])[:5]) == list(np.argsort(-lc[-1])[:5])
-    assert np.abs(got - cw.load(os.path.join(QUANT, f"{t}.gguf")).logits(PROMPT)).max() == 0.0
+    assert np.abs(got - load(os.path.join(QUANT, f"{t}.gguf")).logits(PROMPT)).max() == 0.0
     # the metadata came along: the tokenizer and the config read back the same
-    src = cw.load(BASE)
+    src = load(BASE)
     assert m.config == src.config and m.tokenizer.encode("the cat sat") == src.tokenizer.encode("the cat sat")
 
 
 def test_requantizing_and_the_model_object(tmp_path):
     q8 = tmp_path / "q8.gguf"
-    cw.quantize(cw.load(BASE), q8, type="q8_0")
+    cw.quantize(load(BASE), q8, type="q8_0")
     q4 = tmp_path / "q4.gguf"
     types = cw.quantize(str(q8), q4, type="Q4_0")
     assert types["blk.0.ffn_up.weight"] == "Q4_0"
-    assert cw.load(q4).generate(PROMPT, max_new_tokens=4, ignore_eos=True).token_ids
+    assert load(q4).generate(PROMPT, max_new_tokens=4, ignore_eos=True).token_ids
 
 
 def test_cli(tmp_path):
@@ -84,7 +91,7 @@ def test_cli(tmp_path):
     hf = tmp_path / "hf.gguf"  # an HF folder, converted
     r = subprocess.run([sys.executable, "-m", "candlewick", "quantize", os.path.join(FIX, "arch", "qwen2"), str(hf),
                         "--type", "Q8_0"], capture_output=True, text=True)
-    assert r.returncode == 0 and "F32 x" in r.stdout and cw.load(hf).config.qkv_bias, r.stderr
+    assert r.returncode == 0 and "F32 x" in r.stdout and load(hf).config.qkv_bias, r.stderr
     r = subprocess.run([sys.executable, "-m", "candlewick", "quantize", BASE, str(out), "--type", "Q9_9"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "unknown quantization type 'Q9_9'" in r.stderr
@@ -135,7 +142,7 @@ def test_smollm2_to_q4_k_m_falls_back_as_llama_cpp_does(tmp_path, smollm2_path):
     assert types["token_embd.weight"] == "Q8_0"  # tied to the output: Q6_K, which falls back
     assert types["blk.0.attn_q.weight"] == "Q5_0" and types["blk.0.ffn_down.weight"] == "Q6_K"
     assert types["blk.3.ffn_down.weight"] == "Q4_K" and types["blk.0.attn_v.weight"] == "Q8_0"
-    text = cw.load(out).generate("The capital of France is", max_new_tokens=6, do_sample=False).text
+    text = load(out).generate("The capital of France is", max_new_tokens=6, do_sample=False).text
     assert "Paris" in text
 
 
@@ -150,7 +157,7 @@ def test_converted_files_are_the_ones_llama_cpp_read(tmp_path, key):
     out = tmp_path / f"{key}.gguf"
     cw.quantize(src, out, type=case["type"])
     assert hashlib.sha256(out.read_bytes()).hexdigest() == case["sha256"]
-    back = cw.load(out)
+    back = load(out)
     prompt = CONVERTED["prompt"]
     got = back.logits(prompt)
     assert convert.top5(got[-1]) == case["llamacpp_top5"]
@@ -163,13 +170,13 @@ def test_converted_files_are_the_ones_llama_cpp_read(tmp_path, key):
 def test_a_trained_model_saves_and_quantizes_as_gguf(tmp_path):
     m = convert.trained_model(cw)
     m.save(tmp_path / "trained.gguf")  # F32: the trained weights as they are
-    back = cw.load(tmp_path / "trained.gguf")
+    back = load(tmp_path / "trained.gguf")
     prompt = CONVERTED["prompt"]
     assert np.abs(back.logits(prompt) - m.logits(prompt)).max() < 1e-5
     assert back.tokenizer.encode(convert.TEXT) == m.tokenizer.encode(convert.TEXT)
     types = cw.quantize(m, tmp_path / "trained-q8.gguf", type="Q8_0")
     assert types["blk.0.attn_q.weight"] == "Q8_0" and types["blk.0.attn_norm.weight"] == "F32"
-    q8 = cw.load(tmp_path / "trained-q8.gguf")
+    q8 = load(tmp_path / "trained-q8.gguf")
     assert q8.generate("In the beginning", max_new_tokens=4, do_sample=False).token_ids
     # llama.cpp's reading of the fixture's trained file agreed with candlewick's
     case = CONVERTED["cases"]["trained-Q8_0"]
@@ -177,7 +184,7 @@ def test_a_trained_model_saves_and_quantizes_as_gguf(tmp_path):
 
 
 def test_save_of_a_gguf_model_writes_gguf(tmp_path):
-    m = cw.load(BASE)
+    m = load(BASE)
     m.save(tmp_path / "copy.gguf")
     assert (tmp_path / "copy.gguf").read_bytes() == open(BASE, "rb").read()
     with pytest.raises(cw.UnsupportedError, match=r"\.gguf"):

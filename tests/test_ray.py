@@ -45,6 +45,7 @@ def minilm():
 
 
 def test_generator_on_ray_matches_one_process(cluster, smollm2):
+    smollm2 = cw.load("smollm2-135m-instruct")  # as the workers load it (f16 KV cache)
     want = [o.text for o in smollm2.generate(PROMPTS, **GEN)]
     ds = ray.data.from_items([{"i": i, "prompt": p} for i, p in enumerate(PROMPTS)])
     # as the docstrings show it: two actors of one CPU each, both CPUs of the local cluster
@@ -67,6 +68,7 @@ def test_embedder_on_ray_matches_one_process(cluster, minilm):
 
 
 def test_scorer_on_ray_matches_one_process(cluster, smollm2):
+    smollm2 = cw.load("smollm2-135m-instruct")  # as the workers load it (f16 KV cache)
     want = [smollm2.score(c, [x])[0] for c, x in PAIRS]
     ds = ray.data.from_items([{"i": i, "context": c, "continuation": x} for i, (c, x) in enumerate(PAIRS)])
     # pandas batches through Ray as well

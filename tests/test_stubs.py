@@ -55,6 +55,8 @@ def _stub():
                 if isinstance(n, ast.AnnAssign):
                     members[n.target.id] = ("attribute", n)
                 elif isinstance(n, ast.FunctionDef):
+                    if any(isinstance(d, ast.Attribute) and d.attr == "setter" for d in n.decorator_list):
+                        continue  # a property's setter: the property is its getter's entry
                     members[n.name] = (_kind(n), n)
             out[node.name] = ("class", members)
         elif isinstance(node, ast.FunctionDef):

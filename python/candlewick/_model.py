@@ -376,6 +376,22 @@ class Model:
         return f"<candlewick.Model {c.family} {c.architecture}: {c.num_layers} layers, d={c.hidden_size}, vocab={c.vocab_size}>"
 
     @property
+    def kv_cache_dtype(self) -> str:
+        """How the self-attention caches of new requests store keys and values: "float16"
+        (GGUF models' default, as llama.cpp: half the memory, each value rounded once) or
+        "float32" (float checkpoints' default, as transformers). Settable:
+
+            model.kv_cache_dtype = "float32"
+        """
+        return self._m.kv_cache_dtype
+
+    @kv_cache_dtype.setter
+    def kv_cache_dtype(self, dtype: str) -> None:
+        if not isinstance(dtype, str):
+            raise TypeError(f"kv_cache_dtype must be a str, got {type(dtype).__name__}")
+        self._m.kv_cache_dtype = dtype
+
+    @property
     def info(self) -> Dict[str, Any]:
         """Facts about the checkpoint: path, format, tensor types, parameters, context length."""
         return self._m.info
@@ -659,7 +675,8 @@ class Model:
 
 
 def load(source: _Path, threads: Optional[int] = None, dtype: Optional[str] = None,
-         revision: Optional[str] = None, filename: Optional[str] = None, progress: Optional[bool] = None) -> Model:
+         revision: Optional[str] = None, filename: Optional[str] = None, progress: Optional[bool] = None,
+         kv_cache_dtype: Optional[str] = None) -> Model:
     """Load a model: a .gguf file, an HF folder (config.json + *.safetensors, and tokenizer.json
     when it has one), the short name of an installed model package (e.g.
     "smollm2-135m-instruct"), or a hub repo id ("HuggingFaceTB/SmolLM2-135M-Instruct") found in
@@ -667,7 +684,9 @@ def load(source: _Path, threads: Optional[int] = None, dtype: Optional[str] = No
     `filename` (a name or glob) choosing among a GGUF repo's files. `threads` fixes the compute
     threads for this process (progress: a bar while a chunked model package is assembled, the
     first time). dtype="float32" dequantizes a GGUF model's weights (4 bytes a
-    parameter), which training it needs; None keeps them as stored.
+    parameter), which training it needs; None keeps them as stored. kv_cache_dtype ("float16" or
+    "float32") sets how generation's KV caches store keys and values; None: float16 for GGUF
+    models (llama.cpp's default), float32 for others (see Model.kv_cache_dtype).
 
         model = cw.load("smollm2-135m-instruct")
         model = cw.load("bartowski/SmolLM2-135M-Instruct-GGUF", filename="*Q4_K_M.gguf")
@@ -678,7 +697,14 @@ def load(source: _Path, threads: Optional[int] = None, dtype: Optional[str] = No
             raise ValueError(f"threads must be a positive integer, got {threads}")
     if dtype is not None and not isinstance(dtype, str):
         raise TypeError(f"dtype must be a str or None, got {type(dtype).__name__}")
-    return Model(_native.load(resolve(source, revision, filename, progress=progress), threads, dtype))
+    if kv_cache_dtype is not None and not isinstance(kv_cache_dtype, str):
+        raise TypeError(f"kv_cache_dtype must be a str or None, got {type(kv_cache_dtype).__name__}")
+    if kv_cache_dtype not in (None, "float16", "float32"):
+        raise ValueError(f"kv_cache_dtype must be 'float16' or 'float32', got {kv_cache_dtype!r}")
+    model = Model(_native.load(resolve(source, revision, filename, progress=progress), threads, dtype))
+    if kv_cache_dtype is not None:
+        model.kv_cache_dtype = kv_cache_dtype
+    return model
 
 
 def sample(logits: Union[np.ndarray, Sequence[float]], temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,

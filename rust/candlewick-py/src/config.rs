@@ -18,7 +18,10 @@ fn hash_of(values: &[(&str, candlewick::config::Value)]) -> u64 {
     h.finish()
 }
 
-fn as_dict<'py>(py: Python<'py>, values: &[(&str, candlewick::config::Value)]) -> PyResult<Bound<'py, PyDict>> {
+fn as_dict<'py>(
+    py: Python<'py>,
+    values: &[(&str, candlewick::config::Value)],
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (k, v) in values {
         d.set_item(k, to_py(py, v)?)?;
@@ -48,9 +51,13 @@ impl PyModelConfig {
     fn py_new(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let changes = changes(kwargs)?;
         // architecture="rnn" alone names the recurrent family (and starts from its preset)
-        let rnn = changes.iter().any(|(k, v)| k == "architecture" && *v == candlewick::config::Value::Str("rnn".into()));
+        let rnn = changes.iter().any(|(k, v)| {
+            k == "architecture" && *v == candlewick::config::Value::Str("rnn".into())
+        });
         if rnn && !changes.iter().any(|(k, _)| k == "family") {
-            return Ok(PyModelConfig { cfg: families::for_family("rnn", changes).py()? });
+            return Ok(PyModelConfig {
+                cfg: families::for_family("rnn", changes).py()?,
+            });
         }
         let cfg = ModelConfig::default().with(changes).py()?;
         Self::new_checked(cfg)
@@ -60,16 +67,26 @@ impl PyModelConfig {
     /// every field can be given.
     #[classmethod]
     #[pyo3(signature = (family, **kwargs))]
-    fn for_family(_cls: &Bound<'_, PyType>, family: &str, kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    fn for_family(
+        _cls: &Bound<'_, PyType>,
+        family: &str,
+        kwargs: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let cfg = families::for_family(family, changes(kwargs)?).py()?;
         Ok(PyModelConfig { cfg })
     }
 
     /// From an HF config.json (or the folder holding it).
     #[classmethod]
-    fn from_hf(_cls: &Bound<'_, PyType>, py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
-        let cfg = crate::errors::detach(py, move || candlewick::io::checkpoint::Checkpoint::open(&path)?.config())
-            .py()?;
+    fn from_hf(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+    ) -> PyResult<Self> {
+        let cfg = crate::errors::detach(py, move || {
+            candlewick::io::checkpoint::Checkpoint::open(&path)?.config()
+        })
+        .py()?;
         Ok(PyModelConfig { cfg })
     }
 
@@ -82,13 +99,22 @@ impl PyModelConfig {
     fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
         match self.cfg.get(name) {
             Some(v) => to_py(py, &v),
-            None => Err(PyAttributeError::new_err(format!("'ModelConfig' object has no attribute '{name}'"))),
+            None => Err(PyAttributeError::new_err(format!(
+                "'ModelConfig' object has no attribute '{name}'"
+            ))),
         }
     }
 
     fn __dir__(&self) -> Vec<&'static str> {
         let mut names = ModelConfig::FIELDS.to_vec();
-        names.extend(["for_family", "from_hf", "families", "num_parameters", "to_dict", "replace"]);
+        names.extend([
+            "for_family",
+            "from_hf",
+            "families",
+            "num_parameters",
+            "to_dict",
+            "replace",
+        ]);
         names
     }
 
@@ -117,8 +143,14 @@ impl PyModelConfig {
         hash_of(&self.cfg.values())
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>, py: Python<'py>) -> PyResult<(Py<PyAny>, (Bound<'py, PyDict>,))> {
-        let f = py.import("candlewick._native")?.getattr("_model_config")?.unbind();
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+    ) -> PyResult<(Py<PyAny>, (Bound<'py, PyDict>,))> {
+        let f = py
+            .import("candlewick._native")?
+            .getattr("_model_config")?
+            .unbind();
         Ok((f, (as_dict(py, &slf.get().cfg.values())?,)))
     }
 
@@ -187,7 +219,9 @@ impl PyGenerationConfig {
     fn __getattr__(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyAny>> {
         match self.cfg.get(name) {
             Some(v) => to_py(py, &v),
-            None => Err(PyAttributeError::new_err(format!("'GenerationConfig' object has no attribute '{name}'"))),
+            None => Err(PyAttributeError::new_err(format!(
+                "'GenerationConfig' object has no attribute '{name}'"
+            ))),
         }
     }
 
@@ -209,8 +243,14 @@ impl PyGenerationConfig {
         hash_of(&self.cfg.values())
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>, py: Python<'py>) -> PyResult<(Py<PyAny>, (Bound<'py, PyDict>,))> {
-        let f = py.import("candlewick._native")?.getattr("_generation_config")?.unbind();
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+    ) -> PyResult<(Py<PyAny>, (Bound<'py, PyDict>,))> {
+        let f = py
+            .import("candlewick._native")?
+            .getattr("_generation_config")?
+            .unbind();
         Ok((f, (as_dict(py, &slf.get().cfg.values())?,)))
     }
 
@@ -225,4 +265,3 @@ impl PyGenerationConfig {
 pub fn _generation_config(fields: &Bound<'_, PyDict>) -> PyResult<PyGenerationConfig> {
     PyGenerationConfig::py_new(Some(fields))
 }
-

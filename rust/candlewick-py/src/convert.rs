@@ -18,7 +18,9 @@ const MAX_DEPTH: usize = 32;
 
 fn nested(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     if depth > MAX_DEPTH {
-        return Err(PyValueError::new_err(format!("value nested deeper than {MAX_DEPTH} levels")));
+        return Err(PyValueError::new_err(format!(
+            "value nested deeper than {MAX_DEPTH} levels"
+        )));
     }
     let to_value = |x: &Bound<'_, PyAny>| nested(x, depth + 1);
     if obj.is_none() {
@@ -28,10 +30,9 @@ fn nested(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
         return Ok(Value::Bool(obj.extract()?));
     }
     if obj.is_instance_of::<PyInt>() {
-        return obj
-            .extract::<i64>()
-            .map(Value::Int)
-            .map_err(|_| PyValueError::new_err(format!("{obj} is out of range (a 64-bit integer)")));
+        return obj.extract::<i64>().map(Value::Int).map_err(|_| {
+            PyValueError::new_err(format!("{obj} is out of range (a 64-bit integer)"))
+        });
     }
     if obj.is_instance_of::<PyFloat>() {
         return Ok(Value::Float(obj.extract()?));
@@ -70,9 +71,15 @@ pub fn to_py(py: Python<'_>, v: &Value) -> PyResult<Py<PyAny>> {
         Value::Int(i) => i.into_py_any(py)?,
         Value::Float(f) => f.into_py_any(py)?,
         Value::Str(s) => s.into_py_any(py)?,
-        Value::List(items) => PyList::new(py, items.iter().map(|x| to_py(py, x)).collect::<PyResult<Vec<_>>>()?)?
-            .into_any()
-            .unbind(),
+        Value::List(items) => PyList::new(
+            py,
+            items
+                .iter()
+                .map(|x| to_py(py, x))
+                .collect::<PyResult<Vec<_>>>()?,
+        )?
+        .into_any()
+        .unbind(),
         Value::Map(entries) => {
             let d = PyDict::new(py);
             for (k, x) in entries {

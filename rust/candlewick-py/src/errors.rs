@@ -3,7 +3,9 @@
 //! UnsupportedError; Ctrl-C between steps -> KeyboardInterrupt.
 
 use candlewick::Error;
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyException, PyFileNotFoundError, PyKeyboardInterrupt, PyOSError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 
 pyo3::create_exception!(
@@ -53,7 +55,10 @@ pub fn to_py(e: Error) -> PyErr {
 /// Run engine work without the GIL, with every panic (ours or a dependency's) caught and turned
 /// into a `CandlewickError` carrying its message: a PanicException derives from BaseException,
 /// which `except Exception` does not catch, so none may reach Python.
-pub fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> candlewick::Result<T> + Send) -> PyResult<T> {
+pub fn detach<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> candlewick::Result<T> + Send,
+) -> PyResult<T> {
     py.detach(move || guard(f)).py()
 }
 
@@ -64,7 +69,9 @@ pub fn quiet_known_panics() {
     std::panic::set_hook(Box::new(move |info| {
         let msg = candlewick::error::panic_message(info.payload());
         // the engine contains every panic of the tokenizers crate (tokenizer::contain)
-        let in_tokenizers = info.location().is_some_and(|l| l.file().contains("/tokenizers-") || l.file().contains("/onig-"));
+        let in_tokenizers = info
+            .location()
+            .is_some_and(|l| l.file().contains("/tokenizers-") || l.file().contains("/onig-"));
         let contained = in_tokenizers || msg.contains("retry-limit-in-match");
         if !contained {
             default(info);
@@ -145,7 +152,9 @@ pub fn detach_progress<T: Send>(
         let mut last: Option<Instant> = None;
         let report: candlewick::interrupt::Report = Box::new(move |done, total| {
             let now = Instant::now();
-            if done < total && last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(100)) {
+            if done < total
+                && last.is_some_and(|t| now.duration_since(t) < Duration::from_millis(100))
+            {
                 return;
             }
             last = Some(now);

@@ -10,7 +10,14 @@ use crate::config::PyModelConfig;
 use crate::errors::IntoPyResult;
 use crate::model::PyModel;
 
-type Estimate = (String, u64, Vec<(&'static str, u64, String)>, Vec<String>, Option<usize>, String);
+type Estimate = (
+    String,
+    u64,
+    Vec<(&'static str, u64, String)>,
+    Vec<String>,
+    Option<usize>,
+    String,
+);
 
 /// Estimate memory for `source`: a parameter count (int), a ModelConfig, a NativeModel or a path.
 /// Returns (label, num_parameters, [(key, bytes, formula)], notes, seq_len, dtype).
@@ -43,11 +50,9 @@ pub fn estimate_memory(
             "none" => Recompute::None,
             "selective" => Recompute::Selective,
             "full" => Recompute::Full,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "gradient_checkpointing must be False, True, 'full' or 'selective', got {other:?}"
-                )))
-            }
+            other => return Err(PyValueError::new_err(format!(
+                "gradient_checkpointing must be False, True, 'full' or 'selective', got {other:?}"
+            ))),
         },
         zero_stage,
         num_devices,
@@ -67,8 +72,19 @@ pub fn estimate_memory(
     }
     .py()?;
     let e = estimate(&subject, &o).py()?;
-    let items = e.items.into_iter().map(|i| (i.key, i.bytes, i.formula)).collect();
-    Ok((e.label, e.num_parameters, items, e.notes, e.seq_len, e.dtype))
+    let items = e
+        .items
+        .into_iter()
+        .map(|i| (i.key, i.bytes, i.formula))
+        .collect();
+    Ok((
+        e.label,
+        e.num_parameters,
+        items,
+        e.notes,
+        e.seq_len,
+        e.dtype,
+    ))
 }
 
 /// Quantize the GGUF model `src` into `out` as file type `kind`; returns (tensor, type) pairs in
@@ -82,9 +98,16 @@ pub fn quantize_gguf(
     kind: String,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Vec<(String, String)>> {
-    crate::errors::detach_progress(py, progress, move || candlewick::model::quantize::quantize_gguf(&src, &out, &kind))
-        .py()
-        .map(|r| r.types.into_iter().map(|(n, t)| (n, t.to_string())).collect())
+    crate::errors::detach_progress(py, progress, move || {
+        candlewick::model::quantize::quantize_gguf(&src, &out, &kind)
+    })
+    .py()
+    .map(|r| {
+        r.types
+            .into_iter()
+            .map(|(n, t)| (n, t.to_string()))
+            .collect()
+    })
 }
 
 /// Write the loaded `model` as a GGUF of file type `kind` (an HF folder's, built or trained model
@@ -99,9 +122,16 @@ pub fn quantize_model(
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Vec<(String, String)>> {
     let m = model.model.clone();
-    crate::errors::detach_progress(py, progress, move || candlewick::model::quantize::quantize_model(&m, &out, &kind))
-        .py()
-        .map(|r| r.types.into_iter().map(|(n, t)| (n, t.to_string())).collect())
+    crate::errors::detach_progress(py, progress, move || {
+        candlewick::model::quantize::quantize_model(&m, &out, &kind)
+    })
+    .py()
+    .map(|r| {
+        r.types
+            .into_iter()
+            .map(|(n, t)| (n, t.to_string()))
+            .collect()
+    })
 }
 
 /// The file types `quantize_gguf` writes.
@@ -121,7 +151,9 @@ pub fn assemble_parts(
     cache_dir: std::path::PathBuf,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<String> {
-    crate::errors::detach_progress(py, progress, move || candlewick::io::checkpoint::assemble_parts(&manifest, &parts, &cache_dir))
-        .py()
-        .map(|p| p.display().to_string())
+    crate::errors::detach_progress(py, progress, move || {
+        candlewick::io::checkpoint::assemble_parts(&manifest, &parts, &cache_dir)
+    })
+    .py()
+    .map(|p| p.display().to_string())
 }

@@ -17,7 +17,12 @@ use crate::tokenizer::PyTokenizer;
 
 #[pyfunction]
 #[pyo3(signature = (path, threads=None, dtype=None))]
-pub fn load(py: Python<'_>, path: std::path::PathBuf, threads: Option<i64>, dtype: Option<String>) -> PyResult<PyModel> {
+pub fn load(
+    py: Python<'_>,
+    path: std::path::PathBuf,
+    threads: Option<i64>,
+    dtype: Option<String>,
+) -> PyResult<PyModel> {
     if let Some(t) = threads {
         set_num_threads(t)?;
     }
@@ -30,8 +35,14 @@ pub fn load(py: Python<'_>, path: std::path::PathBuf, threads: Option<i64>, dtyp
             )))
         }
     };
-    let model = crate::errors::detach(py, move || if dequantize { candlewick::model::load_dequantized(&path) } else { candlewick::load(&path) })
-        .py()?;
+    let model = crate::errors::detach(py, move || {
+        if dequantize {
+            candlewick::model::load_dequantized(&path)
+        } else {
+            candlewick::load(&path)
+        }
+    })
+    .py()?;
     Ok(PyModel {
         model: Arc::new(model),
     })
@@ -127,12 +138,17 @@ fn prompt(p: &Bound<'_, PyAny>) -> PyResult<Prompt> {
     if let Ok(s) = p.downcast::<PyString>() {
         return Ok(Prompt::Text(s.extract::<String>()?));
     }
-    p.extract::<Vec<u32>>()
-        .map(Prompt::Ids)
-        .map_err(|_| PyTypeError::new_err("a prompt must be a str or a list of non-negative token ids"))
+    p.extract::<Vec<u32>>().map(Prompt::Ids).map_err(|_| {
+        PyTypeError::new_err("a prompt must be a str or a list of non-negative token ids")
+    })
 }
 
-fn array2<'py>(py: Python<'py>, v: Vec<f32>, rows: usize, cols: usize) -> PyResult<Bound<'py, PyAny>> {
+fn array2<'py>(
+    py: Python<'py>,
+    v: Vec<f32>,
+    rows: usize,
+    cols: usize,
+) -> PyResult<Bound<'py, PyAny>> {
     Ok(PyArray1::from_vec(py, v).reshape([rows, cols])?.into_any())
 }
 
@@ -164,6 +180,19 @@ impl PyModel {
         PyGenerationConfig {
             cfg: self.model.generation.clone(),
         }
+    }
+
+    /// How new requests' self-attention caches store keys and values.
+    #[getter]
+    fn kv_cache_dtype(&self) -> &'static str {
+        self.model.kv_cache_dtype().name()
+    }
+
+    #[setter]
+    fn set_kv_cache_dtype(&self, dtype: &str) -> PyResult<()> {
+        self.model
+            .set_kv_cache_dtype(candlewick::nn::KvDtype::parse(dtype).py()?);
+        Ok(())
     }
 
     /// Facts about the checkpoint.
@@ -202,8 +231,10 @@ impl PyModel {
     ) -> PyResult<Bound<'py, PyAny>> {
         let m = self.model.clone();
         let b = rows.len();
-        let out = crate::errors::detach(py, move || m.logits(&rows, masks.as_deref(), decoder.as_deref(), keep))
-            .py()?;
+        let out = crate::errors::detach(py, move || {
+            m.logits(&rows, masks.as_deref(), decoder.as_deref(), keep)
+        })
+        .py()?;
         let v = self.model.config.vocab_size;
         let n = out.first().map(|r| r.len() / v).unwrap_or(0);
         let flat = out.concat();
@@ -218,17 +249,33 @@ impl PyModel {
     /// Generate for each prompt (a str or token ids) -> one list of output tuples per prompt;
     /// `progress(done, total)` is told the tokens generated of the batch's budget.
     #[pyo3(signature = (prompts, config, progress=None))]
-    fn generate(&self, py: Python<'_>, prompts: Vec<Bound<'_, PyAny>>, config: PyRef<'_, PyGenerationConfig>, progress: Option<Py<PyAny>>) -> PyResult<Vec<Vec<GenOut>>> {
+    fn generate(
+        &self,
+        py: Python<'_>,
+        prompts: Vec<Bound<'_, PyAny>>,
+        config: PyRef<'_, PyGenerationConfig>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<Vec<GenOut>>> {
         let prompts = prompts.iter().map(prompt).collect::<PyResult<Vec<_>>>()?;
         let cfg = config.cfg.clone();
         let m = self.model.clone();
-        let outs = crate::errors::detach_progress(py, progress, move || generation::generate(&m, &prompts, &cfg, &interrupted))
-            .py()?;
-        Ok(outs.into_iter().map(|o| o.into_iter().map(gen_out).collect()).collect())
+        let outs = crate::errors::detach_progress(py, progress, move || {
+            generation::generate(&m, &prompts, &cfg, &interrupted)
+        })
+        .py()?;
+        Ok(outs
+            .into_iter()
+            .map(|o| o.into_iter().map(gen_out).collect())
+            .collect())
     }
 
     /// A stream of text pieces for one prompt.
-    fn stream(&self, py: Python<'_>, prompt_: Bound<'_, PyAny>, config: PyRef<'_, PyGenerationConfig>) -> PyResult<PyStream> {
+    fn stream(
+        &self,
+        py: Python<'_>,
+        prompt_: Bound<'_, PyAny>,
+        config: PyRef<'_, PyGenerationConfig>,
+    ) -> PyResult<PyStream> {
         let p = prompt(&prompt_)?;
         let cfg = config.cfg.clone();
         let m = self.model.clone();
@@ -250,11 +297,18 @@ impl PyModel {
         ids: Vec<u32>,
         hidden_states: bool,
         attentions: bool,
-    ) -> PyResult<(Option<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>, Vec<Bound<'py, PyAny>>)> {
+    ) -> PyResult<(
+        Option<Bound<'py, PyAny>>,
+        Vec<Bound<'py, PyAny>>,
+        Vec<Bound<'py, PyAny>>,
+    )> {
         let m = self.model.clone();
         let c = m.config.clone();
         let n = ids.len();
-        let (logits, trace) = crate::errors::detach(py, move || m.forward_traced(&ids, hidden_states, attentions)).py()?;
+        let (logits, trace) = crate::errors::detach(py, move || {
+            m.forward_traced(&ids, hidden_states, attentions)
+        })
+        .py()?;
         let logits = logits.map(|l| array2(py, l, n, c.vocab_size)).transpose()?;
         let hidden = trace
             .hidden_states
@@ -264,7 +318,11 @@ impl PyModel {
         let attn = trace
             .attentions
             .into_iter()
-            .map(|a| Ok(PyArray1::from_vec(py, a).reshape([c.num_heads, n, n])?.into_any()))
+            .map(|a| {
+                Ok(PyArray1::from_vec(py, a)
+                    .reshape([c.num_heads, n, n])?
+                    .into_any())
+            })
             .collect::<PyResult<Vec<_>>>()?;
         Ok((logits, hidden, attn))
     }
@@ -286,10 +344,15 @@ impl PyModel {
         max_length: Option<usize>,
     ) -> PyResult<Encoded<'py>> {
         let m = self.model.clone();
-        let e = crate::errors::detach(py, move || m.encode_padded(&texts, truncation, max_length)).py()?;
+        let e = crate::errors::detach(py, move || m.encode_padded(&texts, truncation, max_length))
+            .py()?;
         let (b, h) = (e.input_ids.len(), self.model.config.hidden_size);
-        let hidden = PyArray1::from_vec(py, e.hidden).reshape([b, e.longest, h])?.into_any();
-        let mask = PyArray1::from_vec(py, e.attention_mask).reshape([b, e.longest])?.into_any();
+        let hidden = PyArray1::from_vec(py, e.hidden)
+            .reshape([b, e.longest, h])?
+            .into_any();
+        let mask = PyArray1::from_vec(py, e.attention_mask)
+            .reshape([b, e.longest])?
+            .into_any();
         Ok((hidden, mask, e.input_ids))
     }
 
@@ -309,13 +372,20 @@ impl PyModel {
         let pooling = pooling.map(Pooling::parse).transpose().py()?;
         let m = self.model.clone();
         let n = texts.len();
-        let out = crate::errors::detach_progress(py, progress, move || m.embed(&texts, pooling, normalize, truncation, max_length))
-            .py()?;
+        let out = crate::errors::detach_progress(py, progress, move || {
+            m.embed(&texts, pooling, normalize, truncation, max_length)
+        })
+        .py()?;
         array2(py, out.concat(), n, self.model.config.hidden_size)
     }
 
     /// Encoders with a masked-LM head: for each mask token, the top_k candidates as dicts.
-    fn fill_mask<'py>(&self, py: Python<'py>, text: String, top_k: usize) -> PyResult<Vec<Vec<Bound<'py, PyDict>>>> {
+    fn fill_mask<'py>(
+        &self,
+        py: Python<'py>,
+        text: String,
+        top_k: usize,
+    ) -> PyResult<Vec<Vec<Bound<'py, PyDict>>>> {
         let m = self.model.clone();
         let fills = crate::errors::detach(py, move || m.fill_mask(&text, top_k)).py()?;
         fills
@@ -339,11 +409,22 @@ impl PyModel {
     /// Log-likelihood of each continuation after the context (lm-evaluation-harness'
     /// boundaries): [(logprob, is_greedy, token_logprobs)]; `progress(done, total)` in candidates.
     #[pyo3(signature = (context, continuations, progress=None))]
-    fn score(&self, py: Python<'_>, context: String, continuations: Vec<String>, progress: Option<Py<PyAny>>) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
+    fn score(
+        &self,
+        py: Python<'_>,
+        context: String,
+        continuations: Vec<String>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<(f64, bool, Vec<f32>)>> {
         let m = self.model.clone();
-        let scores = crate::errors::detach_progress(py, progress, move || m.score_texts(&context, &continuations, &interrupted))
-            .py()?;
-        Ok(scores.into_iter().map(|s| (s.logprob, s.is_greedy, s.token_logprobs)).collect())
+        let scores = crate::errors::detach_progress(py, progress, move || {
+            m.score_texts(&context, &continuations, &interrupted)
+        })
+        .py()?;
+        Ok(scores
+            .into_iter()
+            .map(|s| (s.logprob, s.is_greedy, s.token_logprobs))
+            .collect())
     }
 
     /// Sliding-window perplexity of texts (strings, tokenized with special tokens) or token id
@@ -363,19 +444,26 @@ impl PyModel {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let m = self.model.clone();
-        let o = candlewick::model::PerplexityOptions { max_length, stride, batch_size, token_nll };
+        let o = candlewick::model::PerplexityOptions {
+            max_length,
+            stride,
+            batch_size,
+            token_nll,
+        };
         let r = crate::errors::detach_progress(py, progress, move || -> candlewick::Result<_> {
-                let ids = match (texts, ids) {
-                    (Some(t), _) => {
-                        let tok = m.tokenizer()?;
-                        t.iter().map(|x| tok.encode(x, true)).collect::<candlewick::Result<Vec<_>>>()?
-                    }
-                    (None, Some(i)) => i,
-                    (None, None) => Vec::new(),
-                };
-                m.perplexity(&ids, &o, &interrupted)
-            })
-            .py()?;
+            let ids = match (texts, ids) {
+                (Some(t), _) => {
+                    let tok = m.tokenizer()?;
+                    t.iter()
+                        .map(|x| tok.encode(x, true))
+                        .collect::<candlewick::Result<Vec<_>>>()?
+                }
+                (None, Some(i)) => i,
+                (None, None) => Vec::new(),
+            };
+            m.perplexity(&ids, &o, &interrupted)
+        })
+        .py()?;
         let d = PyDict::new(py);
         d.set_item("perplexity", r.perplexity)?;
         d.set_item("nll", r.nll)?;
@@ -384,7 +472,11 @@ impl PyModel {
         d.set_item("texts", r.texts)?;
         d.set_item("skipped", r.skipped)?;
         d.set_item("per_text", r.per_text)?;
-        let nll: Vec<Bound<'py, PyArray1<f32>>> = r.token_nll.into_iter().map(|v| PyArray1::from_vec(py, v)).collect();
+        let nll: Vec<Bound<'py, PyArray1<f32>>> = r
+            .token_nll
+            .into_iter()
+            .map(|v| PyArray1::from_vec(py, v))
+            .collect();
         d.set_item("token_nll", nll)?;
         Ok(d)
     }
@@ -413,7 +505,8 @@ impl PyStream {
         let Some(g) = self.gen.as_mut() else {
             return Err(PyStopIteration::new_err(()));
         };
-        let (piece, finished) = crate::errors::detach(py, || -> candlewick::Result<(String, bool)> {
+        let (piece, finished) =
+            crate::errors::detach(py, || -> candlewick::Result<(String, bool)> {
                 loop {
                     let more = g.step()?.is_some();
                     let t = g.take_text()?;
@@ -467,7 +560,9 @@ impl PyStream {
     /// Per-token log-probabilities so far, when asked for with logprobs=N.
     #[getter]
     fn logprobs(&self) -> Option<Logprobs> {
-        self.gen.as_ref().and_then(|g| logprobs_out(&g.output().logprobs))
+        self.gen
+            .as_ref()
+            .and_then(|g| logprobs_out(&g.output().logprobs))
     }
 
     /// Bytes of the KV cache this request holds (0 once closed).

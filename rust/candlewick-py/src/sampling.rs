@@ -10,7 +10,13 @@ use crate::errors::{non_negative, IntoPyResult};
 const MAX_SAMPLES: usize = 1 << 24;
 
 /// The controls `sample` and `sampling_stages` take, as the engine's config.
-fn controls(temperature: f64, top_k: i64, top_p: f64, min_p: f64, typical_p: f64) -> PyResult<GenerationConfig> {
+fn controls(
+    temperature: f64,
+    top_k: i64,
+    top_p: f64,
+    min_p: f64,
+    typical_p: f64,
+) -> PyResult<GenerationConfig> {
     Ok(GenerationConfig {
         do_sample: true,
         temperature,
@@ -46,19 +52,19 @@ pub fn sample<'py>(
     }
     let logits = logits.as_slice()?.to_vec();
     let out = crate::errors::detach(py, move || -> candlewick::Result<Vec<u32>> {
-            let mut s = Sampler::new(&params, seed)?;
-            let mut buf = logits.clone();
-            let mut out = Vec::with_capacity(n);
-            for i in 0..n {
-                if i % 4096 == 4095 && crate::errors::interrupted() {
-                    return Err(candlewick::Error::Interrupted);
-                }
-                buf.copy_from_slice(&logits);
-                out.push(s.sample(&mut buf, Default::default())?);
+        let mut s = Sampler::new(&params, seed)?;
+        let mut buf = logits.clone();
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            if i % 4096 == 4095 && crate::errors::interrupted() {
+                return Err(candlewick::Error::Interrupted);
             }
-            Ok(out)
-        })
-        .py()?;
+            buf.copy_from_slice(&logits);
+            out.push(s.sample(&mut buf, Default::default())?);
+        }
+        Ok(out)
+    })
+    .py()?;
     Ok(PyArray1::from_vec(py, out))
 }
 
@@ -78,5 +84,8 @@ pub fn sampling_stages<'py>(
     let params = controls(temperature, top_k, top_p, min_p, 1.0)?;
     let logits = logits.as_slice()?.to_vec();
     let out = crate::errors::detach(py, move || Sampler::stages(&logits, &params)).py()?;
-    Ok(out.into_iter().map(|(n, v)| (n, PyArray1::from_vec(py, v))).collect())
+    Ok(out
+        .into_iter()
+        .map(|(n, v)| (n, PyArray1::from_vec(py, v)))
+        .collect())
 }

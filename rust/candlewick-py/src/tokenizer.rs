@@ -38,8 +38,10 @@ impl PyTokenizer {
     ) -> PyResult<Vec<u32>> {
         let t = self.tok.clone();
         let text = text.to_owned();
-        crate::errors::detach(py, move || t.encode_truncated(&text, add_special_tokens, max_length))
-            .py()
+        crate::errors::detach(py, move || {
+            t.encode_truncated(&text, add_special_tokens, max_length)
+        })
+        .py()
     }
 
     #[pyo3(signature = (texts, add_special_tokens=true))]
@@ -75,7 +77,9 @@ impl PyTokenizer {
         let t = self.tok.clone();
         // rendered without the GIL: a template is code from the model file, bounded in time and
         // memory by the engine (tokenizer/chat.rs)
-        crate::errors::detach(py, move || t.apply_chat_template(&messages, add_generation_prompt))
+        crate::errors::detach(py, move || {
+            t.apply_chat_template(&messages, add_generation_prompt)
+        })
     }
 
     /// A UTF-8-safe incremental decoder (HF tokenizers' DecodeStream).

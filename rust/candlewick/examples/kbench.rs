@@ -21,11 +21,21 @@ fn main() {
             (QType::Q6K, 2048, 640),
         ] {
             let bytes = n * t.row_bytes(k);
-            let copies = if m == 1 && !hot { (128 << 20) / bytes + 1 } else { 1 };
+            let copies = if m == 1 && !hot {
+                (128 << 20) / bytes + 1
+            } else {
+                1
+            };
             let w: Vec<Vec<u8>> = (0..copies)
-                .map(|c| (0..bytes).map(|i| ((i * 31 + c * 7) % 251) as u8 & 0x7b).collect())
+                .map(|c| {
+                    (0..bytes)
+                        .map(|i| ((i * 31 + c * 7) % 251) as u8 & 0x7b)
+                        .collect()
+                })
                 .collect();
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0).collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0)
+                .collect();
             let reps = if m == 1 { 4 * copies.max(50) } else { 6 };
             let mut times = Vec::new();
             for _ in 0..3 {
@@ -50,15 +60,29 @@ fn main() {
 /// Attention of a prefill (Gemma 3's shape: 4 heads sharing one KV head of 256) and of one
 /// decode step after it: KBENCH_ATTN=1.
 fn attention() {
-    use candlewick::kernels::attention::{attend, Job, Keys, Shape};
+    use candlewick::kernels::attention::{attend, Job, Keys, KvView, Shape};
     for (nh, nkv, hd, seq) in [(4usize, 1usize, 256usize, 512usize), (9, 3, 64, 512)] {
         for (start, len) in [(0, seq), (seq, 1)] {
             let cap = seq + 1;
-            let q: Vec<f32> = (0..len * nh * hd).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
-            let k: Vec<f32> = (0..nkv * cap * hd).map(|i| ((i * 104729 % 1000) as f32 / 500.0) - 1.0).collect();
+            let q: Vec<f32> = (0..len * nh * hd)
+                .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+                .collect();
+            let k: Vec<f32> = (0..nkv * cap * hd)
+                .map(|i| ((i * 104729 % 1000) as f32 / 500.0) - 1.0)
+                .collect();
             let v = k.iter().rev().copied().collect::<Vec<_>>();
+            let (k16, v16): (Vec<half::f16>, Vec<half::f16>) = (
+                k.iter().map(|&x| half::f16::from_f32(x)).collect(),
+                v.iter().map(|&x| half::f16::from_f32(x)).collect(),
+            );
             let job = Job {
-                shape: Shape { num_heads: nh, num_kv_heads: nkv, head_dim: hd, capacity: cap, window: None },
+                shape: Shape {
+                    num_heads: nh,
+                    num_kv_heads: nkv,
+                    head_dim: hd,
+                    capacity: cap,
+                    window: None,
+                },
                 start,
                 seq: len,
                 keys: Keys::Causal,
@@ -67,13 +91,18 @@ fn attention() {
                 bias: None,
             };
             let reps = if len == 1 { 200 } else { 5 };
-            let t0 = Instant::now();
-            for _ in 0..reps {
-                std::hint::black_box(attend(&job, &q, &k, &v, None));
+            for (name, kv) in [
+                ("f32", KvView::F32 { k: &k, v: &v }),
+                ("f16", KvView::F16 { k: &k16, v: &v16 }),
+            ] {
+                let t0 = Instant::now();
+                for _ in 0..reps {
+                    std::hint::black_box(attend(&job, &q, kv, None));
+                }
+                let dt = t0.elapsed().as_secs_f64() / reps as f64;
+                let pairs: usize = (0..len).map(|i| start + i + 1).sum::<usize>() * nh;
+                println!("attention {nh}x{hd} (kv {nkv}, {name}) queries {len} after {start}: {:.1} us, {:.1} GMAC/s", dt * 1e6, (2 * pairs * hd) as f64 / dt / 1e9);
             }
-            let dt = t0.elapsed().as_secs_f64() / reps as f64;
-            let pairs: usize = (0..len).map(|i| start + i + 1).sum::<usize>() * nh;
-            println!("attention {nh}x{hd} (kv {nkv}) queries {len} after {start}: {:.1} us, {:.1} GMAC/s", dt * 1e6, (2 * pairs * hd) as f64 / dt / 1e9);
         }
     }
 }

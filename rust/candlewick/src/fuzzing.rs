@@ -6,8 +6,14 @@ use std::path::{Path, PathBuf};
 
 /// `data` written as `name` in a per-process scratch folder (None if it cannot be written).
 fn input(name: &str, data: &[u8]) -> Option<PathBuf> {
-    let base = if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
-    let p = PathBuf::from(base).join(format!("candlewick-fuzz-{}", std::process::id())).join(name);
+    let base = if Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
+    let p = PathBuf::from(base)
+        .join(format!("candlewick-fuzz-{}", std::process::id()))
+        .join(name);
     std::fs::create_dir_all(p.parent()?).ok()?;
     std::fs::write(&p, data).ok()?;
     Some(p)
@@ -17,7 +23,9 @@ fn input(name: &str, data: &[u8]) -> Option<PathBuf> {
 /// vocabulary, load it as a model and run two tokens through it.
 pub fn gguf(data: &[u8]) {
     keep_last(data);
-    let Some(p) = input("input.gguf", data) else { return };
+    let Some(p) = input("input.gguf", data) else {
+        return;
+    };
     if let Ok(g) = crate::io::gguf::GgufFile::open(&p) {
         let _ = crate::Tokenizer::from_gguf(&g);
     }
@@ -31,10 +39,15 @@ pub fn gguf(data: &[u8]) {
 /// header, load the folder, run it.
 pub fn safetensors(data: &[u8], config: &str) {
     keep_last(data);
-    let (Some(_), Some(p)) = (input("model/config.json", config.as_bytes()), input("model/model.safetensors", data)) else {
+    let (Some(_), Some(p)) = (
+        input("model/config.json", config.as_bytes()),
+        input("model/model.safetensors", data),
+    ) else {
         return;
     };
-    let Some(d) = p.parent().map(Path::to_path_buf) else { return };
+    let Some(d) = p.parent().map(Path::to_path_buf) else {
+        return;
+    };
     let _ = crate::io::safetensors::SafetensorsHeader::read(&p);
     if let Ok(m) = crate::load(&d) {
         let _ = m.logits(&[vec![0u32, 1]], None, None, 1);
@@ -44,7 +57,9 @@ pub fn safetensors(data: &[u8], config: &str) {
 /// Any bytes as a tokenizer.json: load it, encode and decode a mixed string.
 pub fn tokenizer_json(data: &[u8]) {
     keep_last(data);
-    let Some(p) = input("tokenizer.json", data) else { return };
+    let Some(p) = input("tokenizer.json", data) else {
+        return;
+    };
     if let Ok(t) = crate::Tokenizer::from_file(&p) {
         if let Ok(ids) = t.encode("Hello wörld, <s> 12 345 \u{1F600}\n\tend", true) {
             let _ = t.decode(&ids, false);
@@ -66,8 +81,12 @@ fn keep_last(data: &[u8]) {
 /// Any text as a chat template: compile it and render a short conversation under the limits.
 pub fn chat_template(data: &[u8]) {
     keep_last(data);
-    let Ok(src) = std::str::from_utf8(data) else { return };
-    let Ok(t) = crate::tokenizer::ChatTemplate::new(src) else { return };
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(t) = crate::tokenizer::ChatTemplate::new(src) else {
+        return;
+    };
     let messages = serde_json::json!([
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hi there"},

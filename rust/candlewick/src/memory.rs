@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::io::checkpoint::Checkpoint;
 use crate::io::types::{self, TensorType};
 use crate::model::Model;
+use crate::nn::KvDtype;
 
 /// A storage type from the one table (io::types): float32, bfloat16, q4_k, ...
 pub type Precision = &'static TensorType;
@@ -50,7 +51,11 @@ impl Dims {
             gated_mlp: c.gated_mlp,
             vocab_size: c.vocab_size,
             context_length: c.max_position_embeddings,
-            gates: if c.architecture == Architecture::Recurrent { c.cell.gates() } else { 0 },
+            gates: if c.architecture == Architecture::Recurrent {
+                c.cell.gates()
+            } else {
+                0
+            },
         }
     }
 }
@@ -63,11 +68,17 @@ pub struct Subject {
     /// Bytes the weights really take, and how that was read ("as stored: 211 Q4_1, 61 F32").
     pub stored: Option<(u64, String)>,
     pub dims: Option<Dims>,
+    /// The KV cache's dtype when none is asked for: what `load` gives the model (float16 for
+    /// GGUF, as llama.cpp; float32 otherwise).
+    pub kv_default: KvDtype,
 }
 
 /// "3 F32, 211 Q4_1": tensor counts by type.
 fn describe_types<'a>(types: impl Iterator<Item = (&'a String, &'a usize)>) -> String {
-    types.map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", ")
+    types
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Subject {
@@ -82,6 +93,7 @@ impl Subject {
             num_parameters: n,
             stored: None,
             dims: None,
+            kv_default: KvDtype::F32,
         })
     }
 
@@ -91,6 +103,7 @@ impl Subject {
             num_parameters: crate::model::families::num_parameters(c)?,
             stored: None,
             dims: Some(Dims::from_config(c)),
+            kv_default: KvDtype::F32,
         })
     }
 
@@ -106,21 +119,41 @@ impl Subject {
         let info = ck.info();
         if info.tensor_types.is_empty() {
             // a config alone (or a folder without weights): counted from the config
-            let c = config.ok_or_else(|| Error::invalid_file(ck.path(), "holds no tensors and no config"))?;
-            return Ok(Subject { label, ..Self::from_config(&c)? });
+            let c = config
+                .ok_or_else(|| Error::invalid_file(ck.path(), "holds no tensors and no config"))?;
+            let kv_default = if matches!(ck, Checkpoint::Gguf(_)) {
+                KvDtype::F16
+            } else {
+                KvDtype::F32
+            };
+            return Ok(Subject {
+                label,
+                kv_default,
+                ..Self::from_config(&c)?
+            });
         }
         if info.num_parameters == 0 {
-            return Err(Error::invalid_file(ck.path(), "holds no floating-point tensors"));
+            return Err(Error::invalid_file(
+                ck.path(),
+                "holds no floating-point tensors",
+            ));
         }
-        let floats = info
-            .tensor_types
-            .iter()
-            .filter(|(k, _)| matches!(ck, Checkpoint::Gguf(_)) || TensorType::named(k).is_some_and(|t| t.is_float));
+        let floats = info.tensor_types.iter().filter(|(k, _)| {
+            matches!(ck, Checkpoint::Gguf(_)) || TensorType::named(k).is_some_and(|t| t.is_float)
+        });
         Ok(Subject {
             label,
             num_parameters: info.num_parameters as u64,
-            stored: Some((info.weight_bytes as u64, format!("as stored: {}", describe_types(floats)))),
+            stored: Some((
+                info.weight_bytes as u64,
+                format!("as stored: {}", describe_types(floats)),
+            )),
             dims: config.as_ref().map(Dims::from_config),
+            kv_default: if matches!(ck, Checkpoint::Gguf(_)) {
+                KvDtype::F16
+            } else {
+                KvDtype::F32
+            },
         })
     }
 
@@ -130,9 +163,15 @@ impl Subject {
         let i = &m.info;
         let n = i.num_parameters as u64;
         let stored = if i.format == "gguf" {
-            (i.weight_bytes as u64, format!("as stored: {}", describe_types(i.tensor_types.iter())))
+            (
+                i.weight_bytes as u64,
+                format!("as stored: {}", describe_types(i.tensor_types.iter())),
+            )
         } else {
-            (types::F32.bytes(n), format!("as held in memory: {n} params x 4 B (float32)"))
+            (
+                types::F32.bytes(n),
+                format!("as held in memory: {n} params x 4 B (float32)"),
+            )
         };
         Ok(Subject {
             label: if i.path.as_os_str().is_empty() {
@@ -143,6 +182,7 @@ impl Subject {
             num_parameters: n,
             stored: Some(stored),
             dims: Some(Dims::from_config(&m.config)),
+            kv_default: m.kv_cache_dtype(),
         })
     }
 }
@@ -200,7 +240,7 @@ pub enum Recompute {
 pub struct MemoryOptions {
     /// None: the weights as stored (files), float32 otherwise.
     pub dtype: Option<Precision>,
-    /// None: the dtype when it is a float type, else float32 (candlewick's CPU cache).
+    /// None: the dtype when it is a float type, else the model's default (`Subject::kv_default`).
     pub kv_dtype: Option<Precision>,
     pub batch_size: usize,
     /// None: the model's context length.
@@ -269,7 +309,9 @@ pub const KEYS: [&str; 6] = [
 /// encoder-decoder's decoder layers keep their own K/V plus K/V of the encoder output for
 /// cross-attention (seq_len each).
 pub fn kv_cache_bytes(d: &Dims, tokens: usize, batch: usize, kv: Precision) -> (u64, String) {
-    let per_layer_token = 2usize.saturating_mul(d.num_kv_heads).saturating_mul(d.head_dim);
+    let per_layer_token = 2usize
+        .saturating_mul(d.num_kv_heads)
+        .saturating_mul(d.head_dim);
     let (layers, mult, what) = match d.architecture {
         Architecture::Encoder => (0, 0, "encoders keep no KV cache"),
         Architecture::Decoder => (d.num_layers, 1, ""),
@@ -277,7 +319,9 @@ pub fn kv_cache_bytes(d: &Dims, tokens: usize, batch: usize, kv: Precision) -> (
         Architecture::Recurrent => {
             // no cache: each layer's state (h, and c for an LSTM), whatever the length, in f32
             let per = if d.gates == 4 { 2 } else { 1 };
-            let n = [per, d.num_layers, d.hidden_size, batch, 4].iter().fold(1u64, |a, &x| a.saturating_mul(x as u64));
+            let n = [per, d.num_layers, d.hidden_size, batch, 4]
+                .iter()
+                .fold(1u64, |a, &x| a.saturating_mul(x as u64));
             return (n, format!("no KV cache: the recurrent state, {per} x {} layers x {} hidden x {batch} batch x 4 B (f32), at any length", d.num_layers, d.hidden_size));
         }
     };
@@ -394,7 +438,12 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
         match (o.dtype, &s.stored) {
             (None, Some((bytes, how))) => {
                 // a file's weights as stored; a loaded model's as it holds them
-                dtype_name = if how.starts_with("as stored") { "as stored" } else { "float32" }.into();
+                dtype_name = if how.starts_with("as stored") {
+                    "as stored"
+                } else {
+                    "float32"
+                }
+                .into();
                 items.push(Item {
                     key: "weights",
                     bytes: *bytes,
@@ -419,9 +468,10 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
     // KV cache (inference only: training runs whole sequences without one).
     let kv_p = match o.kv_dtype {
         Some(p) => p,
-        None => match o.dtype {
-            Some(p) if p.is_float => p,
-            _ => &types::F32,
+        None => match (o.dtype, s.kv_default) {
+            (Some(p), _) if p.is_float => p,
+            (_, KvDtype::F16) => &types::F16,
+            (_, KvDtype::F32) => &types::F32,
         },
     };
     match (&s.dims, seq) {
@@ -466,9 +516,16 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
             } else {
                 // a prefill keeps one layer's input projection for every token, the scan's saved
                 // activations and its outputs, plus the last position's logits
-                (s_ * b_ * (2.0 * g * h + 2.0 * h) + b_ * v, format!("s*b*(2*{g}*h + 2*h) + b*v f32 values, s={t} b={b} h={h} v={v}"))
+                (
+                    s_ * b_ * (2.0 * g * h + 2.0 * h) + b_ * v,
+                    format!("s*b*(2*{g}*h + 2*h) + b*v f32 values, s={t} b={b} h={h} v={v}"),
+                )
             };
-            items.push(Item { key: "activations", bytes: (vals * 4.0) as u64, formula });
+            items.push(Item {
+                key: "activations",
+                bytes: (vals * 4.0) as u64,
+                formula,
+            });
         }
         (Some(d), Some(t)) => {
             let (h, q, kv, ff) = (
@@ -477,7 +534,11 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                 d.num_kv_heads * d.head_dim,
                 d.intermediate_size,
             );
-            if o.training && !o.mixed_precision && o.recompute == Recompute::None && dtype_name == "float32" {
+            if o.training
+                && !o.mixed_precision
+                && o.recompute == Recompute::None
+                && dtype_name == "float32"
+            {
                 // What candlewick's own float32 autograd graph keeps (every intermediate of the
                 // forward lives until the backward has used it, plus the backward's transients),
                 // as f32 values: per layer and token c_h*h + c_ff*ff + c_a*a*s (the score
@@ -492,12 +553,25 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
                     (Architecture::Decoder, true) => (11.07, 1.96, 2.1, 3.08, 0.0, "gated decoder"),
                     (Architecture::Decoder, false) => (23.59, 2.09, 2.21, 2.01, 0.0, "decoder"),
                     (Architecture::Encoder, _) => (25.48, 1.82, 2.07, 2.86, 4.49, "encoder"),
-                    (Architecture::EncoderDecoder, _) => (2.43, 0.0, 2.91, 4.07, 0.0, "encoder-decoder"),
-                    (Architecture::Recurrent, _) => return Err(Error::Model("recurrent activations are counted by their own formula".into())),
+                    (Architecture::EncoderDecoder, _) => {
+                        (2.43, 0.0, 2.91, 4.07, 0.0, "encoder-decoder")
+                    }
+                    (Architecture::Recurrent, _) => {
+                        return Err(Error::Model(
+                            "recurrent activations are counted by their own formula".into(),
+                        ))
+                    }
                 };
                 let layers = (d.num_layers + d.num_decoder_layers) as f64;
-                let (s_, b_, h_, a_, v_) = (t as f64, b as f64, h as f64, d.num_heads as f64, d.vocab_size as f64);
-                let vals = layers * s_ * b_ * (ch * h_ + cff * ff as f64 + ca * a_ * s_) + s_ * b_ * (cv * v_ + ce * h_);
+                let (s_, b_, h_, a_, v_) = (
+                    t as f64,
+                    b as f64,
+                    h as f64,
+                    d.num_heads as f64,
+                    d.vocab_size as f64,
+                );
+                let vals = layers * s_ * b_ * (ch * h_ + cff * ff as f64 + ca * a_ * s_)
+                    + s_ * b_ * (cv * v_ + ce * h_);
                 // the graph's own nodes, masks and shapes: about 64 KiB a layer
                 let bookkeeping = layers * 65536.0;
                 items.push(Item {
@@ -610,7 +684,11 @@ pub fn estimate(s: &Subject, o: &MemoryOptions) -> Result<MemoryEstimate> {
             formula: of,
         });
         let (mb, mf) = if o.mixed_precision {
-            zero(1, n.saturating_mul(4), format!("{n} params x 4 B (fp32 master copy)"))
+            zero(
+                1,
+                n.saturating_mul(4),
+                format!("{n} params x 4 B (fp32 master copy)"),
+            )
         } else {
             (0, "none without mixed precision".into())
         };

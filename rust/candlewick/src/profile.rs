@@ -70,7 +70,10 @@ pub struct Span {
 
 #[inline(always)]
 pub fn span(op: &'static str) -> Span {
-    Span { op, t0: on().then(Instant::now) }
+    Span {
+        op,
+        t0: on().then(Instant::now),
+    }
 }
 
 impl Drop for Span {
@@ -84,7 +87,10 @@ impl Drop for Span {
 /// For a pooled kernel: the time its threads spent waiting (threads x wall - their summed busy
 /// time), given the wall time and the busy nanoseconds they added up.
 pub fn pool_wait(op: &'static str, wall_ns: u64, busy_ns: u64, threads: usize) {
-    add(op, (wall_ns * threads as u64).saturating_sub(busy_ns) / threads.max(1) as u64);
+    add(
+        op,
+        (wall_ns * threads as u64).saturating_sub(busy_ns) / threads.max(1) as u64,
+    );
 }
 
 #[cfg(test)]
@@ -103,7 +109,10 @@ mod tests {
         set_layer(None);
         drop(span("head"));
         // (other tests may run kernels on other threads meanwhile: only this test's ops count)
-        let rows: Vec<Row> = take().into_iter().filter(|r| ["before", "op", "head", "after"].contains(&r.0)).collect();
+        let rows: Vec<Row> = take()
+            .into_iter()
+            .filter(|r| ["before", "op", "head", "after"].contains(&r.0))
+            .collect();
         drop(span("after"));
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert_eq!((rows[0].0, rows[0].1, rows[0].3), ("op", Some(3), 2));

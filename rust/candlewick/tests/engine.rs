@@ -1,8 +1,8 @@
 //! Engine tests that need no model file: GGUF validation, sampler, config.
 use candlewick::io::gguf::GgufFile;
 use candlewick::sampling::{argmax, Sampler};
-use candlewick::GenerationConfig;
 use candlewick::Error;
+use candlewick::GenerationConfig;
 
 fn gguf_bytes(
     n_tensors: u64,
@@ -339,18 +339,38 @@ fn long_prompts_run_in_micro_batches_and_bad_ids_change_nothing() -> candlewick:
     let ids: Vec<u32> = (0..(2 * UBATCH + 37) as u32).map(|i| i * 7 % 64).collect();
     // all positions: pieces one after another give every row
     let mut state = m.start(&ids, 0)?;
-    let all = m.step(&mut [Step { state: &mut state, ids: &ids }], Logits::All)?;
+    let all = m.step(
+        &mut [Step {
+            state: &mut state,
+            ids: &ids,
+        }],
+        Logits::All,
+    )?;
     assert_eq!((all[0].len(), state.len()), (ids.len() * 64, ids.len()));
     // last position only: the same last row (to rounding: the head runs on 1 row, not 37)
     let mut state = m.start(&ids, 0)?;
-    let last = m.step(&mut [Step { state: &mut state, ids: &ids }], Logits::Last)?;
+    let last = m.step(
+        &mut [Step {
+            state: &mut state,
+            ids: &ids,
+        }],
+        Logits::Last,
+    )?;
     let want = &all[0][(ids.len() - 1) * 64..];
     assert!(last[0].iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-5));
     // a bad id in the last piece is refused before the first piece touches the cache
     let mut bad = ids.clone();
     bad[2 * UBATCH + 5] = 64;
     let mut state = m.start(&ids, 0)?;
-    assert!(m.step(&mut [Step { state: &mut state, ids: &bad }], Logits::Last).is_err());
+    assert!(m
+        .step(
+            &mut [Step {
+                state: &mut state,
+                ids: &bad
+            }],
+            Logits::Last
+        )
+        .is_err());
     assert_eq!(state.len(), 0);
     Ok(())
 }
@@ -399,15 +419,42 @@ fn hf_configs_round_trip() -> candlewick::Result<()> {
     use candlewick::model::families;
     assert_eq!(
         families::hf_model_types(),
-        ["llama", "mistral", "qwen2", "qwen3", "phi3", "gemma2", "gpt2", "bert", "t5", "candlewick_rnn"]
+        [
+            "llama",
+            "mistral",
+            "qwen2",
+            "qwen3",
+            "phi3",
+            "gemma2",
+            "gpt2",
+            "bert",
+            "t5",
+            "candlewick_rnn"
+        ]
     );
-    for (name, extra) in [("llama", vec![]), ("llama", vec![("qkv_bias", true)]), ("llama", vec![("qk_norm", true)]), ("phi3", vec![]), ("gemma2", vec![]), ("gpt2", vec![]), ("bert", vec![("mlm_head", true)]), ("t5", vec![]), ("rnn", vec![]), ("rnn", vec![("tie_word_embeddings", true)])] {
-        let mut over: Vec<(String, candlewick::config::Value)> = vec![("hidden_size".into(), candlewick::config::Value::Int(32))];
+    for (name, extra) in [
+        ("llama", vec![]),
+        ("llama", vec![("qkv_bias", true)]),
+        ("llama", vec![("qk_norm", true)]),
+        ("phi3", vec![]),
+        ("gemma2", vec![]),
+        ("gpt2", vec![]),
+        ("bert", vec![("mlm_head", true)]),
+        ("t5", vec![]),
+        ("rnn", vec![]),
+        ("rnn", vec![("tie_word_embeddings", true)]),
+    ] {
+        let mut over: Vec<(String, candlewick::config::Value)> =
+            vec![("hidden_size".into(), candlewick::config::Value::Int(32))];
         if name != "rnn" {
             // (a recurrent LM has no heads to store)
             over.push(("num_heads".into(), candlewick::config::Value::Int(4)));
         }
-        over.extend(extra.into_iter().map(|(k, v)| (k.to_string(), candlewick::config::Value::Bool(v))));
+        over.extend(
+            extra
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), candlewick::config::Value::Bool(v))),
+        );
         let c = families::for_family(name, over)?;
         let back = families::from_hf_json(&families::to_hf_json(&c)?)?;
         assert_eq!(back, c, "{name}");

@@ -12,10 +12,17 @@ use candlewick::train::trainer::parameters;
 use candlewick::train::LossBatch;
 
 fn config(family: &str, extra: &[(&str, Value)]) -> candlewick::Result<candlewick::ModelConfig> {
-    let mut over: Vec<(String, Value)> = [("vocab_size", 40), ("hidden_size", 16), ("num_heads", 2), ("num_layers", 2), ("intermediate_size", 24), ("max_position_embeddings", 32)]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), Value::Int(v)))
-        .collect();
+    let mut over: Vec<(String, Value)> = [
+        ("vocab_size", 40),
+        ("hidden_size", 16),
+        ("num_heads", 2),
+        ("num_layers", 2),
+        ("intermediate_size", 24),
+        ("max_position_embeddings", 32),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Value::Int(v)))
+    .collect();
     over.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     families::for_family(family, over)
 }
@@ -27,13 +34,42 @@ fn batch(cfg: &candlewick::ModelConfig) -> LossBatch {
     mask[rows * cols - 2..].iter_mut().for_each(|m| *m = 0.0);
     let enc_dec = cfg.architecture == candlewick::config::Architecture::EncoderDecoder;
     let label_cols = if enc_dec { 4 } else { cols };
-    let labels: Vec<i64> = (0..rows * label_cols).map(|i| if i % 5 == 4 { -100 } else { (5 + i * 3 % 29) as i64 }).collect();
-    LossBatch { input_ids: ids, rows, cols, attention_mask: Some(mask), labels, label_cols, decoder_input_ids: None }
+    let labels: Vec<i64> = (0..rows * label_cols)
+        .map(|i| {
+            if i % 5 == 4 {
+                -100
+            } else {
+                (5 + i * 3 % 29) as i64
+            }
+        })
+        .collect();
+    LossBatch {
+        input_ids: ids,
+        rows,
+        cols,
+        attention_mask: Some(mask),
+        labels,
+        label_cols,
+        decoder_input_ids: None,
+    }
 }
 
-fn loss_of(cfg: &candlewick::ModelConfig, params: &BTreeMap<String, Var>, b: &LossBatch) -> candlewick::Result<(Tensor, f64)> {
-    let tensors: BTreeMap<String, Tensor> = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-    let stacks = families::build(cfg, &Source::Params { params: &tensors, gguf: false })?;
+fn loss_of(
+    cfg: &candlewick::ModelConfig,
+    params: &BTreeMap<String, Var>,
+    b: &LossBatch,
+) -> candlewick::Result<(Tensor, f64)> {
+    let tensors: BTreeMap<String, Tensor> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let stacks = families::build(
+        cfg,
+        &Source::Params {
+            params: &tensors,
+            gguf: false,
+        },
+    )?;
     let refs = stacks.refs();
     let (sum, n) = refs.loss_t(cfg, b)?;
     let loss = (sum / n as f64)?;
@@ -53,7 +89,14 @@ fn gradients_match_finite_differences_for_every_layer_kind() -> candlewick::Resu
         ("gpt2", vec![("position", Value::Str("sinusoidal".into()))]),
         ("bert", vec![("mlm_head", Value::Bool(true))]),
         ("t5", vec![]),
-        ("t5", vec![("activation", Value::Str("gelu_tanh".into())), ("gated_mlp", Value::Bool(true)), ("tie_word_embeddings", Value::Bool(false))]),
+        (
+            "t5",
+            vec![
+                ("activation", Value::Str("gelu_tanh".into())),
+                ("gated_mlp", Value::Bool(true)),
+                ("tie_word_embeddings", Value::Bool(false)),
+            ],
+        ),
     ];
     for (family, extra) in cases {
         let cfg = config(family, &extra)?;
@@ -64,12 +107,21 @@ fn gradients_match_finite_differences_for_every_layer_kind() -> candlewick::Resu
         let grads = loss.backward()?;
         // small enough that the loss is near-linear along the direction, large enough for f32
         // (ReLU's kinks need a shorter step than smooth activations)
-        let eps = if cfg.activation == candlewick::config::Activation::Relu { 2e-4 } else { 1e-3f64 };
+        let eps = if cfg.activation == candlewick::config::Activation::Relu {
+            2e-4
+        } else {
+            1e-3f64
+        };
         for (name, var) in &params {
-            let g = grads.get(var.as_tensor()).map(|g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap()).unwrap_or_else(|| vec![0.0; var.elem_count()]);
+            let g = grads
+                .get(var.as_tensor())
+                .map(|g| g.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .unwrap_or_else(|| vec![0.0; var.elem_count()]);
             let n = var.elem_count();
             // a direction that touches every element, with varying signs
-            let dir: Vec<f32> = (0..n).map(|i| (((i * 7919 + 13) % 17) as f32 - 8.0) / 8.0).collect();
+            let dir: Vec<f32> = (0..n)
+                .map(|i| (((i * 7919 + 13) % 17) as f32 - 8.0) / 8.0)
+                .collect();
             let analytic: f64 = g.iter().zip(&dir).map(|(&a, &d)| a as f64 * d as f64).sum();
             let base = var.as_tensor().detach().copy()?;
             let d = Tensor::from_vec(dir, var.dims(), &candle_core::Device::Cpu)?;
@@ -99,7 +151,9 @@ fn training_lowers_the_loss() -> candlewick::Result<()> {
     let text: Vec<i64> = (0..400).map(|i| [4, 9, 13, 21, 30][i % 5]).collect();
     let mut tc = TrainConfig::new(Objective::Clm, 30, 4, 16, 1e-2);
     tc.seed = Some(1);
-    let (trained, result) = train(&model, &Data::Tokens(vec![text]), None, &tc, &mut |_, _| false)?;
+    let (trained, result) = train(&model, &Data::Tokens(vec![text]), None, &tc, &mut |_, _| {
+        false
+    })?;
     let first = result.history[0].loss;
     let last = result.history.last().unwrap().loss;
     assert!(last < first * 0.5, "loss {first} -> {last}");

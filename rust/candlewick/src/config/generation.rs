@@ -121,10 +121,16 @@ impl GenerationConfig {
             )));
         }
         if self.num_beams < 1 {
-            return Err(bad(format!("num_beams must be >= 1, got {}", self.num_beams)));
+            return Err(bad(format!(
+                "num_beams must be >= 1, got {}",
+                self.num_beams
+            )));
         }
         if self.num_beams > MAX_BEAMS {
-            return Err(bad(format!("num_beams must be <= {MAX_BEAMS} (each beam holds its own KV cache), got {}", self.num_beams)));
+            return Err(bad(format!(
+                "num_beams must be <= {MAX_BEAMS} (each beam holds its own KV cache), got {}",
+                self.num_beams
+            )));
         }
         if self.num_return_sequences > MAX_RETURN_SEQUENCES {
             return Err(bad(format!(
@@ -155,7 +161,7 @@ impl GenerationConfig {
             }
             if self.prompt_logprobs {
                 return Err(bad(
-                    "prompt_logprobs are not built yet for beam search".into(),
+                    "prompt_logprobs are not built yet for beam search".into()
                 ));
             }
         }
@@ -199,7 +205,11 @@ impl GenerationConfig {
         let obj = v
             .as_object()
             .ok_or_else(|| bad("a generation config must be a JSON object".into()))?;
-        Self::from_hf_fields(obj.iter().map(|(k, x)| (k.clone(), Value::from_json(x))).collect())
+        Self::from_hf_fields(
+            obj.iter()
+                .map(|(k, x)| (k.clone(), Value::from_json(x)))
+                .collect(),
+        )
     }
 
     /// Read a generation_config.json (the file, or the folder holding it).
@@ -213,7 +223,10 @@ impl GenerationConfig {
         let v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| bad(format!("{} is not valid JSON: {e}", path.display())))?;
         if !v.is_object() {
-            return Err(bad(format!("{} does not hold a JSON object", path.display())));
+            return Err(bad(format!(
+                "{} does not hold a JSON object",
+                path.display()
+            )));
         }
         Self::from_hf_json(&v)
     }

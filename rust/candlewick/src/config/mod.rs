@@ -192,7 +192,11 @@ impl ModelConfig {
             ("num_kv_heads", self.num_kv_heads, attends),
             ("head_dim", self.head_dim, attends),
             ("intermediate_size", self.intermediate_size, attends),
-            ("max_position_embeddings", self.max_position_embeddings, true),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                true,
+            ),
         ] {
             if v == 0 && used {
                 return Err(field_err(name, "must be positive".into()));
@@ -209,12 +213,23 @@ impl ModelConfig {
             ("num_kv_heads", self.num_kv_heads, MAX_WIDTH),
             ("head_dim", self.head_dim, MAX_WIDTH),
             ("type_vocab_size", self.type_vocab_size, MAX_WIDTH),
-            ("relative_attention_num_buckets", self.relative_attention_num_buckets, MAX_WIDTH),
+            (
+                "relative_attention_num_buckets",
+                self.relative_attention_num_buckets,
+                MAX_WIDTH,
+            ),
             ("vocab_size", self.vocab_size, MAX_LENGTH),
-            ("max_position_embeddings", self.max_position_embeddings, MAX_LENGTH),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_LENGTH,
+            ),
         ] {
             if v > max {
-                return Err(field_err(name, format!("{v} is larger than any model's (at most {max})")));
+                return Err(field_err(
+                    name,
+                    format!("{v} is larger than any model's (at most {max})"),
+                ));
             }
         }
         if attends && !self.num_heads.is_multiple_of(self.num_kv_heads) {
@@ -249,7 +264,10 @@ impl ModelConfig {
         if !(self.rope_local_theta >= 0.0 && self.rope_local_theta.is_finite()) {
             return Err(field_err(
                 "rope_local_theta",
-                format!("must be positive (or 0: rope_theta), got {}", self.rope_local_theta),
+                format!(
+                    "must be positive (or 0: rope_theta), got {}",
+                    self.rope_local_theta
+                ),
             ));
         }
         if self.rope_scaling != RopeScaling::None {
@@ -261,16 +279,24 @@ impl ModelConfig {
                 ("rope_beta_slow", self.rope_beta_slow),
             ] {
                 if !(v > 0.0 && v.is_finite()) {
-                    return Err(field_err(name, format!("must be a positive number, got {v}")));
+                    return Err(field_err(
+                        name,
+                        format!("must be a positive number, got {v}"),
+                    ));
                 }
             }
             if !(self.rope_attention_factor >= 0.0 && self.rope_attention_factor.is_finite()) {
                 return Err(field_err(
                     "rope_attention_factor",
-                    format!("must be positive (or 0: derived from the factor), got {}", self.rope_attention_factor),
+                    format!(
+                        "must be positive (or 0: derived from the factor), got {}",
+                        self.rope_attention_factor
+                    ),
                 ));
             }
-            if self.rope_scaling == RopeScaling::Llama3 && self.rope_high_freq_factor <= self.rope_low_freq_factor {
+            if self.rope_scaling == RopeScaling::Llama3
+                && self.rope_high_freq_factor <= self.rope_low_freq_factor
+            {
                 return Err(field_err(
                     "rope_high_freq_factor",
                     format!(
@@ -286,7 +312,10 @@ impl ModelConfig {
             ("query_pre_attn_scalar", self.query_pre_attn_scalar),
         ] {
             if !(v >= 0.0 && v.is_finite()) {
-                return Err(field_err(name, format!("must be positive (or 0: none), got {v}")));
+                return Err(field_err(
+                    name,
+                    format!("must be positive (or 0: none), got {v}"),
+                ));
             }
         }
         if self.architecture == Architecture::EncoderDecoder && self.num_decoder_layers == 0 {

@@ -164,7 +164,10 @@ impl FieldValue for Vec<u32> {
     fn from_value(v: Value, field: &str) -> Result<Self> {
         match v {
             Value::None => Ok(Vec::new()),
-            Value::List(items) => items.into_iter().map(|x| u32::from_value(x, field)).collect(),
+            Value::List(items) => items
+                .into_iter()
+                .map(|x| u32::from_value(x, field))
+                .collect(),
             other => Err(wrong(field, "a list of ints", &other)),
         }
     }
@@ -347,12 +350,23 @@ mod tests {
     #[test]
     fn conversions_name_the_field() {
         assert_eq!(usize::from_value(Value::Int(3), "n").unwrap(), 3);
-        let e = usize::from_value(Value::Int(-1), "n").unwrap_err().to_string();
+        let e = usize::from_value(Value::Int(-1), "n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "n must be >= 0, got -1");
-        assert!(matches!(usize::from_value(Value::Bool(true), "n"), Err(Error::WrongType(_))));
-        assert!(matches!(usize::from_value(Value::Float(2.5), "n"), Err(Error::WrongType(_))));
+        assert!(matches!(
+            usize::from_value(Value::Bool(true), "n"),
+            Err(Error::WrongType(_))
+        ));
+        assert!(matches!(
+            usize::from_value(Value::Float(2.5), "n"),
+            Err(Error::WrongType(_))
+        ));
         assert_eq!(f64::from_value(Value::Int(2), "x").unwrap(), 2.0);
-        assert!(matches!(f64::from_value(Value::Str("hot".into()), "x"), Err(Error::WrongType(_))));
+        assert!(matches!(
+            f64::from_value(Value::Str("hot".into()), "x"),
+            Err(Error::WrongType(_))
+        ));
         assert_eq!(
             Vec::<String>::from_value(Value::Str("\n".into()), "stop").unwrap(),
             vec!["\n".to_string()]
@@ -363,6 +377,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.get(&5), Some(&-1.0));
-        assert!(Option::<u64>::from_value(Value::None, "seed").unwrap().is_none());
+        assert!(Option::<u64>::from_value(Value::None, "seed")
+            .unwrap()
+            .is_none());
     }
 }

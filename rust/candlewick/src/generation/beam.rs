@@ -41,9 +41,18 @@ struct Hypothesis {
 
 /// Beam search for one prompt with `params.num_beams` beams: the best `num_return_sequences`
 /// hypotheses, best first, each with its length-normalised score.
-pub fn beam_search(model: &Arc<Model>, prompt: &[u32], params: &GenerationConfig, interrupted: &dyn Fn() -> bool) -> Result<Vec<Output>> {
+pub fn beam_search(
+    model: &Arc<Model>,
+    prompt: &[u32],
+    params: &GenerationConfig,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<Output>> {
     params.validate()?;
-    let (num_beams, num_return, length_penalty) = (params.num_beams, params.num_return_sequences, params.length_penalty);
+    let (num_beams, num_return, length_penalty) = (
+        params.num_beams,
+        params.num_return_sequences,
+        params.length_penalty,
+    );
     if !params.stop.is_empty() && model.tokenizer.is_none() {
         return Err(Error::Unsupported(
             "stop strings are found in the text, and this model has no tokenizer to write it: use stop_token_ids".into(),
@@ -61,7 +70,17 @@ pub fn beam_search(model: &Arc<Model>, prompt: &[u32], params: &GenerationConfig
     let max_new = params.max_new_tokens.min(first.capacity() - prefix.len());
     if max_new == 0 {
         return (0..num_return)
-            .map(|_| output(model, prompt, params, Vec::new(), FinishReason::Length, Vec::new(), 0.0))
+            .map(|_| {
+                output(
+                    model,
+                    prompt,
+                    params,
+                    Vec::new(),
+                    FinishReason::Length,
+                    Vec::new(),
+                    0.0,
+                )
+            })
             .collect();
     }
     // Processors only: a greedy sampler never draws.
@@ -255,7 +274,11 @@ pub fn beam_search(model: &Arc<Model>, prompt: &[u32], params: &GenerationConfig
     finished
         .into_iter()
         .take(num_return)
-        .map(|h| output(model, prompt, params, h.tokens, h.finish, h.logprobs, h.score))
+        .map(|h| {
+            output(
+                model, prompt, params, h.tokens, h.finish, h.logprobs, h.score,
+            )
+        })
         .collect()
 }
 

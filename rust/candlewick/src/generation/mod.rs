@@ -206,7 +206,8 @@ impl Generator {
             if rows.len() < n * vocab {
                 // only after a failed step left the prompt half in the cache
                 return Err(Error::Model(
-                    "prompt log-probs need the whole prompt in one pass; an earlier step failed".into(),
+                    "prompt log-probs need the whole prompt in one pass; an earlier step failed"
+                        .into(),
                 ));
             }
             let lp = (1..n)
@@ -295,7 +296,10 @@ impl Generator {
     /// Text that is safe to show now: complete characters that cannot turn out to be the start of
     /// a stop string. After the end, everything that is left.
     pub fn take_text(&mut self) -> Result<String> {
-        if matches!(self.finish, Some(FinishReason::Length) | Some(FinishReason::Eos)) {
+        if matches!(
+            self.finish,
+            Some(FinishReason::Length) | Some(FinishReason::Eos)
+        ) {
             if let Some(tk) = self.model.tokenizer.clone() {
                 if let Some(rest) = self.decoder.flush(&tk)? {
                     self.push_text(&rest);
@@ -364,7 +368,9 @@ pub fn run_batch(gens: &mut [Generator], interrupted: &dyn Fn() -> bool) -> Resu
         return Ok(Vec::new());
     };
     if gens.iter().any(|g| !Arc::ptr_eq(&g.model, &model)) {
-        return Err(Error::InvalidArgument("a batch must run on one model".into()));
+        return Err(Error::InvalidArgument(
+            "a batch must run on one model".into(),
+        ));
     }
     // progress in tokens: each request's budget, a finished one's counted whole
     let budget: usize = gens.iter().map(|g| g.params.max_new_tokens).sum();
@@ -377,7 +383,13 @@ pub fn run_batch(gens: &mut [Generator], interrupted: &dyn Fn() -> bool) -> Resu
         let done: usize = gens
             .iter()
             .zip(&live)
-            .map(|(g, &l)| if l { g.generated_ids().len() } else { g.params.max_new_tokens })
+            .map(|(g, &l)| {
+                if l {
+                    g.generated_ids().len()
+                } else {
+                    g.params.max_new_tokens
+                }
+            })
             .sum();
         crate::interrupt::progress(done, budget);
         if active.is_empty() {
@@ -385,7 +397,11 @@ pub fn run_batch(gens: &mut [Generator], interrupted: &dyn Fn() -> bool) -> Resu
         }
         // Prefills that want every position's logits go in their own pass.
         for want in [Logits::Last, Logits::All] {
-            let group: Vec<usize> = active.iter().copied().filter(|&i| gens[i].logits_wanted() == want).collect();
+            let group: Vec<usize> = active
+                .iter()
+                .copied()
+                .filter(|&i| gens[i].logits_wanted() == want)
+                .collect();
             if group.is_empty() {
                 continue;
             }
@@ -414,10 +430,18 @@ pub fn run_batch(gens: &mut [Generator], interrupted: &dyn Fn() -> bool) -> Resu
 /// Generate for each prompt with one config: `num_return_sequences` results per prompt (request
 /// i drawn with seed + i), all requests run together as one batch; or, with num_beams > 1, beam
 /// search's best hypotheses. One list of results per prompt.
-pub fn generate(model: &Arc<Model>, prompts: &[Prompt], cfg: &GenerationConfig, interrupted: &dyn Fn() -> bool) -> Result<Vec<Vec<Output>>> {
+pub fn generate(
+    model: &Arc<Model>,
+    prompts: &[Prompt],
+    cfg: &GenerationConfig,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<Vec<Vec<Output>>> {
     cfg.validate()?;
     model.require_decoder("generate")?;
-    let prompts = prompts.iter().map(|p| p.ids(model)).collect::<Result<Vec<_>>>()?;
+    let prompts = prompts
+        .iter()
+        .map(|p| p.ids(model))
+        .collect::<Result<Vec<_>>>()?;
     let n = cfg.num_return_sequences;
     if cfg.num_beams > 1 {
         return prompts
@@ -439,7 +463,10 @@ pub fn generate(model: &Arc<Model>, prompts: &[Prompt], cfg: &GenerationConfig, 
         }
     }
     let mut outs = run_batch(&mut gens, interrupted)?.into_iter();
-    Ok(prompts.iter().map(|_| outs.by_ref().take(n).collect()).collect())
+    Ok(prompts
+        .iter()
+        .map(|_| outs.by_ref().take(n).collect())
+        .collect())
 }
 
 /// A generator for streaming one sequence's text.
@@ -448,7 +475,8 @@ pub fn stream(model: Arc<Model>, prompt: &Prompt, cfg: GenerationConfig) -> Resu
     model.require_decoder("stream")?;
     if model.tokenizer.is_none() {
         return Err(Error::Unsupported(
-            "stream yields text, and this model has no tokenizer: use generate with token ids".into(),
+            "stream yields text, and this model has no tokenizer: use generate with token ids"
+                .into(),
         ));
     }
     let prompt = prompt.ids(&model)?;

@@ -25,7 +25,10 @@ pub enum Checkpoint {
         files: Vec<SafetensorsFile>,
     },
     /// A config file alone (no weights).
-    Config { path: PathBuf, config: serde_json::Value },
+    Config {
+        path: PathBuf,
+        config: serde_json::Value,
+    },
 }
 
 /// One stored tensor, as its header states it.
@@ -63,14 +66,14 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
 
 pub fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = super::read_text(path, "a JSON file", super::MAX_JSON)?;
-    serde_json::from_str(&text).map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| Error::invalid_file(path, format!("not valid JSON: {e}")))
 }
 
 fn starts_with_magic(path: &Path, magic: &[u8]) -> bool {
     use std::io::Read;
     let mut buf = vec![0u8; magic.len()];
-    super::open_regular(path, "a model file")
-        .is_ok_and(|(mut f, _)| f.read_exact(&mut buf).is_ok())
+    super::open_regular(path, "a model file").is_ok_and(|(mut f, _)| f.read_exact(&mut buf).is_ok())
         && buf == magic
 }
 
@@ -100,11 +103,21 @@ fn shard_index(dir: &Path) -> Result<Option<std::collections::BTreeMap<String, P
     for (name, file) in map {
         let f = file
             .as_str()
-            .filter(|f| !f.is_empty() && !f.contains('/') && !f.contains('\\') && *f != ".." && *f != ".")
-            .ok_or_else(|| Error::invalid_file(&p, format!("weight_map[{name:?}] must be a file name in the folder, got {file}")))?;
+            .filter(|f| {
+                !f.is_empty() && !f.contains('/') && !f.contains('\\') && *f != ".." && *f != "."
+            })
+            .ok_or_else(|| {
+                Error::invalid_file(
+                    &p,
+                    format!("weight_map[{name:?}] must be a file name in the folder, got {file}"),
+                )
+            })?;
         let path = dir.join(f);
         if !path.is_file() {
-            return Err(Error::invalid_file(&p, format!("weight_map puts tensor {name} in {f}, which is missing")));
+            return Err(Error::invalid_file(
+                &p,
+                format!("weight_map puts tensor {name} in {f}, which is missing"),
+            ));
         }
         out.insert(name.clone(), path);
     }
@@ -140,7 +153,10 @@ impl Checkpoint {
         if ext == "gguf" || starts_with_magic(path, b"GGUF") {
             return Ok(Checkpoint::Gguf(GgufFile::open(path)?));
         }
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if ext == "safetensors" {
             // a file of a model folder is the folder (all its shards); a file alone is itself
             let only = (!parent.join("config.json").is_file()).then_some(path);
@@ -186,10 +202,19 @@ impl Checkpoint {
                 "not a model folder: config.json is missing (and there is no *.safetensors or single *.gguf in it)",
             ));
         }
-        let index = if only.is_none() { shard_index(dir)? } else { None };
+        let index = if only.is_none() {
+            shard_index(dir)?
+        } else {
+            None
+        };
         let paths = match &index {
             // with an index, the shards are the files it names, and only those
-            Some(map) => map.values().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+            Some(map) => map
+                .values()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             None => paths,
         };
         let files = paths
@@ -204,7 +229,11 @@ impl Checkpoint {
                 if let Some(first) = seen.insert(name, &f.header.path) {
                     return Err(Error::invalid_file(
                         dir,
-                        format!("tensor {name} is in both {} and {}", first.display(), f.header.path.display()),
+                        format!(
+                            "tensor {name} is in both {} and {}",
+                            first.display(),
+                            f.header.path.display()
+                        ),
                     ));
                 }
             }
@@ -299,7 +328,11 @@ impl Checkpoint {
             ),
             Checkpoint::Config { path, config } => (
                 "config",
-                config.get("model_type").and_then(|m| m.as_str()).unwrap_or("").to_string(),
+                config
+                    .get("model_type")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("")
+                    .to_string(),
                 path.file_name().map(|n| n.to_string_lossy().into_owned()),
                 0,
             ),
@@ -353,11 +386,18 @@ impl Checkpoint {
             _ => None,
         };
         let pick = |key: &str| -> Result<Vec<u32>> {
-            let a = ids_of(gen.as_ref().and_then(|g| g.get(key)), "generation_config.json", key)?;
+            let a = ids_of(
+                gen.as_ref().and_then(|g| g.get(key)),
+                "generation_config.json",
+                key,
+            )?;
             let b = ids_of(conf.as_ref().and_then(|c| c.get(key)), "config.json", key)?;
             Ok(if a.is_empty() { b } else { a })
         };
-        Ok((pick("bos_token_id")?.first().copied(), pick("eos_token_id")?))
+        Ok((
+            pick("bos_token_id")?.first().copied(),
+            pick("eos_token_id")?,
+        ))
     }
 
     /// The folder's generation_config.json as generation defaults (its end ids are the model's
@@ -377,14 +417,17 @@ impl Checkpoint {
         g.stop_token_ids.clear();
         Ok(Some(g))
     }
-
 }
 
 /// The shape of a GGUF decoder (or encoder) from the keys every llama.cpp architecture writes,
 /// for sizing architectures no family reads. None when the keys are not there.
 pub(crate) fn generic_gguf_config(g: &GgufFile) -> Option<ModelConfig> {
     let arch = g.get_str("general.architecture")?.to_string();
-    let u = |k: &str| g.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64()).map(|v| v as usize);
+    let u = |k: &str| {
+        g.get(&format!("{arch}.{k}"))
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+    };
     let hidden = u("embedding_length")?;
     let heads = u("attention.head_count")?;
     let layers = u("block_count")?;
@@ -393,7 +436,10 @@ pub(crate) fn generic_gguf_config(g: &GgufFile) -> Option<ModelConfig> {
         "t5" => Architecture::EncoderDecoder,
         _ => Architecture::Decoder,
     };
-    let vocab_size = g.tensor_info("token_embd.weight").and_then(|t| t.shape.first().copied()).unwrap_or(0);
+    let vocab_size = g
+        .tensor_info("token_embd.weight")
+        .and_then(|t| t.shape.first().copied())
+        .unwrap_or(0);
     Some(ModelConfig {
         architecture,
         num_layers: layers,
@@ -424,8 +470,15 @@ pub fn assemble_parts(manifest: &Path, parts: &[PathBuf], cache_dir: &Path) -> R
     let text = super::read_text(manifest, "a manifest", super::MAX_JSON)?;
     let mut words = text.split_whitespace();
     let (digest, name) = match (words.next(), words.next()) {
-        (Some(d), Some(n)) if d.len() == 64 && !n.contains(['/', '\\']) && n != ".." => (d.to_ascii_lowercase(), n.to_string()),
-        _ => return Err(Error::invalid_file(manifest, "expected \"<sha256> <file name>\"")),
+        (Some(d), Some(n)) if d.len() == 64 && !n.contains(['/', '\\']) && n != ".." => {
+            (d.to_ascii_lowercase(), n.to_string())
+        }
+        _ => {
+            return Err(Error::invalid_file(
+                manifest,
+                "expected \"<sha256> <file name>\"",
+            ))
+        }
     };
     let target = cache_dir.join(&name);
     if target.is_file() {
@@ -437,11 +490,15 @@ pub fn assemble_parts(manifest: &Path, parts: &[PathBuf], cache_dir: &Path) -> R
     std::fs::create_dir_all(cache_dir).map_err(|e| io_err(cache_dir, e))?;
     let tmp = cache_dir.join(format!("{name}.{}.partial", std::process::id()));
     let result = (|| -> Result<String> {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?);
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?);
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         // progress in bytes; Ctrl-C asked per megabyte (an interrupted assembly leaves no file)
-        let total: u64 = parts.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+        let total: u64 = parts
+            .iter()
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum();
         let mut done = 0u64;
         for p in parts {
             let mut f = std::fs::File::open(p).map_err(|e| io_err(p, e))?;

@@ -302,7 +302,10 @@ impl GgufFile {
             let value = read_value(&mut c, ty, &key, 0)?;
             if metadata.contains_key(&key) {
                 // llama.cpp refuses these too: which of the two a reader keeps is arbitrary
-                return Err(Error::invalid_file(path, format!("metadata key {key} appears twice")));
+                return Err(Error::invalid_file(
+                    path,
+                    format!("metadata key {key} appears twice"),
+                ));
             }
             metadata.insert(key, value);
         }
@@ -420,7 +423,9 @@ impl GgufFile {
                 .div_ceil(alignment)
                 .checked_mul(alignment)
                 .and_then(|s| s.checked_add(r.offset))
-                .ok_or_else(|| Error::invalid_file(path, format!("tensor {name}: size overflows")))?;
+                .ok_or_else(|| {
+                    Error::invalid_file(path, format!("tensor {name}: size overflows"))
+                })?;
             let start = data_start.checked_add(r.offset);
             let end = start.and_then(|s| s.checked_add(size));
             match end {
@@ -476,15 +481,27 @@ impl GgufFile {
             return Ok(());
         }
         // only the tensor data: the header is parsed already (its vocabulary is held as values)
-        let start = self.tensors.iter().map(|t| t.offset).min().unwrap_or(self.len);
+        let start = self
+            .tensors
+            .iter()
+            .map(|t| t.offset)
+            .min()
+            .unwrap_or(self.len);
         let n = self.len - start;
-        let io = |e| Error::Io { path: self.path.clone(), source: e };
+        let io = |e| Error::Io {
+            path: self.path.clone(),
+            source: e,
+        };
         let (mut file, meta) = super::open_regular(&self.path, "a GGUF file")?;
         if meta.len() != self.len as u64 {
-            return Err(Error::invalid_file(&self.path, "the file changed size while it was being loaded"));
+            return Err(Error::invalid_file(
+                &self.path,
+                "the file changed size while it was being loaded",
+            ));
         }
         let mut own = memmap2::MmapMut::map_anon(n.max(1)).map_err(io)?;
-        file.seek(std::io::SeekFrom::Start(start as u64)).map_err(io)?;
+        file.seek(std::io::SeekFrom::Start(start as u64))
+            .map_err(io)?;
         file.read_exact(&mut own[..n]).map_err(io)?;
         self.mmap = Arc::new(own.make_read_only().map_err(io)?);
         self.base = start;
@@ -593,7 +610,11 @@ impl GgufFile {
         for (r, o) in bytes.chunks_exact(row).zip(out.chunks_exact_mut(cols)) {
             crate::kernels::quant::dequantize_row(qtype, r, o);
         }
-        Ok(candle_core::Tensor::from_vec(out, info.shape.as_slice(), &Device::Cpu)?)
+        Ok(candle_core::Tensor::from_vec(
+            out,
+            info.shape.as_slice(),
+            &Device::Cpu,
+        )?)
     }
 
     /// The tensor `name`, which must exist with the shape the model expects.
@@ -636,7 +657,11 @@ pub struct MappedBytes {
 impl MappedBytes {
     /// `len` bytes from `start` of these (None past their end).
     pub fn range(&self, start: usize, len: usize) -> Option<MappedBytes> {
-        (start.checked_add(len)? <= self.len).then(|| MappedBytes { map: self.map.clone(), offset: self.offset + start, len })
+        (start.checked_add(len)? <= self.len).then(|| MappedBytes {
+            map: self.map.clone(),
+            offset: self.offset + start,
+            len,
+        })
     }
 
     pub fn as_slice(&self) -> &[u8] {

@@ -61,7 +61,9 @@ fn put_value(b: &mut Vec<u8>, v: &Value) -> Result<()> {
             // every list GGUF models hold empty in practice (merges, added tokens)
             let et = items.first().map(type_id).unwrap_or(8);
             if items.iter().any(|x| type_id(x) != et) {
-                return Err(Error::Model("a GGUF array must hold values of one type".into()));
+                return Err(Error::Model(
+                    "a GGUF array must hold values of one type".into(),
+                ));
             }
             b.extend_from_slice(&et.to_le_bytes());
             b.extend_from_slice(&(items.len() as u64).to_le_bytes());
@@ -75,9 +77,16 @@ fn put_value(b: &mut Vec<u8>, v: &Value) -> Result<()> {
 
 /// Write a GGUF file of `metadata` (in order) and `tensors`, data aligned to `alignment`
 /// (general.alignment, if among the metadata, must say the same).
-pub fn write(path: &Path, metadata: &[(String, Value)], tensors: &[TensorOut], alignment: usize) -> Result<()> {
+pub fn write(
+    path: &Path,
+    metadata: &[(String, Value)],
+    tensors: &[TensorOut],
+    alignment: usize,
+) -> Result<()> {
     if alignment == 0 || !alignment.is_power_of_two() {
-        return Err(Error::InvalidArgument(format!("GGUF alignment must be a power of two, got {alignment}")));
+        return Err(Error::InvalidArgument(format!(
+            "GGUF alignment must be a power of two, got {alignment}"
+        )));
     }
     let mut head = Vec::new();
     head.extend_from_slice(b"GGUF");
@@ -92,10 +101,18 @@ pub fn write(path: &Path, metadata: &[(String, Value)], tensors: &[TensorOut], a
     let pad = |n: usize| n.div_ceil(alignment) * alignment;
     let mut offset = 0usize;
     for t in tensors {
-        let ggml_id = t.dtype.gguf_id.ok_or_else(|| Error::Unsupported(format!("{} has no GGUF type", t.dtype.name)))?;
+        let ggml_id = t
+            .dtype
+            .gguf_id
+            .ok_or_else(|| Error::Unsupported(format!("{} has no GGUF type", t.dtype.name)))?;
         let n: usize = t.shape.iter().product();
         if t.dtype.bytes(n as u64) != t.data.len() as u64 {
-            return Err(Error::Model(format!("tensor {}: {} bytes for {n} {} values", t.name, t.data.len(), t.dtype.name)));
+            return Err(Error::Model(format!(
+                "tensor {}: {} bytes for {n} {} values",
+                t.name,
+                t.data.len(),
+                t.dtype.name
+            )));
         }
         put_str(&mut head, &t.name);
         head.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
@@ -123,11 +140,13 @@ pub fn write(path: &Path, metadata: &[(String, Value)], tensors: &[TensorOut], a
 
 /// Run `fill` on a temporary file beside `path`, then sync it and rename it over `path`; on any
 /// failure the temporary file is removed and `path` is left as it was.
-pub fn atomically(path: &Path, fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::InvalidArgument(format!("cannot write {}: not a file name", path.display())))?;
+pub fn atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Error::InvalidArgument(format!("cannot write {}: not a file name", path.display()))
+    })?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -135,11 +154,20 @@ pub fn atomically(path: &Path, fill: impl FnOnce(&mut std::io::BufWriter<std::fs
     if !parent.is_dir() {
         return Err(super::write_err(
             path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, format!("the folder {} does not exist", parent.display())),
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("the folder {} does not exist", parent.display()),
+            ),
         ));
     }
     if path.is_dir() {
-        return Err(super::write_err(path, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a folder of that name is in the way")));
+        return Err(super::write_err(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a folder of that name is in the way",
+            ),
+        ));
     }
     let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
     let result = (|| -> std::io::Result<()> {

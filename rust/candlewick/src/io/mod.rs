@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 /// the open (or the read) forever, a device reads without end, and a directory is not a file.
 /// Checked before opening and again on the open file. `what` names the expected file in errors.
 pub fn open_regular(path: &Path, what: &str) -> Result<(std::fs::File, std::fs::Metadata)> {
-    let io = |e| Error::Io { path: path.into(), source: e };
+    let io = |e| Error::Io {
+        path: path.into(),
+        source: e,
+    };
     let kind = |m: &std::fs::Metadata| -> Result<()> {
         use std::os::unix::fs::FileTypeExt;
         let t = m.file_type();
@@ -40,7 +43,10 @@ pub fn open_regular(path: &Path, what: &str) -> Result<(std::fs::File, std::fs::
 
 /// An error writing `path`.
 pub fn write_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Write { path: path.into(), source: e }
+    Error::Write {
+        path: path.into(),
+        source: e,
+    }
 }
 
 /// Replace the folder `dir` as one step: `write` fills a fresh temporary folder beside it, whose
@@ -52,16 +58,34 @@ pub fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
         .file_name()
         .and_then(|n| n.to_str())
         .filter(|n| *n != "..")
-        .ok_or_else(|| Error::InvalidArgument(format!("cannot save to {}: not a folder name", dir.display())))?;
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "cannot save to {}: not a folder name",
+                dir.display()
+            ))
+        })?;
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
     if dir.exists() && !dir.is_dir() {
-        return Err(write_err(dir, std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a file of that name is in the way")));
+        return Err(write_err(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file of that name is in the way",
+            ),
+        ));
     }
     std::fs::create_dir_all(&parent).map_err(|e| write_err(&parent, e))?;
-    let tag = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
     let tmp = parent.join(format!(".{name}.partial-{tag}"));
     let old = parent.join(format!(".{name}.old-{tag}"));
     let result = (|| -> Result<()> {
@@ -81,7 +105,9 @@ pub fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
         } else {
             std::fs::rename(&tmp, dir).map_err(|e| write_err(dir, e))?;
         }
-        std::fs::File::open(&parent).and_then(|d| d.sync_all()).map_err(|e| write_err(&parent, e))
+        std::fs::File::open(&parent)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| write_err(&parent, e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -91,10 +117,19 @@ pub fn replace_dir(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resul
 
 /// Hard-link (or copy) into `to` every file of `from` that `to` does not have, recursively.
 fn carry_over(from: &Path, to: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(from).map_err(|e| Error::Io { path: from.into(), source: e })? {
-        let entry = entry.map_err(|e| Error::Io { path: from.into(), source: e })?;
+    for entry in std::fs::read_dir(from).map_err(|e| Error::Io {
+        path: from.into(),
+        source: e,
+    })? {
+        let entry = entry.map_err(|e| Error::Io {
+            path: from.into(),
+            source: e,
+        })?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let t = entry.file_type().map_err(|e| Error::Io { path: src.clone(), source: e })?;
+        let t = entry.file_type().map_err(|e| Error::Io {
+            path: src.clone(),
+            source: e,
+        })?;
         if t.is_dir() {
             if !dst.exists() {
                 std::fs::create_dir(&dst).map_err(|e| write_err(&dst, e))?;
@@ -118,10 +153,14 @@ fn sync_tree(dir: &Path) -> Result<()> {
         if p.is_dir() {
             sync_tree(&p)?;
         } else if p.is_file() {
-            std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(|e| write_err(&p, e))?;
+            std::fs::File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| write_err(&p, e))?;
         }
     }
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| write_err(dir, e))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| write_err(dir, e))
 }
 
 /// The most bytes a JSON file beside a model may have (tokenizer.json files are a few MB; the
@@ -134,11 +173,18 @@ pub fn read_text(path: &Path, what: &str, max: u64) -> Result<String> {
     use std::io::Read;
     let (file, meta) = open_regular(path, what)?;
     if meta.len() > max {
-        return Err(Error::invalid_file(path, format!("is {} bytes, more than {max} for {what}", meta.len())));
+        return Err(Error::invalid_file(
+            path,
+            format!("is {} bytes, more than {max} for {what}", meta.len()),
+        ));
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(max + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::Io { path: path.into(), source: e })?;
-    String::from_utf8(bytes).map_err(|e| Error::invalid_file(path, format!("{what} must be UTF-8 text: {e}")))
+        .map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+    String::from_utf8(bytes)
+        .map_err(|e| Error::invalid_file(path, format!("{what} must be UTF-8 text: {e}")))
 }

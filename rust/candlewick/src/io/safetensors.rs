@@ -60,9 +60,12 @@ impl SafetensorsHeader {
         let mut buf = vec![0u8; n as usize];
         f.read_exact(&mut buf).map_err(io)?;
         if buf.first() != Some(&b'{') {
-            return Err(bad("header does not start with '{' (not a safetensors file?)".into()));
+            return Err(bad(
+                "header does not start with '{' (not a safetensors file?)".into(),
+            ));
         }
-        let entries = object_entries(&buf).map_err(|e| bad(format!("header is not a valid JSON object: {e}")))?;
+        let entries = object_entries(&buf)
+            .map_err(|e| bad(format!("header is not a valid JSON object: {e}")))?;
         let data_offset = 8 + n as usize;
         let data_len = file_size as usize - data_offset;
         let mut tensors = BTreeMap::new();
@@ -125,7 +128,8 @@ impl SafetensorsHeader {
         }
         // as the safetensors crate checks: the tensors tile the data section exactly, in some
         // order, with no overlap and no gap (a wrong header length shifts every offset)
-        let mut spans: Vec<(usize, usize, &String)> = tensors.iter().map(|(k, t)| (t.start, t.end, k)).collect();
+        let mut spans: Vec<(usize, usize, &String)> =
+            tensors.iter().map(|(k, t)| (t.start, t.end, k)).collect();
         spans.sort();
         let mut at = 0usize;
         for &(start, end, name) in &spans {
@@ -153,7 +157,9 @@ impl SafetensorsHeader {
 
 /// The entries of a JSON object in file order, duplicates kept (serde_json's map would keep only
 /// the last of two equal keys, which is how a stray entry could override a tensor unseen).
-fn object_entries(bytes: &[u8]) -> std::result::Result<Vec<(String, serde_json::Value)>, serde_json::Error> {
+fn object_entries(
+    bytes: &[u8],
+) -> std::result::Result<Vec<(String, serde_json::Value)>, serde_json::Error> {
     use serde::de::{Deserializer, MapAccess, Visitor};
     struct Entries;
     impl<'de> Visitor<'de> for Entries {
@@ -161,7 +167,10 @@ fn object_entries(bytes: &[u8]) -> std::result::Result<Vec<(String, serde_json::
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a JSON object")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
             let mut out = Vec::new();
             while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
                 out.push((k, v));

@@ -102,45 +102,9 @@ pub const MXFP4: TensorType = t("MXFP4", "mxfp4", Some(39), None, 32, 17, false)
 
 /// Every type candlewick knows, plain types first.
 pub static TYPES: &[TensorType] = &[
-    F32,
-    F16,
-    BF16,
-    F64,
-    F8_E4M3,
-    F8_E5M2,
-    I8,
-    I16,
-    I32,
-    I64,
-    U8,
-    U16,
-    U32,
-    U64,
-    BOOL,
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-    Q8_0,
-    Q8_1,
-    Q2_K,
-    Q3_K,
-    Q4_K,
-    Q5_K,
-    Q6_K,
-    Q8_K,
-    IQ2_XXS,
-    IQ2_XS,
-    IQ3_XXS,
-    IQ1_S,
-    IQ4_NL,
-    IQ3_S,
-    IQ2_S,
-    IQ4_XS,
-    IQ1_M,
-    TQ1_0,
-    TQ2_0,
-    MXFP4,
+    F32, F16, BF16, F64, F8_E4M3, F8_E5M2, I8, I16, I32, I64, U8, U16, U32, U64, BOOL, Q4_0, Q4_1,
+    Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S,
+    IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, IQ1_M, TQ1_0, TQ2_0, MXFP4,
 ];
 
 impl TensorType {
@@ -194,7 +158,8 @@ impl TensorType {
 
     /// Bytes for `n` values, in whole blocks.
     pub fn bytes(&self, n: u64) -> u64 {
-        n.div_ceil(self.block_size as u64).saturating_mul(self.block_bytes as u64)
+        n.div_ceil(self.block_size as u64)
+            .saturating_mul(self.block_bytes as u64)
     }
 
     pub fn bytes_per_value(&self) -> f64 {

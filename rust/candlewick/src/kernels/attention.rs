@@ -9,6 +9,8 @@
 //! decoders; optionally only the last `window` of them) or every key the cache holds
 //! (`Keys::All`: encoders, cross-attention). T5 adds a bias per head and distance to the scores.
 
+use half::f16;
+
 use super::math::{expf, hsum8, vec_dot_f32};
 
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +69,10 @@ impl Job<'_> {
         match self.keys {
             Keys::Causal => {
                 let n = self.start + i + 1;
-                (self.shape.window.map(|w| n.saturating_sub(w)).unwrap_or(0), n)
+                (
+                    self.shape.window.map(|w| n.saturating_sub(w)).unwrap_or(0),
+                    n,
+                )
             }
             Keys::All(n) => (0, n),
         }
@@ -82,10 +87,85 @@ impl Job<'_> {
     }
 }
 
+/// A cache's keys and values as the kernel reads them, [kv head][capacity][head_dim].
+#[derive(Debug, Clone, Copy)]
+pub enum KvView<'a> {
+    F32 {
+        k: &'a [f32],
+        v: &'a [f32],
+    },
+    /// Read back exactly into f32 (each row widened as it is used), so the result equals the
+    /// f32 kernel's on the same, rounded, values bit for bit.
+    F16 {
+        k: &'a [f16],
+        v: &'a [f16],
+    },
+}
+
+/// An element type of the cache.
+trait KvElem: Copy + Send + Sync {
+    /// f16: the F16C path is there and should be taken (the caller checks the CPU).
+    const HALF: bool;
+    /// The row as f32: itself, or widened exactly into `tmp`.
+    fn as_f32<'a, const AVX: bool>(src: &'a [Self], tmp: &'a mut Vec<f32>) -> &'a [f32];
+}
+
+impl KvElem for f32 {
+    const HALF: bool = false;
+    #[inline(always)]
+    fn as_f32<'a, const AVX: bool>(src: &'a [f32], _tmp: &'a mut Vec<f32>) -> &'a [f32] {
+        src
+    }
+}
+
+impl KvElem for f16 {
+    const HALF: bool = true;
+    #[inline(always)]
+    fn as_f32<'a, const AVX: bool>(src: &'a [f16], tmp: &'a mut Vec<f32>) -> &'a [f32] {
+        tmp.resize(src.len(), 0.0);
+        #[cfg(target_arch = "x86_64")]
+        if AVX {
+            // SAFETY: AVX is only set by `one_head_f16c`, which has F16C; the 8 halves read and
+            // the 8 floats written lie inside `src` and `tmp` (i + 8 <= len).
+            unsafe {
+                use std::arch::x86_64::*;
+                let n8 = src.len() & !7;
+                let mut i = 0;
+                while i < n8 {
+                    let h = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+                    i += 8;
+                }
+                for j in n8..src.len() {
+                    tmp[j] = src[j].to_f32();
+                }
+            }
+            return tmp;
+        }
+        for (d, s) in tmp.iter_mut().zip(src) {
+            *d = s.to_f32();
+        }
+        tmp
+    }
+}
+
 /// Attention values [seq][num_heads][head_dim]; with `probs`, also the probabilities used,
 /// [num_heads][seq][key_span] (0 for keys a query does not see). The (token, head) pairs are
 /// shared out over the worker pool.
-pub fn attend(job: &Job, q: &[f32], k: &[f32], v: &[f32], probs: Option<&mut [f32]>) -> Vec<f32> {
+pub fn attend(job: &Job, q: &[f32], kv: KvView, probs: Option<&mut [f32]>) -> Vec<f32> {
+    match kv {
+        KvView::F32 { k, v } => attend_typed(job, q, k, v, probs),
+        KvView::F16 { k, v } => attend_typed(job, q, k, v, probs),
+    }
+}
+
+fn attend_typed<E: KvElem>(
+    job: &Job,
+    q: &[f32],
+    k: &[E],
+    v: &[E],
+    probs: Option<&mut [f32]>,
+) -> Vec<f32> {
     let (nh, hd, seq) = (job.shape.num_heads, job.shape.head_dim, job.seq);
     let span = job.key_span();
     let mut out = vec![0f32; seq * nh * hd];
@@ -102,18 +182,22 @@ pub fn attend(job: &Job, q: &[f32], k: &[f32], v: &[f32], probs: Option<&mut [f3
             // SAFETY: item (i, h) owns out[(i * nh + h) * hd..][..hd], inside `out`.
             let o = unsafe { std::slice::from_raw_parts_mut(dst.0.add(item * hd), hd) };
             #[cfg(target_arch = "x86_64")]
-            if super::has_fma() {
+            if E::HALF && super::math::has_f16c_fma() {
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked just above).
+                unsafe { one_head_f16c(job, q, k, v, i, h, o, &mut scratch) };
+            } else if !E::HALF && super::has_fma() {
                 // SAFETY: the CPU has FMA (checked just above), so AVX too.
                 unsafe { one_head_fma(job, q, k, v, i, h, o, &mut scratch) };
             } else {
-                one_head::<false>(job, q, k, v, i, h, o, &mut scratch);
+                one_head::<E, false>(job, q, k, v, i, h, o, &mut scratch);
             }
             #[cfg(not(target_arch = "x86_64"))]
-            one_head::<false>(job, q, k, v, i, h, o, &mut scratch);
+            one_head::<E, false>(job, q, k, v, i, h, o, &mut scratch);
             if let Some(pr) = probs {
                 // SAFETY: item (i, h) owns row (h, i) of the [nh][seq][span] probabilities,
                 // inside the buffer (checked above).
-                let row = unsafe { std::slice::from_raw_parts_mut(pr.0.add((h * seq + i) * span), span) };
+                let row =
+                    unsafe { std::slice::from_raw_parts_mut(pr.0.add((h * seq + i) * span), span) };
                 row[..scratch.p.len()].copy_from_slice(&scratch.p);
             }
         }
@@ -130,6 +214,8 @@ pub fn attend(job: &Job, q: &[f32], k: &[f32], v: &[f32], probs: Option<&mut [f3
 struct Scratch {
     p: Vec<f32>,
     acc: Vec<f32>,
+    /// One key or value row widened to f32 (f16 caches).
+    row: Vec<f32>,
 }
 
 /// The same code compiled with AVX and FMA, so `mul_add` is one instruction instead of a libm
@@ -137,27 +223,44 @@ struct Scratch {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn one_head_fma(
+unsafe fn one_head_fma<E: KvElem>(
     job: &Job,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[E],
+    v: &[E],
     i: usize,
     h: usize,
     o: &mut [f32],
     scratch: &mut Scratch,
 ) {
-    one_head::<true>(job, q, k, v, i, h, o, scratch)
+    one_head::<E, true>(job, q, k, v, i, h, o, scratch)
+}
+
+/// `one_head_fma` with F16C as well, for f16 caches: rows widened 8 at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx,avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn one_head_f16c<E: KvElem>(
+    job: &Job,
+    q: &[f32],
+    k: &[E],
+    v: &[E],
+    i: usize,
+    h: usize,
+    o: &mut [f32],
+    scratch: &mut Scratch,
+) {
+    one_head::<E, true>(job, q, k, v, i, h, o, scratch)
 }
 
 /// Query token i, head h (`AVX`: the caller has AVX and FMA enabled).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn one_head<const AVX: bool>(
+fn one_head<E: KvElem, const AVX: bool>(
     job: &Job,
     q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    k: &[E],
+    v: &[E],
     i: usize,
     h: usize,
     o: &mut [f32],
@@ -167,7 +270,7 @@ fn one_head<const AVX: bool>(
     let (nh, hd) = (sh.num_heads, sh.head_dim);
     let n_rep = nh / sh.num_kv_heads;
     let (lo, n) = job.visible(i);
-    let Scratch { p, acc } = scratch;
+    let Scratch { p, acc, row } = scratch;
     p.clear();
     p.resize(n, 0.0);
     let g = h / n_rep;
@@ -178,10 +281,10 @@ fn one_head<const AVX: bool>(
     // softmax(scale * q.k + bias) over the visible keys; masked keys are exactly 0.
     let mut max = f32::NEG_INFINITY;
     for (t, pt) in p[..].iter_mut().enumerate().skip(lo) {
-        let kt = &kh[t * hd..(t + 1) * hd];
+        let kt = E::as_f32::<AVX>(&kh[t * hd..(t + 1) * hd], row);
         #[cfg(target_arch = "x86_64")]
         let dot = if AVX {
-            // SAFETY: AVX and FMA are there (AVX is only set by `one_head_fma`).
+            // SAFETY: AVX and FMA are there (AVX is only set by `one_head_fma` and `one_head_f16c`).
             unsafe { super::math::vec_dot_f32_avx(kt, qh) }
         } else {
             vec_dot_f32(kt, qh)
@@ -224,7 +327,8 @@ fn one_head<const AVX: bool>(
     acc.resize(slots * hd, 0.0);
     for (t, &pt) in p[..].iter().enumerate() {
         let a = &mut acc[(t % slots) * hd..(t % slots + 1) * hd];
-        for (ad, &vd) in a.iter_mut().zip(&vh[t * hd..(t + 1) * hd]) {
+        let vt = E::as_f32::<AVX>(&vh[t * hd..(t + 1) * hd], row);
+        for (ad, &vd) in a.iter_mut().zip(vt) {
             *ad = vd.mul_add(pt, *ad);
         }
     }
@@ -234,14 +338,16 @@ fn one_head<const AVX: bool>(
     if seq >= 2 {
         let s: [&[f32]; 8] = std::array::from_fn(a);
         for (d, od) in o.iter_mut().enumerate() {
-            *od = ((s[0][d] + s[4][d]) + (s[2][d] + s[6][d])) + ((s[1][d] + s[5][d]) + (s[3][d] + s[7][d]));
+            *od = ((s[0][d] + s[4][d]) + (s[2][d] + s[6][d]))
+                + ((s[1][d] + s[5][d]) + (s[3][d] + s[7][d]));
         }
     } else {
         // x_l = (slot l + slot 16 + l) + (slot 8 + l + slot 24 + l), then
         // ((x0 + x4) + (x1 + x5)) + ((x2 + x6) + (x3 + x7))
         let s: [&[f32]; 32] = std::array::from_fn(a);
         for (d, od) in o.iter_mut().enumerate() {
-            let x: [f32; 8] = std::array::from_fn(|l| (s[l][d] + s[16 + l][d]) + (s[8 + l][d] + s[24 + l][d]));
+            let x: [f32; 8] =
+                std::array::from_fn(|l| (s[l][d] + s[16 + l][d]) + (s[8 + l][d] + s[24 + l][d]));
             *od = ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
         }
     }
@@ -263,14 +369,22 @@ pub fn attend_ref(job: &Job, q: &[f32], k: &[f32], v: &[f32]) -> (Vec<f32>, Vec<
             let key = |t: usize| &k[(g * sh.capacity + t) * hd..(g * sh.capacity + t + 1) * hd];
             let scores: Vec<f64> = (lo..n)
                 .map(|t| {
-                    let dot: f64 = key(t).iter().zip(qh).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let dot: f64 = key(t)
+                        .iter()
+                        .zip(qh)
+                        .map(|(&a, &b)| a as f64 * b as f64)
+                        .sum();
                     let bias = job
                         .bias
                         .map(|b| b.at(h, t as i64 - (job.start + i) as i64) as f64)
                         .unwrap_or(0.0);
                     let score = dot * job.scale as f64;
                     let cap = job.softcap as f64;
-                    (if cap > 0.0 { cap * (score / cap).tanh() } else { score }) + bias
+                    (if cap > 0.0 {
+                        cap * (score / cap).tanh()
+                    } else {
+                        score
+                    }) + bias
                 })
                 .collect();
             let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -304,54 +418,80 @@ mod tests {
     #[test]
     fn attend_equals_its_plain_twin() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let (nh, nkv, hd, cap) = (4, 2, 16, 40);
-        for (start, seq, keys, window, scale, with_bias, softcap) in [
-            (0, 12, Keys::Causal, None, 0.25, false, 0.0),
-            (5, 1, Keys::Causal, None, 0.25, false, 0.0),
-            (3, 9, Keys::Causal, Some(4), 0.25, false, 0.0),
-            (30, 1, Keys::Causal, Some(7), 0.25, false, 0.0),
-            (0, 10, Keys::All(10), None, 0.25, false, 0.0),
-            (0, 3, Keys::All(17), None, 0.25, false, 0.0),
-            (4, 6, Keys::Causal, None, 1.0, true, 0.0),
-            (0, 8, Keys::All(8), None, 1.0, true, 0.0),
-            // Gemma 2's soft cap, low enough to bend the scores
-            (2, 7, Keys::Causal, Some(5), 1.0, false, 1.5),
-            (9, 1, Keys::Causal, None, 1.0, false, 1.5),
-        ] {
-            let q = randn(&mut rng, seq * nh * hd);
-            let k = randn(&mut rng, nkv * cap * hd);
-            let v = randn(&mut rng, nkv * cap * hd);
-            let (min_distance, span) = (-40i64, 81usize);
-            let values = randn(&mut rng, nh * span);
-            let job = Job {
-                shape: Shape {
-                    num_heads: nh,
-                    num_kv_heads: nkv,
-                    head_dim: hd,
-                    capacity: cap,
-                    window,
-                },
-                start,
-                seq,
-                keys,
-                scale,
-                softcap,
-                bias: with_bias.then_some(Bias {
-                    values: &values,
-                    min_distance,
-                    span,
-                }),
-            };
-            let mut probs = vec![0f32; nh * seq * job.key_span()];
-            let fast = attend(&job, &q, &k, &v, Some(&mut probs));
-            let (want, want_probs) = attend_ref(&job, &q, &k, &v);
-            let err = |a: &[f32], b: &[f32]| {
-                a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
-            };
-            assert!(err(&fast, &want) < 1e-5, "{keys:?} {start} {seq}: {}", err(&fast, &want));
-            assert!(err(&probs, &want_probs) < 1e-6, "{keys:?} probs");
-            // without probabilities: the same values, bit for bit
-            assert_eq!(attend(&job, &q, &k, &v, None), fast);
+        let (nh, nkv, cap) = (4, 2, 40);
+        // a head of 20 has a tail after its 8-lane blocks
+        for hd in [16usize, 20] {
+            for (start, seq, keys, window, scale, with_bias, softcap) in [
+                (0, 12, Keys::Causal, None, 0.25, false, 0.0),
+                (5, 1, Keys::Causal, None, 0.25, false, 0.0),
+                (3, 9, Keys::Causal, Some(4), 0.25, false, 0.0),
+                (30, 1, Keys::Causal, Some(7), 0.25, false, 0.0),
+                (0, 10, Keys::All(10), None, 0.25, false, 0.0),
+                (0, 3, Keys::All(17), None, 0.25, false, 0.0),
+                (4, 6, Keys::Causal, None, 1.0, true, 0.0),
+                (0, 8, Keys::All(8), None, 1.0, true, 0.0),
+                // Gemma 2's soft cap, low enough to bend the scores
+                (2, 7, Keys::Causal, Some(5), 1.0, false, 1.5),
+                (9, 1, Keys::Causal, None, 1.0, false, 1.5),
+            ] {
+                let q = randn(&mut rng, seq * nh * hd);
+                let k = randn(&mut rng, nkv * cap * hd);
+                let v = randn(&mut rng, nkv * cap * hd);
+                let (min_distance, span) = (-40i64, 81usize);
+                let values = randn(&mut rng, nh * span);
+                let job = Job {
+                    shape: Shape {
+                        num_heads: nh,
+                        num_kv_heads: nkv,
+                        head_dim: hd,
+                        capacity: cap,
+                        window,
+                    },
+                    start,
+                    seq,
+                    keys,
+                    scale,
+                    softcap,
+                    bias: with_bias.then_some(Bias {
+                        values: &values,
+                        min_distance,
+                        span,
+                    }),
+                };
+                let mut probs = vec![0f32; nh * seq * job.key_span()];
+                let fast = attend(&job, &q, KvView::F32 { k: &k, v: &v }, Some(&mut probs));
+                let (want, want_probs) = attend_ref(&job, &q, &k, &v);
+                let err = |a: &[f32], b: &[f32]| {
+                    a.iter()
+                        .zip(b)
+                        .map(|(x, y)| (x - y).abs())
+                        .fold(0f32, f32::max)
+                };
+                assert!(
+                    err(&fast, &want) < 1e-5,
+                    "{keys:?} {start} {seq}: {}",
+                    err(&fast, &want)
+                );
+                assert!(err(&probs, &want_probs) < 1e-6, "{keys:?} probs");
+                // without probabilities: the same values, bit for bit
+                assert_eq!(attend(&job, &q, KvView::F32 { k: &k, v: &v }, None), fast);
+                // an f16 cache: the f32 kernel's result on the rounded values, bit for bit
+                let half = |x: &[f32]| x.iter().map(|&a| f16::from_f32(a)).collect::<Vec<_>>();
+                let widen = |x: &[f16]| x.iter().map(|a| a.to_f32()).collect::<Vec<_>>();
+                let (k16, v16) = (half(&k), half(&v));
+                let (kr, vr) = (widen(&k16), widen(&v16));
+                let from_half = attend(&job, &q, KvView::F16 { k: &k16, v: &v16 }, None);
+                assert_eq!(
+                    from_half,
+                    attend(&job, &q, KvView::F32 { k: &kr, v: &vr }, None),
+                    "{keys:?} f16"
+                );
+                let (want16, _) = attend_ref(&job, &q, &kr, &vr);
+                assert!(
+                    err(&from_half, &want16) < 1e-5,
+                    "{keys:?} f16 against the reference"
+                );
+            }
         }
     }
 }

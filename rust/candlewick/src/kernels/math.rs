@@ -59,7 +59,11 @@ pub unsafe fn vec_dot_f32_avx(x: &[f32], y: &[f32]) -> f32 {
     let mut i = 0;
     while i < np {
         for (j, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i + 8 * j)), _mm256_loadu_ps(py.add(i + 8 * j)), *a);
+            *a = _mm256_fmadd_ps(
+                _mm256_loadu_ps(px.add(i + 8 * j)),
+                _mm256_loadu_ps(py.add(i + 8 * j)),
+                *a,
+            );
         }
         i += 32;
     }
@@ -360,7 +364,12 @@ pub fn geglu_rows(x: &[f32], g: &[f32], out: &mut [f32]) {
 
 /// out = f(a, b) elementwise, in pieces of 4096 shared out over the worker pool when there are
 /// more than 4 of them (each piece runs `f` on its own ranges of a, b and out).
-fn pooled_pairs(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync) {
+fn pooled_pairs(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+) {
     const CHUNK: usize = 4096;
     let n = out.len().min(a.len()).min(b.len());
     let dst = super::SharedOut(out.as_mut_ptr());
@@ -380,10 +389,12 @@ fn pooled_pairs(a: &[f32], b: &[f32], out: &mut [f32], f: impl Fn(&[f32], &[f32]
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_f16c_fma() -> bool {
+pub(crate) fn has_f16c_fma() -> bool {
     static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *OK.get_or_init(|| {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c") && super::has_fma()
+        std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
+            && super::has_fma()
     })
 }
 
@@ -486,12 +497,20 @@ mod tests {
                     _ => -12.0 + (i as f32 * 0.618).fract() * 24.0,
                 })
                 .collect();
-            let g: Vec<f32> = (0..n).map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.37).collect();
+            let g: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 19) as f32 - 9.0) * 0.37)
+                .collect();
             let mut out = vec![0f32; n];
             geglu_rows(&x, &g, &mut out);
             for i in 0..n {
                 let want = geglu_ggml(x[i], g[i]);
-                assert!(out[i].to_bits() == want.to_bits() || (out[i].is_nan() && want.is_nan()), "{i}: {} {} -> {} want {want}", x[i], g[i], out[i]);
+                assert!(
+                    out[i].to_bits() == want.to_bits() || (out[i].is_nan() && want.is_nan()),
+                    "{i}: {} {} -> {} want {want}",
+                    x[i],
+                    g[i],
+                    out[i]
+                );
             }
         }
     }

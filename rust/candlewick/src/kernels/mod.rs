@@ -105,7 +105,8 @@ pub fn simd_report() -> SimdReport {
     }
     let mut paths = Vec::new();
     for t in [
-        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+        "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL",
+        "IQ4_XS",
     ] {
         paths.push((
             t,
@@ -116,7 +117,13 @@ pub fn simd_report() -> SimdReport {
         ));
     }
     for t in ["F16", "BF16"] {
-        paths.push((t, format!("candlewick kernel (GGUF weights, f32 activations): {}", quant::simd_path())));
+        paths.push((
+            t,
+            format!(
+                "candlewick kernel (GGUF weights, f32 activations): {}",
+                quant::simd_path()
+            ),
+        ));
     }
     paths.push(("F32", "gemm crate, runtime-dispatched SIMD".to_string()));
     SimdReport {

@@ -209,7 +209,13 @@ pub fn vec_dot_q4_1_q8_1_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
 /// The 32 nibbles of 16 bytes in ggml's order: element j in byte j's low half, j + 16 in its
 /// high half.
 fn nibbles(qs: &[u8]) -> [u8; 32] {
-    std::array::from_fn(|e| if e < 16 { qs[e] & 0x0F } else { qs[e - 16] >> 4 })
+    std::array::from_fn(|e| {
+        if e < 16 {
+            qs[e] & 0x0F
+        } else {
+            qs[e - 16] >> 4
+        }
+    })
 }
 
 /// The 32 unsigned 4-bit values of a Q4_1 block.
@@ -326,7 +332,11 @@ pub fn vec_dot_q4_0_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
 fn blockwise_dot_i8(blocks: impl Iterator<Item = (f32, [i8; 32])>, a: &[BlockQ8]) -> f32 {
     let mut acc = 0f32;
     for ((dw, v), ab) in blocks.zip(a) {
-        let s: i32 = v.iter().zip(&ab.qs).map(|(&w, &x)| w as i32 * x as i32).sum();
+        let s: i32 = v
+            .iter()
+            .zip(&ab.qs)
+            .map(|(&w, &x)| w as i32 * x as i32)
+            .sum();
         acc = (s as f32).mul_add(dw * ab.d.to_f32(), acc);
     }
     acc
@@ -371,7 +381,11 @@ pub fn vec_dot_iq4_nl_q8_0_ref(w: &[u8], a: &[BlockQ8]) -> f32 {
     }
     let mut sum = hsum8(&std::array::from_fn(|l| acc[0][l] + acc[1][l]));
     if let (Some((dw, v)), Some(ab)) = (blocks.get(pairs), a.get(pairs)) {
-        let s: i32 = v.iter().zip(&ab.qs).map(|(&w, &x)| w as i32 * x as i32).sum();
+        let s: i32 = v
+            .iter()
+            .zip(&ab.qs)
+            .map(|(&w, &x)| w as i32 * x as i32)
+            .sum();
         sum = (ab.d.to_f32() * dw).mul_add(s as f32, sum);
     }
     sum
@@ -504,7 +518,8 @@ fn q2_k_lanes(b: &[u8], ab: &BlockQ8K) -> ([i32; 8], [i32; 8]) {
         lanes[e % 32 / 4] += (b[e / 16] & 0x0F) as i32 * q2_k_value(b, e) * ab.qs[e] as i32;
     }
     let mins = std::array::from_fn(|l| {
-        (b[2 * l] >> 4) as i32 * ab.bsums[2 * l] as i32 + (b[2 * l + 1] >> 4) as i32 * ab.bsums[2 * l + 1] as i32
+        (b[2 * l] >> 4) as i32 * ab.bsums[2 * l] as i32
+            + (b[2 * l + 1] >> 4) as i32 * ab.bsums[2 * l + 1] as i32
     });
     (lanes, mins)
 }
@@ -817,7 +832,10 @@ impl QType {
 
     /// Activations go to Q8_K blocks of 256 (else Q8_0/Q8_1 blocks of 32).
     fn super_blocks(self) -> bool {
-        matches!(self, QType::Q2K | QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS)
+        matches!(
+            self,
+            QType::Q2K | QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS
+        )
     }
 
     /// llama.cpp repacks this type's tensors of `n` rows on AVX2 (Q4_0 and IQ4_NL, in groups of
@@ -977,9 +995,7 @@ impl Activations {
                         }
                     };
                 }
-                acts.map(|act| {
-                    w.map(|wr| dot256_ref(t, wr, act, per_pair, *tiled))
-                })
+                acts.map(|act| w.map(|wr| dot256_ref(t, wr, act, per_pair, *tiled)))
             }
         }
     }
@@ -1051,7 +1067,9 @@ fn dot256_ref(t: QType, w: &[u8], a: &[BlockQ8K], per_pair: bool, tiled: bool) -
 /// calling thread works too); each group meets the activation rows A at a time (4 with VNNI's
 /// 32 registers, else 2) while its weights are hot.
 pub fn matmul(t: QType, w: &[u8], x: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
-    matmul_parts(&[Part { t, w, n }], x, m, k).pop().unwrap_or_default()
+    matmul_parts(&[Part { t, w, n }], x, m, k)
+        .pop()
+        .unwrap_or_default()
 }
 
 /// One weight of a fused product: `n` rows of type `t`.
@@ -1068,7 +1086,9 @@ pub struct Part<'a> {
 pub fn matmul_parts(parts: &[Part], x: &[f32], m: usize, k: usize) -> Vec<Vec<f32>> {
     for p in parts {
         assert!(
-            k.is_multiple_of(p.t.block_elems()) && x.len() == m * k && p.w.len() == p.n * p.t.row_bytes(k),
+            k.is_multiple_of(p.t.block_elems())
+                && x.len() == m * k
+                && p.w.len() == p.n * p.t.row_bytes(k),
             "quant matmul shapes"
         );
     }
@@ -1095,7 +1115,10 @@ pub fn matmul_parts(parts: &[Part], x: &[f32], m: usize, k: usize) -> Vec<Vec<f3
         first.push(first[first.len() - 1] + p.n.div_ceil(4));
     }
     let groups = first[parts.len()];
-    let dsts: Vec<super::SharedOut> = outs.iter_mut().map(|o| super::SharedOut(o.as_mut_ptr())).collect();
+    let dsts: Vec<super::SharedOut> = outs
+        .iter_mut()
+        .map(|o| super::SharedOut(o.as_mut_ptr()))
+        .collect();
     let profiling = crate::profile::on();
     let busy = std::sync::atomic::AtomicU64::new(0);
     let work = |range: std::ops::Range<usize>| {
@@ -1108,7 +1131,10 @@ pub fn matmul_parts(parts: &[Part], x: &[f32], m: usize, k: usize) -> Vec<Vec<f3
             unsafe { group(p, act, item - first[pi], m, k, dsts[pi]) };
         }
         if let Some(t0) = t0 {
-            busy.fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+            busy.fetch_add(
+                t0.elapsed().as_nanos() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
         }
     };
     // Small products are not worth waking the workers for.
@@ -1122,7 +1148,12 @@ pub fn matmul_parts(parts: &[Part], x: &[f32], m: usize, k: usize) -> Vec<Vec<f3
         if let Some(t0) = t0 {
             let wall = t0.elapsed().as_nanos() as u64;
             let busy = busy.load(std::sync::atomic::Ordering::Relaxed);
-            crate::profile::pool_wait("(in the matmuls: threads waiting)", wall, busy, pool.n_workers() + 1);
+            crate::profile::pool_wait(
+                "(in the matmuls: threads waiting)",
+                wall,
+                busy,
+                pool.n_workers() + 1,
+            );
         }
     }
     outs
@@ -1244,7 +1275,10 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
             for (b, o) in row.chunks_exact(Q2_K_BYTES).zip(out.chunks_exact_mut(QK_K)) {
                 let (d, dmin) = (f16_at(b, 80), f16_at(b, 82));
                 for (e, v) in o.iter_mut().enumerate() {
-                    let (dl, ml) = (d * (b[e / 16] & 0x0F) as f32, dmin * (b[e / 16] >> 4) as f32);
+                    let (dl, ml) = (
+                        d * (b[e / 16] & 0x0F) as f32,
+                        dmin * (b[e / 16] >> 4) as f32,
+                    );
                     *v = dl * q2_k_value(b, e) as f32 - ml;
                 }
             }
@@ -1263,7 +1297,10 @@ pub fn dequantize_row(t: QType, row: &[u8], out: &mut [f32]) {
             }
         }
         QType::IQ4XS => {
-            for (b, o) in row.chunks_exact(IQ4_XS_BYTES).zip(out.chunks_exact_mut(QK_K)) {
+            for (b, o) in row
+                .chunks_exact(IQ4_XS_BYTES)
+                .zip(out.chunks_exact_mut(QK_K))
+            {
                 let d = f16_at(b, 0);
                 for (ib, sub) in o.chunks_exact_mut(32).enumerate() {
                     let dl = d * iq4_xs_scale(b, ib) as f32;
@@ -1334,7 +1371,10 @@ mod tests {
                 QType::Q3K => 108,
                 _ => 0,
             };
-            let d = if matches!(t, QType::Q2K | QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K) {
+            let d = if matches!(
+                t,
+                QType::Q2K | QType::Q3K | QType::Q4K | QType::Q5K | QType::Q6K
+            ) {
                 0.001
             } else {
                 0.01
@@ -1375,7 +1415,15 @@ mod tests {
 
     /// One output by the scalar references (`n`: the weight's rows, which choose Q4_0/IQ4_NL's
     /// order).
-    fn reference(t: QType, w: &[u8], x: &[f32], k: usize, n: usize, per_pair: bool, tiled: bool) -> f32 {
+    fn reference(
+        t: QType,
+        w: &[u8],
+        x: &[f32],
+        k: usize,
+        n: usize,
+        per_pair: bool,
+        tiled: bool,
+    ) -> f32 {
         if t.float() {
             return dot_float_ref(t == QType::BF16, w, x);
         }
@@ -1429,7 +1477,11 @@ mod tests {
         for t in ALL {
             for (m, n) in [(6, 37), (11, 37), (6, 40), (11, 40)] {
                 let k = if t.float() {
-                    if n == 40 { 517 } else { 512 } // a tail of k % 8 values
+                    if n == 40 {
+                        517
+                    } else {
+                        512
+                    } // a tail of k % 8 values
                 } else if t.super_blocks() || n == 40 {
                     512
                 } else {
@@ -1461,15 +1513,38 @@ mod tests {
     #[test]
     fn fused_parts_equal_their_own_products() {
         let k = 512;
-        let types = [(QType::Q4_1, 12), (QType::Q8_0, 5), (QType::Q4K, 9), (QType::Q4_0, 16), (QType::Q4_0, 6), (QType::F16, 4), (QType::Q6K, 3)];
-        let ws: Vec<Vec<u8>> = types.iter().enumerate().map(|(s, &(t, n))| blocks(t, n * k / t.block_elems(), s as u64 + 11)).collect();
+        let types = [
+            (QType::Q4_1, 12),
+            (QType::Q8_0, 5),
+            (QType::Q4K, 9),
+            (QType::Q4_0, 16),
+            (QType::Q4_0, 6),
+            (QType::F16, 4),
+            (QType::Q6K, 3),
+        ];
+        let ws: Vec<Vec<u8>> = types
+            .iter()
+            .enumerate()
+            .map(|(s, &(t, n))| blocks(t, n * k / t.block_elems(), s as u64 + 11))
+            .collect();
         for m in [1, 7] {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0).collect();
-            let parts: Vec<Part> = types.iter().zip(&ws).map(|(&(t, n), w)| Part { t, w, n }).collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7919 % 1000) as f32 / 250.0) - 2.0)
+                .collect();
+            let parts: Vec<Part> = types
+                .iter()
+                .zip(&ws)
+                .map(|(&(t, n), w)| Part { t, w, n })
+                .collect();
             let fused = matmul_parts(&parts, &x, m, k);
             for (p, got) in parts.iter().zip(&fused) {
                 let want = matmul(p.t, p.w, &x, m, k, p.n);
-                assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{:?} m {m}", p.t);
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{:?} m {m}",
+                    p.t
+                );
             }
         }
     }
@@ -1489,7 +1564,11 @@ mod tests {
                 std::hint::black_box(matmul(t, &w, &x, 1, k, n));
             }
             let dt = t0.elapsed().as_secs_f64() / runs as f64;
-            println!("{t:?}: {:.1} us, {:.2} GB/s of weights", dt * 1e6, w.len() as f64 / dt / 1e9);
+            println!(
+                "{t:?}: {:.1} us, {:.2} GB/s of weights",
+                dt * 1e6,
+                w.len() as f64 / dt / 1e9
+            );
         }
     }
 

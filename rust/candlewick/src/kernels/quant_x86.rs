@@ -11,8 +11,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES, Q3_K_BYTES, Q4_0_BYTES, Q4_1_BYTES,
-    Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
+    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES, Q3_K_BYTES,
+    Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
 };
 
 /// How far ahead the weights are prefetched (bytes): the same bytes of the row some groups on (a
@@ -137,7 +137,16 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
             _mm256_cvtph_ps(_mm_set_epi32(rd(wb[3]), rd(wb[2]), rd(wb[1]), rd(wb[0])))
         } else {
             let rd = |p: *const u8| (p as *const i16).read_unaligned();
-            _mm256_castps128_ps256(_mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, rd(wb[3]), rd(wb[2]), rd(wb[1]), rd(wb[0]))))
+            _mm256_castps128_ps256(_mm_cvtph_ps(_mm_set_epi16(
+                0,
+                0,
+                0,
+                0,
+                rd(wb[3]),
+                rd(wb[2]),
+                rd(wb[1]),
+                rd(wb[0]),
+            )))
         };
         for r in 0..4 {
             let wb = wb[r];
@@ -150,7 +159,10 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
                         nib // value + 8
                     } else if VNNI {
                         // value + 128
-                        _mm256_xor_si256(_mm256_shuffle_epi8(table, nib), _mm256_set1_epi8(0x80u8 as i8))
+                        _mm256_xor_si256(
+                            _mm256_shuffle_epi8(table, nib),
+                            _mm256_set1_epi8(0x80u8 as i8),
+                        )
                     } else {
                         _mm256_shuffle_epi8(table, nib)
                     }
@@ -564,7 +576,10 @@ unsafe fn tile_q2k<const VNNI: bool, const A: usize>(
                 let q2 = _mm256_loadu_si256(wb.add(16 + 32 * j) as *const __m256i);
                 for sh in 0..4 {
                     let v = 4 * j + sh;
-                    low[v] = _mm256_and_si256(_mm256_srl_epi16(q2, _mm_cvtsi32_si128(2 * sh as i32)), m3);
+                    low[v] = _mm256_and_si256(
+                        _mm256_srl_epi16(q2, _mm_cvtsi32_si128(2 * sh as i32)),
+                        m3,
+                    );
                     let shuffle = _mm_set_epi64x(ones * (2 * v as i64 + 1), ones * (2 * v as i64));
                     s16[v] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle));
                 }
@@ -581,8 +596,16 @@ unsafe fn tile_q2k<const VNNI: bool, const A: usize>(
                 if tiled {
                     (totals[ai][r], min_totals[ai][r]) = (sumi, prod);
                 } else {
-                    acc[ai][r] = _mm256_fmadd_ps(_mm256_set1_ps(-ab.d * dmin), _mm256_cvtepi32_ps(prod), acc[ai][r]);
-                    acc[ai][r] = _mm256_fmadd_ps(_mm256_set1_ps(ab.d * d), _mm256_cvtepi32_ps(sumi), acc[ai][r]);
+                    acc[ai][r] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(-ab.d * dmin),
+                        _mm256_cvtepi32_ps(prod),
+                        acc[ai][r],
+                    );
+                    acc[ai][r] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(ab.d * d),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[ai][r],
+                    );
                 }
             }
         }
@@ -660,13 +683,20 @@ unsafe fn tile_q3k<const VNNI: bool, const A: usize>(
                 let mut sumi = _mm256_setzero_si256();
                 for v in 0..8 {
                     let y = _mm256_loadu_si256(ab.qs.as_ptr().add(32 * v) as *const __m256i);
-                    let p = _mm256_sub_epi16(_mm256_maddubs_epi16(low[v], y), _mm256_maddubs_epi16(high[v], y));
+                    let p = _mm256_sub_epi16(
+                        _mm256_maddubs_epi16(low[v], y),
+                        _mm256_maddubs_epi16(high[v], y),
+                    );
                     sumi = dot_i16::<VNNI>(sumi, s16[v], p);
                 }
                 if tiled {
                     totals[ai][r] = sumi;
                 } else {
-                    acc[ai][r] = _mm256_fmadd_ps(_mm256_set1_ps(ab.d * dw), _mm256_cvtepi32_ps(sumi), acc[ai][r]);
+                    acc[ai][r] = _mm256_fmadd_ps(
+                        _mm256_set1_ps(ab.d * dw),
+                        _mm256_cvtepi32_ps(sumi),
+                        acc[ai][r],
+                    );
                 }
             }
         }
@@ -720,7 +750,8 @@ unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
                 let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
                 q[s] = _mm256_shuffle_epi8(table, nib);
                 let sl = *wb.add(4 + s / 2) as i32;
-                ls[s] = ((((sl >> (4 * (s % 2))) & 0x0F) | (((sh >> (2 * s)) & 3) << 4)) - 32) as i16;
+                ls[s] =
+                    ((((sl >> (4 * (s % 2))) & 0x0F) | (((sh >> (2 * s)) & 3) << 4)) - 32) as i16;
             }
             let mut aq = [_mm256_setzero_si256(); 8];
             for (a, &v) in aq.iter_mut().zip(&q) {
@@ -800,8 +831,13 @@ unsafe fn tile_float<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) 
         for r in 0..4 {
             let mut sum = hsum8(acc[ai][r]);
             for e in k8..k {
-                let bits = u16::from_le_bytes([*w[r].as_ptr().add(2 * e), *w[r].as_ptr().add(2 * e + 1)]);
-                let wv = if bf16 { f32::from_bits((bits as u32) << 16) } else { half::f16::from_bits(bits).to_f32() };
+                let bits =
+                    u16::from_le_bytes([*w[r].as_ptr().add(2 * e), *w[r].as_ptr().add(2 * e + 1)]);
+                let wv = if bf16 {
+                    f32::from_bits((bits as u32) << 16)
+                } else {
+                    half::f16::from_bits(bits).to_f32()
+                };
                 sum = wv.mul_add(x[ai][e], sum);
             }
             out[ai][r] = sum;
@@ -847,13 +883,21 @@ entry!(tile_avx2, "avx2,fma,f16c", false);
 
 /// Float weights on the AVX2 path. SAFETY: as the entries above.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn tile_float_avx2<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) -> [[f32; 4]; A] {
+pub unsafe fn tile_float_avx2<const A: usize>(
+    bf16: bool,
+    w: [&[u8]; 4],
+    x: [&[f32]; A],
+) -> [[f32; 4]; A] {
     tile_float::<A>(bf16, w, x)
 }
 
 /// Float weights with AVX-512VL's 32 registers (the same arithmetic). SAFETY: as above.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-pub unsafe fn tile_float_vnni<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) -> [[f32; 4]; A] {
+pub unsafe fn tile_float_vnni<const A: usize>(
+    bf16: bool,
+    w: [&[u8]; 4],
+    x: [&[f32]; A],
+) -> [[f32; 4]; A] {
     tile_float::<A>(bf16, w, x)
 }
 entry!(

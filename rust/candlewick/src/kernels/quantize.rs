@@ -48,9 +48,15 @@ impl Target {
     /// One row (a multiple of the block size) as this type's bytes, appended to `out`.
     pub fn quantize_row(self, x: &[f32], out: &mut Vec<u8>) {
         match self {
-            Target::F32 => x.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
-            Target::F16 => x.iter().for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
-            Target::Bf16 => x.iter().for_each(|v| out.extend_from_slice(&to_bf16(*v).to_le_bytes())),
+            Target::F32 => x
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+            Target::F16 => x
+                .iter()
+                .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+            Target::Bf16 => x
+                .iter()
+                .for_each(|v| out.extend_from_slice(&to_bf16(*v).to_le_bytes())),
             Target::Q8_0 => x.chunks_exact(32).for_each(|b| q8_0_block(b, out)),
             Target::Q4_0 => x.chunks_exact(32).for_each(|b| q4_0_block(b, out)),
             Target::Q4_1 => x.chunks_exact(32).for_each(|b| q_1_block(b, false, out)),
@@ -137,7 +143,12 @@ fn q_1_block(x: &[f32], five: bool, out: &mut Vec<u8>) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let (d, m) = (f16::from_f32(d), f16::from_f32(min));
     if five {
-        put_five_bits(d, Some(m), (0..32).map(|j| ((x[j] - min) * id + 0.5) as u8), out);
+        put_five_bits(
+            d,
+            Some(m),
+            (0..32).map(|j| ((x[j] - min) * id + 0.5) as u8),
+            out,
+        );
     } else {
         let q = |v: f32| (((v - min) * id + 0.5) as i8).min(15) as u8;
         out.extend_from_slice(&d.to_le_bytes());
@@ -216,7 +227,15 @@ fn make_qx_quants(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
 /// make_qkx2_quants without MAD: 32 values to [0, nmax] with a scale and a min, searched over
 /// nstep + 1 candidate scales for the least weighted squared error. Returns (scale, -min).
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(x: &[f32], w: &[f32], nmax: i32, l: &mut [u8], rmin: f32, rdelta: f32, nstep: i32) -> (f32, f32) {
+fn make_qkx2_quants(
+    x: &[f32],
+    w: &[f32],
+    nmax: i32,
+    l: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+) -> (f32, f32) {
     let (mut min, mut max) = (x[0], x[0]);
     let mut sum_w = w[0];
     let mut sum_x = sum_w * x[0];
@@ -309,7 +328,11 @@ fn q45_k_block(x: &[f32], five: bool, out: &mut Vec<u8>) {
             max_min = m;
         }
     }
-    let inv_scale = if max_scale > 0.0 { 63.0 / max_scale } else { 0.0 };
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
     let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
     let mut sc = [0u8; 12];
     for j in 0..8 {
@@ -331,7 +354,10 @@ fn q45_k_block(x: &[f32], five: bool, out: &mut Vec<u8>) {
         let (s, m) = if j < 4 {
             (sc[j] & 63, sc[j + 4] & 63)
         } else {
-            ((sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4), (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4))
+            (
+                (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4),
+                (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4),
+            )
         };
         let dj = d.to_f32() * s as f32;
         if dj == 0.0 {
@@ -410,7 +436,10 @@ fn q6_k_block(x: &[f32], out: &mut Vec<u8>) {
     let mut ql = [0u8; 128];
     let mut qh = [0u8; 64];
     for (half, j) in (0..256).step_by(128).enumerate() {
-        let (ql, qh) = (&mut ql[64 * half..64 * half + 64], &mut qh[32 * half..32 * half + 32]);
+        let (ql, qh) = (
+            &mut ql[64 * half..64 * half + 64],
+            &mut qh[32 * half..32 * half + 32],
+        );
         for i in 0..32 {
             let q = |o: usize| l[j + i + o] as u8;
             ql[i] = (q(0) & 0xF) | ((q(64) & 0xF) << 4);
@@ -430,7 +459,13 @@ mod tests {
     use crate::kernels::quant::{dequantize_row, QType};
 
     fn row(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed)) as f32 / u32::MAX as f32 - 0.5) * 0.3).collect()
+        (0..n)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed)) as f32 / u32::MAX as f32
+                    - 0.5)
+                    * 0.3
+            })
+            .collect()
     }
 
     /// Each block type's round trip lands within its step of the input.
@@ -448,7 +483,11 @@ mod tests {
             assert_eq!(bytes.len(), q.row_bytes(512));
             let mut back = vec![0f32; 512];
             dequantize_row(q, &bytes, &mut back);
-            let err = x.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let err = x
+                .iter()
+                .zip(&back)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
             assert!(err < tol, "{t:?}: {err}");
         }
     }

@@ -158,12 +158,19 @@ impl<'a> Vb<'a> {
 
     /// The same source and build at the top of its names (for tensors named outside a layer).
     pub fn root_of(vb: &Vb<'a>) -> Vb<'a> {
-        Vb { src: vb.src, prefix: String::new(), read: vb.read.clone() }
+        Vb {
+            src: vb.src,
+            prefix: String::new(),
+            read: vb.read.clone(),
+        }
     }
 
     /// Tensors are read from a GGUF file (its own names and arithmetic apply).
     pub fn is_gguf(&self) -> bool {
-        matches!(self.src.inner(), Source::Gguf(_) | Source::Params { gguf: true, .. })
+        matches!(
+            self.src.inner(),
+            Source::Gguf(_) | Source::Params { gguf: true, .. }
+        )
     }
 
     /// Nothing is read or allocated: the build only lists names and shapes.
@@ -186,7 +193,10 @@ impl<'a> Vb<'a> {
     /// Whether the checkpoint itself stores tensor `leaf` (sources that make tensors store none):
     /// for tensors a family computes when a checkpoint leaves them out.
     pub fn stored(&self, leaf: &str) -> bool {
-        matches!(self.src.inner(), Source::Files { .. } | Source::Gguf(_) | Source::Params { .. }) && self.has(leaf)
+        matches!(
+            self.src.inner(),
+            Source::Files { .. } | Source::Gguf(_) | Source::Params { .. }
+        ) && self.has(leaf)
     }
 
     /// The f32 tensor `leaf`, which must have `shape`.
@@ -194,17 +204,29 @@ impl<'a> Vb<'a> {
         let name = self.name(leaf);
         self.mark(&name);
         if let Source::Recorded { inner, made } = self.src {
-            let t = Vb { src: &**inner, prefix: String::new(), read: self.read.clone() }.tensor(&name, shape, init)?;
+            let t = Vb {
+                src: &**inner,
+                prefix: String::new(),
+                read: self.read.clone(),
+            }
+            .tensor(&name, shape, init)?;
             made.borrow_mut().insert(name, t.clone());
             return Ok(t);
         }
         match self.src {
             Source::Params { params, .. } => match params.get(&name) {
                 Some(v) if v.dims() == shape => Ok(v.clone()),
-                Some(v) => Err(Error::Model(format!("parameter {name} has shape {:?}, expected {shape:?}", v.dims()))),
-                None => Err(Error::Model(format!("no parameter {name} (expected shape {shape:?})"))),
+                Some(v) => Err(Error::Model(format!(
+                    "parameter {name} has shape {:?}, expected {shape:?}",
+                    v.dims()
+                ))),
+                None => Err(Error::Model(format!(
+                    "no parameter {name} (expected shape {shape:?})"
+                ))),
             },
-            Source::Recorded { .. } => Err(Error::Model("a recorded source inside a recorded source".into())),
+            Source::Recorded { .. } => Err(Error::Model(
+                "a recorded source inside a recorded source".into(),
+            )),
             Source::Files { files, path } => match files.iter().find(|f| f.contains(&name)) {
                 Some(f) => f.tensor(&name, shape, &cpu()),
                 None => Err(Error::invalid_file(
@@ -239,7 +261,8 @@ impl<'a> Vb<'a> {
         if let Source::Gguf(g) = self.src.inner() {
             if !matches!(self.src, Source::Recorded { .. }) {
                 self.mark(&self.name("weight"));
-                return Linear::from_gguf(g, &self.name("weight"), out, inp, &cpu())?.with_bias(bias(self)?);
+                return Linear::from_gguf(g, &self.name("weight"), out, inp, &cpu())?
+                    .with_bias(bias(self)?);
             }
         }
         let w = self.tensor("weight", &[out, inp], Init::Normal)?;
@@ -266,7 +289,12 @@ impl<'a> Vb<'a> {
         let w = w.t()?;
         let pack = |t: Tensor| if train { Ok(t) } else { t.contiguous() };
         (0..parts)
-            .map(|j| Linear::dense(pack(w.i(j * out..(j + 1) * out)?)?, Some(pack(b.i(j * out..(j + 1) * out)?)?)))
+            .map(|j| {
+                Linear::dense(
+                    pack(w.i(j * out..(j + 1) * out)?)?,
+                    Some(pack(b.i(j * out..(j + 1) * out)?)?),
+                )
+            })
             .collect()
     }
 
@@ -277,14 +305,26 @@ impl<'a> Vb<'a> {
             return Embedding::from_gguf(g, &self.name("weight"), rows, dim, &cpu());
         }
         // (a recorded GGUF source dequantizes: what training from a GGUF file starts from)
-        Ok(Embedding::Dense(self.tensor("weight", &[rows, dim], Init::Normal)?))
+        Ok(Embedding::Dense(self.tensor(
+            "weight",
+            &[rows, dim],
+            Init::Normal,
+        )?))
     }
 
     /// A learned position table "weight" [positions, dim] (with `sinusoidal`, made as the fixed
     /// sinusoids by sources that make tensors).
     pub fn positions(&self, positions: usize, dim: usize, sinusoidal: bool) -> Result<Embedding> {
-        let init = if sinusoidal { Init::Sinusoidal } else { Init::Normal };
-        Ok(Embedding::Dense(self.tensor("weight", &[positions, dim], init)?))
+        let init = if sinusoidal {
+            Init::Sinusoidal
+        } else {
+            Init::Normal
+        };
+        Ok(Embedding::Dense(self.tensor(
+            "weight",
+            &[positions, dim],
+            init,
+        )?))
     }
 
     /// RMSNorm: "weight" [dim].
@@ -349,7 +389,9 @@ impl Random {
             Init::Sinusoidal => crate::nn::position::sinusoidal_table(shape[0], shape[1]),
             Init::Uniform(fan) => {
                 let bound = 1.0 / (fan.max(1) as f64).sqrt();
-                (0..n).map(|_| ((self.rng.random::<f64>() * 2.0 - 1.0) * bound) as f32).collect()
+                (0..n)
+                    .map(|_| ((self.rng.random::<f64>() * 2.0 - 1.0) * bound) as f32)
+                    .collect()
             }
             // Box-Muller, in f64.
             Init::Normal => (0..n)

@@ -69,7 +69,10 @@ impl Model {
         if let Checkpoint::Config { path, .. } = ck {
             // a model's config.json: the model is its folder
             if path.file_name().is_some_and(|n| n == "config.json") {
-                let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let dir = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
                 return Model::from_checkpoint(&open_owned(dir)?);
             }
             return Err(Error::invalid_file(
@@ -96,7 +99,9 @@ impl Model {
                 }
                 families::build(&config, &Source::Files { files, path: dir })?
             }
-            Checkpoint::Config { path, .. } => return Err(Error::invalid_file(path, "holds no weights")),
+            Checkpoint::Config { path, .. } => {
+                return Err(Error::invalid_file(path, "holds no weights"))
+            }
         };
         // ids past the vocabulary are kept, as transformers keeps them (tiny test models name
         // GPT-2's 50256 with 320 tokens): such an end id never comes, it is never misread
@@ -117,7 +122,11 @@ impl Model {
     /// A model with random weights from a config of a family that can be built (whose `check`
     /// passes; gemma3 is read from GGUF files only): HF's initialisation, seeded (the same seed gives the same weights on every
     /// machine); with `tokenizer`, or without one the ids-only stand-in (token i reads "[i]").
-    pub fn from_config(cfg: ModelConfig, seed: u64, tokenizer: Option<Arc<Tokenizer>>) -> Result<Model> {
+    pub fn from_config(
+        cfg: ModelConfig,
+        seed: u64,
+        tokenizer: Option<Arc<Tokenizer>>,
+    ) -> Result<Model> {
         families::validate(&cfg)?;
         families::get(&cfg.family)?.check(&cfg)?;
         let n = families::num_parameters(&cfg)?;
@@ -164,7 +173,11 @@ impl Model {
 
     /// This model with other weights (trained ones): its config, tokenizer and settings, the
     /// stacks built from `tensors`, which `save` writes.
-    pub fn with_weights(&self, stacks: Stacks, tensors: BTreeMap<String, candle_core::Tensor>) -> Model {
+    pub fn with_weights(
+        &self,
+        stacks: Stacks,
+        tensors: BTreeMap<String, candle_core::Tensor>,
+    ) -> Model {
         let mut info = self.info.clone();
         info.tensor_types = [("F32".to_string(), tensors.len())].into_iter().collect();
         info.weight_bytes = tensors.values().map(|t| t.elem_count() * 4).sum();
@@ -181,6 +194,7 @@ impl Model {
             sentence: self.sentence,
             built: Some(tensors),
             gguf_names: self.gguf_names,
+            kv_dtype: (crate::nn::KvDtype::F32 as u8).into(),
         }
     }
 
@@ -191,7 +205,10 @@ impl Model {
     /// in .gguf writes one GGUF file instead (`save_gguf`). GGUF models are saved only as GGUF:
     /// converting quantized GGUF weights to safetensors is not built.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        if dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if dir
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             return self.save_gguf(dir);
         }
         if let Some(src) = self.source_folder() {
@@ -210,11 +227,16 @@ impl Model {
     fn save_gguf(&self, path: &Path) -> Result<()> {
         if self.built.is_none() && self.info.format == "gguf" {
             if self.info.path.canonicalize().ok() == path.canonicalize().ok() {
-                return Err(Error::InvalidArgument(format!("{} is the file the model was loaded from", path.display())));
+                return Err(Error::InvalidArgument(format!(
+                    "{} is the file the model was loaded from",
+                    path.display()
+                )));
             }
             let src = &self.info.path;
             let mut f = std::fs::File::open(src).map_err(|e| io_err(src, e))?;
-            return crate::io::gguf_write::atomically(path, |w| std::io::copy(&mut f, w).map(|_| ()));
+            return crate::io::gguf_write::atomically(path, |w| {
+                std::io::copy(&mut f, w).map(|_| ())
+            });
         }
         crate::model::quantize::quantize_model(self, path, "F32").map(|_| ())
     }
@@ -231,12 +253,20 @@ impl Model {
             return self.save_copy(dir);
         };
         let mut cfg = families::to_hf_json(&self.config)?;
-        if let (Some(obj), Some(e)) = (cfg.as_object_mut(), self.tokenizer.as_ref().and_then(|t| t.eos_token_id())) {
+        if let (Some(obj), Some(e)) = (
+            cfg.as_object_mut(),
+            self.tokenizer.as_ref().and_then(|t| t.eos_token_id()),
+        ) {
             obj.insert("eos_token_id".into(), e.into());
         }
         std::fs::create_dir_all(dir).map_err(|e| crate::io::write_err(dir, e))?;
-        let list: Vec<(String, candle_core::Tensor)> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())].into_iter().collect();
+        let list: Vec<(String, candle_core::Tensor)> = tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())]
+            .into_iter()
+            .collect();
         crate::io::safetensors::write_f32(&dir.join("model.safetensors"), &list, &meta)?;
         if let Some(t) = &self.tokenizer {
             t.save(&dir.join("tokenizer.json"))?;
@@ -254,7 +284,11 @@ impl Model {
         Some(if self.info.path.is_dir() {
             self.info.path.clone()
         } else {
-            self.info.path.parent().map(Path::to_path_buf).unwrap_or_default()
+            self.info
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
         })
     }
 
@@ -315,8 +349,14 @@ impl Checkpoint {
         };
         match self {
             Checkpoint::Gguf(g) => crate::model::families::from_gguf(g),
-            Checkpoint::Folder { dir, config: Some(v), .. } => from_json(v, &dir.join("config.json")),
-            Checkpoint::Folder { dir, config: None, .. } => Err(Error::invalid_file(
+            Checkpoint::Folder {
+                dir,
+                config: Some(v),
+                ..
+            } => from_json(v, &dir.join("config.json")),
+            Checkpoint::Folder {
+                dir, config: None, ..
+            } => Err(Error::invalid_file(
                 dir,
                 "not a model folder: config.json is missing",
             )),
@@ -344,7 +384,11 @@ impl Checkpoint {
     pub fn tokenizer(&self) -> Result<Option<crate::tokenizer::Tokenizer>> {
         match self {
             // llama.cpp's "none": a model of token ids alone
-            Checkpoint::Gguf(g) if matches!(g.get_str("tokenizer.ggml.model"), Some("none" | "no_vocab")) => Ok(None),
+            Checkpoint::Gguf(g)
+                if matches!(g.get_str("tokenizer.ggml.model"), Some("none" | "no_vocab")) =>
+            {
+                Ok(None)
+            }
             Checkpoint::Gguf(g) => crate::tokenizer::Tokenizer::from_gguf(g).map(Some),
             Checkpoint::Folder { dir, .. } => {
                 let p = dir.join("tokenizer.json");
@@ -352,7 +396,9 @@ impl Checkpoint {
                     return Ok(None);
                 }
                 let (bos, eos) = self.special_ids()?;
-                Ok(Some(crate::tokenizer::Tokenizer::from_file(&p)?.with_special_ids(bos, &eos)))
+                Ok(Some(
+                    crate::tokenizer::Tokenizer::from_file(&p)?.with_special_ids(bos, &eos),
+                ))
             }
             Checkpoint::Config { .. } => Ok(None),
         }
@@ -363,7 +409,10 @@ impl Checkpoint {
         let Some(st) = self.folder_json("sentence_bert_config.json")? else {
             return Ok(None);
         };
-        let max_seq_length = st.get("max_seq_length").and_then(|m| m.as_u64()).map(|m| m as usize);
+        let max_seq_length = st
+            .get("max_seq_length")
+            .and_then(|m| m.as_u64())
+            .map(|m| m as usize);
         let pooling = self.folder_json("1_Pooling/config.json")?.and_then(|p| {
             let on = |k: &str| p.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
             if on("pooling_mode_mean_tokens") {

@@ -6,9 +6,9 @@
 pub mod builder;
 pub mod families;
 pub mod heads;
-pub mod quantize;
 mod load;
 mod perplexity;
+pub mod quantize;
 pub mod recurrent;
 pub mod state;
 mod tasks;
@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::config::{GenerationConfig, ModelConfig};
 use crate::error::{Error, Result};
+use crate::nn::KvDtype;
 use crate::tokenizer::Tokenizer;
 use recurrent::RecurrentLm;
 
@@ -40,15 +41,27 @@ pub struct Stacks {
 
 impl Stacks {
     pub fn decoder(t: Transformer) -> Self {
-        Stacks { encoder: None, decoder: Some(t), recurrent: None }
+        Stacks {
+            encoder: None,
+            decoder: Some(t),
+            recurrent: None,
+        }
     }
 
     pub fn encoder(t: Transformer) -> Self {
-        Stacks { encoder: Some(t), decoder: None, recurrent: None }
+        Stacks {
+            encoder: Some(t),
+            decoder: None,
+            recurrent: None,
+        }
     }
 
     pub fn recurrent(r: RecurrentLm) -> Self {
-        Stacks { encoder: None, decoder: None, recurrent: Some(r) }
+        Stacks {
+            encoder: None,
+            decoder: None,
+            recurrent: Some(r),
+        }
     }
 }
 
@@ -74,6 +87,19 @@ pub struct Model {
     pub built: Option<BTreeMap<String, candle_core::Tensor>>,
     /// `built` holds a GGUF file's tensor names (a model dequantized from one).
     pub gguf_names: bool,
+    /// How new requests' self-attention caches store keys and values (a `KvDtype` as u8):
+    /// f16 for GGUF models, as llama.cpp; f32 for float checkpoints, as transformers keeps
+    /// them in the weights' dtype. Settable on a shared model; running requests keep theirs.
+    kv_dtype: std::sync::atomic::AtomicU8,
+}
+
+/// The cache dtype a model loaded from a file of this format starts with.
+fn default_kv_dtype(format: &str) -> KvDtype {
+    if format == "gguf" {
+        KvDtype::F16
+    } else {
+        KvDtype::F32
+    }
 }
 
 /// How `embed` turns token vectors into one vector.
@@ -106,9 +132,18 @@ impl Pooling {
 }
 
 impl Model {
-    fn new(config: ModelConfig, stacks: Stacks, tokenizer: Option<Arc<Tokenizer>>, info: ModelInfo) -> Self {
-        let eog_token_ids = tokenizer.as_ref().map(|t| t.eog_token_ids().to_vec()).unwrap_or_default();
+    fn new(
+        config: ModelConfig,
+        stacks: Stacks,
+        tokenizer: Option<Arc<Tokenizer>>,
+        info: ModelInfo,
+    ) -> Self {
+        let eog_token_ids = tokenizer
+            .as_ref()
+            .map(|t| t.eog_token_ids().to_vec())
+            .unwrap_or_default();
         let bos_token_id = tokenizer.as_ref().and_then(|t| t.bos_token_id());
+        let info_format = info.format;
         Model {
             config,
             encoder: stacks.encoder,
@@ -122,7 +157,22 @@ impl Model {
             sentence: None,
             built: None,
             gguf_names: false,
+            kv_dtype: (default_kv_dtype(info_format) as u8).into(),
         }
+    }
+
+    /// How new requests' self-attention caches store keys and values.
+    pub fn kv_cache_dtype(&self) -> KvDtype {
+        match self.kv_dtype.load(std::sync::atomic::Ordering::Relaxed) {
+            x if x == KvDtype::F16 as u8 => KvDtype::F16,
+            _ => KvDtype::F32,
+        }
+    }
+
+    /// Store the caches of requests started from now on in `dtype`.
+    pub fn set_kv_cache_dtype(&self, dtype: KvDtype) {
+        self.kv_dtype
+            .store(dtype as u8, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn config(&self) -> &ModelConfig {

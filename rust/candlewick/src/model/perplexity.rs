@@ -65,7 +65,12 @@ fn windows_of(text: usize, n: usize, max_length: usize, stride: usize, out: &mut
         // the guide's trg_len = end - prev_end labels; the first token of a window has no row
         let first = prev_end.max(begin + 1);
         if first < end {
-            out.push(Window { text, begin, end, first });
+            out.push(Window {
+                text,
+                begin,
+                end,
+                first,
+            });
         }
         prev_end = end;
         if end == n {
@@ -78,7 +83,12 @@ fn windows_of(text: usize, n: usize, max_length: usize, stride: usize, out: &mut
 impl Model {
     /// Perplexity of `texts` (token ids each) with sliding windows; texts of fewer than two
     /// tokens are skipped and counted. `interrupted` is asked between pieces (Ctrl-C).
-    pub fn perplexity(&self, texts: &[Vec<u32>], o: &PerplexityOptions, interrupted: &dyn Fn() -> bool) -> Result<Perplexity> {
+    pub fn perplexity(
+        &self,
+        texts: &[Vec<u32>],
+        o: &PerplexityOptions,
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Perplexity> {
         self.require_decoder("perplexity")?;
         if self.encoder.is_some() {
             return Err(Error::Unsupported(
@@ -91,7 +101,10 @@ impl Model {
             crate::bail!(InvalidArgument, "max_length must be at least 2 (a window predicts its tokens after the first), got {max_length}");
         }
         if max_length > ctx {
-            crate::bail!(InvalidArgument, "max_length {max_length} is longer than the model's context of {ctx} positions");
+            crate::bail!(
+                InvalidArgument,
+                "max_length {max_length} is longer than the model's context of {ctx} positions"
+            );
         }
         let stride = o.stride.unwrap_or(max_length);
         if stride == 0 {
@@ -101,12 +114,19 @@ impl Model {
             crate::bail!(InvalidArgument, "stride {stride} is larger than max_length {max_length}: tokens between windows would never be scored");
         }
         if o.batch_size == 0 || o.batch_size > 1 << 16 {
-            crate::bail!(InvalidArgument, "batch_size must be between 1 and 65536, got {}", o.batch_size);
+            crate::bail!(
+                InvalidArgument,
+                "batch_size must be between 1 and 65536, got {}",
+                o.batch_size
+            );
         }
         let scored: Vec<&Vec<u32>> = texts.iter().filter(|t| t.len() >= 2).collect();
         let skipped = texts.len() - scored.len();
         if scored.is_empty() {
-            crate::bail!(InvalidArgument, "no text has two tokens or more, so nothing can be predicted ({skipped} skipped)");
+            crate::bail!(
+                InvalidArgument,
+                "no text has two tokens or more, so nothing can be predicted ({skipped} skipped)"
+            );
         }
         for t in &scored {
             self.check_ids(t, "a text")?;
@@ -116,7 +136,11 @@ impl Model {
             windows_of(i, t.len(), max_length, stride, &mut windows);
         }
         let mut per_text = vec![(0f64, 0usize); scored.len()];
-        let mut token_nll: Vec<Vec<f32>> = if o.token_nll { scored.iter().map(|t| vec![f32::NAN; t.len()]).collect() } else { Vec::new() };
+        let mut token_nll: Vec<Vec<f32>> = if o.token_nll {
+            scored.iter().map(|t| vec![f32::NAN; t.len()]).collect()
+        } else {
+            Vec::new()
+        };
         let vocab = self.config.vocab_size;
         for (g, group) in windows.chunks(o.batch_size).enumerate() {
             crate::interrupt::progress(g * o.batch_size, windows.len());
@@ -138,14 +162,26 @@ impl Model {
                     let len = w.end - w.begin;
                     (piece < len).then(|| (w.begin + piece, w.begin + (piece + piece_len).min(len)))
                 };
-                let live: Vec<(usize, usize, usize)> = group.iter().enumerate().filter_map(|(k, w)| span(w).map(|(lo, hi)| (k, lo, hi))).collect();
-                let needed = live.iter().any(|&(k, lo, hi)| lo.max(group[k].first - 1) < hi.min(group[k].end - 1));
+                let live: Vec<(usize, usize, usize)> = group
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(k, w)| span(w).map(|(lo, hi)| (k, lo, hi)))
+                    .collect();
+                let needed = live
+                    .iter()
+                    .any(|&(k, lo, hi)| lo.max(group[k].first - 1) < hi.min(group[k].end - 1));
                 let mut steps: Vec<Step> = states
                     .iter_mut()
                     .zip(group)
-                    .filter_map(|(state, w)| span(w).map(|(lo, hi)| Step { state, ids: &scored[w.text][lo..hi] }))
+                    .filter_map(|(state, w)| {
+                        span(w).map(|(lo, hi)| Step {
+                            state,
+                            ids: &scored[w.text][lo..hi],
+                        })
+                    })
                     .collect();
-                let rows = self.step(&mut steps, if needed { Logits::All } else { Logits::None })?;
+                let rows =
+                    self.step(&mut steps, if needed { Logits::All } else { Logits::None })?;
                 if !needed {
                     continue;
                 }
@@ -204,7 +240,14 @@ mod tests {
 
     #[test]
     fn overlapping_windows_count_every_token_but_the_first_once() {
-        for (n, m, s) in [(10, 4, 2), (11, 4, 3), (100, 7, 1), (2, 8, 8), (9, 9, 9), (30, 9, 8)] {
+        for (n, m, s) in [
+            (10, 4, 2),
+            (11, 4, 3),
+            (100, 7, 1),
+            (2, 8, 8),
+            (9, 9, 9),
+            (30, 9, 8),
+        ] {
             let seen = counted(n, m, s);
             assert_eq!(seen[0], 0, "{n} {m} {s}");
             assert!(seen[1..].iter().all(|&c| c == 1), "{n} {m} {s}: {seen:?}");

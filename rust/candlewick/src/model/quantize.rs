@@ -30,8 +30,8 @@ const RECIPES: &[(&str, Target, u32)] = &[
 
 /// llama.cpp file types not written yet.
 const NOT_BUILT: &[&str] = &[
-    "Q4_K_S", "Q5_K_S", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L",
-    "IQ4_NL", "IQ4_XS", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",
+    "Q4_K_S", "Q5_K_S", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_NL", "IQ4_XS",
+    "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M",
     "TQ1_0", "TQ2_0",
 ];
 
@@ -74,7 +74,10 @@ fn tensor_target(name: &str, ncols: usize, main: Target, tied: bool, n_layers: u
     let float = matches!(main, Target::F32 | Target::F16 | Target::Bf16);
     let mix = matches!(main, Target::Q4K | Target::Q5K); // Q4_K_M, Q5_K_M
     let output = name == "output.weight" || (tied && name == "token_embd.weight");
-    let layer = name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok());
+    let layer = name
+        .strip_prefix("blk.")
+        .and_then(|r| r.split('.').next())
+        .and_then(|i| i.parse::<usize>().ok());
     let role = |r: &str| name.ends_with(&format!(".{r}.weight"));
     let more = |i: Option<usize>| i.is_some_and(|i| use_more_bits(i, n_layers.max(1)));
     let mut t = if output && !float && main != Target::Q8_0 {
@@ -82,7 +85,11 @@ fn tensor_target(name: &str, ncols: usize, main: Target, tied: bool, n_layers: u
     } else if mix && (role("attn_v") || role("ffn_down")) && more(layer) {
         Target::Q6K
     } else if mix && role("attn_qkv") {
-        if main == Target::Q4K { Target::Q5K } else { Target::Q6K }
+        if main == Target::Q4K {
+            Target::Q5K
+        } else {
+            Target::Q6K
+        }
     } else {
         main
     };
@@ -109,7 +116,10 @@ pub fn quantize_gguf(src: &Path, out: &Path, kind: &str) -> Result<Report> {
     // a model, not any GGUF file: its config must read
     let config = crate::model::families::from_gguf(&g)?;
     if same_file(src, out) {
-        return Err(Error::InvalidArgument(format!("the output {} is the source itself", out.display())));
+        return Err(Error::InvalidArgument(format!(
+            "the output {} is the source itself",
+            out.display()
+        )));
     }
     let tied = g.tensor_info("output.weight").is_none();
     let total = g.tensors.len();
@@ -119,9 +129,21 @@ pub fn quantize_gguf(src: &Path, out: &Path, kind: &str) -> Result<Report> {
         crate::interrupt::progress(i, total);
         let t = if is_weight(&info.name, &info.shape) {
             let values = g.dequantize(&info.name)?.flatten_all()?.to_vec1::<f32>()?;
-            encode(&info.name, &info.shape, &values, main, tied, config.num_layers)
+            encode(
+                &info.name,
+                &info.shape,
+                &values,
+                main,
+                tied,
+                config.num_layers,
+            )
         } else {
-            TensorOut { name: info.name.clone(), shape: info.shape.clone(), dtype: info.dtype, data: g.tensor_bytes(info).to_vec() }
+            TensorOut {
+                name: info.name.clone(),
+                shape: info.shape.clone(),
+                dtype: info.dtype,
+                data: g.tensor_bytes(info).to_vec(),
+            }
         };
         tensors.push(t);
     }
@@ -129,14 +151,24 @@ pub fn quantize_gguf(src: &Path, out: &Path, kind: &str) -> Result<Report> {
     let mut metadata: Vec<(String, Value)> = g
         .metadata
         .iter()
-        .filter(|(k, _)| k.as_str() != "general.file_type" && k.as_str() != "general.quantization_version")
+        .filter(|(k, _)| {
+            k.as_str() != "general.file_type" && k.as_str() != "general.quantization_version"
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     metadata.push(("general.file_type".into(), Value::U32(ftype)));
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
-    let alignment = g.get("general.alignment").and_then(|v| v.as_u64()).unwrap_or(32) as usize;
+    let alignment = g
+        .get("general.alignment")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(32) as usize;
     gguf_write::write(out, &metadata, &tensors, alignment)?;
-    Ok(Report { types: tensors.iter().map(|t| (t.name.clone(), t.dtype.name)).collect() })
+    Ok(Report {
+        types: tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.dtype.name))
+            .collect(),
+    })
 }
 
 /// A tensor quantize gives the recipe's types (the others are copied, or written in F32).
@@ -146,7 +178,14 @@ fn is_weight(name: &str, shape: &[usize]) -> bool {
 
 /// `values` (a tensor of `shape`, row-major) as the type `tensor_target` picks, or F32 for
 /// tensors that are not weights.
-fn encode(name: &str, shape: &[usize], values: &[f32], main: Target, tied: bool, n_layers: usize) -> TensorOut {
+fn encode(
+    name: &str,
+    shape: &[usize],
+    values: &[f32],
+    main: Target,
+    tied: bool,
+    n_layers: usize,
+) -> TensorOut {
     let target = if is_weight(name, shape) {
         tensor_target(name, *shape.last().unwrap_or(&0), main, tied, n_layers)
     } else {
@@ -157,7 +196,12 @@ fn encode(name: &str, shape: &[usize], values: &[f32], main: Target, tied: bool,
     for row in values.chunks(ncols) {
         target.quantize_row(row, &mut data);
     }
-    TensorOut { name: name.to_string(), shape: shape.to_vec(), dtype: target.tensor_type(), data }
+    TensorOut {
+        name: name.to_string(),
+        shape: shape.to_vec(),
+        dtype: target.tensor_type(),
+        data,
+    }
 }
 
 /// Write `model` as a GGUF of file type `kind`: a model loaded from GGUF is requantized from its
@@ -173,7 +217,10 @@ pub fn quantize_model(model: &crate::model::Model, out: &Path, kind: &str) -> Re
         return quantize_gguf(&info.path, out, kind);
     }
     if same_file(&info.path, out) {
-        return Err(Error::InvalidArgument(format!("the output {} is the model's own file", out.display())));
+        return Err(Error::InvalidArgument(format!(
+            "the output {} is the model's own file",
+            out.display()
+        )));
     }
     let c = &model.config;
     let family = crate::model::families::get(&c.family)?;
@@ -184,18 +231,38 @@ pub fn quantize_model(model: &crate::model::Model, out: &Path, kind: &str) -> Re
         Some(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         None if info.format == "safetensors" => folder_tensors(c, &info.path)?,
         None => {
-            return Err(Error::Unsupported(format!("quantizing a model loaded from {} is not built", info.format)))
+            return Err(Error::Unsupported(format!(
+                "quantizing a model loaded from {} is not built",
+                info.format
+            )))
         }
     };
     let (mut metadata, tensors) = if model.gguf_names {
         // trained from a GGUF file: its metadata (architecture, vocabulary, template) as it was
         let g = GgufFile::open(&info.path)?;
-        let keep = |k: &str| !matches!(k, "general.file_type" | "general.quantization_version" | "general.alignment");
-        (g.metadata.iter().filter(|(k, _)| keep(k)).map(|(k, v)| (k.clone(), v.clone())).collect(), tensors)
+        let keep = |k: &str| {
+            !matches!(
+                k,
+                "general.file_type" | "general.quantization_version" | "general.alignment"
+            )
+        };
+        (
+            g.metadata
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            tensors,
+        )
     } else {
         let parts = family.to_gguf(c, tensors)?;
         let mut metadata = parts.metadata;
-        let name = info.path.file_stem().and_then(|s| s.to_str()).filter(|s| !s.is_empty()).unwrap_or("candlewick");
+        let name = info
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("candlewick");
         metadata.push(("general.name".into(), Value::String(name.into())));
         match &model.tokenizer {
             Some(t) => metadata.extend(t.gguf_metadata()?),
@@ -211,9 +278,14 @@ pub fn quantize_model(model: &crate::model::Model, out: &Path, kind: &str) -> Re
     for (i, (name, t)) in tensors.iter().enumerate() {
         crate::interrupt::check()?;
         crate::interrupt::progress(i, total);
-        let values = t.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let values = t
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-            return Err(Error::Model(format!("tensor {name} holds {bad}: a GGUF of it would not run")));
+            return Err(Error::Model(format!(
+                "tensor {name} holds {bad}: a GGUF of it would not run"
+            )));
         }
         outs.push(encode(name, t.dims(), &values, main, tied, c.num_layers));
     }
@@ -221,13 +293,21 @@ pub fn quantize_model(model: &crate::model::Model, out: &Path, kind: &str) -> Re
     metadata.push(("general.file_type".into(), Value::U32(ftype)));
     metadata.push(("general.quantization_version".into(), Value::U32(2)));
     gguf_write::write(out, &metadata, &outs, 32)?;
-    Ok(Report { types: outs.iter().map(|t| (t.name.clone(), t.dtype.name)).collect() })
+    Ok(Report {
+        types: outs
+            .iter()
+            .map(|t| (t.name.clone(), t.dtype.name))
+            .collect(),
+    })
 }
 
 /// llama.cpp's converter's order: tensors outside the layers first, then layer by layer, the
 /// final norm and the output last.
 fn gguf_order(name: &str) -> (usize, usize, String) {
-    let layer = name.strip_prefix("blk.").and_then(|r| r.split('.').next()).and_then(|i| i.parse::<usize>().ok());
+    let layer = name
+        .strip_prefix("blk.")
+        .and_then(|r| r.split('.').next())
+        .and_then(|i| i.parse::<usize>().ok());
     match layer {
         Some(i) => (1, i, name.to_string()),
         None if name.starts_with("output") => (2, 0, name.to_string()),
@@ -236,8 +316,13 @@ fn gguf_order(name: &str) -> (usize, usize, String) {
 }
 
 /// The checkpoint tensors of an HF folder model, by the names its family reads.
-fn folder_tensors(c: &crate::config::ModelConfig, path: &Path) -> Result<Vec<(String, candle_core::Tensor)>> {
-    let crate::io::checkpoint::Checkpoint::Folder { files, dir, .. } = crate::io::checkpoint::Checkpoint::open(path)? else {
+fn folder_tensors(
+    c: &crate::config::ModelConfig,
+    path: &Path,
+) -> Result<Vec<(String, candle_core::Tensor)>> {
+    let crate::io::checkpoint::Checkpoint::Folder { files, dir, .. } =
+        crate::io::checkpoint::Checkpoint::open(path)?
+    else {
         return Err(Error::invalid_file(path, "not a safetensors checkpoint"));
     };
     crate::model::families::tensor_shapes(c)?
@@ -247,7 +332,10 @@ fn folder_tensors(c: &crate::config::ModelConfig, path: &Path) -> Result<Vec<(St
                 .iter()
                 .find(|f| f.contains(&name))
                 .ok_or_else(|| Error::invalid_file(&dir, format!("tensor {name} is missing")))?;
-            Ok((name.clone(), f.tensor(&name, &shape, &candle_core::Device::Cpu)?))
+            Ok((
+                name.clone(),
+                f.tensor(&name, &shape, &candle_core::Device::Cpu)?,
+            ))
         })
         .collect()
 }

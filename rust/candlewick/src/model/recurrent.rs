@@ -32,11 +32,18 @@ impl RecurrentLm {
     /// padded one, so padding changes no counted output): [rows, cols, hidden].
     pub fn forward_t(&self, input: &Padded) -> Result<Tensor> {
         if input.rows * input.cols != input.ids.len() {
-            return Err(Error::Model(format!("a padded batch of {} ids is not {} x {}", input.ids.len(), input.rows, input.cols)));
+            return Err(Error::Model(format!(
+                "a padded batch of {} ids is not {} x {}",
+                input.ids.len(),
+                input.rows,
+                input.cols
+            )));
         }
         if let Some(mask) = input.mask {
             // a state reads every token in order: padding before a real token would change it
-            let left_padded = mask.chunks(input.cols.max(1)).any(|row| row.windows(2).any(|w| w[0] < 0.5 && w[1] > 0.5));
+            let left_padded = mask
+                .chunks(input.cols.max(1))
+                .any(|row| row.windows(2).any(|w| w[0] < 0.5 && w[1] > 0.5));
             if left_padded {
                 return Err(Error::InvalidArgument(
                     "attention_mask: a recurrent LM reads right-padded rows only (a padded token before a real one)".into(),

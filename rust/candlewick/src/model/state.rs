@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use candle_core::Tensor;
 
-use super::transformer::{Batch, Trace, Transformer};
 use super::recurrent::RecurrentLm;
+use super::transformer::{Batch, Trace, Transformer};
 use super::Model;
 use crate::error::{Error, Result};
 use crate::nn::rnn::RnnState;
-use crate::nn::Cache;
+use crate::nn::{Cache, KvDtype};
 
 /// llama.cpp's default micro-batch (`n_ubatch`): the most tokens of one sequence that go through
 /// the model as one matrix.
@@ -36,7 +36,11 @@ pub struct State {
 enum Memory {
     Attention(Cache),
     /// A recurrent state (its size does not grow), the tokens it has read and the most it may.
-    Recurrent { state: RnnState, len: usize, capacity: usize },
+    Recurrent {
+        state: RnnState,
+        len: usize,
+        capacity: usize,
+    },
 }
 
 impl State {
@@ -72,7 +76,11 @@ impl State {
             Memory::Attention(c) => c.size_in_bytes(),
             Memory::Recurrent { state, .. } => state.size_in_bytes(),
         };
-        own + self.encoder.as_ref().map(|e| e.size_in_bytes()).unwrap_or(0)
+        own + self
+            .encoder
+            .as_ref()
+            .map(|e| e.size_in_bytes())
+            .unwrap_or(0)
     }
 }
 
@@ -97,7 +105,9 @@ impl Model {
     /// Ids are there and inside the vocabulary.
     pub(crate) fn check_ids(&self, ids: &[u32], what: &str) -> Result<()> {
         if ids.is_empty() {
-            return Err(Error::InvalidArgument(format!("{what} is empty (no tokens)")));
+            return Err(Error::InvalidArgument(format!(
+                "{what} is empty (no tokens)"
+            )));
         }
         let vocab = self.config.vocab_size as u32;
         if let Some(bad) = ids.iter().find(|&&i| i >= vocab) {
@@ -123,8 +133,16 @@ impl Model {
         let capacity = |prefix: usize| prefix.saturating_add(room).min(ctx).max(prefix);
         let decoder = match (&self.recurrent, &self.decoder) {
             (Some(r), _) => {
-                let memory = Memory::Recurrent { state: r.new_state()?, len: 0, capacity: capacity(prompt.len()) };
-                return Ok(State { memory, encoder: None, prefix: prompt.to_vec() });
+                let memory = Memory::Recurrent {
+                    state: r.new_state()?,
+                    len: 0,
+                    capacity: capacity(prompt.len()),
+                };
+                return Ok(State {
+                    memory,
+                    encoder: None,
+                    prefix: prompt.to_vec(),
+                });
             }
             (None, Some(d)) => d,
             (None, None) => return Err(Error::Model("a model without a decoder".into())),
@@ -143,7 +161,7 @@ impl Model {
         let capacity = capacity(prefix.len());
         self.check_cache_fits(decoder, capacity)?;
         Ok(State {
-            memory: Memory::Attention(decoder.new_cache(capacity)),
+            memory: Memory::Attention(decoder.new_cache(capacity, self.kv_cache_dtype())),
             encoder,
             prefix,
         })
@@ -154,7 +172,7 @@ impl Model {
         let per_position: usize = decoder
             .blocks
             .iter()
-            .map(|b| 2 * b.attn.num_kv_heads * b.attn.head_dim * 4)
+            .map(|b| 2 * b.attn.num_kv_heads * b.attn.head_dim * self.kv_cache_dtype().bytes())
             .sum();
         let bytes = per_position as u64 * capacity as u64;
         if let Some(mem) = crate::kernels::physical_memory() {
@@ -178,7 +196,12 @@ impl Model {
         self.step_traced(steps, logits, None)
     }
 
-    pub(crate) fn step_traced(&self, steps: &mut [Step<'_>], logits: Logits, mut trace: Option<&mut Trace>) -> Result<Vec<Vec<f32>>> {
+    pub(crate) fn step_traced(
+        &self,
+        steps: &mut [Step<'_>],
+        logits: Logits,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Vec<Vec<f32>>> {
         self.require_decoder("generation")?;
         for s in steps.iter() {
             self.check_ids(s.ids, "a step's input")?;
@@ -191,16 +214,25 @@ impl Model {
                 )));
             }
             let recurrent = matches!(s.state.memory, Memory::Recurrent { .. });
-            if self.encoder.is_some() != s.state.encoder.is_some() || self.recurrent.is_some() != recurrent {
-                return Err(Error::InvalidArgument("a state started by another model".into()));
+            if self.encoder.is_some() != s.state.encoder.is_some()
+                || self.recurrent.is_some() != recurrent
+            {
+                return Err(Error::InvalidArgument(
+                    "a state started by another model".into(),
+                ));
             }
         }
         let decoder = match (&self.recurrent, &self.decoder) {
             (Some(r), _) => {
                 if trace.is_some() {
-                    return Err(Error::Unsupported("hidden states and attentions of recurrent models are not built".into()));
+                    return Err(Error::Unsupported(
+                        "hidden states and attentions of recurrent models are not built".into(),
+                    ));
                 }
-                return steps.iter_mut().map(|s| self.run_recurrent(r, s, logits)).collect();
+                return steps
+                    .iter_mut()
+                    .map(|s| self.run_recurrent(r, s, logits))
+                    .collect();
             }
             (None, Some(d)) => d,
             (None, None) => return Err(Error::Model("a model without a decoder".into())),
@@ -215,7 +247,10 @@ impl Model {
                         Logits::Last if !last => Logits::None,
                         other => other,
                     };
-                    let mut piece = [Step { state: &mut *one.state, ids }];
+                    let mut piece = [Step {
+                        state: &mut *one.state,
+                        ids,
+                    }];
                     let r = self.run_decoder(decoder, &mut piece, want, trace.as_deref_mut())?;
                     rows.extend(r.into_iter().next().unwrap_or_default());
                 }
@@ -227,9 +262,16 @@ impl Model {
 
     /// One checked step of a recurrent LM: its state moved past the ids, the head on the rows
     /// asked for.
-    fn run_recurrent(&self, lm: &RecurrentLm, s: &mut Step<'_>, logits: Logits) -> Result<Vec<f32>> {
+    fn run_recurrent(
+        &self,
+        lm: &RecurrentLm,
+        s: &mut Step<'_>,
+        logits: Logits,
+    ) -> Result<Vec<f32>> {
         let Memory::Recurrent { state, len, .. } = &mut s.state.memory else {
-            return Err(Error::InvalidArgument("a state started by another model".into()));
+            return Err(Error::InvalidArgument(
+                "a state started by another model".into(),
+            ));
         };
         let hidden = lm.forward(s.ids, state)?;
         *len += s.ids.len();
@@ -241,22 +283,39 @@ impl Model {
     }
 
     /// One pass of checked steps through the decoder stack, then its head on the rows asked for.
-    fn run_decoder(&self, decoder: &Transformer, steps: &mut [Step<'_>], logits: Logits, trace: Option<&mut Trace>) -> Result<Vec<Vec<f32>>> {
+    fn run_decoder(
+        &self,
+        decoder: &Transformer,
+        steps: &mut [Step<'_>],
+        logits: Logits,
+        trace: Option<&mut Trace>,
+    ) -> Result<Vec<Vec<f32>>> {
         let ids: Vec<u32> = steps.iter().flat_map(|s| s.ids.iter().copied()).collect();
-        let spans: Vec<(usize, usize)> = steps.iter().map(|s| (s.state.len(), s.ids.len())).collect();
+        let spans: Vec<(usize, usize)> =
+            steps.iter().map(|s| (s.state.len(), s.ids.len())).collect();
         let mut caches = Vec::with_capacity(steps.len());
         let mut encoder = Vec::new();
         for s in steps.iter_mut() {
-            let State { memory, encoder: enc, .. } = &mut *s.state;
+            let State {
+                memory,
+                encoder: enc,
+                ..
+            } = &mut *s.state;
             let Memory::Attention(cache) = memory else {
-                return Err(Error::InvalidArgument("a state started by another model".into()));
+                return Err(Error::InvalidArgument(
+                    "a state started by another model".into(),
+                ));
             };
             caches.push(cache);
             if let Some(e) = enc {
                 encoder.push(&**e);
             }
         }
-        let mut batch = Batch { spans: spans.clone(), caches, encoder };
+        let mut batch = Batch {
+            spans: spans.clone(),
+            caches,
+            encoder,
+        };
         let hidden = decoder.forward(&ids, &mut batch, trace)?;
         let v = self.config.vocab_size;
         let (rows, per): (Option<Vec<u32>>, Vec<usize>) = match logits {
@@ -287,8 +346,16 @@ impl Model {
     /// Whole sequences through an encoder stack, each attending to all of itself (its keys kept
     /// only while each layer runs: the caches an encoder is given hold nothing): hidden states
     /// [1, tokens, hidden], the sequences one after another. Checked by the caller.
-    pub(crate) fn run_encoder(&self, enc: &Transformer, seqs: &[&[u32]], trace: Option<&mut Trace>) -> Result<Tensor> {
-        let mut caches: Vec<Cache> = seqs.iter().map(|_| enc.new_cache(0)).collect();
+    pub(crate) fn run_encoder(
+        &self,
+        enc: &Transformer,
+        seqs: &[&[u32]],
+        trace: Option<&mut Trace>,
+    ) -> Result<Tensor> {
+        let mut caches: Vec<Cache> = seqs
+            .iter()
+            .map(|_| enc.new_cache(0, KvDtype::F32))
+            .collect();
         let ids: Vec<u32> = seqs.iter().flat_map(|s| s.iter().copied()).collect();
         let mut batch = Batch {
             spans: seqs.iter().map(|s| (0, s.len())).collect(),

@@ -51,13 +51,19 @@ fn is_space(c: char) -> bool {
 /// An attention mask of a row of `len` ids: 0s and 1s, at least one 1.
 fn check_mask(mask: &[i64], len: usize) -> Result<()> {
     if mask.len() != len {
-        return Err(Error::InvalidArgument("attention_mask must have the same shape as ids".into()));
+        return Err(Error::InvalidArgument(
+            "attention_mask must have the same shape as ids".into(),
+        ));
     }
     if mask.iter().any(|&m| m != 0 && m != 1) {
-        return Err(Error::InvalidArgument("attention_mask must contain only 0 and 1".into()));
+        return Err(Error::InvalidArgument(
+            "attention_mask must contain only 0 and 1".into(),
+        ));
     }
     if !mask.contains(&1) {
-        return Err(Error::InvalidArgument("attention_mask masks every token of a row".into()));
+        return Err(Error::InvalidArgument(
+            "attention_mask masks every token of a row".into(),
+        ));
     }
     Ok(())
 }
@@ -84,7 +90,13 @@ impl Model {
     /// padded positions get zero rows; an encoder-decoder drops the masked tokens of its input and
     /// gives the logits of `decoder` ids. A decoder asked for its last real position alone runs
     /// its head on that row only, as generate's prefill does.
-    pub fn logits(&self, rows: &[Vec<u32>], masks: Option<&[Vec<i64>]>, decoder: Option<&[Vec<u32>]>, keep: usize) -> Result<Vec<Vec<f32>>> {
+    pub fn logits(
+        &self,
+        rows: &[Vec<u32>],
+        masks: Option<&[Vec<i64>]>,
+        decoder: Option<&[Vec<u32>]>,
+        keep: usize,
+    ) -> Result<Vec<Vec<f32>>> {
         let n = rows.first().map(|r| r.len()).unwrap_or(0);
         if rows.is_empty() || n == 0 {
             return Err(Error::InvalidArgument("ids is empty".into()));
@@ -94,7 +106,9 @@ impl Model {
                 "2-D ids must be rectangular (pad the rows and pass attention_mask)".into(),
             ));
         }
-        if masks.is_some_and(|m| m.len() != rows.len()) || decoder.is_some_and(|d| d.len() != rows.len()) {
+        if masks.is_some_and(|m| m.len() != rows.len())
+            || decoder.is_some_and(|d| d.len() != rows.len())
+        {
             return Err(Error::InvalidArgument(
                 "ids, attention_mask and decoder_input_ids must have the same batch size".into(),
             ));
@@ -109,7 +123,9 @@ impl Model {
                 })?;
                 let d = dec[0].len();
                 if dec.iter().any(|r| r.len() != d) {
-                    return Err(Error::InvalidArgument("decoder_input_ids must be rectangular".into()));
+                    return Err(Error::InvalidArgument(
+                        "decoder_input_ids must be rectangular".into(),
+                    ));
                 }
                 rows.iter()
                     .enumerate()
@@ -118,7 +134,11 @@ impl Model {
                         let input: Vec<u32> = match mask(i) {
                             Some(m) => {
                                 check_mask(m, r.len())?;
-                                r.iter().zip(m).filter(|(_, &k)| k == 1).map(|(&t, _)| t).collect()
+                                r.iter()
+                                    .zip(m)
+                                    .filter(|(_, &k)| k == 1)
+                                    .map(|(&t, _)| t)
+                                    .collect()
                             }
                             None => r.clone(),
                         };
@@ -138,7 +158,8 @@ impl Model {
                 if let (Some(e), None) = (enc, dec) {
                     if e.head.is_none() {
                         return Err(Error::Unsupported(
-                            "this encoder has no LM head to give logits: use encode or embed".into(),
+                            "this encoder has no LM head to give logits: use encode or embed"
+                                .into(),
                         ));
                     }
                 }
@@ -156,7 +177,11 @@ impl Model {
                         let (lo, hi) = (a.max(from), b);
                         if lo < hi {
                             // one sequence, all real, asked for its last position: as generate's prefill
-                            let last_only = generates && masks.is_none() && rows.len() == 1 && lo + 1 == hi && hi == b;
+                            let last_only = generates
+                                && masks.is_none()
+                                && rows.len() == 1
+                                && lo + 1 == hi
+                                && hi == b;
                             let got = self.real_logits(&r[a..b], last_only)?;
                             let first = if last_only { b - 1 } else { a };
                             for p in lo..hi {
@@ -185,7 +210,13 @@ impl Model {
         if self.decoder.is_some() || self.recurrent.is_some() {
             let mut state = self.start(ids, 0)?;
             let want = if last_only { Logits::Last } else { Logits::All };
-            let mut rows = self.step(&mut [Step { state: &mut state, ids }], want)?;
+            let mut rows = self.step(
+                &mut [Step {
+                    state: &mut state,
+                    ids,
+                }],
+                want,
+            )?;
             return Ok(rows.pop().unwrap_or_default());
         }
         self.mlm_logits(ids)
@@ -194,7 +225,13 @@ impl Model {
     /// Encoder-decoder logits [decoder tokens, vocab] for an input and the decoder's input ids.
     pub fn seq2seq_logits(&self, input_ids: &[u32], decoder_input_ids: &[u32]) -> Result<Vec<f32>> {
         let mut state = self.start(input_ids, decoder_input_ids.len())?;
-        let mut rows = self.step(&mut [Step { state: &mut state, ids: decoder_input_ids }], Logits::All)?;
+        let mut rows = self.step(
+            &mut [Step {
+                state: &mut state,
+                ids: decoder_input_ids,
+            }],
+            Logits::All,
+        )?;
         Ok(rows.pop().unwrap_or_default())
     }
 
@@ -218,8 +255,20 @@ impl Model {
         }
         let rows = if self.encoder.is_some() {
             let mut state = self.start(context, continuation.len())?;
-            let ids: Vec<u32> = state.prefix().iter().chain(&continuation[..continuation.len() - 1]).copied().collect();
-            self.step(&mut [Step { state: &mut state, ids: &ids }], Logits::All)?.concat()
+            let ids: Vec<u32> = state
+                .prefix()
+                .iter()
+                .chain(&continuation[..continuation.len() - 1])
+                .copied()
+                .collect();
+            self.step(
+                &mut [Step {
+                    state: &mut state,
+                    ids: &ids,
+                }],
+                Logits::All,
+            )?
+            .concat()
         } else {
             let mut ids: Vec<u32> = context.iter().chain(continuation).copied().collect();
             if ids.len() > ctx {
@@ -227,10 +276,27 @@ impl Model {
             }
             let first = ids.len() - continuation.len(); // position of the first continuation token
             let mut state = self.start(&ids[..first], continuation.len())?;
-            let mut rows = self.step(&mut [Step { state: &mut state, ids: &ids[..first] }], Logits::Last)?.concat();
+            let mut rows = self
+                .step(
+                    &mut [Step {
+                        state: &mut state,
+                        ids: &ids[..first],
+                    }],
+                    Logits::Last,
+                )?
+                .concat();
             if continuation.len() > 1 {
                 let more = &ids[first..ids.len() - 1];
-                rows.extend(self.step(&mut [Step { state: &mut state, ids: more }], Logits::All)?.concat());
+                rows.extend(
+                    self.step(
+                        &mut [Step {
+                            state: &mut state,
+                            ids: more,
+                        }],
+                        Logits::All,
+                    )?
+                    .concat(),
+                );
             }
             rows
         };
@@ -267,11 +333,18 @@ impl Model {
             return self.score(&tok.encode(ctx, true)?, &tok.encode(&cont, true)?);
         }
         let whole = tok.encode(&format!("{ctx}{cont}"), false)?;
-        let mut ctx_ids = if ctx.is_empty() { Vec::new() } else { tok.encode(ctx, false)? };
+        let mut ctx_ids = if ctx.is_empty() {
+            Vec::new()
+        } else {
+            tok.encode(ctx, false)?
+        };
         let cont_ids = whole.get(ctx_ids.len()..).unwrap_or_default().to_vec();
         if ctx_ids.is_empty() {
             let start = self.bos_token_id.or(tok.eos_token_id()).ok_or_else(|| {
-                Error::InvalidArgument("an empty context needs a start or end token, and the vocabulary has neither".into())
+                Error::InvalidArgument(
+                    "an empty context needs a start or end token, and the vocabulary has neither"
+                        .into(),
+                )
             })?;
             ctx_ids = vec![start];
         }
@@ -279,7 +352,12 @@ impl Model {
     }
 
     /// `score_text` of each continuation; `interrupted` is asked between them (Ctrl-C).
-    pub fn score_texts(&self, context: &str, continuations: &[String], interrupted: &dyn Fn() -> bool) -> Result<Vec<Score>> {
+    pub fn score_texts(
+        &self,
+        context: &str,
+        continuations: &[String],
+        interrupted: &dyn Fn() -> bool,
+    ) -> Result<Vec<Score>> {
         self.require_decoder("score")?;
         if continuations.is_empty() {
             return Err(Error::InvalidArgument(
@@ -324,7 +402,10 @@ impl Model {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let flat = self.run_encoder(enc, &refs, None)?.flatten_all()?.to_vec1::<f32>()?;
+        let flat = self
+            .run_encoder(enc, &refs, None)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let h = self.config.hidden_size;
         let mut out = Vec::with_capacity(refs.len());
         let mut off = 0;
@@ -337,13 +418,20 @@ impl Model {
 
     /// Token ids of texts for an encoder: with special tokens, truncated to `max_length` (default:
     /// the model's positions) as HF tokenizers truncates, or refused when longer.
-    pub fn encode_texts(&self, texts: &[String], truncation: bool, max_length: Option<usize>) -> Result<Vec<Vec<u32>>> {
+    pub fn encode_texts(
+        &self,
+        texts: &[String],
+        truncation: bool,
+        max_length: Option<usize>,
+    ) -> Result<Vec<Vec<u32>>> {
         self.require_encoder("encode")?;
         let tok = self.tokenizer()?;
         let ctx = self.context_length();
         let limit = max_length.unwrap_or(ctx);
         if limit == 0 {
-            return Err(Error::InvalidArgument("max_length must be positive, got 0".into()));
+            return Err(Error::InvalidArgument(
+                "max_length must be positive, got 0".into(),
+            ));
         }
         if limit > ctx {
             return Err(Error::InvalidArgument(format!(
@@ -370,15 +458,25 @@ impl Model {
     }
 
     /// Token vectors of texts, padded to the longest with its attention mask.
-    pub fn encode_padded(&self, texts: &[String], truncation: bool, max_length: Option<usize>) -> Result<Encoded> {
+    pub fn encode_padded(
+        &self,
+        texts: &[String],
+        truncation: bool,
+        max_length: Option<usize>,
+    ) -> Result<Encoded> {
         let ids = self.encode_texts(texts, truncation, max_length)?;
         let states = self.encode(&ids)?;
-        let (h, longest) = (self.config.hidden_size, ids.iter().map(|r| r.len()).max().unwrap_or(0));
+        let (h, longest) = (
+            self.config.hidden_size,
+            ids.iter().map(|r| r.len()).max().unwrap_or(0),
+        );
         let mut hidden = vec![0f32; ids.len() * longest * h];
         let mut attention_mask = vec![0i64; ids.len() * longest];
         for (i, st) in states.iter().enumerate() {
             hidden[i * longest * h..i * longest * h + st.len()].copy_from_slice(st);
-            attention_mask[i * longest..i * longest + st.len() / h].iter_mut().for_each(|m| *m = 1);
+            attention_mask[i * longest..i * longest + st.len() / h]
+                .iter_mut()
+                .for_each(|m| *m = 1);
         }
         Ok(Encoded {
             input_ids: ids,
@@ -392,11 +490,22 @@ impl Model {
     /// text's tokens, the first token's, or the elementwise max), then L2-normalised when asked.
     /// Defaults come from the folder's sentence-transformers settings (pooling mode,
     /// max_seq_length), else mean pooling and the model's positions.
-    pub fn embed(&self, texts: &[String], pooling: Option<Pooling>, normalize: bool, truncation: bool, max_length: Option<usize>) -> Result<Vec<Vec<f32>>> {
+    pub fn embed(
+        &self,
+        texts: &[String],
+        pooling: Option<Pooling>,
+        normalize: bool,
+        truncation: bool,
+        max_length: Option<usize>,
+    ) -> Result<Vec<Vec<f32>>> {
         self.require_encoder("embed")?;
         let st = self.sentence;
-        let pooling = pooling.or(st.and_then(|s| s.pooling)).unwrap_or(Pooling::Mean);
-        let max_length = max_length.or(st.and_then(|s| s.max_seq_length).map(|m| m.min(self.context_length())));
+        let pooling = pooling
+            .or(st.and_then(|s| s.pooling))
+            .unwrap_or(Pooling::Mean);
+        let max_length = max_length.or(st
+            .and_then(|s| s.max_seq_length)
+            .map(|m| m.min(self.context_length())));
         let ids = self.encode_texts(texts, truncation, max_length)?;
         let h = self.config.hidden_size;
         // in batches of EMBED_BATCH texts (sentence-transformers' default batch size), so that
@@ -414,14 +523,26 @@ impl Model {
                 let mut v: Vec<f32> = match pooling {
                     Pooling::Cls => s[..h].to_vec(),
                     Pooling::Mean => (0..h)
-                        .map(|j| ((0..rows).map(|r| s[r * h + j] as f64).sum::<f64>() / rows as f64) as f32)
+                        .map(|j| {
+                            ((0..rows).map(|r| s[r * h + j] as f64).sum::<f64>() / rows as f64)
+                                as f32
+                        })
                         .collect(),
                     Pooling::Max => (0..h)
-                        .map(|j| (0..rows).map(|r| s[r * h + j]).fold(f32::NEG_INFINITY, f32::max))
+                        .map(|j| {
+                            (0..rows)
+                                .map(|r| s[r * h + j])
+                                .fold(f32::NEG_INFINITY, f32::max)
+                        })
                         .collect(),
                 };
                 if normalize {
-                    let n = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt().max(1e-12);
+                    let n = v
+                        .iter()
+                        .map(|&x| (x as f64) * (x as f64))
+                        .sum::<f64>()
+                        .sqrt()
+                        .max(1e-12);
                     v.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
                 }
                 v
@@ -450,13 +571,17 @@ impl Model {
             ));
         }
         if top_k == 0 {
-            return Err(Error::InvalidArgument("top_k must be positive, got 0".into()));
+            return Err(Error::InvalidArgument(
+                "top_k must be positive, got 0".into(),
+            ));
         }
         let tok = self.tokenizer()?;
         let mask = tok
             .mask_token_id()
             .ok_or_else(|| Error::Unsupported("the tokenizer has no mask token".into()))?;
-        let ids = self.encode_texts(&[text.to_string()], false, None)?.remove(0);
+        let ids = self
+            .encode_texts(&[text.to_string()], false, None)?
+            .remove(0);
         let at: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == mask).collect();
         if at.is_empty() {
             return Err(Error::InvalidArgument(format!(
@@ -496,7 +621,12 @@ impl Model {
     /// One sequence through the model with its hidden states and/or attention weights recorded,
     /// as asked: (logits [tokens, vocab] when the model has a head, the trace). The same
     /// computation as `logits` (decoders: in the same micro-batches), observed.
-    pub fn forward_traced(&self, ids: &[u32], hidden_states: bool, attentions: bool) -> Result<(Option<Vec<f32>>, Trace)> {
+    pub fn forward_traced(
+        &self,
+        ids: &[u32],
+        hidden_states: bool,
+        attentions: bool,
+    ) -> Result<(Option<Vec<f32>>, Trace)> {
         match (&self.encoder, &self.decoder) {
             (Some(_), Some(_)) => Err(Error::Unsupported(
                 "hidden states and attentions of encoder-decoders are not built yet".into(),
@@ -514,7 +644,14 @@ impl Model {
             (None, Some(dec)) => {
                 let mut trace = Trace::new(ids.len(), dec.blocks.len(), hidden_states, attentions);
                 let mut state = self.start(ids, 0)?;
-                let rows = self.step_traced(&mut [Step { state: &mut state, ids }], Logits::All, Some(&mut trace))?;
+                let rows = self.step_traced(
+                    &mut [Step {
+                        state: &mut state,
+                        ids,
+                    }],
+                    Logits::All,
+                    Some(&mut trace),
+                )?;
                 Ok((Some(rows.concat()), trace))
             }
             (None, None) if self.recurrent.is_some() => Err(Error::Unsupported(

@@ -12,7 +12,7 @@ use candle_core::{Device, Tensor};
 use super::heads::{Head, LmHead, Pooler};
 use crate::error::Result;
 use crate::nn::attention::{AttentionKind, CrossKv, SelfKv};
-use crate::nn::{Attention, Cache, Embedding, Linear, Mlp, Norm};
+use crate::nn::{Attention, Cache, Embedding, KvDtype, Linear, Mlp, Norm};
 
 pub struct Embeddings {
     pub tokens: Embedding,
@@ -93,7 +93,14 @@ pub struct Padded<'a> {
 
 /// The additive attention mask [rows, 1, queries, keys]: 0 where a query sees a key, f32::MIN
 /// where causality, the window or the key's padding hide it. None when nothing is hidden.
-fn additive_mask(rows: usize, queries: usize, keys: usize, causal: bool, window: Option<usize>, key_mask: Option<&[f32]>) -> Result<Option<Tensor>> {
+fn additive_mask(
+    rows: usize,
+    queries: usize,
+    keys: usize,
+    causal: bool,
+    window: Option<usize>,
+    key_mask: Option<&[f32]>,
+) -> Result<Option<Tensor>> {
     if !causal && key_mask.is_none() {
         return Ok(None);
     }
@@ -109,7 +116,11 @@ fn additive_mask(rows: usize, queries: usize, keys: usize, causal: bool, window:
             }
         }
     }
-    Ok(Some(Tensor::from_vec(m, (rows, 1, queries, keys), &Device::Cpu)?))
+    Ok(Some(Tensor::from_vec(
+        m,
+        (rows, 1, queries, keys),
+        &Device::Cpu,
+    )?))
 }
 
 impl Norms {
@@ -118,7 +129,9 @@ impl Norms {
         Ok(match self {
             Norms::Pre(norm) => (&x + f(&norm.forward_t(&x)?)?)?,
             Norms::Post(norm) => norm.forward_t(&(&x + f(&x)?)?)?,
-            Norms::Sandwich { before, after } => (&x + after.forward_t(&f(&before.forward_t(&x)?)?)?)?,
+            Norms::Sandwich { before, after } => {
+                (&x + after.forward_t(&f(&before.forward_t(&x)?)?)?)?
+            }
         })
     }
 
@@ -206,12 +219,23 @@ impl Embeddings {
 impl Block {
     /// The differentiable form of one layer on x [rows, tokens, hidden]: `mask` for its
     /// self-attention, `memory` the encoder output (and its mask) for its cross-attention.
-    fn forward_t(&self, x: Tensor, mask: Option<&Tensor>, memory: Option<(&Tensor, Option<&Tensor>)>) -> Result<Tensor> {
-        let x = self.attn_norms.around_t(x, |h| self.attn.forward_t(h, None, mask))?;
+    fn forward_t(
+        &self,
+        x: Tensor,
+        mask: Option<&Tensor>,
+        memory: Option<(&Tensor, Option<&Tensor>)>,
+    ) -> Result<Tensor> {
+        let x = self
+            .attn_norms
+            .around_t(x, |h| self.attn.forward_t(h, None, mask))?;
         let x = match (&self.cross, memory) {
-            (Some((attn, norms)), Some((enc, enc_mask))) => norms.around_t(x, |h| attn.forward_t(h, Some(enc), enc_mask))?,
+            (Some((attn, norms)), Some((enc, enc_mask))) => {
+                norms.around_t(x, |h| attn.forward_t(h, Some(enc), enc_mask))?
+            }
             (Some(_), None) => {
-                return Err(crate::error::Error::Model("a cross-attending block was run without an encoder output".into()))
+                return Err(crate::error::Error::Model(
+                    "a cross-attending block was run without an encoder output".into(),
+                ))
             }
             (None, _) => x,
         };
@@ -219,7 +243,13 @@ impl Block {
     }
 
     /// One layer on x: [1, tokens, hidden] (layer `l` of its stack).
-    fn forward(&self, x: Tensor, l: usize, batch: &mut Batch, mut trace: Option<&mut Trace>) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: Tensor,
+        l: usize,
+        batch: &mut Batch,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Tensor> {
         let want = trace.as_ref().is_some_and(|t| t.keep_attentions);
         // self-attention: each sequence appends its new keys to, and reads, its own cache
         let x = self.attn_norms.around(x, |h| {
@@ -227,7 +257,11 @@ impl Block {
                 .spans
                 .iter()
                 .zip(batch.caches.iter_mut())
-                .map(|(&(start, len), c)| SelfKv { start, len, cache: &mut c.layers[l] })
+                .map(|(&(start, len), c)| SelfKv {
+                    start,
+                    len,
+                    cache: &mut c.layers[l],
+                })
                 .collect();
             let (out, probs) = self.attn.forward(h, &mut kv, want)?;
             if let (Some(t), Some(p)) = (trace.as_mut(), probs.into_iter().next()) {
@@ -242,7 +276,10 @@ impl Block {
                     .spans
                     .iter()
                     .zip(&batch.encoder)
-                    .map(|(&(_, len), e)| CrossKv { len, encoder: &e.layers[l] })
+                    .map(|(&(_, len), e)| CrossKv {
+                        len,
+                        encoder: &e.layers[l],
+                    })
                     .collect();
                 Ok(attn.forward_cross(h, &kv, false)?.0)
             })?,
@@ -255,19 +292,33 @@ impl Block {
 
 impl Transformer {
     /// A decoder stack: embeddings, blocks, a final norm and an LM head.
-    pub fn decoder(embeddings: Embeddings, blocks: Vec<Block>, norm: Norm, lm_head: Linear) -> Self {
+    pub fn decoder(
+        embeddings: Embeddings,
+        blocks: Vec<Block>,
+        norm: Norm,
+        lm_head: Linear,
+    ) -> Self {
         Transformer {
             embeddings,
             blocks,
             norm: Some(norm),
-            head: Some(Head::Lm(LmHead { proj: lm_head, scale: None, softcap: None })),
+            head: Some(Head::Lm(LmHead {
+                proj: lm_head,
+                scale: None,
+                softcap: None,
+            })),
             pooler: None,
         }
     }
 
     /// Run the new tokens `ids` of the batch's sequences (laid one after another) through the
     /// stack: hidden states after the final norm, [1, tokens, hidden].
-    pub fn forward(&self, ids: &[u32], batch: &mut Batch, mut trace: Option<&mut Trace>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        ids: &[u32],
+        batch: &mut Batch,
+        mut trace: Option<&mut Trace>,
+    ) -> Result<Tensor> {
         // token embeddings, plus positions and token types, then the embedding norm
         let mut x = {
             let _s = crate::profile::span("embeddings");
@@ -306,10 +357,17 @@ impl Transformer {
     /// norm, [rows, cols, hidden]. `encoder`: the encoder's output [rows, keys, hidden] and its
     /// padding mask [rows * keys], for stacks that cross-attend. Gradients reach every dense
     /// weight the stack was built from.
-    pub fn forward_t(&self, input: &Padded, encoder: Option<(&Tensor, Option<&[f32]>)>) -> Result<Tensor> {
+    pub fn forward_t(
+        &self,
+        input: &Padded,
+        encoder: Option<(&Tensor, Option<&[f32]>)>,
+    ) -> Result<Tensor> {
         let (b, t) = (input.rows, input.cols);
         if b * t != input.ids.len() || input.mask.is_some_and(|m| m.len() != b * t) {
-            return Err(crate::error::Error::Model(format!("a padded batch of {} ids is not {b} x {t}", input.ids.len())));
+            return Err(crate::error::Error::Model(format!(
+                "a padded batch of {} ids is not {b} x {t}",
+                input.ids.len()
+            )));
         }
         let mut x = self.embeddings.forward_t(input)?;
         let memory = match encoder {
@@ -327,7 +385,10 @@ impl Transformer {
             if !masks.iter().any(|(k, _)| *k == key) {
                 masks.push((key, additive_mask(b, t, t, key.0, key.1, input.mask)?));
             }
-            let mask = masks.iter().find(|(k, _)| *k == key).and_then(|(_, m)| m.as_ref());
+            let mask = masks
+                .iter()
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, m)| m.as_ref());
             x = block.forward_t(x, mask, memory.as_ref().map(|(e, m)| (*e, m.as_ref())))?;
         }
         if let Some(norm) = &self.norm {
@@ -338,18 +399,20 @@ impl Transformer {
 
     /// The head's differentiable outputs: logits [rows, cols, vocab].
     pub fn logits_t(&self, hidden: &Tensor) -> Result<Tensor> {
-        let head = self.head.as_ref().ok_or_else(|| {
-            crate::error::Error::Unsupported("this model has no LM head".into())
-        })?;
+        let head = self
+            .head
+            .as_ref()
+            .ok_or_else(|| crate::error::Error::Unsupported("this model has no LM head".into()))?;
         head.forward_t(hidden)
     }
 
     /// The head's outputs (logits) for some rows of the hidden states (all when `rows` is None):
     /// [rows, outputs] row-major. A matmul over fewer rows may round differently, as in llama.cpp.
     pub fn logits(&self, hidden: &Tensor, rows: Option<&[u32]>) -> Result<Vec<f32>> {
-        let head = self.head.as_ref().ok_or_else(|| {
-            crate::error::Error::Unsupported("this model has no LM head".into())
-        })?;
+        let head = self
+            .head
+            .as_ref()
+            .ok_or_else(|| crate::error::Error::Unsupported("this model has no LM head".into()))?;
         let _s = crate::profile::span("lm head");
         let x = match rows {
             Some(r) => hidden.index_select(&Tensor::new(r, &Device::Cpu)?, 1)?,
@@ -358,14 +421,14 @@ impl Transformer {
         Ok(head.forward(&x)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
-    /// Self-attention caches for one sequence of `capacity` positions.
-    pub fn new_cache(&self, capacity: usize) -> Cache {
+    /// Self-attention caches for one sequence of `capacity` positions, stored in `dtype`.
+    pub fn new_cache(&self, capacity: usize, dtype: KvDtype) -> Cache {
         let (nkv, hd) = self
             .blocks
             .first()
             .map(|b| (b.attn.num_kv_heads, b.attn.head_dim))
             .unwrap_or((1, 1));
-        Cache::new(self.blocks.len(), nkv, hd, capacity)
+        Cache::new(self.blocks.len(), nkv, hd, capacity, dtype)
     }
 
     /// The keys and values every cross-attending block reads from an encoder output
@@ -393,8 +456,16 @@ impl Trace {
             tokens,
             keep_hidden: hidden_states,
             keep_attentions: attentions,
-            hidden_states: if hidden_states { vec![Vec::new(); layers + 1] } else { Vec::new() },
-            attentions: if attentions { vec![Vec::new(); layers] } else { Vec::new() },
+            hidden_states: if hidden_states {
+                vec![Vec::new(); layers + 1]
+            } else {
+                Vec::new()
+            },
+            attentions: if attentions {
+                vec![Vec::new(); layers]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -407,7 +478,13 @@ impl Trace {
 
     /// Probabilities [heads][len][start + len] of a piece at positions start..start+len, placed
     /// into the layer's [heads][tokens][tokens].
-    fn attention(&mut self, layer: usize, (start, len): (usize, usize), heads: usize, probs: Vec<f32>) {
+    fn attention(
+        &mut self,
+        layer: usize,
+        (start, len): (usize, usize),
+        heads: usize,
+        probs: Vec<f32>,
+    ) {
         if !self.keep_attentions || probs.is_empty() {
             return;
         }

@@ -82,7 +82,14 @@ fn rows(t: &Tensor) -> Result<Vec<f32>> {
 
 impl Attention {
     /// A plain multi-head attention of `kind` (no norms, window or positions).
-    pub fn new(q: Linear, k: Linear, v: Linear, o: Linear, heads: (usize, usize, usize), kind: AttentionKind) -> Self {
+    pub fn new(
+        q: Linear,
+        k: Linear,
+        v: Linear,
+        o: Linear,
+        heads: (usize, usize, usize),
+        kind: AttentionKind,
+    ) -> Self {
         let (num_heads, num_kv_heads, head_dim) = heads;
         Attention {
             q,
@@ -161,7 +168,15 @@ impl Attention {
 
     /// One sequence's attention over `cache`, with the bias of its positions when the layer has
     /// relative positions; `probs` [heads][len][keys] when asked for.
-    fn attend(&self, q: &[f32], start: usize, len: usize, keys: Keys, cache: &KvCache, want_probs: bool) -> (Vec<f32>, Vec<f32>) {
+    fn attend(
+        &self,
+        q: &[f32],
+        start: usize,
+        len: usize,
+        keys: Keys,
+        cache: &KvCache,
+        want_probs: bool,
+    ) -> (Vec<f32>, Vec<f32>) {
         let mut job = Job {
             shape: self.shape(cache.capacity()),
             start,
@@ -191,7 +206,7 @@ impl Attention {
         } else {
             Vec::new()
         };
-        let out = attention::attend(&job, q, &cache.k, &cache.v, want_probs.then_some(&mut probs[..]));
+        let out = attention::attend(&job, q, cache.view(), want_probs.then_some(&mut probs[..]));
         (out, probs)
     }
 
@@ -199,7 +214,12 @@ impl Attention {
     /// or more sequences one after another, each appending its keys and values to its own cache
     /// and attending only to itself. Returns the output and, when asked, each sequence's
     /// attention probabilities.
-    pub fn forward(&self, x: &Tensor, seqs: &mut [SelfKv<'_>], want_probs: bool) -> Result<(Tensor, Vec<Vec<f32>>)> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        seqs: &mut [SelfKv<'_>],
+        want_probs: bool,
+    ) -> Result<(Tensor, Vec<Vec<f32>>)> {
         let keys_of = |cache: &KvCache| match self.kind {
             AttentionKind::Causal => Ok(Keys::Causal),
             AttentionKind::Bidirectional => Ok(Keys::All(cache.len())),
@@ -246,7 +266,12 @@ impl Attention {
 
     /// Cross-attention of x: [1, tokens, hidden] (the new decoder tokens of one or more
     /// sequences) to each sequence's encoder keys and values.
-    pub fn forward_cross(&self, x: &Tensor, seqs: &[CrossKv<'_>], want_probs: bool) -> Result<(Tensor, Vec<Vec<f32>>)> {
+    pub fn forward_cross(
+        &self,
+        x: &Tensor,
+        seqs: &[CrossKv<'_>],
+        want_probs: bool,
+    ) -> Result<(Tensor, Vec<Vec<f32>>)> {
         let (nh, hd) = (self.num_heads, self.head_dim);
         let q = rows(&self.q.forward(x)?)?;
         let mut out = Vec::with_capacity(q.len());
@@ -254,7 +279,14 @@ impl Attention {
         let mut off = 0;
         for s in seqs {
             let qs = &q[off * nh * hd..(off + s.len) * nh * hd];
-            let (o, probs) = self.attend(qs, 0, s.len, Keys::All(s.encoder.len()), s.encoder, want_probs);
+            let (o, probs) = self.attend(
+                qs,
+                0,
+                s.len,
+                Keys::All(s.encoder.len()),
+                s.encoder,
+                want_probs,
+            );
             out.extend(o);
             all_probs.push(probs);
             off += s.len;
@@ -267,7 +299,12 @@ impl Attention {
     /// to `memory` [batch, keys, hidden]. `mask` [batch, 1, tokens, keys] is added to the scores
     /// (0 where a key is seen, f32::MIN where not: causality, window and padding in one).
     /// Candle ops throughout, softmax included (candle-nn's fused one records no gradient).
-    pub fn forward_t(&self, x: &Tensor, memory: Option<&Tensor>, mask: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        memory: Option<&Tensor>,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let src = memory.unwrap_or(x);
@@ -292,7 +329,9 @@ impl Attention {
             // grouped-query attention: each kv head serves nh / nkv query heads
             let rep = nh / nkv;
             let expand = |y: Tensor| -> Result<Tensor> {
-                Ok(y.unsqueeze(2)?.broadcast_as((b, nkv, rep, s, hd))?.reshape((b, nh, s, hd))?)
+                Ok(y.unsqueeze(2)?
+                    .broadcast_as((b, nkv, rep, s, hd))?
+                    .reshape((b, nh, s, hd))?)
             };
             k = expand(k)?;
             v = expand(v)?;
@@ -310,7 +349,10 @@ impl Attention {
         }
         // scale, mask and softmax in one op (its gradient reaches the scores)
         let probs = super::ops::masked_softmax(&scores, scale, mask)?;
-        let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let out = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
         self.o.forward_t(&out)
     }
 
@@ -319,8 +361,11 @@ impl Attention {
     pub fn encoder_kv(&self, encoded: &Tensor) -> Result<KvCache> {
         let n = encoded.dim(1)?;
         let mut cache = KvCache::new(self.num_kv_heads, self.head_dim, n);
-        cache.append(&rows(&self.k.forward(encoded)?)?, &rows(&self.v.forward(encoded)?)?, n)?;
+        cache.append(
+            &rows(&self.k.forward(encoded)?)?,
+            &rows(&self.v.forward(encoded)?)?,
+            n,
+        )?;
         Ok(cache)
     }
 }
-

@@ -70,7 +70,11 @@ impl Linear {
             return Err(Error::Model(format!(
                 "cannot split a layer of {} outputs{} into {sizes:?}",
                 self.out_features,
-                if self.bias.is_some() { " with a bias" } else { "" }
+                if self.bias.is_some() {
+                    " with a bias"
+                } else {
+                    ""
+                }
             )));
         }
         let mut start = 0;
@@ -82,16 +86,28 @@ impl Linear {
                     let bytes = bytes
                         .range(start * row, n * row)
                         .ok_or_else(|| Error::Model("a split past the end of a weight".into()))?;
-                    Weight::Mapped { qtype: *qtype, bytes }
+                    Weight::Mapped {
+                        qtype: *qtype,
+                        bytes,
+                    }
                 }
-                Weight::Candle(QMatMul::Tensor(w)) => Weight::Candle(QMatMul::Tensor(narrow_rows(w, start, n)?)),
-                Weight::Candle(QMatMul::TensorF16(w)) => Weight::Candle(QMatMul::TensorF16(narrow_rows(w, start, n)?)),
+                Weight::Candle(QMatMul::Tensor(w)) => {
+                    Weight::Candle(QMatMul::Tensor(narrow_rows(w, start, n)?))
+                }
+                Weight::Candle(QMatMul::TensorF16(w)) => {
+                    Weight::Candle(QMatMul::TensorF16(narrow_rows(w, start, n)?))
+                }
                 Weight::Candle(QMatMul::QTensor(q)) => {
                     let w = q.dequantize(&Device::Cpu)?;
                     Weight::Candle(QMatMul::Tensor(narrow_rows(&w, start, n)?))
                 }
             };
-            parts.push(Linear { weight, bias: None, out_features: n, in_features: self.in_features });
+            parts.push(Linear {
+                weight,
+                bias: None,
+                out_features: n,
+                in_features: self.in_features,
+            });
             start += n;
         }
         Ok(parts)
@@ -113,7 +129,9 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(Self::forward_many(&[self], x)?.pop().expect("one layer, one output"))
+        Ok(Self::forward_many(&[self], x)?
+            .pop()
+            .expect("one layer, one output"))
     }
 
     /// Several layers on the same input x [..., in] (q, k and v; gate and up): where all hold
@@ -137,7 +155,11 @@ impl Linear {
         let parts: Option<Vec<quant::Part>> = layers
             .iter()
             .map(|l| match &l.weight {
-                Weight::Mapped { qtype, bytes } => Some(quant::Part { t: *qtype, w: bytes.as_slice(), n: l.out_features }),
+                Weight::Mapped { qtype, bytes } => Some(quant::Part {
+                    t: *qtype,
+                    w: bytes.as_slice(),
+                    n: l.out_features,
+                }),
                 Weight::Candle(_) => None,
             })
             .collect();
@@ -153,7 +175,10 @@ impl Linear {
         let dims = x.dims().to_vec();
         let k = *dims.last().unwrap_or(&0);
         if let Some(l) = layers.iter().find(|l| l.in_features != k) {
-            return Err(Error::Model(format!("linear layer expects {} inputs, got {k}", l.in_features)));
+            return Err(Error::Model(format!(
+                "linear layer expects {} inputs, got {k}",
+                l.in_features
+            )));
         }
         let m = x.elem_count() / k.max(1);
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
@@ -182,7 +207,10 @@ impl Linear {
         let dims = x.dims().to_vec();
         let k = *dims.last().unwrap_or(&0);
         if k != self.in_features {
-            return Err(Error::Model(format!("linear layer expects {} inputs, got {k}", self.in_features)));
+            return Err(Error::Model(format!(
+                "linear layer expects {} inputs, got {k}",
+                self.in_features
+            )));
         }
         let m = x.elem_count() / k.max(1);
         let y = x.reshape((m, k))?.matmul(&w.t()?)?;

@@ -30,7 +30,9 @@ impl Mlp {
     /// ggml's lookup table).
     pub fn forward_t(&self, x: &Tensor) -> Result<Tensor> {
         let h = match &self.gate {
-            Some(g) => super::ops::gated(&g.forward_t(x)?, &self.up.forward_t(x)?, self.activation)?,
+            Some(g) => {
+                super::ops::gated(&g.forward_t(x)?, &self.up.forward_t(x)?, self.activation)?
+            }
             None => super::ops::activation(&self.up.forward_t(x)?, self.activation)?,
         };
         self.down.forward_t(&h)

@@ -10,7 +10,7 @@ pub mod rnn;
 pub mod rope;
 
 pub use attention::Attention;
-pub use kv_cache::{Cache, KvCache};
+pub use kv_cache::{Cache, KvCache, KvDtype};
 pub use linear::{Embedding, Linear};
 pub use mlp::Mlp;
 pub use norm::{LayerNorm, Norm, RmsNorm};

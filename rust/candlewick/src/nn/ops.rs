@@ -12,7 +12,11 @@ use crate::error::Result;
 use crate::kernels::math::{exp_in_place, exp_scaled, expf_lanes, max_and_sum_exp, simd_fn};
 use crate::kernels::SharedOut;
 
-pub(crate) fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn contiguous<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    op: &str,
+) -> candle_core::Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
@@ -37,7 +41,11 @@ fn rows(n: usize, out_d: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32
 }
 
 /// The same with two outputs per row (of `d` values each), e.g. the gradients of two inputs.
-fn rows2(n: usize, d: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync) -> (Vec<f32>, Vec<f32>) {
+fn rows2(
+    n: usize,
+    d: usize,
+    f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) -> (Vec<f32>, Vec<f32>) {
     let (mut a, mut b) = (vec![0f32; n * d], vec![0f32; n * d]);
     let (pa, pb) = (SharedOut(a.as_mut_ptr()), SharedOut(b.as_mut_ptr()));
     candle_core::utils::barrier_pool().execute_chunked(n, |range| {
@@ -45,7 +53,10 @@ fn rows2(n: usize, d: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync) -
         for i in range {
             // SAFETY: each row index is handed to exactly one work item; rows do not overlap.
             let (ra, rb) = unsafe {
-                (std::slice::from_raw_parts_mut(pa.0.add(i * d), d), std::slice::from_raw_parts_mut(pb.0.add(i * d), d))
+                (
+                    std::slice::from_raw_parts_mut(pa.0.add(i * d), d),
+                    std::slice::from_raw_parts_mut(pb.0.add(i * d), d),
+                )
             };
             f(i, ra, rb);
         }
@@ -54,7 +65,10 @@ fn rows2(n: usize, d: usize, f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync) -
 }
 
 /// Run `f` on a tensor's values, row-major, borrowed (copied only when the tensor is strided).
-pub(crate) fn with_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+pub(crate) fn with_values<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
@@ -74,7 +88,12 @@ fn column_sums(n: usize, d: usize, f: impl Fn(usize, &mut [f64]) + Sync) -> Vec<
         let mut t = total.lock().unwrap_or_else(|e| e.into_inner());
         t.iter_mut().zip(&acc).for_each(|(t, a)| *t += a);
     });
-    total.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|v| v as f32).collect()
+    total
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
 }
 
 /// A tensor's values, row-major.
@@ -113,8 +132,17 @@ impl CustomOp2 for RmsNormOp {
         "cw-rms-norm"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, w) = (contiguous(s1, l1, self.name())?, contiguous(s2, l2, self.name())?);
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w) = (
+            contiguous(s1, l1, self.name())?,
+            contiguous(s2, l2, self.name())?,
+        );
         let (n, d) = last_dim(l1);
         if w.len() != d {
             candle_core::bail!("rms norm of {} weights on rows of {d}", w.len());
@@ -129,7 +157,13 @@ impl CustomOp2 for RmsNormOp {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         // y = x s w, s = (mean(x^2) + eps)^-1/2:
         // dx = s (g w) - x s^3 mean((g w) x);  dw = sum over rows of g x s
         let xv = values(x)?;
@@ -140,7 +174,13 @@ impl CustomOp2 for RmsNormOp {
         let dx = rows(n, d, |i, o| {
             let (r, gr) = (&xv[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
             let s = inv_rms(r, self.eps);
-            let m: f64 = r.iter().zip(gr).zip(&wv).map(|((&x, &g), &w)| (g * w * x) as f64).sum::<f64>() / d as f64;
+            let m: f64 = r
+                .iter()
+                .zip(gr)
+                .zip(&wv)
+                .map(|((&x, &g), &w)| (g * w * x) as f64)
+                .sum::<f64>()
+                / d as f64;
             let c = (m as f32) * s * s * s;
             for (((o, &x), &g), &w) in o.iter_mut().zip(r).zip(gr).zip(&wv) {
                 *o = s * g * w - x * c;
@@ -162,7 +202,8 @@ impl CustomOp2 for RmsNormOp {
 
 /// RMSNorm over the last dimension, times `w`, with gradients for both.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op2(&w.contiguous()?, RmsNormOp { eps })?)
+    Ok(x.contiguous()?
+        .apply_op2(&w.contiguous()?, RmsNormOp { eps })?)
 }
 
 /// The same in plain candle ops.
@@ -191,8 +232,20 @@ impl CustomOp3 for LayerNormOp {
         "cw-layer-norm"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (contiguous(s1, l1, self.name())?, contiguous(s2, l2, self.name())?, contiguous(s3, l3, self.name())?);
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (
+            contiguous(s1, l1, self.name())?,
+            contiguous(s2, l2, self.name())?,
+            contiguous(s3, l3, self.name())?,
+        );
         let (n, d) = last_dim(l1);
         if w.len() != d || b.len() != d {
             candle_core::bail!("layer norm of {} weights on rows of {d}", w.len());
@@ -207,7 +260,14 @@ impl CustomOp3 for LayerNormOp {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         // xh = (x - mean) inv, dy = g w: dx = inv (dy - mean(dy) - xh mean(dy xh));
         // dw = sum g xh; db = sum g
         let xv = values(x)?;
@@ -248,14 +308,18 @@ impl CustomOp3 for LayerNormOp {
 
 /// LayerNorm over the last dimension with weight `w` and bias `b`, gradients for all three.
 pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNormOp { eps })?)
+    Ok(x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, LayerNormOp { eps })?)
 }
 
 /// The same in plain candle ops.
 pub fn layer_norm_ref(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Result<Tensor> {
     let xc = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    Ok(xc.broadcast_div(&(var + eps)?.sqrt()?)?.broadcast_mul(w)?.broadcast_add(b)?)
+    Ok(xc
+        .broadcast_div(&(var + eps)?.sqrt()?)?
+        .broadcast_mul(w)?
+        .broadcast_add(b)?)
 }
 
 // ---- cross-entropy ---------------------------------------------------------------------------
@@ -267,7 +331,6 @@ struct CrossEntropy {
     /// Each row's (max, sum of exp(x - max)), kept by the forward pass for the backward one.
     lse: Mutex<Vec<(f32, f64)>>,
 }
-
 
 impl CustomOp1 for CrossEntropy {
     fn name(&self) -> &'static str {
@@ -294,18 +357,27 @@ impl CustomOp1 for CrossEntropy {
             lse.lock().unwrap_or_else(|e| e.into_inner())[i] = (max, sum);
             o[0] = ((max as f64 + sum.ln()) - r[t as usize] as f64) as f32;
         });
-        *self.lse.lock().unwrap_or_else(|e| e.into_inner()) = lse.into_inner().unwrap_or_else(|e| e.into_inner());
+        *self.lse.lock().unwrap_or_else(|e| e.into_inner()) =
+            lse.into_inner().unwrap_or_else(|e| e.into_inner());
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let g = values(grad)?;
         let v = arg.dims().last().copied().unwrap_or(1).max(1);
         let lse = self.lse.lock().unwrap_or_else(|e| e.into_inner());
         let out = with_values(arg, |x| {
             let n = x.len() / v;
             if lse.len() != n || g.len() != n {
-                candle_core::bail!("cross-entropy backward for {n} rows, its forward saw {}", lse.len());
+                candle_core::bail!(
+                    "cross-entropy backward for {n} rows, its forward saw {}",
+                    lse.len()
+                );
             }
             Ok(rows(n, v, |i, o| {
                 let t = self.targets[i];
@@ -326,7 +398,10 @@ impl CustomOp1 for CrossEntropy {
 /// Per-row cross-entropy [n] of logits [n, vocab] (rows whose target is negative give 0 and no
 /// gradient).
 pub fn cross_entropy_rows(logits: &Tensor, targets: Vec<i64>) -> Result<Tensor> {
-    Ok(logits.contiguous()?.apply_op1(CrossEntropy { targets, lse: Mutex::new(Vec::new()) })?)
+    Ok(logits.contiguous()?.apply_op1(CrossEntropy {
+        targets,
+        lse: Mutex::new(Vec::new()),
+    })?)
 }
 
 // ---- gated activation -------------------------------------------------------------------------
@@ -389,7 +464,10 @@ fn act_and_slope(a: Activation, x: f32) -> (f32, f32) {
             let u = c * (x + 0.044715 * x * x * x);
             let t = u.tanh();
             let du = c * (1.0 + 3.0 * 0.044715 * x * x);
-            (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+            (
+                0.5 * x * (1.0 + t),
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du,
+            )
         }
     };
     (y as f32, d as f32)
@@ -419,7 +497,11 @@ fn erf(x: f64) -> f64 {
         }
         1.0 - (-ax * ax).exp() / std::f64::consts::PI.sqrt() / f
     };
-    if x < 0.0 { -r } else { r }
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
 }
 
 impl CustomOp2 for Gated {
@@ -427,8 +509,17 @@ impl CustomOp2 for Gated {
         "cw-gated-activation"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (g, u) = (contiguous(s1, l1, self.name())?, contiguous(s2, l2, self.name())?);
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (g, u) = (
+            contiguous(s1, l1, self.name())?,
+            contiguous(s2, l2, self.name())?,
+        );
         if g.len() != u.len() {
             candle_core::bail!("gate and up of different sizes");
         }
@@ -447,17 +538,29 @@ impl CustomOp2 for Gated {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, gate: &Tensor, up: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let d = gate.dims().last().copied().unwrap_or(1).max(1);
         let act = self.act;
         let (dg, du) = with_values(gate, |g| {
             with_values(up, |u| {
                 with_values(grad, |dy| {
                     if u.len() != g.len() || dy.len() != g.len() {
-                        candle_core::bail!("gated activation backward on inputs of different sizes");
+                        candle_core::bail!(
+                            "gated activation backward on inputs of different sizes"
+                        );
                     }
                     Ok(rows2(g.len() / d, d, |i, o_g, o_u| {
-                        let (g, u, dy) = (&g[i * d..(i + 1) * d], &u[i * d..(i + 1) * d], &dy[i * d..(i + 1) * d]);
+                        let (g, u, dy) = (
+                            &g[i * d..(i + 1) * d],
+                            &u[i * d..(i + 1) * d],
+                            &dy[i * d..(i + 1) * d],
+                        );
                         if act == Activation::Silu {
                             silu_gated_backward(o_g, o_u, g, u, dy);
                         } else {
@@ -480,7 +583,9 @@ impl CustomOp2 for Gated {
 
 /// act(gate) * up with gradients for both (one pass forward, one backward).
 pub fn gated(gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
-    Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, Gated { act })?)
+    Ok(gate
+        .contiguous()?
+        .apply_op2(&up.contiguous()?, Gated { act })?)
 }
 
 // ---- bias ---------------------------------------------------------------------------------------
@@ -494,8 +599,17 @@ impl CustomOp2 for BiasAdd {
         "cw-bias-add"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (y, b) = (contiguous(s1, l1, self.name())?, contiguous(s2, l2, self.name())?);
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (y, b) = (
+            contiguous(s1, l1, self.name())?,
+            contiguous(s2, l2, self.name())?,
+        );
         let (n, d) = last_dim(l1);
         if b.len() != d {
             candle_core::bail!("a bias of {} values for rows of {d}", b.len());
@@ -508,7 +622,13 @@ impl CustomOp2 for BiasAdd {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, _y: &Tensor, b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _y: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let d = b.elem_count().max(1);
         let db = with_values(grad, |g| {
             Ok(column_sums(g.len() / d, d, |i, acc| {
@@ -517,7 +637,10 @@ impl CustomOp2 for BiasAdd {
                 }
             }))
         })?;
-        Ok((Some(grad.clone()), Some(Tensor::from_vec(db, b.shape(), b.device())?)))
+        Ok((
+            Some(grad.clone()),
+            Some(Tensor::from_vec(db, b.shape(), b.device())?),
+        ))
     }
 }
 
@@ -539,9 +662,14 @@ struct Act {
 fn erf_lanes(x: f32) -> f32 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let p = -1.265_512_2 + t * (1.000_023_7 + t * (0.374_091_96 + t * (0.096_784_18
-        + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87
-        + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let p = -1.265_512_2
+        + t * (1.000_023_7
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let erfc = t * expf_lanes(-z * z + p);
     let r = 1.0 - erfc;
     if x < 0.0 {
@@ -556,7 +684,10 @@ fn erf_lanes(x: f32) -> f32 {
 fn act_lanes(a: Activation, x: f32) -> (f32, f32) {
     match a {
         Activation::Silu => silu_and_slope(x),
-        Activation::Relu => (if x > 0.0 { x } else { 0.0 }, if x > 0.0 { 1.0 } else { 0.0 }),
+        Activation::Relu => (
+            if x > 0.0 { x } else { 0.0 },
+            if x > 0.0 { 1.0 } else { 0.0 },
+        ),
         Activation::Gelu => {
             let cdf = 0.5 * (1.0 + erf_lanes(x * std::f32::consts::FRAC_1_SQRT_2));
             let pdf = expf_lanes(-0.5 * x * x) * 0.398_942_3; // 1/sqrt(2 pi)
@@ -567,7 +698,10 @@ fn act_lanes(a: Activation, x: f32) -> (f32, f32) {
             let u = c * (x + 0.044715 * x * x * x);
             let t = 1.0 - 2.0 / (expf_lanes(2.0 * u) + 1.0);
             let du = c * (1.0 + 3.0 * 0.044715 * x * x);
-            (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
+            (
+                0.5 * x * (1.0 + t),
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du,
+            )
         }
     }
 }
@@ -602,14 +736,25 @@ impl CustomOp1 for Act {
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let d = arg.dims().last().copied().unwrap_or(1).max(1);
         let out = with_values(arg, |x| {
             with_values(grad, |dy| {
                 if dy.len() != x.len() {
-                    candle_core::bail!("activation backward: a gradient of {} values for {}", dy.len(), x.len());
+                    candle_core::bail!(
+                        "activation backward: a gradient of {} values for {}",
+                        dy.len(),
+                        x.len()
+                    );
                 }
-                Ok(rows(x.len() / d, d, |i, o| act_backward_row(o, &x[i * d..(i + 1) * d], &dy[i * d..(i + 1) * d], self.act)))
+                Ok(rows(x.len() / d, d, |i, o| {
+                    act_backward_row(o, &x[i * d..(i + 1) * d], &dy[i * d..(i + 1) * d], self.act)
+                }))
             })
         })?;
         Ok(Some(Tensor::from_vec(out, arg.shape(), arg.device())?))
@@ -640,9 +785,16 @@ impl RopeOp {
         let half = d / 2;
         rows(x.len() / d, d, |i, o| {
             let (r, p) = (&x[i * d..(i + 1) * d], i % self.t);
-            let (c, s) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
+            let (c, s) = (
+                &self.cos[p * half..(p + 1) * half],
+                &self.sin[p * half..(p + 1) * half],
+            );
             for j in 0..half {
-                let (a, b) = if self.interleaved { (2 * j, 2 * j + 1) } else { (j, j + half) };
+                let (a, b) = if self.interleaved {
+                    (2 * j, 2 * j + 1)
+                } else {
+                    (j, j + half)
+                };
                 let sj = sign * s[j];
                 o[a] = r[a] * c[j] - r[b] * sj;
                 o[b] = r[a] * sj + r[b] * c[j];
@@ -660,13 +812,23 @@ impl CustomOp1 for RopeOp {
         let x = contiguous(s, l, self.name())?;
         let dims = l.dims();
         let d = dims.last().copied().unwrap_or(0);
-        if dims.len() != 4 || dims[2] != self.t || d % 2 != 0 || self.cos.len() != self.t * (d / 2) {
-            candle_core::bail!("rotary positions for {} positions of {} pairs on heads of {dims:?}", self.t, self.cos.len() / self.t.max(1));
+        if dims.len() != 4 || dims[2] != self.t || d % 2 != 0 || self.cos.len() != self.t * (d / 2)
+        {
+            candle_core::bail!(
+                "rotary positions for {} positions of {} pairs on heads of {dims:?}",
+                self.t,
+                self.cos.len() / self.t.max(1)
+            );
         }
         Ok((CpuStorage::F32(self.rotate(x, d, 1.0)), l.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let d = arg.dims().last().copied().unwrap_or(2).max(2);
         let out = with_values(grad, |g| Ok(self.rotate(g, d, -1.0)))?;
         Ok(Some(Tensor::from_vec(out, arg.shape(), arg.device())?))
@@ -677,7 +839,12 @@ impl CustomOp1 for RopeOp {
 /// t, d], tables of cos and sin [t * d/2] (position-major).
 pub fn rope(x: &Tensor, cos: Vec<f32>, sin: Vec<f32>, interleaved: bool) -> Result<Tensor> {
     let t = x.dim(2)?;
-    Ok(x.contiguous()?.apply_op1(RopeOp { cos, sin, t, interleaved })?)
+    Ok(x.contiguous()?.apply_op1(RopeOp {
+        cos,
+        sin,
+        t,
+        interleaved,
+    })?)
 }
 
 // ---- scaled, masked softmax --------------------------------------------------------------------
@@ -722,17 +889,30 @@ impl CustomOp1 for MaskedSoftmax {
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
-    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let d = res.dims().last().copied().unwrap_or(1).max(1);
         let scale = self.scale;
         let out = with_values(res, |p| {
             with_values(grad, |g| {
                 if g.len() != p.len() {
-                    candle_core::bail!("softmax backward: a gradient of {} values for {}", g.len(), p.len());
+                    candle_core::bail!(
+                        "softmax backward: a gradient of {} values for {}",
+                        g.len(),
+                        p.len()
+                    );
                 }
                 Ok(rows(p.len() / d, d, |i, o| {
                     let (pr, gr) = (&p[i * d..(i + 1) * d], &g[i * d..(i + 1) * d]);
-                    let dot = pr.iter().zip(gr).map(|(&a, &b)| (a * b) as f64).sum::<f64>() as f32;
+                    let dot = pr
+                        .iter()
+                        .zip(gr)
+                        .map(|(&a, &b)| (a * b) as f64)
+                        .sum::<f64>() as f32;
                     for ((o, &a), &b) in o.iter_mut().zip(pr).zip(gr) {
                         *o = scale * a * (b - dot);
                     }
@@ -750,13 +930,19 @@ pub fn masked_softmax(scores: &Tensor, scale: f32, mask: Option<&Tensor>) -> Res
             let (rows, one, q, k) = m.dims4()?;
             let (r2, _, q2, k2) = scores.dims4()?;
             if one != 1 || rows != r2 || k != k2 || (q != q2 && q != 1) {
-                return Err(crate::error::Error::Model(format!("a mask of {:?} for scores of {:?}", m.dims(), scores.dims())));
+                return Err(crate::error::Error::Model(format!(
+                    "a mask of {:?} for scores of {:?}",
+                    m.dims(),
+                    scores.dims()
+                )));
             }
             Some((m.flatten_all()?.to_vec1::<f32>()?, q))
         }
         None => None,
     };
-    Ok(scores.contiguous()?.apply_op1(MaskedSoftmax { scale, mask })?)
+    Ok(scores
+        .contiguous()?
+        .apply_op1(MaskedSoftmax { scale, mask })?)
 }
 
 #[cfg(test)]
@@ -765,7 +951,10 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
-        let (a, b) = (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let (a, b) = (
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
@@ -773,7 +962,9 @@ mod tests {
     }
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
-        (0..n).map(|i| ((i as u32 * 2654435761u32 ^ seed) % 1000) as f32 / 250.0 - 2.0).collect()
+        (0..n)
+            .map(|i| ((i as u32 * 2654435761u32 ^ seed) % 1000) as f32 / 250.0 - 2.0)
+            .collect()
     }
 
     /// Each fused op equals its composite twin, forward and gradients.
@@ -783,17 +974,34 @@ mod tests {
         let x = Var::from_vec(data(6 * 10, 1), (2, 3, 10), &dev).unwrap();
         let w = Var::from_vec(data(10, 2), 10, &dev).unwrap();
         let up = Tensor::from_vec(data(60, 3), (2, 3, 10), &dev).unwrap();
-        let pairs: Vec<(Tensor, Tensor)> = vec![
-            (rms_norm(&x, &w, 1e-6).unwrap(), rms_norm_ref(&x, &w, 1e-6).unwrap()),
-        ];
+        let pairs: Vec<(Tensor, Tensor)> = vec![(
+            rms_norm(&x, &w, 1e-6).unwrap(),
+            rms_norm_ref(&x, &w, 1e-6).unwrap(),
+        )];
         let bias = Var::from_vec(data(10, 4), 10, &dev).unwrap();
         let mut pairs = pairs;
-        pairs.push((layer_norm(&x, &w, &bias, 1e-5).unwrap(), layer_norm_ref(&x, &w, &bias, 1e-5).unwrap()));
-        pairs.push((add_bias(&x, &bias).unwrap(), x.broadcast_add(&bias).unwrap()));
+        pairs.push((
+            layer_norm(&x, &w, &bias, 1e-5).unwrap(),
+            layer_norm_ref(&x, &w, &bias, 1e-5).unwrap(),
+        ));
+        pairs.push((
+            add_bias(&x, &bias).unwrap(),
+            x.broadcast_add(&bias).unwrap(),
+        ));
         for (fused, reference) in pairs {
             close(&fused, &reference, 1e-5);
-            let gf = (&fused * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            let gr = (&reference * &up).unwrap().sum_all().unwrap().backward().unwrap();
+            let gf = (&fused * &up)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gr = (&reference * &up)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             close(gf.get(&x).unwrap(), gr.get(&x).unwrap(), 1e-4);
             for v in [&w, &bias] {
                 if let (Some(a), Some(b)) = (gf.get(v), gr.get(v)) {
@@ -801,34 +1009,87 @@ mod tests {
                 }
             }
         }
-        for act in [Activation::Silu, Activation::Gelu, Activation::GeluTanh, Activation::Relu] {
+        for act in [
+            Activation::Silu,
+            Activation::Gelu,
+            Activation::GeluTanh,
+            Activation::Relu,
+        ] {
             let g = Var::from_vec(data(60, 7), (6, 10), &dev).unwrap();
             let u = Var::from_vec(data(60, 8), (6, 10), &dev).unwrap();
             let up6 = Tensor::from_vec(data(60, 9), (6, 10), &dev).unwrap();
             let fused = gated(&g, &u, act).unwrap();
             let reference = (crate::nn::mlp::activate(&g, act).unwrap() * u.as_tensor()).unwrap();
             close(&fused, &reference, 1e-5);
-            let gf = (&fused * &up6).unwrap().sum_all().unwrap().backward().unwrap();
-            let gr = (&reference * &up6).unwrap().sum_all().unwrap().backward().unwrap();
+            let gf = (&fused * &up6)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gr = (&reference * &up6)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             close(gf.get(&g).unwrap(), gr.get(&g).unwrap(), 1e-4);
             close(gf.get(&u).unwrap(), gr.get(&u).unwrap(), 1e-4);
             // the plain activation, over [-10, 10)
-            let wide = Var::from_vec(data(60, 12).iter().map(|v| v * 5.0).collect(), (6, 10), &dev).unwrap();
+            let wide = Var::from_vec(
+                data(60, 12).iter().map(|v| v * 5.0).collect(),
+                (6, 10),
+                &dev,
+            )
+            .unwrap();
             let fused = activation(&wide, act).unwrap();
             let reference = crate::nn::mlp::activate(&wide, act).unwrap();
             close(&fused, &reference, 1e-5);
-            let gf = (&fused * &up6).unwrap().sum_all().unwrap().backward().unwrap();
-            let gr = (&reference * &up6).unwrap().sum_all().unwrap().backward().unwrap();
+            let gf = (&fused * &up6)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gr = (&reference * &up6)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             close(gf.get(&wide).unwrap(), gr.get(&wide).unwrap(), 1e-4);
         }
         let sc = Var::from_vec(data(2 * 3 * 4 * 5, 10), (2, 3, 4, 5), &dev).unwrap();
-        let mask = Tensor::from_vec((0..40).map(|i| if i % 7 == 3 { f32::MIN } else { 0.0 }).collect::<Vec<f32>>(), (2, 1, 4, 5), &dev).unwrap();
+        let mask = Tensor::from_vec(
+            (0..40)
+                .map(|i| if i % 7 == 3 { f32::MIN } else { 0.0 })
+                .collect::<Vec<f32>>(),
+            (2, 1, 4, 5),
+            &dev,
+        )
+        .unwrap();
         let upm = Tensor::from_vec(data(120, 11), (2, 3, 4, 5), &dev).unwrap();
         let fused = masked_softmax(&sc, 0.5, Some(&mask)).unwrap();
-        let reference = softmax_ref(&(sc.as_tensor() * 0.5).unwrap().broadcast_add(&mask).unwrap()).unwrap();
+        let reference = softmax_ref(
+            &(sc.as_tensor() * 0.5)
+                .unwrap()
+                .broadcast_add(&mask)
+                .unwrap(),
+        )
+        .unwrap();
         close(&fused, &reference, 1e-5);
-        let gf = (&fused * &upm).unwrap().sum_all().unwrap().backward().unwrap();
-        let gr = (&reference * &upm).unwrap().sum_all().unwrap().backward().unwrap();
+        let gf = (&fused * &upm)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gr = (&reference * &upm)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         close(gf.get(&sc).unwrap(), gr.get(&sc).unwrap(), 1e-4);
         // cross-entropy against log-softmax + pick
         let logits = Var::from_vec(data(4 * 7, 5), (4, 7), &dev).unwrap();
@@ -838,15 +1099,33 @@ mod tests {
         let picked: Vec<f32> = targets
             .iter()
             .enumerate()
-            .map(|(i, &t)| if t < 0 { 0.0 } else { -lsm.get(i).unwrap().get(t as usize).unwrap().to_scalar::<f32>().unwrap() })
+            .map(|(i, &t)| {
+                if t < 0 {
+                    0.0
+                } else {
+                    -lsm.get(i)
+                        .unwrap()
+                        .get(t as usize)
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                }
+            })
             .collect();
         close(&ce, &Tensor::new(picked, &dev).unwrap(), 1e-5);
         let g = ce.sum_all().unwrap().backward().unwrap();
         let gl = g.get(&logits).unwrap().to_vec2::<f32>().unwrap();
-        let p = candle_nn::ops::softmax_last_dim(&logits).unwrap().to_vec2::<f32>().unwrap();
+        let p = candle_nn::ops::softmax_last_dim(&logits)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
         for (i, &t) in targets.iter().enumerate() {
             for j in 0..7 {
-                let want = if t < 0 { 0.0 } else { p[i][j] - if j as i64 == t { 1.0 } else { 0.0 } };
+                let want = if t < 0 {
+                    0.0
+                } else {
+                    p[i][j] - if j as i64 == t { 1.0 } else { 0.0 }
+                };
                 assert!((gl[i][j] - want).abs() < 1e-5);
             }
         }

@@ -76,7 +76,9 @@ impl RelativeBias {
             .map(|(d, ())| self.bucket(d) as u32)
             .collect();
         let idx = Tensor::from_vec(buckets, q_len * k_len, table.device())?;
-        let b = table.index_select(&idx, 0)?.reshape((q_len, k_len, self.num_heads))?;
+        let b = table
+            .index_select(&idx, 0)?
+            .reshape((q_len, k_len, self.num_heads))?;
         Ok(b.permute((2, 0, 1))?)
     }
 }

@@ -77,7 +77,12 @@ impl Rnn {
     }
 
     fn check_state(&self, rows: usize, state: &RnnState) -> Result<()> {
-        if state.layers.len() != self.layers.len() || state.layers.iter().any(|(h, _)| h.dims() != [rows, self.hidden]) {
+        if state.layers.len() != self.layers.len()
+            || state
+                .layers
+                .iter()
+                .any(|(h, _)| h.dims() != [rows, self.hidden])
+        {
             return Err(Error::Model(format!(
                 "a recurrent state of {} layers for {} layers of {rows} rows",
                 state.layers.len(),
@@ -140,7 +145,9 @@ impl Rnn {
                         (o * c.tanh()?)?
                     }
                     (Cell::Gru, _) => gru(&xt, &hp, h, self.hidden)?,
-                    (Cell::Lstm, None) => return Err(Error::Model("an LSTM state without its cell state".into())),
+                    (Cell::Lstm, None) => {
+                        return Err(Error::Model("an LSTM state without its cell state".into()))
+                    }
                 };
                 outs.push(h.clone());
             }
@@ -288,7 +295,6 @@ simd_fn! {
     }
 }
 
-
 /// dot(x, y) in 16 lanes with fused multiply-adds.
 #[inline(always)]
 fn dot_lanes(x: &[f32], y: &[f32]) -> f32 {
@@ -361,11 +367,27 @@ simd_fn! {
 }
 
 /// out [m, n] = bias + x [m, k] W^T (W [n, k] row-major), the rows of W split over the pool.
-fn state_proj(out: &mut [f32], x: &[f32], w: &[f32], bias: &[f32], (m, k, n): (usize, usize, usize)) {
+fn state_proj(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    (m, k, n): (usize, usize, usize),
+) {
     let ptr = SharedOut(out.as_mut_ptr());
     let blocks = n.div_ceil(64);
     candle_core::utils::barrier_pool().execute_chunked(blocks, |range| {
-        proj_block(ptr, x, w, bias, m, k, n, range.start * 64, (range.end * 64).min(n));
+        proj_block(
+            ptr,
+            x,
+            w,
+            bias,
+            m,
+            k,
+            n,
+            range.start * 64,
+            (range.end * 64).min(n),
+        );
     });
 }
 
@@ -374,7 +396,16 @@ fn state_grad(dst: &mut [f32], g: &[f32], w: &[f32], (m, k, n): (usize, usize, u
     let ptr = SharedOut(dst.as_mut_ptr());
     let blocks = n.div_ceil(64);
     candle_core::utils::barrier_pool().execute_chunked(blocks, |range| {
-        grad_block(ptr, g, w, m, k, n, range.start * 64, (range.end * 64).min(n));
+        grad_block(
+            ptr,
+            g,
+            w,
+            m,
+            k,
+            n,
+            range.start * 64,
+            (range.end * 64).min(n),
+        );
     });
 }
 
@@ -383,7 +414,15 @@ impl CustomOp3 for Scan {
         "cw-rnn-scan"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let xp = super::ops::contiguous(s1, l1, self.name())?;
         let w = super::ops::contiguous(s2, l2, self.name())?;
         let b = super::ops::contiguous(s3, l3, self.name())?;
@@ -399,7 +438,11 @@ impl CustomOp3 for Scan {
         }
         let mut out = vec![0f32; rows * tokens * h];
         let mut acts = vec![0f32; tokens * rows * 4 * h];
-        let mut cells = if lstm { vec![0f32; tokens * rows * h] } else { Vec::new() };
+        let mut cells = if lstm {
+            vec![0f32; tokens * rows * h]
+        } else {
+            Vec::new()
+        };
         let mut hprev = self.h0.clone();
         let mut cprev = self.c0.clone();
         let mut hp = vec![0f32; rows * gh];
@@ -420,14 +463,22 @@ impl CustomOp3 for Scan {
                 }
             }
             for r in 0..rows {
-                hprev[r * h..(r + 1) * h].copy_from_slice(&out[(r * tokens + t) * h..(r * tokens + t + 1) * h]);
+                hprev[r * h..(r + 1) * h]
+                    .copy_from_slice(&out[(r * tokens + t) * h..(r * tokens + t + 1) * h]);
             }
         }
         *self.saved.lock().unwrap_or_else(|e| e.into_inner()) = Saved { acts, cells };
         Ok((CpuStorage::F32(out), Shape::from((rows, tokens, h))))
     }
 
-    fn bwd(&self, xp: &Tensor, w: &Tensor, _b: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        xp: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (rows, tokens, gh) = xp.dims3()?;
         let h = self.hidden;
         let lstm = self.cell == Cell::Lstm;
@@ -443,7 +494,11 @@ impl CustomOp3 for Scan {
         let mut hprevs = vec![0f32; tokens * rows * h];
         for t in 0..tokens {
             for r in 0..rows {
-                let src = if t == 0 { &self.h0[r * h..(r + 1) * h] } else { &outs[(r * tokens + t - 1) * h..(r * tokens + t) * h] };
+                let src = if t == 0 {
+                    &self.h0[r * h..(r + 1) * h]
+                } else {
+                    &outs[(r * tokens + t - 1) * h..(r * tokens + t) * h]
+                };
                 hprevs[(t * rows + r) * h..(t * rows + r + 1) * h].copy_from_slice(src);
             }
         }
@@ -461,21 +516,41 @@ impl CustomOp3 for Scan {
                 let dh = &mut dh_next[r * h..(r + 1) * h];
                 if lstm {
                     let c = &cells[(t * rows + r) * h..(t * rows + r + 1) * h];
-                    let c_prev = if t == 0 { &self.c0[r * h..(r + 1) * h] } else { &cells[((t - 1) * rows + r) * h..(t * rows + r) * h] };
+                    let c_prev = if t == 0 {
+                        &self.c0[r * h..(r + 1) * h]
+                    } else {
+                        &cells[((t - 1) * rows + r) * h..(t * rows + r) * h]
+                    };
                     lstm_step_back(go, a, c, c_prev, dh, &mut dc_next[r * h..(r + 1) * h], dx);
                     dp.copy_from_slice(dx);
                 } else {
-                    gru_step_back(go, a, &hprevs[(t * rows + r) * h..(t * rows + r + 1) * h], dh, dx, dp);
+                    gru_step_back(
+                        go,
+                        a,
+                        &hprevs[(t * rows + r) * h..(t * rows + r + 1) * h],
+                        dh,
+                        dx,
+                        dp,
+                    );
                 }
             }
             // what reaches the previous state through W_hh
-            state_grad(&mut dh_next, &d_hp[t * rows * gh..(t + 1) * rows * gh], &wv, (rows, gh, h));
+            state_grad(
+                &mut dh_next,
+                &d_hp[t * rows * gh..(t + 1) * rows * gh],
+                &wv,
+                (rows, gh, h),
+            );
         }
         let dev = xp.device();
         let d_hp = Tensor::from_vec(d_hp, (tokens * rows, gh), dev)?;
         let hprevs = Tensor::from_vec(hprevs, (tokens * rows, h), dev)?;
         let d_w = d_hp.t()?.matmul(&hprevs)?;
         let d_b = d_hp.sum(0)?;
-        Ok((Some(Tensor::from_vec(d_xp, (rows, tokens, gh), dev)?), Some(d_w), Some(d_b)))
+        Ok((
+            Some(Tensor::from_vec(d_xp, (rows, tokens, gh), dev)?),
+            Some(d_w),
+            Some(d_b),
+        ))
     }
 }

@@ -28,8 +28,15 @@ struct Inner {
 
 #[derive(Debug)]
 enum Angles {
-    Ggml { theta_scale: f32, yarn: Yarn, freq_factors: Option<Vec<f32>> },
-    Hf { inv_freq: Vec<f32>, attention_factor: f32 },
+    Ggml {
+        theta_scale: f32,
+        yarn: Yarn,
+        freq_factors: Option<Vec<f32>>,
+    },
+    Hf {
+        inv_freq: Vec<f32>,
+        attention_factor: f32,
+    },
 }
 
 /// ggml's `rope_yarn` parameters: theta = freq_scale x theta_extrap, blended back towards
@@ -43,21 +50,39 @@ struct Yarn {
     mscale: f32,
 }
 
-const PLAIN: Yarn = Yarn { freq_scale: 1.0, ext_factor: 0.0, corr: [0.0, 0.0], mscale: 1.0 };
+const PLAIN: Yarn = Yarn {
+    freq_scale: 1.0,
+    ext_factor: 0.0,
+    corr: [0.0, 0.0],
+    mscale: 1.0,
+};
 
 /// How RoPE is scaled for longer contexts (`ModelConfig.rope_scaling` and its parameters).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Scaling {
     None,
     /// Positions divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        factor: f64,
+    },
     /// Llama 3.1: frequencies of wavelengths above original / low divided by `factor`, those
     /// below original / high kept, a smooth blend between.
-    Llama3 { factor: f64, low: f64, high: f64, original: f64 },
+    Llama3 {
+        factor: f64,
+        low: f64,
+        high: f64,
+        original: f64,
+    },
     /// YaRN: dimensions blended between interpolated and extrapolated by a ramp between the
     /// dimensions that turn `beta_fast` and `beta_slow` times in the original context; cos and
     /// sin x `attention` (0: 0.1 ln(factor) + 1).
-    Yarn { factor: f64, original: f64, beta_fast: f64, beta_slow: f64, attention: f64 },
+    Yarn {
+        factor: f64,
+        original: f64,
+        beta_fast: f64,
+        beta_slow: f64,
+        attention: f64,
+    },
 }
 
 impl Scaling {
@@ -71,7 +96,12 @@ impl Scaling {
         match c.rope_scaling {
             R::None => Scaling::None,
             R::Linear => Scaling::Linear { factor },
-            R::Llama3 => Scaling::Llama3 { factor, low: c.rope_low_freq_factor, high: c.rope_high_freq_factor, original },
+            R::Llama3 => Scaling::Llama3 {
+                factor,
+                low: c.rope_low_freq_factor,
+                high: c.rope_high_freq_factor,
+                original,
+            },
             R::Yarn => Scaling::Yarn {
                 factor,
                 original,
@@ -92,17 +122,33 @@ impl Rope {
     /// ggml's arithmetic with scaling as llama.cpp sets it up: linear and yarn through
     /// freq_scale = 1/factor (yarn with ext_factor 1 and its correction dims and mscale), llama3
     /// through `freq_factors` (the file's rope_freqs tensor: each frequency divided by its factor).
-    pub fn ggml_scaled(head_dim: usize, theta: f64, interleaved: bool, scaling: Scaling, freq_factors: Option<Vec<f32>>) -> Self {
+    pub fn ggml_scaled(
+        head_dim: usize,
+        theta: f64,
+        interleaved: bool,
+        scaling: Scaling,
+        freq_factors: Option<Vec<f32>>,
+    ) -> Self {
         let theta_scale = (theta as f32).powf(-2.0 / head_dim as f32);
         let yarn = match scaling {
             Scaling::None | Scaling::Llama3 { .. } => PLAIN,
-            Scaling::Linear { factor } => Yarn { freq_scale: 1.0 / factor as f32, ..PLAIN },
-            Scaling::Yarn { factor, original, beta_fast, beta_slow, attention } => {
+            Scaling::Linear { factor } => Yarn {
+                freq_scale: 1.0 / factor as f32,
+                ..PLAIN
+            },
+            Scaling::Yarn {
+                factor,
+                original,
+                beta_fast,
+                beta_slow,
+                attention,
+            } => {
                 let factor = factor as f32;
                 let freq_scale = 1.0 / factor;
                 // ggml_rope_yarn_corr_dims
                 let dim = |rot: f32| {
-                    head_dim as f32 * (original as f32 / (rot * 2.0 * std::f32::consts::PI)).ln() / (2.0 * (theta as f32).ln())
+                    head_dim as f32 * (original as f32 / (rot * 2.0 * std::f32::consts::PI)).ln()
+                        / (2.0 * (theta as f32).ln())
                 };
                 let corr = [
                     dim(beta_fast as f32).floor().max(0.0),
@@ -110,13 +156,34 @@ impl Rope {
                 ];
                 // llama_context: the attention factor (transformers' get_mscale unless given),
                 // divided by the 1 + 0.1 ln(factor) that rope_yarn multiplies back in
-                let get_mscale = if factor <= 1.0 { 1.0 } else { 0.1 * factor.ln() + 1.0 };
-                let given = if attention > 0.0 { attention as f32 } else { get_mscale };
+                let get_mscale = if factor <= 1.0 {
+                    1.0
+                } else {
+                    0.1 * factor.ln() + 1.0
+                };
+                let given = if attention > 0.0 {
+                    attention as f32
+                } else {
+                    get_mscale
+                };
                 let mscale = given * (1.0 / (1.0 + 0.1 * factor.ln()));
-                Yarn { freq_scale, ext_factor: 1.0, corr, mscale }
+                Yarn {
+                    freq_scale,
+                    ext_factor: 1.0,
+                    corr,
+                    mscale,
+                }
             }
         };
-        Self::with(head_dim, interleaved, Angles::Ggml { theta_scale, yarn, freq_factors })
+        Self::with(
+            head_dim,
+            interleaved,
+            Angles::Ggml {
+                theta_scale,
+                yarn,
+                freq_factors,
+            },
+        )
     }
 
     /// transformers' arithmetic (Llama `rotate_half`: pairs (j, j + head_dim/2)):
@@ -136,8 +203,14 @@ impl Rope {
         let inv_freq = match scaling {
             Scaling::None => base,
             Scaling::Linear { factor } => base.iter().map(|f| f / factor as f32).collect(),
-            Scaling::Llama3 { factor, low, high, original } => {
-                let (factor, low, high, original) = (factor as f32, low as f32, high as f32, original as f32);
+            Scaling::Llama3 {
+                factor,
+                low,
+                high,
+                original,
+            } => {
+                let (factor, low, high, original) =
+                    (factor as f32, low as f32, high as f32, original as f32);
                 let (low_wavelen, high_wavelen) = (original / low, original / high);
                 base.iter()
                     .map(|&f| {
@@ -152,7 +225,13 @@ impl Rope {
                     })
                     .collect()
             }
-            Scaling::Yarn { factor, original, beta_fast, beta_slow, attention } => {
+            Scaling::Yarn {
+                factor,
+                original,
+                beta_fast,
+                beta_slow,
+                attention,
+            } => {
                 attention_factor = if attention > 0.0 {
                     attention as f32
                 } else if factor <= 1.0 {
@@ -161,7 +240,8 @@ impl Rope {
                     (0.1 * factor.ln() + 1.0) as f32
                 };
                 let dim = |rot: f64| {
-                    (head_dim as f64 * (original / (rot * 2.0 * std::f64::consts::PI)).ln()) / (2.0 * theta.ln())
+                    (head_dim as f64 * (original / (rot * 2.0 * std::f64::consts::PI)).ln())
+                        / (2.0 * theta.ln())
                 };
                 let low = dim(beta_fast).floor().max(0.0);
                 let mut high = dim(beta_slow).ceil().min(head_dim as f64 - 1.0);
@@ -174,14 +254,23 @@ impl Rope {
                     .map(|(j, &extrapolation)| {
                         let pos_freq = 1.0 / extrapolation;
                         let interpolation = 1.0 / (factor * pos_freq);
-                        let ramp = ((j as f32 - low as f32) / (high as f32 - low as f32)).clamp(0.0, 1.0);
+                        let ramp =
+                            ((j as f32 - low as f32) / (high as f32 - low as f32)).clamp(0.0, 1.0);
                         let extrapolation_factor = 1.0 - ramp;
-                        interpolation * (1.0 - extrapolation_factor) + extrapolation * extrapolation_factor
+                        interpolation * (1.0 - extrapolation_factor)
+                            + extrapolation * extrapolation_factor
                     })
                     .collect()
             }
         };
-        Self::with(head_dim, false, Angles::Hf { inv_freq, attention_factor })
+        Self::with(
+            head_dim,
+            false,
+            Angles::Hf {
+                inv_freq,
+                attention_factor,
+            },
+        )
     }
 
     fn with(head_dim: usize, interleaved: bool, angles: Angles) -> Self {
@@ -210,7 +299,11 @@ impl Rope {
         table.reserve((want - have.min(want)) * half);
         for p in have..want {
             match &inner.angles {
-                Angles::Ggml { theta_scale, yarn, freq_factors } => {
+                Angles::Ggml {
+                    theta_scale,
+                    yarn,
+                    freq_factors,
+                } => {
                     // ggml_rope_cache_init and rope_yarn
                     let mut t = p as f32;
                     for i in 0..inner.half {
@@ -219,7 +312,8 @@ impl Rope {
                         let interp = yarn.freq_scale * extrap;
                         let (mut theta, mut mscale) = (interp, yarn.mscale);
                         if yarn.ext_factor != 0.0 {
-                            let y = (i as f32 - yarn.corr[0]) / (yarn.corr[1] - yarn.corr[0]).max(0.001);
+                            let y = (i as f32 - yarn.corr[0])
+                                / (yarn.corr[1] - yarn.corr[0]).max(0.001);
                             let ramp_mix = (1.0 - y.clamp(0.0, 1.0)) * yarn.ext_factor;
                             theta = interp * (1.0 - ramp_mix) + extrap * ramp_mix;
                             mscale *= 1.0 + 0.1 * (1.0 / yarn.freq_scale).ln();
@@ -228,7 +322,10 @@ impl Rope {
                         t *= theta_scale;
                     }
                 }
-                Angles::Hf { inv_freq, attention_factor } => {
+                Angles::Hf {
+                    inv_freq,
+                    attention_factor,
+                } => {
                     for &f in inv_freq {
                         let t = p as f32 * f;
                         table.push((t.cos() * attention_factor, t.sin() * attention_factor));
@@ -265,7 +362,10 @@ impl Rope {
         let (_, _, t, hd) = x.dims4()?;
         let half = self.inner.half;
         if hd != 2 * half {
-            return Err(crate::error::Error::Model(format!("RoPE of head size {} on heads of {hd}", 2 * half)));
+            return Err(crate::error::Error::Model(format!(
+                "RoPE of head size {} on heads of {hd}",
+                2 * half
+            )));
         }
         self.ensure(t);
         let (cos, sin): (Vec<f32>, Vec<f32>) = {
@@ -294,7 +394,10 @@ impl Rope {
         };
         Ok(if self.inner.interleaved {
             let x = x.reshape((b, h, t, half, 2))?;
-            let (x0, x1) = (x.narrow(4, 0, 1)?.squeeze(4)?, x.narrow(4, 1, 1)?.squeeze(4)?);
+            let (x0, x1) = (
+                x.narrow(4, 0, 1)?.squeeze(4)?,
+                x.narrow(4, 1, 1)?.squeeze(4)?,
+            );
             let (a, c) = rot(&x0, &x1)?;
             Tensor::stack(&[a, c], 4)?.reshape((b, h, t, hd))?
         } else {
@@ -307,7 +410,13 @@ impl Rope {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "fma")]
-unsafe fn rotate_fma(x: &mut [f32], rows: &[(f32, f32)], heads: usize, half: usize, interleaved: bool) {
+unsafe fn rotate_fma(
+    x: &mut [f32],
+    rows: &[(f32, f32)],
+    heads: usize,
+    half: usize,
+    interleaved: bool,
+) {
     rotate(x, rows, heads, half, interleaved)
 }
 
@@ -342,14 +451,29 @@ mod tests {
     fn fused_rotation_equals_the_composite_one() {
         use candle_core::{Device, Var};
         for rope in [Rope::ggml(8, 10000.0, true), Rope::hf(8, 10000.0)] {
-            let x = Var::from_vec((0..2 * 3 * 5 * 8).map(|i| (i as f32 * 0.37).sin()).collect(), (2, 3, 5, 8), &Device::Cpu).unwrap();
-            let up = Tensor::from_vec((0..240).map(|i| (i as f32 * 0.11).cos()).collect(), (2, 3, 5, 8), &Device::Cpu).unwrap();
+            let x = Var::from_vec(
+                (0..2 * 3 * 5 * 8)
+                    .map(|i| (i as f32 * 0.37).sin())
+                    .collect(),
+                (2, 3, 5, 8),
+                &Device::Cpu,
+            )
+            .unwrap();
+            let up = Tensor::from_vec(
+                (0..240).map(|i| (i as f32 * 0.11).cos()).collect(),
+                (2, 3, 5, 8),
+                &Device::Cpu,
+            )
+            .unwrap();
             let (f, r) = (rope.forward_t(&x).unwrap(), rope.forward_t_ref(&x).unwrap());
             let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert_eq!(flat(&f), flat(&r));
             let gf = (&f * &up).unwrap().sum_all().unwrap().backward().unwrap();
             let gr = (&r * &up).unwrap().sum_all().unwrap().backward().unwrap();
-            for (a, b) in flat(gf.get(&x).unwrap()).iter().zip(flat(gr.get(&x).unwrap())) {
+            for (a, b) in flat(gf.get(&x).unwrap())
+                .iter()
+                .zip(flat(gr.get(&x).unwrap()))
+            {
                 assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "{a} vs {b}");
             }
         }

@@ -70,7 +70,10 @@ fn kth_largest(xs: &[f32], k: usize) -> f32 {
 pub fn check_finite(xs: &[f32]) -> Result<()> {
     match xs.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
         None => Ok(()),
-        Some(i) => Err(Error::InvalidArgument(format!("logits must be finite numbers (or -inf): {} at token {i}", xs[i]))),
+        Some(i) => Err(Error::InvalidArgument(format!(
+            "logits must be finite numbers (or -inf): {} at token {i}",
+            xs[i]
+        ))),
     }
 }
 
@@ -276,7 +279,10 @@ impl Sampler {
         if logits.is_empty() {
             return Err(Error::InvalidArgument("logits is empty".into()));
         }
-        let plain = GenerationConfig { do_sample: true, ..Default::default() };
+        let plain = GenerationConfig {
+            do_sample: true,
+            ..Default::default()
+        };
         let mut cur = plain.clone();
         let mut steps = vec![("softmax".to_string(), plain)];
         if params.temperature != 1.0 {
@@ -312,12 +318,8 @@ impl Sampler {
     /// sorted by probability (descending), probabilities unnormalised.
     fn filtered_distribution(&mut self, logits: &mut [f32]) -> Result<()> {
         let p = &self.params;
-        let (top_k, top_p, min_p, typical_p) = (
-            p.top_k,
-            p.top_p as f32,
-            p.min_p as f32,
-            p.typical_p as f32,
-        );
+        let (top_k, top_p, min_p, typical_p) =
+            (p.top_k, p.top_p as f32, p.min_p as f32, p.typical_p as f32);
         let n = logits.len();
         let inv_t = 1.0 / p.temperature as f32;
         let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);

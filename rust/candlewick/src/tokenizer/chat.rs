@@ -37,11 +37,17 @@ fn resource_check() -> std::result::Result<(), String> {
     };
     if let Some(now) = crate::interrupt::thread_bytes() {
         if now.wrapping_sub(start) > budget {
-            return Err(format!("the template used more than {} MB of memory", budget >> 20));
+            return Err(format!(
+                "the template used more than {} MB of memory",
+                budget >> 20
+            ));
         }
     }
     if Instant::now() > deadline {
-        return Err(format!("the template ran longer than {} s", MAX_RENDER_TIME.as_secs()));
+        return Err(format!(
+            "the template ran longer than {} s",
+            MAX_RENDER_TIME.as_secs()
+        ));
     }
     if crate::interrupt::check().is_err() {
         return Err(INTERRUPTED.into());
@@ -53,7 +59,10 @@ fn resource_check() -> std::result::Result<(), String> {
 const MAX_FILTER_OUTPUT: usize = 100_000_000;
 
 fn too_big(name: &str, what: String) -> minijinja::Error {
-    minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("{name}: {what}"))
+    minijinja::Error::new(
+        minijinja::ErrorKind::InvalidOperation,
+        format!("{name}: {what}"),
+    )
 }
 
 /// Refuse a filter call whose output would pass `MAX_FILTER_OUTPUT`, computed from its
@@ -61,13 +70,23 @@ fn too_big(name: &str, what: String) -> minijinja::Error {
 /// memory check would see its allocation only after the fact). `args[0]` is the filtered value.
 fn check_size(name: &str, args: &[minijinja::Value]) -> std::result::Result<(), minijinja::Error> {
     let int = |i: usize| args.get(i).and_then(|v| i64::try_from(v.clone()).ok());
-    let text_len = |v: &minijinja::Value| v.as_str().map(str::len).unwrap_or_else(|| v.to_string().len());
+    let text_len = |v: &minijinja::Value| {
+        v.as_str()
+            .map(str::len)
+            .unwrap_or_else(|| v.to_string().len())
+    };
     let limit = MAX_FILTER_OUTPUT;
     match name {
         "replace" => {
-            let (Some(s), Some(old), Some(new)) = (args.first(), args.get(1), args.get(2)) else { return Ok(()) };
+            let (Some(s), Some(old), Some(new)) = (args.first(), args.get(1), args.get(2)) else {
+                return Ok(());
+            };
             let (s, old, new) = (s.to_string(), old.to_string(), new.to_string());
-            let mut n = if old.is_empty() { s.chars().count() + 1 } else { s.matches(old.as_str()).count() };
+            let mut n = if old.is_empty() {
+                s.chars().count() + 1
+            } else {
+                s.matches(old.as_str()).count()
+            };
             if let Some(c) = int(3).filter(|&c| c >= 0) {
                 n = n.min(c as usize);
             }
@@ -77,14 +96,25 @@ fn check_size(name: &str, args: &[minijinja::Value]) -> std::result::Result<(), 
             }
         }
         "join" => {
-            let Some(seq) = args.first() else { return Ok(()) };
-            let sep = args.get(1).filter(|v| v.as_str().is_some()).map(text_len).unwrap_or(0);
+            let Some(seq) = args.first() else {
+                return Ok(());
+            };
+            let sep = args
+                .get(1)
+                .filter(|v| v.as_str().is_some())
+                .map(text_len)
+                .unwrap_or(0);
             let mut total = 0usize;
             if let Ok(items) = seq.try_iter() {
                 for (i, item) in items.enumerate() {
-                    total = total.saturating_add(text_len(&item)).saturating_add(if i > 0 { sep } else { 0 });
+                    total = total
+                        .saturating_add(text_len(&item))
+                        .saturating_add(if i > 0 { sep } else { 0 });
                     if total > limit {
-                        return Err(too_big(name, format!("the result would be more than {limit} bytes")));
+                        return Err(too_big(
+                            name,
+                            format!("the result would be more than {limit} bytes"),
+                        ));
                     }
                 }
             }
@@ -92,9 +122,15 @@ fn check_size(name: &str, args: &[minijinja::Value]) -> std::result::Result<(), 
         "indent" => {
             let s = args.first().map(text_len).unwrap_or(0);
             let width = int(1).unwrap_or(4).max(0) as u128;
-            let lines = args.first().map(|v| v.to_string().lines().count() + 1).unwrap_or(1) as u128;
+            let lines = args
+                .first()
+                .map(|v| v.to_string().lines().count() + 1)
+                .unwrap_or(1) as u128;
             if s as u128 + width * lines > limit as u128 {
-                return Err(too_big(name, format!("width {width} over {lines} lines is too large")));
+                return Err(too_big(
+                    name,
+                    format!("width {width} over {lines} lines is too large"),
+                ));
             }
         }
         "format" => {
@@ -200,10 +236,13 @@ impl ChatTemplate {
             ("slice", V::from_function(f::slice)),
         ];
         for (name, builtin) in guarded {
-            env.add_filter(name, move |state: &minijinja::State, args: minijinja::value::Rest<minijinja::Value>| {
-                check_size(name, &args.0)?;
-                builtin.call(state, &args.0)
-            });
+            env.add_filter(
+                name,
+                move |state: &minijinja::State, args: minijinja::value::Rest<minijinja::Value>| {
+                    check_size(name, &args.0)?;
+                    builtin.call(state, &args.0)
+                },
+            );
         }
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
@@ -238,8 +277,12 @@ impl ChatTemplate {
             .map_err(|e| Error::Template(e.to_string()))?;
         static REGISTER: std::sync::Once = std::sync::Once::new();
         REGISTER.call_once(|| minijinja::set_resource_check(resource_check));
-        let input = serde_json::to_string(messages).map(|s| s.len()).unwrap_or(0);
-        let budget = RENDER_MEMORY.saturating_add(input.saturating_mul(8)).min(isize::MAX as usize) as isize;
+        let input = serde_json::to_string(messages)
+            .map(|s| s.len())
+            .unwrap_or(0);
+        let budget = RENDER_MEMORY
+            .saturating_add(input.saturating_mul(8))
+            .min(isize::MAX as usize) as isize;
         let _clear = LimitsGuard;
         let start = crate::interrupt::thread_bytes().unwrap_or(0);
         LIMITS.with(|l| l.set(Some((start, budget, Instant::now() + MAX_RENDER_TIME))));
@@ -258,16 +301,17 @@ impl ChatTemplate {
                     crate::error::panic_message(p.as_ref())
                 ))
             })?;
-        let out = rendered
-            .map_err(|e| {
-                if e.to_string().contains(INTERRUPTED) {
-                    Error::Interrupted
-                } else if e.kind() == minijinja::ErrorKind::OutOfFuel {
-                    Error::Template(format!("rendering failed: the template ran more than {FUEL} instructions"))
-                } else {
-                    Error::Template(format!("rendering failed: {e}"))
-                }
-            })?;
+        let out = rendered.map_err(|e| {
+            if e.to_string().contains(INTERRUPTED) {
+                Error::Interrupted
+            } else if e.kind() == minijinja::ErrorKind::OutOfFuel {
+                Error::Template(format!(
+                    "rendering failed: the template ran more than {FUEL} instructions"
+                ))
+            } else {
+                Error::Template(format!("rendering failed: {e}"))
+            }
+        })?;
         if out.len() > MAX_RENDER_OUTPUT {
             return Err(Error::Template(format!(
                 "rendering failed: the template wrote {} bytes, more than {MAX_RENDER_OUTPUT}",

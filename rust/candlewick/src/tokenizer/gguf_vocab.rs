@@ -172,11 +172,16 @@ pub(super) fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer> {
 fn pre_name(pre: &Json) -> Result<&'static str> {
     let ty = |j: &Json| j["type"].as_str().unwrap_or("").to_string();
     fn regex(j: &Json) -> Option<&str> {
-        (j["type"] == "Split").then(|| j["pattern"]["Regex"].as_str()).flatten()
+        (j["type"] == "Split")
+            .then(|| j["pattern"]["Regex"].as_str())
+            .flatten()
     }
-    let byte_level = |j: &Json, with_regex: bool| ty(j) == "ByteLevel" && j["use_regex"].as_bool().unwrap_or(true) == with_regex;
+    let byte_level = |j: &Json, with_regex: bool| {
+        ty(j) == "ByteLevel" && j["use_regex"].as_bool().unwrap_or(true) == with_regex
+    };
     let digits = |j: &Json| {
-        (ty(j) == "Digits" && j["individual_digits"].as_bool() == Some(true)) || regex(j) == Some(r"\p{N}")
+        (ty(j) == "Digits" && j["individual_digits"].as_bool() == Some(true))
+            || regex(j) == Some(r"\p{N}")
     };
     if byte_level(pre, true) {
         return Ok("gpt-2");
@@ -203,27 +208,53 @@ fn pre_name(pre: &Json) -> Result<&'static str> {
 /// stand-in of a model without a vocabulary (`Tokenizer::ids_only`) as llama.cpp's "none".
 /// Other tokenizers (SentencePiece, WordPiece, Unigram) are refused: not built yet.
 pub(super) fn gguf_metadata(t: &Tokenizer) -> Result<Vec<(String, Value)>> {
-    let text = t.inner.to_string(false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+    let text = t
+        .inner
+        .to_string(false)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
     let spec: Json = serde_json::from_str(&text).map_err(|e| Error::Tokenizer(e.to_string()))?;
     let model = &spec["model"];
     let kind = model["type"].as_str().unwrap_or("?");
     let vocab = model["vocab"].as_object();
     let ids_only = kind == "WordLevel"
-        && vocab.is_some_and(|v| v.iter().all(|(k, id)| id.as_u64().is_some_and(|i| *k == format!("[{i}]"))));
+        && vocab.is_some_and(|v| {
+            v.iter()
+                .all(|(k, id)| id.as_u64().is_some_and(|i| *k == format!("[{i}]")))
+        });
     if ids_only {
-        return Ok(vec![("tokenizer.ggml.model".into(), Value::String("none".into()))]);
+        return Ok(vec![(
+            "tokenizer.ggml.model".into(),
+            Value::String("none".into()),
+        )]);
     }
-    let refuse = |what: String| Err(Error::Unsupported(format!("writing {what} as a GGUF vocabulary is not built yet")));
+    let refuse = |what: String| {
+        Err(Error::Unsupported(format!(
+            "writing {what} as a GGUF vocabulary is not built yet"
+        )))
+    };
     if kind != "BPE" || model["byte_fallback"].as_bool() == Some(true) {
-        return refuse(format!("a {kind} tokenizer{}", if kind == "BPE" { " with byte fallback (SentencePiece style)" } else { "" }));
+        return refuse(format!(
+            "a {kind} tokenizer{}",
+            if kind == "BPE" {
+                " with byte fallback (SentencePiece style)"
+            } else {
+                ""
+            }
+        ));
     }
     if !matches!(spec["normalizer"]["type"].as_str(), None | Some("NFC")) {
-        return refuse(format!("a tokenizer with the normalizer {}", spec["normalizer"]));
+        return refuse(format!(
+            "a tokenizer with the normalizer {}",
+            spec["normalizer"]
+        ));
     }
     let pre = pre_name(&spec["pre_tokenizer"])?;
     let mut tokens: Vec<Option<(String, i32)>> = Vec::new();
     let mut put = |id: u64, tok: &str, ty: i32| -> Result<()> {
-        let id = usize::try_from(id).ok().filter(|&i| i < 1 << 24).ok_or_else(|| Error::Tokenizer(format!("token id {id} is out of range")))?;
+        let id = usize::try_from(id)
+            .ok()
+            .filter(|&i| i < 1 << 24)
+            .ok_or_else(|| Error::Tokenizer(format!("token id {id} is out of range")))?;
         if tokens.len() <= id {
             tokens.resize(id + 1, None);
         }
@@ -231,28 +262,53 @@ pub(super) fn gguf_metadata(t: &Tokenizer) -> Result<Vec<(String, Value)>> {
         Ok(())
     };
     for (tok, id) in vocab.into_iter().flatten() {
-        put(id.as_u64().ok_or_else(|| Error::Tokenizer(format!("token {tok:?} has id {id}")))?, tok, 1)?;
+        put(
+            id.as_u64()
+                .ok_or_else(|| Error::Tokenizer(format!("token {tok:?} has id {id}")))?,
+            tok,
+            1,
+        )?;
     }
     for a in spec["added_tokens"].as_array().into_iter().flatten() {
-        let (Some(id), Some(tok)) = (a["id"].as_u64(), a["content"].as_str()) else { continue };
+        let (Some(id), Some(tok)) = (a["id"].as_u64(), a["content"].as_str()) else {
+            continue;
+        };
         let special = a["special"].as_bool().unwrap_or(false);
-        put(id, tok, if special { TOKEN_TYPE_CONTROL as i32 } else { TOKEN_TYPE_USER_DEFINED as i32 })?;
+        put(
+            id,
+            tok,
+            if special {
+                TOKEN_TYPE_CONTROL as i32
+            } else {
+                TOKEN_TYPE_USER_DEFINED as i32
+            },
+        )?;
     }
     if let Some(gap) = tokens.iter().position(Option::is_none) {
-        return Err(Error::Tokenizer(format!("the vocabulary has no token of id {gap}: a GGUF vocabulary lists every id")));
+        return Err(Error::Tokenizer(format!(
+            "the vocabulary has no token of id {gap}: a GGUF vocabulary lists every id"
+        )));
     }
-    let (names, types): (Vec<Value>, Vec<Value>) =
-        tokens.into_iter().flatten().map(|(s, ty)| (Value::String(s), Value::I32(ty))).unzip();
+    let (names, types): (Vec<Value>, Vec<Value>) = tokens
+        .into_iter()
+        .flatten()
+        .map(|(s, ty)| (Value::String(s), Value::I32(ty)))
+        .unzip();
     let mut merges = Vec::new();
     for m in model["merges"].as_array().into_iter().flatten() {
-        merges.push(Value::String(match (m.as_str(), m.as_array().map(Vec::as_slice)) {
-            (Some(s), _) => s.to_string(),
-            (_, Some([Json::String(a), Json::String(b)])) => format!("{a} {b}"),
-            _ => return Err(Error::Tokenizer(format!("merge {m} is not two tokens"))),
-        }));
+        merges.push(Value::String(
+            match (m.as_str(), m.as_array().map(Vec::as_slice)) {
+                (Some(s), _) => s.to_string(),
+                (_, Some([Json::String(a), Json::String(b)])) => format!("{a} {b}"),
+                _ => return Err(Error::Tokenizer(format!("merge {m} is not two tokens"))),
+            },
+        ));
     }
     let mut m = vec![
-        ("tokenizer.ggml.model".to_string(), Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.model".to_string(),
+            Value::String("gpt2".into()),
+        ),
         ("tokenizer.ggml.pre".to_string(), Value::String(pre.into())),
         ("tokenizer.ggml.tokens".to_string(), Value::Array(names)),
         ("tokenizer.ggml.token_type".to_string(), Value::Array(types)),
@@ -267,10 +323,19 @@ pub(super) fn gguf_metadata(t: &Tokenizer) -> Result<Vec<(String, Value)>> {
     if let Some(&id) = t.eog_token_ids.iter().find(|&&i| Some(i) != t.eos_token_id) {
         m.push(("tokenizer.ggml.eot_token_id".into(), Value::U32(id)));
     }
-    m.push(("tokenizer.ggml.add_bos_token".into(), Value::Bool(t.prepend_bos)));
-    m.push(("tokenizer.ggml.add_eos_token".into(), Value::Bool(t.append_eos)));
+    m.push((
+        "tokenizer.ggml.add_bos_token".into(),
+        Value::Bool(t.prepend_bos),
+    ));
+    m.push((
+        "tokenizer.ggml.add_eos_token".into(),
+        Value::Bool(t.append_eos),
+    ));
     if let Some(c) = &t.chat_template {
-        m.push(("tokenizer.chat_template".into(), Value::String(c.source().to_string())));
+        m.push((
+            "tokenizer.chat_template".into(),
+            Value::String(c.source().to_string()),
+        ));
     }
     Ok(m)
 }

@@ -64,7 +64,8 @@ impl Tokenizer {
         {
             return Self::from_gguf(&GgufFile::open(path)?);
         }
-        let bytes = crate::io::read_text(path, "a tokenizer.json", crate::io::MAX_JSON)?.into_bytes();
+        let bytes =
+            crate::io::read_text(path, "a tokenizer.json", crate::io::MAX_JSON)?.into_bytes();
         let mut inner = contain("loading", || tokenizers::Tokenizer::from_bytes(&bytes))
             .map_err(|e| Error::invalid_file(path, format!("not a valid tokenizer.json: {e}")))?;
         // As transformers' fast tokenizers: padding and truncation saved in the file do not apply
@@ -180,7 +181,10 @@ impl Tokenizer {
     /// Token ids for a text. Special tokens written in the text (e.g. `<|im_start|>`) are always
     /// recognised, as in HF tokenizers; `add_special_tokens` adds BOS/EOS as the model asks.
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = contain("encoding", || self.inner.encode_fast(text, add_special_tokens)).map_err(tk_err)?;
+        let enc = contain("encoding", || {
+            self.inner.encode_fast(text, add_special_tokens)
+        })
+        .map_err(tk_err)?;
         Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
     }
 
@@ -207,10 +211,15 @@ impl Tokenizer {
         add_special_tokens: bool,
         max_len: usize,
     ) -> Result<Vec<u32>> {
-        let mut enc = contain("encoding", || self.inner.encode_fast(text, false)).map_err(tk_err)?;
+        let mut enc =
+            contain("encoding", || self.inner.encode_fast(text, false)).map_err(tk_err)?;
         let mut added = if add_special_tokens {
             contain("counting special tokens", || {
-                Ok(self.inner.get_post_processor().map(|p| tokenizers::PostProcessor::added_tokens(p, false)).unwrap_or(0))
+                Ok(self
+                    .inner
+                    .get_post_processor()
+                    .map(|p| tokenizers::PostProcessor::added_tokens(p, false))
+                    .unwrap_or(0))
             })
             .map_err(tk_err)?
         } else {
@@ -225,7 +234,10 @@ impl Tokenizer {
             )));
         }
         enc.truncate(max_len - added, 0, tokenizers::TruncationDirection::Right);
-        let enc = contain("adding special tokens", || self.inner.post_process(enc, None, add_special_tokens)).map_err(tk_err)?;
+        let enc = contain("adding special tokens", || {
+            self.inner.post_process(enc, None, add_special_tokens)
+        })
+        .map_err(tk_err)?;
         Ok(self.with_bos_eos(enc.get_ids(), add_special_tokens))
     }
 
@@ -290,10 +302,12 @@ impl Tokenizer {
 
     /// The mask token ([MASK] or <mask>) when the vocabulary has one as a single token.
     pub fn mask_token_id(&self) -> Option<u32> {
-        ["[MASK]", "<mask>"].iter().find_map(|tok| match self.encode(tok, false).ok()?.as_slice() {
-            [id] if self.decode(&[*id], false).ok()?.as_str() == *tok => Some(*id),
-            _ => None,
-        })
+        ["[MASK]", "<mask>"]
+            .iter()
+            .find_map(|tok| match self.encode(tok, false).ok()?.as_slice() {
+                [id] if self.decode(&[*id], false).ok()?.as_str() == *tok => Some(*id),
+                _ => None,
+            })
     }
 
     pub fn set_eos_token_ids(&mut self, ids: &[u32]) {

@@ -8,8 +8,8 @@ use candle_core::Tensor;
 use super::objectives::IGNORE;
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
-use crate::model::transformer::Padded;
 use crate::model::recurrent::RecurrentLm;
+use crate::model::transformer::Padded;
 use crate::model::Transformer;
 
 /// One batch for a loss: `rows` sequences of `cols` input ids, their padding mask, labels
@@ -59,14 +59,28 @@ impl LossBatch {
             crate::bail!(InvalidArgument, "input_ids is empty");
         }
         if self.input_ids.len() != self.rows * self.cols {
-            crate::bail!(InvalidArgument, "input_ids of {} values is not {} x {}", self.input_ids.len(), self.rows, self.cols);
+            crate::bail!(
+                InvalidArgument,
+                "input_ids of {} values is not {} x {}",
+                self.input_ids.len(),
+                self.rows,
+                self.cols
+            );
         }
         if let Some(&bad) = self.input_ids.iter().find(|&&i| i as usize >= v) {
-            crate::bail!(InvalidArgument, "input_ids holds id {bad}, outside the vocabulary of {v}");
+            crate::bail!(
+                InvalidArgument,
+                "input_ids holds id {bad}, outside the vocabulary of {v}"
+            );
         }
         if let Some(m) = &self.attention_mask {
             if m.len() != self.input_ids.len() {
-                crate::bail!(InvalidArgument, "attention_mask has {} values but input_ids {}", m.len(), self.input_ids.len());
+                crate::bail!(
+                    InvalidArgument,
+                    "attention_mask has {} values but input_ids {}",
+                    m.len(),
+                    self.input_ids.len()
+                );
             }
         }
         if self.label_cols == 0 || self.labels.len() != self.rows * self.label_cols {
@@ -81,23 +95,52 @@ impl LossBatch {
             );
         }
         if cfg.architecture != Architecture::EncoderDecoder && self.label_cols != self.cols {
-            crate::bail!(InvalidArgument, "labels has shape ({}, {}) but input_ids ({}, {})", self.rows, self.label_cols, self.rows, self.cols);
+            crate::bail!(
+                InvalidArgument,
+                "labels has shape ({}, {}) but input_ids ({}, {})",
+                self.rows,
+                self.label_cols,
+                self.rows,
+                self.cols
+            );
         }
-        if let Some(&bad) = self.labels.iter().find(|&&l| l != IGNORE && (l < 0 || l as u64 >= v as u64)) {
+        if let Some(&bad) = self
+            .labels
+            .iter()
+            .find(|&&l| l != IGNORE && (l < 0 || l as u64 >= v as u64))
+        {
             crate::bail!(InvalidArgument, "labels holds {bad}, outside the vocabulary of {v} (use -100 for tokens not counted)");
         }
         if let Some(d) = &self.decoder_input_ids {
             if d.len() != self.rows * self.label_cols {
-                crate::bail!(InvalidArgument, "decoder_input_ids of {} values do not match labels of {} x {}", d.len(), self.rows, self.label_cols);
+                crate::bail!(
+                    InvalidArgument,
+                    "decoder_input_ids of {} values do not match labels of {} x {}",
+                    d.len(),
+                    self.rows,
+                    self.label_cols
+                );
             }
             if let Some(&bad) = d.iter().find(|&&i| i as usize >= v) {
-                crate::bail!(InvalidArgument, "decoder_input_ids holds id {bad}, outside the vocabulary of {v}");
+                crate::bail!(
+                    InvalidArgument,
+                    "decoder_input_ids holds id {bad}, outside the vocabulary of {v}"
+                );
             }
         }
         let positions = cfg.max_position_embeddings;
-        let longest = self.cols.max(if cfg.architecture == Architecture::EncoderDecoder { self.label_cols } else { 0 });
+        let longest = self
+            .cols
+            .max(if cfg.architecture == Architecture::EncoderDecoder {
+                self.label_cols
+            } else {
+                0
+            });
         if longest > positions {
-            crate::bail!(InvalidArgument, "sequences of {longest} tokens are longer than the model's {positions} positions");
+            crate::bail!(
+                InvalidArgument,
+                "sequences of {longest} tokens are longer than the model's {positions} positions"
+            );
         }
         Ok(())
     }
@@ -130,7 +173,11 @@ impl<'a> StacksRef<'a> {
             return Ok((r.forward_t(&input)?, Headed::Recurrent(r), true));
         }
         match (self.encoder, self.decoder) {
-            (Some(enc), None) => Ok((enc.forward_t(&input, None)?, Headed::Transformer(enc), false)),
+            (Some(enc), None) => Ok((
+                enc.forward_t(&input, None)?,
+                Headed::Transformer(enc),
+                false,
+            )),
             (None, Some(dec)) => Ok((dec.forward_t(&input, None)?, Headed::Transformer(dec), true)),
             (Some(enc), Some(dec)) => {
                 let encoded = enc.forward_t(&input, None)?;
@@ -138,7 +185,12 @@ impl<'a> StacksRef<'a> {
                     Some(d) => d.clone(),
                     None => b.decoder_inputs(cfg.decoder_start_token_id),
                 };
-                let dec_input = Padded { ids: &dec_ids, rows: b.rows, cols: b.label_cols, mask: None };
+                let dec_input = Padded {
+                    ids: &dec_ids,
+                    rows: b.rows,
+                    cols: b.label_cols,
+                    mask: None,
+                };
                 let h = dec.forward_t(&dec_input, Some((&encoded, b.attention_mask.as_deref())))?;
                 Ok((h, Headed::Transformer(dec), false))
             }
@@ -162,19 +214,27 @@ impl<'a> StacksRef<'a> {
         let (h, stack, shift) = self.hidden_t(cfg, b)?;
         let (rows, cols, hidden) = h.dims3()?;
         let targets = row_targets(rows, cols, &b.labels, shift);
-        let counted: Vec<u32> = (0..targets.len()).filter(|&i| targets[i] >= 0).map(|i| i as u32).collect();
+        let counted: Vec<u32> = (0..targets.len())
+            .filter(|&i| targets[i] >= 0)
+            .map(|i| i as u32)
+            .collect();
         let n = counted.len();
         if n == targets.len() {
             let logits = stack.logits_t(&h)?;
             let vocab = logits.dim(2)?;
-            let per_row = crate::nn::ops::cross_entropy_rows(&logits.reshape((rows * cols, vocab))?, targets)?;
+            let per_row = crate::nn::ops::cross_entropy_rows(
+                &logits.reshape((rows * cols, vocab))?,
+                targets,
+            )?;
             return Ok((per_row.sum_all()?, n));
         }
         if n == 0 {
             // nothing counted: a zero that still records the (zero) gradient path
             return Ok(((h.sum_all()? * 0.0)?, 0));
         }
-        let picked = h.reshape((rows * cols, hidden))?.index_select(&Tensor::new(counted.as_slice(), h.device())?, 0)?;
+        let picked = h
+            .reshape((rows * cols, hidden))?
+            .index_select(&Tensor::new(counted.as_slice(), h.device())?, 0)?;
         let logits = stack.logits_t(&picked.unsqueeze(0)?)?;
         let vocab = logits.dim(2)?;
         let kept: Vec<i64> = counted.iter().map(|&i| targets[i as usize]).collect();
@@ -189,11 +249,19 @@ fn row_targets(rows: usize, cols: usize, labels: &[i64], shift: bool) -> Vec<i64
         .map(|i| {
             let t = i % cols;
             let l = if shift {
-                if t + 1 >= cols { IGNORE } else { labels[i + 1] }
+                if t + 1 >= cols {
+                    IGNORE
+                } else {
+                    labels[i + 1]
+                }
             } else {
                 labels[i]
             };
-            if l == IGNORE { -1 } else { l }
+            if l == IGNORE {
+                -1
+            } else {
+                l
+            }
         })
         .collect()
 }
@@ -205,6 +273,7 @@ pub fn cross_entropy_sum(logits: &Tensor, labels: &[i64], shift: bool) -> Result
     let (rows, cols, vocab) = logits.dims3()?;
     let targets = row_targets(rows, cols, labels, shift);
     let n = targets.iter().filter(|&&t| t >= 0).count();
-    let per_row = crate::nn::ops::cross_entropy_rows(&logits.reshape((rows * cols, vocab))?, targets)?;
+    let per_row =
+        crate::nn::ops::cross_entropy_rows(&logits.reshape((rows * cols, vocab))?, targets)?;
     Ok((per_row.sum_all()?, n))
 }

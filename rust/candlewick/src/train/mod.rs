@@ -18,14 +18,22 @@ use crate::model::Model;
 impl crate::model::Stacks {
     /// The stacks, borrowed (what losses run).
     pub fn refs(&self) -> StacksRef<'_> {
-        StacksRef { encoder: self.encoder.as_ref(), decoder: self.decoder.as_ref(), recurrent: self.recurrent.as_ref() }
+        StacksRef {
+            encoder: self.encoder.as_ref(),
+            decoder: self.decoder.as_ref(),
+            recurrent: self.recurrent.as_ref(),
+        }
     }
 }
 
 impl Model {
     /// The model's own stacks.
     pub fn stacks(&self) -> StacksRef<'_> {
-        StacksRef { encoder: self.encoder.as_ref(), decoder: self.decoder.as_ref(), recurrent: self.recurrent.as_ref() }
+        StacksRef {
+            encoder: self.encoder.as_ref(),
+            decoder: self.decoder.as_ref(),
+            recurrent: self.recurrent.as_ref(),
+        }
     }
 
     /// transformers' loss for a batch: the mean cross-entropy over the counted labels (causal
@@ -34,7 +42,9 @@ impl Model {
     pub fn loss(&self, batch: &LossBatch) -> Result<f64> {
         let (sum, n) = self.stacks().loss_t(&self.config, batch)?;
         if n == 0 {
-            return Err(Error::InvalidArgument("every label is -100: the loss counts no token".into()));
+            return Err(Error::InvalidArgument(
+                "every label is -100: the loss counts no token".into(),
+            ));
         }
         Ok(sum.to_scalar::<f32>()? as f64 / n as f64)
     }
@@ -43,19 +53,40 @@ impl Model {
     /// training computes each step, before the optimizer).
     /// Also each parameter's shape.
     #[allow(clippy::type_complexity)]
-    pub fn loss_and_grads(&self, batch: &LossBatch) -> Result<(f64, BTreeMap<String, Vec<f32>>, BTreeMap<String, Vec<usize>>)> {
+    pub fn loss_and_grads(
+        &self,
+        batch: &LossBatch,
+    ) -> Result<(
+        f64,
+        BTreeMap<String, Vec<f32>>,
+        BTreeMap<String, Vec<usize>>,
+    )> {
         let params = trainer::parameters(self)?;
-        let tensors: BTreeMap<String, candle_core::Tensor> = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-        let stacks = crate::model::families::build(&self.config, &crate::model::builder::Source::Params { params: &tensors, gguf: self.gguf_names })?;
+        let tensors: BTreeMap<String, candle_core::Tensor> = params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+            .collect();
+        let stacks = crate::model::families::build(
+            &self.config,
+            &crate::model::builder::Source::Params {
+                params: &tensors,
+                gguf: self.gguf_names,
+            },
+        )?;
         let refs = stacks.refs();
         let (sum, n) = refs.loss_t(&self.config, batch)?;
         if n == 0 {
-            return Err(Error::InvalidArgument("every label is -100: the loss counts no token".into()));
+            return Err(Error::InvalidArgument(
+                "every label is -100: the loss counts no token".into(),
+            ));
         }
         let loss = (sum / n as f64)?;
         let store = loss.backward()?;
         let mut grads = BTreeMap::new();
-        let shapes = params.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect();
+        let shapes = params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+            .collect();
         for (name, var) in &params {
             let g = match store.get(var.as_tensor()) {
                 Some(g) => g.flatten_all()?.to_vec1::<f32>()?,

@@ -35,7 +35,11 @@ pub struct Ids {
 impl Ids {
     pub fn new(data: Vec<i64>, rows: usize, cols: usize) -> Result<Self> {
         if rows.checked_mul(cols) != Some(data.len()) {
-            crate::bail!(InvalidArgument, "input_ids of {} values is not {rows} x {cols}", data.len());
+            crate::bail!(
+                InvalidArgument,
+                "input_ids of {} values is not {rows} x {cols}",
+                data.len()
+            );
         }
         Ok(Ids { data, rows, cols })
     }
@@ -70,7 +74,10 @@ fn check_vocab(name: &str, ids: &Ids, vocab_size: usize) -> Result<()> {
 /// The first id outside 0..vocab, as an error naming `what`.
 pub(crate) fn check_ids(ids: &[i64], vocab: usize, what: &str) -> Result<()> {
     if let Some(&bad) = ids.iter().find(|&&i| i < 0 || i as u64 >= vocab as u64) {
-        crate::bail!(InvalidArgument, "{what} holds token id {bad}, outside the vocabulary of {vocab}");
+        crate::bail!(
+            InvalidArgument,
+            "{what} holds token id {bad}, outside the vocabulary of {vocab}"
+        );
     }
     Ok(())
 }
@@ -103,7 +110,12 @@ impl Mlm<'_> {
         }
         check_vocab("input_ids", ids, self.vocab_size)?;
         if self.mask_token_id < 0 || self.mask_token_id as u64 >= self.vocab_size as u64 {
-            crate::bail!(InvalidArgument, "mask_token_id {} is outside the vocabulary of {}", self.mask_token_id, self.vocab_size);
+            crate::bail!(
+                InvalidArgument,
+                "mask_token_id {} is outside the vocabulary of {}",
+                self.mask_token_id,
+                self.vocab_size
+            );
         }
         if let Some(w) = self.word_ids {
             if (w.rows, w.cols) != (ids.rows, ids.cols) {
@@ -124,10 +136,17 @@ impl Mlm<'_> {
     pub fn apply(&self, ids: &Ids, rng: &mut impl Rng) -> Result<(Ids, Ids)> {
         self.check(ids)?;
         let mut inputs = ids.clone();
-        let mut labels = Ids { data: vec![IGNORE; ids.data.len()], ..ids.clone() };
+        let mut labels = Ids {
+            data: vec![IGNORE; ids.data.len()],
+            ..ids.clone()
+        };
         // P(random | not masked) so that the overall random share is random_replace_prob
         let rest = 1.0 - self.mask_replace_prob;
-        let random_given_rest = if rest > 0.0 { (self.random_replace_prob / rest).min(1.0) } else { 0.0 };
+        let random_given_rest = if rest > 0.0 {
+            (self.random_replace_prob / rest).min(1.0)
+        } else {
+            0.0
+        };
         let vocab = self.vocab_size as u64;
         let mut replace = |i: usize, decision: Decision, rng: &mut dyn rand::RngCore| {
             labels.data[i] = ids.data[i];
@@ -168,7 +187,10 @@ impl Mlm<'_> {
                             continue;
                         }
                         let mut end = c + 1;
-                        while end < ids.cols && w[end] == w[c] && pickable(ids.data[r * ids.cols + end]) {
+                        while end < ids.cols
+                            && w[end] == w[c]
+                            && pickable(ids.data[r * ids.cols + end])
+                        {
                             end += 1;
                         }
                         if rng.random_bool(self.probability) {
@@ -197,12 +219,22 @@ enum Decision {
 /// shifts them), the mask 0 on pad.
 pub fn clm(ids: &Ids, pad_token_id: Option<i64>) -> (Ids, Ids, Ids) {
     let is_pad = |i: i64| Some(i) == pad_token_id;
-    let labels = ids.data.iter().map(|&i| if is_pad(i) { IGNORE } else { i }).collect();
+    let labels = ids
+        .data
+        .iter()
+        .map(|&i| if is_pad(i) { IGNORE } else { i })
+        .collect();
     let mask = ids.data.iter().map(|&i| i64::from(!is_pad(i))).collect();
     (
         ids.clone(),
-        Ids { data: labels, ..ids.clone() },
-        Ids { data: mask, ..ids.clone() },
+        Ids {
+            data: labels,
+            ..ids.clone()
+        },
+        Ids {
+            data: mask,
+            ..ids.clone()
+        },
     )
 }
 
@@ -221,7 +253,11 @@ pub struct SpanCorruption {
 }
 
 /// (number of noise tokens, number of noise spans) T5 draws for a sequence of `length`.
-pub fn noise_counts(length: usize, noise_density: f64, mean_noise_span_length: f64) -> (usize, usize) {
+pub fn noise_counts(
+    length: usize,
+    noise_density: f64,
+    mean_noise_span_length: f64,
+) -> (usize, usize) {
     let n = length as i64;
     let noise = round_even(n as f64 * noise_density);
     let nonnoise = n - noise;
@@ -254,21 +290,42 @@ fn random_segmentation(num_items: usize, num_segments: usize, rng: &mut impl Rng
 impl SpanCorruption {
     fn check(&self, ids: &Ids) -> Result<()> {
         if !(self.noise_density > 0.0 && self.noise_density < 1.0) {
-            crate::bail!(InvalidArgument, "noise_density must be in (0, 1), got {}", self.noise_density);
+            crate::bail!(
+                InvalidArgument,
+                "noise_density must be in (0, 1), got {}",
+                self.noise_density
+            );
         }
         if !(self.mean_noise_span_length >= 1.0 && self.mean_noise_span_length.is_finite()) {
-            crate::bail!(InvalidArgument, "mean_noise_span_length must be at least 1, got {}", self.mean_noise_span_length);
+            crate::bail!(
+                InvalidArgument,
+                "mean_noise_span_length must be at least 1, got {}",
+                self.mean_noise_span_length
+            );
         }
         if ids.cols < 2 {
-            crate::bail!(InvalidArgument, "span corruption needs sequences of at least 2 tokens, got {}", ids.cols);
+            crate::bail!(
+                InvalidArgument,
+                "span corruption needs sequences of at least 2 tokens, got {}",
+                ids.cols
+            );
         }
         check_vocab("input_ids", ids, self.vocab_size)?;
         if self.eos_token_id < 0 || self.eos_token_id as u64 >= self.vocab_size as u64 {
-            crate::bail!(InvalidArgument, "eos_token_id {} is outside the vocabulary of {}", self.eos_token_id, self.vocab_size);
+            crate::bail!(
+                InvalidArgument,
+                "eos_token_id {} is outside the vocabulary of {}",
+                self.eos_token_id,
+                self.vocab_size
+            );
         }
         let (_, spans) = noise_counts(ids.cols, self.noise_density, self.mean_noise_span_length);
         if spans + 1 > self.vocab_size {
-            crate::bail!(InvalidArgument, "{spans} noise spans need {spans} sentinels, more than the vocabulary of {}", self.vocab_size);
+            crate::bail!(
+                InvalidArgument,
+                "{spans} noise spans need {spans} sentinels, more than the vocabulary of {}",
+                self.vocab_size
+            );
         }
         Ok(())
     }
@@ -318,21 +375,37 @@ impl SpanCorruption {
             inputs.extend(i);
             labels.extend(l);
         }
-        Ok((Ids::new(inputs, ids.rows, in_len)?, Ids::new(labels, ids.rows, lab_len)?))
+        Ok((
+            Ids::new(inputs, ids.rows, in_len)?,
+            Ids::new(labels, ids.rows, lab_len)?,
+        ))
     }
 }
 
 /// transformers' compute_input_and_target_lengths: the raw length to cut the corpus into so that
 /// span corruption gives inputs of `inputs_length` tokens, and the labels' length.
-pub fn t5_input_length(inputs_length: usize, noise_density: f64, mean_noise_span_length: f64) -> Result<(usize, usize)> {
+pub fn t5_input_length(
+    inputs_length: usize,
+    noise_density: f64,
+    mean_noise_span_length: f64,
+) -> Result<(usize, usize)> {
     if !(noise_density > 0.0 && noise_density < 1.0) {
-        crate::bail!(InvalidArgument, "noise_density must be in (0, 1), got {noise_density}");
+        crate::bail!(
+            InvalidArgument,
+            "noise_density must be in (0, 1), got {noise_density}"
+        );
     }
     if !(mean_noise_span_length >= 1.0 && mean_noise_span_length.is_finite()) {
-        crate::bail!(InvalidArgument, "mean_noise_span_length must be at least 1, got {mean_noise_span_length}");
+        crate::bail!(
+            InvalidArgument,
+            "mean_noise_span_length must be at least 1, got {mean_noise_span_length}"
+        );
     }
     if inputs_length == 0 || inputs_length > 1 << 40 {
-        crate::bail!(InvalidArgument, "target_inputs_length must be in [1, 2^40], got {inputs_length}");
+        crate::bail!(
+            InvalidArgument,
+            "target_inputs_length must be in [1, 2^40], got {inputs_length}"
+        );
     }
     let lengths = |tokens: u64| {
         let noise = round_even(tokens as f64 * noise_density);
@@ -345,7 +418,10 @@ pub fn t5_input_length(inputs_length: usize, noise_density: f64, mean_noise_span
     let want = inputs_length as i64;
     let mut tokens = inputs_length as u64;
     if lengths(tokens + 1).0 <= want {
-        let (mut lo, mut hi) = (tokens + 1, ((inputs_length as f64 + 2.0) / (1.0 - noise_density) + 2.0).min(4e18) as u64);
+        let (mut lo, mut hi) = (
+            tokens + 1,
+            ((inputs_length as f64 + 2.0) / (1.0 - noise_density) + 2.0).min(4e18) as u64,
+        );
         while lengths(hi).0 <= want {
             hi = hi.saturating_mul(2);
         }
@@ -360,7 +436,8 @@ pub fn t5_input_length(inputs_length: usize, noise_density: f64, mean_noise_span
         }
         tokens = lo;
     }
-    let tokens = usize::try_from(tokens).map_err(|_| Error::InvalidArgument("t5_input_length: the raw length overflows".into()))?;
+    let tokens = usize::try_from(tokens)
+        .map_err(|_| Error::InvalidArgument("t5_input_length: the raw length overflows".into()))?;
     let (_, mut targets) = lengths(tokens as u64);
     let mut tokens = tokens;
     if noise_density == 0.5 && targets > inputs_length as i64 {
@@ -411,7 +488,12 @@ mod tests {
 
     #[test]
     fn spans_alternate_and_sentinels_count_down() {
-        let sc = SpanCorruption { vocab_size: 100, eos_token_id: 1, noise_density: 0.15, mean_noise_span_length: 3.0 };
+        let sc = SpanCorruption {
+            vocab_size: 100,
+            eos_token_id: 1,
+            noise_density: 0.15,
+            mean_noise_span_length: 3.0,
+        };
         let ids = Ids::new((2..62).collect(), 2, 30).unwrap();
         let (i, l) = sc.apply(&ids, &mut rng(Some(3))).unwrap();
         let (noise, spans) = noise_counts(30, 0.15, 3.0);

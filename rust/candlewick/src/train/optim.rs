@@ -62,7 +62,13 @@ impl AdamW {
     /// p <- p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
     /// One pass over each parameter, its moments and its gradient, in place, rows of values spread
     /// over the worker pool.
-    pub fn update(&mut self, params: &BTreeMap<String, Var>, grads: &BTreeMap<String, Tensor>, lr: f64, grad_scale: f32) -> Result<()> {
+    pub fn update(
+        &mut self,
+        params: &BTreeMap<String, Var>,
+        grads: &BTreeMap<String, Tensor>,
+        lr: f64,
+        grad_scale: f32,
+    ) -> Result<()> {
         let c = self.config;
         self.step += 1;
         let t = self.step as f64;
@@ -71,15 +77,26 @@ impl AdamW {
         for (name, var) in params {
             let Some(g) = grads.get(name) else { continue };
             if g.dims() != var.dims() {
-                return Err(Error::Model(format!("{name}: a gradient of {:?} for a parameter of {:?}", g.dims(), var.dims())));
+                return Err(Error::Model(format!(
+                    "{name}: a gradient of {:?} for a parameter of {:?}",
+                    g.dims(),
+                    var.dims()
+                )));
             }
             let (m, v) = match self.moments.get(name) {
                 Some(mv) => mv.clone(),
                 // two separate buffers: the update writes both in place
-                None => (Tensor::zeros(var.shape(), DType::F32, var.device())?, Tensor::zeros(var.shape(), DType::F32, var.device())?),
+                None => (
+                    Tensor::zeros(var.shape(), DType::F32, var.device())?,
+                    Tensor::zeros(var.shape(), DType::F32, var.device())?,
+                ),
             };
             let step = Step {
-                decay: if c.weight_decay != 0.0 && decays(var.dims()) { (1.0 - lr * c.weight_decay) as f32 } else { 1.0 },
+                decay: if c.weight_decay != 0.0 && decays(var.dims()) {
+                    (1.0 - lr * c.weight_decay) as f32
+                } else {
+                    1.0
+                },
                 beta1: c.beta1 as f32,
                 beta2: c.beta2 as f32,
                 one_minus_beta1: (1.0 - c.beta1) as f32,
@@ -122,7 +139,11 @@ impl Step {
     fn run(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
         const CHUNK: usize = 1 << 14;
         let n = p.len();
-        let (pp, pm, pv) = (SharedOut(p.as_mut_ptr()), SharedOut(m.as_mut_ptr()), SharedOut(v.as_mut_ptr()));
+        let (pp, pm, pv) = (
+            SharedOut(p.as_mut_ptr()),
+            SharedOut(m.as_mut_ptr()),
+            SharedOut(v.as_mut_ptr()),
+        );
         candle_core::utils::barrier_pool().execute_chunked(n.div_ceil(CHUNK), |range| {
             let (pp, pm, pv) = (pp, pm, pv);
             for c in range {
@@ -159,7 +180,10 @@ simd_fn! {
 }
 
 /// Run `f` on a packed f32 tensor's values, mutably, in place (through candle's in-place op).
-fn with_mut<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> candle_core::Result<R>) -> candle_core::Result<R> {
+fn with_mut<R>(
+    t: &Tensor,
+    f: impl FnOnce(&mut [f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
     struct InPlace<F, R> {
         f: Mutex<Option<F>>,
         out: Mutex<Option<candle_core::Result<R>>>,
@@ -169,7 +193,8 @@ fn with_mut<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> candle_core::Result<R>)
             "cw-adamw"
         }
         fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-            let (CpuStorage::F32(data), Some((a, b))) = (storage, layout.contiguous_offsets()) else {
+            let (CpuStorage::F32(data), Some((a, b))) = (storage, layout.contiguous_offsets())
+            else {
                 candle_core::bail!("the optimizer updates packed f32 CPU tensors");
             };
             let f = self.f.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -179,7 +204,10 @@ fn with_mut<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> candle_core::Result<R>)
             Ok(())
         }
     }
-    let op = InPlace { f: Mutex::new(Some(f)), out: Mutex::new(None) };
+    let op = InPlace {
+        f: Mutex::new(Some(f)),
+        out: Mutex::new(None),
+    };
     t.inplace_op1(&op)?;
     let out = op.out.into_inner().unwrap_or_else(|e| e.into_inner());
     out.unwrap_or_else(|| candle_core::bail!("the in-place update did not run"))
@@ -205,7 +233,9 @@ pub fn grad_norm(grads: &BTreeMap<String, Tensor>) -> Result<f64> {
     }
     let norm = sq.sqrt();
     if !norm.is_finite() {
-        return Err(Error::Model(format!("the gradient norm is {norm}: the loss diverged (lower lr)")));
+        return Err(Error::Model(format!(
+            "the gradient norm is {norm}: the loss diverged (lower lr)"
+        )));
     }
     Ok(norm)
 }

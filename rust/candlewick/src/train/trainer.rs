@@ -86,7 +86,13 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    pub fn new(objective: Objective, steps: u64, batch_size: usize, seq_len: usize, lr: f64) -> Self {
+    pub fn new(
+        objective: Objective,
+        steps: u64,
+        batch_size: usize,
+        seq_len: usize,
+        lr: f64,
+    ) -> Self {
         TrainConfig {
             objective,
             steps,
@@ -123,30 +129,54 @@ impl TrainConfig {
         pos("seq_len", self.seq_len as u64)?;
         pos("grad_accum_steps", self.grad_accum_steps as u64)?;
         if self.steps > 1 << 40 || self.batch_size > 1 << 20 || self.grad_accum_steps > 1 << 20 {
-            crate::bail!(InvalidArgument, "steps, batch_size or grad_accum_steps is beyond any run ({}, {}, {})", self.steps, self.batch_size, self.grad_accum_steps);
+            crate::bail!(
+                InvalidArgument,
+                "steps, batch_size or grad_accum_steps is beyond any run ({}, {}, {})",
+                self.steps,
+                self.batch_size,
+                self.grad_accum_steps
+            );
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            crate::bail!(InvalidArgument, "lr must be a positive number, got {}", self.lr);
+            crate::bail!(
+                InvalidArgument,
+                "lr must be a positive number, got {}",
+                self.lr
+            );
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            crate::bail!(InvalidArgument, "weight_decay must be >= 0, got {}", self.weight_decay);
+            crate::bail!(
+                InvalidArgument,
+                "weight_decay must be >= 0, got {}",
+                self.weight_decay
+            );
         }
         if let Some(c) = self.grad_clip {
             if !(c > 0.0 && c.is_finite()) {
-                crate::bail!(InvalidArgument, "grad_clip must be positive (or None), got {c}");
+                crate::bail!(
+                    InvalidArgument,
+                    "grad_clip must be positive (or None), got {c}"
+                );
             }
         }
         if self.eval_every == Some(0) {
             crate::bail!(InvalidArgument, "eval_every must be positive (or None)");
         }
         if self.checkpoint_every == Some(0) {
-            crate::bail!(InvalidArgument, "checkpoint_every must be positive (or None)");
+            crate::bail!(
+                InvalidArgument,
+                "checkpoint_every must be positive (or None)"
+            );
         }
         if self.resume && self.checkpoint_dir.is_none() {
             crate::bail!(InvalidArgument, "resume=True needs checkpoint_dir");
         }
         if !(0.0..=1.0).contains(&self.mlm_probability) {
-            crate::bail!(InvalidArgument, "mlm_probability must be in [0, 1], got {}", self.mlm_probability);
+            crate::bail!(
+                InvalidArgument,
+                "mlm_probability must be in [0, 1], got {}",
+                self.mlm_probability
+            );
         }
         Ok(())
     }
@@ -217,13 +247,23 @@ pub fn parameters(model: &Model) -> Result<BTreeMap<String, Var>> {
 
 /// The stacks built from the parameters: layers holding the variables themselves.
 fn build(model: &Model, params: &BTreeMap<String, Var>) -> Result<crate::model::Stacks> {
-    let tensors: BTreeMap<String, Tensor> = params.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
-    families::build(&model.config, &Source::Params { params: &tensors, gguf: model.gguf_names })
+    let tensors: BTreeMap<String, Tensor> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    families::build(
+        &model.config,
+        &Source::Params {
+            params: &tensors,
+            gguf: model.gguf_names,
+        },
+    )
 }
 
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
     // splitmix64 over the three, so nearby steps get unrelated streams
-    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -254,7 +294,12 @@ impl Maker {
                 want.name()
             );
         }
-        let has_head = model.recurrent.is_some() || model.decoder.as_ref().or(model.encoder.as_ref()).is_some_and(|t| t.head.is_some());
+        let has_head = model.recurrent.is_some()
+            || model
+                .decoder
+                .as_ref()
+                .or(model.encoder.as_ref())
+                .is_some_and(|t| t.head.is_some());
         if !has_head {
             crate::bail!(
                 Unsupported,
@@ -263,8 +308,12 @@ impl Maker {
             );
         }
         let tok = model.tokenizer.as_deref();
-        let special: Vec<i64> = tok.map(|t| t.special_token_ids().into_iter().map(i64::from).collect()).unwrap_or_default();
-        let mask = cfg.mask_token_id.or_else(|| tok.and_then(|t| t.mask_token_id()));
+        let special: Vec<i64> = tok
+            .map(|t| t.special_token_ids().into_iter().map(i64::from).collect())
+            .unwrap_or_default();
+        let mask = cfg
+            .mask_token_id
+            .or_else(|| tok.and_then(|t| t.mask_token_id()));
         // checked when a corpus is corrupted (prepared batches need neither)
         let mask_token_id = mask.map(i64::from).unwrap_or(-1);
         let eos = model
@@ -273,13 +322,22 @@ impl Maker {
             .and_then(|t| t.eos_token_id())
             .or_else(|| model.eog_token_ids().first().copied())
             // a tokenizer.json names no EOS: the conventional special tokens
-            .or_else(|| tok.and_then(|t| ["</s>", "<eos>", "<|endoftext|>"].iter().find_map(|s| t.token_to_id(s))))
+            .or_else(|| {
+                tok.and_then(|t| {
+                    ["</s>", "<eos>", "<|endoftext|>"]
+                        .iter()
+                        .find_map(|s| t.token_to_id(s))
+                })
+            })
             .map(i64::from);
         // transformers draws random replacements and counts sentinels over len(tokenizer): a
         // checkpoint's embedding may have more rows than the tokenizer has tokens (T5: 32128 vs
         // 32100, <extra_id_0> = 32099)
         let vocab = match (cfg.objective, tok) {
-            (Objective::SpanCorruption, Some(t)) => t.token_to_id("<extra_id_0>").map(|i| i as usize + 1).unwrap_or(t.vocab_size()),
+            (Objective::SpanCorruption, Some(t)) => t
+                .token_to_id("<extra_id_0>")
+                .map(|i| i as usize + 1)
+                .unwrap_or(t.vocab_size()),
             (_, Some(t)) => t.vocab_size(),
             (_, None) => model.config.vocab_size,
         }
@@ -300,7 +358,9 @@ impl Maker {
     /// The raw block length the corpus is cut into for inputs of `seq_len`.
     fn block_len(&self, seq_len: usize) -> Result<usize> {
         Ok(match self.objective {
-            Objective::SpanCorruption => objectives::t5_input_length(seq_len, self.noise_density, self.mean_span)?.0,
+            Objective::SpanCorruption => {
+                objectives::t5_input_length(seq_len, self.noise_density, self.mean_span)?.0
+            }
             _ => seq_len,
         })
     }
@@ -308,7 +368,8 @@ impl Maker {
     /// The longest sequence a block of `seq_len` makes (inputs or labels).
     fn longest(&self, seq_len: usize) -> Result<usize> {
         Ok(match self.objective {
-            Objective::SpanCorruption => seq_len.max(objectives::t5_input_length(seq_len, self.noise_density, self.mean_span)?.1),
+            Objective::SpanCorruption => seq_len
+                .max(objectives::t5_input_length(seq_len, self.noise_density, self.mean_span)?.1),
             _ => seq_len,
         })
     }
@@ -342,15 +403,39 @@ impl Maker {
                     word_ids: None,
                 };
                 let (i, l) = mlm.apply(blocks, rng)?;
-                LossBatch { input_ids: to_u32(&i), rows: i.rows, cols: i.cols, attention_mask: None, labels: l.data, label_cols: l.cols, decoder_input_ids: None }
+                LossBatch {
+                    input_ids: to_u32(&i),
+                    rows: i.rows,
+                    cols: i.cols,
+                    attention_mask: None,
+                    labels: l.data,
+                    label_cols: l.cols,
+                    decoder_input_ids: None,
+                }
             }
             Objective::SpanCorruption => {
                 if self.eos < 0 {
-                    crate::bail!(InvalidArgument, "span corruption needs an EOS token and the model has none");
+                    crate::bail!(
+                        InvalidArgument,
+                        "span corruption needs an EOS token and the model has none"
+                    );
                 }
-                let sc = SpanCorruption { vocab_size: self.vocab, eos_token_id: self.eos, noise_density: self.noise_density, mean_noise_span_length: self.mean_span };
+                let sc = SpanCorruption {
+                    vocab_size: self.vocab,
+                    eos_token_id: self.eos,
+                    noise_density: self.noise_density,
+                    mean_noise_span_length: self.mean_span,
+                };
                 let (i, l) = sc.apply(blocks, rng)?;
-                LossBatch { input_ids: to_u32(&i), rows: i.rows, cols: i.cols, attention_mask: None, labels: l.data, label_cols: l.cols, decoder_input_ids: None }
+                LossBatch {
+                    input_ids: to_u32(&i),
+                    rows: i.rows,
+                    cols: i.cols,
+                    attention_mask: None,
+                    labels: l.data,
+                    label_cols: l.cols,
+                    decoder_input_ids: None,
+                }
             }
         })
     }
@@ -404,18 +489,34 @@ impl Rows {
                 }
                 Rows::Blocks(blocks(t, block_len, what)?)
             }
-            Data::Prepared { input_ids, labels, attention_mask, decoder_input_ids } => {
+            Data::Prepared {
+                input_ids,
+                labels,
+                attention_mask,
+                decoder_input_ids,
+            } => {
                 if input_ids.rows == 0 || input_ids.cols == 0 {
                     crate::bail!(InvalidArgument, "{what}['input_ids'] is empty");
                 }
                 let same = |name: &str, a: &Ids, cols: usize| -> Result<()> {
                     if a.rows != input_ids.rows || a.cols != cols {
-                        crate::bail!(InvalidArgument, "{what}['{name}'] has shape ({}, {}), expected ({}, {cols})", a.rows, a.cols, input_ids.rows);
+                        crate::bail!(
+                            InvalidArgument,
+                            "{what}['{name}'] has shape ({}, {}), expected ({}, {cols})",
+                            a.rows,
+                            a.cols,
+                            input_ids.rows
+                        );
                     }
                     Ok(())
                 };
                 if labels.rows != input_ids.rows {
-                    crate::bail!(InvalidArgument, "{what}['labels'] has {} rows but input_ids {}", labels.rows, input_ids.rows);
+                    crate::bail!(
+                        InvalidArgument,
+                        "{what}['labels'] has {} rows but input_ids {}",
+                        labels.rows,
+                        input_ids.rows
+                    );
                 }
                 if let Some(m) = attention_mask {
                     same("attention_mask", m, input_ids.cols)?;
@@ -442,10 +543,20 @@ impl Rows {
         }
     }
 
-    fn batch(&self, maker: &Maker, idx: &[usize], rng: &mut rand::rngs::StdRng) -> Result<LossBatch> {
+    fn batch(
+        &self,
+        maker: &Maker,
+        idx: &[usize],
+        rng: &mut rand::rngs::StdRng,
+    ) -> Result<LossBatch> {
         match self {
             Rows::Blocks(b) => maker.batch(&rows_of(b, idx), rng),
-            Rows::Prepared { input_ids, labels, attention_mask, decoder_input_ids } => {
+            Rows::Prepared {
+                input_ids,
+                labels,
+                attention_mask,
+                decoder_input_ids,
+            } => {
                 // ids were checked against the vocabulary when the rows were made
                 let u32s = |i: Ids| i.data.into_iter().map(|v| v as u32).collect::<Vec<_>>();
                 let i = rows_of(input_ids, idx);
@@ -454,7 +565,9 @@ impl Rows {
                     rows: i.rows,
                     cols: i.cols,
                     input_ids: u32s(i),
-                    attention_mask: attention_mask.as_ref().map(|m| rows_of(m, idx).data.iter().map(|&v| v as f32).collect()),
+                    attention_mask: attention_mask
+                        .as_ref()
+                        .map(|m| rows_of(m, idx).data.iter().map(|&v| v as f32).collect()),
                     label_cols: l.cols,
                     labels: l.data,
                     decoder_input_ids: decoder_input_ids.as_ref().map(|d| u32s(rows_of(d, idx))),
@@ -490,19 +603,32 @@ fn rows_of(all: &Ids, indices: &[usize]) -> Ids {
     for &i in indices {
         data.extend_from_slice(all.row(i));
     }
-    Ids { data, rows: indices.len(), cols: all.cols }
+    Ids {
+        data,
+        rows: indices.len(),
+        cols: all.cols,
+    }
 }
 
 /// The block order of epoch `epoch`: a seeded permutation.
 fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(mix(seed, epoch, 0xE90C)));
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(mix(
+        seed, epoch, 0xE90C,
+    )));
     order
 }
 
 /// The mean loss over every block of the evaluation data, masking seeded once (the same
 /// corruption at every evaluation).
-fn evaluate(model: &Model, stacks: StacksRef, maker: &Maker, eval: &Rows, cfg: &TrainConfig, seed: u64) -> Result<f64> {
+fn evaluate(
+    model: &Model,
+    stacks: StacksRef,
+    maker: &Maker,
+    eval: &Rows,
+    cfg: &TrainConfig,
+    seed: u64,
+) -> Result<f64> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(mix(seed, u64::MAX, 0xE7A1));
     let (mut sum, mut n) = (0f64, 0usize);
     let all: Vec<usize> = (0..eval.len()).collect();
@@ -536,8 +662,15 @@ pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
     let mut best: Option<(u64, PathBuf)> = None;
     for e in std::fs::read_dir(dir).ok()?.flatten() {
         let p = e.path();
-        let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
-        let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let Some(name) = p.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+            continue;
+        };
+        let Some(step) = name
+            .strip_prefix("step-")
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
         if p.join("trainer_state.json").is_file() && best.as_ref().is_none_or(|(b, _)| step > *b) {
             best = Some((step, p));
         }
@@ -546,7 +679,10 @@ pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Io { path: path.into(), source: e }
+    Error::Io {
+        path: path.into(),
+        source: e,
+    }
 }
 
 /// Write a checkpoint of step `step` into `dir/step-N`: through `dir/step-N.partial`, renamed
@@ -575,7 +711,9 @@ fn write_checkpoint(dir: &Path, trained: &Model, adam: &AdamW, state: &State) ->
             std::fs::remove_dir_all(&fin).map_err(|e| io_err(&fin, e))?;
         }
         std::fs::rename(&tmp, &fin).map_err(|e| io_err(&fin, e))?;
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_err(dir, e))
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -585,7 +723,11 @@ fn write_checkpoint(dir: &Path, trained: &Model, adam: &AdamW, state: &State) ->
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let p = e.path();
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("")
+                .to_string();
             if name.starts_with("step-") && p != fin && !name.ends_with(".partial") {
                 let _ = std::fs::remove_dir_all(&p);
             }
@@ -599,17 +741,22 @@ fn sync_dir(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
         let p = entry.map_err(|e| io_err(dir, e))?.path();
         if p.is_file() {
-            std::fs::File::open(&p).and_then(|f| f.sync_all()).map_err(|e| io_err(&p, e))?;
+            std::fs::File::open(&p)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| io_err(&p, e))?;
         }
     }
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_err(dir, e))
 }
 
 /// Read a checkpoint's parameters, optimizer moments and state into the run.
 fn read_checkpoint(path: &Path, params: &BTreeMap<String, Var>, adam: &mut AdamW) -> Result<State> {
     let sp = path.join("trainer_state.json");
     let text = crate::io::read_text(&sp, "a trainer_state.json", crate::io::MAX_JSON)?;
-    let state: State = serde_json::from_str(&text).map_err(|e| Error::invalid_file(&sp, e.to_string()))?;
+    let state: State =
+        serde_json::from_str(&text).map_err(|e| Error::invalid_file(&sp, e.to_string()))?;
     let dev = candle_core::Device::Cpu;
     let weights = SafetensorsFile::open(path.join("model.safetensors"))?;
     let opt = SafetensorsFile::open(path.join("optimizer.safetensors"))?;
@@ -617,7 +764,13 @@ fn read_checkpoint(path: &Path, params: &BTreeMap<String, Var>, adam: &mut AdamW
         var.set(&weights.tensor(name, var.dims(), &dev)?)?;
         let (m, v) = (format!("exp_avg.{name}"), format!("exp_avg_sq.{name}"));
         if opt.contains(&m) {
-            adam.moments.insert(name.clone(), (opt.tensor(&m, var.dims(), &dev)?, opt.tensor(&v, var.dims(), &dev)?));
+            adam.moments.insert(
+                name.clone(),
+                (
+                    opt.tensor(&m, var.dims(), &dev)?,
+                    opt.tensor(&v, var.dims(), &dev)?,
+                ),
+            );
         }
     }
     adam.step = state.adam_step;
@@ -648,7 +801,9 @@ pub fn train(
     let block_len = maker.block_len(cfg.seq_len)?;
     let vocab = model.config.vocab_size;
     let train_blocks = Rows::new(data, block_len, vocab, "data")?;
-    let eval_blocks = eval.map(|e| Rows::new(e, block_len, vocab, "eval_data")).transpose()?;
+    let eval_blocks = eval
+        .map(|e| Rows::new(e, block_len, vocab, "eval_data"))
+        .transpose()?;
     if model.gguf_names && cfg.checkpoint_dir.is_some() {
         crate::bail!(
             Unsupported,
@@ -661,14 +816,22 @@ pub fn train(
         cfg.grad_clip, train_blocks.len(), cfg.mlm_probability, cfg.noise_density, cfg.mean_noise_span_length
     );
     let params = parameters(model)?;
-    let mut adam = AdamW::new(AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
+    let mut adam = AdamW::new(AdamWConfig {
+        weight_decay: cfg.weight_decay,
+        ..Default::default()
+    });
     let mut result = TrainResult::default();
     let mut first = 0u64;
-    let mut seed = cfg.seed.unwrap_or_else(|| rand::Rng::random(&mut rand::rngs::StdRng::from_os_rng()));
+    let mut seed = cfg
+        .seed
+        .unwrap_or_else(|| rand::Rng::random(&mut rand::rngs::StdRng::from_os_rng()));
     if cfg.resume {
         let dir = cfg.checkpoint_dir.as_deref().unwrap_or(Path::new("."));
         let ck = latest_checkpoint(dir).ok_or_else(|| {
-            Error::InvalidArgument(format!("resume=True but checkpoint_dir {} holds no checkpoint", dir.display()))
+            Error::InvalidArgument(format!(
+                "resume=True but checkpoint_dir {} holds no checkpoint",
+                dir.display()
+            ))
         })?;
         let state = read_checkpoint(&ck, &params, &mut adam)?;
         if state.run != run_key {
@@ -695,9 +858,26 @@ pub fn train(
         result.history = state
             .history
             .iter()
-            .map(|&(step, loss, lr, grad_norm, tokens, tokens_per_s)| StepRecord { step, loss, lr, grad_norm, tokens, tokens_per_s })
+            .map(
+                |&(step, loss, lr, grad_norm, tokens, tokens_per_s)| StepRecord {
+                    step,
+                    loss,
+                    lr,
+                    grad_norm,
+                    tokens,
+                    tokens_per_s,
+                },
+            )
             .collect();
-        result.evals = state.evals.iter().map(|&(step, loss, perplexity)| EvalRecord { step, loss, perplexity }).collect();
+        result.evals = state
+            .evals
+            .iter()
+            .map(|&(step, loss, perplexity)| EvalRecord {
+                step,
+                loss,
+                perplexity,
+            })
+            .collect();
         result.resumed_from = Some(first);
         result.checkpoint = Some(ck);
     }
@@ -713,7 +893,8 @@ pub fn train(
         for micro in 0..cfg.grad_accum_steps {
             let mut idx = Vec::with_capacity(cfg.batch_size);
             for i in 0..cfg.batch_size {
-                let g = (step as u128 * per_step as u128 + (micro * cfg.batch_size + i) as u128) as u64;
+                let g =
+                    (step as u128 * per_step as u128 + (micro * cfg.batch_size + i) as u128) as u64;
                 let epoch = g / n as u64;
                 if order.0 != epoch {
                     order = (epoch, epoch_order(n, seed, epoch));
@@ -773,25 +954,45 @@ pub fn train(
         let secs = t0.elapsed().as_secs_f64();
         let rec = StepRecord {
             step: step + 1,
-            loss: if total > 0 { loss_sum / total as f64 } else { 0.0 },
+            loss: if total > 0 {
+                loss_sum / total as f64
+            } else {
+                0.0
+            },
             lr,
             grad_norm,
             tokens,
             tokens_per_s: tokens as f64 / secs.max(1e-9),
         };
         if !rec.loss.is_finite() {
-            crate::bail!(Model, "the loss became {} at step {}: training diverged (lower lr)", rec.loss, rec.step);
+            crate::bail!(
+                Model,
+                "the loss became {} at step {}: training diverged (lower lr)",
+                rec.loss,
+                rec.step
+            );
         }
         let last = step + 1 == cfg.steps;
         let mut ev = None;
-        if let (Some(e), true) = (&eval_blocks, last || cfg.eval_every.is_some_and(|k| (step + 1) % k == 0)) {
+        if let (Some(e), true) = (
+            &eval_blocks,
+            last || cfg.eval_every.is_some_and(|k| (step + 1) % k == 0),
+        ) {
             let stacks = build(model, &params)?;
             let refs = stacks.refs();
             let loss = evaluate(model, refs, &maker, e, cfg, seed)?;
             if !loss.is_finite() {
-                crate::bail!(Model, "the eval loss became {loss} at step {}: training diverged (lower lr)", step + 1);
+                crate::bail!(
+                    Model,
+                    "the eval loss became {loss} at step {}: training diverged (lower lr)",
+                    step + 1
+                );
             }
-            let r = EvalRecord { step: step + 1, loss, perplexity: loss.exp() };
+            let r = EvalRecord {
+                step: step + 1,
+                loss,
+                perplexity: loss.exp(),
+            };
             result.evals.push(r.clone());
             ev = Some(r);
         }
@@ -805,8 +1006,16 @@ pub fn train(
                 objective: cfg.objective.name().into(),
                 run: run_key.clone(),
                 adam_step: adam.step,
-                history: result.history.iter().map(|r| (r.step, r.loss, r.lr, r.grad_norm, r.tokens, r.tokens_per_s)).collect(),
-                evals: result.evals.iter().map(|e| (e.step, e.loss, e.perplexity)).collect(),
+                history: result
+                    .history
+                    .iter()
+                    .map(|r| (r.step, r.loss, r.lr, r.grad_norm, r.tokens, r.tokens_per_s))
+                    .collect(),
+                evals: result
+                    .evals
+                    .iter()
+                    .map(|e| (e.step, e.loss, e.perplexity))
+                    .collect(),
             };
             let trained = trained_model(model, &params)?;
             result.checkpoint = Some(write_checkpoint(dir, &trained, &adam, &state)?);
@@ -827,6 +1036,12 @@ pub fn trained_model(model: &Model, params: &BTreeMap<String, Var>) -> Result<Mo
         .iter()
         .map(|(k, v)| Ok((k.clone(), v.as_tensor().copy()?.detach())))
         .collect::<Result<_>>()?;
-    let stacks = families::build(&model.config, &Source::Params { params: &tensors, gguf: model.gguf_names })?;
+    let stacks = families::build(
+        &model.config,
+        &Source::Params {
+            params: &tensors,
+            gguf: model.gguf_names,
+        },
+    )?;
     Ok(model.with_weights(stacks, tensors))
 }

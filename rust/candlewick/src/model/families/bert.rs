@@ -47,7 +47,12 @@ impl Family for Bert {
     }
 
     fn check(&self, c: &ModelConfig) -> Result<()> {
-        want(c, c.architecture == Architecture::Encoder, "architecture", "are encoders")?;
+        want(
+            c,
+            c.architecture == Architecture::Encoder,
+            "architecture",
+            "are encoders",
+        )?;
         want(
             c,
             matches!(c.position, Position::Learned | Position::Sinusoidal),
@@ -57,15 +62,30 @@ impl Family for Bert {
         want(c, c.norm == Norm::LayerNorm, "norm", "use layer_norm")?;
         want(c, c.post_norm, "post_norm", "are post-norm")?;
         want(c, !c.gated_mlp, "gated_mlp", "have a plain MLP")?;
-        want(c, c.tie_word_embeddings, "tie_word_embeddings", "tie the MLM decoder to the embeddings")?;
+        want(
+            c,
+            c.tie_word_embeddings,
+            "tie_word_embeddings",
+            "tie the MLM decoder to the embeddings",
+        )?;
         want(
             c,
             c.num_kv_heads == c.num_heads,
             "num_kv_heads",
             "use multi-head attention (num_kv_heads = num_heads)",
         )?;
-        want(c, c.sliding_window.is_none(), "sliding_window", "attend to the whole sequence")?;
-        want(c, !c.scale_decoder_outputs, "scale_decoder_outputs", "have no decoder")
+        want(
+            c,
+            c.sliding_window.is_none(),
+            "sliding_window",
+            "attend to the whole sequence",
+        )?;
+        want(
+            c,
+            !c.scale_decoder_outputs,
+            "scale_decoder_outputs",
+            "have no decoder",
+        )
     }
 
     fn config_from_hf(&self, j: &HfConfig) -> Result<ModelConfig> {
@@ -105,23 +125,37 @@ impl Family for Bert {
     }
 
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
-        let (h, ff, inner, eps, b) = (c.hidden_size, c.intermediate_size, c.q_dim(), c.norm_eps, c.norm_bias);
+        let (h, ff, inner, eps, b) = (
+            c.hidden_size,
+            c.intermediate_size,
+            c.q_dim(),
+            c.norm_eps,
+            c.norm_bias,
+        );
         // BertForMaskedLM (and files saved from any BERT with a head) prefix the encoder "bert."
         let prefixed = c.mlm_head
-            || (vb.has("bert.embeddings.word_embeddings.weight") && !vb.has("embeddings.word_embeddings.weight"));
+            || (vb.has("bert.embeddings.word_embeddings.weight")
+                && !vb.has("embeddings.word_embeddings.weight"));
         let m = if prefixed { vb.pp("bert") } else { vb.clone() };
         let e = m.pp("embeddings");
-        let word = e.pp("word_embeddings").tensor("weight", &[c.vocab_size, h], Init::Normal)?;
+        let word = e
+            .pp("word_embeddings")
+            .tensor("weight", &[c.vocab_size, h], Init::Normal)?;
         let positions = match c.position {
-            Position::Learned | Position::Sinusoidal => Some(e.pp("position_embeddings").positions(
-                c.max_position_embeddings,
-                h,
-                c.position == Position::Sinusoidal,
-            )?),
+            Position::Learned | Position::Sinusoidal => {
+                Some(e.pp("position_embeddings").positions(
+                    c.max_position_embeddings,
+                    h,
+                    c.position == Position::Sinusoidal,
+                )?)
+            }
             _ => None,
         };
         let token_types = if c.type_vocab_size > 0 {
-            Some(e.pp("token_type_embeddings").embedding(c.type_vocab_size, h)?)
+            Some(
+                e.pp("token_type_embeddings")
+                    .embedding(c.type_vocab_size, h)?,
+            )
         } else {
             None
         };
@@ -154,7 +188,9 @@ impl Family for Bert {
         }
         // BertModel checkpoints hold a pooler (exported without one when add_pooling_layer=False)
         let pooler = if c.pooler && m.has("pooler.dense.weight") {
-            Some(Pooler { dense: m.pp("pooler.dense").linear(h, h, true)? })
+            Some(Pooler {
+                dense: m.pp("pooler.dense").linear(h, h, true)?,
+            })
         } else {
             None
         };
@@ -164,7 +200,8 @@ impl Family for Bert {
             let norm = p.pp("transform.LayerNorm").layer_norm(h, b, eps)?;
             let bias = p.tensor("bias", &[c.vocab_size], Init::Zeros)?;
             let weight = if !c.tie_word_embeddings && p.has("decoder.weight") {
-                p.pp("decoder").tensor("weight", &[c.vocab_size, h], Init::Normal)?
+                p.pp("decoder")
+                    .tensor("weight", &[c.vocab_size, h], Init::Normal)?
             } else {
                 word.clone()
             };

@@ -5,7 +5,9 @@
 //! Read from HF folders (Gemma2ForCausalLM, whose RMSNorms multiply by 1 + w) and GGUF files of
 //! architecture gemma2 (llama.cpp's names and arithmetic; its norm weights hold 1 + w already).
 
-use super::{activation, activation_name, gguf_decoder, refuse_gguf_rope_scaling, want, Family, HfConfig};
+use super::{
+    activation, activation_name, gguf_decoder, refuse_gguf_rope_scaling, want, Family, HfConfig,
+};
 use crate::config::{Activation, Architecture, ModelConfig, Norm, Position, RopeScaling};
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
@@ -59,22 +61,60 @@ impl Family for Gemma2 {
     }
 
     fn check(&self, c: &ModelConfig) -> Result<()> {
-        want(c, c.architecture == Architecture::Decoder, "architecture", "are decoders")?;
+        want(
+            c,
+            c.architecture == Architecture::Decoder,
+            "architecture",
+            "are decoders",
+        )?;
         want(c, c.position == Position::Rope, "position", "use rope")?;
-        want(c, c.rope_scaling == RopeScaling::None, "rope_scaling", "use plain RoPE")?;
+        want(
+            c,
+            c.rope_scaling == RopeScaling::None,
+            "rope_scaling",
+            "use plain RoPE",
+        )?;
         want(c, c.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
         want(c, c.gated_mlp, "gated_mlp", "use a gated MLP")?;
-        want(c, c.tie_word_embeddings, "tie_word_embeddings", "tie their LM head to the embeddings")?;
-        want(c, !(c.attention_bias || c.qkv_bias || c.mlp_bias || c.qk_norm), "attention_bias", "have no biases or q/k norms")?;
-        want(c, c.sliding_window_pattern == SWA_PATTERN, "sliding_window_pattern", "alternate local and global layers (2)")?;
-        want(c, !c.rope_adjacent_pairs, "rope_adjacent_pairs", "rotate the two halves of each head")?;
-        want(c, c.type_vocab_size == 0 && !c.scale_decoder_outputs && !c.post_norm, "post_norm", "are pre-norm with sandwich norms")
+        want(
+            c,
+            c.tie_word_embeddings,
+            "tie_word_embeddings",
+            "tie their LM head to the embeddings",
+        )?;
+        want(
+            c,
+            !(c.attention_bias || c.qkv_bias || c.mlp_bias || c.qk_norm),
+            "attention_bias",
+            "have no biases or q/k norms",
+        )?;
+        want(
+            c,
+            c.sliding_window_pattern == SWA_PATTERN,
+            "sliding_window_pattern",
+            "alternate local and global layers (2)",
+        )?;
+        want(
+            c,
+            !c.rope_adjacent_pairs,
+            "rope_adjacent_pairs",
+            "rotate the two halves of each head",
+        )?;
+        want(
+            c,
+            c.type_vocab_size == 0 && !c.scale_decoder_outputs && !c.post_norm,
+            "post_norm",
+            "are pre-norm with sandwich norms",
+        )
     }
 
     fn config_from_hf(&self, j: &HfConfig) -> Result<ModelConfig> {
         let h = j.need("hidden_size")?;
         let nh = j.need("num_attention_heads")?;
-        let act = j.str("hidden_activation").or_else(|| j.str("hidden_act")).unwrap_or("gelu_pytorch_tanh");
+        let act = j
+            .str("hidden_activation")
+            .or_else(|| j.str("hidden_act"))
+            .unwrap_or("gelu_pytorch_tanh");
         let head_dim = j.usize("head_dim").unwrap_or(256);
         let mut c = ModelConfig {
             vocab_size: j.need("vocab_size")?,
@@ -94,14 +134,20 @@ impl Family for Gemma2 {
             ..self.preset()
         };
         if j.bool("tie_word_embeddings") == Some(false) {
-            return Err(Error::Unsupported("config.json: a Gemma 2 with an untied LM head".into()));
+            return Err(Error::Unsupported(
+                "config.json: a Gemma 2 with an untied LM head".into(),
+            ));
         }
         if j.bool("attention_bias") == Some(true) {
-            return Err(Error::Unsupported("config.json: a Gemma 2 with attention biases".into()));
+            return Err(Error::Unsupported(
+                "config.json: a Gemma 2 with attention biases".into(),
+            ));
         }
         j.rope(&mut c)?;
         if c.rope_scaling != RopeScaling::None {
-            return Err(Error::Unsupported("config.json: a Gemma 2 with RoPE scaling".into()));
+            return Err(Error::Unsupported(
+                "config.json: a Gemma 2 with RoPE scaling".into(),
+            ));
         }
         Ok(c)
     }
@@ -126,21 +172,34 @@ impl Family for Gemma2 {
         refuse_gguf_rope_scaling(g, "gemma2")?;
         if let Some(base) = g.get_f64(&key("rope.freq_base_swa"))? {
             if Some(base) != g.get_f64(&key("rope.freq_base"))? {
-                return Err(Error::Unsupported(format!("{}: a separate RoPE base for the sliding layers", g.path().display())));
+                return Err(Error::Unsupported(format!(
+                    "{}: a separate RoPE base for the sliding layers",
+                    g.path().display()
+                )));
             }
         }
         let c = gguf_decoder(g, "gemma2", self.preset())?;
         Ok(ModelConfig {
             sliding_window: Some(match g.get(&key("attention.sliding_window")) {
                 Some(v) => v.as_u64().ok_or_else(|| {
-                    Error::invalid_file(g.path(), format!("{} is {v:?}, not an unsigned integer", key("attention.sliding_window")))
+                    Error::invalid_file(
+                        g.path(),
+                        format!(
+                            "{} is {v:?}, not an unsigned integer",
+                            key("attention.sliding_window")
+                        ),
+                    )
                 })? as usize,
                 None => 4096,
             }),
             attn_logit_softcapping: g.get_f64(&key("attn_logit_softcapping"))?.unwrap_or(0.0),
             final_logit_softcapping: g.get_f64(&key("final_logit_softcapping"))?.unwrap_or(0.0),
             // llama.cpp: Gemma 2 27B (46 layers) scales by (hidden / heads)^-0.5, the others by head_dim^-0.5
-            query_pre_attn_scalar: if c.num_layers == 46 { (c.hidden_size / c.num_heads.max(1)) as f64 } else { c.head_dim as f64 },
+            query_pre_attn_scalar: if c.num_layers == 46 {
+                (c.hidden_size / c.num_heads.max(1)) as f64
+            } else {
+                c.head_dim as f64
+            },
             ..c
         })
     }
@@ -148,11 +207,32 @@ impl Family for Gemma2 {
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
         let gguf = vb.is_gguf();
         let n = if gguf { &GGUF } else { &HF };
-        let (h, q, kv, ff, hd, eps) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.head_dim, c.norm_eps);
-        let norm = |l: &Vb, name: &str| if gguf { l.pp(name).rms_norm(h, eps) } else { l.pp(name).rms_norm_one_plus(h, eps) };
+        let (h, q, kv, ff, hd, eps) = (
+            c.hidden_size,
+            c.q_dim(),
+            c.kv_dim(),
+            c.intermediate_size,
+            c.head_dim,
+            c.norm_eps,
+        );
+        let norm = |l: &Vb, name: &str| {
+            if gguf {
+                l.pp(name).rms_norm(h, eps)
+            } else {
+                l.pp(name).rms_norm_one_plus(h, eps)
+            }
+        };
         let tokens = vb.pp(n.embed).embedding(c.vocab_size, h)?;
-        let rope = if gguf { Rope::ggml(hd, c.rope_theta, false) } else { Rope::hf(hd, c.rope_theta) };
-        let scalar = if c.query_pre_attn_scalar > 0.0 { c.query_pre_attn_scalar } else { hd as f64 };
+        let rope = if gguf {
+            Rope::ggml(hd, c.rope_theta, false)
+        } else {
+            Rope::hf(hd, c.rope_theta)
+        };
+        let scalar = if c.query_pre_attn_scalar > 0.0 {
+            c.query_pre_attn_scalar
+        } else {
+            hd as f64
+        };
         let mut blocks = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let l = vb.pp(n.layers).pp(i);
@@ -169,7 +249,10 @@ impl Family for Gemma2 {
             attn.softcap = c.attn_logit_softcapping as f32;
             attn.window = if global { None } else { c.sliding_window };
             attn.positions = AttentionPositions::Rope(rope.clone());
-            let attn_norms = Norms::Sandwich { before: norm(&l, n.attn_norm)?, after: norm(&l, n.post_attn_norm)? };
+            let attn_norms = Norms::Sandwich {
+                before: norm(&l, n.attn_norm)?,
+                after: norm(&l, n.post_attn_norm)?,
+            };
             let mlp = Mlp {
                 gate: Some(l.pp(n.gate).linear(ff, h, false)?),
                 up: l.pp(n.up).linear(ff, h, false)?,
@@ -178,8 +261,17 @@ impl Family for Gemma2 {
                 // llama.cpp computes GELU through an f16 table
                 ggml_gelu: gguf,
             };
-            let mlp_norms = Norms::Sandwich { before: norm(&l, n.mlp_norm)?, after: norm(&l, n.post_mlp_norm)? };
-            blocks.push(Block { attn, attn_norms, cross: None, mlp, mlp_norms });
+            let mlp_norms = Norms::Sandwich {
+                before: norm(&l, n.mlp_norm)?,
+                after: norm(&l, n.post_mlp_norm)?,
+            };
+            blocks.push(Block {
+                attn,
+                attn_norms,
+                cross: None,
+                mlp,
+                mlp_norms,
+            });
         }
         let final_norm = norm(vb, n.norm)?;
         let proj = tokens.as_linear()?;

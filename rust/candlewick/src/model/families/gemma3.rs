@@ -137,7 +137,14 @@ impl Family for Gemma3 {
 
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
         let n = if vb.is_gguf() { &GGUF } else { &HF };
-        let (h, q, kv, ff, hd, eps) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.head_dim, c.norm_eps);
+        let (h, q, kv, ff, hd, eps) = (
+            c.hidden_size,
+            c.q_dim(),
+            c.kv_dim(),
+            c.intermediate_size,
+            c.head_dim,
+            c.norm_eps,
+        );
         let tokens = vb.pp(n.embed).embedding(c.vocab_size, h)?;
         let rope = |theta: f64| {
             if vb.is_gguf() {
@@ -146,7 +153,11 @@ impl Family for Gemma3 {
                 Rope::hf(hd, theta)
             }
         };
-        let local_theta = if c.rope_local_theta > 0.0 { c.rope_local_theta } else { c.rope_theta };
+        let local_theta = if c.rope_local_theta > 0.0 {
+            c.rope_local_theta
+        } else {
+            c.rope_theta
+        };
         let (global_rope, local_rope) = (rope(c.rope_theta), rope(local_theta));
         let pattern = c.sliding_window_pattern;
         let mut blocks = Vec::with_capacity(c.num_layers);
@@ -166,7 +177,11 @@ impl Family for Gemma3 {
             attn.q_norm = Some(l.pp(n.q_norm).rms(hd, eps)?);
             attn.k_norm = Some(l.pp(n.k_norm).rms(hd, eps)?);
             attn.window = if global { None } else { c.sliding_window };
-            attn.positions = AttentionPositions::Rope(if global { global_rope.clone() } else { local_rope.clone() });
+            attn.positions = AttentionPositions::Rope(if global {
+                global_rope.clone()
+            } else {
+                local_rope.clone()
+            });
             let attn_norms = Norms::Sandwich {
                 before: before_attn,
                 after: l.pp(n.post_attn_norm).rms_norm(h, eps)?,
@@ -184,7 +199,13 @@ impl Family for Gemma3 {
                 before: before_mlp,
                 after: l.pp(n.post_mlp_norm).rms_norm(h, eps)?,
             };
-            blocks.push(Block { attn, attn_norms, cross: None, mlp, mlp_norms });
+            blocks.push(Block {
+                attn,
+                attn_norms,
+                cross: None,
+                mlp,
+                mlp_norms,
+            });
         }
         let norm = vb.pp(n.norm).rms_norm(h, eps)?;
         let proj = lm_head(c, &tokens, vb, n.lm_head)?;
@@ -192,6 +213,8 @@ impl Family for Gemma3 {
             scale: Some((h as f32).sqrt() as f64),
             ..Embeddings::tokens(tokens)
         };
-        Ok(Stacks::decoder(Transformer::decoder(embeddings, blocks, norm, proj)))
+        Ok(Stacks::decoder(Transformer::decoder(
+            embeddings, blocks, norm, proj,
+        )))
     }
 }

@@ -41,14 +41,24 @@ impl Family for Gpt2 {
     }
 
     fn check(&self, c: &ModelConfig) -> Result<()> {
-        want(c, c.architecture == Architecture::Decoder, "architecture", "are decoders")?;
+        want(
+            c,
+            c.architecture == Architecture::Decoder,
+            "architecture",
+            "are decoders",
+        )?;
         want(
             c,
             matches!(c.position, Position::Learned | Position::Sinusoidal),
             "position",
             "use learned (or, built by candlewick, sinusoidal) positions",
         )?;
-        want(c, c.norm == Norm::LayerNorm && c.norm_bias, "norm", "use layer_norm with bias")?;
+        want(
+            c,
+            c.norm == Norm::LayerNorm && c.norm_bias,
+            "norm",
+            "use layer_norm with bias",
+        )?;
         want(c, !c.gated_mlp, "gated_mlp", "have a plain MLP")?;
         want(
             c,
@@ -62,16 +72,44 @@ impl Family for Gpt2 {
             "head_dim",
             "have head_dim * num_heads = hidden_size",
         )?;
-        want(c, c.attention_bias && c.mlp_bias, "attention_bias", "have biases")?;
-        want(c, c.tie_word_embeddings, "tie_word_embeddings", "tie the LM head to the embeddings")?;
+        want(
+            c,
+            c.attention_bias && c.mlp_bias,
+            "attention_bias",
+            "have biases",
+        )?;
+        want(
+            c,
+            c.tie_word_embeddings,
+            "tie_word_embeddings",
+            "tie the LM head to the embeddings",
+        )?;
         want(c, !c.post_norm, "post_norm", "are pre-norm")?;
-        want(c, c.sliding_window.is_none(), "sliding_window", "attend to the whole context")?;
-        want(c, c.type_vocab_size == 0, "type_vocab_size", "have no token types")?;
-        want(c, !c.scale_decoder_outputs, "scale_decoder_outputs", "do not scale their output")
+        want(
+            c,
+            c.sliding_window.is_none(),
+            "sliding_window",
+            "attend to the whole context",
+        )?;
+        want(
+            c,
+            c.type_vocab_size == 0,
+            "type_vocab_size",
+            "have no token types",
+        )?;
+        want(
+            c,
+            !c.scale_decoder_outputs,
+            "scale_decoder_outputs",
+            "do not scale their output",
+        )
     }
 
     fn config_from_hf(&self, j: &HfConfig) -> Result<ModelConfig> {
-        for (key, standard) in [("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false)] {
+        for (key, standard) in [
+            ("scale_attn_weights", true),
+            ("scale_attn_by_inverse_layer_idx", false),
+        ] {
             if j.bool(key).is_some_and(|x| x != standard) {
                 return Err(Error::Unsupported(format!(
                     "config.json: GPT-2 with {key}={} is not built yet",
@@ -117,7 +155,11 @@ impl Family for Gpt2 {
             vb.clone()
         };
         let tokens = m.pp("wte").embedding(c.vocab_size, h)?;
-        let positions = m.pp("wpe").positions(c.max_position_embeddings, h, c.position == Position::Sinusoidal)?;
+        let positions = m.pp("wpe").positions(
+            c.max_position_embeddings,
+            h,
+            c.position == Position::Sinusoidal,
+        )?;
         let mut blocks = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let l = m.pp("h").pp(i);
@@ -128,7 +170,14 @@ impl Family for Gpt2 {
                 _ => return Err(Error::Model("c_attn did not split in three".into())),
             };
             let o = l.pp("attn.c_proj").conv1d(h, h, 1)?.remove(0);
-            let attn = Attention::new(q, k, v, o, (c.num_heads, c.num_kv_heads, c.head_dim), AttentionKind::Causal);
+            let attn = Attention::new(
+                q,
+                k,
+                v,
+                o,
+                (c.num_heads, c.num_kv_heads, c.head_dim),
+                AttentionKind::Causal,
+            );
             let mlp_norms = Norms::Pre(l.pp("ln_2").layer_norm(h, true, eps)?);
             let up = l.pp("mlp.c_fc").conv1d(h, ff, 1)?.remove(0);
             let down = l.pp("mlp.c_proj").conv1d(ff, h, 1)?.remove(0);
@@ -152,6 +201,8 @@ impl Family for Gpt2 {
             positions: Some(positions),
             ..Embeddings::tokens(tokens)
         };
-        Ok(Stacks::decoder(Transformer::decoder(embeddings, blocks, norm, proj)))
+        Ok(Stacks::decoder(Transformer::decoder(
+            embeddings, blocks, norm, proj,
+        )))
     }
 }

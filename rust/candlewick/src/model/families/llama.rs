@@ -7,19 +7,19 @@
 //! pairs, while HF, qwen2 and qwen3 rotate the two halves of each head).
 
 use super::{
-    activation, activation_name, gguf_decoder, gguf_decoder_metadata, gguf_rope_scaling, lm_head, want, Family,
-    GgufParts, HfConfig,
+    activation, activation_name, gguf_decoder, gguf_decoder_metadata, gguf_rope_scaling, lm_head,
+    want, Family, GgufParts, HfConfig,
 };
-use crate::io::gguf::Value;
 use crate::config::{Architecture, ModelConfig, Norm, Position, RopeScaling};
 use crate::error::{Error, Result};
-use crate::model::builder::Init;
-use crate::nn::rope::Scaling;
 use crate::io::gguf::GgufFile;
+use crate::io::gguf::Value;
+use crate::model::builder::Init;
 use crate::model::builder::Vb;
 use crate::model::transformer::{Block, Embeddings, Norms, Transformer};
 use crate::model::Stacks;
 use crate::nn::attention::{AttentionKind, AttentionPositions};
+use crate::nn::rope::Scaling;
 use crate::nn::{Attention, Mlp, Rope};
 
 pub struct Llama;
@@ -52,8 +52,17 @@ impl Names {
     /// The tensors of each layer.
     fn layer(&self) -> [&'static str; 11] {
         [
-            self.attn_norm, self.q, self.k, self.v, self.o, self.q_norm, self.k_norm, self.mlp_norm, self.gate,
-            self.up, self.down,
+            self.attn_norm,
+            self.q,
+            self.k,
+            self.v,
+            self.o,
+            self.q_norm,
+            self.k_norm,
+            self.mlp_norm,
+            self.gate,
+            self.up,
+            self.down,
         ]
     }
 }
@@ -64,9 +73,16 @@ fn gguf_name(hf: &str) -> Option<String> {
     if let Some((_, g)) = HF.top().iter().zip(GGUF.top()).find(|(h, _)| stem == **h) {
         return Some(format!("{g}.{suffix}"));
     }
-    let (i, leaf) = stem.strip_prefix(HF.layers)?.strip_prefix('.')?.split_once('.')?;
+    let (i, leaf) = stem
+        .strip_prefix(HF.layers)?
+        .strip_prefix('.')?
+        .split_once('.')?;
     let i: usize = i.parse().ok()?;
-    let (_, g) = HF.layer().into_iter().zip(GGUF.layer()).find(|(h, _)| leaf == *h)?;
+    let (_, g) = HF
+        .layer()
+        .into_iter()
+        .zip(GGUF.layer())
+        .find(|(h, _)| leaf == *h)?;
     Some(format!("{}.{i}.{g}.{suffix}", GGUF.layers))
 }
 
@@ -74,10 +90,13 @@ fn gguf_name(hf: &str) -> Option<String> {
 /// (llama.cpp's llama graph) computes what RoPE on each head's two halves (HF) computes on the
 /// original: within each head, row 2j + p takes row p * head_dim / 2 + j (llama.cpp's
 /// converter's `permute`).
-fn halves_to_pairs(t: &candle_core::Tensor, heads: usize, head_dim: usize) -> Result<candle_core::Tensor> {
+fn halves_to_pairs(
+    t: &candle_core::Tensor,
+    heads: usize,
+    head_dim: usize,
+) -> Result<candle_core::Tensor> {
     let inp = t.dim(1)?;
-    Ok(t
-        .reshape((heads, 2, head_dim / 2, inp))?
+    Ok(t.reshape((heads, 2, head_dim / 2, inp))?
         .transpose(1, 2)?
         .contiguous()?
         .reshape((heads * head_dim, inp))?)
@@ -137,7 +156,12 @@ impl Family for Llama {
     }
 
     fn check(&self, c: &ModelConfig) -> Result<()> {
-        want(c, c.architecture == Architecture::Decoder, "architecture", "are decoders")?;
+        want(
+            c,
+            c.architecture == Architecture::Decoder,
+            "architecture",
+            "are decoders",
+        )?;
         want(c, c.position == Position::Rope, "position", "use rope")?;
         want(c, c.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
         want(c, c.gated_mlp, "gated_mlp", "use a gated MLP (SwiGLU)")?;
@@ -157,7 +181,8 @@ impl Family for Llama {
         )?;
         want(
             c,
-            c.rope_scaling == RopeScaling::None || !(c.qkv_bias || c.qk_norm || c.sliding_window.is_some()),
+            c.rope_scaling == RopeScaling::None
+                || !(c.qkv_bias || c.qk_norm || c.sliding_window.is_some()),
             "rope_scaling",
             "with RoPE scaling are saved as Llama (no q/k/v biases, q/k norms or sliding window)",
         )?;
@@ -167,8 +192,18 @@ impl Family for Llama {
             "sliding_window",
             "with a sliding window (Mistral) have no biases",
         )?;
-        want(c, c.type_vocab_size == 0, "type_vocab_size", "have no token types")?;
-        want(c, !c.scale_decoder_outputs, "scale_decoder_outputs", "do not scale their output")
+        want(
+            c,
+            c.type_vocab_size == 0,
+            "type_vocab_size",
+            "have no token types",
+        )?;
+        want(
+            c,
+            !c.scale_decoder_outputs,
+            "scale_decoder_outputs",
+            "do not scale their output",
+        )
     }
 
     fn config_from_hf(&self, j: &HfConfig) -> Result<ModelConfig> {
@@ -176,7 +211,9 @@ impl Family for Llama {
         let h = j.need("hidden_size")?;
         let nh = j.need("num_attention_heads")?;
         if mt == "qwen3" && j.bool("use_sliding_window").unwrap_or(false) {
-            return Err(Error::Unsupported("config.json: Qwen3 with use_sliding_window".into()));
+            return Err(Error::Unsupported(
+                "config.json: Qwen3 with use_sliding_window".into(),
+            ));
         }
         let mut c = ModelConfig {
             vocab_size: j.need("vocab_size")?,
@@ -184,7 +221,9 @@ impl Family for Llama {
             num_layers: j.need("num_hidden_layers")?,
             num_heads: nh,
             num_kv_heads: j.usize("num_key_value_heads").unwrap_or(nh),
-            head_dim: j.usize("head_dim").unwrap_or(h.checked_div(nh).unwrap_or(0)),
+            head_dim: j
+                .usize("head_dim")
+                .unwrap_or(h.checked_div(nh).unwrap_or(0)),
             intermediate_size: j.need("intermediate_size")?,
             activation: activation(j.str("hidden_act").unwrap_or("silu"))?,
             norm_eps: j.f64("rms_norm_eps").unwrap_or(1e-6),
@@ -194,7 +233,11 @@ impl Family for Llama {
             qkv_bias: mt == "qwen2",
             qk_norm: mt == "qwen3",
             mlp_bias: j.bool("mlp_bias").unwrap_or(false),
-            sliding_window: if mt == "mistral" { j.usize("sliding_window") } else { None },
+            sliding_window: if mt == "mistral" {
+                j.usize("sliding_window")
+            } else {
+                None
+            },
             ..self.preset()
         };
         j.rope(&mut c)?;
@@ -213,9 +256,17 @@ impl Family for Llama {
             "tie_word_embeddings": c.tie_word_embeddings, "hidden_act": activation_name(c.activation),
         });
         let (model_type, class, extra) = if c.sliding_window.is_some() {
-            ("mistral", "MistralForCausalLM", serde_json::json!({"sliding_window": c.sliding_window}))
+            (
+                "mistral",
+                "MistralForCausalLM",
+                serde_json::json!({"sliding_window": c.sliding_window}),
+            )
         } else if c.qkv_bias && !c.attention_bias {
-            ("qwen2", "Qwen2ForCausalLM", serde_json::json!({"use_sliding_window": false}))
+            (
+                "qwen2",
+                "Qwen2ForCausalLM",
+                serde_json::json!({"use_sliding_window": false}),
+            )
         } else if c.qk_norm {
             (
                 "qwen3",
@@ -261,12 +312,19 @@ impl Family for Llama {
         };
         gguf_rope_scaling(g, arch, &mut c)?;
         if c.rope_scaling == RopeScaling::Llama3 && arch != "llama" {
-            return Err(Error::Unsupported(format!("{}: rope_freqs in a {arch} file", g.path().display())));
+            return Err(Error::Unsupported(format!(
+                "{}: rope_freqs in a {arch} file",
+                g.path().display()
+            )));
         }
         Ok(c)
     }
 
-    fn to_gguf(&self, c: &ModelConfig, tensors: Vec<(String, candle_core::Tensor)>) -> Result<GgufParts> {
+    fn to_gguf(
+        &self,
+        c: &ModelConfig,
+        tensors: Vec<(String, candle_core::Tensor)>,
+    ) -> Result<GgufParts> {
         // the architecture llama.cpp reads this layout as (to_hf's three classes, less Mistral)
         let arch = if c.qk_norm {
             "qwen3"
@@ -276,7 +334,9 @@ impl Family for Llama {
             "llama"
         };
         let refuse = |what: &str| {
-            Err(Error::Unsupported(format!("writing a llama-family model with {what} as GGUF is not built yet")))
+            Err(Error::Unsupported(format!(
+                "writing a llama-family model with {what} as GGUF is not built yet"
+            )))
         };
         if c.sliding_window.is_some() {
             return refuse("a sliding window (Mistral: llama.cpp's llama has none)");
@@ -287,34 +347,62 @@ impl Family for Llama {
         if c.rope_adjacent_pairs && arch != "llama" {
             return refuse("RoPE on adjacent pairs and q/k/v biases or q/k norms");
         }
-        let mut metadata = vec![("general.architecture".to_string(), Value::String(arch.into()))];
+        let mut metadata = vec![(
+            "general.architecture".to_string(),
+            Value::String(arch.into()),
+        )];
         metadata.extend(gguf_decoder_metadata(arch, c)?);
         let permute = arch == "llama" && !c.rope_adjacent_pairs;
         let mut out = Vec::with_capacity(tensors.len() + 1);
         if c.rope_scaling == RopeScaling::Llama3 {
-            out.push(("rope_freqs.weight".to_string(), candle_core::Tensor::new(llama3_factors(c), &candle_core::Device::Cpu)?));
+            out.push((
+                "rope_freqs.weight".to_string(),
+                candle_core::Tensor::new(llama3_factors(c), &candle_core::Device::Cpu)?,
+            ));
         }
         for (name, t) in tensors {
-            let g = gguf_name(&name)
-                .ok_or_else(|| Error::Model(format!("{name} is not a tensor of a llama-family checkpoint")))?;
+            let g = gguf_name(&name).ok_or_else(|| {
+                Error::Model(format!(
+                    "{name} is not a tensor of a llama-family checkpoint"
+                ))
+            })?;
             let t = match g.rsplit('.').nth(1) {
-                Some("attn_q") if permute && g.ends_with(".weight") => halves_to_pairs(&t, c.num_heads, c.head_dim)?,
-                Some("attn_k") if permute && g.ends_with(".weight") => halves_to_pairs(&t, c.num_kv_heads, c.head_dim)?,
+                Some("attn_q") if permute && g.ends_with(".weight") => {
+                    halves_to_pairs(&t, c.num_heads, c.head_dim)?
+                }
+                Some("attn_k") if permute && g.ends_with(".weight") => {
+                    halves_to_pairs(&t, c.num_kv_heads, c.head_dim)?
+                }
                 _ => t,
             };
             out.push((g, t));
         }
-        Ok(GgufParts { metadata, tensors: out })
+        Ok(GgufParts {
+            metadata,
+            tensors: out,
+        })
     }
 
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
         let n = if vb.is_gguf() { &GGUF } else { &HF };
-        let (h, q, kv, ff, eps) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.norm_eps);
+        let (h, q, kv, ff, eps) = (
+            c.hidden_size,
+            c.q_dim(),
+            c.kv_dim(),
+            c.intermediate_size,
+            c.norm_eps,
+        );
         let tokens = vb.pp(n.embed).embedding(c.vocab_size, h)?;
         // each format in its reference's arithmetic: llama.cpp's for GGUF, transformers' for HF
         let scaling = Scaling::from_config(c);
         let rope = if vb.is_gguf() {
-            Rope::ggml_scaled(c.head_dim, c.rope_theta, c.rope_adjacent_pairs, scaling, ggml_rope_factors(c, vb)?)
+            Rope::ggml_scaled(
+                c.head_dim,
+                c.rope_theta,
+                c.rope_adjacent_pairs,
+                scaling,
+                ggml_rope_factors(c, vb)?,
+            )
         } else {
             Rope::hf_scaled(c.head_dim, c.rope_theta, scaling)
         };
@@ -345,11 +433,22 @@ impl Family for Llama {
                 activation: c.activation,
                 ggml_gelu: false,
             };
-            blocks.push(Block { attn, attn_norms, cross: None, mlp, mlp_norms });
+            blocks.push(Block {
+                attn,
+                attn_norms,
+                cross: None,
+                mlp,
+                mlp_norms,
+            });
         }
         let norm = vb.pp(n.norm).rms_norm(h, eps)?;
         let proj = lm_head(c, &tokens, vb, n.lm_head)?;
-        Ok(Stacks::decoder(Transformer::decoder(Embeddings::tokens(tokens), blocks, norm, proj)))
+        Ok(Stacks::decoder(Transformer::decoder(
+            Embeddings::tokens(tokens),
+            blocks,
+            norm,
+            proj,
+        )))
     }
 }
 
@@ -362,9 +461,13 @@ fn ggml_rope_factors(c: &ModelConfig, vb: &Vb) -> Result<Option<Vec<f32>>> {
     let half = c.head_dim / 2;
     let root = Vb::root_of(vb);
     if root.stored("rope_freqs.weight") {
-        let f = root.tensor("rope_freqs.weight", &[half], Init::Ones)?.to_vec1::<f32>()?;
+        let f = root
+            .tensor("rope_freqs.weight", &[half], Init::Ones)?
+            .to_vec1::<f32>()?;
         if let Some(bad) = f.iter().find(|x| !(x.is_finite() && **x > 0.0)) {
-            return Err(Error::Model(format!("rope_freqs.weight holds {bad}, not a positive factor")));
+            return Err(Error::Model(format!(
+                "rope_freqs.weight holds {bad}, not a positive factor"
+            )));
         }
         return Ok(Some(f));
     }
@@ -375,14 +478,19 @@ fn ggml_rope_factors(c: &ModelConfig, vb: &Vb) -> Result<Option<Vec<f32>>> {
 /// config (its `rope_freqs.weight`).
 fn llama3_factors(c: &ModelConfig) -> Vec<f32> {
     let half = c.head_dim / 2;
-    let (factor, low, high) = (c.rope_scaling_factor, c.rope_low_freq_factor, c.rope_high_freq_factor);
+    let (factor, low, high) = (
+        c.rope_scaling_factor,
+        c.rope_low_freq_factor,
+        c.rope_high_freq_factor,
+    );
     let original = match c.rope_original_max_position_embeddings {
         0 => c.max_position_embeddings,
         n => n,
     } as f64;
     let factors = (0..half)
         .map(|i| {
-            let freq = (1.0 / (c.rope_theta as f32).powf((2 * i) as f32 / c.head_dim as f32)) as f64;
+            let freq =
+                (1.0 / (c.rope_theta as f32).powf((2 * i) as f32 / c.head_dim as f32)) as f64;
             let wavelen = 2.0 * std::f64::consts::PI / freq;
             if wavelen < original / high {
                 1.0
@@ -405,7 +513,9 @@ fn hf_rope_scaling(c: &ModelConfig) -> Option<serde_json::Value> {
     };
     Some(match c.rope_scaling {
         RopeScaling::None => return None,
-        RopeScaling::Linear => serde_json::json!({"rope_type": "linear", "factor": c.rope_scaling_factor}),
+        RopeScaling::Linear => {
+            serde_json::json!({"rope_type": "linear", "factor": c.rope_scaling_factor})
+        }
         RopeScaling::Llama3 => serde_json::json!({
             "rope_type": "llama3", "factor": c.rope_scaling_factor,
             "low_freq_factor": c.rope_low_freq_factor, "high_freq_factor": c.rope_high_freq_factor,

@@ -65,7 +65,11 @@ pub trait Family: Sync {
     /// The model as llama.cpp's GGUF holds it: its architecture's metadata, and `tensors` (the
     /// HF checkpoint's, by name) renamed, and where llama.cpp's converter does so rearranged, to
     /// llama.cpp's tensors.
-    fn to_gguf(&self, _c: &ModelConfig, _tensors: Vec<(String, candle_core::Tensor)>) -> Result<GgufParts> {
+    fn to_gguf(
+        &self,
+        _c: &ModelConfig,
+        _tensors: Vec<(String, candle_core::Tensor)>,
+    ) -> Result<GgufParts> {
         Err(Error::Unsupported(format!(
             "writing {} models as GGUF is not built yet (llama, qwen2 and qwen3 models are)",
             self.name()
@@ -80,7 +84,16 @@ pub struct GgufParts {
 }
 
 /// Every family, once.
-pub static FAMILIES: &[&dyn Family] = &[&llama::Llama, &phi3::Phi3, &gemma2::Gemma2, &gemma3::Gemma3, &gpt2::Gpt2, &bert::Bert, &t5::T5, &rnn::RnnFamily];
+pub static FAMILIES: &[&dyn Family] = &[
+    &llama::Llama,
+    &phi3::Phi3,
+    &gemma2::Gemma2,
+    &gemma3::Gemma3,
+    &gpt2::Gpt2,
+    &bert::Bert,
+    &t5::T5,
+    &rnn::RnnFamily,
+];
 
 pub fn names() -> Vec<&'static str> {
     FAMILIES.iter().map(|f| f.name()).collect()
@@ -102,12 +115,18 @@ pub fn get(name: &str) -> Result<&'static dyn Family> {
 
 /// HF model types every family reads, in registry order.
 pub fn hf_model_types() -> Vec<&'static str> {
-    FAMILIES.iter().flat_map(|f| f.hf_model_types().iter().copied()).collect()
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.hf_model_types().iter().copied())
+        .collect()
 }
 
 /// GGUF architectures every family reads.
 pub fn gguf_architectures() -> Vec<&'static str> {
-    FAMILIES.iter().flat_map(|f| f.gguf_architectures().iter().copied()).collect()
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.gguf_architectures().iter().copied())
+        .collect()
 }
 
 /// A config that is consistent and names a known family.
@@ -120,12 +139,16 @@ pub fn validate(c: &ModelConfig) -> Result<()> {
 /// given fields: head_dim = hidden_size / num_heads and num_kv_heads = num_heads unless given,
 /// and the family's own (`Family::derive`). Validated.
 pub fn for_family(name: &str, overrides: Vec<(String, Value)>) -> Result<ModelConfig> {
-    let family = FAMILIES.iter().copied().find(|f| f.name() == name).ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "family must be one of {}, got '{name}'",
-            names().join(", ")
-        ))
-    })?;
+    let family = FAMILIES
+        .iter()
+        .copied()
+        .find(|f| f.name() == name)
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "family must be one of {}, got '{name}'",
+                names().join(", ")
+            ))
+        })?;
     let mut c = family.preset();
     let given: Vec<String> = overrides.iter().map(|(k, _)| k.clone()).collect();
     for (k, v) in overrides {
@@ -147,13 +170,17 @@ pub fn for_family(name: &str, overrides: Vec<(String, Value)>) -> Result<ModelCo
 /// A config from an HF config.json, by its model_type.
 pub fn from_hf_json(v: &serde_json::Value) -> Result<ModelConfig> {
     if !v.is_object() {
-        return Err(Error::InvalidArgument("config.json does not hold a JSON object".into()));
+        return Err(Error::InvalidArgument(
+            "config.json does not hold a JSON object".into(),
+        ));
     }
     let j = HfConfig(v, Default::default());
     let mt = j.str("model_type").unwrap_or("");
     j.type_error()?;
     if mt.is_empty() {
-        return Err(Error::InvalidArgument("config.json has no model_type".into()));
+        return Err(Error::InvalidArgument(
+            "config.json has no model_type".into(),
+        ));
     }
     let family = FAMILIES
         .iter()
@@ -167,14 +194,16 @@ pub fn from_hf_json(v: &serde_json::Value) -> Result<ModelConfig> {
     let c = family.config_from_hf(&j);
     j.type_error()?;
     let c = c?;
-    c.validate().map_err(|e| name_source(e, |field| {
-        HF_KEYS
-            .iter()
-            .filter(|(f, _)| *f == field)
-            .flat_map(|(_, keys)| keys.iter())
-            .find(|k| v.get(**k).is_some())
-            .map(|k| format!("config.json {k}"))
-    }))?;
+    c.validate().map_err(|e| {
+        name_source(e, |field| {
+            HF_KEYS
+                .iter()
+                .filter(|(f, _)| *f == field)
+                .flat_map(|(_, keys)| keys.iter())
+                .find(|k| v.get(**k).is_some())
+                .map(|k| format!("config.json {k}"))
+        })
+    })?;
     Ok(c)
 }
 
@@ -194,28 +223,50 @@ pub fn from_gguf(g: &GgufFile) -> Result<ModelConfig> {
             ))
         })?;
     let c = family.config_from_gguf(g)?;
-    c.validate()
-        .map_err(|e| {
-            let e = name_source(e, |field| {
-                GGUF_KEYS.iter().find(|(f, _)| *f == field).map(|(_, k)| format!("{arch}.{k}"))
-            });
-            Error::invalid_file(g.path(), format!("inconsistent {arch} metadata: {e}"))
-        })?;
+    c.validate().map_err(|e| {
+        let e = name_source(e, |field| {
+            GGUF_KEYS
+                .iter()
+                .find(|(f, _)| *f == field)
+                .map(|(_, k)| format!("{arch}.{k}"))
+        });
+        Error::invalid_file(g.path(), format!("inconsistent {arch} metadata: {e}"))
+    })?;
     Ok(c)
 }
 
 /// config.json keys that set a ModelConfig field, by family layout (the first present is named).
 const HF_KEYS: &[(&str, &[&str])] = &[
-    ("num_layers", &["num_hidden_layers", "n_layer", "num_layers"]),
+    (
+        "num_layers",
+        &["num_hidden_layers", "n_layer", "num_layers"],
+    ),
     ("num_decoder_layers", &["num_decoder_layers"]),
     ("hidden_size", &["hidden_size", "n_embd", "d_model"]),
     ("num_heads", &["num_attention_heads", "n_head", "num_heads"]),
-    ("num_kv_heads", &["num_key_value_heads", "num_attention_heads", "n_head", "num_heads"]),
+    (
+        "num_kv_heads",
+        &[
+            "num_key_value_heads",
+            "num_attention_heads",
+            "n_head",
+            "num_heads",
+        ],
+    ),
     ("head_dim", &["head_dim", "d_kv"]),
-    ("intermediate_size", &["intermediate_size", "n_inner", "d_ff"]),
+    (
+        "intermediate_size",
+        &["intermediate_size", "n_inner", "d_ff"],
+    ),
     ("vocab_size", &["vocab_size"]),
-    ("max_position_embeddings", &["max_position_embeddings", "n_positions"]),
-    ("norm_eps", &["rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"]),
+    (
+        "max_position_embeddings",
+        &["max_position_embeddings", "n_positions"],
+    ),
+    (
+        "norm_eps",
+        &["rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"],
+    ),
     ("sliding_window", &["sliding_window"]),
 ];
 
@@ -236,12 +287,22 @@ const GGUF_KEYS: &[(&str, &str)] = &[
 /// A validation error about `ModelConfig.<field>` rewritten to name the file's own key too
 /// (`config.json num_hidden_layers (ModelConfig.num_layers): ...`).
 fn name_source(e: Error, key_of: impl Fn(&str) -> Option<String>) -> Error {
-    let Error::InvalidArgument(msg) = &e else { return e };
-    let Some(rest) = msg.strip_prefix("ModelConfig.") else { return e };
-    let field: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let Error::InvalidArgument(msg) = &e else {
+        return e;
+    };
+    let Some(rest) = msg.strip_prefix("ModelConfig.") else {
+        return e;
+    };
+    let field: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
     match key_of(&field) {
-        Some(key) => Error::InvalidArgument(format!("{key} (ModelConfig.{rest}")
-            .replacen(&format!("ModelConfig.{field}:"), &format!("ModelConfig.{field}):"), 1)),
+        Some(key) => Error::InvalidArgument(format!("{key} (ModelConfig.{rest}").replacen(
+            &format!("ModelConfig.{field}:"),
+            &format!("ModelConfig.{field}):"),
+            1,
+        )),
         None => e,
     }
 }
@@ -269,7 +330,11 @@ pub fn build(c: &ModelConfig, src: &Source) -> Result<Stacks> {
     if let Source::Gguf(g) = src {
         let unread: Vec<&str> = g.tensor_names().filter(|n| !vb.was_read(n)).collect();
         if !unread.is_empty() {
-            let more = if unread.len() > 5 { format!(" and {} more", unread.len() - 5) } else { String::new() };
+            let more = if unread.len() > 5 {
+                format!(" and {} more", unread.len() - 5)
+            } else {
+                String::new()
+            };
             return Err(Error::Unsupported(format!(
                 "{}: tensors a {} model does not use: {}{more} (an unknown variant of the architecture?)",
                 g.path().display(),
@@ -305,23 +370,34 @@ pub fn num_parameters(c: &ModelConfig) -> Result<u64> {
 pub struct HfConfig<'a>(pub &'a serde_json::Value, std::cell::RefCell<Vec<String>>);
 
 impl<'a> HfConfig<'a> {
-    fn field<T>(&self, k: &str, want: &str, read: impl Fn(&'a serde_json::Value) -> Option<T>) -> Option<T> {
+    fn field<T>(
+        &self,
+        k: &str,
+        want: &str,
+        read: impl Fn(&'a serde_json::Value) -> Option<T>,
+    ) -> Option<T> {
         match self.0.get(k) {
             None | Some(serde_json::Value::Null) => None,
             Some(x) => {
                 let v = read(x);
                 if v.is_none() {
-                    self.1.borrow_mut().push(format!("config.json: {k} must be {want}, got {x}"));
+                    self.1
+                        .borrow_mut()
+                        .push(format!("config.json: {k} must be {want}, got {x}"));
                 }
                 v
             }
         }
     }
     pub fn usize(&self, k: &str) -> Option<usize> {
-        self.field(k, "a non-negative integer", |x| x.as_u64().and_then(|x| usize::try_from(x).ok()))
+        self.field(k, "a non-negative integer", |x| {
+            x.as_u64().and_then(|x| usize::try_from(x).ok())
+        })
     }
     pub fn f64(&self, k: &str) -> Option<f64> {
-        self.field(k, "a finite number", |x| x.as_f64().filter(|f| f.is_finite()))
+        self.field(k, "a finite number", |x| {
+            x.as_f64().filter(|f| f.is_finite())
+        })
     }
     pub fn bool(&self, k: &str) -> Option<bool> {
         self.field(k, "true or false", |x| x.as_bool())
@@ -349,7 +425,12 @@ impl<'a> HfConfig<'a> {
         self.0
             .get("architectures")
             .and_then(|a| a.as_array())
-            .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| names.iter().any(|n| s.contains(n)))))
+            .is_some_and(|a| {
+                a.iter().any(|x| {
+                    x.as_str()
+                        .is_some_and(|s| names.iter().any(|n| s.contains(n)))
+                })
+            })
     }
     /// Learned positions, or the sinusoidal table candlewick saved in their place.
     pub fn learned_or_sinusoidal(&self) -> Position {
@@ -368,27 +449,50 @@ impl<'a> HfConfig<'a> {
         for key in ["rope_parameters", "rope_scaling"] {
             match v.get(key) {
                 None | Some(serde_json::Value::Null) | Some(serde_json::Value::Object(_)) => {}
-                Some(x) => return Err(Error::WrongType(format!("config.json: {key} must be an object, got {x}"))),
+                Some(x) => {
+                    return Err(Error::WrongType(format!(
+                        "config.json: {key} must be an object, got {x}"
+                    )))
+                }
             }
         }
         let params = v.get("rope_parameters").filter(|p| p.is_object());
-        let theta = match params.and_then(|p| p.get("rope_theta")).filter(|t| !t.is_null()) {
+        let theta = match params
+            .and_then(|p| p.get("rope_theta"))
+            .filter(|t| !t.is_null())
+        {
             Some(t) => Some(t.as_f64().ok_or_else(|| {
-                Error::WrongType(format!("config.json: rope_parameters.rope_theta must be a number, got {t}"))
+                Error::WrongType(format!(
+                    "config.json: rope_parameters.rope_theta must be a number, got {t}"
+                ))
             })?),
             None => self.f64("rope_theta"),
         };
         let theta = theta.unwrap_or(10_000.0);
         if !(theta.is_finite() && theta > 0.0) {
-            return Err(Error::InvalidArgument(format!("config.json: rope_theta must be a positive number, got {theta}")));
+            return Err(Error::InvalidArgument(format!(
+                "config.json: rope_theta must be a positive number, got {theta}"
+            )));
         }
         c.rope_theta = theta;
-        for (key, scaling) in [("rope_parameters", params), ("rope_scaling", v.get("rope_scaling").filter(|p| p.is_object()))] {
-            let Some(scaling) = scaling.and_then(|s| s.as_object()) else { continue };
+        for (key, scaling) in [
+            ("rope_parameters", params),
+            (
+                "rope_scaling",
+                v.get("rope_scaling").filter(|p| p.is_object()),
+            ),
+        ] {
+            let Some(scaling) = scaling.and_then(|s| s.as_object()) else {
+                continue;
+            };
             let kind = match scaling.get("rope_type").or_else(|| scaling.get("type")) {
                 None | Some(serde_json::Value::Null) => "default",
                 Some(serde_json::Value::String(t)) => t.as_str(),
-                Some(x) => return Err(Error::WrongType(format!("config.json: {key}.rope_type must be a string, got {x}"))),
+                Some(x) => {
+                    return Err(Error::WrongType(format!(
+                        "config.json: {key}.rope_type must be a string, got {x}"
+                    )))
+                }
             };
             let kind = match kind {
                 "default" => continue,
@@ -403,19 +507,40 @@ impl<'a> HfConfig<'a> {
             };
             let known: &[&str] = match kind {
                 R::Linear => &["factor"],
-                R::Llama3 => &["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"],
-                _ => &["factor", "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor", "truncate"],
+                R::Llama3 => &[
+                    "factor",
+                    "low_freq_factor",
+                    "high_freq_factor",
+                    "original_max_position_embeddings",
+                ],
+                _ => &[
+                    "factor",
+                    "original_max_position_embeddings",
+                    "beta_fast",
+                    "beta_slow",
+                    "attention_factor",
+                    "truncate",
+                ],
             };
             let num = |k: &str| -> Result<Option<f64>> {
                 match scaling.get(k) {
                     None | Some(serde_json::Value::Null) => Ok(None),
-                    Some(x) => x.as_f64().filter(|f| f.is_finite()).map(Some).ok_or_else(|| {
-                        Error::WrongType(format!("config.json: {key}.{k} must be a number, got {x}"))
-                    }),
+                    Some(x) => x
+                        .as_f64()
+                        .filter(|f| f.is_finite())
+                        .map(Some)
+                        .ok_or_else(|| {
+                            Error::WrongType(format!(
+                                "config.json: {key}.{k} must be a number, got {x}"
+                            ))
+                        }),
                 }
             };
             for (k, x) in scaling {
-                let ignorable = matches!(k.as_str(), "rope_type" | "type" | "rope_theta" | "partial_rotary_factor");
+                let ignorable = matches!(
+                    k.as_str(),
+                    "rope_type" | "type" | "rope_theta" | "partial_rotary_factor"
+                );
                 if ignorable || known.contains(&k.as_str()) || x.is_null() {
                     continue;
                 }
@@ -424,13 +549,20 @@ impl<'a> HfConfig<'a> {
                     R::Llama3 => "llama3",
                     _ => "yarn",
                 };
-                return Err(Error::Unsupported(format!("config.json: {key}.{k} of '{name}' RoPE scaling is not built")));
+                return Err(Error::Unsupported(format!(
+                    "config.json: {key}.{k} of '{name}' RoPE scaling is not built"
+                )));
             }
             if num("partial_rotary_factor")?.is_some_and(|f| f != 1.0) {
                 return Err(Error::Unsupported(format!("config.json: {key}.partial_rotary_factor (partial rotary embeddings are not built)")));
             }
-            if scaling.get("truncate").is_some_and(|t| t != &serde_json::Value::Bool(true) && !t.is_null()) {
-                return Err(Error::Unsupported(format!("config.json: {key}.truncate false (yarn's untruncated range is not built)")));
+            if scaling
+                .get("truncate")
+                .is_some_and(|t| t != &serde_json::Value::Bool(true) && !t.is_null())
+            {
+                return Err(Error::Unsupported(format!(
+                    "config.json: {key}.truncate false (yarn's untruncated range is not built)"
+                )));
             }
             c.rope_scaling = kind;
             c.rope_scaling_factor = num("factor")?.ok_or_else(|| {
@@ -446,9 +578,15 @@ impl<'a> HfConfig<'a> {
             }
             if kind == R::Llama3 {
                 // transformers' defaults for the 3.1 recipe's missing keys are none: it needs them
-                for k in ["low_freq_factor", "high_freq_factor", "original_max_position_embeddings"] {
+                for k in [
+                    "low_freq_factor",
+                    "high_freq_factor",
+                    "original_max_position_embeddings",
+                ] {
                     if num(k)?.is_none() {
-                        return Err(Error::InvalidArgument(format!("config.json: {key}.{k} is missing (llama3 RoPE scaling needs it)")));
+                        return Err(Error::InvalidArgument(format!(
+                            "config.json: {key}.{k} is missing (llama3 RoPE scaling needs it)"
+                        )));
                     }
                 }
             }
@@ -527,7 +665,13 @@ pub fn gguf_shape(g: &GgufFile, arch: &str) -> Result<(usize, usize, usize, usiz
     };
     let head_dim = match g.get(&key("attention.key_length")) {
         Some(v) => v.as_u64().ok_or_else(|| {
-            Error::invalid_file(g.path(), format!("{} is {v:?}, not an unsigned integer", key("attention.key_length")))
+            Error::invalid_file(
+                g.path(),
+                format!(
+                    "{} is {v:?}, not an unsigned integer",
+                    key("attention.key_length")
+                ),
+            )
         })? as usize,
         None if heads > 0 && hidden.is_multiple_of(heads) => hidden / heads,
         None => {
@@ -547,7 +691,10 @@ pub fn gguf_shape(g: &GgufFile, arch: &str) -> Result<(usize, usize, usize, usiz
         if v.as_u64() != Some(vocab as u64) {
             return Err(Error::invalid_file(
                 g.path(),
-                format!("{} is {v:?} but token_embd.weight has {vocab} rows", key("vocab_size")),
+                format!(
+                    "{} is {v:?} but token_embd.weight has {vocab} rows",
+                    key("vocab_size")
+                ),
             ));
         }
     }
@@ -578,8 +725,12 @@ pub fn gguf_decoder(g: &GgufFile, arch: &str, preset: ModelConfig) -> Result<Mod
         num_kv_heads,
         head_dim,
         intermediate_size: g.require_u64(&key("feed_forward_length"))? as usize,
-        norm_eps: g.get_f64(&key("attention.layer_norm_rms_epsilon"))?.unwrap_or(preset.norm_eps),
-        rope_theta: g.get_f64(&key("rope.freq_base"))?.unwrap_or(preset.rope_theta),
+        norm_eps: g
+            .get_f64(&key("attention.layer_norm_rms_epsilon"))?
+            .unwrap_or(preset.norm_eps),
+        rope_theta: g
+            .get_f64(&key("rope.freq_base"))?
+            .unwrap_or(preset.rope_theta),
         max_position_embeddings: g.require_u64(&key("context_length"))? as usize,
         tie_word_embeddings: g.tensor_info("output.weight").is_none(),
         ..preset
@@ -597,13 +748,20 @@ pub fn gguf_rope_scaling(g: &GgufFile, arch: &str, c: &mut ModelConfig) -> Resul
     let key = |k: &str| format!("{arch}.rope.scaling.{k}");
     let kind = match g.get(&key("type")) {
         None => "linear",
-        Some(v) => v.as_str().ok_or_else(|| Error::invalid_file(g.path(), format!("{} is {v:?}, not a string", key("type"))))?,
+        Some(v) => v.as_str().ok_or_else(|| {
+            Error::invalid_file(g.path(), format!("{} is {v:?}, not a string", key("type")))
+        })?,
     };
     let factor = match g.get_f64(&key("factor"))? {
         Some(f) => Some(f),
         None => g.get_f64(&format!("{arch}.rope.scale_linear"))?,
     };
-    let refuse = |what: String| Err(Error::Unsupported(format!("{}: {what}", g.path().display())));
+    let refuse = |what: String| {
+        Err(Error::Unsupported(format!(
+            "{}: {what}",
+            g.path().display()
+        )))
+    };
     for k in ["yarn_log_multiplier", "attn_factor"] {
         if let Some(v) = g.get_f64(&key(k))? {
             if (k == "attn_factor" && v != 1.0) || (k != "attn_factor" && v != 0.0) {
@@ -613,12 +771,18 @@ pub fn gguf_rope_scaling(g: &GgufFile, arch: &str, c: &mut ModelConfig) -> Resul
     }
     if let Some(v) = g.get_f64(&key("yarn_ext_factor"))? {
         if v >= 0.0 && v != 1.0 {
-            return refuse(format!("{} = {v} (only yarn's full extrapolation, 1, is built)", key("yarn_ext_factor")));
+            return refuse(format!(
+                "{} = {v} (only yarn's full extrapolation, 1, is built)",
+                key("yarn_ext_factor")
+            ));
         }
     }
     if let Some(f) = factor {
         if !(f.is_finite() && f >= 0.0) {
-            return Err(Error::invalid_file(g.path(), format!("{} is {f}, not a non-negative number", key("factor"))));
+            return Err(Error::invalid_file(
+                g.path(),
+                format!("{} is {f}, not a non-negative number", key("factor")),
+            ));
         }
     }
     let scaled = factor.is_some_and(|f| f != 0.0 && f != 1.0);
@@ -628,14 +792,24 @@ pub fn gguf_rope_scaling(g: &GgufFile, arch: &str, c: &mut ModelConfig) -> Resul
         "linear" => R::None,
         "yarn" if scaled => R::Yarn,
         "yarn" => R::None,
-        other => return refuse(format!("RoPE scaling '{other}' (linear and yarn are built, and llama3's rope_freqs)")),
+        other => {
+            return refuse(format!(
+                "RoPE scaling '{other}' (linear and yarn are built, and llama3's rope_freqs)"
+            ))
+        }
     };
     if c.rope_scaling != R::None {
         c.rope_scaling_factor = factor.unwrap_or(1.0);
     }
     if let Some(n) = g.get(&key("original_context_length")) {
         c.rope_original_max_position_embeddings = n.as_u64().ok_or_else(|| {
-            Error::invalid_file(g.path(), format!("{} is {n:?}, not an unsigned integer", key("original_context_length")))
+            Error::invalid_file(
+                g.path(),
+                format!(
+                    "{} is {n:?}, not an unsigned integer",
+                    key("original_context_length")
+                ),
+            )
         })? as usize;
     }
     c.rope_beta_fast = g.get_f64(&key("yarn_beta_fast"))?.unwrap_or(32.0);
@@ -651,12 +825,17 @@ pub fn gguf_rope_scaling(g: &GgufFile, arch: &str, c: &mut ModelConfig) -> Resul
 
 /// The keys `gguf_decoder` and `gguf_rope_scaling` read, for `c` under architecture `arch` (what
 /// llama.cpp's converter writes for a decoder; llama3 scaling travels as a rope_freqs tensor).
-pub fn gguf_decoder_metadata(arch: &str, c: &ModelConfig) -> Result<Vec<(String, crate::io::gguf::Value)>> {
+pub fn gguf_decoder_metadata(
+    arch: &str,
+    c: &ModelConfig,
+) -> Result<Vec<(String, crate::io::gguf::Value)>> {
     use crate::config::RopeScaling as R;
     use crate::io::gguf::Value::{String as S, F32, U32};
     let key = |k: &str| format!("{arch}.{k}");
     let u = |v: usize| -> Result<crate::io::gguf::Value> {
-        u32::try_from(v).map(U32).map_err(|_| Error::InvalidArgument(format!("{v} does not fit a GGUF u32")))
+        u32::try_from(v)
+            .map(U32)
+            .map_err(|_| Error::InvalidArgument(format!("{v} does not fit a GGUF u32")))
     };
     let mut m = vec![
         (key("vocab_size"), u(c.vocab_size)?),
@@ -668,7 +847,10 @@ pub fn gguf_decoder_metadata(arch: &str, c: &ModelConfig) -> Result<Vec<(String,
         (key("attention.head_count_kv"), u(c.num_kv_heads)?),
         (key("attention.key_length"), u(c.head_dim)?),
         (key("attention.value_length"), u(c.head_dim)?),
-        (key("attention.layer_norm_rms_epsilon"), F32(c.norm_eps as f32)),
+        (
+            key("attention.layer_norm_rms_epsilon"),
+            F32(c.norm_eps as f32),
+        ),
         (key("rope.freq_base"), F32(c.rope_theta as f32)),
         (key("rope.dimension_count"), u(c.head_dim)?),
     ];
@@ -680,19 +862,32 @@ pub fn gguf_decoder_metadata(arch: &str, c: &ModelConfig) -> Result<Vec<(String,
         R::None | R::Llama3 => {}
         R::Linear => {
             m.push((key("rope.scaling.type"), S("linear".into())));
-            m.push((key("rope.scaling.factor"), F32(c.rope_scaling_factor as f32)));
+            m.push((
+                key("rope.scaling.factor"),
+                F32(c.rope_scaling_factor as f32),
+            ));
         }
         R::Yarn => {
             if c.rope_attention_factor > 0.0 {
                 return Err(Error::Unsupported(
-                    "writing yarn RoPE scaling with an attention_factor as GGUF is not built".into(),
+                    "writing yarn RoPE scaling with an attention_factor as GGUF is not built"
+                        .into(),
                 ));
             }
             m.push((key("rope.scaling.type"), S("yarn".into())));
-            m.push((key("rope.scaling.factor"), F32(c.rope_scaling_factor as f32)));
+            m.push((
+                key("rope.scaling.factor"),
+                F32(c.rope_scaling_factor as f32),
+            ));
             m.push((key("rope.scaling.original_context_length"), u(original)?));
-            m.push((key("rope.scaling.yarn_beta_fast"), F32(c.rope_beta_fast as f32)));
-            m.push((key("rope.scaling.yarn_beta_slow"), F32(c.rope_beta_slow as f32)));
+            m.push((
+                key("rope.scaling.yarn_beta_fast"),
+                F32(c.rope_beta_fast as f32),
+            ));
+            m.push((
+                key("rope.scaling.yarn_beta_slow"),
+                F32(c.rope_beta_slow as f32),
+            ));
         }
     }
     Ok(m)

@@ -6,7 +6,9 @@
 //! window, so a GGUF model attends to its whole context; an HF one uses the config's window, as
 //! transformers does.
 
-use super::{activation, activation_name, gguf_decoder, gguf_rope_scaling, lm_head, want, Family, HfConfig};
+use super::{
+    activation, activation_name, gguf_decoder, gguf_rope_scaling, lm_head, want, Family, HfConfig,
+};
 use crate::config::{Architecture, ModelConfig, Norm, Position, RopeScaling};
 use crate::error::{Error, Result};
 use crate::io::gguf::GgufFile;
@@ -79,24 +81,57 @@ impl Family for Phi3 {
     }
 
     fn check(&self, c: &ModelConfig) -> Result<()> {
-        want(c, c.architecture == Architecture::Decoder, "architecture", "are decoders")?;
+        want(
+            c,
+            c.architecture == Architecture::Decoder,
+            "architecture",
+            "are decoders",
+        )?;
         want(c, c.position == Position::Rope, "position", "use rope")?;
         want(c, c.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
         want(c, c.gated_mlp, "gated_mlp", "use a gated MLP (SwiGLU)")?;
         want(c, !c.post_norm, "post_norm", "are pre-norm")?;
-        want(c, !(c.attention_bias || c.qkv_bias || c.mlp_bias), "attention_bias", "have no biases")?;
+        want(
+            c,
+            !(c.attention_bias || c.qkv_bias || c.mlp_bias),
+            "attention_bias",
+            "have no biases",
+        )?;
         want(c, !c.qk_norm, "qk_norm", "have no q/k norms")?;
-        want(c, !c.rope_adjacent_pairs, "rope_adjacent_pairs", "rotate the two halves of each head")?;
-        want(c, c.type_vocab_size == 0, "type_vocab_size", "have no token types")?;
-        want(c, c.sliding_window_pattern == 0, "sliding_window_pattern", "treat every layer alike")?;
-        want(c, !c.scale_decoder_outputs, "scale_decoder_outputs", "do not scale their output")
+        want(
+            c,
+            !c.rope_adjacent_pairs,
+            "rope_adjacent_pairs",
+            "rotate the two halves of each head",
+        )?;
+        want(
+            c,
+            c.type_vocab_size == 0,
+            "type_vocab_size",
+            "have no token types",
+        )?;
+        want(
+            c,
+            c.sliding_window_pattern == 0,
+            "sliding_window_pattern",
+            "treat every layer alike",
+        )?;
+        want(
+            c,
+            !c.scale_decoder_outputs,
+            "scale_decoder_outputs",
+            "do not scale their output",
+        )
     }
 
     fn config_from_hf(&self, j: &HfConfig) -> Result<ModelConfig> {
         let h = j.need("hidden_size")?;
         let nh = j.need("num_attention_heads")?;
         if j.f64("partial_rotary_factor").is_some_and(|f| f != 1.0) {
-            return Err(Error::Unsupported("config.json: partial_rotary_factor (partial rotary embeddings are not built)".into()));
+            return Err(Error::Unsupported(
+                "config.json: partial_rotary_factor (partial rotary embeddings are not built)"
+                    .into(),
+            ));
         }
         let mut c = ModelConfig {
             vocab_size: j.need("vocab_size")?,
@@ -119,7 +154,9 @@ impl Family for Phi3 {
 
     fn to_hf(&self, c: &ModelConfig) -> Result<serde_json::Value> {
         if c.rope_scaling != RopeScaling::None {
-            return Err(Error::Unsupported("saving a phi3 model with RoPE scaling is not built".into()));
+            return Err(Error::Unsupported(
+                "saving a phi3 model with RoPE scaling is not built".into(),
+            ));
         }
         Ok(serde_json::json!({
             "model_type": "phi3", "architectures": ["Phi3ForCausalLM"],
@@ -138,7 +175,10 @@ impl Family for Phi3 {
         let mut c = gguf_decoder(g, "phi3", self.preset())?;
         gguf_rope_scaling(g, "phi3", &mut c)?;
         if c.rope_scaling == RopeScaling::Llama3 {
-            return Err(Error::Unsupported(format!("{}: rope_freqs in a phi3 file", g.path().display())));
+            return Err(Error::Unsupported(format!(
+                "{}: rope_freqs in a phi3 file",
+                g.path().display()
+            )));
         }
         if g.tensor_info("rope_factors_long.weight").is_some() {
             return Err(Error::Unsupported(format!(
@@ -151,7 +191,13 @@ impl Family for Phi3 {
 
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
         let n = if vb.is_gguf() { &GGUF } else { &HF };
-        let (h, q, kv, ff, eps) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.norm_eps);
+        let (h, q, kv, ff, eps) = (
+            c.hidden_size,
+            c.q_dim(),
+            c.kv_dim(),
+            c.intermediate_size,
+            c.norm_eps,
+        );
         let tokens = vb.pp(n.embed).embedding(c.vocab_size, h)?;
         let scaling = Scaling::from_config(c);
         let rope = if vb.is_gguf() {
@@ -165,9 +211,17 @@ impl Family for Phi3 {
             let attn_norms = Norms::Pre(l.pp(n.attn_norm).rms_norm(h, eps)?);
             // llama.cpp also reads Phi-3 files with q, k and v apart
             let [wq, wk, wv]: [_; 3] = if vb.is_gguf() && !l.has("attn_qkv.weight") {
-                [l.pp("attn_q").linear(q, h, false)?, l.pp("attn_k").linear(kv, h, false)?, l.pp("attn_v").linear(kv, h, false)?]
+                [
+                    l.pp("attn_q").linear(q, h, false)?,
+                    l.pp("attn_k").linear(kv, h, false)?,
+                    l.pp("attn_v").linear(kv, h, false)?,
+                ]
             } else {
-                split3(l.pp(n.qkv).linear(q + 2 * kv, h, false)?.split_rows(&[q, kv, kv])?)?
+                split3(
+                    l.pp(n.qkv)
+                        .linear(q + 2 * kv, h, false)?
+                        .split_rows(&[q, kv, kv])?,
+                )?
             };
             let mut attn = Attention::new(
                 wq,
@@ -180,7 +234,11 @@ impl Family for Phi3 {
             attn.positions = AttentionPositions::Rope(rope.clone());
             attn.window = if vb.is_gguf() { None } else { c.sliding_window };
             let mlp_norms = Norms::Pre(l.pp(n.mlp_norm).rms_norm(h, eps)?);
-            let mut gate_up = l.pp(n.gate_up).linear(2 * ff, h, false)?.split_rows(&[ff, ff])?.into_iter();
+            let mut gate_up = l
+                .pp(n.gate_up)
+                .linear(2 * ff, h, false)?
+                .split_rows(&[ff, ff])?
+                .into_iter();
             let (Some(gate), Some(up)) = (gate_up.next(), gate_up.next()) else {
                 return Err(Error::Model("gate_up split".into()));
             };
@@ -191,11 +249,22 @@ impl Family for Phi3 {
                 activation: c.activation,
                 ggml_gelu: false,
             };
-            blocks.push(Block { attn, attn_norms, cross: None, mlp, mlp_norms });
+            blocks.push(Block {
+                attn,
+                attn_norms,
+                cross: None,
+                mlp,
+                mlp_norms,
+            });
         }
         let norm = vb.pp(n.norm).rms_norm(h, eps)?;
         let proj = lm_head(c, &tokens, vb, n.lm_head)?;
-        Ok(Stacks::decoder(Transformer::decoder(Embeddings::tokens(tokens), blocks, norm, proj)))
+        Ok(Stacks::decoder(Transformer::decoder(
+            Embeddings::tokens(tokens),
+            blocks,
+            norm,
+            proj,
+        )))
     }
 }
 

@@ -37,13 +37,22 @@ impl Family for RnnFamily {
     }
 
     fn check(&self, c: &ModelConfig) -> Result<()> {
-        want(c, c.architecture == Architecture::Recurrent, "architecture", "are recurrent (architecture 'rnn')")
+        want(
+            c,
+            c.architecture == Architecture::Recurrent,
+            "architecture",
+            "are recurrent (architecture 'rnn')",
+        )
     }
 
     fn config_from_hf(&self, j: &HfConfig) -> Result<ModelConfig> {
         let cell = match j.str("cell") {
             Some(s) => Cell::parse(s, "config.json: cell")?,
-            None => return Err(Error::InvalidArgument("config.json: cell is missing or not a str".into())),
+            None => {
+                return Err(Error::InvalidArgument(
+                    "config.json: cell is missing or not a str".into(),
+                ))
+            }
         };
         Ok(ModelConfig {
             vocab_size: j.need("vocab_size")?,
@@ -70,7 +79,10 @@ impl Family for RnnFamily {
         let g = c.cell.gates() * h;
         // U(-0.1, 0.1) for the embeddings and the head, as torch's word_language_model example
         // starts them (HF's N(0, 0.02) leaves an RNN's inputs too faint to learn from quickly)
-        let table = |name: &str| vb.pp(name).tensor("weight", &[c.vocab_size, h], Init::Uniform(100));
+        let table = |name: &str| {
+            vb.pp(name)
+                .tensor("weight", &[c.vocab_size, h], Init::Uniform(100))
+        };
         let embed = Embedding::Dense(table("embed")?);
         let r = vb.pp("rnn");
         // torch's initialisation: U(-1/sqrt(hidden), 1/sqrt(hidden)) for every weight and bias
@@ -81,10 +93,26 @@ impl Family for RnnFamily {
                 let w_hh = r.tensor(&format!("weight_hh_l{l}"), &[g, h], init)?;
                 let b_ih = r.tensor(&format!("bias_ih_l{l}"), &[g], init)?;
                 let b_hh = r.tensor(&format!("bias_hh_l{l}"), &[g], init)?;
-                Ok(RnnLayer { input: Linear::dense(w_ih, Some(b_ih))?, w_hh, b_hh })
+                Ok(RnnLayer {
+                    input: Linear::dense(w_ih, Some(b_ih))?,
+                    w_hh,
+                    b_hh,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
-        let head = if c.tie_word_embeddings { embed.as_linear()? } else { Linear::dense(table("lm_head")?, None)? };
-        Ok(Stacks::recurrent(RecurrentLm { embed, rnn: Rnn { cell: c.cell, hidden: h, layers }, head }))
+        let head = if c.tie_word_embeddings {
+            embed.as_linear()?
+        } else {
+            Linear::dense(table("lm_head")?, None)?
+        };
+        Ok(Stacks::recurrent(RecurrentLm {
+            embed,
+            rnn: Rnn {
+                cell: c.cell,
+                hidden: h,
+                layers,
+            },
+            head,
+        }))
     }
 }

@@ -56,8 +56,18 @@ impl Family for T5 {
     }
 
     fn check(&self, c: &ModelConfig) -> Result<()> {
-        want(c, c.architecture == Architecture::EncoderDecoder, "architecture", "are encoder-decoders")?;
-        want(c, c.position == Position::RelativeBias, "position", "use relative_bias")?;
+        want(
+            c,
+            c.architecture == Architecture::EncoderDecoder,
+            "architecture",
+            "are encoder-decoders",
+        )?;
+        want(
+            c,
+            c.position == Position::RelativeBias,
+            "position",
+            "use relative_bias",
+        )?;
         want(c, c.norm == Norm::RmsNorm, "norm", "use rms_norm")?;
         want(c, !c.post_norm, "post_norm", "are pre-norm")?;
         want(
@@ -66,15 +76,30 @@ impl Family for T5 {
             "num_kv_heads",
             "use multi-head attention (num_kv_heads = num_heads)",
         )?;
-        want(c, !c.attention_bias && !c.mlp_bias, "attention_bias", "have no biases")?;
+        want(
+            c,
+            !c.attention_bias && !c.mlp_bias,
+            "attention_bias",
+            "have no biases",
+        )?;
         want(
             c,
             !(c.gated_mlp && c.activation == Activation::Gelu),
             "activation",
             "gate GELU with its tanh form (gelu_tanh, T5's gated-gelu)",
         )?;
-        want(c, c.type_vocab_size == 0, "type_vocab_size", "have no token types")?;
-        want(c, c.sliding_window.is_none(), "sliding_window", "attend to the whole sequence")
+        want(
+            c,
+            c.type_vocab_size == 0,
+            "type_vocab_size",
+            "have no token types",
+        )?;
+        want(
+            c,
+            c.sliding_window.is_none(),
+            "sliding_window",
+            "attend to the whole sequence",
+        )
     }
 
     fn config_from_hf(&self, j: &HfConfig) -> Result<ModelConfig> {
@@ -99,7 +124,9 @@ impl Family for T5 {
             gated_mlp: ff.starts_with("gated-"),
             norm_eps: j.f64("layer_norm_epsilon").unwrap_or(1e-6),
             relative_attention_num_buckets: j.usize("relative_attention_num_buckets").unwrap_or(32),
-            relative_attention_max_distance: j.usize("relative_attention_max_distance").unwrap_or(128),
+            relative_attention_max_distance: j
+                .usize("relative_attention_max_distance")
+                .unwrap_or(128),
             max_position_embeddings: j.usize("n_positions").unwrap_or(512),
             tie_word_embeddings: tied,
             decoder_start_token_id: j.usize("decoder_start_token_id").unwrap_or(0) as u32,
@@ -133,13 +160,19 @@ impl Family for T5 {
 
     fn build(&self, c: &ModelConfig, vb: &Vb) -> Result<Stacks> {
         let h = c.hidden_size;
-        let shared = vb.pp("shared").tensor("weight", &[c.vocab_size, h], Init::Normal)?;
+        let shared = vb
+            .pp("shared")
+            .tensor("weight", &[c.vocab_size, h], Init::Normal)?;
         let mut encoder = stack(c, &vb.pp("encoder"), c.num_layers, &shared, false)?;
         let mut decoder = stack(c, &vb.pp("decoder"), c.num_decoder_layers, &shared, true)?;
         encoder.head = None;
         let proj = lm_head(c, &decoder.embeddings.tokens, vb, "lm_head")?;
         let scale = c.scale_decoder_outputs.then(|| (h as f64).powf(-0.5));
-        decoder.head = Some(Head::Lm(LmHead { proj, scale, softcap: None }));
+        decoder.head = Some(Head::Lm(LmHead {
+            proj,
+            scale,
+            softcap: None,
+        }));
         Ok(Stacks {
             encoder: Some(encoder),
             decoder: Some(decoder),
@@ -150,7 +183,13 @@ impl Family for T5 {
 
 /// One stack: `layers` blocks under `vb` ("encoder" or "decoder"), the decoder's with
 /// cross-attention and causal self-attention.
-fn stack(c: &ModelConfig, vb: &Vb, layers: usize, shared: &candle_core::Tensor, decoder: bool) -> Result<Transformer> {
+fn stack(
+    c: &ModelConfig,
+    vb: &Vb,
+    layers: usize,
+    shared: &candle_core::Tensor,
+    decoder: bool,
+) -> Result<Transformer> {
     let (h, ff, inner, eps) = (c.hidden_size, c.intermediate_size, c.q_dim(), c.norm_eps);
     let heads = (c.num_heads, c.num_kv_heads, c.head_dim);
     let attention = |p: &Vb, kind| -> Result<Attention> {
@@ -169,15 +208,25 @@ fn stack(c: &ModelConfig, vb: &Vb, layers: usize, shared: &candle_core::Tensor, 
     let mut blocks = Vec::with_capacity(layers);
     for i in 0..layers {
         let l = vb.pp("block").pp(i).pp("layer");
-        let kind = if decoder { AttentionKind::Causal } else { AttentionKind::Bidirectional };
+        let kind = if decoder {
+            AttentionKind::Causal
+        } else {
+            AttentionKind::Bidirectional
+        };
         let mut attn = attention(&l.pp("0.SelfAttention"), kind)?;
         if bias.is_none() {
             // the first layer stores the stack's relative position bias; every layer uses it
-            let table = l
-                .pp("0.SelfAttention.relative_attention_bias")
-                .tensor("weight", &[c.relative_attention_num_buckets, c.num_heads], Init::Normal)?;
+            let table = l.pp("0.SelfAttention.relative_attention_bias").tensor(
+                "weight",
+                &[c.relative_attention_num_buckets, c.num_heads],
+                Init::Normal,
+            )?;
             bias = Some(RelativeBias {
-                table: if vb.is_listing() { Vec::new() } else { table.flatten_all()?.to_vec1::<f32>()? },
+                table: if vb.is_listing() {
+                    Vec::new()
+                } else {
+                    table.flatten_all()?.to_vec1::<f32>()?
+                },
                 tensor: (!vb.is_listing()).then(|| table.clone()),
                 num_buckets: c.relative_attention_num_buckets,
                 num_heads: c.num_heads,
@@ -191,7 +240,10 @@ fn stack(c: &ModelConfig, vb: &Vb, layers: usize, shared: &candle_core::Tensor, 
         let attn_norms = Norms::Pre(l.pp("0.layer_norm").rms_norm(h, eps)?);
         let (cross, m) = if decoder {
             let cross = attention(&l.pp("1.EncDecAttention"), AttentionKind::Cross)?;
-            (Some((cross, Norms::Pre(l.pp("1.layer_norm").rms_norm(h, eps)?))), l.pp("2"))
+            (
+                Some((cross, Norms::Pre(l.pp("1.layer_norm").rms_norm(h, eps)?))),
+                l.pp("2"),
+            )
         } else {
             (None, l.pp("1"))
         };
@@ -214,7 +266,13 @@ fn stack(c: &ModelConfig, vb: &Vb, layers: usize, shared: &candle_core::Tensor, 
             }
         };
         let mlp_norms = Norms::Pre(m.pp("layer_norm").rms_norm(h, eps)?);
-        blocks.push(Block { attn, attn_norms, cross, mlp, mlp_norms });
+        blocks.push(Block {
+            attn,
+            attn_norms,
+            cross,
+            mlp,
+            mlp_norms,
+        });
     }
     Ok(Transformer {
         // T5 adds no positions to its embeddings
