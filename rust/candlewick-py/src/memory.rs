@@ -50,9 +50,11 @@ pub fn estimate_memory(
             "none" => Recompute::None,
             "selective" => Recompute::Selective,
             "full" => Recompute::Full,
-            other => return Err(PyValueError::new_err(format!(
+            other => {
+                return Err(PyValueError::new_err(format!(
                 "gradient_checkpointing must be False, True, 'full' or 'selective', got {other:?}"
-            ))),
+            )))
+            }
         },
         zero_stage,
         num_devices,

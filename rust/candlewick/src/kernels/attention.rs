@@ -108,6 +108,27 @@ trait KvElem: Copy + Send + Sync {
     const HALF: bool;
     /// The row as f32: itself, or widened exactly into `tmp`.
     fn as_f32<'a, const AVX: bool>(src: &'a [Self], tmp: &'a mut Vec<f32>) -> &'a [f32];
+
+    /// `ggml_vec_dot_f32(row, q)` of the row read as f32 (the same bits as widening it first).
+    #[inline(always)]
+    fn dot<const AVX: bool>(row: &[Self], q: &[f32], tmp: &mut Vec<f32>) -> f32 {
+        let r = Self::as_f32::<AVX>(row, tmp);
+        #[cfg(target_arch = "x86_64")]
+        if AVX {
+            // SAFETY: AVX and FMA are there (AVX is only set by `one_head_fma` and `one_head_f16c`).
+            return unsafe { super::math::vec_dot_f32_avx(r, q) };
+        }
+        vec_dot_f32(r, q)
+    }
+
+    /// acc[d] = fma(row[d], p, acc[d]) with the row read as f32.
+    #[inline(always)]
+    fn axpy<const AVX: bool>(acc: &mut [f32], row: &[Self], p: f32, tmp: &mut Vec<f32>) {
+        let r = Self::as_f32::<AVX>(row, tmp);
+        for (ad, &vd) in acc.iter_mut().zip(r) {
+            *ad = vd.mul_add(p, *ad);
+        }
+    }
 }
 
 impl KvElem for f32 {
@@ -146,6 +167,70 @@ impl KvElem for f16 {
             *d = s.to_f32();
         }
         tmp
+    }
+
+    /// `vec_dot_f32_avx` with the halves widened in registers: the same lanes and order.
+    #[inline(always)]
+    fn dot<const AVX: bool>(row: &[f16], q: &[f32], tmp: &mut Vec<f32>) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if AVX {
+            // SAFETY: AVX is only set by `one_head_f16c` (AVX, FMA, F16C); every load lies inside
+            // `row` and `q` (i + 32 <= n <= both lengths).
+            unsafe {
+                use std::arch::x86_64::*;
+                let n = row.len().min(q.len());
+                let np = n & !31;
+                let (px, py) = (row.as_ptr(), q.as_ptr());
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut i = 0;
+                while i < np {
+                    for (j, a) in acc.iter_mut().enumerate() {
+                        let x =
+                            _mm256_cvtph_ps(_mm_loadu_si128(px.add(i + 8 * j) as *const __m128i));
+                        *a = _mm256_fmadd_ps(x, _mm256_loadu_ps(py.add(i + 8 * j)), *a);
+                    }
+                    i += 32;
+                }
+                let x0 =
+                    _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+                let t = _mm_add_ps(_mm256_castps256_ps128(x0), _mm256_extractf128_ps::<1>(x0));
+                let h = _mm_hadd_ps(t, t);
+                let mut s = _mm_cvtss_f32(_mm_hadd_ps(h, h));
+                for j in np..n {
+                    s = row[j].to_f32().mul_add(q[j], s);
+                }
+                return s;
+            }
+        }
+        vec_dot_f32(Self::as_f32::<AVX>(row, tmp), q)
+    }
+
+    #[inline(always)]
+    fn axpy<const AVX: bool>(acc: &mut [f32], row: &[f16], p: f32, tmp: &mut Vec<f32>) {
+        #[cfg(target_arch = "x86_64")]
+        if AVX {
+            // SAFETY: as in `dot`; i + 8 <= n <= both lengths.
+            unsafe {
+                use std::arch::x86_64::*;
+                let n = acc.len().min(row.len());
+                let n8 = n & !7;
+                let pv = _mm256_set1_ps(p);
+                let mut i = 0;
+                while i < n8 {
+                    let x = _mm256_cvtph_ps(_mm_loadu_si128(row.as_ptr().add(i) as *const __m128i));
+                    let a = acc.as_mut_ptr().add(i);
+                    _mm256_storeu_ps(a, _mm256_fmadd_ps(x, pv, _mm256_loadu_ps(a)));
+                    i += 8;
+                }
+                for j in n8..n {
+                    acc[j] = row[j].to_f32().mul_add(p, acc[j]);
+                }
+                return;
+            }
+        }
+        for (ad, &vd) in acc.iter_mut().zip(Self::as_f32::<AVX>(row, tmp)) {
+            *ad = vd.mul_add(p, *ad);
+        }
     }
 }
 
@@ -281,16 +366,7 @@ fn one_head<E: KvElem, const AVX: bool>(
     // softmax(scale * q.k + bias) over the visible keys; masked keys are exactly 0.
     let mut max = f32::NEG_INFINITY;
     for (t, pt) in p[..].iter_mut().enumerate().skip(lo) {
-        let kt = E::as_f32::<AVX>(&kh[t * hd..(t + 1) * hd], row);
-        #[cfg(target_arch = "x86_64")]
-        let dot = if AVX {
-            // SAFETY: AVX and FMA are there (AVX is only set by `one_head_fma` and `one_head_f16c`).
-            unsafe { super::math::vec_dot_f32_avx(kt, qh) }
-        } else {
-            vec_dot_f32(kt, qh)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let dot = vec_dot_f32(kt, qh);
+        let dot = E::dot::<AVX>(&kh[t * hd..(t + 1) * hd], qh, row);
         *pt = dot * job.scale;
         if job.softcap > 0.0 {
             *pt = (*pt * (1.0 / job.softcap)).tanh() * job.softcap;
@@ -327,10 +403,7 @@ fn one_head<E: KvElem, const AVX: bool>(
     acc.resize(slots * hd, 0.0);
     for (t, &pt) in p[..].iter().enumerate() {
         let a = &mut acc[(t % slots) * hd..(t % slots + 1) * hd];
-        let vt = E::as_f32::<AVX>(&vh[t * hd..(t + 1) * hd], row);
-        for (ad, &vd) in a.iter_mut().zip(vt) {
-            *ad = vd.mul_add(pt, *ad);
-        }
+        E::axpy::<AVX>(a, &vh[t * hd..(t + 1) * hd], pt, row);
     }
     // the slots summed per output element as `hsum8` / `reduce4x8` would, with the elements
     // along the SIMD lanes
