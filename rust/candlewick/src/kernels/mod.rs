@@ -66,6 +66,22 @@ pub fn physical_memory() -> Option<u64> {
     kb.checked_mul(1024)
 }
 
+/// Give the heap's free pages back to the system (glibc keeps freed memory in its arenas, so
+/// the transient of a large build (a tokenizer's merge strings) would stay resident under the
+/// weights loaded next). A no-op where the allocator is not glibc's.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::os::raw::c_int;
+        }
+        // SAFETY: malloc_trim only returns free pages of glibc's arenas to the kernel
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// The number of compute threads candle uses.
 pub fn num_threads() -> usize {
     candle_core::utils::get_num_threads()

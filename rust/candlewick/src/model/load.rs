@@ -16,26 +16,46 @@ use crate::tokenizer::Tokenizer;
 /// Load a model: a .gguf file, an HF folder (config.json + *.safetensors, tokenizer.json when
 /// there is one), or one safetensors file or the config.json of such a folder.
 pub fn load(path: impl AsRef<Path>) -> Result<Model> {
-    Model::from_checkpoint(&open_owned(path.as_ref())?)
+    let (ck, tokenizer) = open_owned(path.as_ref())?;
+    Model::assemble(&ck, tokenizer)
 }
 
 /// A checkpoint whose tensor data the process owns (GGUF data is read out of the map; safetensors
 /// tensors are copied into float tensors as they load), so a loaded model never faults on a file
-/// that changes after loading.
-fn open_owned(path: &Path) -> Result<Checkpoint> {
+/// that changes after loading; and its tokenizer, built first: its transient (a large
+/// vocabulary's merge strings, 2-3x what it keeps) is handed back to the system before the
+/// weights arrive, so the peak is the larger of the two, not their sum.
+fn open_owned(path: &Path) -> Result<(Checkpoint, Option<Arc<Tokenizer>>)> {
     let mut ck = Checkpoint::open(path)?;
+    if let Checkpoint::Config { path, .. } = &ck {
+        // a model's config.json: the model is its folder
+        if path.file_name().is_some_and(|n| n == "config.json") {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            return open_owned(dir);
+        }
+        return Err(Error::invalid_file(
+            path,
+            "a config file holds no weights: load the model's folder or file",
+        ));
+    }
+    ck.config()?; // a bad config is named before the tokenizer is built
+    let tokenizer = ck.tokenizer()?.map(Arc::new);
+    crate::kernels::release_free_heap();
     if let Checkpoint::Gguf(g) = &mut ck {
         g.privatize()?;
     }
-    Ok(ck)
+    Ok((ck, tokenizer))
 }
 
 /// Load a GGUF model with its weights dequantized to float32 (what training it needs; 4 bytes a
 /// parameter). Other checkpoints load as `load` does (their weights are float already).
 pub fn load_dequantized(path: impl AsRef<Path>) -> Result<Model> {
-    let ck = open_owned(path.as_ref())?;
+    let (ck, tokenizer) = open_owned(path.as_ref())?;
     let Checkpoint::Gguf(g) = &ck else {
-        return Model::from_checkpoint(&ck);
+        return Model::assemble(&ck, tokenizer);
     };
     let config = ck.config()?;
     let n = families::num_parameters(&config)?;
@@ -50,7 +70,7 @@ pub fn load_dequantized(path: impl AsRef<Path>) -> Result<Model> {
     let src = Source::recorded(Source::Gguf(g));
     let stacks = families::build(&config, &src)?;
     let tensors = src.into_made();
-    let plain = Model::from_checkpoint(&ck)?;
+    let plain = Model::assemble(&ck, tokenizer)?;
     let mut model = plain.with_weights(stacks, tensors);
     model.gguf_names = true;
     Ok(model)
@@ -67,19 +87,13 @@ impl Model {
     /// The model a checkpoint holds, with its tokenizer and settings.
     pub fn from_checkpoint(ck: &Checkpoint) -> Result<Model> {
         if let Checkpoint::Config { path, .. } = ck {
-            // a model's config.json: the model is its folder
-            if path.file_name().is_some_and(|n| n == "config.json") {
-                let dir = path
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."));
-                return Model::from_checkpoint(&open_owned(dir)?);
-            }
-            return Err(Error::invalid_file(
-                path,
-                "a config file holds no weights: load the model's folder or file",
-            ));
+            return load(path);
         }
+        Model::assemble(ck, ck.tokenizer()?.map(Arc::new))
+    }
+
+    /// The model of a checkpoint with its tokenizer already built (`open_owned`).
+    fn assemble(ck: &Checkpoint, tokenizer: Option<Arc<Tokenizer>>) -> Result<Model> {
         let config = ck.config()?;
         let stacks = match ck {
             Checkpoint::Gguf(g) => families::build(&config, &Source::Gguf(g))?,
@@ -106,7 +120,6 @@ impl Model {
         // ids past the vocabulary are kept, as transformers keeps them (tiny test models name
         // GPT-2's 50256 with 320 tokens): such an end id never comes, it is never misread
         let (bos, eos) = ck.special_ids()?;
-        let tokenizer = ck.tokenizer()?.map(Arc::new);
         let mut model = Model::new(config, stacks, tokenizer, ck.info());
         if model.tokenizer.is_none() {
             model.bos_token_id = bos;
