@@ -499,6 +499,16 @@ impl GgufFile {
                 "the file changed size while it was being loaded",
             ));
         }
+        // the header's pages (read by the parse, held as values since) leave the resident set
+        // before the data arrives; the map is file-backed and read-only, so they would only
+        // be read again from the file. Nothing else holds the map yet (privatize precedes the
+        // model's build), and an unsupported advice only leaves them resident.
+        #[cfg(unix)]
+        // SAFETY: DontNeed on a private read-only file map: later reads see the file again
+        let _ = unsafe {
+            self.mmap
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
         let mut own = memmap2::MmapMut::map_anon(n.max(1)).map_err(io)?;
         file.seek(std::io::SeekFrom::Start(start as u64))
             .map_err(io)?;
@@ -506,6 +516,19 @@ impl GgufFile {
         self.mmap = Arc::new(own.make_read_only().map_err(io)?);
         self.base = start;
         Ok(())
+    }
+
+    /// Drop the vocabulary's arrays (tokens, scores, token types, merges: tens of MB of values
+    /// for a 256k vocabulary) once the tokenizer is built from them; nothing else reads them.
+    pub fn drop_vocabulary(&mut self) {
+        for key in [
+            "tokenizer.ggml.tokens",
+            "tokenizer.ggml.scores",
+            "tokenizer.ggml.token_type",
+            "tokenizer.ggml.merges",
+        ] {
+            self.metadata.remove(key);
+        }
     }
 
     pub fn file_size(&self) -> usize {

@@ -43,6 +43,9 @@ fn open_owned(path: &Path) -> Result<(Checkpoint, Option<Arc<Tokenizer>>)> {
     }
     ck.config()?; // a bad config is named before the tokenizer is built
     let tokenizer = ck.tokenizer()?.map(Arc::new);
+    if let Checkpoint::Gguf(g) = &mut ck {
+        g.drop_vocabulary();
+    }
     crate::kernels::release_free_heap();
     if let Checkpoint::Gguf(g) = &mut ck {
         g.privatize()?;

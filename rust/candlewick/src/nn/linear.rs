@@ -150,9 +150,22 @@ impl Linear {
             .collect()
     }
 
-    /// x W^T of each layer, without its bias: one fused pass when all hold GGUF blocks.
-    fn products(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
-        let parts: Option<Vec<quant::Part>> = layers
+    /// Each layer's x W^T + b as plain row-major values, in one fused pass over x read in place
+    /// (no copy of x, no tensor around the outputs), when every layer holds GGUF blocks and
+    /// none has a bias; None otherwise. For callers that go on elementwise (gate/up then the
+    /// activation), so a prefill's widest activations are not held twice.
+    pub fn forward_many_values(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Vec<f32>>>> {
+        if layers.iter().any(|l| l.bias.is_some()) {
+            return Ok(None);
+        }
+        let Some(parts) = Self::parts(layers) else {
+            return Ok(None);
+        };
+        Ok(Some(Self::run_parts(layers, &parts, x)?))
+    }
+
+    fn parts<'a>(layers: &[&'a Linear]) -> Option<Vec<quant::Part<'a>>> {
+        layers
             .iter()
             .map(|l| match &l.weight {
                 Weight::Mapped { qtype, bytes } => Some(quant::Part {
@@ -162,8 +175,27 @@ impl Linear {
                 }),
                 Weight::Candle(_) => None,
             })
-            .collect();
-        let Some(parts) = parts else {
+            .collect()
+    }
+
+    /// The fused quantized products of `parts` (the layers' weights) against x, read in place.
+    fn run_parts(layers: &[&Linear], parts: &[quant::Part], x: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let k = *x.dims().last().unwrap_or(&0);
+        if let Some(l) = layers.iter().find(|l| l.in_features != k) {
+            return Err(Error::Model(format!(
+                "linear layer expects {} inputs, got {k}",
+                l.in_features
+            )));
+        }
+        let m = x.elem_count() / k.max(1);
+        Ok(super::ops::with_values(x, |xs| {
+            Ok(quant::matmul_parts(parts, xs, m, k))
+        })?)
+    }
+
+    /// x W^T of each layer, without its bias: one fused pass when all hold GGUF blocks.
+    fn products(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        let Some(parts) = Self::parts(layers) else {
             return layers
                 .iter()
                 .map(|l| match &l.weight {
@@ -173,18 +205,9 @@ impl Linear {
                 .collect();
         };
         let dims = x.dims().to_vec();
-        let k = *dims.last().unwrap_or(&0);
-        if let Some(l) = layers.iter().find(|l| l.in_features != k) {
-            return Err(Error::Model(format!(
-                "linear layer expects {} inputs, got {k}",
-                l.in_features
-            )));
-        }
-        let m = x.elem_count() / k.max(1);
-        let xs = x.flatten_all()?.to_vec1::<f32>()?;
         layers
             .iter()
-            .zip(quant::matmul_parts(&parts, &xs, m, k))
+            .zip(Self::run_parts(layers, &parts, x)?)
             .map(|(l, ys)| {
                 let mut out_dims = dims.clone();
                 if let Some(last) = out_dims.last_mut() {

@@ -49,10 +49,25 @@ impl Mlp {
         use crate::profile::span;
         if let Some((g, gelu)) = ggml_act {
             let s = span("gate/up matmuls");
-            let gate_up = Linear::forward_many(&[g, &self.up], x)?;
-            let dims = gate_up[0].dims().to_vec();
-            let gv = gate_up[0].flatten_all()?.to_vec1::<f32>()?;
-            let uv = gate_up[1].flatten_all()?.to_vec1::<f32>()?;
+            let mut dims = x.dims().to_vec();
+            if let Some(last) = dims.last_mut() {
+                *last = self.up.out_features();
+            }
+            // the products as plain values where the layers allow (no tensor copies: a 512-token
+            // prefill's gate and up are 4 MiB each for Gemma 3 270M)
+            let (gv, uv) = match Linear::forward_many_values(&[g, &self.up], x)? {
+                Some(mut v) if v.len() == 2 => {
+                    let uv = v.pop().unwrap_or_default();
+                    (v.pop().unwrap_or_default(), uv)
+                }
+                _ => {
+                    let gate_up = Linear::forward_many(&[g, &self.up], x)?;
+                    (
+                        gate_up[0].flatten_all()?.to_vec1::<f32>()?,
+                        gate_up[1].flatten_all()?.to_vec1::<f32>()?,
+                    )
+                }
+            };
             drop(s);
             let s = span("activation");
             let mut h = vec![0f32; gv.len()];
@@ -61,6 +76,7 @@ impl Mlp {
             } else {
                 crate::kernels::math::swiglu(&gv, &uv, &mut h);
             }
+            drop((gv, uv));
             let h = Tensor::from_vec(h, dims, x.device())?;
             drop(s);
             let _s = span("down matmul");
