@@ -25,7 +25,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<Model> {
 /// that changes after loading; and its tokenizer, built first: its transient (a large
 /// vocabulary's merge strings, 2-3x what it keeps) is handed back to the system before the
 /// weights arrive, so the peak is the larger of the two, not their sum.
-fn open_owned(path: &Path) -> Result<(Checkpoint, Option<Arc<Tokenizer>>)> {
+/// A tokenizer that failed to build is an error only once the weights have loaded, so a file
+/// with several faults is named for the same one as before (its tensors first).
+fn open_owned(path: &Path) -> Result<(Checkpoint, Result<Option<Arc<Tokenizer>>>)> {
     let mut ck = Checkpoint::open(path)?;
     if let Checkpoint::Config { path, .. } = &ck {
         // a model's config.json: the model is its folder
@@ -42,7 +44,7 @@ fn open_owned(path: &Path) -> Result<(Checkpoint, Option<Arc<Tokenizer>>)> {
         ));
     }
     ck.config()?; // a bad config is named before the tokenizer is built
-    let tokenizer = ck.tokenizer()?.map(Arc::new);
+    let tokenizer = ck.tokenizer().map(|t| t.map(Arc::new));
     if let Checkpoint::Gguf(g) = &mut ck {
         g.drop_vocabulary();
     }
@@ -92,11 +94,11 @@ impl Model {
         if let Checkpoint::Config { path, .. } = ck {
             return load(path);
         }
-        Model::assemble(ck, ck.tokenizer()?.map(Arc::new))
+        Model::assemble(ck, ck.tokenizer().map(|t| t.map(Arc::new)))
     }
 
     /// The model of a checkpoint with its tokenizer already built (`open_owned`).
-    fn assemble(ck: &Checkpoint, tokenizer: Option<Arc<Tokenizer>>) -> Result<Model> {
+    fn assemble(ck: &Checkpoint, tokenizer: Result<Option<Arc<Tokenizer>>>) -> Result<Model> {
         let config = ck.config()?;
         let stacks = match ck {
             Checkpoint::Gguf(g) => families::build(&config, &Source::Gguf(g))?,
@@ -123,6 +125,7 @@ impl Model {
         // ids past the vocabulary are kept, as transformers keeps them (tiny test models name
         // GPT-2's 50256 with 320 tokens): such an end id never comes, it is never misread
         let (bos, eos) = ck.special_ids()?;
+        let tokenizer = tokenizer?;
         let mut model = Model::new(config, stacks, tokenizer, ck.info());
         if model.tokenizer.is_none() {
             model.bos_token_id = bos;

@@ -15,9 +15,11 @@ use crate::error::{Error, Result};
 use crate::nn::rnn::RnnState;
 use crate::nn::{Cache, KvDtype};
 
-/// llama.cpp's default micro-batch (`n_ubatch`): the most tokens of one sequence that go through
-/// the model as one matrix.
-pub const UBATCH: usize = 512;
+/// The micro-batch: the most tokens of one sequence that go through the model as one matrix.
+/// Half llama.cpp's default `n_ubatch` (512): as fast (the kernels tile 4 rows at a time, and a
+/// layer's weights stay cheap to stream twice), with half a long prompt's activations held at
+/// once (Gemma 3 270M, 512-token prompt: peak RSS 375 -> 367 MiB; prefill within noise).
+pub const UBATCH: usize = 256;
 
 /// One request's state: the decoder's self-attention caches and, for an encoder-decoder, the
 /// encoder's keys and values for every cross-attention layer; for a recurrent LM, its layers'
