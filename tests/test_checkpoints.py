@@ -90,6 +90,34 @@ def test_a_misshapen_gguf_tensor_is_a_file_error(tmp_path):
         cw.load(p)
 
 
+def _tiny_llama_gguf(path, extra_meta):
+    """A complete one-layer Llama GGUF (f32 weights, 10 tokens), with `extra_meta` added."""
+    h, f, v = 32, 64, 10
+    meta = {"general.architecture": "llama", "llama.embedding_length": h, "llama.attention.head_count": 4,
+            "llama.block_count": 1, "llama.feed_forward_length": f, "llama.context_length": 16, **extra_meta}
+    rng = np.random.default_rng(0)
+    shapes = [("token_embd.weight", [v, h]), ("blk.0.attn_norm.weight", [h]), ("blk.0.attn_q.weight", [h, h]),
+              ("blk.0.attn_k.weight", [h, h]), ("blk.0.attn_v.weight", [h, h]), ("blk.0.attn_output.weight", [h, h]),
+              ("blk.0.ffn_norm.weight", [h]), ("blk.0.ffn_gate.weight", [f, h]), ("blk.0.ffn_up.weight", [f, h]),
+              ("blk.0.ffn_down.weight", [h, f]), ("output_norm.weight", [h])]
+    tensors = [(n, s, (rng.standard_normal(int(np.prod(s))) * 0.1).astype("<f4").tobytes()) for n, s in shapes]
+    write_gguf(path, meta, tensors)
+
+
+def test_a_gguf_without_a_vocabulary_is_named_once_its_weights_load(tmp_path):
+    # the tokenizer is built before the weights (so its transient is freed first), but its
+    # failure is raised after them: a sound file without a vocabulary says so
+    p = tmp_path / "m.gguf"
+    _tiny_llama_gguf(p, {})
+    with pytest.raises(cw.ModelFileError, match="no tokenizer"):
+        cw.load(p)
+    # one that says it has none runs on ids
+    _tiny_llama_gguf(p, {"tokenizer.ggml.model": "none"})
+    m = cw.load(p)
+    out = m.generate([1, 2, 3], max_new_tokens=4, min_new_tokens=4)
+    assert len(out.token_ids) == 4 and all(0 <= t < 10 for t in out.token_ids)
+
+
 def test_chunked_packages_are_assembled_once_and_checked(tmp_path):
     parts = []
     for i, chunk in enumerate([b"GGUF" + b"a" * 100, b"b" * 50]):
