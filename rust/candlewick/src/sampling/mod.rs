@@ -68,7 +68,14 @@ fn kth_largest(xs: &[f32], k: usize) -> f32 {
 /// Logits must be numbers: NaN or +inf (from corrupt weights or an overflow) is an error, never
 /// a token picked by accident.
 pub fn check_finite(xs: &[f32]) -> Result<()> {
-    match xs.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
+    // a branch-free pass over chunks first (it vectorizes: a 262k vocabulary in tens of µs);
+    // the position only where a chunk holds one
+    let bad = |x: &f32| x.is_nan() || *x == f32::INFINITY;
+    let hit = xs
+        .chunks(4096)
+        .position(|c| c.iter().fold(false, |b, x| b | bad(x)))
+        .and_then(|c| xs[c * 4096..].iter().position(bad).map(|i| c * 4096 + i));
+    match hit {
         None => Ok(()),
         Some(i) => Err(Error::InvalidArgument(format!(
             "logits must be finite numbers (or -inf): {} at token {i}",
@@ -90,15 +97,21 @@ fn greedy(xs: &[f32]) -> Result<u32> {
 
 /// Index of the largest value (the first one on ties, as torch.argmax and llama.cpp do).
 pub fn argmax(xs: &[f32]) -> u32 {
-    let mut best = 0usize;
-    let mut best_v = f32::NEG_INFINITY;
-    for (i, &v) in xs.iter().enumerate() {
-        if v > best_v {
-            best_v = v;
-            best = i;
+    // the largest value in 8 lanes (the select compiles to vector max; NaN is never taken, as
+    // in the plain loop), then its first position
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
         }
     }
-    best as u32
+    let best_v = lanes
+        .iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    xs.iter().position(|&v| v == best_v).unwrap_or(0) as u32
 }
 
 /// log(sum(exp(logits))), in f64: the normaliser of the model's own distribution.
@@ -485,5 +498,58 @@ impl Sampler {
             self.probs = probs;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain first-largest scan `argmax` must agree with.
+    fn argmax_plain(xs: &[f32]) -> u32 {
+        let (mut best, mut best_v) = (0usize, f32::NEG_INFINITY);
+        for (i, &v) in xs.iter().enumerate() {
+            if v > best_v {
+                (best, best_v) = (i, v);
+            }
+        }
+        best as u32
+    }
+
+    #[test]
+    fn argmax_is_the_first_largest_on_ties_nan_and_tails() {
+        let mut cases: Vec<Vec<f32>> = vec![
+            vec![],
+            vec![f32::NEG_INFINITY; 13],
+            vec![1.0, 3.0, 3.0, 2.0],
+            vec![f32::NAN, 1.0, f32::NAN, 1.0, 0.5],
+            vec![f32::NAN; 9],
+        ];
+        // ties across lanes, chunks and the tail, at lengths around multiples of 8
+        for n in [1usize, 7, 8, 9, 16, 17, 31, 4097] {
+            for at in [0, n / 2, n - 1] {
+                let mut v: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 - 20.0).collect();
+                v[at] = 5.0;
+                v[n - 1 - at / 2] = 5.0;
+                cases.push(v);
+            }
+        }
+        for c in &cases {
+            assert_eq!(argmax(c), argmax_plain(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn check_finite_names_the_first_bad_value() {
+        let mut v = vec![0.5f32; 10_000];
+        v[0] = f32::NEG_INFINITY; // allowed: a banned token
+        assert!(check_finite(&v).is_ok());
+        v[9000] = f32::INFINITY;
+        v[9500] = f32::NAN;
+        let e = check_finite(&v).unwrap_err().to_string();
+        assert!(e.contains("token 9000"), "{e}");
+        v[4100] = f32::NAN;
+        let e = check_finite(&v).unwrap_err().to_string();
+        assert!(e.contains("NaN at token 4100"), "{e}");
     }
 }
