@@ -219,14 +219,7 @@ impl Generator {
             self.prompt_logprobs = Some(lp);
             rows.drain(..(n - 1) * vocab);
         }
-        let non_finite = |x: &f32| !x.is_finite();
-        // a branch-free pass first (it vectorizes), the position only on a hit
-        if let Some(i) = rows
-            .iter()
-            .fold(false, |b, x| b | non_finite(x))
-            .then(|| rows.iter().position(non_finite))
-            .flatten()
-        {
+        if let Some(i) = crate::sampling::first_where(&rows, |x| !x.is_finite()) {
             return Err(Error::Model(format!(
                 "the model's logits hold {} (token {i}) after {} generated tokens: its weights are corrupt or the computation overflowed",
                 rows[i],

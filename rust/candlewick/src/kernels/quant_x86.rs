@@ -306,7 +306,10 @@ unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
     let mut accm = [_mm_setzero_ps(); A];
     let low = _mm256_set1_epi8(0x0F);
     for i in 0..a[0].len() {
-        prefetch_span(w[0].as_ptr().wrapping_add(ahead + 4 * i * Q4_K_BYTES), 4 * Q4_K_BYTES);
+        prefetch_span(
+            w[0].as_ptr().wrapping_add(ahead + 4 * i * Q4_K_BYTES),
+            4 * Q4_K_BYTES,
+        );
         let mut wb = [std::ptr::null::<u8>(); 4];
         let (mut d, mut dmin) = ([0f32; 4], [0f32; 4]);
         let mut sc = [[0i16; 8]; 4];
@@ -390,7 +393,10 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
     let m3 = _mm256_set1_epi8(3);
     let ones = 0x0101010101010101u64 as i64;
     for i in 0..a[0].len() {
-        prefetch_span(w[0].as_ptr().wrapping_add(ahead + 4 * i * Q6_K_BYTES), 4 * Q6_K_BYTES);
+        prefetch_span(
+            w[0].as_ptr().wrapping_add(ahead + 4 * i * Q6_K_BYTES),
+            4 * Q6_K_BYTES,
+        );
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * Q6_K_BYTES);
             let dw = h2f(wb.add(208));
@@ -492,7 +498,10 @@ unsafe fn tile_q5k<const VNNI: bool, const A: usize>(
     let low = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
     for i in 0..a[0].len() {
-        prefetch_span(w[0].as_ptr().wrapping_add(ahead + 4 * i * Q5_K_BYTES), 4 * Q5_K_BYTES);
+        prefetch_span(
+            w[0].as_ptr().wrapping_add(ahead + 4 * i * Q5_K_BYTES),
+            4 * Q5_K_BYTES,
+        );
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * Q5_K_BYTES);
             let (d, dmin) = (h2f(wb), h2f(wb.add(2)));
@@ -578,7 +587,10 @@ unsafe fn tile_q2k<const VNNI: bool, const A: usize>(
     let m4 = _mm_set1_epi8(0x0F);
     let ones = 0x0101010101010101u64 as i64;
     for i in 0..a[0].len() {
-        prefetch_span(w[0].as_ptr().wrapping_add(ahead + 4 * i * Q2_K_BYTES), 4 * Q2_K_BYTES);
+        prefetch_span(
+            w[0].as_ptr().wrapping_add(ahead + 4 * i * Q2_K_BYTES),
+            4 * Q2_K_BYTES,
+        );
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * Q2_K_BYTES);
             let (d, dmin) = (h2f(wb.add(80)), h2f(wb.add(82)));
@@ -667,7 +679,10 @@ unsafe fn tile_q3k<const VNNI: bool, const A: usize>(
     let one = _mm256_set1_epi8(1);
     let ones = 0x0101010101010101u64 as i64;
     for i in 0..a[0].len() {
-        prefetch_span(w[0].as_ptr().wrapping_add(ahead + 4 * i * Q3_K_BYTES), 4 * Q3_K_BYTES);
+        prefetch_span(
+            w[0].as_ptr().wrapping_add(ahead + 4 * i * Q3_K_BYTES),
+            4 * Q3_K_BYTES,
+        );
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * Q3_K_BYTES);
             let dw = h2f(wb.add(108));
@@ -752,7 +767,10 @@ unsafe fn tile_iq4xs<const VNNI: bool, const A: usize>(
     let table = iq4_table();
     let low = _mm256_set1_epi8(0x0F);
     for i in 0..a[0].len() {
-        prefetch_span(w[0].as_ptr().wrapping_add(ahead + 4 * i * IQ4_XS_BYTES), 4 * IQ4_XS_BYTES);
+        prefetch_span(
+            w[0].as_ptr().wrapping_add(ahead + 4 * i * IQ4_XS_BYTES),
+            4 * IQ4_XS_BYTES,
+        );
         for r in 0..4 {
             let wb = w[r].as_ptr().add(i * IQ4_XS_BYTES);
             let dw = h2f(wb);

@@ -150,9 +150,9 @@ impl Linear {
             .collect()
     }
 
-    /// Each layer's x W^T + b as plain row-major values, in one fused pass over x read in place
+    /// Each layer's x W^T as plain row-major values, in one fused pass over x read in place
     /// (no copy of x, no tensor around the outputs), when every layer holds GGUF blocks and
-    /// none has a bias; None otherwise. For callers that go on elementwise (gate/up then the
+    /// none has a bias; None otherwise (use `forward_many`). For callers that go on elementwise (gate/up then the
     /// activation), so a prefill's widest activations are not held twice.
     pub fn forward_many_values(layers: &[&Linear], x: &Tensor) -> Result<Option<Vec<Vec<f32>>>> {
         if layers.iter().any(|l| l.bias.is_some()) {

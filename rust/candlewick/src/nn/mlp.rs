@@ -56,11 +56,13 @@ impl Mlp {
             // the products as plain values where the layers allow (no tensor copies: a 512-token
             // prefill's gate and up are 4 MiB each for Gemma 3 270M)
             let (gv, uv) = match Linear::forward_many_values(&[g, &self.up], x)? {
-                Some(mut v) if v.len() == 2 => {
-                    let uv = v.pop().unwrap_or_default();
-                    (v.pop().unwrap_or_default(), uv)
-                }
-                _ => {
+                Some(v) => match <[Vec<f32>; 2]>::try_from(v) {
+                    Ok([gv, uv]) => (gv, uv),
+                    Err(_) => {
+                        return Err(crate::error::Error::Model("gate/up: two products".into()))
+                    }
+                },
+                None => {
                     let gate_up = Linear::forward_many(&[g, &self.up], x)?;
                     (
                         gate_up[0].flatten_all()?.to_vec1::<f32>()?,

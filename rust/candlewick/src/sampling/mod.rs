@@ -65,17 +65,24 @@ fn kth_largest(xs: &[f32], k: usize) -> f32 {
     heap.peek().map(|r| unkey(r.0)).unwrap_or(f32::NEG_INFINITY)
 }
 
+/// The first index whose value is `bad`: a branch-free pass over chunks first (it vectorizes: a
+/// 262k vocabulary in tens of µs, where an early-exit scan takes hundreds), the position only
+/// inside the chunk that holds one.
+pub fn first_where(xs: &[f32], bad: impl Fn(f32) -> bool) -> Option<usize> {
+    const CHUNK: usize = 4096;
+    let c = xs
+        .chunks(CHUNK)
+        .position(|c| c.iter().fold(false, |b, &x| b | bad(x)))?;
+    xs[c * CHUNK..]
+        .iter()
+        .position(|&x| bad(x))
+        .map(|i| c * CHUNK + i)
+}
+
 /// Logits must be numbers: NaN or +inf (from corrupt weights or an overflow) is an error, never
 /// a token picked by accident.
 pub fn check_finite(xs: &[f32]) -> Result<()> {
-    // a branch-free pass over chunks first (it vectorizes: a 262k vocabulary in tens of µs);
-    // the position only where a chunk holds one
-    let bad = |x: &f32| x.is_nan() || *x == f32::INFINITY;
-    let hit = xs
-        .chunks(4096)
-        .position(|c| c.iter().fold(false, |b, x| b | bad(x)))
-        .and_then(|c| xs[c * 4096..].iter().position(bad).map(|i| c * 4096 + i));
-    match hit {
+    match first_where(xs, |x| x.is_nan() || x == f32::INFINITY) {
         None => Ok(()),
         Some(i) => Err(Error::InvalidArgument(format!(
             "logits must be finite numbers (or -inf): {} at token {i}",
