@@ -87,6 +87,16 @@ impl Default for BlockQ8 {
     }
 }
 
+/// One block of each of a group's 4 weight rows of a 32-block type, unpacked once for the many
+/// activation tiles of a prompt (x86): each row's 32 bytes as the SIMD tile feeds them to its
+/// integer dot, and the rows' scales (and mins) in the lanes it reads them from.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+pub struct Unpacked32 {
+    pub u: [[u8; 32]; 4],
+    pub dm: [f32; 8],
+}
+
 /// ggml `quantize_row_q8_1` (AVX2 path: id = 127/amax, round half to even).
 pub fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
     #[cfg(target_arch = "x86_64")]
@@ -914,9 +924,41 @@ impl Activations {
         }
     }
 
+    /// Unpack a group's 4 weight rows of a 32-block type into `out` (resized to a row's blocks)
+    /// for `tile`'s `pre`, where this machine's SIMD tile takes them so: false where it does not
+    /// (other types, the scalar path).
+    fn unpack(&self, t: QType, w: [&[u8]; 4], out: &mut Vec<Unpacked32>) -> bool {
+        let Activations::Q8 { nb, repacked, .. } = self else {
+            return false;
+        };
+        #[cfg(target_arch = "x86_64")]
+        if level() != Level::Scalar && (t != QType::IQ4NL || *repacked) {
+            out.resize(*nb, Unpacked32::default());
+            // SAFETY: the level's features were detected; `matmul` checked the shapes, and
+            // `out` has a row's blocks.
+            return unsafe {
+                if level() == Level::Vnni {
+                    quant_x86::unpack_vnni(t, w, out)
+                } else {
+                    quant_x86::unpack_avx2(t, w, out)
+                }
+            };
+        }
+        let _ = (t, w, out, nb, repacked);
+        false
+    }
+
     /// 4 weight rows of type `t` against activation rows i0..i0 + A (`A` rows from i0 exist; for
     /// Q4_K they lie all below or all at or above `grouped`).
-    fn tile<const A: usize>(&self, t: QType, w: [&[u8]; 4], i0: usize) -> [[f32; 4]; A] {
+    ///
+    /// `pre`: the 32-block weight rows `w` already unpacked (`unpack`).
+    fn tile<const A: usize>(
+        &self,
+        t: QType,
+        w: [&[u8]; 4],
+        pre: Option<&[Unpacked32]>,
+        i0: usize,
+    ) -> [[f32; 4]; A] {
         match self {
             Activations::F32 { x, k } => {
                 let acts: [&[f32]; A] = std::array::from_fn(|a| &x[(i0 + a) * k..(i0 + a + 1) * k]);
@@ -958,13 +1000,13 @@ impl Activations {
                     // SAFETY: the level's features were detected; `matmul` checked the shapes.
                     return unsafe {
                         if level() == Level::Vnni {
-                            quant_x86::tile_vnni(t, w, Some(refs), None, *repacked)
+                            quant_x86::tile_vnni(t, w, pre, Some(refs), None, *repacked)
                         } else {
-                            quant_x86::tile_avx2(t, w, Some(refs), None, *repacked)
+                            quant_x86::tile_avx2(t, w, pre, Some(refs), None, *repacked)
                         }
                     };
                 }
-                let _ = (d, s, ls);
+                let _ = (d, s, ls, pre);
                 std::array::from_fn(|a| {
                     let act = &blocks[(i0 + a) * nb..(i0 + a + 1) * nb];
                     w.map(|wr| dot32_ref(t, wr, act, *repacked))
@@ -989,9 +1031,9 @@ impl Activations {
                     // SAFETY: as above.
                     return unsafe {
                         if level() == Level::Vnni {
-                            quant_x86::tile_vnni(t, w, None, Some(acts), per_pair)
+                            quant_x86::tile_vnni(t, w, None, None, Some(acts), per_pair)
                         } else {
-                            quant_x86::tile_avx2(t, w, None, Some(acts), per_pair)
+                            quant_x86::tile_avx2(t, w, None, None, Some(acts), per_pair)
                         }
                     };
                 }
@@ -1193,21 +1235,42 @@ unsafe fn group(p: &Part, act: &Activations, gi: usize, m: usize, k: usize, dst:
         // contract).
         unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), dst.0.add(i * n + j0), cols) };
     };
+    // With many activation rows the weight rows are unpacked once, not once per tile.
+    thread_local! {
+        static UNPACKED: std::cell::RefCell<Vec<Unpacked32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    UNPACKED.with_borrow_mut(|buf| {
+        let pre = (m >= 8 && act.unpack(t, w4, buf)).then_some(&buf[..]);
+        tiles(act, t, w4, pre, m, wide, put)
+    })
+}
+
+/// The activation rows 0..m against a group's 4 weight rows, in tiles of 4 (`wide`), 2 and 1.
+#[inline(always)]
+fn tiles(
+    act: &Activations,
+    t: QType,
+    w4: [&[u8]; 4],
+    pre: Option<&[Unpacked32]>,
+    m: usize,
+    wide: bool,
+    put: impl Fn(usize, &[f32; 4]),
+) {
     let mut i = 0;
     if wide {
         while i + 4 <= m {
-            let r = act.tile::<4>(t, w4, i);
+            let r = act.tile::<4>(t, w4, pre, i);
             (0..4).for_each(|a| put(i + a, &r[a]));
             i += 4;
         }
     }
     while i + 2 <= m {
-        let r = act.tile::<2>(t, w4, i);
+        let r = act.tile::<2>(t, w4, pre, i);
         (0..2).for_each(|a| put(i + a, &r[a]));
         i += 2;
     }
     while i < m {
-        put(i, &act.tile::<1>(t, w4, i)[0]);
+        put(i, &act.tile::<1>(t, w4, pre, i)[0]);
         i += 1;
     }
 }

@@ -11,8 +11,9 @@
 use std::arch::x86_64::*;
 
 use super::{
-    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES, Q3_K_BYTES,
-    Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
+    BlockQ8, BlockQ8K, Unpacked32, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES,
+    Q3_K_BYTES, Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES,
+    Q8_0_BYTES,
 };
 
 /// How far ahead the weights are prefetched (bytes). A group's 4 rows are adjacent in memory and
@@ -109,31 +110,42 @@ unsafe fn hsum4x8(v: [__m256i; 4]) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1))
 }
 
-/// The blocks of 32 (`T`): 4 weight rows x A activation rows; `blockwise`: llama.cpp's
-/// repacked order for Q4_0 / IQ4_NL (one integer total per block, see `quant::blockwise_dot_i8`)
-/// rather than the eight lanes of its dot products.
 #[inline(always)]
-unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
-    w: [&[u8]; 4],
-    a: [&Act32; A],
-    blockwise: bool,
-) -> [[f32; 4]; A] {
-    let ahead = prefetch_ahead(w[0].len());
-    let bytes = match T {
+fn block_bytes32<const T: u8>() -> usize {
+    match T {
         T_Q4_0 => Q4_0_BYTES,
         T_IQ4NL => IQ4_NL_BYTES,
         T_Q4_1 => Q4_1_BYTES,
         T_Q5_0 => Q5_0_BYTES,
         T_Q5_1 => Q5_1_BYTES,
         _ => Q8_0_BYTES,
-    };
-    // signed weight bytes (the others are unsigned, offset where the type has one)
-    let signed = T == T_Q8_0 || T == T_IQ4NL;
-    let table = iq4_table();
-    let mut acc = [[_mm256_setzero_ps(); 4]; A];
-    let mut acc4 = [_mm_setzero_ps(); A];
+    }
+}
+
+/// A group's 4 rows of a 32-block type `T` unpacked into `out` (one entry per block), for the
+/// many activation tiles of a prompt: each tile then loads the bytes instead of unpacking them
+/// again (`tile32`'s `pre`).
+#[inline(always)]
+unsafe fn unpack_rows32<const T: u8, const VNNI: bool>(w: [&[u8]; 4], out: &mut [Unpacked32]) {
+    let bytes = block_bytes32::<T>();
+    for (i, o) in out.iter_mut().enumerate() {
+        let wb: [*const u8; 4] = std::array::from_fn(|r| w[r].as_ptr().add(i * bytes));
+        let (u, dm) = unpack32::<T, VNNI>(wb);
+        for r in 0..4 {
+            _mm256_store_si256(o.u[r].as_mut_ptr() as *mut __m256i, u[r]);
+        }
+        _mm256_store_ps(o.dm.as_mut_ptr(), dm);
+    }
+}
+
+/// One block of each of a group's 4 rows of a 32-block type `T` (at `wb`), as the tile feeds
+/// them to the integer dot: the bytes (unsigned where the type has an offset, see the module
+/// note) and the scales (and mins) in one vector, lanes d0 m0 d1 m1 .. for the types with a min,
+/// d0 d1 d2 d3 for the others.
+#[inline(always)]
+unsafe fn unpack32<const T: u8, const VNNI: bool>(wb: [*const u8; 4]) -> ([__m256i; 4], __m256) {
     let has_min = T == T_Q4_1 || T == T_Q5_1;
-    let mut summs = [_mm256_setzero_ps(); A];
+    let table = iq4_table();
     let low = _mm256_set1_epi8(0x0F);
     // Q5_0: byte j of the expanded qh tests bit j (ggml bytes_from_bits_32)
     let shuf = _mm256_set_epi64x(
@@ -143,75 +155,107 @@ unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
         0,
     );
     let bits = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe_u64 as i64);
-    for i in 0..a[0].qs.len() {
-        let mut u = [_mm256_setzero_si256(); 4];
-        let wb: [*const u8; 4] = std::array::from_fn(|r| w[r].as_ptr().add(i * bytes));
-        prefetch_span(w[0].as_ptr().wrapping_add(ahead + 4 * i * bytes), 4 * bytes);
-        // the 4 rows' scales (and mins) in one conversion: lanes d0 m0 d1 m1 .. for the types
-        // with a min, d0 d1 d2 d3 for the others
-        let dm = if has_min {
-            let rd = |p: *const u8| (p as *const i32).read_unaligned();
-            _mm256_cvtph_ps(_mm_set_epi32(rd(wb[3]), rd(wb[2]), rd(wb[1]), rd(wb[0])))
-        } else {
-            let rd = |p: *const u8| (p as *const i16).read_unaligned();
-            _mm256_castps128_ps256(_mm_cvtph_ps(_mm_set_epi16(
-                0,
-                0,
-                0,
-                0,
-                rd(wb[3]),
-                rd(wb[2]),
-                rd(wb[1]),
-                rd(wb[0]),
-            )))
+    let mut u = [_mm256_setzero_si256(); 4];
+    // the 4 rows' scales (and mins) in one conversion: lanes d0 m0 d1 m1 .. for the types
+    // with a min, d0 d1 d2 d3 for the others
+    let dm = if has_min {
+        let rd = |p: *const u8| (p as *const i32).read_unaligned();
+        _mm256_cvtph_ps(_mm_set_epi32(rd(wb[3]), rd(wb[2]), rd(wb[1]), rd(wb[0])))
+    } else {
+        let rd = |p: *const u8| (p as *const i16).read_unaligned();
+        _mm256_castps128_ps256(_mm_cvtph_ps(_mm_set_epi16(
+            0,
+            0,
+            0,
+            0,
+            rd(wb[3]),
+            rd(wb[2]),
+            rd(wb[1]),
+            rd(wb[0]),
+        )))
+    };
+    for r in 0..4 {
+        let wb = wb[r];
+        u[r] = match T {
+            T_Q4_0 | T_IQ4NL => {
+                let raw = _mm_loadu_si128(wb.add(2) as *const __m128i);
+                let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                if T == T_Q4_0 {
+                    nib // value + 8
+                } else if VNNI {
+                    // value + 128
+                    _mm256_xor_si256(
+                        _mm256_shuffle_epi8(table, nib),
+                        _mm256_set1_epi8(0x80u8 as i8),
+                    )
+                } else {
+                    _mm256_shuffle_epi8(table, nib)
+                }
+            }
+            T_Q4_1 => {
+                let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
+                _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low)
+            }
+            T_Q5_0 | T_Q5_1 => {
+                // nibble + 16 x fifth bit, 0..31 (for Q5_0 the value is that - 16)
+                let at = if T == T_Q5_1 { 4 } else { 2 };
+                let qh = u32::from_le_bytes([
+                    *wb.add(at),
+                    *wb.add(at + 1),
+                    *wb.add(at + 2),
+                    *wb.add(at + 3),
+                ]);
+                let raw = _mm_loadu_si128(wb.add(at + 4) as *const __m128i);
+                let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+                let x = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
+                let set = _mm256_cmpeq_epi8(_mm256_or_si256(x, bits), _mm256_set1_epi64x(-1));
+                _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
+            }
+            _ => {
+                let q = _mm256_loadu_si256(wb.add(2) as *const __m256i);
+                if VNNI {
+                    _mm256_xor_si256(q, _mm256_set1_epi8(0x80u8 as i8)) // q + 128
+                } else {
+                    q
+                }
+            }
         };
-        for r in 0..4 {
-            let wb = wb[r];
-            u[r] = match T {
-                T_Q4_0 | T_IQ4NL => {
-                    let raw = _mm_loadu_si128(wb.add(2) as *const __m128i);
-                    let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-                    if T == T_Q4_0 {
-                        nib // value + 8
-                    } else if VNNI {
-                        // value + 128
-                        _mm256_xor_si256(
-                            _mm256_shuffle_epi8(table, nib),
-                            _mm256_set1_epi8(0x80u8 as i8),
-                        )
-                    } else {
-                        _mm256_shuffle_epi8(table, nib)
-                    }
-                }
-                T_Q4_1 => {
-                    let raw = _mm_loadu_si128(wb.add(4) as *const __m128i);
-                    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low)
-                }
-                T_Q5_0 | T_Q5_1 => {
-                    // nibble + 16 x fifth bit, 0..31 (for Q5_0 the value is that - 16)
-                    let at = if T == T_Q5_1 { 4 } else { 2 };
-                    let qh = u32::from_le_bytes([
-                        *wb.add(at),
-                        *wb.add(at + 1),
-                        *wb.add(at + 2),
-                        *wb.add(at + 3),
-                    ]);
-                    let raw = _mm_loadu_si128(wb.add(at + 4) as *const __m128i);
-                    let nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-                    let x = _mm256_shuffle_epi8(_mm256_set1_epi32(qh as i32), shuf);
-                    let set = _mm256_cmpeq_epi8(_mm256_or_si256(x, bits), _mm256_set1_epi64x(-1));
-                    _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)))
-                }
-                _ => {
-                    let q = _mm256_loadu_si256(wb.add(2) as *const __m256i);
-                    if VNNI {
-                        _mm256_xor_si256(q, _mm256_set1_epi8(0x80u8 as i8)) // q + 128
-                    } else {
-                        q
-                    }
-                }
-            };
-        }
+    }
+    (u, dm)
+}
+
+/// The blocks of 32 (`T`): 4 weight rows x A activation rows; `blockwise`: llama.cpp's
+/// repacked order for Q4_0 / IQ4_NL (one integer total per block, see `quant::blockwise_dot_i8`)
+/// rather than the eight lanes of its dot products.
+#[inline(always)]
+unsafe fn tile32<const T: u8, const VNNI: bool, const A: usize>(
+    w: [&[u8]; 4],
+    pre: Option<&[Unpacked32]>,
+    a: [&Act32; A],
+    blockwise: bool,
+) -> [[f32; 4]; A] {
+    let ahead = prefetch_ahead(w[0].len());
+    let bytes = block_bytes32::<T>();
+    // signed weight bytes (the others are unsigned, offset where the type has one)
+    let signed = T == T_Q8_0 || T == T_IQ4NL;
+    let mut acc = [[_mm256_setzero_ps(); 4]; A];
+    let mut acc4 = [_mm_setzero_ps(); A];
+    let has_min = T == T_Q4_1 || T == T_Q5_1;
+    let mut summs = [_mm256_setzero_ps(); A];
+    for i in 0..a[0].qs.len() {
+        let (u, dm) = match pre {
+            Some(p) => {
+                let b = p.get_unchecked(i);
+                let u: [__m256i; 4] =
+                    std::array::from_fn(|r| _mm256_load_si256(b.u[r].as_ptr() as *const __m256i));
+                (u, _mm256_load_ps(b.dm.as_ptr()))
+            }
+            None => {
+                let wb: [*const u8; 4] = std::array::from_fn(|r| w[r].as_ptr().add(i * bytes));
+                prefetch_span(w[0].as_ptr().wrapping_add(ahead + 4 * i * bytes), 4 * bytes);
+                unpack32::<T, VNNI>(wb)
+            }
+        };
         for (ai, act) in a.iter().enumerate() {
             let qy = _mm256_loadu_si256(act.qs.get_unchecked(i).qs.as_ptr() as *const __m256i);
             // d_w * d_a per row (lane by lane, as ggml's scalar product)
@@ -882,7 +926,7 @@ unsafe fn tile_float<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) 
 }
 
 macro_rules! entry {
-    ($name:ident, $feat:literal, $vnni:literal) => {
+    ($name:ident, $unpack:ident, $feat:literal, $vnni:literal) => {
         /// 4 weight rows x A activation rows (`per_pair`: Q4_K's gemm order, Q5_K/Q6_K/IQ4_XS's
         /// tiled order, Q4_0/IQ4_NL's repacked order). SAFETY: the caller checked the CPU features of this path, and every row
         /// holds as many blocks as the activation rows.
@@ -890,18 +934,19 @@ macro_rules! entry {
         pub unsafe fn $name<const A: usize>(
             t: super::QType,
             w: [&[u8]; 4],
+            pre: Option<&[Unpacked32]>,
             a32: Option<[&Act32; A]>,
             ak: Option<[&[BlockQ8K]; A]>,
             per_pair: bool,
         ) -> [[f32; 4]; A] {
             use super::QType;
             match (t, a32, ak) {
-                (QType::Q4_0, Some(a), _) => tile32::<T_Q4_0, $vnni, A>(w, a, per_pair),
-                (QType::IQ4NL, Some(a), _) => tile32::<T_IQ4NL, $vnni, A>(w, a, per_pair),
-                (QType::Q4_1, Some(a), _) => tile32::<T_Q4_1, $vnni, A>(w, a, false),
-                (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, a, false),
-                (QType::Q5_1, Some(a), _) => tile32::<T_Q5_1, $vnni, A>(w, a, false),
-                (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, a, false),
+                (QType::Q4_0, Some(a), _) => tile32::<T_Q4_0, $vnni, A>(w, pre, a, per_pair),
+                (QType::IQ4NL, Some(a), _) => tile32::<T_IQ4NL, $vnni, A>(w, pre, a, per_pair),
+                (QType::Q4_1, Some(a), _) => tile32::<T_Q4_1, $vnni, A>(w, pre, a, false),
+                (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, pre, a, false),
+                (QType::Q5_1, Some(a), _) => tile32::<T_Q5_1, $vnni, A>(w, pre, a, false),
+                (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, pre, a, false),
                 (QType::Q2K, _, Some(a)) => tile_q2k::<$vnni, A>(w, a, per_pair),
                 (QType::Q3K, _, Some(a)) => tile_q3k::<$vnni, A>(w, a, per_pair),
                 (QType::Q4K, _, Some(a)) => tile_q4k::<$vnni, A>(w, a, per_pair),
@@ -911,10 +956,27 @@ macro_rules! entry {
                 _ => [[f32::NAN; 4]; A], // unreachable: matmul pairs each type with its activations
             }
         }
+
+        /// A group's 4 rows of a 32-block type unpacked for `tile`'s `pre` (false: the type
+        /// has no such form). SAFETY: as above; `out` has one entry per block of the rows.
+        #[target_feature(enable = $feat)]
+        pub unsafe fn $unpack(t: super::QType, w: [&[u8]; 4], out: &mut [Unpacked32]) -> bool {
+            use super::QType;
+            match t {
+                QType::Q4_0 => unpack_rows32::<T_Q4_0, $vnni>(w, out),
+                QType::IQ4NL => unpack_rows32::<T_IQ4NL, $vnni>(w, out),
+                QType::Q4_1 => unpack_rows32::<T_Q4_1, $vnni>(w, out),
+                QType::Q5_0 => unpack_rows32::<T_Q5_0, $vnni>(w, out),
+                QType::Q5_1 => unpack_rows32::<T_Q5_1, $vnni>(w, out),
+                QType::Q8_0 => unpack_rows32::<T_Q8_0, $vnni>(w, out),
+                _ => return false,
+            }
+            true
+        }
     };
 }
 
-entry!(tile_avx2, "avx2,fma,f16c", false);
+entry!(tile_avx2, unpack_avx2, "avx2,fma,f16c", false);
 
 /// Float weights on the AVX2 path. SAFETY: as the entries above.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -937,6 +999,7 @@ pub unsafe fn tile_float_vnni<const A: usize>(
 }
 entry!(
     tile_vnni,
+    unpack_vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     true
 );
