@@ -10,7 +10,13 @@ fn main() {
     if std::env::var("KBENCH_ATTN").is_ok_and(|v| v == "1") {
         return attention();
     }
+    // KBENCH_M=128: only that many activation rows; KBENCH_T=Q4K: only that type
+    let only_m: Option<usize> = std::env::var("KBENCH_M").ok().and_then(|v| v.parse().ok());
+    let only_t = std::env::var("KBENCH_T").ok();
     for m in [1usize, 128] {
+        if only_m.is_some_and(|o| o != m) {
+            continue;
+        }
         for (t, k, n) in [
             (QType::Q4_1, 576, 1536),
             (QType::Q4_1, 1536, 576),
@@ -18,9 +24,13 @@ fn main() {
             (QType::Q8_0, 576, 49152),
             (QType::Q8_0, 640, 262144),
             (QType::Q5_0, 640, 2048),
+            (QType::Q4_0, 640, 2048),
             (QType::Q4K, 2048, 640),
             (QType::Q6K, 2048, 640),
         ] {
+            if only_t.as_ref().is_some_and(|o| *o != format!("{t:?}")) {
+                continue;
+            }
             let bytes = n * t.row_bytes(k);
             let copies = if m == 1 && !hot {
                 (128 << 20) / bytes + 1

@@ -87,16 +87,6 @@ impl Default for BlockQ8 {
     }
 }
 
-/// One block of each of a group's 4 weight rows of a 32-block type, unpacked once for the many
-/// activation tiles of a prompt (x86): each row's 32 bytes as the SIMD tile feeds them to its
-/// integer dot, and the rows' scales (and mins) in the lanes it reads them from.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(32))]
-pub struct Unpacked32 {
-    pub u: [[u8; 32]; 4],
-    pub dm: [f32; 8],
-}
-
 /// ggml `quantize_row_q8_1` (AVX2 path: id = 127/amax, round half to even).
 pub fn quantize_row_q8(x: &[f32], out: &mut [BlockQ8]) {
     #[cfg(target_arch = "x86_64")]
@@ -924,41 +914,80 @@ impl Activations {
         }
     }
 
-    /// Unpack a group's 4 weight rows of a 32-block type into `out` (resized to a row's blocks)
-    /// for `tile`'s `pre`, where this machine's SIMD tile takes them so: false where it does not
-    /// (other types, the scalar path).
-    fn unpack(&self, t: QType, w: [&[u8]; 4], out: &mut Vec<Unpacked32>) -> bool {
-        let Activations::Q8 { nb, repacked, .. } = self else {
-            return false;
-        };
+    /// Every activation row (0..m) against a group's 4 weight rows in one call of the SIMD code,
+    /// each row's results handed to `put`: false where this machine has no such path for the
+    /// type (then `tiles` runs the references, or the float tiles).
+    fn simd_tiles(
+        &self,
+        t: QType,
+        w: [&[u8]; 4],
+        m: usize,
+        wide: bool,
+        put: &mut dyn FnMut(usize, &[f32; 4]),
+    ) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if level() != Level::Scalar && (t != QType::IQ4NL || *repacked) {
-            out.resize(*nb, Unpacked32::default());
-            // SAFETY: the level's features were detected; `matmul` checked the shapes, and
-            // `out` has a row's blocks.
-            return unsafe {
-                if level() == Level::Vnni {
-                    quant_x86::unpack_vnni(t, w, out)
-                } else {
-                    quant_x86::unpack_avx2(t, w, out)
+        if level() != Level::Scalar {
+            let vnni = level() == Level::Vnni;
+            match self {
+                // IQ4_NL's plain dot product (tensors of rows not a multiple of 8) has no SIMD
+                // path here: its reference runs
+                Activations::Q8 {
+                    blocks,
+                    d,
+                    s,
+                    ls,
+                    nb,
+                    repacked,
+                } if t != QType::IQ4NL || *repacked => {
+                    let rows = quant_x86::Rows32 {
+                        qs: blocks,
+                        d,
+                        s,
+                        ls,
+                        nb: *nb,
+                    };
+                    // SAFETY: the level's features were detected; `matmul` checked the shapes
+                    // (m rows of nb blocks, weight rows of nb blocks).
+                    return unsafe {
+                        if vnni {
+                            quant_x86::tiles_vnni(t, w, &rows, m, *repacked, put)
+                        } else {
+                            quant_x86::tiles_avx2(t, w, &rows, m, *repacked, put)
+                        }
+                    };
                 }
-            };
+                Activations::Q8K {
+                    blocks,
+                    nb,
+                    grouped,
+                    tiled,
+                } => {
+                    let order = quant_x86::OrderK {
+                        nb: *nb,
+                        grouped: *grouped,
+                        tiled: *tiled,
+                        wide,
+                    };
+                    // SAFETY: as above.
+                    return unsafe {
+                        if vnni {
+                            quant_x86::tilesk_vnni(t, w, blocks, m, order, put)
+                        } else {
+                            quant_x86::tilesk_avx2(t, w, blocks, m, order, put)
+                        }
+                    };
+                }
+                _ => {}
+            }
         }
-        let _ = (t, w, out, nb, repacked);
+        let _ = (t, w, m, wide, put);
         false
     }
 
     /// 4 weight rows of type `t` against activation rows i0..i0 + A (`A` rows from i0 exist; for
-    /// Q4_K they lie all below or all at or above `grouped`).
-    ///
-    /// `pre`: the 32-block weight rows `w` already unpacked (`unpack`).
-    fn tile<const A: usize>(
-        &self,
-        t: QType,
-        w: [&[u8]; 4],
-        pre: Option<&[Unpacked32]>,
-        i0: usize,
-    ) -> [[f32; 4]; A] {
+    /// Q4_K they lie all below or all at or above `grouped`): the float SIMD tile, or the scalar
+    /// references where `simd_tiles` has no path.
+    fn tile<const A: usize>(&self, t: QType, w: [&[u8]; 4], i0: usize) -> [[f32; 4]; A] {
         match self {
             Activations::F32 { x, k } => {
                 let acts: [&[f32]; A] = std::array::from_fn(|a| &x[(i0 + a) * k..(i0 + a + 1) * k]);
@@ -977,41 +1006,13 @@ impl Activations {
             }
             Activations::Q8 {
                 blocks,
-                d,
-                s,
-                ls,
                 nb,
                 repacked,
-            } => {
-                // IQ4_NL's plain dot product (tensors of rows not a multiple of 8) has no SIMD
-                // path here: its reference runs
-                #[cfg(target_arch = "x86_64")]
-                if level() != Level::Scalar && (t != QType::IQ4NL || *repacked) {
-                    let acts: [quant_x86::Act32; A] = std::array::from_fn(|a| {
-                        let r = (i0 + a) * nb..(i0 + a + 1) * nb;
-                        quant_x86::Act32 {
-                            qs: &blocks[r.clone()],
-                            d: &d[r.clone()],
-                            s: &s[r.clone()],
-                            ls: &ls[r],
-                        }
-                    });
-                    let refs: [&quant_x86::Act32; A] = std::array::from_fn(|a| &acts[a]);
-                    // SAFETY: the level's features were detected; `matmul` checked the shapes.
-                    return unsafe {
-                        if level() == Level::Vnni {
-                            quant_x86::tile_vnni(t, w, pre, Some(refs), None, *repacked)
-                        } else {
-                            quant_x86::tile_avx2(t, w, pre, Some(refs), None, *repacked)
-                        }
-                    };
-                }
-                let _ = (d, s, ls, pre);
-                std::array::from_fn(|a| {
-                    let act = &blocks[(i0 + a) * nb..(i0 + a + 1) * nb];
-                    w.map(|wr| dot32_ref(t, wr, act, *repacked))
-                })
-            }
+                ..
+            } => std::array::from_fn(|a| {
+                let act = &blocks[(i0 + a) * nb..(i0 + a + 1) * nb];
+                w.map(|wr| dot32_ref(t, wr, act, *repacked))
+            }),
             Activations::Q8K {
                 blocks,
                 nb,
@@ -1026,17 +1027,6 @@ impl Activations {
                 };
                 let acts: [&[BlockQ8K]; A] =
                     std::array::from_fn(|a| &blocks[(i0 + a) * nb..(i0 + a + 1) * nb]);
-                #[cfg(target_arch = "x86_64")]
-                if level() != Level::Scalar {
-                    // SAFETY: as above.
-                    return unsafe {
-                        if level() == Level::Vnni {
-                            quant_x86::tile_vnni(t, w, None, None, Some(acts), per_pair)
-                        } else {
-                            quant_x86::tile_avx2(t, w, None, None, Some(acts), per_pair)
-                        }
-                    };
-                }
                 acts.map(|act| w.map(|wr| dot256_ref(t, wr, act, per_pair, *tiled)))
             }
         }
@@ -1232,17 +1222,20 @@ unsafe fn group(p: &Part, act: &Activations, gi: usize, m: usize, k: usize, dst:
     let cols = (n - j0).min(4);
     let put = |i: usize, r: &[f32; 4]| {
         // SAFETY: (i, j0..j0 + cols) lies inside the output and is this group's (the caller's
-        // contract).
-        unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), dst.0.add(i * n + j0), cols) };
+        // contract). A whole group's 4 columns as one fixed-size copy, not a call of memmove.
+        unsafe {
+            let to = dst.0.add(i * n + j0);
+            if cols == 4 {
+                std::ptr::copy_nonoverlapping(r.as_ptr(), to, 4)
+            } else {
+                std::ptr::copy_nonoverlapping(r.as_ptr(), to, cols)
+            }
+        };
     };
-    // With many activation rows the weight rows are unpacked once, not once per tile.
-    thread_local! {
-        static UNPACKED: std::cell::RefCell<Vec<Unpacked32>> = const { std::cell::RefCell::new(Vec::new()) };
+    let mut put = put;
+    if !act.simd_tiles(t, w4, m, wide, &mut put) {
+        tiles(act, t, w4, m, wide, put)
     }
-    UNPACKED.with_borrow_mut(|buf| {
-        let pre = (m >= 8 && act.unpack(t, w4, buf)).then_some(&buf[..]);
-        tiles(act, t, w4, pre, m, wide, put)
-    })
 }
 
 /// The activation rows 0..m against a group's 4 weight rows, in tiles of 4 (`wide`), 2 and 1.
@@ -1251,7 +1244,6 @@ fn tiles(
     act: &Activations,
     t: QType,
     w4: [&[u8]; 4],
-    pre: Option<&[Unpacked32]>,
     m: usize,
     wide: bool,
     put: impl Fn(usize, &[f32; 4]),
@@ -1259,18 +1251,18 @@ fn tiles(
     let mut i = 0;
     if wide {
         while i + 4 <= m {
-            let r = act.tile::<4>(t, w4, pre, i);
+            let r = act.tile::<4>(t, w4, i);
             (0..4).for_each(|a| put(i + a, &r[a]));
             i += 4;
         }
     }
     while i + 2 <= m {
-        let r = act.tile::<2>(t, w4, pre, i);
+        let r = act.tile::<2>(t, w4, i);
         (0..2).for_each(|a| put(i + a, &r[a]));
         i += 2;
     }
     while i < m {
-        put(i, &act.tile::<1>(t, w4, pre, i)[0]);
+        put(i, &act.tile::<1>(t, w4, i)[0]);
         i += 1;
     }
 }

@@ -11,9 +11,8 @@
 use std::arch::x86_64::*;
 
 use super::{
-    BlockQ8, BlockQ8K, Unpacked32, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES,
-    Q3_K_BYTES, Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES,
-    Q8_0_BYTES,
+    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES, Q3_K_BYTES,
+    Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
 };
 
 /// How far ahead the weights are prefetched (bytes). A group's 4 rows are adjacent in memory and
@@ -62,6 +61,247 @@ pub struct Act32<'a> {
     pub d: &'a [f32],
     pub s: &'a [f32],
     pub ls: &'a [[i32; 8]],
+}
+
+/// One block of each of a group's 4 weight rows of a 32-block type, unpacked once for the many
+/// activation tiles of a prompt: each row's 32 bytes as `tile32` feeds them to its integer dot,
+/// and the rows' scales (and mins) in the lanes it reads them from.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(32))]
+struct Unpacked32 {
+    u: [[u8; 32]; 4],
+    dm: [f32; 8],
+}
+
+/// One super-block of each of a group's 4 Q4_K rows, unpacked so: row r's nibbles of pair p
+/// (`q[r][2p]` low, `q[r][2p + 1]` high), each sub-block's scale broadcast to 16 lanes,
+/// for each pair p the 4 rows' two mins as i16 (r0's of sub-blocks 2p and 2p + 1, then r1's,
+/// ...: one `vpmaddwd` with the activation's two sub-block sums gives the 4 rows' min terms),
+/// and the rows' d and dmin.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct UnpackedQ4K {
+    q: [[[u8; 32]; 8]; 4],
+    sc: [[[i16; 16]; 8]; 4],
+    minsw: [[i16; 8]; 4],
+    d: [f32; 4],
+    dmin: [f32; 4],
+}
+
+/// One super-block of each of a group's 4 Q6_K rows, unpacked so: row r's 8 vectors of 32
+/// unsigned quants (0..63), each vector's two scales in its 16-bit lanes, the 16 scales as i16
+/// (for the offset through the activation's block sums), and the rows' d.
+#[derive(Clone, Copy)]
+#[repr(C, align(32))]
+struct UnpackedQ6K {
+    q: [[[u8; 32]; 8]; 4],
+    s: [[[i16; 16]; 8]; 4],
+    sc16: [[i16; 16]; 4],
+    d: [f32; 8],
+}
+
+thread_local! {
+    /// The unpacked weight group of the product this thread works on (`unpacked`).
+    static UNPACKED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// This thread's buffer of `n` entries of `U` (contents unspecified), for a group's unpacked
+/// weights: valid until the next call on this thread (a group's tiles make none). The work on
+/// it runs in the caller, not in a closure here: a closure would not inherit the caller's
+/// target features, and its intrinsics would become calls. SAFETY: `U` is plain data (any
+/// bytes are a value) with an alignment of at most 32.
+#[inline(always)]
+unsafe fn unpacked<'a, U: Copy>(n: usize) -> &'a mut [U] {
+    let p = UNPACKED.with_borrow_mut(|buf| {
+        let bytes = n * std::mem::size_of::<U>() + 32;
+        if buf.len() < bytes {
+            buf.resize(bytes, 0);
+        }
+        let p = buf.as_mut_ptr();
+        p.add(p.align_offset(32)) as *mut U
+    });
+    std::slice::from_raw_parts_mut(p, n)
+}
+
+/// Every activation row of a product quantized to 32-blocks (`nb` blocks a row), as `Act32`
+/// gives one.
+pub struct Rows32<'a> {
+    pub qs: &'a [BlockQ8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub ls: &'a [[i32; 8]],
+    pub nb: usize,
+}
+
+impl Rows32<'_> {
+    /// Row `i`. SAFETY: i < the rows held.
+    #[inline(always)]
+    unsafe fn row(&self, i: usize) -> Act32<'_> {
+        let r = i * self.nb..(i + 1) * self.nb;
+        Act32 {
+            qs: self.qs.get_unchecked(r.clone()),
+            d: self.d.get_unchecked(r.clone()),
+            s: self.s.get_unchecked(r.clone()),
+            ls: self.ls.get_unchecked(r),
+        }
+    }
+}
+
+/// Activation rows 0..m of `a` against a group's 4 weight rows of a 32-block type, in tiles of
+/// 4, 2 and 1 rows, each row's 4 results handed to `put`: the loop of `quant::tiles` inside
+/// one call of the SIMD code (a call per tile cost about a sixth of a prompt's product).
+///
+/// With many rows (8 or more) the weight rows are unpacked once first, not once per tile.
+#[inline(always)]
+unsafe fn tiles32<const T: u8, const VNNI: bool>(
+    w: [&[u8]; 4],
+    a: &Rows32,
+    m: usize,
+    blockwise: bool,
+    put: &mut dyn FnMut(usize, &[f32; 4]),
+) {
+    if m >= 8 {
+        let buf = unpacked::<Unpacked32>(a.nb);
+        unpack_rows32::<T, VNNI>(w, buf);
+        return tiles32_with::<T, VNNI>(w, Some(buf), a, m, blockwise, put);
+    }
+    tiles32_with::<T, VNNI>(w, None, a, m, blockwise, put)
+}
+
+#[inline(always)]
+unsafe fn tiles32_with<const T: u8, const VNNI: bool>(
+    w: [&[u8]; 4],
+    pre: Option<&[Unpacked32]>,
+    a: &Rows32,
+    m: usize,
+    blockwise: bool,
+    put: &mut dyn FnMut(usize, &[f32; 4]),
+) {
+    let mut i = 0;
+    while i + 4 <= m {
+        let acts: [Act32; 4] = std::array::from_fn(|x| a.row(i + x));
+        let r = tile32::<T, VNNI, 4>(w, pre, std::array::from_fn(|x| &acts[x]), blockwise);
+        (0..4).for_each(|x| put(i + x, &r[x]));
+        i += 4;
+    }
+    while i + 2 <= m {
+        let acts: [Act32; 2] = std::array::from_fn(|x| a.row(i + x));
+        let r = tile32::<T, VNNI, 2>(w, pre, std::array::from_fn(|x| &acts[x]), blockwise);
+        (0..2).for_each(|x| put(i + x, &r[x]));
+        i += 2;
+    }
+    if i < m {
+        let act = a.row(i);
+        put(i, &tile32::<T, VNNI, 1>(w, pre, [&act], blockwise)[0]);
+    }
+}
+
+/// How a product with super-block weights orders its sums (see `quant::Activations::Q8K`): Q4_K
+/// rows below `grouped` in its gemm order, the rest in its gemv order; the other types in their
+/// tiled order where `tiled`.
+#[derive(Clone, Copy)]
+pub struct OrderK {
+    pub nb: usize,
+    pub grouped: usize,
+    pub tiled: bool,
+    /// tiles of 4 activation rows (else at most 2: AVX2's 16 registers)
+    pub wide: bool,
+}
+
+/// One tile of a super-block type `t`; `pre4`/`pre6`: the group's Q4_K / Q6_K rows unpacked
+/// (empty: not unpacked).
+#[inline(always)]
+unsafe fn tile_k<const VNNI: bool, const A: usize>(
+    t: super::QType,
+    w: [&[u8]; 4],
+    pre4: &[UnpackedQ4K],
+    pre6: &[UnpackedQ6K],
+    a: [&[BlockQ8K]; A],
+    per_pair: bool,
+) -> [[f32; 4]; A] {
+    use super::QType;
+    match t {
+        QType::Q2K => tile_q2k::<VNNI, A>(w, a, per_pair),
+        QType::Q3K => tile_q3k::<VNNI, A>(w, a, per_pair),
+        QType::Q4K if !pre4.is_empty() => tile_q4k::<VNNI, A, true>(w, pre4, a, per_pair),
+        QType::Q4K => tile_q4k::<VNNI, A, false>(w, pre4, a, per_pair),
+        QType::Q5K => tile_q5k::<VNNI, A>(w, a, per_pair),
+        QType::IQ4XS => tile_iq4xs::<VNNI, A>(w, a, per_pair),
+        _ if !pre6.is_empty() => tile_q6k::<VNNI, A, true>(w, pre6, a, per_pair),
+        _ => tile_q6k::<VNNI, A, false>(w, pre6, a, per_pair),
+    }
+}
+
+/// `tiles32` for the super-block types: tiles of 4 (`wide`), 2 and 1 rows, none straddling
+/// Q4_K's `grouped` (a multiple of 4). With many rows (8 or more) Q4_K and Q6_K rows are
+/// unpacked once first.
+#[inline(always)]
+unsafe fn tilesk<const VNNI: bool>(
+    t: super::QType,
+    w: [&[u8]; 4],
+    a: &[BlockQ8K],
+    m: usize,
+    o: OrderK,
+    put: &mut dyn FnMut(usize, &[f32; 4]),
+) {
+    use super::QType;
+    match t {
+        QType::Q4K if m >= 8 => {
+            let buf = unpacked::<UnpackedQ4K>(o.nb);
+            unpack_q4k(w, buf);
+            tilesk_with::<VNNI>(t, w, buf, &[], a, m, o, put)
+        }
+        QType::Q6K if m >= 8 => {
+            let buf = unpacked::<UnpackedQ6K>(o.nb);
+            unpack_q6k(w, buf);
+            tilesk_with::<VNNI>(t, w, &[], buf, a, m, o, put)
+        }
+        _ => tilesk_with::<VNNI>(t, w, &[], &[], a, m, o, put),
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tilesk_with<const VNNI: bool>(
+    t: super::QType,
+    w: [&[u8]; 4],
+    pre4: &[UnpackedQ4K],
+    pre6: &[UnpackedQ6K],
+    a: &[BlockQ8K],
+    m: usize,
+    o: OrderK,
+    put: &mut dyn FnMut(usize, &[f32; 4]),
+) {
+    let nb = o.nb;
+    let row = |i: usize| a.get_unchecked(i * nb..(i + 1) * nb);
+    let per_pair = |i: usize| {
+        if t == super::QType::Q4K {
+            i < o.grouped
+        } else {
+            o.tiled
+        }
+    };
+    let mut i = 0;
+    if o.wide {
+        while i + 4 <= m {
+            let acts = std::array::from_fn(|x| row(i + x));
+            let r = tile_k::<VNNI, 4>(t, w, pre4, pre6, acts, per_pair(i));
+            (0..4).for_each(|x| put(i + x, &r[x]));
+            i += 4;
+        }
+    }
+    while i + 2 <= m {
+        let acts = std::array::from_fn(|x| row(i + x));
+        let r = tile_k::<VNNI, 2>(t, w, pre4, pre6, acts, per_pair(i));
+        (0..2).for_each(|x| put(i + x, &r[x]));
+        i += 2;
+    }
+    if i < m {
+        put(
+            i,
+            &tile_k::<VNNI, 1>(t, w, pre4, pre6, [row(i)], per_pair(i))[0],
+        );
+    }
 }
 
 /// f16 -> f32 with the F16C instruction (as ggml's GGML_CPU_FP16_TO_FP32).
@@ -336,12 +576,41 @@ unsafe fn q4_k_scales(q: *const u8) -> ([i16; 8], [i32; 8]) {
     (sc, mn)
 }
 
+/// A group's 4 Q4_K rows unpacked, super-block by super-block (`UnpackedQ4K`).
+#[inline(always)]
+unsafe fn unpack_q4k(w: [&[u8]; 4], out: &mut [UnpackedQ4K]) {
+    let low = _mm256_set1_epi8(0x0F);
+    for (i, o) in out.iter_mut().enumerate() {
+        for r in 0..4 {
+            let wb = w[r].as_ptr().add(i * Q4_K_BYTES);
+            o.d[r] = h2f(wb);
+            o.dmin[r] = h2f(wb.add(2));
+            let (sc, mn) = q4_k_scales(wb.add(4));
+            for p in 0..4 {
+                let raw = _mm256_loadu_si256(wb.add(16 + 32 * p) as *const __m256i);
+                let q = o.q[r].as_mut_ptr();
+                _mm256_store_si256(q.add(2 * p) as *mut __m256i, _mm256_and_si256(raw, low));
+                _mm256_store_si256(
+                    q.add(2 * p + 1) as *mut __m256i,
+                    _mm256_and_si256(_mm256_srli_epi16(raw, 4), low),
+                );
+            }
+            for j in 0..8 {
+                o.sc[r][j] = [sc[j]; 16];
+                // mins are 6-bit
+                o.minsw[j / 2][2 * r + j % 2] = mn[j] as i16;
+            }
+        }
+    }
+}
+
 /// Q4_K: 4 weight rows x A activation rows (rows of Q8_K blocks); `per_pair`: llama.cpp's gemm
 /// order (a float accumulation per pair of sub-blocks) rather than its gemv order (one per
-/// super-block).
+/// super-block). `PRE`: the rows taken from `pre` (`unpack_q4k`), not decoded here.
 #[inline(always)]
-unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
+unsafe fn tile_q4k<const VNNI: bool, const A: usize, const PRE: bool>(
     w: [&[u8]; 4],
+    pre: &[UnpackedQ4K],
     a: [&[BlockQ8K]; A],
     per_pair: bool,
 ) -> [[f32; 4]; A] {
@@ -350,24 +619,35 @@ unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
     let mut accm = [_mm_setzero_ps(); A];
     let low = _mm256_set1_epi8(0x0F);
     for i in 0..a[0].len() {
-        prefetch_span(
-            w[0].as_ptr().wrapping_add(ahead + 4 * i * Q4_K_BYTES),
-            4 * Q4_K_BYTES,
-        );
         let mut wb = [std::ptr::null::<u8>(); 4];
-        let (mut d, mut dmin) = ([0f32; 4], [0f32; 4]);
         let mut sc = [[0i16; 8]; 4];
-        let mut mn = [[0i32; 8]; 4];
-        for r in 0..4 {
-            wb[r] = w[r].as_ptr().add(i * Q4_K_BYTES);
-            d[r] = h2f(wb[r]);
-            dmin[r] = h2f(wb[r].add(2));
-            (sc[r], mn[r]) = q4_k_scales(wb[r].add(4));
-        }
-        let (dv, dminv) = (_mm_loadu_ps(d.as_ptr()), _mm_loadu_ps(dmin.as_ptr()));
         let mut mins = [_mm_setzero_si128(); 8];
-        for (j, m) in mins.iter_mut().enumerate() {
-            *m = _mm_set_epi32(mn[3][j], mn[2][j], mn[1][j], mn[0][j]);
+        let (dv, dminv);
+        let b = if PRE {
+            pre.get_unchecked(i) as *const UnpackedQ4K
+        } else {
+            std::ptr::null()
+        };
+        if PRE {
+            dv = _mm_load_ps((*b).d.as_ptr());
+            dminv = _mm_load_ps((*b).dmin.as_ptr());
+        } else {
+            prefetch_span(
+                w[0].as_ptr().wrapping_add(ahead + 4 * i * Q4_K_BYTES),
+                4 * Q4_K_BYTES,
+            );
+            let (mut d, mut dmin) = ([0f32; 4], [0f32; 4]);
+            let mut mn = [[0i32; 8]; 4];
+            for r in 0..4 {
+                wb[r] = w[r].as_ptr().add(i * Q4_K_BYTES);
+                d[r] = h2f(wb[r]);
+                dmin[r] = h2f(wb[r].add(2));
+                (sc[r], mn[r]) = q4_k_scales(wb[r].add(4));
+            }
+            (dv, dminv) = (_mm_loadu_ps(d.as_ptr()), _mm_loadu_ps(dmin.as_ptr()));
+            for (j, m) in mins.iter_mut().enumerate() {
+                *m = _mm_set_epi32(mn[3][j], mn[2][j], mn[1][j], mn[0][j]);
+            }
         }
         for ai in 0..A {
             let ab = a[ai].get_unchecked(i);
@@ -376,33 +656,59 @@ unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
             let (scale, scale_min) = (_mm_mul_ps(dv, da), _mm_mul_ps(dminv, da));
             let mut isum = [_mm256_setzero_si256(); 4];
             let mut msum = _mm_setzero_si128();
+            // the activation's 8 sums of 32 quants (each within i16: at most 32 x 128)
+            let sub = if PRE {
+                let bs = ab.bsums.as_ptr() as *const __m128i;
+                _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs.add(1)))
+            } else {
+                _mm_setzero_si128()
+            };
             for p in 0..4 {
                 let y0 = _mm256_loadu_si256(q8.add(64 * p) as *const __m256i);
                 let y1 = _mm256_loadu_si256(q8.add(64 * p + 32) as *const __m256i);
                 for r in 0..4 {
-                    let raw = _mm256_loadu_si256(wb[r].add(16 + 32 * p) as *const __m256i);
-                    let lo = _mm256_and_si256(raw, low);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
-                    isum[r] = dot_i16::<VNNI>(
-                        isum[r],
-                        _mm256_maddubs_epi16(lo, y0),
-                        _mm256_set1_epi16(sc[r][2 * p]),
-                    );
-                    isum[r] = dot_i16::<VNNI>(
-                        isum[r],
-                        _mm256_maddubs_epi16(hi, y1),
-                        _mm256_set1_epi16(sc[r][2 * p + 1]),
+                    let (lo, hi, s0, s1) = if PRE {
+                        let q = (*b).q[r].as_ptr();
+                        let s = (*b).sc[r].as_ptr();
+                        (
+                            _mm256_load_si256(q.add(2 * p) as *const __m256i),
+                            _mm256_load_si256(q.add(2 * p + 1) as *const __m256i),
+                            _mm256_load_si256(s.add(2 * p) as *const __m256i),
+                            _mm256_load_si256(s.add(2 * p + 1) as *const __m256i),
+                        )
+                    } else {
+                        let raw = _mm256_loadu_si256(wb[r].add(16 + 32 * p) as *const __m256i);
+                        (
+                            _mm256_and_si256(raw, low),
+                            _mm256_and_si256(_mm256_srli_epi16(raw, 4), low),
+                            _mm256_set1_epi16(sc[r][2 * p]),
+                            _mm256_set1_epi16(sc[r][2 * p + 1]),
+                        )
+                    };
+                    isum[r] = dot_i16::<VNNI>(isum[r], _mm256_maddubs_epi16(lo, y0), s0);
+                    isum[r] = dot_i16::<VNNI>(isum[r], _mm256_maddubs_epi16(hi, y1), s1);
+                }
+                if PRE {
+                    // sub-blocks 2p and 2p + 1's sums in every 32-bit lane
+                    let pair = match p {
+                        0 => _mm_shuffle_epi32::<0x00>(sub),
+                        1 => _mm_shuffle_epi32::<0x55>(sub),
+                        2 => _mm_shuffle_epi32::<0xAA>(sub),
+                        _ => _mm_shuffle_epi32::<0xFF>(sub),
+                    };
+                    let mw = _mm_load_si128((*b).minsw[p].as_ptr() as *const __m128i);
+                    msum = _mm_add_epi32(msum, _mm_madd_epi16(mw, pair));
+                } else {
+                    let b0 = ab.bsums[4 * p] as i32 + ab.bsums[4 * p + 1] as i32;
+                    let b1 = ab.bsums[4 * p + 2] as i32 + ab.bsums[4 * p + 3] as i32;
+                    msum = _mm_add_epi32(
+                        msum,
+                        _mm_add_epi32(
+                            _mm_mullo_epi32(mins[2 * p], _mm_set1_epi32(b0)),
+                            _mm_mullo_epi32(mins[2 * p + 1], _mm_set1_epi32(b1)),
+                        ),
                     );
                 }
-                let b0 = ab.bsums[4 * p] as i32 + ab.bsums[4 * p + 1] as i32;
-                let b1 = ab.bsums[4 * p + 2] as i32 + ab.bsums[4 * p + 3] as i32;
-                msum = _mm_add_epi32(
-                    msum,
-                    _mm_add_epi32(
-                        _mm_mullo_epi32(mins[2 * p], _mm_set1_epi32(b0)),
-                        _mm_mullo_epi32(mins[2 * p + 1], _mm_set1_epi32(b1)),
-                    ),
-                );
                 if per_pair || p == 3 {
                     acc[ai] = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4x8(isum)), scale, acc[ai]);
                     accm[ai] = _mm_fmadd_ps(_mm_cvtepi32_ps(msum), scale_min, accm[ai]);
@@ -419,11 +725,70 @@ unsafe fn tile_q4k<const VNNI: bool, const A: usize>(
     out
 }
 
-/// Q6_K: 4 weight rows x A activation rows, in `ggml_vec_dot_q6_K_q8_K`'s lanes or (`tiled`)
-/// llama.cpp's tiled order (one integer total per super-block).
+/// One Q6_K super-block of a row (at `wb`) as `tile_q6k` feeds it: the 8 vectors of 32
+/// unsigned quants (0..63), each vector's i16 scales (2v for its first 16 quants, 2v + 1 for the
+/// rest), the 16 scales as i16, and d.
 #[inline(always)]
-unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
+unsafe fn unpack_q6k_block(wb: *const u8) -> ([__m256i; 8], [__m256i; 8], __m256i, f32) {
+    let m15 = _mm256_set1_epi8(15);
+    let m3 = _mm256_set1_epi8(3);
+    let ones = 0x0101010101010101u64 as i64;
+    let dw = h2f(wb.add(208));
+    let scales = _mm_loadu_si128(wb.add(192) as *const __m128i);
+    let sc16 = _mm256_cvtepi8_epi16(scales);
+    let mut q = [_mm256_setzero_si256(); 8];
+    let mut s = [_mm256_setzero_si256(); 8];
+    for j in 0..2 {
+        let b1 = _mm256_loadu_si256(wb.add(64 * j) as *const __m256i);
+        let b2 = _mm256_loadu_si256(wb.add(64 * j + 32) as *const __m256i);
+        let bh = _mm256_loadu_si256(wb.add(128 + 32 * j) as *const __m256i);
+        q[4 * j] = _mm256_or_si256(
+            _mm256_and_si256(b1, m15),
+            _mm256_slli_epi16(_mm256_and_si256(bh, m3), 4),
+        );
+        q[4 * j + 1] = _mm256_or_si256(
+            _mm256_and_si256(b2, m15),
+            _mm256_slli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(12)), 2),
+        );
+        q[4 * j + 2] = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(b1, 4), m15),
+            _mm256_and_si256(bh, _mm256_set1_epi8(48)),
+        );
+        q[4 * j + 3] = _mm256_or_si256(
+            _mm256_and_si256(_mm256_srli_epi16(b2, 4), m15),
+            _mm256_srli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(-64)), 2),
+        );
+    }
+    for (v, sv) in s.iter_mut().enumerate() {
+        let shuffle = _mm_set_epi64x(ones * (2 * v as i64 + 1), ones * (2 * v as i64));
+        *sv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle));
+    }
+    (q, s, sc16, dw)
+}
+
+/// A group's 4 Q6_K rows unpacked, super-block by super-block (`UnpackedQ6K`).
+#[inline(always)]
+unsafe fn unpack_q6k(w: [&[u8]; 4], out: &mut [UnpackedQ6K]) {
+    for (i, o) in out.iter_mut().enumerate() {
+        for r in 0..4 {
+            let (q, s, sc16, dw) = unpack_q6k_block(w[r].as_ptr().add(i * Q6_K_BYTES));
+            for v in 0..8 {
+                _mm256_store_si256(o.q[r][v].as_mut_ptr() as *mut __m256i, q[v]);
+                _mm256_store_si256(o.s[r][v].as_mut_ptr() as *mut __m256i, s[v]);
+            }
+            _mm256_store_si256(o.sc16[r].as_mut_ptr() as *mut __m256i, sc16);
+            o.d[r] = dw;
+        }
+    }
+}
+
+/// Q6_K: 4 weight rows x A activation rows, in `ggml_vec_dot_q6_K_q8_K`'s lanes or (`tiled`)
+/// llama.cpp's tiled order (one integer total per super-block). `PRE`: the rows taken from
+/// `pre` (`unpack_q6k`), not decoded here.
+#[inline(always)]
+unsafe fn tile_q6k<const VNNI: bool, const A: usize, const PRE: bool>(
     w: [&[u8]; 4],
+    pre: &[UnpackedQ6K],
     a: [&[BlockQ8K]; A],
     tiled: bool,
 ) -> [[f32; 4]; A] {
@@ -433,49 +798,29 @@ unsafe fn tile_q6k<const VNNI: bool, const A: usize>(
     let mut acc4 = [_mm_setzero_ps(); A];
     let mut totals = [[_mm256_setzero_si256(); 4]; A];
     let mut dws = [0f32; 4];
-    let m15 = _mm256_set1_epi8(15);
-    let m3 = _mm256_set1_epi8(3);
-    let ones = 0x0101010101010101u64 as i64;
     for i in 0..a[0].len() {
-        prefetch_span(
-            w[0].as_ptr().wrapping_add(ahead + 4 * i * Q6_K_BYTES),
-            4 * Q6_K_BYTES,
-        );
+        if !PRE {
+            prefetch_span(
+                w[0].as_ptr().wrapping_add(ahead + 4 * i * Q6_K_BYTES),
+                4 * Q6_K_BYTES,
+            );
+        }
         for r in 0..4 {
-            let wb = w[r].as_ptr().add(i * Q6_K_BYTES);
-            let dw = h2f(wb.add(208));
+            let (q, s, sc16, dw) = if PRE {
+                let b = pre.get_unchecked(i);
+                let ld = |v: &[i16; 16]| _mm256_load_si256(v.as_ptr() as *const __m256i);
+                (
+                    std::array::from_fn(
+                        |v| _mm256_load_si256(b.q[r][v].as_ptr() as *const __m256i),
+                    ),
+                    std::array::from_fn(|v| ld(&b.s[r][v])),
+                    ld(&b.sc16[r]),
+                    b.d[r],
+                )
+            } else {
+                unpack_q6k_block(w[r].as_ptr().add(i * Q6_K_BYTES))
+            };
             dws[r] = dw;
-            let scales = _mm_loadu_si128(wb.add(192) as *const __m128i);
-            let sc16 = _mm256_cvtepi8_epi16(scales);
-            // the 8 vectors of 32 unsigned quants (0..63) and their i16 scales
-            let mut q = [_mm256_setzero_si256(); 8];
-            let mut s = [_mm256_setzero_si256(); 8];
-            for j in 0..2 {
-                let b1 = _mm256_loadu_si256(wb.add(64 * j) as *const __m256i);
-                let b2 = _mm256_loadu_si256(wb.add(64 * j + 32) as *const __m256i);
-                let bh = _mm256_loadu_si256(wb.add(128 + 32 * j) as *const __m256i);
-                q[4 * j] = _mm256_or_si256(
-                    _mm256_and_si256(b1, m15),
-                    _mm256_slli_epi16(_mm256_and_si256(bh, m3), 4),
-                );
-                q[4 * j + 1] = _mm256_or_si256(
-                    _mm256_and_si256(b2, m15),
-                    _mm256_slli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(12)), 2),
-                );
-                q[4 * j + 2] = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(b1, 4), m15),
-                    _mm256_and_si256(bh, _mm256_set1_epi8(48)),
-                );
-                q[4 * j + 3] = _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(b2, 4), m15),
-                    _mm256_srli_epi16(_mm256_and_si256(bh, _mm256_set1_epi8(-64)), 2),
-                );
-            }
-            for (v, sv) in s.iter_mut().enumerate() {
-                // scale 2v for the vector's first 16 quants, 2v + 1 for the rest
-                let shuffle = _mm_set_epi64x(ones * (2 * v as i64 + 1), ones * (2 * v as i64));
-                *sv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(scales, shuffle));
-            }
             for ai in 0..A {
                 let ab = a[ai].get_unchecked(i);
                 let bsums = _mm256_loadu_si256(ab.bsums.as_ptr() as *const __m256i);
@@ -926,49 +1271,43 @@ unsafe fn tile_float<const A: usize>(bf16: bool, w: [&[u8]; 4], x: [&[f32]; A]) 
 }
 
 macro_rules! entry {
-    ($name:ident, $unpack:ident, $feat:literal, $vnni:literal) => {
-        /// 4 weight rows x A activation rows (`per_pair`: Q4_K's gemm order, Q5_K/Q6_K/IQ4_XS's
-        /// tiled order, Q4_0/IQ4_NL's repacked order). SAFETY: the caller checked the CPU features of this path, and every row
-        /// holds as many blocks as the activation rows.
+    ($tilesk:ident, $tiles:ident, $feat:literal, $vnni:literal) => {
+        /// `tilesk` for a super-block type `t` (false: not one). SAFETY: the caller checked the
+        /// CPU features of this path, and `a` holds m rows of as many blocks as the weight rows.
         #[target_feature(enable = $feat)]
-        pub unsafe fn $name<const A: usize>(
+        pub unsafe fn $tilesk(
             t: super::QType,
             w: [&[u8]; 4],
-            pre: Option<&[Unpacked32]>,
-            a32: Option<[&Act32; A]>,
-            ak: Option<[&[BlockQ8K]; A]>,
-            per_pair: bool,
-        ) -> [[f32; 4]; A] {
-            use super::QType;
-            match (t, a32, ak) {
-                (QType::Q4_0, Some(a), _) => tile32::<T_Q4_0, $vnni, A>(w, pre, a, per_pair),
-                (QType::IQ4NL, Some(a), _) => tile32::<T_IQ4NL, $vnni, A>(w, pre, a, per_pair),
-                (QType::Q4_1, Some(a), _) => tile32::<T_Q4_1, $vnni, A>(w, pre, a, false),
-                (QType::Q5_0, Some(a), _) => tile32::<T_Q5_0, $vnni, A>(w, pre, a, false),
-                (QType::Q5_1, Some(a), _) => tile32::<T_Q5_1, $vnni, A>(w, pre, a, false),
-                (QType::Q8_0, Some(a), _) => tile32::<T_Q8_0, $vnni, A>(w, pre, a, false),
-                (QType::Q2K, _, Some(a)) => tile_q2k::<$vnni, A>(w, a, per_pair),
-                (QType::Q3K, _, Some(a)) => tile_q3k::<$vnni, A>(w, a, per_pair),
-                (QType::Q4K, _, Some(a)) => tile_q4k::<$vnni, A>(w, a, per_pair),
-                (QType::Q5K, _, Some(a)) => tile_q5k::<$vnni, A>(w, a, per_pair),
-                (QType::Q6K, _, Some(a)) => tile_q6k::<$vnni, A>(w, a, per_pair),
-                (QType::IQ4XS, _, Some(a)) => tile_iq4xs::<$vnni, A>(w, a, per_pair),
-                _ => [[f32::NAN; 4]; A], // unreachable: matmul pairs each type with its activations
+            a: &[BlockQ8K],
+            m: usize,
+            order: OrderK,
+            put: &mut dyn FnMut(usize, &[f32; 4]),
+        ) -> bool {
+            if !t.super_blocks() {
+                return false;
             }
+            tilesk::<$vnni>(t, w, a, m, order, put);
+            true
         }
 
-        /// A group's 4 rows of a 32-block type unpacked for `tile`'s `pre` (false: the type
-        /// has no such form). SAFETY: as above; `out` has one entry per block of the rows.
+        /// `tiles32` for type `t` (false: not a 32-block type). SAFETY: as above (`a`: m rows).
         #[target_feature(enable = $feat)]
-        pub unsafe fn $unpack(t: super::QType, w: [&[u8]; 4], out: &mut [Unpacked32]) -> bool {
+        pub unsafe fn $tiles(
+            t: super::QType,
+            w: [&[u8]; 4],
+            a: &Rows32,
+            m: usize,
+            blockwise: bool,
+            put: &mut dyn FnMut(usize, &[f32; 4]),
+        ) -> bool {
             use super::QType;
             match t {
-                QType::Q4_0 => unpack_rows32::<T_Q4_0, $vnni>(w, out),
-                QType::IQ4NL => unpack_rows32::<T_IQ4NL, $vnni>(w, out),
-                QType::Q4_1 => unpack_rows32::<T_Q4_1, $vnni>(w, out),
-                QType::Q5_0 => unpack_rows32::<T_Q5_0, $vnni>(w, out),
-                QType::Q5_1 => unpack_rows32::<T_Q5_1, $vnni>(w, out),
-                QType::Q8_0 => unpack_rows32::<T_Q8_0, $vnni>(w, out),
+                QType::Q4_0 => tiles32::<T_Q4_0, $vnni>(w, a, m, blockwise, put),
+                QType::IQ4NL => tiles32::<T_IQ4NL, $vnni>(w, a, m, blockwise, put),
+                QType::Q4_1 => tiles32::<T_Q4_1, $vnni>(w, a, m, false, put),
+                QType::Q5_0 => tiles32::<T_Q5_0, $vnni>(w, a, m, false, put),
+                QType::Q5_1 => tiles32::<T_Q5_1, $vnni>(w, a, m, false, put),
+                QType::Q8_0 => tiles32::<T_Q8_0, $vnni>(w, a, m, false, put),
                 _ => return false,
             }
             true
@@ -976,7 +1315,7 @@ macro_rules! entry {
     };
 }
 
-entry!(tile_avx2, unpack_avx2, "avx2,fma,f16c", false);
+entry!(tilesk_avx2, tiles_avx2, "avx2,fma,f16c", false);
 
 /// Float weights on the AVX2 path. SAFETY: as the entries above.
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -998,8 +1337,8 @@ pub unsafe fn tile_float_vnni<const A: usize>(
     tile_float::<A>(bf16, w, x)
 }
 entry!(
-    tile_vnni,
-    unpack_vnni,
+    tilesk_vnni,
+    tiles_vnni,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     true
 );
