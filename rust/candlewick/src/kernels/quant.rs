@@ -916,7 +916,7 @@ impl Activations {
 
     /// Every activation row (0..m) against a group's 4 weight rows in one call of the SIMD code,
     /// each row's results handed to `put`: false where this machine has no such path for the
-    /// type (then `tiles` runs the references, or the float tiles).
+    /// type (then `RefTiles` runs the references, or the float tiles).
     fn simd_tiles(
         &self,
         t: QType,
@@ -1234,36 +1234,53 @@ unsafe fn group(p: &Part, act: &Activations, gi: usize, m: usize, k: usize, dst:
     };
     let mut put = put;
     if !act.simd_tiles(t, w4, m, wide, &mut put) {
-        tiles(act, t, w4, m, wide, put)
+        let k = RefTiles { act, t, w: w4 };
+        // SAFETY: `matmul` checked the shapes; `tile` checks the CPU features itself.
+        unsafe { run_tiles(&k, m, wide, &mut put) }
     }
 }
 
-/// The activation rows 0..m against a group's 4 weight rows, in tiles of 4 (`wide`), 2 and 1.
+/// A tile kernel on one group of 4 weight rows, which `run_tiles` walks over the activation
+/// rows: the scalar references and float tiles here, the SIMD tiles in `quant_x86`.
+trait Tiles {
+    /// Activation rows i0..i0 + A against the group's 4 weight rows. SAFETY: those rows exist,
+    /// and the implementation's CPU features were detected.
+    unsafe fn tile<const A: usize>(&self, i0: usize) -> [[f32; 4]; A];
+}
+
+/// Activation rows 0..m in tiles of 4 (`wide`), 2 and 1, each row's 4 results handed to `put`.
+/// SAFETY: as `Tiles::tile`, for m rows.
 #[inline(always)]
-fn tiles(
-    act: &Activations,
-    t: QType,
-    w4: [&[u8]; 4],
-    m: usize,
-    wide: bool,
-    put: impl Fn(usize, &[f32; 4]),
-) {
+unsafe fn run_tiles(k: &impl Tiles, m: usize, wide: bool, put: &mut dyn FnMut(usize, &[f32; 4])) {
     let mut i = 0;
     if wide {
         while i + 4 <= m {
-            let r = act.tile::<4>(t, w4, i);
+            let r = k.tile::<4>(i);
             (0..4).for_each(|a| put(i + a, &r[a]));
             i += 4;
         }
     }
     while i + 2 <= m {
-        let r = act.tile::<2>(t, w4, i);
+        let r = k.tile::<2>(i);
         (0..2).for_each(|a| put(i + a, &r[a]));
         i += 2;
     }
-    while i < m {
-        put(i, &act.tile::<1>(t, w4, i)[0]);
-        i += 1;
+    if i < m {
+        put(i, &k.tile::<1>(i)[0]);
+    }
+}
+
+/// `Activations::tile` as a `Tiles`.
+struct RefTiles<'a> {
+    act: &'a Activations,
+    t: QType,
+    w: [&'a [u8]; 4],
+}
+
+impl Tiles for RefTiles<'_> {
+    #[inline(always)]
+    unsafe fn tile<const A: usize>(&self, i0: usize) -> [[f32; 4]; A] {
+        self.act.tile::<A>(self.t, self.w, i0)
     }
 }
 

@@ -11,8 +11,9 @@
 use std::arch::x86_64::*;
 
 use super::{
-    BlockQ8, BlockQ8K, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES, Q3_K_BYTES,
-    Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES, Q8_0_BYTES,
+    run_tiles, BlockQ8, BlockQ8K, Tiles, IQ4_NL_BYTES, IQ4_XS_BYTES, KVALUES_IQ4NL, Q2_K_BYTES,
+    Q3_K_BYTES, Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q5_0_BYTES, Q5_1_BYTES, Q5_K_BYTES, Q6_K_BYTES,
+    Q8_0_BYTES,
 };
 
 /// How far ahead the weights are prefetched (bytes). A group's 4 rows are adjacent in memory and
@@ -148,8 +149,8 @@ impl Rows32<'_> {
 }
 
 /// Activation rows 0..m of `a` against a group's 4 weight rows of a 32-block type, in tiles of
-/// 4, 2 and 1 rows, each row's 4 results handed to `put`: the loop of `quant::tiles` inside
-/// one call of the SIMD code (a call per tile cost about a sixth of a prompt's product).
+/// 4, 2 and 1 rows, each row's 4 results handed to `put`: `quant::run_tiles` inside one call
+/// of the SIMD code (a call per tile cost about a sixth of a prompt's product).
 ///
 /// With many rows (8 or more) the weight rows are unpacked once first, not once per tile.
 #[inline(always)]
@@ -160,39 +161,40 @@ unsafe fn tiles32<const T: u8, const VNNI: bool>(
     blockwise: bool,
     put: &mut dyn FnMut(usize, &[f32; 4]),
 ) {
-    if m >= 8 {
+    let pre = if m >= 8 {
         let buf = unpacked::<Unpacked32>(a.nb);
         unpack_rows32::<T, VNNI>(w, buf);
-        return tiles32_with::<T, VNNI>(w, Some(buf), a, m, blockwise, put);
-    }
-    tiles32_with::<T, VNNI>(w, None, a, m, blockwise, put)
+        Some(&*buf)
+    } else {
+        None
+    };
+    let k = Tiles32::<T, VNNI> {
+        w,
+        pre,
+        a,
+        blockwise,
+    };
+    run_tiles(&k, m, true, put)
 }
 
-#[inline(always)]
-unsafe fn tiles32_with<const T: u8, const VNNI: bool>(
-    w: [&[u8]; 4],
-    pre: Option<&[Unpacked32]>,
-    a: &Rows32,
-    m: usize,
+/// `tile32` on one group as a `Tiles` (`pre`: its rows unpacked).
+struct Tiles32<'a, const T: u8, const VNNI: bool> {
+    w: [&'a [u8]; 4],
+    pre: Option<&'a [Unpacked32]>,
+    a: &'a Rows32<'a>,
     blockwise: bool,
-    put: &mut dyn FnMut(usize, &[f32; 4]),
-) {
-    let mut i = 0;
-    while i + 4 <= m {
-        let acts: [Act32; 4] = std::array::from_fn(|x| a.row(i + x));
-        let r = tile32::<T, VNNI, 4>(w, pre, std::array::from_fn(|x| &acts[x]), blockwise);
-        (0..4).for_each(|x| put(i + x, &r[x]));
-        i += 4;
-    }
-    while i + 2 <= m {
-        let acts: [Act32; 2] = std::array::from_fn(|x| a.row(i + x));
-        let r = tile32::<T, VNNI, 2>(w, pre, std::array::from_fn(|x| &acts[x]), blockwise);
-        (0..2).for_each(|x| put(i + x, &r[x]));
-        i += 2;
-    }
-    if i < m {
-        let act = a.row(i);
-        put(i, &tile32::<T, VNNI, 1>(w, pre, [&act], blockwise)[0]);
+}
+
+impl<const T: u8, const VNNI: bool> Tiles for Tiles32<'_, T, VNNI> {
+    #[inline(always)]
+    unsafe fn tile<const A: usize>(&self, i0: usize) -> [[f32; 4]; A] {
+        let acts: [Act32; A] = std::array::from_fn(|x| self.a.row(i0 + x));
+        tile32::<T, VNNI, A>(
+            self.w,
+            self.pre,
+            std::array::from_fn(|x| &acts[x]),
+            self.blockwise,
+        )
     }
 }
 
@@ -208,33 +210,51 @@ pub struct OrderK {
     pub wide: bool,
 }
 
-/// One tile of a super-block type `t`; `pre4`/`pre6`: the group's Q4_K / Q6_K rows unpacked
-/// (empty: not unpacked).
-#[inline(always)]
-unsafe fn tile_k<const VNNI: bool, const A: usize>(
+/// A group's super-block rows as unpacked for a prompt, where the type has such a form.
+#[derive(Clone, Copy)]
+enum PreK<'a> {
+    None,
+    Q4K(&'a [UnpackedQ4K]),
+    Q6K(&'a [UnpackedQ6K]),
+}
+
+/// The super-block tiles on one group as a `Tiles`: tiles never straddle Q4_K's `grouped` (a
+/// multiple of 4).
+struct TilesK<'a, const VNNI: bool> {
     t: super::QType,
-    w: [&[u8]; 4],
-    pre4: &[UnpackedQ4K],
-    pre6: &[UnpackedQ6K],
-    a: [&[BlockQ8K]; A],
-    per_pair: bool,
-) -> [[f32; 4]; A] {
-    use super::QType;
-    match t {
-        QType::Q2K => tile_q2k::<VNNI, A>(w, a, per_pair),
-        QType::Q3K => tile_q3k::<VNNI, A>(w, a, per_pair),
-        QType::Q4K if !pre4.is_empty() => tile_q4k::<VNNI, A, true>(w, pre4, a, per_pair),
-        QType::Q4K => tile_q4k::<VNNI, A, false>(w, pre4, a, per_pair),
-        QType::Q5K => tile_q5k::<VNNI, A>(w, a, per_pair),
-        QType::IQ4XS => tile_iq4xs::<VNNI, A>(w, a, per_pair),
-        _ if !pre6.is_empty() => tile_q6k::<VNNI, A, true>(w, pre6, a, per_pair),
-        _ => tile_q6k::<VNNI, A, false>(w, pre6, a, per_pair),
+    w: [&'a [u8]; 4],
+    pre: PreK<'a>,
+    a: &'a [BlockQ8K],
+    o: OrderK,
+}
+
+impl<const VNNI: bool> Tiles for TilesK<'_, VNNI> {
+    #[inline(always)]
+    unsafe fn tile<const A: usize>(&self, i0: usize) -> [[f32; 4]; A] {
+        use super::QType;
+        let (t, w, nb) = (self.t, self.w, self.o.nb);
+        let a: [&[BlockQ8K]; A] =
+            std::array::from_fn(|x| self.a.get_unchecked((i0 + x) * nb..(i0 + x + 1) * nb));
+        let per_pair = if t == QType::Q4K {
+            i0 < self.o.grouped
+        } else {
+            self.o.tiled
+        };
+        match (t, self.pre) {
+            (QType::Q2K, _) => tile_q2k::<VNNI, A>(w, a, per_pair),
+            (QType::Q3K, _) => tile_q3k::<VNNI, A>(w, a, per_pair),
+            (QType::Q4K, PreK::Q4K(p)) => tile_q4k::<VNNI, A, true>(w, p, a, per_pair),
+            (QType::Q4K, _) => tile_q4k::<VNNI, A, false>(w, &[], a, per_pair),
+            (QType::Q5K, _) => tile_q5k::<VNNI, A>(w, a, per_pair),
+            (QType::IQ4XS, _) => tile_iq4xs::<VNNI, A>(w, a, per_pair),
+            (_, PreK::Q6K(p)) => tile_q6k::<VNNI, A, true>(w, p, a, per_pair),
+            _ => tile_q6k::<VNNI, A, false>(w, &[], a, per_pair),
+        }
     }
 }
 
-/// `tiles32` for the super-block types: tiles of 4 (`wide`), 2 and 1 rows, none straddling
-/// Q4_K's `grouped` (a multiple of 4). With many rows (8 or more) Q4_K and Q6_K rows are
-/// unpacked once first.
+/// `tiles32` for the super-block types (tiles of 2 at most unless `o.wide`). With many rows (8
+/// or more) Q4_K and Q6_K rows are unpacked once first.
 #[inline(always)]
 unsafe fn tilesk<const VNNI: bool>(
     t: super::QType,
@@ -245,63 +265,21 @@ unsafe fn tilesk<const VNNI: bool>(
     put: &mut dyn FnMut(usize, &[f32; 4]),
 ) {
     use super::QType;
-    match t {
+    let pre = match t {
         QType::Q4K if m >= 8 => {
             let buf = unpacked::<UnpackedQ4K>(o.nb);
             unpack_q4k(w, buf);
-            tilesk_with::<VNNI>(t, w, buf, &[], a, m, o, put)
+            PreK::Q4K(buf)
         }
         QType::Q6K if m >= 8 => {
             let buf = unpacked::<UnpackedQ6K>(o.nb);
             unpack_q6k(w, buf);
-            tilesk_with::<VNNI>(t, w, &[], buf, a, m, o, put)
+            PreK::Q6K(buf)
         }
-        _ => tilesk_with::<VNNI>(t, w, &[], &[], a, m, o, put),
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tilesk_with<const VNNI: bool>(
-    t: super::QType,
-    w: [&[u8]; 4],
-    pre4: &[UnpackedQ4K],
-    pre6: &[UnpackedQ6K],
-    a: &[BlockQ8K],
-    m: usize,
-    o: OrderK,
-    put: &mut dyn FnMut(usize, &[f32; 4]),
-) {
-    let nb = o.nb;
-    let row = |i: usize| a.get_unchecked(i * nb..(i + 1) * nb);
-    let per_pair = |i: usize| {
-        if t == super::QType::Q4K {
-            i < o.grouped
-        } else {
-            o.tiled
-        }
+        _ => PreK::None,
     };
-    let mut i = 0;
-    if o.wide {
-        while i + 4 <= m {
-            let acts = std::array::from_fn(|x| row(i + x));
-            let r = tile_k::<VNNI, 4>(t, w, pre4, pre6, acts, per_pair(i));
-            (0..4).for_each(|x| put(i + x, &r[x]));
-            i += 4;
-        }
-    }
-    while i + 2 <= m {
-        let acts = std::array::from_fn(|x| row(i + x));
-        let r = tile_k::<VNNI, 2>(t, w, pre4, pre6, acts, per_pair(i));
-        (0..2).for_each(|x| put(i + x, &r[x]));
-        i += 2;
-    }
-    if i < m {
-        put(
-            i,
-            &tile_k::<VNNI, 1>(t, w, pre4, pre6, [row(i)], per_pair(i))[0],
-        );
-    }
+    let k = TilesK::<VNNI> { t, w, pre, a, o };
+    run_tiles(&k, m, o.wide, put)
 }
 
 /// f16 -> f32 with the F16C instruction (as ggml's GGML_CPU_FP16_TO_FP32).
